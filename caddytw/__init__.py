@@ -1,0 +1,57 @@
+"""caddytw: a Caddy-v2-compatible web server on Twisted.
+
+The library face: build the same resource tree or service ``twistd -n caddy`` runs from a
+config dict, and mount it in your own Twisted program::
+
+    from caddytw import build_resource, build_service
+    site_root = build_resource(config)           # IResource of the first server
+    service = build_service(config)              # an IService that listens as configured
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from caddytw.app import CaddyService, build_app, validate
+from caddytw.config.errors import ConfigError, ConfigErrors
+
+__all__ = [
+    "CaddyService",
+    "ConfigError",
+    "ConfigErrors",
+    "build_resource",
+    "build_service",
+    "build_site",
+    "load_config_file",
+    "validate",
+]
+
+
+def build_service(config: dict[str, Any], reactor: Any = None) -> CaddyService:
+    """A startable service that listens on every server's addresses."""
+    return CaddyService(config, reactor=reactor)
+
+
+def build_site(config: dict[str, Any], server: str | None = None, reactor: Any = None) -> Any:
+    """The ``twisted.web`` Site of one server (the first when ``server`` is None)."""
+    _, servers = build_app(config, reactor)
+    for built in servers:
+        if server is None or built.config.name == server:
+            return built.site
+    raise KeyError(f"no server named {server!r}")
+
+
+def build_resource(config: dict[str, Any], server: str | None = None, reactor: Any = None) -> Any:
+    """The root ``IResource`` of one server, to mount in a Site of your own.
+
+    Requests must be :class:`caddytw.http.request.CaddyRequest` (use
+    ``Site(resource, requestFactory=CaddyRequest)``) or come through :func:`build_site`.
+    """
+    return build_site(config, server, reactor).resource
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """Read a JSON config file (a ``Caddyfile`` is adapted to JSON first)."""
+    from caddytw.configfile import load_config_file as load
+
+    return load(path)

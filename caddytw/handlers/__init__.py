@@ -1,0 +1,1 @@
+"""The built-in handlers; each module is exposed as a plugin in ``twisted/plugins``."""

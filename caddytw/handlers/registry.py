@@ -1,0 +1,43 @@
+"""Handler lookup by JSON name through Twisted's plugin system."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from twisted.plugin import IPlugin, getPlugins
+from zope.interface import implementer
+
+from caddytw.interfaces import IHandlerFactory
+
+
+@cache
+def handler_factories() -> dict[str, Any]:
+    """Every ``IHandlerFactory`` plugin on ``sys.path``, by name (first one found wins)."""
+    import twisted.plugins
+
+    found: dict[str, Any] = {}
+    for factory in getPlugins(IHandlerFactory, twisted.plugins):
+        found.setdefault(factory.name, factory)
+    return found
+
+
+@implementer(IPlugin, IHandlerFactory)
+class LazyHandlerFactory:
+    """A plugin entry that imports its handler module only when a config uses it.
+
+    Plugin files are imported on every lookup, so they must stay cheap: the module named
+    here provides ``build(config, context, next)``.
+    """
+
+    def __init__(self, name: str, module: str) -> None:
+        self.name = name
+        self.module = module
+
+    def build(self, config: Any, context: Any, next: Any) -> Any:
+        import importlib
+
+        return importlib.import_module(self.module).build(config, context, next)
+
+    def __repr__(self) -> str:
+        return f"<handler {self.name} from {self.module}>"

@@ -1,0 +1,1 @@
+"""HTTP serving: requests, placeholders, matchers, routing and the server glue."""

@@ -1,0 +1,47 @@
+"""What handler factories get to build with: the reactor, the server, shared services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.application.service import IService
+
+from caddytw.config.errors import ConfigError
+from caddytw.config.reader import ObjectReader
+from caddytw.handlers.registry import handler_factories
+from caddytw.http.routing import RouteList, build_routes
+
+
+@dataclass
+class BuildContext:
+    """Build-time services for handler factories.
+
+    ``services`` collects background work (health checkers, folder watchers) that starts
+    and stops with the server; ``shared`` is state that survives a config reload, keyed
+    by whatever identifies it (an upstream address, a sync root).
+    """
+
+    reactor: Any
+    server_name: str = ""
+    listen: tuple[str, ...] = ()
+    services: list[IService] = field(default_factory=list)
+    shared: dict[str, Any] = field(default_factory=dict)
+    config_dir: str = "."
+
+    def build_handler(self, data: Any, path: str, next: Any) -> Any:
+        """Build one ``{"handler": ...}`` object through its plugin factory."""
+        reader = ObjectReader(data, path, what="object (handler)")
+        name = reader.text("handler")
+        if not name:
+            raise ConfigError(reader.at("handler"), "missing handler name")
+        factory = handler_factories().get(name)
+        if factory is None:
+            raise ConfigError(
+                reader.at("handler"), f"unknown handler module {name!r} (no plugin provides it)"
+            )
+        return factory.build(reader, self, next)
+
+    def build_routes(self, data: Any, path: str, next: Any) -> RouteList:
+        """Compile a nested route list (used by ``subroute`` and error routes)."""
+        return build_routes(data, path, self, next)

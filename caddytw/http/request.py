@@ -1,0 +1,235 @@
+"""The request object every handler sees: twisted.web's Request plus Caddy's state.
+
+Caddy keeps per-request state in the context (vars, regexp captures, the error being
+handled, the original URI); here it lives on the request so that handlers, matchers and
+placeholders share it without globals.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_to_bytes
+
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import server
+from twisted.web.http import datetimeToString
+
+from caddytw.http.errors import HandlerError
+
+if TYPE_CHECKING:
+    from caddytw.http.routing import RouteList
+
+log = Logger()
+
+_PROTO_NAMES = {b"HTTP/2": "HTTP/2.0", b"HTTP/3": "HTTP/3.0"}
+
+
+class ErrorInfo:
+    """The error being handled, as ``{http.error.*}`` exposes it."""
+
+    def __init__(self, status: int, message: str, error_id: str, trace: str) -> None:
+        self.status = status
+        self.message = message
+        self.error_id = error_id
+        self.trace = trace
+
+
+class CaddyRequest(server.Request):
+    """A request with Caddy semantics: no default Content-Type, placeholders, vars, errors."""
+
+    defaultContentType = None  # Caddy never invents a Content-Type for an empty answer
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.caddy_vars: dict[str, Any] = {}
+        self.placeholder_values: dict[str, str] = {}
+        self.route_groups: dict[int, set[str]] = {}
+        self.error_scopes: list[RouteList] = []
+        self.header_hooks: list[Callable[[CaddyRequest], None]] = []
+        self.caddy_error: ErrorInfo | None = None
+        self.original_uri: bytes = b""
+        self.original_method: bytes = b""
+        self.decoded_path: str = "/"
+        self.started_at = time.time()
+        self.proto_override: str | None = None
+        self._hooks_ran = False
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def process(self) -> None:
+        """Hand the request to the server's root resource (no child traversal: routing
+        matches on the whole path, as Caddy does)."""
+        self.site = self.channel.site  # type: ignore[attr-defined]
+        self.started_at = time.time()
+        self.original_uri = self.uri
+        self.original_method = self.method
+        self.decoded_path = decode_path(self.path)
+        self.setHeader(b"server", b"Caddy")
+        self.setHeader(b"date", datetimeToString())
+        self.prepath = []
+        self.postpath = []
+        try:
+            self.render(self.site.resource)
+        except BaseException:
+            self.fail(Failure())
+
+    def processingFailed(self, reason: Failure) -> None:
+        self.fail(reason)
+
+    def set_uri(self, uri: bytes) -> None:
+        """Rewrite the request target, keeping ``path``, ``args`` and placeholders in step."""
+        self.uri = uri
+        path, _, query = uri.partition(b"?")
+        self.path = path
+        self.decoded_path = decode_path(path)
+        from urllib.parse import parse_qs
+
+        self.args = parse_qs(query, keep_blank_values=True) if query else {}
+
+    def _run_header_hooks(self) -> None:
+        if self._hooks_ran:
+            return
+        self._hooks_ran = True
+        for hook in reversed(self.header_hooks):
+            hook(self)
+
+    def write(self, data: bytes) -> None:
+        if not self.startedWriting:
+            self._run_header_hooks()
+        super().write(data)
+
+    def finish(self) -> None:
+        if not self.startedWriting:
+            self._run_header_hooks()
+        super().finish()
+
+    # -- what Caddy calls request properties -----------------------------------------
+
+    @property
+    def request_hostport(self) -> str:
+        host = self.getHeader(b"host")
+        return host.decode("latin-1") if host else ""
+
+    @property
+    def request_host(self) -> str:
+        return split_host_port(self.request_hostport)[0]
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.isSecure() else "http"
+
+    @property
+    def proto(self) -> str:
+        if self.proto_override:
+            return self.proto_override
+        raw = self.clientproto
+        return _PROTO_NAMES.get(raw, raw.decode("latin-1"))
+
+    @property
+    def remote_host(self) -> str:
+        peer = self.getClientAddress()
+        return str(getattr(peer, "host", ""))
+
+    @property
+    def remote_port(self) -> int:
+        return int(getattr(self.getClientAddress(), "port", 0))
+
+    @property
+    def query_string(self) -> str:
+        return self.uri.partition(b"?")[2].decode("latin-1")
+
+    def header_text(self, name: str) -> str | None:
+        """All values of a request header joined with ``,`` (None when absent)."""
+        values = self.requestHeaders.getRawHeaders(name.encode("latin-1"))
+        if values is None:
+            return None
+        return ",".join(value.decode("latin-1") for value in values)
+
+    # -- errors ----------------------------------------------------------------------
+
+    @property
+    def client_gone(self) -> bool:
+        return bool(self._disconnected or self.finished or self.channel is None)
+
+    def fail(self, error: BaseException | Failure) -> None:
+        """Answer with an error: the nearest ``errors.routes`` run, or an empty ``status``.
+
+        Safe to call from any callback: once the client left or the response started,
+        all that is left to do is to log and drop the connection.
+        """
+        exc = error.value if isinstance(error, Failure) else error
+        if isinstance(exc, HandlerError):
+            status, message, error_id = exc.status, exc.message, exc.error_id
+            trace = ""
+        else:
+            status, message, error_id = 500, str(exc), ""
+            failure = error if isinstance(error, Failure) else Failure(exc)
+            trace = failure.getTraceback()
+            log.failure("handler failed", failure=failure)
+        if self.client_gone:
+            return
+        if self.startedWriting or self.caddy_error is not None:
+            # Too late for a clean error answer (or the error handler itself failed).
+            if not self.startedWriting and self.caddy_error is not None:
+                self._answer_empty(self.caddy_error.status)
+                return
+            transport_of(self).loseConnection()
+            return
+        self.caddy_error = ErrorInfo(status, message, error_id, trace)
+        scope = self.error_scopes[-1] if self.error_scopes else None
+        if scope is None:
+            scope = getattr(getattr(self.site, "caddy_server", None), "error_routes", None)
+        if scope is None:
+            self._answer_empty(status)
+            return
+        self.error_scopes = []
+        render_and_answer(self, scope)
+
+    def _answer_empty(self, status: int) -> None:
+        self.setResponseCode(status)
+        self.setHeader(b"content-length", b"0")
+        self.finish()
+
+
+def render_and_answer(request: CaddyRequest, resource: Any) -> None:
+    """Render ``resource`` and deliver what it returns; errors become ``request.fail``."""
+    try:
+        body = resource.render(request)
+    except Exception as exc:
+        request.fail(Failure(exc) if not isinstance(exc, HandlerError) else exc)
+        return
+    if body is server.NOT_DONE_YET:
+        return
+    if request.client_gone:
+        return
+    if not request.startedWriting:
+        request.setHeader(b"content-length", b"%d" % len(body))
+    request.write(body)
+    request.finish()
+
+
+def transport_of(request: Any) -> Any:
+    """The connection under a request (typed loosely: HTTP/1, HTTP/2 and HTTP/3 differ)."""
+    return request.channel.transport
+
+
+def decode_path(raw: bytes) -> str:
+    """The request path percent-decoded, as Go's ``URL.Path`` (invalid UTF-8 replaced)."""
+    return unquote_to_bytes(raw).decode("utf-8", "surrogateescape")
+
+
+def split_host_port(hostport: str) -> tuple[str, str]:
+    """Split ``host:port``, ``[v6]:port``, ``host`` into host and port (port may be empty)."""
+    if hostport.startswith("["):
+        end = hostport.find("]")
+        if end == -1:
+            return hostport, ""
+        rest = hostport[end + 1 :]
+        return hostport[1:end], rest[1:] if rest.startswith(":") else ""
+    if hostport.count(":") == 1:
+        host, _, port = hostport.partition(":")
+        return host, port
+    return hostport, ""

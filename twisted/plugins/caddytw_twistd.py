@@ -1,0 +1,7 @@
+"""twistd plugin ``caddy``: ``twistd -n caddy -c conf/caddy.json``."""
+
+from twisted.application.service import ServiceMaker
+
+caddy = ServiceMaker(
+    "caddytw", "caddytw.tap", "A Caddy-v2-compatible web server (JSON config).", "caddy"
+)
