@@ -123,57 +123,56 @@ def _parse_http(reader: ObjectReader, collector: ErrorCollector) -> HttpAppConfi
     for name in servers_reader.data:
         servers_reader.ignore(name)
         try:
-            servers.append(_parse_server(name, servers_reader.data[name], servers_reader.at(name)))
+            servers.append(
+                _parse_server(name, servers_reader.data[name], servers_reader.at(name), collector)
+            )
         except ConfigError as error:
             collector.add(error)
     reader.done()
     return HttpAppConfig(http_port, https_port, grace, tuple(servers))
 
 
-def _parse_server(name: str, data: Any, path: str) -> ServerConfig:
+def _parse_server(name: str, data: Any, path: str, collector: ErrorCollector) -> ServerConfig:
+    """One server; field errors are collected so its routes still get checked."""
     reader = ObjectReader(data, path, what="object (server)")
+
+    def field(parse: Any, fallback: Any) -> Any:
+        return _guard(collector, parse, fallback)
+
     listen: list[ListenAddress] = []
-    for index, text in enumerate(reader.array("listen")):
-        listen.extend(
-            parse_listen(
-                expect_str(text, join_path(reader.at("listen"), index)),
-                join_path(reader.at("listen"), index),
-            )
-        )
-    routes = reader.array("routes")
-    errors = reader.reader("errors")
-    error_routes = errors.array("routes") if errors.has("routes") else None
-    errors.done()
-    protocols = tuple(reader.strings("protocols")) or ("h1", "h2", "h3")
-    for index, protocol in enumerate(protocols):
-        if protocol not in KNOWN_PROTOCOLS:
-            raise ConfigError(
-                join_path(reader.at("protocols"), index), f"unknown protocol {protocol!r}"
-            )
-    trusted = _parse_trusted_proxies(reader)
+    for index, text in enumerate(field(lambda: reader.array("listen"), [])):
+        at = join_path(reader.at("listen"), index)
+        listen.extend(field(lambda text=text, at=at: parse_listen(expect_str(text, at), at), []))
+    errors = field(lambda: reader.reader("errors"), None)
+    error_routes = None
+    if errors is not None and errors.has("routes"):
+        error_routes = field(lambda: errors.array("routes"), None)
+    if errors is not None:
+        field(errors.done, None)
     logs_data = reader.raw("logs")
-    logs = _parse_logs(logs_data, reader.at("logs")) if logs_data is not None else None
     policies = reader.raw("tls_connection_policies")
     if policies is not None and not isinstance(policies, list):
-        raise ConfigError(reader.at("tls_connection_policies"), "expected an array")
-    automatic_https = reader.mapping("automatic_https")
-    max_header = reader.integer("max_header_bytes", 0, minimum=0) or (1 << 20)
+        collector.add(ConfigError(reader.at("tls_connection_policies"), "expected an array"))
+        policies = None
     server = ServerConfig(
         name=name,
         path=path,
         listen=tuple(listen),
-        routes=routes,
+        routes=field(lambda: reader.array("routes"), []),
         error_routes=error_routes,
-        read_timeout=reader.duration("read_timeout"),
-        read_header_timeout=reader.duration("read_header_timeout"),
-        write_timeout=reader.duration("write_timeout"),
-        idle_timeout=reader.duration("idle_timeout"),
-        max_header_bytes=max_header,
-        logs=logs,
-        trusted_proxies=tuple(trusted),
-        protocols=protocols,
+        read_timeout=field(lambda: reader.duration("read_timeout"), None),
+        read_header_timeout=field(lambda: reader.duration("read_header_timeout"), None),
+        write_timeout=field(lambda: reader.duration("write_timeout"), None),
+        idle_timeout=field(lambda: reader.duration("idle_timeout"), None),
+        max_header_bytes=field(lambda: reader.integer("max_header_bytes", 0, minimum=0), 0)
+        or (1 << 20),
+        logs=field(lambda: _parse_logs(logs_data, reader.at("logs")), None)
+        if logs_data is not None
+        else None,
+        trusted_proxies=tuple(field(lambda: _parse_trusted_proxies(reader), [])),
+        protocols=field(lambda: _parse_protocols(reader), ("h1", "h2", "h3")),
         tls_connection_policies=policies,
-        automatic_https=automatic_https,
+        automatic_https=field(lambda: reader.mapping("automatic_https"), {}),
         raw=dict(reader.data),
     )
     reader.ignore(
@@ -186,8 +185,18 @@ def _parse_server(name: str, data: Any, path: str) -> ServerConfig:
         "trusted_proxies_strict",
         "keepalive_interval",
     )
-    reader.done()
+    field(reader.done, None)
     return server
+
+
+def _parse_protocols(reader: ObjectReader) -> tuple[str, ...]:
+    protocols = tuple(reader.strings("protocols")) or ("h1", "h2", "h3")
+    for index, protocol in enumerate(protocols):
+        if protocol not in KNOWN_PROTOCOLS:
+            raise ConfigError(
+                join_path(reader.at("protocols"), index), f"unknown protocol {protocol!r}"
+            )
+    return protocols
 
 
 def _parse_trusted_proxies(reader: ObjectReader) -> list[IPNetwork]:

@@ -85,7 +85,9 @@ class StaticResponse(LeafResource):
             request.responseHeaders.setRawHeaders(
                 name, [t.render(request).encode("latin-1") for t in templates]
             )
-        request.setResponseCode(render_status(self.status, request, 200))
+        # Inside error routes Caddy defaults to the error's status rather than 200.
+        default = request.caddy_error.status if request.caddy_error is not None else 200
+        request.setResponseCode(render_status(self.status, request, default))
         if self.close:
             request.setHeader(b"connection", b"close")
         if self.body is None:

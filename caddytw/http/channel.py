@@ -40,7 +40,7 @@ class CaddyHTTPChannel(HTTPChannel):
 
     def _header_timed_out(self) -> None:
         self._header_timer = None
-        self._transport().abortConnection()
+        self._transport().loseConnection()
 
     def _cancel_header_timer(self) -> None:
         if self._header_timer is not None and self._header_timer.active():

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
+_GO_PHRASES = {414: "Request URI Too Long", 418: "I'm a teapot", 306: "Switch Proxy"}
+
 
 def status_text(code: int) -> str:
     """The reason phrase Go's ``http.StatusText`` gives (empty for unknown codes)."""
+    if code in _GO_PHRASES:
+        return _GO_PHRASES[code]
     try:
         return HTTPStatus(code).phrase
     except ValueError:

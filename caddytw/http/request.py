@@ -17,7 +17,7 @@ from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.http import datetimeToString
 
-from caddytw.http.errors import HandlerError
+from caddytw.http.errors import HandlerError, status_text
 
 if TYPE_CHECKING:
     from caddytw.http.routing import RouteList
@@ -78,6 +78,12 @@ class CaddyRequest(server.Request):
 
     def processingFailed(self, reason: Failure) -> None:
         self.fail(reason)
+
+    def setResponseCode(self, code: int, message: bytes | None = None) -> None:
+        """Status lines carry Go's reason phrases, as Caddy's do."""
+        if message is None:
+            message = status_text(code).encode("latin-1") or None
+        super().setResponseCode(code, message)
 
     def set_uri(self, uri: bytes) -> None:
         """Rewrite the request target, keeping ``path``, ``args`` and placeholders in step."""

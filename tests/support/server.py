@@ -16,6 +16,12 @@ from typing import Any
 from tests.support.ports import wait_for_port
 
 REPO = Path(__file__).resolve().parents[2]
+# ``twistd`` of this interpreter, without relying on PATH.
+TWISTD = [
+    sys.executable,
+    "-c",
+    "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()",
+]
 
 
 class ServerProcess:
@@ -68,7 +74,7 @@ def start_server(
     text = config if isinstance(config, str) else json.dumps(config, indent=2)
     config_path.write_text(text)
     log_path = workdir / f"server-{time.monotonic_ns()}.log"
-    command = [sys.executable, "-m", "twisted", "-n", "--pidfile=", "caddy", "-c", str(config_path)]
+    command = [*TWISTD, "-n", "--pidfile=", "caddy", "-c", str(config_path)]
     command += extra_args or []
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
