@@ -398,7 +398,10 @@ def _servers(
             for cv in sb.pile.get("custom_log", []):
                 name = cv.value[0]
                 if any(a.host == "" for a in sb.addrs):
-                    srv["logs"]["default_logger_name"] = name
+                    if name:
+                        srv["logs"]["default_logger_name"] = name
+                    else:
+                        srv["logs"].pop("default_logger_name", None)
                 else:
                     for h in log_hosts:
                         srv["logs"].setdefault("logger_names", {})[h] = name

@@ -90,7 +90,8 @@ def parse_encode(h: Helper) -> Handler:
 @handler_directive("basicauth", "basic_auth")
 def parse_basicauth(h: Helper) -> Handler:
     d = h.d
-    provider: dict[str, Any] = {}
+    # Caddy always enables the hash cache for Caddyfile-configured accounts.
+    provider: dict[str, Any] = {"hash_cache": {}}
     accounts: list[dict[str, str]] = []
     while d.next():
         args = d.remaining_args()
