@@ -1,134 +1,130 @@
-"""Caddy's "input is not formatted" warning (a port of ``caddy fmt``'s rules)."""
+"""``caddy fmt`` and the "input is not formatted" warning Caddy's adapter gives.
+
+A character-level port of Caddy 2.6.2's ``Format``: tabs for nesting, single
+spaces between tokens, at most one blank line, blank line between top-level
+blocks.  The warning points at the first line where input and formatted
+text differ.
+"""
 
 from __future__ import annotations
+
+from .lexer import is_space
 
 __all__ = ["format_caddyfile", "formatting_difference"]
 
 
-def format_caddyfile(text: str) -> str:
-    """Re-indent with tabs, one space between tokens, braces like ``caddy fmt``."""
-    out: list[str] = []
-    nesting = 0
-    comment = quoted = escaped = False
-    space = False
-    newlines = 0
-    begin_line = True
-    open_brace = False
-    open_brace_space = False
-    open_brace_written = False
-    last = ""
-    heredoc = False  # heredocs do not exist in 2.6.2
-    del heredoc
+class _Formatter:
+    def __init__(self) -> None:
+        self.out: list[str] = []
+        self.last = ""
+        self.beginning_of_line = True
+        self.nesting = 0
 
-    def write(ch: str) -> None:
-        out.append(ch)
+    def write(self, ch: str) -> None:
+        self.out.append(ch)
+        self.last = ch
 
-    def indent() -> None:
-        out.append("\t" * nesting)
+    def indent(self) -> None:
+        for _ in range(self.nesting):
+            self.write("\t")
 
-    def next_line() -> None:
-        out.append("\n")
+    def next_line(self) -> None:
+        self.write("\n")
+        self.beginning_of_line = True
 
-    for ch in text.replace("\r\n", "\n"):
-        if comment:
-            if ch == "\n":
-                comment = False
-                space = False
-                next_line()
-                newlines = 1
-                begin_line = True
-                last = ch
+    def run(self, text: str) -> str:  # noqa: C901 - a faithful state machine
+        space = True
+        open_brace = open_brace_written = open_brace_space = False
+        new_lines = 0
+        comment = quoted = escaped = False
+        for ch in text.strip():
+            if comment:
+                if ch == "\n":
+                    comment = False
+                    space = True
+                    self.next_line()
+                else:
+                    self.write(ch)
                 continue
-            write(ch)
-            last = ch
-            continue
-        if not escaped and ch == "\\":
-            if space:
-                write(" ")
-                space = False
-            write(ch)
-            escaped = True
-            last = ch
-            continue
-        if escaped:
-            write(ch)
-            escaped = False
-            last = ch
-            continue
-        if quoted:
-            if ch == '"':
-                quoted = False
-            write(ch)
-            last = ch
-            continue
-        if space and ch == " ":
-            continue
-        if ch.isspace() and ch != "\n":
-            space = True
-            last = ch
-            continue
-        if ch == "\n":
+            if not escaped and ch == "\\":
+                if space:
+                    self.write(" ")
+                    space = False
+                self.write(ch)
+                escaped = True
+                continue
+            if escaped:
+                self.write(ch)
+                escaped = False
+                continue
+            if quoted:
+                if ch == '"':
+                    quoted = False
+                self.write(ch)
+                continue
+            if space and ch == '"':
+                quoted = True
+            if is_space(ch):
+                space = True
+                if ch == "\n":
+                    new_lines += 1
+                continue
+            space_prior = space
+            space = False
+            if ch == "#":
+                comment = True
+            if open_brace and space_prior and not open_brace_written:
+                if self.nesting == 0 and self.last == "}":
+                    self.next_line()
+                    self.next_line()
+                open_brace = False
+                if self.beginning_of_line:
+                    self.indent()
+                elif not open_brace_space:
+                    self.write(" ")
+                self.write("{")
+                open_brace_written = True
+                self.next_line()
+                new_lines = 0
+                if self.nesting < 10:
+                    self.nesting += 1
+            if ch == "{":
+                open_brace = True
+                open_brace_written = False
+                open_brace_space = space_prior and not self.beginning_of_line
+                if open_brace_space:
+                    self.write(" ")
+                continue
+            if ch == "}" and (space_prior or not open_brace):
+                if self.last != "\n":
+                    self.next_line()
+                if self.nesting > 0:
+                    self.nesting -= 1
+                self.indent()
+                self.write("}")
+                new_lines = 0
+                continue
+            for _ in range(min(new_lines, 2)):
+                self.next_line()
+            new_lines = 0
+            if self.beginning_of_line:
+                self.indent()
+            if self.nesting == 0 and self.last == "}" and self.beginning_of_line:
+                self.next_line()
+                self.next_line()
+            if not self.beginning_of_line and space_prior:
+                self.write(" ")
             if open_brace and not open_brace_written:
-                # "{" followed by newline stays as is
-                pass
-            newlines += 1
-            space = False
-            if newlines <= 2:
-                next_line()
-            begin_line = True
-            last = ch
-            continue
-        if ch == "#":
-            comment = True
-        if open_brace and space and not open_brace_written:
-            write(" ")
-        open_brace = False
-        open_brace_space = False
-        open_brace_written = False
-        del open_brace_space
-        open_brace_space = False
-        if ch == "{":
-            open_brace = True
-            open_brace_space = space
-            if begin_line:
-                indent()
-            elif space:
-                write(" ")
-            write("{")
-            open_brace_written = True
-            nesting += 1
-            space = False
-            begin_line = False
-            newlines = 0
-            last = ch
-            continue
-        if ch == "}" and (space or newlines > 0 or begin_line) and nesting > 0:
-            nesting -= 1
-            if not begin_line:
-                next_line()
-            indent()
-            write("}")
-            space = False
-            begin_line = False
-            newlines = 0
-            last = ch
-            continue
-        if begin_line:
-            indent()
-        elif space:
-            write(" ")
-        if ch == '"':
-            quoted = True
-        write(ch)
-        space = False
-        begin_line = False
-        newlines = 0
-        last = ch
-    del last
-    result = "".join(out).strip()
-    # trim trailing whitespace on lines
-    result = "\n".join(line.rstrip() for line in result.split("\n"))
-    return result + "\n"
+                self.write("{")
+                open_brace_written = True
+            self.write(ch)
+            self.beginning_of_line = False
+        return "".join(self.out).strip() + "\n"
+
+
+def format_caddyfile(text: str) -> str:
+    """Format Caddyfile text the way ``caddy fmt`` (2.6.2) does."""
+    return _Formatter().run(text)
 
 
 def formatting_difference(filename: str, text: str) -> str | None:

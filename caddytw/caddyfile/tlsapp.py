@@ -217,9 +217,10 @@ def build_tls_app(
             if "tls.cert_issuer" in sb.pile:
                 issuers = [copy.deepcopy(v.value) for v in sb.pile["tls.cert_issuer"]]
                 if ap is catch_all and _canon(ap.get("issuers")) != _canon(issuers):
+                    file, line = _where(sb)
                     raise CaddyfileError(
-                        "Caddyfile",
-                        0,
+                        file,
+                        line,
                         "automation policy from site block is also default/catch-all policy "
                         "because of key without hostname, and the two are in conflict",
                     )
@@ -233,8 +234,9 @@ def build_tls_app(
                 external: list[str] = []
                 for s in ap["subjects"]:
                     if not _qualifies_for_cert(s):
+                        file, line = _where(sb)
                         raise CaddyfileError(
-                            "Caddyfile", 0, f"subject does not qualify for certificate: '{s}'"
+                            file, line, f"subject does not qualify for certificate: '{s}'"
                         )
                     (external if subject_is_public(s, bool(ap.get("on_demand"))) else internal).append(s)
                 if external and internal:
@@ -303,6 +305,11 @@ def build_tls_app(
     if certificates:
         tls["certificates"] = certificates
     return tls
+
+
+def _where(sb: SiteBlock) -> tuple[str, int]:
+    toks = sb.block.key_tokens
+    return (toks[0].file, toks[0].line) if toks else ("Caddyfile", 0)
 
 
 def _uses_other_port(addresses: list[str], port: str) -> bool:
