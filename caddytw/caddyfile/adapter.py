@@ -160,7 +160,7 @@ def _map_addresses(
 ) -> dict[str, list[SiteBlock]]:
     http_port, https_port = _ports(ctx.options)
     sbmap: dict[str, list[SiteBlock]] = {}
-    for i, (block, pile) in enumerate(zip(blocks, piles)):
+    for i, (block, pile) in enumerate(zip(blocks, piles, strict=False)):
         binds = [h for cv in pile.get("bind", []) for h in cv.value]
         if not binds:
             binds = list(ctx.options.get("default_bind") or [])
@@ -327,9 +327,7 @@ def _uses_other_port(addresses: list[str], port: str) -> bool:
     return impl(addresses, port)
 
 
-def _servers(
-    pairings: list[Pairing], ctx: AdaptContext
-) -> dict[str, dict[str, Any]]:
+def _servers(pairings: list[Pairing], ctx: AdaptContext) -> dict[str, dict[str, Any]]:
     opts = ctx.options
     http_port, https_port = _ports(opts)
     auto_https = opts.get("auto_https", "on")
@@ -376,11 +374,10 @@ def _servers(
                     policies.append(cp)
                     catch_all_policy = not cp_hosts
             for a in sb.addrs:
-                if _uses_other_port(srv["listen"], http_port):
-                    if a.scheme == "http" and a.host:
-                        skip = auto.setdefault("skip", [])
-                        if a.host not in skip:
-                            skip.append(a.host)
+                if _uses_other_port(srv["listen"], http_port) and a.scheme == "http" and a.host:
+                    skip = auto.setdefault("skip", [])
+                    if a.host not in skip:
+                        skip.append(a.host)
                 if a.scheme == "https" or (
                     a.scheme != "http" and a.host != "" and a.port != http_port
                 ):
@@ -410,8 +407,10 @@ def _servers(
                     srv["logs"]["skip_unmapped_hosts"] = True
                 srv["logs"].setdefault("skip_hosts", []).extend(log_hosts)
         _check_schemes(srv, pair.blocks, policies, http_port, https_port)
-        if qualifies_tls and not catch_all_policy and (
-            policies or not will_add_policy or default_sni
+        if (
+            qualifies_tls
+            and not catch_all_policy
+            and (policies or not will_add_policy or default_sni)
         ):
             policies.append({"default_sni": default_sni} if default_sni else {})
         policies = _consolidate_conn_policies(policies)
@@ -490,9 +489,7 @@ def _apply_server_options(servers: dict[str, dict[str, Any]], opts: Mapping[str,
             srv.setdefault("logs", {})["should_log_credentials"] = True
 
 
-def _logging(
-    pairings: list[Pairing], options: Mapping[str, Any]
-) -> dict[str, Any] | None:
+def _logging(pairings: list[Pairing], options: Mapping[str, Any]) -> dict[str, Any] | None:
     custom: list[tuple[str, dict[str, Any]]] = []
     has_default = False
     debug = "debug" in options
@@ -537,7 +534,9 @@ def adapt(
     ctx = AdaptContext()
     for block in blocks:
         if block.keys and block.keys[0].startswith("@"):
-            raise _fail(block, f"cannot define a matcher outside of a site block: '{block.keys[0]}'")
+            raise _fail(
+                block, f"cannot define a matcher outside of a site block: '{block.keys[0]}'"
+            )
     blocks = _global_options(blocks, ctx)
     piles: list[dict[str, list[ConfigValue]]] = []
     for block in blocks:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from .directives.reverse_proxy import join_host_port, split_host_port
 
-__all__ = ["Address", "parse_address", "listener_addresses"]
+__all__ = ["Address", "listener_addresses", "parse_address"]
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,9 @@ def parse_address(text: str) -> Address:
     if port:
         body = port[1:] if port[:1] in "+-" else port
         if not body.isdigit():
-            raise AddressError(f"invalid port '{port}': strconv.Atoi: parsing \"{port}\": invalid syntax")
+            raise AddressError(
+                f"invalid port '{port}': strconv.Atoi: parsing \"{port}\": invalid syntax"
+            )
         if not 0 <= int(port) <= 65535:
             raise AddressError(f"port {int(port)} is out of range")
     return Address(original, scheme, host, port, "/" + path if slash else "")

@@ -32,7 +32,7 @@ class _Formatter:
         self.write("\n")
         self.beginning_of_line = True
 
-    def run(self, text: str) -> str:  # noqa: C901 - a faithful state machine
+    def run(self, text: str) -> str:
         space = True
         open_brace = open_brace_written = open_brace_space = False
         new_lines = 0

@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-__all__ = ["Token", "tokenize", "replace_env_vars", "quote", "all_tokens"]
+__all__ = ["Token", "all_tokens", "quote", "replace_env_vars", "tokenize"]
 
 
 @dataclass(frozen=True)

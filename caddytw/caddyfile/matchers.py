@@ -17,10 +17,10 @@ from .lexer import Token
 
 __all__ = [
     "MatcherSet",
-    "parse_matcher_definitions",
-    "matcher_set_from_token",
-    "parse_nested_matcher_set",
     "canonical_header_key",
+    "matcher_set_from_token",
+    "parse_matcher_definitions",
+    "parse_nested_matcher_set",
 ]
 
 MatcherSet = dict[str, Any]
@@ -300,9 +300,7 @@ def parse_matcher_definitions(d: Dispenser, defs: MatcherDefs) -> None:
         defs[name] = _matchers_from_tokens(d)
 
 
-def matcher_set_from_token(
-    tok: Token, defs: MatcherDefs
-) -> tuple[MatcherSet | None, bool]:
+def matcher_set_from_token(tok: Token, defs: MatcherDefs) -> tuple[MatcherSet | None, bool]:
     """Interpret a directive's first argument as a matcher, if it is one."""
     if tok.text == "*":
         return None, True

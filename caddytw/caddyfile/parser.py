@@ -109,9 +109,7 @@ class _Parser(Dispenser):
                 continue
             if tkn == "{":
                 if expecting_another:
-                    self.fail(
-                        f"Expected another address but had '{tkn}' - check for extra comma"
-                    )
+                    self.fail(f"Expected another address but had '{tkn}' - check for extra comma")
                 self.block.has_braces = True
                 break
             if tkn.endswith("{"):

@@ -41,9 +41,7 @@ def _is_internal(subject: str) -> bool:
 
 def subject_is_public(subject: str, on_demand: bool = False) -> bool:
     return (
-        not _is_ip(subject)
-        and not _is_internal(subject)
-        and (subject.count("*.") < 2 or on_demand)
+        not _is_ip(subject) and not _is_internal(subject) and (subject.count("*.") < 2 or on_demand)
     )
 
 
@@ -53,8 +51,7 @@ def _qualifies_for_cert(subject: str) -> bool:
         and not subject.startswith(".")
         and not subject.endswith(".")
         and not any(c in subject for c in "()[]{}<> \t\n\"\\!@#$%^&|;'+=")
-        or _is_ip(subject)
-    )
+    ) or _is_ip(subject)
 
 
 def _all_public(ap: AP) -> bool:
@@ -189,9 +186,13 @@ def build_tls_app(
                     for other in sb.addrs:
                         if other.original == hostless.original:
                             continue
-                        if other.host and other.scheme != "http" and other.port != http_port:
-                            if other.host not in shared_with_hostless:
-                                shared_with_hostless.append(other.host)
+                        if (
+                            other.host
+                            and other.scheme != "http"
+                            and other.port != http_port
+                            and other.host not in shared_with_hostless
+                        ):
+                            shared_with_hostless.append(other.host)
 
     policies: list[AP] = []
     catch_all = _base_policy(options, False)
@@ -238,7 +239,9 @@ def build_tls_app(
                         raise CaddyfileError(
                             file, line, f"subject does not qualify for certificate: '{s}'"
                         )
-                    (external if subject_is_public(s, bool(ap.get("on_demand"))) else internal).append(s)
+                    (
+                        external if subject_is_public(s, bool(ap.get("on_demand"))) else internal
+                    ).append(s)
                 if external and internal:
                     ap["subjects"] = external
                     ap2 = copy.deepcopy(ap)

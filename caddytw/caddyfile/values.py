@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["parse_duration", "parse_bytes", "weak_string", "atoi"]
+__all__ = ["atoi", "parse_bytes", "parse_duration", "weak_string"]
 
 _UNITS = {
     "ns": 1,
@@ -44,7 +44,7 @@ def parse_duration(text: str) -> int:
             raise ValueError(f'time: invalid duration "{text}"')
         total += float(m.group(1)) * _UNITS[m.group(2)]
         pos = m.end()
-    return sign * int(round(total))
+    return sign * round(total)
 
 
 _SIZE_UNITS = {

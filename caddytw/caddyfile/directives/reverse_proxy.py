@@ -15,7 +15,14 @@ from .headers import HeaderOpError, apply_header_op
 from .misc import parse_response_matcher
 from .registry import Handler, Helper, handler_directive, parse_segment_as_subroute
 
-_PRIVATE_RANGES = ["192.168.0.0/16", "172.16.0.0/12", "10.0.0.0/8", "127.0.0.1/8", "fd00::/8", "::1"]
+_PRIVATE_RANGES = [
+    "192.168.0.0/16",
+    "172.16.0.0/12",
+    "10.0.0.0/8",
+    "127.0.0.1/8",
+    "fd00::/8",
+    "::1",
+]
 
 
 def join_host_port(host: str, port: str) -> str:
@@ -56,7 +63,9 @@ def parse_upstream_dial(address: str) -> tuple[str, str]:
             raise ValueError(
                 "for now, URLs for proxy upstreams only support scheme, host, and port components"
             )
-        url_port = url.netloc.rpartition(":")[2] if url.netloc.rfind(":") > url.netloc.rfind("]") else ""
+        url_port = (
+            url.netloc.rpartition(":")[2] if url.netloc.rfind(":") > url.netloc.rfind("]") else ""
+        )
         if url.scheme in ("http", "h2c") and url_port == "443":
             raise ValueError(
                 "upstream address has conflicting scheme (http://) and port (:443, the HTTPS port)"
@@ -94,7 +103,15 @@ def parse_upstream_dial(address: str) -> tuple[str, str]:
 def _lb_policy(d: Dispenser, name: str) -> dict[str, Any]:
     policy: dict[str, Any] = {"policy": name}
     args = d.remaining_args()
-    if name in ("random", "least_conn", "round_robin", "first", "ip_hash", "client_ip_hash", "uri_hash"):
+    if name in (
+        "random",
+        "least_conn",
+        "round_robin",
+        "first",
+        "ip_hash",
+        "client_ip_hash",
+        "uri_hash",
+    ):
         if args:
             raise d.arg_err()
     elif name == "random_choose":
