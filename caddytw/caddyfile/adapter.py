@@ -21,8 +21,8 @@ from .directives.registry import Subroute, consolidate_routes, go_stable_sort
 from .dispenser import Dispenser
 from .errors import CaddyfileError
 from .formatter import formatting_difference
-from .lexer import Token
 from .matchers import parse_matcher_definitions
+from .netaddr import join_host_port, uses_port_other_than
 from .options import GLOBAL_OPTIONS, apply_order
 from .parser import ServerBlock, parse
 from .placeholders import expand
@@ -55,12 +55,7 @@ class SiteBlock:
         for a in self.addrs:
             if a.host == "":
                 continue
-            if a.port and a.port not in ("80", "443"):
-                from .directives.reverse_proxy import join_host_port
-
-                h = join_host_port(a.host, a.port)
-            else:
-                h = a.host
+            h = join_host_port(a.host, a.port) if a.port and a.port not in ("80", "443") else a.host
             if h not in out:
                 out.append(h)
         return out
@@ -321,12 +316,6 @@ def _consolidate_conn_policies(cps: list[dict[str, Any]]) -> list[dict[str, Any]
     return out
 
 
-def _uses_other_port(addresses: list[str], port: str) -> bool:
-    from .tlsapp import _uses_other_port as impl
-
-    return impl(addresses, port)
-
-
 def _servers(pairings: list[Pairing], ctx: AdaptContext) -> dict[str, dict[str, Any]]:
     opts = ctx.options
     http_port, https_port = _ports(opts)
@@ -374,7 +363,7 @@ def _servers(pairings: list[Pairing], ctx: AdaptContext) -> dict[str, dict[str, 
                     policies.append(cp)
                     catch_all_policy = not cp_hosts
             for a in sb.addrs:
-                if _uses_other_port(srv["listen"], http_port) and a.scheme == "http" and a.host:
+                if uses_port_other_than(srv["listen"], http_port) and a.scheme == "http" and a.host:
                     skip = auto.setdefault("skip", [])
                     if a.host not in skip:
                         skip.append(a.host)
@@ -578,6 +567,3 @@ def adapt(
     if diff is not None:
         warnings.append(diff)
     return config, warnings
-
-
-_ = Token  # re-exported type used in annotations of helpers

@@ -12,7 +12,9 @@ import ipaddress
 import json
 from typing import TYPE_CHECKING, Any
 
+from .directives.registry import go_stable_sort
 from .errors import CaddyfileError
+from .netaddr import uses_port_other_than
 
 if TYPE_CHECKING:
     from .adapter import Pairing, SiteBlock
@@ -88,8 +90,6 @@ def _canon(value: Any) -> str:
 
 
 def _consolidate(aps: list[AP]) -> list[AP]:
-    from .directives.registry import go_stable_sort
-
     def less(a: AP, b: AP) -> bool:
         if _is_subset(a, b):
             return True
@@ -201,7 +201,7 @@ def build_tls_app(
     loaders: list[dict[str, Any]] = []
 
     for pair in pairings:
-        if not _uses_other_port(pair.addresses, http_port):
+        if not uses_port_other_than(pair.addresses, http_port):
             continue
         for sb in pair.blocks:
             if all(a.scheme == "http" for a in sb.addrs):
@@ -313,21 +313,3 @@ def build_tls_app(
 def _where(sb: SiteBlock) -> tuple[str, int]:
     toks = sb.block.key_tokens
     return (toks[0].file, toks[0].line) if toks else ("Caddyfile", 0)
-
-
-def _uses_other_port(addresses: list[str], port: str) -> bool:
-    """True if some listener does not cover ``port`` (Caddy's helper)."""
-    try:
-        want = int(port)
-    except ValueError:
-        return False
-    for addr in addresses:
-        port_part = addr.rpartition(":")[2]
-        lo, _, hi = port_part.partition("-")
-        try:
-            start, end = int(lo), int(hi or lo)
-        except ValueError:
-            continue
-        if want < start or want > end:
-            return True
-    return False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ..values import weak_string
 from .registry import Handler, Helper, handler_directive
 
 _PRECOMPRESSED = ("br", "gzip", "zstd")
@@ -63,8 +64,6 @@ def parse_file_server(h: Helper) -> Handler:
             elif sub == "status":
                 if not d.next_arg():
                     raise d.arg_err()
-                from ..values import weak_string
-
                 out["status_code"] = weak_string(d.val)
             elif sub == "disable_canonical_uris":
                 if d.next_arg():

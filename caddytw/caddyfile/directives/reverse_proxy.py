@@ -3,14 +3,14 @@ transport -- the Caddyfile syntax of Caddy's reverse proxy handler."""
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 from ..dispenser import Dispenser
 from ..matchers import parse_nested_matcher_set
-from ..values import atoi, parse_bytes, parse_duration
+from ..netaddr import join_host_port, split_host_port
+from ..values import atoi, parse_bytes, parse_duration, weak_string
 from .headers import HeaderOpError, apply_header_op
 from .misc import parse_response_matcher
 from .registry import Handler, Helper, handler_directive, parse_segment_as_subroute
@@ -23,30 +23,6 @@ _PRIVATE_RANGES = [
     "fd00::/8",
     "::1",
 ]
-
-
-def join_host_port(host: str, port: str) -> str:
-    """Go's ``net.JoinHostPort``: brackets around hosts containing ``:``."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def split_host_port(addr: str) -> tuple[str, str] | None:
-    """Go's ``net.SplitHostPort``, returning None where Go returns an error."""
-    if addr.startswith("["):
-        end = addr.find("]")
-        if end < 0 or not addr[end + 1 :].startswith(":"):
-            return None
-        host, port = addr[1:end], addr[end + 2 :]
-        if ":" in port:
-            return None
-        return host, port
-    idx = addr.rfind(":")
-    if idx < 0:
-        return None
-    host, port = addr[:idx], addr[idx + 1 :]
-    if ":" in host:
-        return None
-    return host, port
 
 
 def parse_upstream_dial(address: str) -> tuple[str, str]:
@@ -63,9 +39,9 @@ def parse_upstream_dial(address: str) -> tuple[str, str]:
             raise ValueError(
                 "for now, URLs for proxy upstreams only support scheme, host, and port components"
             )
-        url_port = (
-            url.netloc.rpartition(":")[2] if url.netloc.rfind(":") > url.netloc.rfind("]") else ""
-        )
+        netloc = url.netloc.rpartition("@")[2]
+        split = split_host_port(netloc)
+        host, url_port = split if split is not None else (netloc.strip("[]"), "")
         if url.scheme in ("http", "h2c") and url_port == "443":
             raise ValueError(
                 "upstream address has conflicting scheme (http://) and port (:443, the HTTPS port)"
@@ -75,7 +51,6 @@ def parse_upstream_dial(address: str) -> tuple[str, str]:
                 "upstream address has conflicting scheme (https://) and port (:80, the HTTP port)"
             )
         scheme = url.scheme
-        host = url.hostname or ""
         port = url_port or {"https": "443"}.get(scheme, "80")
     else:
         before, slash, after = address.partition("/")
@@ -471,8 +446,6 @@ def _replace_status(p: _Proxy) -> None:
         if args[0] not in p.resp_matchers:
             d.fail(f"no named response matcher defined with name '{args[0][1:]}'")
         handler["match"] = p.resp_matchers[args[0]]
-    from ..values import weak_string
-
     handler["status_code"] = weak_string(args[-1])
     if d.next_block(1):
         d.fail("cannot define routes for 'replace_status', use 'handle_response' instead.")
@@ -535,11 +508,3 @@ def parse_reverse_proxy(h: Helper) -> Handler:
             p.out["transport"] = {"protocol": p.transport_name, **transport}
     _finalize_handle_response(p)
     return p.out
-
-
-def is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True

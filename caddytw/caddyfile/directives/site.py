@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..values import atoi, parse_bytes, parse_duration
 from .registry import ConfigValue, Helper, directive
 
 
@@ -219,8 +220,6 @@ def _log_writer(h: Helper) -> dict[str, Any]:
 
 
 def _roll_option(h: Helper, out: dict[str, Any], sub: str) -> None:
-    from ..values import atoi, parse_bytes, parse_duration
-
     d = h.d
     if sub == "roll_local_time":
         out["roll_local_time"] = True
