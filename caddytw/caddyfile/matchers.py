@@ -260,24 +260,26 @@ MATCHERS: dict[str, _Unmarshal] = {
 }
 
 
-def _make_matcher(name: str, tokens: list[Token], where: Dispenser) -> Any:
+def _make_matcher(name: str, tokens: list[Token]) -> Any:
+    """Run matcher ``name``'s Caddyfile parser over its tokens."""
     parse = MATCHERS.get(name)
     if parse is None:
-        where.fail(f"getting matcher module '{name}': module not registered: http.matchers.{name}")
+        tok = tokens[0]
+        raise CaddyfileError(
+            tok.file,
+            tok.line,
+            f"getting matcher module '{name}': module not registered: http.matchers.{name}",
+        )
     return parse(Dispenser(tokens))
 
 
 def _matchers_from_tokens(d: Dispenser) -> MatcherSet:
     """Group ``name args...`` lines (same line or a block) by matcher name."""
     by_name: dict[str, list[Token]] = {}
-    where: dict[str, Dispenser] = {}
     nesting = d.nesting
     while d.next_arg() or d.next_block(nesting):
-        name = d.val
-        where.setdefault(name, Dispenser([d.token()]))
-        where[name].next()
-        by_name.setdefault(name, []).extend(d.next_segment())
-    return {name: _make_matcher(name, toks, where[name]) for name, toks in by_name.items()}
+        by_name.setdefault(d.val, []).extend(d.next_segment())
+    return {name: _make_matcher(name, toks) for name, toks in by_name.items()}
 
 
 def parse_nested_matcher_set(d: Dispenser) -> MatcherSet:
@@ -294,7 +296,7 @@ def parse_matcher_definitions(d: Dispenser, defs: MatcherDefs) -> None:
         if d.next_arg():
             tok = d.token()
             if tok.quoted:
-                defs[name] = {"expression": _make_matcher("expression", [tok], d)}
+                defs[name] = {"expression": _make_matcher("expression", [tok])}
                 continue
             d.prev()
         defs[name] = _matchers_from_tokens(d)
