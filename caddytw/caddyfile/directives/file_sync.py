@@ -1,0 +1,54 @@
+"""``file_sync``: caddytw's own directive for the file-sync handler.
+
+Syntax::
+
+    file_sync [matcher] {
+        root DIR
+        enable_upload
+        client ID TOKEN [read_only]
+    }
+
+It is ordered like ``reverse_proxy`` (a terminal, content-producing handler).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .registry import Handler, Helper, handler_directive
+
+
+@handler_directive("file_sync")
+def parse_file_sync(h: Helper) -> Handler:
+    d = h.d
+    out: Handler = {"handler": "file_sync"}
+    clients: list[dict[str, Any]] = []
+    while d.next():
+        if d.next_arg():
+            raise d.arg_err()
+        while d.next_block(0):
+            sub = d.val
+            if sub == "root":
+                args = d.all_args(1)
+                if args is None:
+                    raise d.arg_err()
+                out["root"] = args[0]
+            elif sub == "enable_upload":
+                if d.next_arg():
+                    raise d.arg_err()
+                out["enable_upload"] = True
+            elif sub == "client":
+                args = d.remaining_args()
+                if len(args) not in (2, 3) or (len(args) == 3 and args[2] != "read_only"):
+                    d.fail("usage: client ID TOKEN [read_only]")
+                client: dict[str, Any] = {"id": args[0], "token": args[1]}
+                if len(args) == 3:
+                    client["read_only"] = True
+                clients.append(client)
+            else:
+                d.fail(f"unrecognized subdirective '{sub}'")
+    if "root" not in out:
+        d.fail("file_sync requires a root")
+    if clients:
+        out["clients"] = clients
+    return out
