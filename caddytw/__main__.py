@@ -44,14 +44,10 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else argv
     if arguments[:1] == ["adapt"]:
-        try:
-            from caddytw.caddyfile.cli import main as adapt_main
-        except ImportError:
-            print("error: the Caddyfile adapter is not available", file=sys.stderr)
-            return 1
         from caddytw.app import validate as validate_config
+        from caddytw.caddyfile.cli import main as adapt_main
 
-        return adapt_main(arguments[1:], validate=validate_config)  # type: ignore[call-arg]
+        return adapt_main(arguments[1:], validate=validate_config)
     args = make_parser().parse_args(arguments)
     if getattr(args, "config_option", None):
         args.config = args.config_option

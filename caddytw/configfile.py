@@ -23,11 +23,12 @@ def load_config_file(path: str, adapter: str | None = None) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError("", f"cannot read config file {path}: {exc.strerror}") from None
     if is_caddyfile(path, adapter):
+        from caddytw.caddyfile import CaddyfileError, adapt
+
         try:
-            from caddytw.caddyfile import adapt
-        except ImportError:
-            raise ConfigError("", "the Caddyfile adapter is not available") from None
-        config, _warnings = adapt(text, path)
+            config, _warnings = adapt(text, path)
+        except CaddyfileError as error:
+            raise ConfigError("", str(error)) from None
         return config
     if adapter not in (None, "", "json"):
         raise ConfigError("", f"unknown config adapter {adapter!r}")

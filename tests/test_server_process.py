@@ -189,3 +189,23 @@ def test_malformed_requests_never_get_a_traceback(tmp_path):
             assert b"Traceback" not in data
             assert data == b"" or data.startswith(b"HTTP/1.1 ")
         assert "Traceback" not in server.log()
+
+
+def test_caddyfile_runs_directly_and_adapts(tmp_path):
+    port = free_port()
+    caddyfile = f'http://127.0.0.1:{port} {{\n\trespond /hi "hi from caddyfile"\n}}\n'
+    with running_server(caddyfile, tmp_path, [port], config_name="Caddyfile") as server:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        connection.request("GET", "/hi")
+        assert connection.getresponse().read() == b"hi from caddyfile"
+        assert "Traceback" not in server.log()
+    result = subprocess.run(
+        [sys.executable, "-m", "caddytw", "adapt", "--config", str(tmp_path / "Caddyfile")],
+        env=server_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["apps"]["http"]["servers"]

@@ -46,17 +46,7 @@ def server() -> MemoryServer:
     [
         ("GET", "/", 200, b"hello localhost"),
         ("GET", "/api/x", 200, b"api /api/x"),
-        pytest.param(
-            "GET",
-            "/forbidden",
-            403,
-            b"oops 403",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="core static_response must default to the error's status inside "
-                "errors.routes, as Caddy does (caddytw/handlers/static_response.py)",
-            ),
-        ),
+        ("GET", "/forbidden", 403, b"oops 403"),
         ("POST", "/", 201, b"posted"),
     ],
 )
