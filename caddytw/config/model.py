@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from caddytw.config.errors import ConfigError, ErrorCollector
+from caddytw.config.ipranges import IPNetwork, parse_ranges
 from caddytw.config.listen import ListenAddress, parse_listen
 from caddytw.config.reader import ObjectReader, expect_str, join_path
-from caddytw.http.matchers import IPNetwork, parse_ranges
 
 KNOWN_PROTOCOLS = {"h1", "h2", "h2c", "h3"}
 

@@ -6,7 +6,6 @@ config-time work (patterns compiled, CIDRs parsed) so that matching is cheap per
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import posixpath
 import re
@@ -14,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from caddytw.config.errors import ConfigError
+from caddytw.config.ipranges import ip_in, parse_ranges
 from caddytw.config.reader import (
     ObjectReader,
     expect_list,
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
 Matcher = Callable[["CaddyRequest"], bool]
 MatcherBuilder = Callable[[Any, str], Matcher]
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def clean_path(path: str) -> str:
@@ -255,42 +254,6 @@ def build_protocol(value: Any, path: str) -> Matcher:
         return version == wanted[5:] or version == wanted[5:] + ".0"
 
     return match
-
-
-def parse_ranges(values: Any, path: str) -> list[IPNetwork]:
-    networks: list[IPNetwork] = []
-    for index, text in enumerate(expect_str_list(values, path)):
-        if text == "private_ranges":
-            networks.extend(PRIVATE_RANGES)
-            continue
-        try:
-            networks.append(ipaddress.ip_network(text, strict=False))
-        except ValueError:
-            raise ConfigError(join_path(path, index), f"invalid IP or CIDR {text!r}") from None
-    return networks
-
-
-PRIVATE_RANGES: list[IPNetwork] = [
-    ipaddress.ip_network(n)
-    for n in (
-        "192.168.0.0/16",
-        "172.16.0.0/12",
-        "10.0.0.0/8",
-        "127.0.0.0/8",
-        "fd00::/8",
-        "::1/128",
-    )
-]
-
-
-def ip_in(address: str, networks: list[IPNetwork]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return any(ip in network for network in networks)
 
 
 def _build_ip(value: Any, path: str, source: Callable[[CaddyRequest], str]) -> Matcher:
