@@ -62,6 +62,7 @@ class H3ServerProtocol(DatagramProtocol, ConnectionRoutes):
         self.connections: set[H3ServerConnection] = set()
         self.pending_hellos: OrderedDict[bytes, HelloCollector] = OrderedDict()
         self._host: IPv4Address | IPv6Address | None = None
+        self.counters = {"retries": 0, "version_negotiations": 0, "refused": 0}
 
     # -- DatagramProtocol ------------------------------------------------------------
 
@@ -93,6 +94,7 @@ class H3ServerProtocol(DatagramProtocol, ConnectionRoutes):
             and header.version not in SUPPORTED_VERSIONS
         ):
             # Never answer a version negotiation packet with another one (reflection).
+            self.counters["version_negotiations"] += 1
             self._send(
                 encode_quic_version_negotiation(
                     source_cid=header.destination_cid,
@@ -107,6 +109,7 @@ class H3ServerProtocol(DatagramProtocol, ConnectionRoutes):
             if header.packet_type != QuicPacketType.INITIAL:
                 return
             if len(data) < SMALLEST_MAX_DATAGRAM_SIZE:
+                self.counters["refused"] += 1
                 return
             connection = self._accept(data, address, header)
             if connection is None:
@@ -181,6 +184,7 @@ class H3ServerProtocol(DatagramProtocol, ConnectionRoutes):
 
     def _send_retry(self, addr: NetworkAddress, header: Any) -> None:
         assert self.retry is not None
+        self.counters["retries"] += 1
         source_cid = os.urandom(CONNECTION_ID_LENGTH)
         token = self.retry.create_token(
             address=addr,
@@ -234,8 +238,10 @@ class H3ServerProtocol(DatagramProtocol, ConnectionRoutes):
     # -- introspection ---------------------------------------------------------------
 
     def stats(self) -> dict[str, int]:
-        """Counters for leak checks: connections, routing entries, timers, streams."""
+        """State sizes for leak checks (connections, routing entries, timers, streams)
+        and event counters (retries sent, version negotiations, refused INITIALs)."""
         return {
+            **self.counters,
             "connections": len(self.connections),
             "routes": len(self.routes),
             "timers": sum(c.timers_pending for c in self.connections),

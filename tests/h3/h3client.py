@@ -56,10 +56,22 @@ class Exchange:
         return out
 
 
+class HeadAwareH3Connection(H3Connection):
+    """aioquic's client compares a response's Content-Length with its DATA even for HEAD
+    requests (whose responses carry the length of the body they omit, RFC 9110 9.3.2)."""
+
+    head_streams: set[int]
+
+    def _check_content_length(self, stream: Any) -> None:
+        if stream.stream_id not in self.head_streams:
+            super()._check_content_length(stream)
+
+
 class H3Client(QuicConnectionProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.h3 = H3Connection(self._quic)
+        self.h3 = HeadAwareH3Connection(self._quic)
+        self.h3.head_streams = set()
         self.exchanges: dict[int, Exchange] = {}
 
     def quic_event_received(self, event: QuicEvent) -> None:
@@ -96,6 +108,8 @@ class H3Client(QuicConnectionProtocol):
         exchange = Exchange()
         self.exchanges[stream_id] = exchange
         method = spec.get("method", "GET")
+        if method == "HEAD":
+            self.h3.head_streams.add(stream_id)
         body = spec.get("body", "").encode()
         if spec.get("body_size"):
             body = pattern(int(spec["body_size"]))
