@@ -38,7 +38,7 @@ from caddytw.h3.sni import HelloCollector, NotAClientHello
 
 log = Logger()
 
-SUPPORTED_VERSIONS = [QuicProtocolVersion.VERSION_1, QuicProtocolVersion.VERSION_2]
+SUPPORTED_VERSIONS: list[int] = [QuicProtocolVersion.VERSION_1, QuicProtocolVersion.VERSION_2]
 MAX_HELLO_DATAGRAMS = 4  # a ClientHello spread over more INITIALs than this is refused
 MAX_PENDING_HELLOS = 1024  # connection attempts whose ClientHello is still incomplete
 
@@ -67,8 +67,8 @@ class H3ServerProtocol(DatagramProtocol, ConnectionRoutes):
     # -- DatagramProtocol ------------------------------------------------------------
 
     def startProtocol(self) -> None:
-        host = self.transport.getHost()
-        self._host = host
+        if self.transport is not None:
+            self._host = self.transport.getHost()
 
     def stopProtocol(self) -> None:
         """The port is gone: forget every connection (their timers with them)."""

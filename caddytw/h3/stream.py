@@ -139,7 +139,7 @@ class H3Stream:
 
     def connection_lost(self, reason: Failure) -> None:
         """The whole QUIC connection is gone."""
-        self._lost_connection(reason.value)
+        self._lost_connection(reason.value or ConnectionLost("QUIC connection gone"))
 
     def _lost_connection(self, reason: BaseException) -> None:
         if self._lost:

@@ -27,7 +27,7 @@ def make_certificate(names: list[str], directory: Path, stem: str = "cert") -> t
     """A self-signed ECDSA certificate for ``names`` written as PEM (cert, key)."""
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     import ipaddress
 
     alt: list[x509.GeneralName] = []

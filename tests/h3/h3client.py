@@ -81,14 +81,15 @@ class H3Client(QuicConnectionProtocol):
             if not exchange.done.done():
                 exchange.done.set_result(None)
         if isinstance(event, ConnectionTerminated):
-            for exchange in self.exchanges.values():
-                if not exchange.done.done():
-                    exchange.error = f"connection terminated: {event.reason_phrase}"
-                    exchange.done.set_result(None)
+            for pending in self.exchanges.values():
+                if not pending.done.done():
+                    pending.error = f"connection terminated: {event.reason_phrase}"
+                    pending.done.set_result(None)
         for h3_event in self.h3.handle_event(event):
-            exchange = self.exchanges.get(getattr(h3_event, "stream_id", -1))
-            if exchange is None:
+            found = self.exchanges.get(getattr(h3_event, "stream_id", -1))
+            if found is None:
                 continue
+            exchange = found
             if isinstance(h3_event, HeadersReceived):
                 for name, value in h3_event.headers:
                     if name == b":status":

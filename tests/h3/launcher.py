@@ -15,13 +15,16 @@ import json
 import sys
 from typing import Any
 
-from twisted.internet import reactor, ssl
+from twisted.internet import reactor as _reactor
+from twisted.internet import ssl
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from caddytw.app import build_app
 from caddytw.h3.certs import load_pem_provider
 from caddytw.h3.integration import start_h3
+
+reactor: Any = _reactor
 
 
 class Stats(Resource):
@@ -59,9 +62,7 @@ def main(argv: list[str]) -> None:
     for built in servers:
         for address in built.config.listen:
             tcp = reactor.listenSSL(address.port, built.site, context, interface=address.host)
-            h3 = start_h3(
-                reactor, built, address.host, tcp.getHost().port, provider, retry=retry
-            )
+            h3 = start_h3(reactor, built, address.host, tcp.getHost().port, provider, retry=retry)
             if h3 is not None:
                 h3_ports.append(h3)
     reactor.listenTCP(int(stats_port), Site(Stats(h3_ports)), interface="127.0.0.1")

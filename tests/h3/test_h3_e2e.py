@@ -30,9 +30,7 @@ ROUTES: list[Any] = [
     {"match": [{"path": ["/echo"]}], "handle": [{"handler": "h3test_echo"}]},
     {
         "match": [{"path": ["/length"]}],
-        "handle": [
-            {"handler": "static_response", "body": "{http.request.header.content-length}"}
-        ],
+        "handle": [{"handler": "static_response", "body": "{http.request.header.content-length}"}],
     },
     {
         "match": [{"protocol": "http/3"}],
