@@ -146,3 +146,23 @@ def test_client_hello_spread_over_two_datagrams(localhost_cert: Any) -> None:
     stream_id = pair.request("/x")
     pair.pump()
     assert bytes(pair.answers[stream_id].body) == b"HTTP/3.0 /x"
+
+
+def test_client_reset_stops_the_producer_and_keeps_the_connection(localhost_cert: Any) -> None:
+    pair = MemoryH3(ROUTES, static_provider([localhost_cert[0]], localhost_cert[1]))
+    pair.pump()
+    stream_id = pair.request("/blob")
+    pair.pump(rounds=3)
+    connection = next(iter(pair.server.connections))
+    stream = connection.streams[stream_id]
+    producer = stream.producer
+    assert producer is not None
+    pair.client.reset_stream(stream_id, 0x10C)  # H3_REQUEST_CANCELLED
+    pair.client.stop_stream(stream_id, 0x10C)
+    pair.pump()
+    assert stream_id not in connection.streams
+    assert producer.stopped
+    assert stream.request._disconnected
+    again = pair.request("/again")
+    pair.pump()
+    assert bytes(pair.answers[again].body) == b"HTTP/3.0 /again"
