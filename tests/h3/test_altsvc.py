@@ -57,3 +57,10 @@ def test_not_on_http3_streams() -> None:
     stream.host = IPv4Address("UDP", "127.0.0.1", 1)  # type: ignore[attr-defined]
     request = AltSvcRequestFactory(FakeRequest, [1])(stream)
     assert request.responseHeaders.getRawHeaders(b"alt-svc") is None
+
+
+def test_public_names_exist() -> None:
+    import caddytw.h3
+
+    for name in caddytw.h3.__all__:
+        assert getattr(caddytw.h3, name) is not None
