@@ -1,0 +1,521 @@
+"""The blocking heart of the local-folder store: the folder and its index kept equal.
+
+:class:`LocalStoreCore` runs on one thread (the store's index thread). Each method
+checks preconditions against the index *after* verifying the index against the disk,
+then changes the disk and the index in one step, so a commit is atomic with respect to
+every other commit. Changes it makes are collected and handed out by :meth:`drain`.
+Large hashing is done elsewhere (:func:`observe_folder` and
+:func:`caddytw.sync.folder.stage` run on pool threads); only single files whose disk
+state no longer matches the index are rehashed here.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO, Literal
+
+from caddytw.sync.folder import (
+    Observed,
+    Staged,
+    StoreError,
+    checked_path,
+    fsync_dir,
+    lstat_or_none,
+    observe,
+    remove_temp_files,
+    split_existing,
+    stable_hash,
+    walk,
+)
+from caddytw.sync.index import Entry, SyncIndex
+from caddytw.sync.protocol import (
+    INDEX_DIR_NAME,
+    Change,
+    ChangesPage,
+    ConflictInfo,
+    Create,
+    Delete,
+    FileMetadata,
+    Move,
+    OperationResult,
+    SyncOperation,
+    SyncRequest,
+    SyncResponse,
+    Update,
+)
+
+INDEX_FILE = "index.db"
+
+#: What a file looks like on disk during a scan: its stat and hash ("" for folders),
+#: or ``None`` when it kept changing while being hashed (left for the next scan).
+Seen = tuple[Observed, str] | None
+
+
+class Conflict(StoreError):
+    """The server's state is not the one the change was based on (HTTP 412)."""
+
+    def __init__(self, info: ConflictInfo, message: str) -> None:
+        super().__init__(412, message)
+        self.info = info
+
+
+@dataclass(frozen=True)
+class Preconditions:
+    """``If-Match`` / ``If-None-Match`` of a write, as hashes (``"*"`` for any)."""
+
+    if_match: tuple[str, ...] | None = None
+    if_none_match: tuple[str, ...] | None = None
+
+    def violated_by(self, current: Entry | None) -> str | None:
+        """Why ``current`` (the server's state) fails these conditions, or ``None``."""
+        if self.if_match is not None:
+            if current is None:
+                return "If-Match: the path does not exist"
+            if "*" not in self.if_match and current.hash not in self.if_match:
+                return f"If-Match: the current hash is {current.hash}"
+        if self.if_none_match is not None and current is not None:
+            if "*" in self.if_none_match:
+                return "If-None-Match: *: the path exists"
+            if current.hash in self.if_none_match:
+                return "If-None-Match: the current hash matches"
+        return None
+
+
+def matches(entry: Entry | None, seen: Observed | None) -> bool:
+    """Whether an index row still describes what is on disk (no rehash needed)."""
+    if entry is None or seen is None:
+        return entry is None and seen is None
+    if entry.is_dir or seen.is_dir:
+        return entry.is_dir == seen.is_dir
+    return (entry.size, entry.mtime_ns, entry.inode) == (seen.size, seen.mtime_ns, seen.inode)
+
+
+def observe_folder(root: Path, known: Mapping[str, Entry]) -> dict[str, Seen]:
+    """Walk ``root`` and hash what changed compared with ``known`` (blocking; meant for a
+    pool thread)."""
+    found: dict[str, Seen] = {}
+    for path, info in walk(root):
+        seen = Observed.of(info)
+        entry = known.get(path)
+        if seen.is_dir:
+            found[path] = (seen, "")
+        elif matches(entry, seen) and entry is not None:
+            found[path] = (seen, entry.hash)
+        else:
+            found[path] = stable_hash(root / path)
+    return found
+
+
+def now_ns() -> int:
+    return int(datetime.now(UTC).timestamp() * 1_000_000_000)
+
+
+class LocalStoreCore:
+    """Files under ``root`` plus the index in ``root/.caddytw-sync/index.db``."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(os.path.realpath(root))
+        self._index: SyncIndex | None = None
+        self._changes: list[Change] = []
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def open(self) -> bool:
+        """Open (or create and rebuild) the index; return True when it was rebuilt."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / INDEX_DIR_NAME).mkdir(exist_ok=True)
+        remove_temp_files(self.root)
+        self._index = SyncIndex(self.root / INDEX_DIR_NAME / INDEX_FILE)
+        self.rescan()
+        return self._index.created
+
+    def close(self) -> None:
+        if self._index is not None:
+            self._index.close()
+            self._index = None
+
+    @property
+    def index(self) -> SyncIndex:
+        if self._index is None:
+            raise StoreError(503, "the sync index is not open")
+        return self._index
+
+    def drain(self) -> list[Change]:
+        """The changes committed since the last call, in sequence order."""
+        changes, self._changes = self._changes, []
+        return changes
+
+    # -- index <-> disk ----------------------------------------------------------------
+
+    def _emit(self, entry: Entry) -> Entry:
+        self._changes.append(entry.change())
+        return entry
+
+    def _record(self, path: str, seen: Observed, hash_hex: str, origin: str | None) -> Entry:
+        return self._emit(
+            self.index.record(
+                path, seen.is_dir, seen.size, seen.mtime_ns, seen.inode, hash_hex, origin
+            )
+        )
+
+    def _forget(self, path: str, origin: str | None) -> None:
+        """Tombstone ``path`` and, for a folder, everything below it (deepest first)."""
+        for child in reversed(self.index.children(path)):
+            tomb = self.index.tombstone(child.path, origin)
+            if tomb is not None:
+                self._emit(tomb)
+        tomb = self.index.tombstone(path, origin)
+        if tomb is not None:
+            self._emit(tomb)
+
+    def lookup(self, path: str) -> Entry | None:
+        """The live row for ``path`` after making sure it matches the disk (a change made
+        by another program is recorded first, with no origin)."""
+        seen = observe(self.root, path)
+        entry = self.index.live(path)
+        if matches(entry, seen):
+            return entry
+        with self.index.transaction():
+            if seen is None:
+                self._forget(path, None)
+                return None
+            if entry is not None and entry.is_dir != seen.is_dir:
+                self._forget(path, None)
+            if seen.is_dir:
+                return self._record(path, seen, "", None)
+            hashed = stable_hash(self.root / path)
+            if hashed is None:
+                raise StoreError(409, f"{path!r} is being changed on the server; retry")
+            if entry is not None and not entry.is_dir and entry.hash == hashed[1]:
+                self.index.touch(path, hashed[0].mtime_ns, hashed[0].inode)
+                return self.index.live(path)
+            return self._record(path, hashed[0], hashed[1], None)
+
+    def _make_parents(self, path: str, origin: str | None) -> None:
+        parent, missing = split_existing(self.root, path)
+        for part in missing:
+            parent = parent / part
+            os.mkdir(parent)
+            relative = parent.relative_to(self.root).as_posix()
+            self._record(relative, Observed.of(os.lstat(parent)), "", origin)
+        if missing:
+            fsync_dir(parent.parent)
+
+    # -- reads -------------------------------------------------------------------------
+
+    def listing(self) -> tuple[list[FileMetadata], str, int]:
+        """Every live path, the index id and the cursor this listing corresponds to."""
+        index = self.index
+        return [e.metadata() for e in index.all_live()], index.index_id, index.seq
+
+    def metadata(self, path: str) -> FileMetadata | None:
+        entry = self.lookup(checked_path(path))
+        return None if entry is None else entry.metadata()
+
+    def changes(
+        self, since: int, index_id: str | None, limit: int, client_id: str | None
+    ) -> ChangesPage:
+        page = self.index.changes(since, index_id, limit)
+        if client_id is not None:
+            with self.index.transaction():
+                self.index.set_client_cursor(client_id, page.cursor)
+        return page
+
+    def client_cursor(self, client_id: str) -> int | None:
+        return self.index.client_cursor(client_id)
+
+    def open_file(self, path: str) -> tuple[BinaryIO, FileMetadata]:
+        """An open file and the metadata of exactly the bytes it holds."""
+        path = checked_path(path)
+        for _ in range(3):
+            entry = self.lookup(path)
+            if entry is None:
+                raise StoreError(404, f"{path!r} does not exist")
+            if entry.is_dir:
+                raise StoreError(400, f"{path!r} is a folder")
+            fd = os.open(self.root / path, os.O_RDONLY | os.O_NOFOLLOW)
+            if matches(entry, Observed.of(os.fstat(fd))):
+                return os.fdopen(fd, "rb"), entry.metadata()
+            os.close(fd)
+        raise StoreError(409, f"{path!r} is being changed on the server; retry")
+
+    # -- writes ------------------------------------------------------------------------
+
+    def _conflict(
+        self, path: str, local: FileMetadata | None, current: Entry | None, why: str
+    ) -> Conflict:
+        remote = None if current is None else current.metadata()
+        return Conflict(ConflictInfo(path, local, remote), f"{path}: {why}")
+
+    def precheck(self, path: str, conditions: Preconditions, expected_hash: str | None) -> None:
+        """Fail fast (before the body is staged) when the conditions cannot hold.
+
+        Identical content is never a conflict, so without the body's declared hash a
+        violated condition is left for :meth:`commit_upload` to judge."""
+        current = self.lookup(path)
+        if current is not None and current.is_dir:
+            raise StoreError(409, f"{path!r} is a folder")
+        why = conditions.violated_by(current)
+        if why is None or expected_hash is None:
+            return
+        if current is None or current.hash != expected_hash:
+            raise self._conflict(path, None, current, why)
+
+    def commit_upload(
+        self,
+        path: str,
+        staged: Staged,
+        conditions: Preconditions,
+        origin: str | None,
+        modified_ns: int | None,
+    ) -> tuple[FileMetadata, Literal["created", "updated", "unchanged"]]:
+        """Rename a staged upload into place if the conditions still hold."""
+        try:
+            current = self.lookup(path)
+            if current is not None and current.is_dir:
+                raise StoreError(409, f"{path!r} is a folder")
+            if current is not None and current.hash == staged.hash:
+                staged.discard()
+                return current.metadata(), "unchanged"
+            why = conditions.violated_by(current)
+            if why is not None:
+                local = FileMetadata(
+                    path,
+                    staged.size,
+                    datetime.fromtimestamp((modified_ns or now_ns()) / 1e9, UTC),
+                    staged.hash,
+                )
+                raise self._conflict(path, local, current, why)
+            target = self.root / path
+            with self.index.transaction():
+                self._make_parents(path, origin)
+                os.rename(staged.temp_path, target)
+                fsync_dir(target.parent)
+                if staged.temp_path.parent != target.parent:
+                    fsync_dir(staged.temp_path.parent)
+                entry = self._record(path, Observed.of(os.lstat(target)), staged.hash, origin)
+            return entry.metadata(), "created" if current is None else "updated"
+        except BaseException:
+            staged.discard()
+            raise
+
+    def delete(self, path: str, base_hash: str | None, origin: str | None) -> Entry | None:
+        """Delete a file or an empty folder; ``None`` when it was already gone."""
+        path = checked_path(path)
+        current = self.lookup(path)
+        if current is None:
+            return None
+        if base_hash is not None and current.hash != base_hash:
+            raise self._conflict(path, None, current, f"the current hash is {current.hash}")
+        target = self.root / path
+        with self.index.transaction():
+            if current.is_dir:
+                try:
+                    os.rmdir(target)
+                except OSError as error:
+                    raise StoreError(409, f"{path!r} is a folder that is not empty") from error
+            else:
+                os.unlink(target)
+            fsync_dir(target.parent)
+            self._forget(path, origin)
+        return self.index.get(path)
+
+    def mkdir(self, path: str, origin: str | None) -> Entry | None:
+        """Create a folder (and its parents); ``None`` when it already existed."""
+        path = checked_path(path)
+        current = self.lookup(path)
+        if current is not None:
+            if current.is_dir:
+                return None
+            raise self._conflict(path, None, current, "a file has this path")
+        with self.index.transaction():
+            self._make_parents(path, origin)
+            os.mkdir(self.root / path)
+            fsync_dir((self.root / path).parent)
+            return self._record(path, Observed.of(os.lstat(self.root / path)), "", origin)
+
+    def move(
+        self, source: str, target: str, base_hash: str | None, origin: str | None
+    ) -> Entry | None:
+        """Rename a file or folder; the target must not exist. ``None`` for a no-op."""
+        source, target = checked_path(source), checked_path(target)
+        current = self.lookup(source)
+        if current is None:
+            raise StoreError(404, f"{source!r} does not exist")
+        if base_hash is not None and current.hash != base_hash:
+            raise self._conflict(source, None, current, f"the current hash is {current.hash}")
+        if source == target:
+            return None
+        if target.startswith(source + "/"):
+            raise StoreError(400, f"cannot move {source!r} into itself")
+        existing = self.lookup(target)
+        if existing is not None:
+            raise self._conflict(target, current.metadata(), existing, "the target exists")
+        moved = [current, *self.index.children(source)] if current.is_dir else [current]
+        with self.index.transaction():
+            self._make_parents(target, origin)
+            os.rename(self.root / source, self.root / target)
+            fsync_dir((self.root / target).parent)
+            fsync_dir((self.root / source).parent)
+            self._forget(source, origin)
+            result = None
+            for entry in moved:
+                new_path = target + entry.path[len(source) :]
+                seen = Observed.of(os.lstat(self.root / new_path))
+                recorded = self._record(new_path, seen, entry.hash, origin)
+                result = result or recorded
+            return result
+
+    # -- POST /api/sync ----------------------------------------------------------------
+
+    def apply_sync(self, request: SyncRequest, origin: str | None) -> SyncResponse:
+        """Apply each operation in order; report each one; return what the client lacks."""
+        results: list[OperationResult] = []
+        conflicts: list[ConflictInfo] = []
+        for number, op in enumerate(request.operations):
+            try:
+                results.append(self._apply_one(number, op, origin))
+            except Conflict as conflict:
+                conflicts.append(conflict.info)
+                results.append(
+                    OperationResult(number, "conflict", conflict.info.path, None, conflict.message)
+                )
+            except StoreError as error:
+                results.append(OperationResult(number, "error", _op_path(op), None, error.message))
+            except OSError as error:
+                results.append(
+                    OperationResult(number, "error", _op_path(op), None, error.strerror or "")
+                )
+        return self._catch_up(request.client_id, results, conflicts)
+
+    def _apply_one(self, number: int, op: SyncOperation, origin: str | None) -> OperationResult:
+        if isinstance(op, Delete):
+            tomb = self.delete(op.path, op.base_hash, origin)
+            if tomb is None or not tomb.deleted:
+                return OperationResult(number, "unchanged", op.path)
+            return OperationResult(number, "applied", op.path, tomb.seq)
+        if isinstance(op, Move):
+            moved = self.move(op.from_path, op.to_path, op.base_hash, origin)
+            if moved is None:
+                return OperationResult(number, "unchanged", op.to_path)
+            return OperationResult(number, "applied", op.to_path, moved.seq)
+        meta = op.metadata
+        if meta.is_directory:
+            made = self.mkdir(meta.path, origin)
+            if made is None:
+                return OperationResult(number, "unchanged", meta.path)
+            return OperationResult(number, "applied", meta.path, made.seq)
+        current = self.lookup(meta.path)
+        if current is not None and current.hash == meta.hash:
+            return OperationResult(number, "unchanged", meta.path)
+        if isinstance(op, Create) and current is not None:
+            raise self._conflict(meta.path, meta, current, "the path exists with other content")
+        stale = isinstance(op, Update) and op.base_hash is not None
+        if stale and (current is None or current.hash != op.base_hash):  # type: ignore[union-attr]
+            raise self._conflict(meta.path, meta, current, "the base hash is stale")
+        return OperationResult(number, "upload_required", meta.path)
+
+    def _catch_up(
+        self, client_id: str, results: list[OperationResult], conflicts: list[ConflictInfo]
+    ) -> SyncResponse:
+        since = self.index.client_cursor(client_id) or 0
+        page = self.index.changes(since, None, 1000)
+        if page.reset:
+            page = self.index.changes(0, None, 1000)
+        operations: list[SyncOperation] = []
+        for change in page.changes:
+            if change.origin == client_id and change.origin is not None:
+                continue
+            if change.metadata is None:
+                operations.append(Delete(change.path))
+            elif change.op == "create":
+                operations.append(Create(change.metadata))
+            else:
+                operations.append(Update(change.metadata))
+        with self.index.transaction():
+            self.index.set_client_cursor(client_id, page.cursor)
+        return SyncResponse(
+            tuple(operations), tuple(conflicts), tuple(results), page.cursor, page.index_id
+        )
+
+    # -- scanning ----------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Entry]:
+        return {entry.path: entry for entry in self.index.all_live()}
+
+    def apply_scan(self, known: Mapping[str, Entry], found: Mapping[str, Seen]) -> list[Change]:
+        """Record what a walk found (``found``, from :func:`observe_folder` over
+        ``known``), skipping every path a commit touched meanwhile and every file that
+        changed again since it was hashed."""
+        index = self.index
+        before = len(self._changes)
+        with index.transaction():
+            for path in sorted(found):
+                seen = found[path]
+                if seen is None:
+                    continue
+                current = index.live(path)
+                snap = known.get(path)
+                if (current.seq if current else None) != (snap.seq if snap else None):
+                    continue
+                info = lstat_or_none(self.root / path)
+                if info is None or Observed.of(info) != seen[0]:
+                    continue
+                self._apply_seen(path, current, seen)
+            for path in sorted(set(known) - set(found), reverse=True):
+                current = index.live(path)
+                if current is None or current.seq != known[path].seq:
+                    continue
+                info = lstat_or_none(self.root / path)
+                if info is not None and (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+                    continue
+                self._forget(path, None)
+        return self._changes[before:]
+
+    def _apply_seen(self, path: str, current: Entry | None, seen: tuple[Observed, str]) -> None:
+        observed, hash_hex = seen
+        if current is not None and current.is_dir == observed.is_dir:
+            if current.is_dir:
+                return
+            if current.hash == hash_hex:
+                if not matches(current, observed):
+                    self.index.touch(path, observed.mtime_ns, observed.inode)
+                return
+        if current is not None and current.is_dir != observed.is_dir:
+            self._forget(path, None)
+        self._record(path, observed, hash_hex, None)
+
+    def rescan(self) -> list[Change]:
+        """Walk, hash and record in one go on this thread (startup, tests)."""
+        known = self.snapshot()
+        return self.apply_scan(known, observe_folder(self.root, known))
+
+    def purge_tombstones(self, older_than: float) -> int:
+        return self.index.purge_tombstones(older_than)
+
+
+def _op_path(op: SyncOperation) -> str:
+    if isinstance(op, Delete):
+        return op.path
+    if isinstance(op, Move):
+        return op.from_path
+    return op.metadata.path
+
+
+def entries_equal_scan(core: LocalStoreCore) -> tuple[dict[str, object], dict[str, object]]:
+    """(index view, fresh scan view) as comparable dicts: for checks and tests."""
+    index_view: dict[str, object] = {
+        e.path: ("dir",) if e.is_dir else (e.size, e.hash) for e in core.index.all_live()
+    }
+    scan_view: dict[str, object] = {}
+    for path, seen in observe_folder(core.root, {}).items():
+        if seen is None:
+            continue
+        observed, hash_hex = seen
+        scan_view[path] = ("dir",) if observed.is_dir else (observed.size, hash_hex)
+    return index_view, scan_view

@@ -1,0 +1,239 @@
+"""Blocking file-system work for the sync store: safe path resolution, hashing, atomic
+staging of uploads, and walking the folder.
+
+Everything here blocks and must run off the reactor thread. Nothing here knows about
+the index: :mod:`caddytw.sync.store` combines the two.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import secrets
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from caddytw.sync.protocol import ProtocolError, is_reserved_name, temp_name, validate_path
+
+CHUNK = 1024 * 1024
+
+
+class StoreError(Exception):
+    """A refused store operation with the HTTP status that describes it best."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the disk holds at one path: enough to notice a change without rehashing."""
+
+    is_dir: bool
+    size: int
+    mtime_ns: int
+    inode: int
+
+    @classmethod
+    def of(cls, info: os.stat_result) -> Observed:
+        is_dir = stat.S_ISDIR(info.st_mode)
+        return cls(is_dir, 0 if is_dir else info.st_size, info.st_mtime_ns, info.st_ino)
+
+
+@dataclass(frozen=True)
+class Staged:
+    """An upload written to a hidden temp file, hashed and fsynced, not yet visible."""
+
+    temp_path: Path
+    hash: str
+    size: int
+
+    def discard(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.temp_path)
+
+
+def checked_path(value: str) -> str:
+    """:func:`validate_path` with the store's error type (400)."""
+    try:
+        return validate_path(value)
+    except ProtocolError as error:
+        raise StoreError(400, f"invalid path: {error.message}") from None
+
+
+def lstat_or_none(path: Path) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except NotADirectoryError:
+        return None
+
+
+def split_existing(root: Path, path: str) -> tuple[Path, list[str]]:
+    """The deepest existing directory on the way to ``path`` (excluding its last part)
+    and the parent parts still missing below it.
+
+    Refuses (403) when an existing part is a symbolic link (it could lead out of the
+    root) and (409) when a parent is a file.
+    """
+    parts = path.split("/")
+    current = root
+    for index, part in enumerate(parts[:-1]):
+        candidate = current / part
+        info = lstat_or_none(candidate)
+        if info is None:
+            return current, parts[index:-1]
+        if stat.S_ISLNK(info.st_mode):
+            raise StoreError(403, f"{'/'.join(parts[: index + 1])!r} is a symbolic link")
+        if not stat.S_ISDIR(info.st_mode):
+            raise StoreError(409, f"{'/'.join(parts[: index + 1])!r} is a file, not a folder")
+        current = candidate
+    return current, []
+
+
+def observe(root: Path, path: str) -> Observed | None:
+    """The state of ``path`` on disk, ``None`` when absent; refuses symlinks (403)."""
+    parent, missing = split_existing(root, path)
+    if missing:
+        return None
+    info = lstat_or_none(parent / path.rsplit("/", 1)[-1])
+    if info is None:
+        return None
+    if stat.S_ISLNK(info.st_mode):
+        raise StoreError(403, f"{path!r} is a symbolic link")
+    if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+        raise StoreError(403, f"{path!r} is not a regular file or folder")
+    return Observed.of(info)
+
+
+def hash_stream(source: BinaryIO, limit: int | None = None) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    while limit is None or size < limit:
+        chunk = source.read(CHUNK if limit is None else min(CHUNK, limit - size))
+        if not chunk:
+            break
+        digest.update(chunk)
+        size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def stable_hash(path: Path, attempts: int = 3) -> tuple[Observed, str] | None:
+    """Hash a file another program may be writing: the stat before and after hashing
+    must agree, else retry; ``None`` when it never settles or vanished."""
+    for _ in range(attempts):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return None
+        with os.fdopen(fd, "rb") as source:
+            before = Observed.of(os.fstat(fd))
+            if before.is_dir:
+                return None
+            digest, _ = hash_stream(source)
+        after = lstat_or_none(path)
+        if after is not None and Observed.of(after) == before:
+            return before, digest
+    return None
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def stage(
+    root: Path,
+    path: str,
+    source: BinaryIO,
+    expected_hash: str | None,
+    modified_ns: int | None,
+) -> Staged:
+    """Stream ``source`` into ``.<name>.<random>.tmp`` beside the target (or in its
+    deepest existing ancestor when its folder does not exist yet), hashing as it goes;
+    verify ``expected_hash`` (422), fsync, and set the modification time.
+
+    The temp file is removed on every failure.
+    """
+    directory, _missing = split_existing(root, path)
+    name = path.rsplit("/", 1)[-1]
+    temp = directory / temp_name(name[:200], secrets.token_hex(8))
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    try:
+        digest = hashlib.sha256()
+        size = 0
+        with os.fdopen(fd, "wb", closefd=False) as sink:
+            while chunk := source.read(CHUNK):
+                digest.update(chunk)
+                sink.write(chunk)
+                size += len(chunk)
+            sink.flush()
+            os.fsync(fd)
+        os.close(fd)
+        fd = -1
+        actual = digest.hexdigest()
+        if expected_hash is not None and actual != expected_hash:
+            raise StoreError(422, f"body SHA-256 is {actual}, the request said {expected_hash}")
+        if modified_ns is not None:
+            os.utime(temp, ns=(modified_ns, modified_ns), follow_symlinks=False)
+        return Staged(temp, actual, size)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        Staged(temp, "", 0).discard()
+        raise
+
+
+def walk(root: Path) -> Iterator[tuple[str, os.stat_result]]:
+    """Every syncable path under ``root`` with its ``lstat``, parents before children.
+
+    Skips symbolic links, special files, reserved names (the index, temp files) and
+    names that are not valid sync paths (e.g. not UTF-8, with a backslash).
+    """
+    stack: list[tuple[Path, str]] = [(root, "")]
+    while stack:
+        directory, prefix = stack.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            continue
+        for entry in sorted(entries, key=lambda e: e.name):
+            if is_reserved_name(entry.name):
+                continue
+            relative = f"{prefix}{entry.name}"
+            try:
+                validate_path(relative)
+                info = entry.stat(follow_symlinks=False)
+            except (ProtocolError, OSError):
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                yield relative, info
+                stack.append((Path(entry.path), relative + "/"))
+            elif stat.S_ISREG(info.st_mode):
+                yield relative, info
+
+
+def remove_temp_files(root: Path) -> int:
+    """Delete leftover ``.<name>.<random>.tmp`` files (uploads cut by a crash)."""
+    removed = 0
+    for directory, _dirs, files in os.walk(root):
+        for name in files:
+            if name.endswith(".tmp") and is_reserved_name(name):
+                try:
+                    os.unlink(os.path.join(directory, name))
+                    removed += 1
+                except OSError as error:
+                    if error.errno != errno.ENOENT:
+                        raise
+    return removed

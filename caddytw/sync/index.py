@@ -1,0 +1,265 @@
+"""The sync index: one SQLite row per path, a global change sequence, tombstones, and
+each client's last cursor.
+
+Blocking; one :class:`SyncIndex` is used from one thread only (SQLite connections are
+bound to the thread that made them). Every change gets the next sequence number and
+replaces the path's row, so ``rows with seq > N`` is exactly "what changed since N",
+one row per path with its latest state, tombstones included.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from caddytw.sync.protocol import Change, ChangeOp, ChangesPage, FileMetadata
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS entries (
+    path TEXT PRIMARY KEY,
+    is_dir INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    inode INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    deleted INTEGER NOT NULL,
+    seq INTEGER NOT NULL UNIQUE,
+    op TEXT NOT NULL,
+    origin TEXT,
+    changed_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS clients (
+    id TEXT PRIMARY KEY, cursor INTEGER NOT NULL, seen_at REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One index row."""
+
+    path: str
+    is_dir: bool
+    size: int
+    mtime_ns: int
+    inode: int
+    hash: str
+    deleted: bool
+    seq: int
+    op: ChangeOp
+    origin: str | None
+
+    def metadata(self) -> FileMetadata:
+        seconds, nanos = divmod(self.mtime_ns, 1_000_000_000)
+        modified = datetime.fromtimestamp(seconds, UTC).replace(microsecond=nanos // 1000)
+        return FileMetadata(self.path, self.size, modified, self.hash, self.is_dir)
+
+    def change(self) -> Change:
+        return Change(
+            self.seq, self.path, self.op, self.origin, None if self.deleted else self.metadata()
+        )
+
+
+def _entry(row: sqlite3.Row) -> Entry:
+    return Entry(
+        row["path"],
+        bool(row["is_dir"]),
+        row["size"],
+        row["mtime_ns"],
+        row["inode"],
+        row["hash"],
+        bool(row["deleted"]),
+        row["seq"],
+        row["op"],
+        row["origin"],
+    )
+
+
+class SyncIndex:
+    """The SQLite index at ``db_path``; ``created`` tells whether it was new (so the
+    caller rebuilds it from the folder)."""
+
+    def __init__(self, db_path: Path, clock: object = time.time) -> None:
+        self.created = not db_path.exists()
+        self.db = sqlite3.connect(db_path, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+        self._clock = clock
+        with self.transaction():
+            if self._meta("index_id") is None:
+                self._set_meta("index_id", secrets.token_hex(8))
+                self._set_meta("seq", "0")
+                self._set_meta("purged_seq", "0")
+        self.index_id: str = self._meta("index_id") or ""
+        self.seq = int(self._meta("seq") or 0)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def transaction(self) -> sqlite3.Connection:
+        """``with index.transaction():`` groups writes (BEGIN IMMEDIATE ... COMMIT)."""
+        return _Transaction(self)  # type: ignore[return-value]
+
+    def _meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def _now(self) -> float:
+        return float(self._clock())  # type: ignore[operator]
+
+    # -- reads -------------------------------------------------------------------------
+
+    def get(self, path: str) -> Entry | None:
+        """The row for ``path`` (tombstones included)."""
+        row = self.db.execute("SELECT * FROM entries WHERE path = ?", (path,)).fetchone()
+        return None if row is None else _entry(row)
+
+    def live(self, path: str) -> Entry | None:
+        entry = self.get(path)
+        return None if entry is None or entry.deleted else entry
+
+    def all_live(self) -> list[Entry]:
+        rows = self.db.execute("SELECT * FROM entries WHERE deleted = 0 ORDER BY path")
+        return [_entry(row) for row in rows]
+
+    def children(self, path: str) -> list[Entry]:
+        """Live rows strictly below folder ``path``."""
+        prefix = path + "/"
+        rows = self.db.execute(
+            "SELECT * FROM entries WHERE deleted = 0 AND substr(path, 1, ?) = ? ORDER BY path",
+            (len(prefix), prefix),
+        )
+        return [_entry(row) for row in rows]
+
+    def changes(self, since: int, index_id: str | None, limit: int) -> ChangesPage:
+        purged = int(self._meta("purged_seq") or 0)
+        if (
+            (index_id is not None and index_id != self.index_id)
+            or since > self.seq
+            or (since < purged)
+        ):
+            return ChangesPage(self.index_id, self.seq, reset=True)
+        rows = self.db.execute(
+            "SELECT * FROM entries WHERE seq > ? ORDER BY seq LIMIT ?", (since, limit + 1)
+        ).fetchall()
+        entries = [_entry(row) for row in rows[:limit]]
+        more = len(rows) > limit
+        cursor = entries[-1].seq if more else self.seq
+        return ChangesPage(self.index_id, cursor, tuple(e.change() for e in entries), more=more)
+
+    def client_cursor(self, client_id: str) -> int | None:
+        row = self.db.execute("SELECT cursor FROM clients WHERE id = ?", (client_id,)).fetchone()
+        return None if row is None else int(row[0])
+
+    # -- writes (call inside a transaction) ---------------------------------------------
+
+    def record(
+        self,
+        path: str,
+        observed_is_dir: bool,
+        size: int,
+        mtime_ns: int,
+        inode: int,
+        hash_hex: str,
+        origin: str | None,
+    ) -> Entry:
+        """A path now exists with this state: a new sequence number and its change."""
+        previous = self.live(path)
+        op: ChangeOp = "create" if previous is None else "update"
+        return self._write(
+            Entry(path, observed_is_dir, size, mtime_ns, inode, hash_hex, False, 0, op, origin)
+        )
+
+    def touch(self, path: str, mtime_ns: int, inode: int) -> None:
+        """Same content, new stat (e.g. ``touch``): no change for clients, no new seq."""
+        self.db.execute(
+            "UPDATE entries SET mtime_ns = ?, inode = ? WHERE path = ?", (mtime_ns, inode, path)
+        )
+
+    def tombstone(self, path: str, origin: str | None) -> Entry | None:
+        previous = self.live(path)
+        if previous is None:
+            return None
+        return self._write(Entry(path, previous.is_dir, 0, 0, 0, "", True, 0, "delete", origin))
+
+    def _write(self, entry: Entry) -> Entry:
+        self.seq += 1
+        stored = Entry(**{**entry.__dict__, "seq": self.seq})
+        self.db.execute(
+            "INSERT OR REPLACE INTO entries (path, is_dir, size, mtime_ns, inode, hash, "
+            "deleted, seq, op, origin, changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                stored.path,
+                int(stored.is_dir),
+                stored.size,
+                stored.mtime_ns,
+                stored.inode,
+                stored.hash,
+                int(stored.deleted),
+                stored.seq,
+                stored.op,
+                stored.origin,
+                self._now(),
+            ),
+        )
+        self._set_meta("seq", str(self.seq))
+        return stored
+
+    def set_client_cursor(self, client_id: str, cursor: int) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO clients (id, cursor, seen_at) VALUES (?, ?, ?)",
+            (client_id, cursor, self._now()),
+        )
+
+    def purge_tombstones(self, older_than: float) -> int:
+        """Forget deletions older than ``older_than`` (a timestamp); cursors before the
+        newest purged one then get ``reset``."""
+        with self.transaction():
+            row = self.db.execute(
+                "SELECT max(seq) FROM entries WHERE deleted = 1 AND changed_at < ?",
+                (older_than,),
+            ).fetchone()
+            if row[0] is None:
+                return 0
+            cursor = self.db.execute(
+                "DELETE FROM entries WHERE deleted = 1 AND seq <= ?", (row[0],)
+            )
+            purged = max(int(self._meta("purged_seq") or 0), int(row[0]))
+            self._set_meta("purged_seq", str(purged))
+            return int(cursor.rowcount)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE .. COMMIT, nestable; a rollback also rolls back the in-memory seq."""
+
+    def __init__(self, index: SyncIndex) -> None:
+        self.index = index
+        self.db = index.db
+        self.outer = False
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.outer = not self.db.in_transaction
+        if self.outer:
+            self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, kind: object, value: object, traceback: object) -> None:
+        if not self.outer:
+            return
+        if kind is None:
+            self.db.execute("COMMIT")
+        else:
+            self.db.execute("ROLLBACK")
+            self.index.seq = int(self.index._meta("seq") or 0)

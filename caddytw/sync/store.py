@@ -1,0 +1,281 @@
+"""The sync store behind the ``file_sync`` handler: an interface and its default
+implementation, a local folder with a SQLite index.
+
+:class:`ISyncStore` is what the HTTP layer uses; every method returns a Deferred so
+another backend (object storage, a remote index) can replace the default without
+touching the endpoints. :class:`LocalSyncStore` runs the blocking
+:class:`~caddytw.sync.core.LocalStoreCore` on a dedicated single thread (every commit
+is serialized there, which makes check-then-commit atomic) and the long work, staging
+upload bodies and hashing during rescans, on the reactor's thread pool, so neither the
+reactor nor other clients wait for a large file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO, Literal, TypeVar
+
+from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
+from zope.interface import Attribute, Interface, implementer
+
+from caddytw.sync.core import LocalStoreCore, Preconditions, observe_folder
+from caddytw.sync.folder import StoreError, checked_path, stage
+from caddytw.sync.protocol import Change, ChangesPage, FileMetadata, SyncRequest, SyncResponse
+
+log = Logger()
+T = TypeVar("T")
+Listener = Callable[[list[Change]], None]
+PutStatus = Literal["created", "updated", "unchanged"]
+
+
+class UploadCancelled(Exception):
+    """The client went away before its upload was committed; nothing was kept."""
+
+
+class ISyncStore(Interface):
+    """Files plus an index with a change journal; all methods return Deferreds.
+
+    Failures are :class:`~caddytw.sync.folder.StoreError` (with an HTTP status) or
+    :class:`~caddytw.sync.core.Conflict` (412, with a ``ConflictInfo``).
+    """
+
+    root = Attribute("Where the files live (a Path), for logs.")
+
+    def start() -> Deferred[bool]:
+        """Open the store (counted: each start needs a stop); fires True if rebuilt."""
+
+    def stop() -> Deferred[None]:
+        """Release one start; the last one closes the store."""
+
+    def subscribe(listener: Listener) -> Callable[[], None]:
+        """Call ``listener(changes)`` in the reactor thread after each commit."""
+
+    def listing() -> Deferred[tuple[list[FileMetadata], str, int]]:
+        """Every live path, the index id and the matching cursor."""
+
+    def metadata(path: str) -> Deferred[FileMetadata | None]:
+        """One path's metadata, ``None`` when absent."""
+
+    def changes(
+        since: int, index_id: str | None, limit: int, client_id: str | None
+    ) -> Deferred[ChangesPage]:
+        """Changes after ``since`` (recorded as ``client_id``'s cursor)."""
+
+    def open_file(path: str) -> Deferred[tuple[BinaryIO, FileMetadata]]:
+        """An open binary file and the metadata of the bytes it holds."""
+
+    def put(
+        path: str,
+        source: BinaryIO,
+        expected_hash: str | None,
+        conditions: Preconditions,
+        modified_ns: int | None,
+        origin: str | None,
+        cancelled: Callable[[], bool],
+    ) -> Deferred[tuple[FileMetadata, PutStatus]]:
+        """Store ``source`` at ``path`` atomically if ``conditions`` hold."""
+
+    def delete(path: str, base_hash: str | None, origin: str | None) -> Deferred[Any]:
+        """Delete a file or empty folder if its hash is ``base_hash`` (when given)."""
+
+    def apply_sync(request: SyncRequest, origin: str | None) -> Deferred[SyncResponse]:
+        """Apply a ``POST /api/sync`` request."""
+
+    def rescan() -> Deferred[list[Change]]:
+        """Record changes made in the folder by other programs."""
+
+    def purge_tombstones(older_than: float) -> Deferred[int]:
+        """Forget deletions older than a timestamp."""
+
+
+class PathLocks:
+    """One DeferredLock per path, dropped when free: two uploads of one path never
+    stage at once (the second fails its precondition fast instead of copying)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, DeferredLock] = {}
+        self._users: dict[str, int] = {}
+
+    async def run(self, paths: list[str], work: Callable[[], Any]) -> Any:
+        ordered = sorted(set(paths))
+        taken: list[str] = []
+        try:
+            for path in ordered:
+                lock = self._locks.setdefault(path, DeferredLock())
+                self._users[path] = self._users.get(path, 0) + 1
+                taken.append(path)
+                await lock.acquire()
+            return await work()
+        finally:
+            for path in reversed(taken):
+                lock = self._locks[path]
+                if lock.locked:
+                    lock.release()
+                self._users[path] -= 1
+                if not self._users[path]:
+                    del self._users[path], self._locks[path]
+
+    def held(self) -> int:
+        return len(self._locks)
+
+
+@implementer(ISyncStore)
+class LocalSyncStore:
+    """The embedded default store: ``root`` on the local disk, index inside it."""
+
+    def __init__(self, root: Path | str, reactor: Any = None) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
+        self.reactor = reactor
+        self.core = LocalStoreCore(root)
+        self.root = self.core.root
+        self.locks = PathLocks()
+        self._listeners: list[Listener] = []
+        self._pool: ThreadPool | None = None
+        self._users = 0
+
+    # -- threads -----------------------------------------------------------------------
+
+    def _on_index(self, work: Callable[..., T], *args: Any) -> Deferred[T]:
+        """Run ``work`` on the index thread; hand its changes to listeners afterwards."""
+        if self._pool is None:
+            raise StoreError(503, "the sync store is not running")
+
+        def call() -> T:
+            try:
+                return work(*args)
+            finally:
+                changes = self.core.drain()
+                if changes:
+                    self.reactor.callFromThread(self._notify, changes)
+
+        return deferToThreadPool(self.reactor, self._pool, call)
+
+    def _on_pool(self, work: Callable[..., T], *args: Any) -> Deferred[T]:
+        return deferToThreadPool(self.reactor, self.reactor.getThreadPool(), work, *args)
+
+    def _notify(self, changes: list[Change]) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(changes)
+            except Exception:
+                log.failure("sync change listener failed")
+
+    # -- ISyncStore --------------------------------------------------------------------
+
+    def start(self) -> Deferred[bool]:
+        self._users += 1
+        if self._users > 1:
+            return Deferred.fromCoroutine(_value(False))
+        self._pool = ThreadPool(1, 1, name=f"caddytw-sync-index {self.root}")
+        self._pool.start()
+        return self._on_index(self.core.open)
+
+    def stop(self) -> Deferred[None]:
+        self._users -= 1
+        if self._users > 0 or self._pool is None:
+            return Deferred.fromCoroutine(_value(None))
+        pool = self._pool
+
+        def stopped(_: object) -> None:
+            self._pool = None
+            pool.stop()
+
+        return self._on_index(self.core.close).addBoth(stopped)
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def listing(self) -> Deferred[tuple[list[FileMetadata], str, int]]:
+        return self._on_index(self.core.listing)
+
+    def metadata(self, path: str) -> Deferred[FileMetadata | None]:
+        return self._on_index(self.core.metadata, path)
+
+    def changes(
+        self, since: int, index_id: str | None, limit: int, client_id: str | None
+    ) -> Deferred[ChangesPage]:
+        return self._on_index(self.core.changes, since, index_id, limit, client_id)
+
+    def open_file(self, path: str) -> Deferred[tuple[BinaryIO, FileMetadata]]:
+        return self._on_index(self.core.open_file, path)
+
+    def put(
+        self,
+        path: str,
+        source: BinaryIO,
+        expected_hash: str | None,
+        conditions: Preconditions,
+        modified_ns: int | None,
+        origin: str | None,
+        cancelled: Callable[[], bool],
+    ) -> Deferred[tuple[FileMetadata, PutStatus]]:
+        async def upload() -> tuple[FileMetadata, PutStatus]:
+            await self._on_index(self.core.precheck, path, conditions, expected_hash)
+            staged = await self._on_pool(stage, self.root, path, source, expected_hash, modified_ns)
+            if cancelled():
+                staged.discard()
+                raise UploadCancelled(path)
+            return await self._on_index(
+                self.core.commit_upload, path, staged, conditions, origin, modified_ns
+            )
+
+        try:
+            checked_path(path)
+        except StoreError as error:
+            return _failed(error)
+        return ensureDeferred(self.locks.run([path], upload))
+
+    def delete(self, path: str, base_hash: str | None, origin: str | None) -> Deferred[Any]:
+        async def work() -> Any:
+            return await self._on_index(self.core.delete, path, base_hash, origin)
+
+        return ensureDeferred(self.locks.run([path], work))
+
+    def apply_sync(self, request: SyncRequest, origin: str | None) -> Deferred[SyncResponse]:
+        paths: list[str] = []
+        for op in request.operations:
+            paths.extend(_op_paths(op))
+
+        async def work() -> SyncResponse:
+            return await self._on_index(self.core.apply_sync, request, origin)
+
+        return ensureDeferred(self.locks.run(paths, work))
+
+    def rescan(self) -> Deferred[list[Change]]:
+        async def work() -> list[Change]:
+            known = await self._on_index(self.core.snapshot)
+            found = await self._on_pool(observe_folder, self.root, known)
+            return await self._on_index(self.core.apply_scan, known, found)
+
+        return ensureDeferred(work())
+
+    def purge_tombstones(self, older_than: float) -> Deferred[int]:
+        return self._on_index(self.core.purge_tombstones, older_than)
+
+
+def _op_paths(op: Any) -> list[str]:
+    from caddytw.sync.protocol import Delete, Move
+
+    if isinstance(op, Delete):
+        return [op.path]
+    if isinstance(op, Move):
+        return [op.from_path, op.to_path]
+    return [op.metadata.path]
+
+
+async def _value(value: T) -> T:
+    return value
+
+
+def _failed(error: Exception) -> Deferred[Any]:
+    d: Deferred[Any] = Deferred()
+    d.errback(error)
+    return d

@@ -1,0 +1,193 @@
+"""The blocking store core against random operation sequences: whatever happens, the
+index equals a fresh scan of the folder, and the journal replays to the listing."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from caddytw.sync.core import Conflict, LocalStoreCore, Preconditions, entries_equal_scan
+from caddytw.sync.folder import StoreError, stage
+from caddytw.sync.protocol import INDEX_DIR_NAME, Delete, Move, SyncRequest
+
+NAMES = st.sampled_from(["a", "b", "c.txt", "d/e", "d/f.txt", "d/g/h", "x y", "ü"])
+CONTENT = st.sampled_from([b"", b"one", b"two", b"three" * 100])
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def put(core: LocalStoreCore, path: str, data: bytes, conditions=Preconditions()):
+    core.precheck(path, conditions, sha(data))
+    staged = stage(core.root, path, io.BytesIO(data), sha(data), None)
+    return core.commit_upload(path, staged, conditions, "tester", None)
+
+
+class StoreMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tmp = Path(tempfile.mkdtemp(prefix="syncmodel-"))
+        self.core = LocalStoreCore(self.tmp / "root")
+        self.core.open()
+        self.journal: dict[str, object] = {}
+
+    def teardown(self) -> None:
+        self.core.close()
+        shutil.rmtree(self.tmp)
+
+    def _drain(self) -> None:
+        for change in self.core.drain():
+            self.journal[change.path] = change.metadata
+
+    @rule(path=NAMES, data=CONTENT, guard=st.sampled_from(["none", "new", "match", "stale"]))
+    def upload(self, path: str, data: bytes, guard: str) -> None:
+        current = self.core.index.live(path)
+        conditions = {
+            "none": Preconditions(),
+            "new": Preconditions(if_none_match=("*",)),
+            "match": Preconditions(if_match=(current.hash,) if current else ("0" * 64,)),
+            "stale": Preconditions(if_match=("f" * 64,)),
+        }[guard]
+        try:
+            meta, _status = put(self.core, path, data, conditions)
+        except Conflict as conflict:
+            assert conflict.info.remote_metadata == (current.metadata() if current else None)
+            if current is not None:
+                assert current.hash != sha(data)  # identical content never conflicts
+        except StoreError as error:
+            assert error.status == 409  # a folder is in the way
+        else:
+            assert meta.hash == sha(data)
+            assert (self.core.root / path).read_bytes() == data
+        self._drain()
+
+    @rule(path=NAMES, stale=st.booleans())
+    def delete(self, path: str, stale: bool) -> None:
+        try:
+            self.core.delete(path, "f" * 64 if stale else None, "tester")
+        except StoreError as error:
+            assert error.status in (409, 412)
+        self._drain()
+
+    @rule(source=NAMES, dest=NAMES)
+    def move(self, source: str, dest: str) -> None:
+        request = SyncRequest((Move(source, dest),), "tester")
+        response = self.core.apply_sync(request, "tester")
+        assert len(response.results) == 1
+        self._drain()
+
+    @rule(path=NAMES, data=CONTENT)
+    def outside_write(self, path: str, data: bytes) -> None:
+        """Another program writes into the folder; a rescan picks it up."""
+        target = self.core.root / path
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.is_dir():
+                return
+            target.write_bytes(data)
+        except (NotADirectoryError, FileExistsError):
+            return
+        self.core.rescan()
+        self._drain()
+
+    @rule(path=NAMES)
+    def outside_delete(self, path: str) -> None:
+        target = self.core.root / path
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        self.core.rescan()
+        self._drain()
+
+    @rule(path=NAMES)
+    def sync_delete(self, path: str) -> None:
+        self.core.apply_sync(SyncRequest((Delete(path),), "tester"), "tester")
+        self._drain()
+
+    @invariant()
+    def index_equals_scan(self) -> None:
+        index_view, scan_view = entries_equal_scan(self.core)
+        assert index_view == scan_view
+
+    @invariant()
+    def journal_replays_to_listing(self) -> None:
+        listing = {m.path: m for m in self.core.listing()[0]}
+        replayed = {p: m for p, m in self.journal.items() if m is not None}
+        assert set(replayed) == set(listing)
+        for path, meta in replayed.items():
+            assert (meta.hash, meta.is_directory) == (
+                listing[path].hash,
+                listing[path].is_directory,
+            )
+
+    @invariant()
+    def no_temp_files(self) -> None:
+        for _dir, _dirs, files in os.walk(self.core.root):
+            assert not [f for f in files if f.endswith(".tmp")]
+
+
+StoreMachine.TestCase.settings = settings(
+    max_examples=40,
+    stateful_step_count=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+test_store_machine = StoreMachine.TestCase
+
+
+def test_index_rebuilt_when_missing(tmp_path):
+    core = LocalStoreCore(tmp_path / "root")
+    core.open()
+    put(core, "a/b.txt", b"hello")
+    put(core, "c", b"x")
+    old_id = core.index.index_id
+    core.close()
+    shutil.rmtree(tmp_path / "root" / INDEX_DIR_NAME)
+    core = LocalStoreCore(tmp_path / "root")
+    assert core.open() is True
+    assert core.index.index_id != old_id
+    assert sorted(m.path for m in core.listing()[0]) == ["a", "a/b.txt", "c"]
+    page = core.changes(0, old_id, 100, None)
+    assert page.reset
+    core.close()
+
+
+def test_leftover_temp_files_removed_on_open(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / ".f.0123456789abcdef.tmp").write_bytes(b"partial")
+    core = LocalStoreCore(root)
+    core.open()
+    assert not (root / ".f.0123456789abcdef.tmp").exists()
+    assert core.listing()[0] == []
+    core.close()
+
+
+def test_symlinks_are_refused_and_not_indexed(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("s")
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "link").symlink_to(outside)
+    core = LocalStoreCore(root)
+    core.open()
+    assert core.listing()[0] == []
+    with pytest.raises(StoreError) as caught:
+        core.open_file("link/secret")
+    assert caught.value.status == 403
+    with pytest.raises(StoreError):
+        put(core, "link/new", b"x")
+    assert not (outside / "new").exists()
+    core.close()
