@@ -495,6 +495,23 @@ class LocalStoreCore:
         known = self.snapshot()
         return self.apply_scan(known, observe_folder(self.root, known))
 
+    def refresh(self, paths: list[str]) -> list[Change]:
+        """Re-check single paths a watcher reported (and their parents, first)."""
+        before = len(self._changes)
+        done: set[str] = set()
+        for path in paths:
+            parts = path.split("/")
+            for depth in range(1, len(parts) + 1):
+                prefix = "/".join(parts[:depth])
+                if prefix in done:
+                    continue
+                done.add(prefix)
+                try:
+                    self.lookup(checked_path(prefix))
+                except (StoreError, OSError):
+                    break
+        return self._changes[before:]
+
     def purge_tombstones(self, older_than: float) -> int:
         return self.index.purge_tombstones(older_than)
 

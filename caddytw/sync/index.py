@@ -98,7 +98,12 @@ class SyncIndex:
                 self._set_meta("seq", "0")
                 self._set_meta("purged_seq", "0")
         self.index_id: str = self._meta("index_id") or ""
-        self.seq = int(self._meta("seq") or 0)
+
+    @property
+    def seq(self) -> int:
+        """The newest sequence number (read from the database, so two stores on one
+        index, as during a config reload, never hand out the same number)."""
+        return int(self._meta("seq") or 0)
 
     def close(self) -> None:
         self.db.close()
@@ -195,8 +200,8 @@ class SyncIndex:
         return self._write(Entry(path, previous.is_dir, 0, 0, 0, "", True, 0, "delete", origin))
 
     def _write(self, entry: Entry) -> Entry:
-        self.seq += 1
-        stored = Entry(**{**entry.__dict__, "seq": self.seq})
+        seq = self.seq + 1
+        stored = Entry(**{**entry.__dict__, "seq": seq})
         self.db.execute(
             "INSERT OR REPLACE INTO entries (path, is_dir, size, mtime_ns, inode, hash, "
             "deleted, seq, op, origin, changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -214,7 +219,7 @@ class SyncIndex:
                 self._now(),
             ),
         )
-        self._set_meta("seq", str(self.seq))
+        self._set_meta("seq", str(seq))
         return stored
 
     def set_client_cursor(self, client_id: str, cursor: int) -> None:
@@ -242,10 +247,9 @@ class SyncIndex:
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE .. COMMIT, nestable; a rollback also rolls back the in-memory seq."""
+    """BEGIN IMMEDIATE .. COMMIT, nestable (only the outermost one commits)."""
 
     def __init__(self, index: SyncIndex) -> None:
-        self.index = index
         self.db = index.db
         self.outer = False
 
@@ -262,4 +266,3 @@ class _Transaction:
             self.db.execute("COMMIT")
         else:
             self.db.execute("ROLLBACK")
-            self.index.seq = int(self.index._meta("seq") or 0)

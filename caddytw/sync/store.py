@@ -88,6 +88,9 @@ class ISyncStore(Interface):
     def rescan() -> Deferred[list[Change]]:
         """Record changes made in the folder by other programs."""
 
+    def refresh(paths: list[str]) -> Deferred[list[Change]]:
+        """Re-check single paths (and their parents) a watcher reported."""
+
     def purge_tombstones(older_than: float) -> Deferred[int]:
         """Forget deletions older than a timestamp."""
 
@@ -256,6 +259,9 @@ class LocalSyncStore:
             return await self._on_index(self.core.apply_scan, known, found)
 
         return ensureDeferred(work())
+
+    def refresh(self, paths: list[str]) -> Deferred[list[Change]]:
+        return self._on_index(self.core.refresh, paths)
 
     def purge_tombstones(self, older_than: float) -> Deferred[int]:
         return self._on_index(self.core.purge_tombstones, older_than)

@@ -1,0 +1,81 @@
+"""``file_sync``: the seed's file-sync server, ``{"handler": "file_sync", "root": ...,
+"enable_upload": true}``.
+
+Fields: ``root`` (required; relative to the working directory, as Caddy resolves
+paths), ``enable_upload`` (default false: every write endpoint answers 403), and the
+additive ``clients`` (``[{"id", "token", "read_only"}]``, bearer tokens),
+``rescan_interval`` (Caddy duration, default ``1m``; ``0`` turns the periodic rescan
+off) and ``watch`` (default true: watch the folder for changes by other programs).
+
+Handlers that name the same root in one config share one store, event hub and
+background service (kept in ``context.shared``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.logger import Logger
+
+from caddytw.config.errors import ConfigError
+from caddytw.config.reader import ObjectReader
+from caddytw.sync.access import AccessPolicy, all_loopback, parse_clients
+from caddytw.sync.events import EventHub
+from caddytw.sync.resource import FileSyncResource
+from caddytw.sync.scanner import SyncService
+from caddytw.sync.store import LocalSyncStore
+
+log = Logger()
+
+
+def build(config: ObjectReader, context: Any, next: Any) -> FileSyncResource:
+    root = config.text("root")
+    enable_upload = config.flag("enable_upload")
+    clients = parse_clients(config.array("clients"), config.at("clients"))
+    interval = config.duration("rescan_interval", 60.0)
+    watch = config.flag("watch", True)
+    config.done()
+    if not root:
+        raise ConfigError(config.at("root"), "file_sync needs a root folder")
+    if interval is not None and interval < 0:
+        raise ConfigError(config.at("rescan_interval"), "must not be negative")
+    root_path = os.path.realpath(root)
+    if os.path.exists(root_path) and not os.path.isdir(root_path):
+        raise ConfigError(config.at("root"), f"{root_path} is not a folder")
+
+    key = f"caddytw.file_sync:{root_path}"
+    shared = context.shared.get(key)
+    if shared is None:
+        store = LocalSyncStore(root_path, reactor=context.reactor)
+        hub = EventHub()
+        service = SyncService(store, hub, context.reactor, interval or None, watch)
+        context.services.append(service)
+        shared = context.shared[key] = (store, hub)
+    store, hub = shared
+
+    where = ", ".join(context.listen) or "no listeners"
+    if clients:
+        log.info(
+            "file_sync: {root}: {count} client(s) with bearer tokens; uploads {state}",
+            root=root_path,
+            count=len(clients),
+            state="enabled" if enable_upload else "disabled",
+        )
+    elif all_loopback(context.listen):
+        log.info(
+            "file_sync: {root}: no clients configured; the API is open, without "
+            "authentication, on the loopback listeners ({where}); uploads {state}",
+            root=root_path,
+            where=where,
+            state="enabled" if enable_upload else "disabled",
+        )
+    else:
+        log.warn(
+            "file_sync: {root}: no clients configured and the server listens beyond "
+            "loopback ({where}): only loopback connections are served, others get 403. "
+            'Add "clients" with bearer tokens to open it up.',
+            root=root_path,
+            where=where,
+        )
+    return FileSyncResource(store, AccessPolicy(clients), hub, enable_upload)

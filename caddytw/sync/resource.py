@@ -1,0 +1,354 @@
+"""The sync HTTP API: ``list``, ``sync``, ``upload``, ``download``, ``metadata``,
+``file`` (DELETE) and ``events`` (WebSocket), as the last segment of the request path
+(so the handler works under ``/api/*`` or any other prefix).
+
+Every answer is JSON (``{"error": "..."}`` for failures, a ``ConflictInfo`` for 412) or
+file bytes; nothing blocks the reactor: the store works in threads, downloads stream
+through a producer. Query strings are form-decoded: a ``+`` in a path must be sent as
+``%2B``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.http import datetimeToString
+from twisted.web.server import NOT_DONE_YET
+
+from caddytw.http.request import CaddyRequest, transport_of
+from caddytw.http.routing import LeafResource
+from caddytw.sync.access import AccessPolicy, SyncClient
+from caddytw.sync.core import Conflict, Preconditions
+from caddytw.sync.events import EventHub
+from caddytw.sync.folder import StoreError
+from caddytw.sync.protocol import (
+    HEADER_CLIENT_ID,
+    HEADER_CONTENT_SHA256,
+    HEADER_MODIFIED,
+    FileMetadata,
+    ProtocolError,
+    SyncRequest,
+    dumps,
+    format_etag,
+    loads,
+    metadata_list_to_json,
+    parse_etag,
+    parse_time,
+    validate_hash,
+)
+from caddytw.sync.store import ISyncStore, UploadCancelled
+from caddytw.sync.transfer import FileRangeProducer, parse_range
+
+log = Logger()
+
+MAX_SYNC_BODY = 16 * 1024 * 1024
+DEFAULT_PAGE = 1000
+MAX_PAGE = 10000
+READ_METHODS = (b"GET", b"HEAD")
+
+Endpoint = Callable[[CaddyRequest, "SyncClient | None"], Coroutine[Any, Any, None]]
+
+
+class ApiError(StoreError):
+    """A refused request (same shape as store errors)."""
+
+
+def query_value(request: CaddyRequest, name: str, required: bool = True) -> str | None:
+    values = request.args.get(name.encode("ascii"))
+    if not values:
+        if required:
+            raise ApiError(400, f"missing query parameter {name!r}")
+        return None
+    try:
+        return bytes(values[0]).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, f"query parameter {name!r} is not UTF-8") from None
+
+
+def query_int(request: CaddyRequest, name: str, default: int, maximum: int | None = None) -> int:
+    text = query_value(request, name, required=False)
+    if text is None:
+        return default
+    if not text.isdigit():
+        raise ApiError(400, f"query parameter {name!r} must be a non-negative integer")
+    value = int(text)
+    return min(value, maximum) if maximum is not None else value
+
+
+def etag_list(header: str, name: str) -> tuple[str, ...]:
+    """``*`` or a list of strong ETags holding content hashes."""
+    items = [item.strip() for item in header.split(",") if item.strip()]
+    if items == ["*"]:
+        return ("*",)
+    hashes = []
+    for item in items:
+        parsed = parse_etag(item)
+        if parsed is None:
+            raise ApiError(400, f"{name}: {item!r} is not a quoted SHA-256 ETag or *")
+        hashes.append(parsed)
+    if not hashes:
+        raise ApiError(400, f"{name} is empty")
+    return tuple(hashes)
+
+
+def preconditions(request: CaddyRequest) -> Preconditions:
+    if_match = request.header_text("If-Match")
+    if_none_match = request.header_text("If-None-Match")
+    return Preconditions(
+        etag_list(if_match, "If-Match") if if_match is not None else None,
+        etag_list(if_none_match, "If-None-Match") if if_none_match is not None else None,
+    )
+
+
+def body_of(request: CaddyRequest) -> Any:
+    """The request body (twisted.web spools it to a temp file past 100 kB)."""
+    if request.content is None:
+        raise ApiError(400, "missing request body")
+    return request.content
+
+
+def metadata_headers(request: CaddyRequest, meta: FileMetadata) -> None:
+    if not meta.is_directory:
+        request.setHeader(b"etag", format_etag(meta.hash).encode("ascii"))
+        request.setHeader(HEADER_CONTENT_SHA256.encode("ascii"), meta.hash.encode("ascii"))
+    request.setHeader(b"last-modified", datetimeToString(meta.modified.timestamp()))
+
+
+class FileSyncResource(LeafResource):
+    """The ``file_sync`` handler's resource (one per handler config)."""
+
+    def __init__(
+        self,
+        store: ISyncStore,
+        access: AccessPolicy,
+        hub: EventHub,
+        enable_upload: bool,
+    ) -> None:
+        self.store = store
+        self.access = access
+        self.hub = hub
+        self.enable_upload = enable_upload
+        self.endpoints: dict[str, tuple[tuple[bytes, ...], bool, Endpoint]] = {
+            "list": (READ_METHODS, False, self.list),
+            "metadata": (READ_METHODS, False, self.metadata),
+            "download": (READ_METHODS, False, self.download),
+            "sync": ((b"POST",), False, self.sync),
+            "upload": ((b"POST", b"PUT"), True, self.upload),
+            "file": ((b"DELETE",), True, self.delete),
+        }
+
+    # -- dispatch ----------------------------------------------------------------------
+
+    def render(self, request: CaddyRequest) -> Any:
+        name = request.decoded_path.rstrip("/").rsplit("/", 1)[-1]
+        try:
+            client = self.access.authenticate(request)
+            if name == "events":
+                return self.events(request)
+            if name not in self.endpoints:
+                raise ApiError(404, f"unknown sync endpoint {name!r}")
+            methods, writes, endpoint = self.endpoints[name]
+            if request.method not in methods:
+                request.setHeader(b"allow", b", ".join(methods))
+                raise ApiError(405, f"{name} accepts {', '.join(m.decode() for m in methods)}")
+            if writes:
+                self.check_write(client)
+        except StoreError as error:
+            return self.error_body(request, error)
+        deferred: Deferred[None] = ensureDeferred(endpoint(request, client))
+        deferred.addErrback(self.failed, request)
+        deferred.addErrback(lambda f: log.failure("file_sync: answering failed", f))
+        return NOT_DONE_YET
+
+    def check_write(self, client: SyncClient | None) -> None:
+        if not self.enable_upload:
+            raise ApiError(403, "uploads are disabled on this server (enable_upload)")
+        self.access.check_write(client)
+
+    def origin(self, request: CaddyRequest, client: SyncClient | None) -> str | None:
+        if client is not None:
+            return client.id
+        named = request.header_text(HEADER_CLIENT_ID)
+        return named[:200] if named else None
+
+    # -- answers -----------------------------------------------------------------------
+
+    def error_body(self, request: CaddyRequest, error: StoreError) -> bytes:
+        request.setResponseCode(error.status)
+        if error.status == 401:
+            request.setHeader(b"www-authenticate", b'Bearer realm="file_sync"')
+        if isinstance(error, Conflict):
+            if error.info.remote_metadata is not None:
+                metadata_headers(request, error.info.remote_metadata)
+            body = dumps(error.info)
+        else:
+            body = dumps({"error": error.message})
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"content-length", str(len(body)).encode("ascii"))
+        return body
+
+    def send(self, request: CaddyRequest, status: int, body: bytes) -> None:
+        if request.client_gone:
+            return
+        request.setResponseCode(status)
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"content-length", str(len(body)).encode("ascii"))
+        request.setHeader(b"cache-control", b"no-store")
+        if request.method != b"HEAD":
+            request.write(body)
+        request.finish()
+
+    def failed(self, failure: Failure, request: CaddyRequest) -> None:
+        if failure.check(UploadCancelled) or request.client_gone:
+            return
+        error = failure.value
+        if isinstance(error, ProtocolError):
+            error = ApiError(400, str(error))
+        elif isinstance(error, OSError):
+            log.failure("file_sync: disk error", failure)
+            error = ApiError(500, f"disk error: {error.strerror or error}")
+        elif not isinstance(error, StoreError):
+            log.failure("file_sync: unexpected error", failure)
+            error = ApiError(500, "internal error")
+        if request.startedWriting:
+            transport_of(request).abortConnection()
+            return
+        body = self.error_body(request, error)
+        if request.method != b"HEAD":
+            request.write(body)
+        request.finish()
+
+    # -- endpoints ---------------------------------------------------------------------
+
+    async def list(self, request: CaddyRequest, client: SyncClient | None) -> None:
+        since = query_value(request, "since", required=False)
+        if since is None:
+            entries, index_id, cursor = await self.store.listing()
+            request.setHeader(b"x-sync-index-id", index_id.encode("ascii"))
+            request.setHeader(b"x-sync-cursor", str(cursor).encode("ascii"))
+            self.send(request, 200, dumps(metadata_list_to_json(entries)))
+            return
+        page = await self.store.changes(
+            query_int(request, "since", 0),
+            query_value(request, "index_id", required=False),
+            query_int(request, "limit", DEFAULT_PAGE, MAX_PAGE) or DEFAULT_PAGE,
+            self.origin(request, client),
+        )
+        self.send(request, 200, dumps(page))
+
+    async def metadata(self, request: CaddyRequest, client: SyncClient | None) -> None:
+        path = query_value(request, "path") or ""
+        meta = await self.store.metadata(path)
+        if meta is None:
+            raise ApiError(404, f"{path!r} does not exist")
+        metadata_headers(request, meta)
+        self.send(request, 200, dumps(meta))
+
+    async def sync(self, request: CaddyRequest, client: SyncClient | None) -> None:
+        body = body_of(request).read(MAX_SYNC_BODY + 1)
+        if len(body) > MAX_SYNC_BODY:
+            raise ApiError(413, f"a sync request is limited to {MAX_SYNC_BODY} bytes")
+        sync_request = SyncRequest.from_json(loads(body))
+        if sync_request.operations:
+            self.check_write(client)
+        origin = client.id if client is not None else sync_request.client_id
+        response = await self.store.apply_sync(sync_request, origin)
+        self.send(request, 200, dumps(response))
+
+    async def upload(self, request: CaddyRequest, client: SyncClient | None) -> None:
+        path = query_value(request, "path") or ""
+        declared = request.header_text(HEADER_CONTENT_SHA256)
+        try:
+            expected = (
+                validate_hash(declared.strip().lower(), HEADER_CONTENT_SHA256)
+                if (declared is not None)
+                else None
+            )
+            modified_text = request.header_text(HEADER_MODIFIED)
+            modified_ns = None
+            if modified_text is not None:
+                moment = parse_time(modified_text.strip(), HEADER_MODIFIED)
+                modified_ns = int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+        except ProtocolError as error:
+            raise ApiError(400, str(error)) from None
+        gone: list[bool] = []
+        request.notifyFinish().addErrback(lambda _: gone.append(True))
+        content = body_of(request)
+        content.seek(0)
+        meta, status = await self.store.put(
+            path,
+            content,
+            expected,
+            preconditions(request),
+            modified_ns,
+            self.origin(request, client),
+            lambda: bool(gone) or request.client_gone,
+        )
+        metadata_headers(request, meta)
+        self.send(request, 201 if status == "created" else 200, dumps(meta))
+
+    async def delete(self, request: CaddyRequest, client: SyncClient | None) -> None:
+        path = query_value(request, "path") or ""
+        conditions = preconditions(request)
+        base = None
+        if conditions.if_match is not None and "*" not in conditions.if_match:
+            if len(conditions.if_match) != 1:
+                raise ApiError(400, "If-Match on DELETE takes one ETag")
+            base = conditions.if_match[0]
+        entry = await self.store.delete(path, base, self.origin(request, client))
+        if entry is None:
+            raise ApiError(404, f"{path!r} does not exist")
+        self.send(request, 200, dumps(entry.change()))
+
+    async def download(self, request: CaddyRequest, client: SyncClient | None) -> None:
+        path = query_value(request, "path") or ""
+        source, meta = await self.store.open_file(path)
+        if request.client_gone:
+            source.close()
+            return
+        metadata_headers(request, meta)
+        request.setHeader(b"accept-ranges", b"bytes")
+        request.setHeader(b"cache-control", b"no-cache")
+        etag = format_etag(meta.hash)
+        if_none_match = request.header_text("If-None-Match")
+        if if_none_match is not None and (
+            if_none_match.strip() == "*" or etag in [t.strip() for t in if_none_match.split(",")]
+        ):
+            source.close()
+            request.setResponseCode(304)
+            request.finish()
+            return
+        start, length = 0, meta.size
+        requested = request.header_text("Range")
+        if_range = request.header_text("If-Range")
+        if requested is not None and (if_range is None or if_range.strip() == etag):
+            chosen = parse_range(requested, meta.size)
+            if chosen == "unsatisfiable":
+                source.close()
+                request.setHeader(b"content-range", f"bytes */{meta.size}".encode("ascii"))
+                raise ApiError(416, f"range {requested!r} is outside the {meta.size} bytes")
+            if isinstance(chosen, tuple):
+                start, length = chosen[0], chosen[1] - chosen[0] + 1
+                request.setResponseCode(206)
+                request.setHeader(
+                    b"content-range", f"bytes {chosen[0]}-{chosen[1]}/{meta.size}".encode("ascii")
+                )
+        request.setHeader(b"content-type", b"application/octet-stream")
+        request.setHeader(b"content-length", str(length).encode("ascii"))
+        if request.method == b"HEAD" or length == 0:
+            source.close()
+            request.finish()
+            return
+        await FileRangeProducer(source, start, length, request).begin()
+
+    def events(self, request: CaddyRequest) -> Any:
+        if request.method != b"GET":
+            raise ApiError(405, "events is a WebSocket (GET with Upgrade)")
+        upgrade = (request.getHeader(b"upgrade") or b"").lower()
+        if upgrade != b"websocket" or request.proto != "HTTP/1.1":
+            raise ApiError(426, "events needs a WebSocket upgrade over HTTP/1.1")
+        return self.hub.render(request)

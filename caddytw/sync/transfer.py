@@ -1,0 +1,96 @@
+"""Download plumbing: ``Range`` parsing and a pull producer that streams part of a file.
+
+The producer reads one chunk each time the transport asks, so memory stays flat for
+any file size and a slow client slows the reads instead of filling buffers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, BinaryIO
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IPullProducer
+from zope.interface import implementer
+
+from caddytw.http.request import transport_of
+
+CHUNK = 256 * 1024
+
+
+def parse_range(header: str, size: int) -> tuple[int, int] | str | None:
+    """One ``bytes=`` range as ``(start, end_inclusive)``.
+
+    ``None``: ignore the header and send everything (malformed or several ranges, as
+    RFC 9110 allows). ``"unsatisfiable"``: answer 416.
+    """
+    unit, _, spec = header.strip().partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, dash, last = spec.strip().partition("-")
+    if not dash:
+        return None
+    try:
+        if first == "":
+            if not last.isdigit():
+                return None
+            length = int(last)
+            if length == 0:
+                return "unsatisfiable"
+            return (max(0, size - length), size - 1) if size else "unsatisfiable"
+        if not first.isdigit() or (last and not last.isdigit()):
+            return None
+        start = int(first)
+        end = int(last) if last else size - 1
+    except ValueError:
+        return None
+    if end < start:
+        return None
+    if start >= size:
+        return "unsatisfiable"
+    return start, min(end, size - 1)
+
+
+@implementer(IPullProducer)
+class FileRangeProducer:
+    """Writes ``length`` bytes of ``source`` from ``start`` into ``request``, then finishes
+    it; ``done`` fires when it is over (either way) and the file is closed."""
+
+    def __init__(self, source: BinaryIO, start: int, length: int, request: Any) -> None:
+        self.source = source
+        self.remaining = length
+        self.request = request
+        self.done: Deferred[None] = Deferred()
+        source.seek(start)
+
+    def begin(self) -> Deferred[None]:
+        self.request.registerProducer(self, False)
+        return self.done
+
+    def resumeProducing(self) -> None:
+        if self.remaining <= 0 or self.source.closed:
+            self._finish(True)
+            return
+        chunk = self.source.read(min(CHUNK, self.remaining))
+        if not chunk:  # the file shrank under us: the response is short, drop it
+            self._finish(False)
+            return
+        self.remaining -= len(chunk)
+        self.request.write(chunk)
+        if self.remaining <= 0:
+            self._finish(True)
+
+    def stopProducing(self) -> None:
+        self._finish(False)
+
+    def _finish(self, complete: bool) -> None:
+        if self.done.called:
+            return
+        self.source.close()
+        if self.request.producer is self:
+            self.request.unregisterProducer()
+        if not self.request.client_gone:
+            if complete:
+                self.request.finish()
+            else:
+                transport_of(self.request).abortConnection()
+        self.done.callback(None)
