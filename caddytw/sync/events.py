@@ -4,7 +4,7 @@ One :class:`EventHub` per store: it subscribes to the store's commits and sends 
 :class:`~caddytw.sync.protocol.Change` as a JSON text message
 (``{"seq", "path", "op", "origin", "metadata"}``) to every open connection. Autobahn
 pings idle connections and drops the ones that stop answering; :meth:`EventHub.close_all`
-closes every connection cleanly (1001, going away) when the server stops.
+closes every connection cleanly (a close frame, 1000) when the server stops.
 """
 
 from __future__ import annotations
@@ -77,5 +77,8 @@ class EventHub:
 
     def close_all(self, reason: str = "server shutting down") -> None:
         for connection in list(self.connections):
-            connection.sendClose(1001, reason)
+            try:  # autobahn lets applications send 1000 or 3000-4999 only
+                connection.sendClose(1000, reason)
+            except Exception:
+                log.failure("could not close a sync event connection")
         self.connections.clear()
