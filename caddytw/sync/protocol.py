@@ -35,9 +35,19 @@ Designed here (not fixed by the seed; additive)::
     ChangesPage    {"index_id": "...", "cursor": 42, "changes": [Change...],
                     "more": false, "reset": false}
 
-Directories: the server indexes files; a directory appears in listings only when it is
-empty (so it can be recreated), with ``size`` 0, ``hash`` "" and ``is_directory`` true.
-``hash`` is always 64 lowercase hex characters for a file.
+Folders are indexed like files (so empty ones sync too): in listings and changes they
+have ``size`` 0, ``hash`` "" and ``is_directory`` true; creating a file creates its
+parent folders (each with its own change). ``hash`` is always 64 lowercase hex
+characters for a file. The seed's example hash ``"sha256hash"`` is a placeholder and is
+refused like any other malformed hash.
+
+HTTP conventions of the server (additive): uploads may send ``X-Content-SHA256``
+(verified: 422 on mismatch), ``If-Match: "<sha256>"`` / ``If-None-Match: *``
+(412 + ``ConflictInfo`` on mismatch; identical content is never a conflict),
+``X-Sync-Modified`` (RFC 3339, kept as the file's mtime) and ``X-Sync-Client`` (the
+origin when no bearer token names the client). Downloads carry ``ETag: "<sha256>"`` and
+honour ``Range`` / ``If-Range``. ``GET /api/list`` also answers ``X-Sync-Index-Id`` and
+``X-Sync-Cursor`` headers: the cursor the listing corresponds to.
 
 Paths are relative POSIX paths: see :func:`validate_path`.
 """
