@@ -160,7 +160,7 @@ async def run(reactor: Any, args: argparse.Namespace) -> int:
     try:
         await engine.pull(full_list=False)
     except Unreachable as error:
-        fail(f"cannot reach the server {settings.server}: {error}")
+        fail(str(error))
         return EXIT_UNREACHABLE
     except AuthFailed as error:
         fail(str(error))
