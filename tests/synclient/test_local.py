@@ -14,7 +14,7 @@ from synclient.ignore import IgnoreRules
 from synclient.planner import DIR_HASH, Version
 from synclient.progress import Progress
 from synclient.scanner import Scanner
-from synclient.state import StateDB, Stat
+from synclient.state import Stat, StateDB
 
 
 def sha(data: bytes) -> str:
