@@ -156,8 +156,10 @@ class Remote:
                 raise Stale(None) from None
         raise RemoteError(f"{what}: HTTP {code} {text}", code)
 
-    async def _json(self, method: str, url: str, what: str, **kwargs: Any) -> Any:
-        response = await self._request(method, url, headers=self.headers(), **kwargs)
+    async def _json(
+        self, method: str, url: str, what: str, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> Any:
+        response = await self._request(method, url, headers=headers or self.headers(), **kwargs)
         await self._check(response, what)
         return loads(await response.content())
 

@@ -72,7 +72,11 @@ class SyncServer:
         return simple_config(self.port, [{"match": [{"path": ["/api/*"]}], "handle": [handler]}])
 
     def start(self) -> SyncServer:
-        self.process = start_server(self.config(), self.workdir, [self.port])
+        # SYNC_SERVER_PYTHONPATH runs the server from another checkout (e.g. a server
+        # branch under development); by default it runs from this repository.
+        other = os.environ.get("SYNC_SERVER_PYTHONPATH")
+        env = {"PYTHONPATH": other} if other else None
+        self.process = start_server(self.config(), self.workdir, [self.port], env=env)
         return self
 
     def stop(self) -> None:
