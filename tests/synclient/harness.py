@@ -56,8 +56,11 @@ def converged(*roots: Path) -> bool:
 class SyncServer:
     """A caddytw process serving ``root`` with ``file_sync`` on a fixed port."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, port: int | None = None, clients: list[dict[str, Any]] | None = None
+    ) -> None:
         self.workdir = workdir
+        self.clients = clients
         self.root = workdir / "server-data"
         self.root.mkdir(exist_ok=True)
         self.port = port or free_port()
@@ -68,7 +71,13 @@ class SyncServer:
         return f"http://127.0.0.1:{self.port}"
 
     def config(self) -> dict[str, Any]:
-        handler = {"handler": "file_sync", "root": str(self.root), "enable_upload": True}
+        handler: dict[str, Any] = {
+            "handler": "file_sync",
+            "root": str(self.root),
+            "enable_upload": True,
+        }
+        if self.clients:
+            handler["clients"] = self.clients
         return simple_config(self.port, [{"match": [{"path": ["/api/*"]}], "handle": [handler]}])
 
     def start(self) -> SyncServer:

@@ -246,3 +246,44 @@ def test_cli_errors(tmp_path: Path, server: SyncServer) -> None:
     unreachable = Client(down, local).once()
     assert unreachable.returncode == 3 and "cannot reach" in unreachable.stderr
     assert "Traceback" not in unreachable.stderr
+
+
+def test_bearer_tokens(tmp_path: Path) -> None:
+    token = "a-long-enough-secret-token"
+    server = SyncServer(tmp_path, clients=[{"id": "laptop", "token": token}]).start()
+    try:
+        write(server.root, "secret.txt", b"for token holders")
+        age(server.root)
+        local = tmp_path / "a"
+        local.mkdir()
+        refused = Client(server, local, "--token", "wrong-token-wrong-token").once()
+        assert refused.returncode == 4 and "refused the token" in refused.stderr
+        assert "Traceback" not in refused.stderr
+        ok(Client(server, local, "--token", token).once())
+        assert (local / "secret.txt").read_bytes() == b"for token holders"
+    finally:
+        server.stop()
+
+
+def test_killed_mid_upload_leaves_no_partial_file_on_the_server(
+    server: SyncServer, tmp_path: Path
+) -> None:
+    data = random.Random(2).randbytes(1 << 20) * 96
+    local = tmp_path / "a"
+    write(local, "up.bin", data)
+    age(local)
+    client = Client(server, local).start()
+    try:
+        wait_until(
+            lambda: any(
+                p.name.endswith(".tmp") and p.stat().st_size > 0 for p in server.root.iterdir()
+            ),
+            30,
+            "a partial upload on the server",
+        )
+        client.kill()
+        assert not (server.root / "up.bin").exists()
+    finally:
+        client.kill()
+    ok(client.once())
+    assert (server.root / "up.bin").read_bytes() == data
