@@ -287,3 +287,30 @@ def test_killed_mid_upload_leaves_no_partial_file_on_the_server(
         client.kill()
     ok(client.once())
     assert (server.root / "up.bin").read_bytes() == data
+
+
+def test_twistd_plugin_runs_continuous_sync(server: SyncServer, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+
+    from tests.support.server import TWISTD, server_env
+
+    write(server.root, "via-twistd.txt", b"plugin")
+    age(server.root)
+    local = tmp_path / "t"
+    local.mkdir()
+    command = [*TWISTD, "-n", "--pidfile=", "synclient", "--server", server.url]
+    process = subprocess.Popen(
+        [*command, "--local-path", str(local)],
+        env=server_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: (local / "via-twistd.txt").exists(), 20, "download via twistd")
+        write(local, "from-twistd.txt", b"up")
+        wait_until(lambda: (server.root / "from-twistd.txt").exists(), 20, "upload via twistd")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=15)
+    assert (local / "via-twistd.txt").read_bytes() == b"plugin"
