@@ -307,10 +307,15 @@ def test_twistd_plugin_runs_continuous_sync(server: SyncServer, tmp_path: Path) 
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_until(lambda: (local / "via-twistd.txt").exists(), 20, "download via twistd")
+        wait_until(lambda: (local / "via-twistd.txt").exists(), 30, "download via twistd")
         write(local, "from-twistd.txt", b"up")
-        wait_until(lambda: (server.root / "from-twistd.txt").exists(), 20, "upload via twistd")
+        wait_until(lambda: (server.root / "from-twistd.txt").exists(), 30, "upload via twistd")
     finally:
         process.send_signal(signal.SIGTERM)
-        process.wait(timeout=15)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+            raise
     assert (local / "via-twistd.txt").read_bytes() == b"plugin"
