@@ -1,0 +1,423 @@
+"""Carry out a plan: change the local folder and the server, one safe step at a time.
+
+Every local change first re-checks that the path still holds what the plan assumed (a
+user may have written to it meanwhile); when it does not, the step is skipped and the path
+re-planned. Downloads land through a verified temp file and ``os.replace``, so a crash
+leaves either the old file or the new one. Remote changes state their base hash; a
+refusal (412) refreshes that path's server metadata and re-plans it. Conflict copies are
+written before the winner overwrites anything, so both versions exist at every moment.
+Everything that was written is recorded (hash + stat) so the watcher's echo of it is
+recognised as "nothing new".
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat as stat_module
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.defer import DeferredSemaphore, gatherResults
+from twisted.internet.threads import deferToThread
+from twisted.logger import Logger
+
+from caddytw.sync.protocol import Create, Delete, FileMetadata, Move, SyncOperation
+from synclient import planner
+from synclient.planner import (
+    DIR_HASH,
+    Action,
+    DeleteLocal,
+    DeleteRemote,
+    Download,
+    MoveLocal,
+    MoveRemote,
+    RenameLocal,
+    SaveRemoteCopy,
+    SetBase,
+    Upload,
+    Version,
+)
+from synclient.remote import NotFound, Remote, RemoteError, Stale, Unreachable
+from synclient.scanner import hash_file
+from synclient.state import Stat, StateDB
+
+log = Logger()
+
+BATCH = 500
+
+
+def version_of(meta: FileMetadata, origin: str = "") -> Version:
+    """A server FileMetadata as a planner version (directories get the pseudo-hash)."""
+    if meta.is_directory:
+        return Version(DIR_HASH)
+    return Version(meta.hash, meta.size, meta.modified.timestamp(), origin)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a run left to do: ``dirty`` paths must be re-planned (after ``refresh`` ones
+    have had their server metadata fetched again)."""
+
+    dirty: set[str] = field(default_factory=set)
+    refresh: set[str] = field(default_factory=set)
+    done: int = 0
+    failed: list[str] = field(default_factory=list)
+    unreachable: Exception | None = None
+
+
+class Applier:
+    def __init__(
+        self,
+        root: Path,
+        state: StateDB,
+        remote: Remote,
+        *,
+        parallel: int = 4,
+        on_file: Callable[[str, int], None] | None = None,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> None:
+        self.root = root
+        self.state = state
+        self.remote = remote
+        self.semaphore = DeferredSemaphore(parallel)
+        self.on_file = on_file or (lambda path, size: None)
+        self.on_bytes = on_bytes
+
+    # -- local checks -------------------------------------------------------------------
+
+    def _full(self, path: str) -> Path:
+        return self.root / path
+
+    def _local_is(self, path: str, expect: Version | None) -> bool:
+        """Runs in a thread: whether ``path`` still holds ``expect`` (absent for None)."""
+        full = self._full(path)
+        try:
+            info = os.stat(full, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return expect is None
+        if expect is None:
+            return False
+        if expect.is_dir:
+            return stat_module.S_ISDIR(info.st_mode)
+        if not stat_module.S_ISREG(info.st_mode):
+            return False
+        cached = self.state.cache.get(path)
+        if cached is not None and cached.stat == Stat.of(info):
+            return cached.hash == expect.hash
+        return hash_file(full) == expect.hash
+
+    async def local_is(self, path: str, expect: Version | None) -> bool:
+        result: bool = await deferToThread(self._local_is, path, expect)
+        return result
+
+    def _record_local(self, path: str, version: Version) -> None:
+        """Remember what this client wrote at ``path`` (echo suppression)."""
+        if version.is_dir:
+            return
+        try:
+            info = os.stat(self._full(path))
+        except FileNotFoundError:
+            return
+        self.state.set_cache(path, version.hash, Stat.of(info))
+
+    def unique_copy(self, copy: str) -> str:
+        """``copy``, or ``copy`` with a counter, free on both sides."""
+        candidate, n = copy, 1
+        while os.path.lexists(self._full(candidate)) or candidate in self.state.remote:
+            n += 1
+            stem, dot, ext = copy.rpartition(".")
+            candidate = f"{stem}-{n}.{ext}" if dot and "/" not in ext else f"{copy}-{n}"
+        return candidate
+
+    # -- running ------------------------------------------------------------------------
+
+    async def run(self, actions: Iterable[Action]) -> Outcome:
+        """Run ``actions`` (already in planner order), in phases; transfers in parallel."""
+        outcome = Outcome()
+        groups: dict[str, list[Action]] = {}
+        for action in actions:
+            groups.setdefault(action.path, []).append(action)
+        moves: list[list[Action]] = []
+        mkdirs: list[list[Action]] = []
+        transfers: list[list[Action]] = []
+        file_deletes: list[list[Action]] = []
+        dir_deletes: list[list[Action]] = []
+        bases: list[list[Action]] = []
+        for group in groups.values():
+            first = group[0]
+            if isinstance(first, MoveLocal | MoveRemote):
+                moves.append(group)
+            elif isinstance(first, SetBase):
+                bases.append(group)
+            elif isinstance(first, DeleteLocal | DeleteRemote) and len(group) == 1:
+                expect = (
+                    first.expect_local if isinstance(first, DeleteLocal) else first.expect_remote
+                )
+                (dir_deletes if expect.is_dir else file_deletes).append(group)
+            elif (
+                len(group) == 1
+                and isinstance(first, Download | Upload)
+                and (first.remote.is_dir if isinstance(first, Download) else first.local.is_dir)
+            ):
+                mkdirs.append(group)
+            else:
+                transfers.append(group)
+        try:
+            for group in moves:
+                await self._group(group, outcome)
+            await self._directories([g[0] for g in mkdirs], outcome)
+            await gatherResults(
+                [self.semaphore.run(self._group_d, group, outcome) for group in transfers],
+                consumeErrors=True,
+            ).addErrback(_first_error)
+            await self._deletes([g[0] for g in file_deletes], outcome)
+            await self._deletes([g[0] for g in dir_deletes], outcome)
+            with self.state.batch():
+                for group in bases:
+                    for action in group:
+                        assert isinstance(action, SetBase)
+                        self.state.set_base(action.path, action.version)
+                        outcome.done += 1
+        except Unreachable as error:
+            outcome.unreachable = error
+        return outcome
+
+    def _group_d(self, group: list[Action], outcome: Outcome) -> Any:
+        from twisted.internet.defer import Deferred
+
+        return Deferred.fromCoroutine(self._group(group, outcome))
+
+    async def _group(self, group: list[Action], outcome: Outcome) -> None:
+        """One path's actions in order; stop at the first that cannot proceed."""
+        for action in group:
+            try:
+                ok = await self._one(action, outcome)
+            except Stale as error:
+                current = error.current
+                self.state.set_remote(action.path, None if current is None else version_of(current))
+                outcome.dirty.add(action.path)
+                return
+            except NotFound:
+                outcome.refresh.add(action.path)
+                outcome.dirty.add(action.path)
+                return
+            except Unreachable:
+                raise
+            except (RemoteError, OSError) as error:
+                log.warn("{path}: {error}", path=action.path, error=error)
+                outcome.failed.append(f"{action.path}: {error}")
+                outcome.dirty.add(action.path)
+                return
+            if not ok:
+                outcome.dirty.add(action.path)
+                return
+            outcome.done += 1
+
+    async def _one(self, action: Action, outcome: Outcome) -> bool:
+        if isinstance(action, Download):
+            return await self._download(action)
+        if isinstance(action, Upload):
+            return await self._upload(action)
+        if isinstance(action, SaveRemoteCopy):
+            copy = self.unique_copy(action.copy)
+            await self._fetch(action.path, copy, action.remote, None)
+            outcome.dirty.add(copy)
+            return True
+        if isinstance(action, RenameLocal):
+            if not await self.local_is(action.path, action.expect_local):
+                return False
+            copy = self.unique_copy(action.copy)
+            os.rename(self._full(action.path), self._full(copy))
+            entry = self.state.cache.get(action.path)
+            if entry is not None:
+                self.state.set_cache(copy, entry.hash, entry.stat)
+            self.state.set_cache(action.path, None)
+            outcome.dirty.add(copy)
+            return True
+        if isinstance(action, MoveLocal):
+            return await self._move_local(action)
+        if isinstance(action, MoveRemote):
+            return await self._move_remote(action, outcome)
+        if isinstance(action, DeleteLocal | DeleteRemote):
+            await self._deletes([action], outcome)
+            return action.path not in outcome.dirty
+        if isinstance(action, SetBase):
+            self.state.set_base(action.path, action.version)
+            return True
+        raise AssertionError(action)  # pragma: no cover
+
+    # -- downloads ----------------------------------------------------------------------
+
+    async def _fetch(
+        self, path: str, target_path: str, remote: Version, expect_local: Version | None
+    ) -> bool:
+        """Download ``path``'s ``remote`` bytes into ``target_path`` if it still holds
+        ``expect_local``."""
+        target = self._full(target_path)
+        temp = await self.remote.download(
+            path, target, remote.hash, remote.size, on_bytes=self.on_bytes
+        )
+        if not await self.local_is(target_path, expect_local):
+            return False  # keep the temp file: the next attempt resumes from it
+        if remote.mtime:
+            os.utime(temp, (remote.mtime, remote.mtime))
+        os.replace(temp, target)
+        self._record_local(target_path, remote)
+        self.on_file(target_path, remote.size)
+        return True
+
+    async def _download(self, action: Download) -> bool:
+        if action.remote.is_dir:
+            return await self._mkdir_local(action.path, action.expect_local, action.remote)
+        if not await self._fetch(action.path, action.path, action.remote, action.expect_local):
+            return False
+        self.state.set_base(action.path, action.remote)
+        return True
+
+    async def _mkdir_local(self, path: str, expect: Version | None, remote: Version) -> bool:
+        if expect is not None and not expect.is_dir:
+            return False
+        os.makedirs(self._full(path), exist_ok=True)
+        self.state.set_base(path, remote)
+        return True
+
+    # -- uploads ------------------------------------------------------------------------
+
+    async def _upload(self, action: Upload) -> bool:
+        local = action.local
+        expect = action.expect_remote
+        if local.is_dir:
+            return await self._mkdir_remote(action.path, expect)
+        if expect is not None and expect.is_dir:
+            return False  # the planner sends a directory/file clash through a conflict
+        meta = await self.remote.upload(
+            action.path,
+            self._full(action.path),
+            local.hash,
+            None if expect is None else expect.hash,
+            local.mtime or None,
+        )
+        version = version_of(meta, self.state.client_id) if meta else local
+        if version.hash != local.hash:
+            return False
+        self.state.set_remote(action.path, version)
+        self.state.set_base(action.path, local)
+        self.on_file(action.path, local.size)
+        return True
+
+    async def _mkdir_remote(self, path: str, expect: Version | None) -> bool:
+        await self._directories([Upload(path, planner.directory(), expect)], Outcome())
+        return self.state.base.get(path) is not None
+
+    async def _directories(self, actions: list[Action], outcome: Outcome) -> None:
+        """Create folders: local ones at once, remote ones in batched ``Create``s."""
+        remote_ops: list[tuple[str, SyncOperation]] = []
+        for action in sorted(actions, key=lambda a: a.path.count("/")):
+            if isinstance(action, Download):
+                if await self._mkdir_local(action.path, action.expect_local, action.remote):
+                    outcome.done += 1
+                else:
+                    outcome.dirty.add(action.path)
+            elif isinstance(action, Upload):
+                meta = FileMetadata(action.path, 0, datetime.now(UTC), "", True)
+                remote_ops.append((action.path, Create(meta)))
+        await self._remote_batch(remote_ops, outcome, planner.directory())
+
+    # -- deletes and moves ----------------------------------------------------------------
+
+    async def _deletes(self, actions: list[Action], outcome: Outcome) -> None:
+        remote_ops: list[tuple[str, SyncOperation]] = []
+        for action in sorted(actions, key=lambda a: -a.path.count("/")):
+            if isinstance(action, DeleteLocal):
+                if await self._delete_local(action):
+                    outcome.done += 1
+                else:
+                    outcome.dirty.add(action.path)
+            elif isinstance(action, DeleteRemote):
+                expect = action.expect_remote
+                base = None if expect.is_dir else expect.hash
+                remote_ops.append((action.path, Delete(action.path, base)))
+        await self._remote_batch(remote_ops, outcome, None)
+
+    async def _delete_local(self, action: DeleteLocal) -> bool:
+        if not await self.local_is(action.path, action.expect_local):
+            return False
+        full = self._full(action.path)
+        try:
+            if action.expect_local.is_dir:
+                os.rmdir(full)
+            else:
+                os.unlink(full)
+        except FileNotFoundError:
+            pass
+        except OSError as error:
+            if error.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                return False  # new local content inside: it will be uploaded instead
+            raise
+        self.state.set_cache(action.path, None)
+        self.state.set_base(action.path, None)
+        return True
+
+    async def _remote_batch(
+        self,
+        ops: list[tuple[str, SyncOperation]],
+        outcome: Outcome,
+        result_version: Version | None,
+    ) -> None:
+        """Send ``ops`` in ``/api/sync`` batches; record what was applied."""
+        for start in range(0, len(ops), BATCH):
+            chunk = ops[start : start + BATCH]
+            response = await self.remote.sync([op for _, op in chunk])
+            statuses = {r.index: r.status for r in response.results}
+            for index, (path, _op) in enumerate(chunk):
+                status = statuses.get(index, "applied" if not response.conflicts else "error")
+                if status in ("applied", "unchanged"):
+                    self.state.set_remote(path, result_version)
+                    self.state.set_base(path, result_version)
+                    outcome.done += 1
+                else:
+                    outcome.refresh.add(path)
+                    outcome.dirty.add(path)
+
+    async def _move_local(self, action: MoveLocal) -> bool:
+        if not await self.local_is(action.src, action.version):
+            return False
+        if not await self.local_is(action.dst, None):
+            return False
+        os.makedirs(self._full(action.dst).parent, exist_ok=True)
+        os.rename(self._full(action.src), self._full(action.dst))
+        entry = self.state.cache.get(action.src)
+        with self.state.batch():
+            if entry is not None:
+                self.state.set_cache(action.dst, entry.hash, entry.stat)
+            self.state.set_cache(action.src, None)
+            self.state.set_base(action.src, None)
+            self.state.set_base(action.dst, action.version)
+        return True
+
+    async def _move_remote(self, action: MoveRemote, outcome: Outcome) -> bool:
+        response = await self.remote.sync([Move(action.src, action.dst, action.version.hash)])
+        status = response.results[0].status if response.results else "applied"
+        if status not in ("applied", "unchanged"):
+            outcome.refresh.update((action.src, action.dst))
+            outcome.dirty.add(action.src)
+            return False
+        with self.state.batch():
+            self.state.set_remote(action.src, None)
+            self.state.set_remote(action.dst, action.version)
+            self.state.set_base(action.src, None)
+            self.state.set_base(action.dst, action.version)
+        return True
+
+
+def _first_error(failure: Any) -> Any:
+    """``gatherResults`` wraps errors; surface the original (e.g. Unreachable)."""
+    from twisted.internet.defer import FirstError
+
+    if failure.check(FirstError):
+        return failure.value.subFailure
+    return failure

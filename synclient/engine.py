@@ -1,0 +1,388 @@
+"""Orchestration: when to scan, pull, plan and apply.
+
+One *cycle* at a time: refresh the server view (the journal since the cursor, or a full
+listing when the cursor cannot be served), scan the local side (the whole tree, or only
+the paths the watcher reported), plan the affected paths three-way, guard against mass
+deletion, apply, then re-plan whatever came back dirty (a 412, a path that changed while
+being handled) for a few rounds. Triggers while a cycle runs are merged into the next.
+
+Triggers: the watcher (local paths, debounced), the server's events (a pull), the
+periodic safety net (a full scan), and a retry with backoff while the server is away.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThread
+from twisted.logger import Logger
+
+from caddytw.sync.protocol import Change
+from synclient import planner
+from synclient.apply import Applier, Outcome, version_of
+from synclient.planner import DIR_HASH, DeleteLocal, DeleteRemote, PathState, Strategy, Version
+from synclient.progress import Progress
+from synclient.remote import Remote, RemoteError, Unreachable
+from synclient.scanner import Scanner, ScanResult
+from synclient.state import StateDB
+
+log = Logger()
+
+ROUNDS = 4
+"""Re-plans of dirty paths within one cycle before leaving them to the next."""
+
+
+class FolderGone(Exception):
+    """The local folder (or its state) disappeared: unmounted or emptied."""
+
+
+@dataclass(slots=True)
+class CycleReport:
+    planned: int = 0
+    done: int = 0
+    conflicts: list[planner.Conflict] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    refused_deletes: int = 0
+    unsettled: set[str] = field(default_factory=set)
+    left: set[str] = field(default_factory=set)
+
+    @property
+    def clean(self) -> bool:
+        return not (self.failed or self.refused_deletes or self.unsettled or self.left)
+
+
+class Engine:
+    def __init__(
+        self,
+        root: Path,
+        state: StateDB,
+        remote: Remote,
+        scanner: Scanner,
+        *,
+        strategy: Strategy = Strategy.KEEP_CLIENT,
+        allow_mass_delete: bool = False,
+        progress: Progress | None = None,
+        reactor: Any = None,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
+        self.reactor = reactor
+        self.root = root
+        self.state = state
+        self.remote = remote
+        self.scanner = scanner
+        self.strategy = strategy
+        self.allow_mass_delete = allow_mass_delete
+        self.progress = progress
+        self.applier = Applier(
+            root,
+            state,
+            remote,
+            on_file=progress.file_done if progress else None,
+            on_bytes=progress.add_bytes if progress else None,
+        )
+        self.local: dict[str, Version] = {}
+        self.scanned = False
+        # Triggers waiting for the next cycle.
+        self._pending_local: set[str] = set()
+        self._want_pull = False
+        self._want_full = False
+        self._running: Deferred[CycleReport] | None = None
+        self._scheduled: Any = None
+        self._retry_delay = 0.0
+        self.last_report = CycleReport()
+        self.stopped = False
+
+    # -- triggers -------------------------------------------------------------------------
+
+    def local_changed(self, paths: Iterable[str], delay: float = 0.0) -> None:
+        self._pending_local.update(paths)
+        self.schedule(delay)
+
+    def remote_changed(self, change: Change | None = None) -> None:
+        """An event from the server (``None``: the events connection just opened)."""
+        if change is not None and change.origin == self.state.client_id:
+            return  # our own change: already in the state
+        self._want_pull = True
+        self.schedule(0.0)
+
+    def full(self) -> None:
+        self._want_full = self._want_pull = True
+        self.schedule(0.0)
+
+    def schedule(self, delay: float) -> None:
+        """Run a cycle after ``delay`` seconds (earliest request wins)."""
+        if self.stopped:
+            return
+        if self._scheduled is not None and self._scheduled.active():
+            if self._scheduled.getTime() <= self.reactor.seconds() + delay:
+                return
+            self._scheduled.cancel()
+        self._scheduled = self.reactor.callLater(delay, self._kick)
+
+    def _kick(self) -> None:
+        self._scheduled = None
+        if self._running is not None:
+            return  # the running cycle reschedules itself when it ends
+        self._running = Deferred.fromCoroutine(self._cycle_from_triggers())
+        self._running.addErrback(self._crashed)
+
+    def _crashed(self, failure: Any) -> None:
+        self._running = None
+        if failure.check(FolderGone):
+            log.error("{error}; stopping", error=failure.value)
+            self.stopped = True
+            if self.reactor.running:
+                self.reactor.stop()
+            return
+        log.failure("sync cycle failed", failure)
+        self._retry()
+
+    def _retry(self) -> None:
+        self._retry_delay = min(max(self._retry_delay * 2, 0.5), 10.0)
+        self._want_pull = True
+        self.schedule(self._retry_delay)
+
+    async def _cycle_from_triggers(self) -> CycleReport:
+        local = self._pending_local
+        self._pending_local = set()
+        full, pull = self._want_full or not self.scanned, self._want_pull
+        self._want_full = self._want_pull = False
+        try:
+            report = await self.cycle(full=full, pull=pull or full, local_paths=local)
+            self._retry_delay = 0.0
+        except Unreachable as error:
+            log.warn("server unreachable ({error}); retrying", error=error)
+            self._pending_local |= local
+            self._want_full |= full
+            self._running = None
+            self._retry()
+            return CycleReport()
+        self._running = None
+        self.last_report = report
+        if report.unsettled:
+            self.local_changed(report.unsettled, delay=self.scanner.settle)
+        if self._pending_local or self._want_pull or self._want_full:
+            self.schedule(0.0)
+        return report
+
+    # -- one cycle ------------------------------------------------------------------------
+
+    def _check_folder(self) -> None:
+        if not self.root.is_dir() or not self.state.path.exists():
+            raise FolderGone(f"the sync folder {self.root} (or its state) is gone")
+
+    async def cycle(
+        self, *, full: bool, pull: bool = True, local_paths: Iterable[str] = ()
+    ) -> CycleReport:
+        """Sync once. ``full`` scans the whole tree and plans every path."""
+        self._check_folder()
+        report = CycleReport()
+        dirty: set[str] = set()
+        if pull or full:
+            dirty |= await self.pull(full_list=False)
+        if full:
+            scan = await self._scan(None)
+            dirty = set(self.state.base) | set(self.local) | set(self.state.remote)
+        else:
+            paths = set(local_paths)
+            if paths:
+                scan = await self._scan(paths)
+                dirty |= self._touched(scan)
+            else:
+                scan = ScanResult()
+        report.unsettled = set(scan.unsettled)
+        await self._plan_and_apply(dirty, report, show_progress=full)
+        return report
+
+    async def _plan_and_apply(
+        self, dirty: set[str], report: CycleReport, show_progress: bool
+    ) -> None:
+        for _round in range(ROUNDS):
+            dirty -= report.unsettled
+            if not dirty:
+                return
+            result = self.plan(dirty)
+            self._guard(result, report)
+            report.planned += len(result.transfers())
+            report.conflicts += result.conflicts
+            for conflict in result.conflicts:
+                log.warn(
+                    "conflict on {path}: kept the {winner} version; the other is {copy}",
+                    path=conflict.path,
+                    winner=conflict.winner,
+                    copy=conflict.copy,
+                )
+            if self.progress and show_progress:
+                transfers = result.transfers()
+                self.progress.start(len(transfers), sum(_size(a) for a in transfers))
+            outcome = await self.applier.run(result.actions)
+            if self.progress and show_progress:
+                self.progress.finish()
+            report.done += outcome.done
+            if outcome.unreachable is not None:
+                raise outcome.unreachable  # type: ignore[misc]
+            touched = {a.path for a in result.actions} | {
+                a.src for a in result.actions if isinstance(a, planner.MoveLocal)
+            }
+            dirty = await self._after(outcome, touched)
+            if _round == ROUNDS - 1:
+                report.failed = outcome.failed
+                report.left = dirty
+
+    async def _after(self, outcome: Outcome, touched: set[str]) -> set[str]:
+        """Refresh what the run left uncertain; return the paths to plan again."""
+        for path in outcome.refresh:
+            meta = await self.remote.metadata(path)
+            self.state.set_remote(path, None if meta is None else version_of(meta))
+        scan = await self._scan(touched | outcome.dirty)
+        self._touched(scan)
+        return set(outcome.dirty)
+
+    def _guard(self, result: planner.Plan, report: CycleReport) -> None:
+        """Refuse a mass deletion (an emptied or unmounted folder looks like one)."""
+        local, remote = planner.deletions(result.actions)
+        tracked = sum(1 for v in self.state.base.values() if not v.is_dir)
+        if self.allow_mass_delete:
+            return
+        if planner.is_mass_deletion(remote, tracked) or planner.is_mass_deletion(local, tracked):
+            kinds = (DeleteRemote, DeleteLocal)
+            refused = [a for a in result.actions if isinstance(a, kinds)]
+            result.actions = [a for a in result.actions if not isinstance(a, kinds)]
+            report.refused_deletes += len(refused)
+            log.error(
+                "refusing to delete {count} of {tracked} files (local {local}, server {remote}):"
+                " this looks like an emptied or unmounted folder. Run once with"
+                " --allow-mass-delete if it is intended.",
+                count=len(refused),
+                tracked=tracked,
+                local=local,
+                remote=remote,
+            )
+
+    # -- views ----------------------------------------------------------------------------
+
+    async def _scan(self, paths: set[str] | None) -> ScanResult:
+        cache = dict(self.state.cache)
+        now = time.time()
+        if paths is None:
+            result: ScanResult = await deferToThread(self.scanner.scan, cache, now)
+        else:
+            result = await deferToThread(self.scanner.scan_paths, paths, cache, now)
+        self._check_folder()
+        self._fold_scan(result, complete=paths is None)
+        return result
+
+    def _fold_scan(self, result: ScanResult, complete: bool) -> None:
+        if complete:
+            self.local = {}
+            self.scanned = True
+        else:
+            for root in result.roots:
+                prefix = root + "/"
+                for path in [p for p in self.local if p == root or p.startswith(prefix)]:
+                    del self.local[path]
+        with self.state.batch():
+            for path, entry in result.entries.items():
+                self.local[path] = entry.version
+                if entry.hash != DIR_HASH:
+                    known = self.state.cache.get(path)
+                    if known is None or known.stat != entry.stat or known.hash != entry.hash:
+                        self.state.set_cache(path, entry.hash, entry.stat)
+            if complete:
+                for path in [p for p in self.state.cache if p not in result.entries]:
+                    if path not in result.unsettled:
+                        self.state.set_cache(path, None)
+
+    def _touched(self, scan: ScanResult) -> set[str]:
+        """Paths a targeted scan may have changed: its roots and everything under them."""
+        touched = set(scan.entries)
+        for root in scan.roots:
+            touched.add(root)
+            prefix = root + "/"
+            for view in (self.state.base, self.state.remote):
+                touched.update(p for p in view if p.startswith(prefix))
+        return touched - scan.unsettled
+
+    async def pull(self, full_list: bool) -> set[str]:
+        """Bring ``state.remote`` up to date; return the paths that changed."""
+        cursor = self.state.cursor
+        if cursor is not None and not full_list:
+            index_id, seq = cursor
+            changed: set[str] = set()
+            try:
+                while True:
+                    page = await self.remote.changes(seq, index_id)
+                    if page.reset:
+                        return await self._relist(page.index_id, page.cursor)
+                    with self.state.batch():
+                        for change in page.changes:
+                            meta = change.metadata
+                            origin = change.origin or ""
+                            self.state.set_remote(
+                                change.path, None if meta is None else version_of(meta, origin)
+                            )
+                            changed.add(change.path)
+                        self.state.set_cursor(page.index_id, page.cursor)
+                    seq, index_id = page.cursor, page.index_id
+                    if not page.more:
+                        return changed
+            except Unreachable:
+                raise
+            except RemoteError as error:
+                if error.status not in (400, 404, 405, 501):
+                    raise
+        try:
+            page = await self.remote.changes(0, "")
+            return await self._relist(page.index_id, page.cursor)
+        except Unreachable:
+            raise
+        except RemoteError:
+            return await self._relist(None, None)
+
+    async def _relist(self, index_id: str | None, seq: int | None) -> set[str]:
+        before = dict(self.state.remote)
+        listing = await self.remote.list_all()
+        self.state.replace_remote((m.path, version_of(m)) for m in listing)
+        if index_id is not None and seq is not None:
+            self.state.set_cursor(index_id, seq)
+        after = self.state.remote
+        return {p for p in set(before) | set(after) if before.get(p) != after.get(p)}
+
+    def plan(self, paths: Iterable[str]) -> planner.Plan:
+        local_dirs = planner.parents(self.local)
+        remote_dirs = planner.parents(self.state.remote)
+        states = []
+        for path in sorted(set(paths)):
+            base = self.state.base.get(path)
+            local = self.local.get(path)
+            remote = self.state.remote.get(path)
+            if local is None and path in local_dirs:
+                local = planner.directory()
+            if remote is None and path in remote_dirs:
+                remote = planner.directory()
+            states.append(PathState(path, base, local, remote))
+        return planner.plan(states, self.strategy, self.state.client_id, time.time())
+
+    async def verify(self) -> set[str]:
+        """After a full sync: the paths where the two sides still differ."""
+        await self.pull(full_list=True)
+        await self._scan(None)
+        paths = set(self.state.base) | set(self.local) | set(self.state.remote)
+        result = self.plan(paths)
+        return {a.path for a in result.transfers()}
+
+
+def _size(action: planner.Action) -> int:
+    if isinstance(action, planner.Download | planner.SaveRemoteCopy):
+        return action.remote.size
+    if isinstance(action, planner.Upload):
+        return action.local.size
+    return 0

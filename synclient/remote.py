@@ -1,0 +1,307 @@
+"""The ``file_sync`` HTTP API as seen from the client (treq), plus the events WebSocket.
+
+Shapes come from :mod:`caddytw.sync.protocol`, shared with the server. Downloads stream
+into a hidden temp file beside the target while hashing; the temp name carries the first
+16 hex digits of the expected hash so an interrupted download of the same bytes resumes
+with ``Range``. Uploads stream the file and state what they replace (``If-Match`` with
+the server's hash, or ``If-None-Match: *`` for a new path); a refusal comes back as
+:class:`Stale` carrying the server's current metadata.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectError, ConnectionRefusedError, DNSLookupError
+from twisted.web.client import HTTPConnectionPool, ResponseFailed
+
+from caddytw.sync.protocol import (
+    HEADER_CLIENT_ID,
+    HEADER_CONTENT_SHA256,
+    HEADER_MODIFIED,
+    ChangesPage,
+    ConflictInfo,
+    FileMetadata,
+    ProtocolError,
+    SyncOperation,
+    SyncRequest,
+    SyncResponse,
+    format_etag,
+    format_time,
+    loads,
+    metadata_list_from_json,
+    temp_name,
+)
+
+CHUNK = 1 << 16
+
+
+class RemoteError(Exception):
+    """The server answered something the client cannot use."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Unreachable(RemoteError):
+    """No connection to the server (refused, DNS, reset)."""
+
+
+class AuthFailed(RemoteError):
+    """401/403: the token is missing or wrong."""
+
+
+class Stale(RemoteError):
+    """412: the server's version is not the one the change was based on."""
+
+    def __init__(self, info: ConflictInfo | None) -> None:
+        super().__init__("precondition failed", 412)
+        self.info = info
+
+    @property
+    def current(self) -> FileMetadata | None:
+        return self.info.remote_metadata if self.info else None
+
+
+class NotFound(RemoteError):
+    pass
+
+
+class HashMismatch(RemoteError):
+    pass
+
+
+def download_temp(target: Path, expected_hash: str) -> Path:
+    """The resumable temp file for ``target``'s download of ``expected_hash``."""
+    name = target.name
+    while len(name.encode("utf-8")) > 200:
+        name = name[:-1]
+    return target.with_name(temp_name(name, expected_hash[:16]))
+
+
+class Remote:
+    """One server. ``reactor=None`` means the global reactor (imported lazily)."""
+
+    def __init__(
+        self,
+        server: str,
+        client_id: str,
+        token: str | None = None,
+        reactor: Any = None,
+        timeout: float = 30.0,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
+        import treq
+        from twisted.web.client import Agent
+
+        self.reactor = reactor
+        self.base = server.rstrip("/")
+        self.client_id = client_id
+        self.token = token
+        self.timeout = timeout
+        self.pool = HTTPConnectionPool(reactor, persistent=True)
+        self.pool.maxPersistentPerHost = 8
+        self.pool.retryAutomatically = False
+        self.http = treq.client.HTTPClient(Agent(reactor, pool=self.pool))
+
+    def close(self) -> Deferred[None]:
+        return self.pool.closeCachedConnections()
+
+    def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        headers = {HEADER_CLIENT_ID: self.client_id}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        if extra:
+            headers.update(extra)
+        return headers
+
+    def url(self, endpoint: str, **query: str | int) -> str:
+        text = f"{self.base}/api/{endpoint}"
+        if query:
+            text += "?" + urlencode({k: str(v) for k, v in query.items()}, quote_via=quote)
+        return text
+
+    async def _request(self, method: str, url: str, **kwargs: Any) -> Any:
+        try:
+            return await self.http.request(method, url, timeout=self.timeout, **kwargs)
+        except (ConnectionRefusedError, ConnectError, DNSLookupError, ResponseFailed) as error:
+            raise Unreachable(f"cannot reach {self.base}: {error}") from error
+
+    async def _check(self, response: Any, what: str) -> None:
+        """Raise the right error for a non-2xx answer (reads its body)."""
+        code = response.code
+        if 200 <= code < 300:
+            return
+        body = await response.content()
+        text = body.decode("utf-8", "replace").strip()[:300]
+        if code in (401, 403):
+            raise AuthFailed(f"{what}: the server refused the token ({code}) {text}", code)
+        if code == 404:
+            raise NotFound(f"{what}: not found", code)
+        if code == 412:
+            try:
+                raise Stale(ConflictInfo.from_json(loads(body)))
+            except ProtocolError:
+                raise Stale(None) from None
+        raise RemoteError(f"{what}: HTTP {code} {text}", code)
+
+    async def _json(
+        self, method: str, url: str, what: str, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> Any:
+        response = await self._request(method, url, headers=headers or self.headers(), **kwargs)
+        await self._check(response, what)
+        return loads(await response.content())
+
+    # -- listings -----------------------------------------------------------------------
+
+    async def list_all(self) -> list[FileMetadata]:
+        return metadata_list_from_json(await self._json("GET", self.url("list"), "list"))
+
+    async def changes(self, since: int, index_id: str, limit: int = 1000) -> ChangesPage:
+        url = self.url("list", since=since, index_id=index_id, limit=limit)
+        return ChangesPage.from_json(await self._json("GET", url, "list changes"))
+
+    async def metadata(self, path: str) -> FileMetadata | None:
+        try:
+            data = await self._json("GET", self.url("metadata", path=path), f"metadata {path}")
+        except NotFound:
+            return None
+        return FileMetadata.from_json(data)
+
+    async def sync(self, operations: list[SyncOperation]) -> SyncResponse:
+        body = SyncRequest(tuple(operations), self.client_id).to_json()
+        data = await self._json(
+            "POST",
+            self.url("sync"),
+            "sync",
+            data=json.dumps(body).encode(),
+            headers=self.headers({"Content-Type": "application/json"}),
+        )
+        return SyncResponse.from_json(data)
+
+    # -- transfers ----------------------------------------------------------------------
+
+    async def upload(
+        self,
+        path: str,
+        source: Path,
+        sha256: str,
+        expect: str | None,
+        mtime: float | None = None,
+    ) -> FileMetadata | None:
+        """Stream ``source`` to ``path``. ``expect`` is the server hash it replaces, or
+        ``None`` for a path the server must not have. Returns the new metadata if the
+        server sent it."""
+        from twisted.web.client import FileBodyProducer
+
+        extra = {HEADER_CONTENT_SHA256: sha256, "Content-Type": "application/octet-stream"}
+        if expect is None:
+            extra["If-None-Match"] = "*"
+        else:
+            extra["If-Match"] = format_etag(expect)
+        if mtime is not None:
+            from datetime import UTC, datetime
+
+            extra[HEADER_MODIFIED] = format_time(datetime.fromtimestamp(mtime, UTC))
+        with open(source, "rb") as handle:
+            producer = FileBodyProducer(handle, readSize=CHUNK)
+            response = await self._request(
+                "POST", self.url("upload", path=path), headers=self.headers(extra), data=producer
+            )
+            await self._check(response, f"upload {path}")
+        body = await response.content()
+        try:
+            return FileMetadata.from_json(loads(body))
+        except ProtocolError:
+            return None
+
+    async def download(
+        self,
+        path: str,
+        target: Path,
+        expected_hash: str,
+        expected_size: int,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> Path:
+        """Fetch ``path`` into its temp file beside ``target``, resuming a partial one;
+        verify the SHA-256 and fsync. Returns the temp file (the caller renames it)."""
+        import treq
+        from twisted.internet.threads import deferToThread
+
+        temp = download_temp(target, expected_hash)
+        temp.parent.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        offset = 0
+        if temp.exists():
+            offset = temp.stat().st_size
+            if 0 < offset <= expected_size:
+                await deferToThread(_hash_prefix, temp, digest, offset)
+            else:
+                offset = 0
+        extra = {"Range": f"bytes={offset}-"} if 0 < offset < expected_size else {}
+        if offset >= expected_size and expected_size > 0 and digest.hexdigest() == expected_hash:
+            return temp  # a previous run fetched everything but did not rename
+        response = await self._request(
+            "GET", self.url("download", path=path), headers=self.headers(extra), unbuffered=True
+        )
+        await self._check(response, f"download {path}")
+        if response.code != 206 or not _range_starts_at(response, offset):
+            offset = 0
+            digest = hashlib.sha256()
+        handle = open(temp, "r+b" if offset else "wb")  # noqa: SIM115 - closed below
+        try:
+            handle.seek(offset)
+            handle.truncate()
+
+            def write(chunk: bytes) -> None:
+                handle.write(chunk)
+                digest.update(chunk)
+                if on_bytes is not None:
+                    on_bytes(len(chunk))
+
+            try:
+                await treq.collect(response, write)
+            except ResponseFailed as error:
+                raise Unreachable(f"download {path} interrupted: {error}") from error
+            await deferToThread(_flush, handle)
+        finally:
+            handle.close()
+        if digest.hexdigest() != expected_hash:
+            temp.unlink(missing_ok=True)
+            raise HashMismatch(f"download {path}: content does not match its hash")
+        return temp
+
+
+def _hash_prefix(path: Path, digest: Any, length: int) -> None:
+    with open(path, "rb") as handle:
+        left = length
+        while left > 0 and (chunk := handle.read(min(left, 1 << 20))):
+            digest.update(chunk)
+            left -= len(chunk)
+
+
+def _flush(handle: Any) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
+def _range_starts_at(response: Any, offset: int) -> bool:
+    values = response.headers.getRawHeaders("content-range") or []
+    return bool(values) and values[0].startswith(f"bytes {offset}-")
+
+
+def events_url(server: str) -> str:
+    parts = urlsplit(server.rstrip("/"))
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    return f"{scheme}://{parts.netloc}{parts.path}/api/events"

@@ -1,0 +1,203 @@
+"""What the local folder holds now: paths, stats and SHA-256 hashes.
+
+Blocking by nature (directory walks, reads), so every entry point here is meant to run in
+a thread (``deferToThread``); nothing touches the reactor. Hashes are reused from the
+stat-keyed cache when size, mtime and inode are unchanged. A file is hashed between two
+stats and counts only when they agree; a file modified within the last ``settle``
+seconds is reported as *unsettled* (still being written) and left for a later pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat as stat_module
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from caddytw.sync.protocol import ProtocolError, is_reserved_name, validate_path
+from synclient.ignore import IgnoreRules
+from synclient.planner import DIR_HASH, Version
+from synclient.state import STATE_DIR, CacheEntry, Stat
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class LocalEntry:
+    path: str
+    hash: str
+    stat: Stat
+    mtime: float
+
+    @property
+    def version(self) -> Version:
+        return Version(self.hash, self.stat.size if self.hash != DIR_HASH else 0, self.mtime)
+
+
+@dataclass(slots=True)
+class ScanResult:
+    """``entries`` found; ``roots`` were examined completely (anything under a root not in
+    ``entries`` is gone); ``unsettled`` exist but are still changing."""
+
+    entries: dict[str, LocalEntry] = field(default_factory=dict)
+    roots: list[str] = field(default_factory=list)
+    unsettled: set[str] = field(default_factory=set)
+    skipped: list[str] = field(default_factory=list)
+
+
+def hash_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def is_hidden(name: str, top_level: bool) -> bool:
+    """Names the client never syncs: its state folder and in-progress temp files."""
+    return (top_level and name == STATE_DIR) or is_reserved_name(name)
+
+
+class Scanner:
+    """Scans ``root`` with ``ignore`` rules; ``clock`` gives "now" in seconds."""
+
+    def __init__(
+        self,
+        root: Path,
+        ignore: IgnoreRules,
+        settle: float = 0.4,
+        workers: int = 4,
+    ) -> None:
+        self.root = root
+        self.ignore = ignore
+        self.settle = settle
+        self.workers = workers
+
+    def _accept(self, rel: str, name: str, is_dir: bool, result: ScanResult) -> bool:
+        if is_hidden(name, "/" not in rel):
+            return False
+        try:
+            validate_path(rel)
+        except ProtocolError:
+            result.skipped.append(rel)
+            return False
+        return not self.ignore.ignored(rel, is_dir)
+
+    def _walk(self, rel: str, result: ScanResult, files: list[tuple[str, os.stat_result]]) -> None:
+        """Collect directories (as entries) and files (for hashing) under ``rel``."""
+        folder = self.root / rel if rel else self.root
+        try:
+            items = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        except PermissionError:
+            result.skipped.append(rel or ".")
+            return
+        for item in items:
+            child = f"{rel}/{item.name}" if rel else item.name
+            try:
+                info = item.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if stat_module.S_ISDIR(info.st_mode):
+                if self._accept(child, item.name, True, result):
+                    result.entries[child] = LocalEntry(
+                        child, DIR_HASH, Stat.of(info), info.st_mtime
+                    )
+                    self._walk(child, result, files)
+            elif stat_module.S_ISREG(info.st_mode):
+                if self._accept(child, item.name, False, result):
+                    files.append((child, info))
+            else:
+                result.skipped.append(child)  # symlinks, sockets, devices
+
+    def _hash_one(
+        self, rel: str, first: os.stat_result, cache: Mapping[str, CacheEntry], now: float
+    ) -> LocalEntry | str | None:
+        """The entry, ``None`` when the file vanished, or ``"unsettled"``."""
+        key = Stat.of(first)
+        known = cache.get(rel)
+        if known is not None and known.stat == key:
+            return LocalEntry(rel, known.hash, key, first.st_mtime)
+        if 0 <= now - first.st_mtime < self.settle:
+            return "unsettled"
+        full = self.root / rel
+        for _attempt in range(3):
+            try:
+                digest = hash_file(full)
+                after = os.stat(full, follow_symlinks=False)
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                return None
+            except PermissionError:
+                return "unsettled"
+            if Stat.of(after) == key:
+                return LocalEntry(rel, digest, key, after.st_mtime)
+            key = Stat.of(after)
+            first = after
+        return "unsettled"
+
+    def _hash_all(
+        self,
+        files: list[tuple[str, os.stat_result]],
+        cache: Mapping[str, CacheEntry],
+        now: float,
+        result: ScanResult,
+    ) -> None:
+        def job(item: tuple[str, os.stat_result]) -> tuple[str, LocalEntry | str | None]:
+            return item[0], self._hash_one(item[0], item[1], cache, now)
+
+        todo = [f for f in files if not _cached(f, cache)]
+        done = [job(f) for f in files if _cached(f, cache)]
+        if len(todo) > 1 and self.workers > 1:
+            with ThreadPoolExecutor(self.workers) as pool:
+                done.extend(pool.map(job, todo))
+        else:
+            done.extend(map(job, todo))
+        for rel, outcome in done:
+            if isinstance(outcome, LocalEntry):
+                result.entries[rel] = outcome
+            elif outcome == "unsettled":
+                result.unsettled.add(rel)
+
+    def scan(self, cache: Mapping[str, CacheEntry], now: float) -> ScanResult:
+        """The whole tree."""
+        result = ScanResult(roots=[""])
+        files: list[tuple[str, os.stat_result]] = []
+        self._walk("", result, files)
+        self._hash_all(files, cache, now, result)
+        return result
+
+    def scan_paths(
+        self, paths: Iterable[str], cache: Mapping[str, CacheEntry], now: float
+    ) -> ScanResult:
+        """Only ``paths`` (each one a root; a directory is rescanned whole)."""
+        result = ScanResult()
+        files: list[tuple[str, os.stat_result]] = []
+        for rel in sorted(set(paths)):
+            if any(rel.startswith(root + "/") for root in result.roots if root):
+                continue
+            name = rel.rpartition("/")[2]
+            try:
+                info = os.stat(self.root / rel, follow_symlinks=False)
+            except (FileNotFoundError, NotADirectoryError):
+                result.roots.append(rel)
+                continue
+            is_dir = stat_module.S_ISDIR(info.st_mode)
+            if not self._accept(rel, name, is_dir, result) or self.ignore.covers(rel, is_dir):
+                continue
+            result.roots.append(rel)
+            if is_dir:
+                result.entries[rel] = LocalEntry(rel, DIR_HASH, Stat.of(info), info.st_mtime)
+                self._walk(rel, result, files)
+            elif stat_module.S_ISREG(info.st_mode):
+                files.append((rel, info))
+        self._hash_all(files, cache, now, result)
+        return result
+
+
+def _cached(item: tuple[str, os.stat_result], cache: Mapping[str, CacheEntry]) -> bool:
+    known = cache.get(item[0])
+    return known is not None and known.stat == Stat.of(item[1])

@@ -1,0 +1,187 @@
+"""The client's memory between runs: a small SQLite database inside the synced folder.
+
+It lives in ``<root>/.synclient/state.db`` (the scanner never reports that folder, so it
+is never synced) and holds, per path, the merge base (the content both sides last agreed
+on, with the local stat seen then), a stat-keyed hash cache that spares rehashing
+unchanged files, the last known server listing, and the server cursor and index id.
+
+Everything is loaded into dictionaries at open and written through, so lookups during a
+sync never touch SQLite; writes are batched in one transaction per sync step (WAL mode,
+``synchronous=NORMAL``: a crash may lose the last step, which only causes a rehash or a
+repeated, idempotent transfer).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from synclient.planner import Version
+
+STATE_DIR = ".synclient"
+"""The hidden folder in the synced root holding the database; never synced."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS base (
+    path TEXT PRIMARY KEY, hash TEXT NOT NULL, size INTEGER NOT NULL, mtime REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS local_cache (
+    path TEXT PRIMARY KEY, hash TEXT NOT NULL, size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL, inode INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS remote (
+    path TEXT PRIMARY KEY, hash TEXT NOT NULL, size INTEGER NOT NULL, mtime REAL NOT NULL,
+    origin TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Stat:
+    """The stat fields that say "this file has not changed since it was hashed"."""
+
+    size: int
+    mtime_ns: int
+    inode: int
+
+    @classmethod
+    def of(cls, result: os.stat_result) -> Stat:
+        return cls(result.st_size, result.st_mtime_ns, result.st_ino)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    hash: str
+    stat: Stat
+
+
+class StateDB:
+    """Open (creating if needed) the state of the folder ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        folder = root / STATE_DIR
+        folder.mkdir(exist_ok=True)
+        self.path = folder / "state.db"
+        self._db = sqlite3.connect(self.path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._depth = 0
+        self.meta: dict[str, str] = dict(self._db.execute("SELECT key, value FROM meta"))
+        self.base: dict[str, Version] = {
+            path: Version(hash_, size, mtime)
+            for path, hash_, size, mtime in self._db.execute("SELECT * FROM base")
+        }
+        self.cache: dict[str, CacheEntry] = {
+            path: CacheEntry(hash_, Stat(size, mtime_ns, inode))
+            for path, hash_, size, mtime_ns, inode in self._db.execute("SELECT * FROM local_cache")
+        }
+        self.remote: dict[str, Version] = {
+            path: Version(hash_, size, mtime, origin)
+            for path, hash_, size, mtime, origin in self._db.execute("SELECT * FROM remote")
+        }
+        if "client_id" not in self.meta:
+            self.set_meta("client_id", uuid.uuid4().hex)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group writes into one transaction (nestable)."""
+        if self._depth == 0:
+            self._db.execute("BEGIN")
+        self._depth += 1
+        try:
+            yield
+        except BaseException:
+            self._depth -= 1
+            if self._depth == 0:
+                self._db.execute("ROLLBACK")
+            raise
+        self._depth -= 1
+        if self._depth == 0:
+            self._db.execute("COMMIT")
+
+    # -- meta -------------------------------------------------------------------------
+
+    @property
+    def client_id(self) -> str:
+        return self.meta["client_id"]
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        if value is None:
+            self.meta.pop(key, None)
+            self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
+        else:
+            self.meta[key] = value
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    @property
+    def cursor(self) -> tuple[str, int] | None:
+        """``(index_id, seq)`` of the last server change folded into ``remote``."""
+        if "index_id" not in self.meta or "cursor" not in self.meta:
+            return None
+        return self.meta["index_id"], int(self.meta["cursor"])
+
+    def set_cursor(self, index_id: str, seq: int) -> None:
+        with self.batch():
+            self.set_meta("index_id", index_id)
+            self.set_meta("cursor", str(seq))
+
+    # -- merge base -------------------------------------------------------------------
+
+    def set_base(self, path: str, version: Version | None) -> None:
+        if version is None:
+            if self.base.pop(path, None) is not None:
+                self._db.execute("DELETE FROM base WHERE path = ?", (path,))
+            return
+        self.base[path] = Version(version.hash, version.size, version.mtime)
+        self._db.execute(
+            "INSERT OR REPLACE INTO base VALUES (?, ?, ?, ?)",
+            (path, version.hash, version.size, version.mtime),
+        )
+
+    # -- local hash cache -------------------------------------------------------------
+
+    def cached_hash(self, path: str, stat: Stat) -> str | None:
+        entry = self.cache.get(path)
+        return entry.hash if entry is not None and entry.stat == stat else None
+
+    def set_cache(self, path: str, hash_: str | None, stat: Stat | None = None) -> None:
+        if hash_ is None or stat is None:
+            if self.cache.pop(path, None) is not None:
+                self._db.execute("DELETE FROM local_cache WHERE path = ?", (path,))
+            return
+        self.cache[path] = CacheEntry(hash_, stat)
+        self._db.execute(
+            "INSERT OR REPLACE INTO local_cache VALUES (?, ?, ?, ?, ?)",
+            (path, hash_, stat.size, stat.mtime_ns, stat.inode),
+        )
+
+    # -- server listing ---------------------------------------------------------------
+
+    def set_remote(self, path: str, version: Version | None) -> None:
+        if version is None:
+            if self.remote.pop(path, None) is not None:
+                self._db.execute("DELETE FROM remote WHERE path = ?", (path,))
+            return
+        self.remote[path] = version
+        self._db.execute(
+            "INSERT OR REPLACE INTO remote VALUES (?, ?, ?, ?, ?)",
+            (path, version.hash, version.size, version.mtime, version.origin),
+        )
+
+    def replace_remote(self, listing: Iterable[tuple[str, Version]]) -> None:
+        """Swap in a complete server listing."""
+        with self.batch():
+            self._db.execute("DELETE FROM remote")
+            self.remote = {}
+            for path, version in listing:
+                self.set_remote(path, version)
