@@ -88,6 +88,31 @@ class SyncServer:
         self.process = start_server(self.config(), self.workdir, [self.port], env=env)
         return self
 
+    def wait_indexed(self, timeout: float = 30) -> None:
+        """Wait until the server's index lists every file written straight into its root
+        (the server learns of them through its folder watcher, asynchronously)."""
+        import json
+        import urllib.request
+
+        def on_disk() -> set[str]:
+            found = set()
+            for folder, dirs, names in os.walk(self.root):
+                dirs[:] = [d for d in dirs if not d.startswith(".")]
+                for name in names:
+                    if not name.startswith("."):
+                        found.add(os.path.relpath(os.path.join(folder, name), self.root))
+            return found
+
+        def listed() -> set[str]:
+            request = urllib.request.Request(f"{self.url}/api/list")
+            if self.clients:
+                request.add_header("Authorization", f"Bearer {self.clients[0]['token']}")
+            with urllib.request.urlopen(request, timeout=10) as response:
+                entries = json.load(response)
+            return {e["path"] for e in entries if not e.get("is_directory")}
+
+        wait_until(lambda: on_disk() <= listed(), timeout, "the server to index its folder")
+
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop()

@@ -57,6 +57,7 @@ def test_initial_sync_merges_both_sides(server: SyncServer, tmp_path: Path) -> N
     write(server.root, "clash.txt", b"server side")
     (server.root / "empty-folder").mkdir()
     age(server.root)
+    server.wait_indexed()
     local = tmp_path / "a"
     write(local, "same.txt", b"identical")
     write(local, "clash.txt", b"client side")
@@ -110,6 +111,7 @@ def test_offline_conflicts_keep_both_versions(server: SyncServer, tmp_path: Path
 def test_keep_server_strategy(server: SyncServer, tmp_path: Path) -> None:
     write(server.root, "f.txt", b"server")
     age(server.root)
+    server.wait_indexed()
     local = tmp_path / "a"
     write(local, "f.txt", b"client")
     age(local)
@@ -191,6 +193,7 @@ def test_killed_mid_download_leaves_no_partial_file_and_resumes(
     data = random.Random(1).randbytes(1 << 20) * 96
     write(server.root, "big.bin", data)
     age(server.root)
+    server.wait_indexed()
     local = tmp_path / "a"
     local.mkdir()
     client = Client(server, local).start()
@@ -232,6 +235,7 @@ def test_many_files(server: SyncServer, tmp_path: Path) -> None:
     for i in range(3000):
         write(server.root, f"d{i % 30}/f{i}.txt", b"file %d" % i)
     age(server.root)
+    server.wait_indexed()
     local = tmp_path / "a"
     ok(Client(server, local).once("--initial-sync", timeout=100))
     assert tree(local) == tree(server.root)
@@ -254,6 +258,7 @@ def test_bearer_tokens(tmp_path: Path) -> None:
     try:
         write(server.root, "secret.txt", b"for token holders")
         age(server.root)
+        server.wait_indexed()
         local = tmp_path / "a"
         local.mkdir()
         refused = Client(server, local, "--token", "wrong-token-wrong-token").once()
@@ -297,6 +302,7 @@ def test_twistd_plugin_runs_continuous_sync(server: SyncServer, tmp_path: Path) 
 
     write(server.root, "via-twistd.txt", b"plugin")
     age(server.root)
+    server.wait_indexed()
     local = tmp_path / "t"
     local.mkdir()
     command = [*TWISTD, "-n", "--pidfile=", "synclient", "--server", server.url]
