@@ -25,7 +25,7 @@ class H2CChannelProtocol(_GenericHTTPChannelProtocol):  # type: ignore[misc]
     """HTTP/1.1 channel that becomes HTTP/2 when the client starts with the preface."""
 
     _sniffed = b""
-    _negotiatedProtocol: bytes | None = None
+    _negotiatedProtocol: bytes | None = None  # type: ignore[assignment]
 
     def dataReceived(self, data: bytes) -> None:
         if self._negotiatedProtocol is not None:
