@@ -186,7 +186,7 @@ def certificate_names(cert: x509.Certificate) -> tuple[str, ...]:
 def normalize_name(name: str | bytes | None) -> str:
     if name is None:
         return ""
-    text = name.decode("idna", "replace") if isinstance(name, bytes) else name
+    text = name.decode("ascii", "replace") if isinstance(name, bytes) else name
     text = text.strip().rstrip(".").lower()
     try:
         return str(ipaddress.ip_address(text.strip("[]")))

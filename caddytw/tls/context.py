@@ -16,6 +16,7 @@ challenge certificate for the name.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from OpenSSL import SSL, crypto
@@ -142,7 +143,16 @@ class SNIConnectionCreator:
         self.challenges = challenges
         self._session_id = ("caddytw-" + name).encode("utf-8")[:32]
         self._bare: dict[int, SSL.Context] = {}
-        self._base = self._bare_context(0)
+        # The versions a connection may negotiate are fixed by the context it starts
+        # with (the SNI callback comes after version selection): the base context allows
+        # the union of the policies, and a policy's own range is enforced in the
+        # callback by giving an out-of-range handshake no certificate.
+        widest = replace(
+            self.policies[0],
+            protocol_min=min(p.protocol_min for p in self.policies),
+            protocol_max=max(p.protocol_max for p in self.policies),
+        )
+        self._base = make_context(widest, self.alpn, None, self.challenges, self._session_id)
         self._base.set_tlsext_servername_callback(self._on_server_name)
 
     def serverConnectionForTLS(self, protocol: Any) -> SSL.Connection:
@@ -159,12 +169,17 @@ class SNIConnectionCreator:
             self._bare[index] = context
         return context
 
-    def context_for(self, server_name: str | bytes | None) -> SSL.Context:
-        """The context a ClientHello naming ``server_name`` gets (no certificate: bare)."""
+    def context_for(self, server_name: str | bytes | None, version: int = 0) -> SSL.Context:
+        """The context a ClientHello naming ``server_name`` gets (no certificate: bare).
+
+        ``version`` is the TLS version already negotiated (0: not known).
+        """
         name = normalize_name(server_name)
         index, policy = self._policy(name)
         if policy is None:
             return self._bare_context(0)
+        if version and not policy.protocol_min <= version <= policy.protocol_max:
+            return self._bare_context(index)
         if not name and policy.default_sni:
             name = normalize_name(policy.default_sni)
         certificate = self.selector.select(name, policy.certificate_selection)
@@ -188,6 +203,7 @@ class SNIConnectionCreator:
 
     def _on_server_name(self, connection: SSL.Connection) -> None:
         try:
-            connection.set_context(self.context_for(connection.get_servername()))
+            version = connection.get_protocol_version()
+            connection.set_context(self.context_for(connection.get_servername(), version))
         except Exception:  # never let a bad certificate take the reactor down
             log.failure("choosing a TLS certificate failed")
