@@ -89,6 +89,4 @@ def _with_sni(context: ssl.SSLContext, server_name: str) -> ssl.SSLContext:
 
 
 def _ca_data(context: ssl.SSLContext) -> str:
-    return "".join(
-        ssl.DER_cert_to_PEM_cert(der) for der in context.get_ca_certs(binary_form=True)
-    )
+    return "".join(ssl.DER_cert_to_PEM_cert(der) for der in context.get_ca_certs(binary_form=True))

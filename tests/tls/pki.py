@@ -14,6 +14,7 @@ from cryptography.x509.oid import NameOID
 
 class TestCA:
     __test__ = False
+
     def __init__(self, name: str = "caddytw test CA") -> None:
         self.key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
