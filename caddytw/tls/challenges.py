@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.logger import Logger
 from twisted.web import server
 
 from caddytw.http.routing import LeafResource
 
 HTTP01_PREFIX = "/.well-known/acme-challenge/"
+
+log = Logger()
 
 
 class ChallengeRegistry:
@@ -25,6 +28,7 @@ class ChallengeRegistry:
 
     def add_http01(self, token: str, key_authorization: str) -> None:
         self.http01[token] = key_authorization
+        log.info("serving http-01 challenge token {token}", token=token)
 
     def remove_http01(self, token: str) -> None:
         self.http01.pop(token, None)
@@ -32,6 +36,7 @@ class ChallengeRegistry:
     def add_tls_alpn01(self, name: str, certificate: Any, key: Any) -> None:
         """``certificate``/``key`` are pyOpenSSL ``X509``/``PKey`` objects."""
         self.tls_alpn01[name.lower()] = (certificate, key)
+        log.info("serving tls-alpn-01 challenge for {name}", name=name)
 
     def remove_tls_alpn01(self, name: str) -> None:
         self.tls_alpn01.pop(name.lower(), None)
