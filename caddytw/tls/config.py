@@ -209,6 +209,8 @@ def _parse_policy(data: Any, path: str) -> AutomationPolicy:
         for index, item in enumerate(reader.array("issuers"))
     )
     on_demand = reader.flag("on_demand")
+    if on_demand:
+        raise ConfigError(reader.at("on_demand"), "on-demand TLS is not supported by caddytw")
     ratio = reader.number("renewal_window_ratio", DEFAULT_RENEWAL_RATIO) or DEFAULT_RENEWAL_RATIO
     if not 0 < ratio <= 1:
         raise ConfigError(reader.at("renewal_window_ratio"), "must be between 0 and 1")

@@ -36,24 +36,26 @@ def handshake(
     context: ssl.SSLContext,
     host: str = "127.0.0.1",
 ) -> Handshake:
-    with socket.create_connection((host, port), timeout=10) as raw:
-        with context.wrap_socket(raw, server_hostname=server_name) as tls:
-            der = tls.getpeercert(binary_form=True)
-            assert der is not None
-            cert = x509.load_der_x509_certificate(der)
-            try:
-                san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-                names = [str(v) for v in san.value.get_values_for_type(x509.DNSName)]
-            except x509.ExtensionNotFound:
-                names = []
-            return Handshake(
-                version=tls.version() or "",
-                alpn=tls.selected_alpn_protocol(),
-                serial=cert.serial_number,
-                names=names,
-                compression=tls.compression(),
-                cipher=(tls.cipher() or ("",))[0],
-            )
+    with (
+        socket.create_connection((host, port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=server_name) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+        assert der is not None
+        cert = x509.load_der_x509_certificate(der)
+        try:
+            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+            names = [str(v) for v in san.value.get_values_for_type(x509.DNSName)]
+        except x509.ExtensionNotFound:
+            names = []
+        return Handshake(
+            version=tls.version() or "",
+            alpn=tls.selected_alpn_protocol(),
+            serial=cert.serial_number,
+            names=names,
+            compression=tls.compression(),
+            cipher=(tls.cipher() or ("",))[0],
+        )
 
 
 def https_get(

@@ -101,12 +101,16 @@ def test_session_resumption(sni_server):
 
     context = client_context(cafile)
     context.maximum_version = ssl.TLSVersion.TLSv1_2
-    with socket.create_connection(("127.0.0.1", port)) as raw:
-        with context.wrap_socket(raw, server_hostname="a.test") as tls:
-            session = tls.session
-    with socket.create_connection(("127.0.0.1", port)) as raw:
-        with context.wrap_socket(raw, server_hostname="a.test", session=session) as tls:
-            assert tls.session_reused
+    with (
+        socket.create_connection(("127.0.0.1", port)) as raw,
+        context.wrap_socket(raw, server_hostname="a.test") as tls,
+    ):
+        session = tls.session
+    with (
+        socket.create_connection(("127.0.0.1", port)) as raw,
+        context.wrap_socket(raw, server_hostname="a.test", session=session) as tls,
+    ):
+        assert tls.session_reused
 
 
 def test_certificate_replaced_on_disk(sni_server, ca: TestCA):
