@@ -53,7 +53,7 @@ class HTTP01Gate(LeafResource):
         self.inner = inner
 
     def render(self, request: Any) -> Any:
-        path: str = getattr(request, "decoded_path", "")
+        path: str = getattr(request, "decoded_path", None) or request.path.decode("latin-1")
         if path.startswith(HTTP01_PREFIX) and request.method in (b"GET", b"HEAD"):
             answer = self.registry.http01.get(path[len(HTTP01_PREFIX) :])
             if answer is not None:

@@ -23,6 +23,7 @@ from caddytw.tls.config import IssuerConfig
 from caddytw.tls.context import SNIConnectionCreator, alpn_for
 from caddytw.tls.internal import InternalIssuer
 from caddytw.tls.manager import CertificateManager
+from caddytw.tls.solvers import listen_solvers
 from caddytw.tls.store import Storage
 
 
@@ -50,6 +51,19 @@ class TLSRuntime(MultiService):
             self.plan.tls_app.renew_interval,
         )
         self.manager.setServiceParent(self)
+        self.solver_ports: list[Any] = []
+
+    def startService(self) -> None:
+        # Challenge listeners first: the manager may order as soon as it starts.
+        self.solver_ports = listen_solvers(self.reactor, self.plan, self.challenges)
+        super().startService()
+
+    def stopService(self) -> Any:
+        from twisted.internet.defer import DeferredList, maybeDeferred
+
+        stops = [maybeDeferred(port.stopListening) for port in self.solver_ports]
+        self.solver_ports = []
+        return DeferredList([maybeDeferred(super().stopService), *stops])
 
     def is_tls(self, server_name: str) -> bool:
         return self.plan.is_tls(server_name)

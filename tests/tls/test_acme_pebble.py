@@ -164,6 +164,29 @@ def test_tls_alpn01_order_and_renewal(tmp_path: Path, ports: tuple[int, int]):
         assert log.count("ordered certificate for localhost") >= 2
 
 
+def test_http01_on_alternate_port_without_redirect_server(tmp_path: Path):
+    """No server on http_port: the challenge gets its own listener (alternate_port)."""
+    http_port, https_port, solver_port = free_port(), free_port(), free_port()
+    with running_pebble(tmp_path / "pebble", solver_port, https_port) as pebble:
+        root = tmp_path / "pebble-root.pem"
+        root.write_bytes(pebble.root_pem())
+        config = acme_config(
+            pebble,
+            http_port,
+            https_port,
+            tmp_path / "storage",
+            challenges={"tls-alpn": {"disabled": True}, "http": {"alternate_port": solver_port}},
+            automatic_https={"disable_redirects": True},
+        )
+        with running_server(config, tmp_path, [https_port, solver_port]) as server:
+            wait_for_acme_certificate(server, https_port, root)
+            assert "serving http-01 challenge" in server.log()
+            # The solver answers nothing else.
+            with pytest.raises(urllib.error.HTTPError) as missing:
+                urllib.request.urlopen(f"http://127.0.0.1:{solver_port}/", timeout=10)
+            assert missing.value.code == 404
+
+
 class NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args: Any, **kwargs: Any) -> None:
         return None
