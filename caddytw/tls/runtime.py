@@ -80,6 +80,17 @@ class TLSRuntime(MultiService):
             self._creators[server.name] = creator
         return creator
 
+    def certificate_provider(self, server_name: str | None) -> tuple[list[Any], Any] | None:
+        """``caddytw.h3``'s ``CertificateProvider``: (chain, key) for a name, or None.
+
+        The chain is ``cryptography`` certificates, leaf first; the same certificate
+        the TLS listeners present (renewals and on-disk reloads included).
+        """
+        certificate = self.selector.select(server_name)
+        if certificate is None:
+            return None
+        return certificate.certificates, certificate.private_key
+
     def make_issuer(self, config: IssuerConfig) -> Any:
         """Called in a worker thread by the manager."""
         if config.module == "internal":

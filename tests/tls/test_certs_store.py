@@ -193,3 +193,29 @@ def test_failures_retry_with_exponential_backoff(tmp_path: Path):
         assert call.getTime() - clock.seconds() == delay
         call.cancel()
         manager._retries.clear()
+
+
+def test_runtime_certificate_provider_for_http3(tmp_path: Path):
+    from caddytw.config.model import parse_config
+    from caddytw.tls.runtime import TLSRuntime
+
+    ca = TestCA()
+    cert_path, key_path, serial = ca.write_leaf(tmp_path, "a", ["a.test"])
+    data = {
+        "storage": {"module": "file_system", "root": str(tmp_path / "s")},
+        "apps": {
+            "http": {
+                "servers": {"s": {"listen": ["127.0.0.1:0"], "tls_connection_policies": [{}]}}
+            },
+            "tls": {
+                "certificates": {
+                    "load_files": [{"certificate": str(cert_path), "key": str(key_path)}]
+                }
+            },
+        },
+    }
+    runtime = TLSRuntime(parse_config(data), Clock())
+    chain, key = runtime.certificate_provider("a.test")
+    assert chain[0].serial_number == serial
+    assert key.public_key().public_numbers() == chain[0].public_key().public_numbers()
+    assert runtime.certificate_provider("b.test") is None
