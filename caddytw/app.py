@@ -20,6 +20,9 @@ from caddytw.config.model import Config, ServerConfig, parse_config
 from caddytw.http.build import BuildContext
 from caddytw.http.routing import EmptyResponse, ErrorStatusResponse, build_routes
 from caddytw.http.site import CaddySite, ServerRuntime
+from caddytw.tls.automation import plan_automatic_https
+from caddytw.tls.listeners import listen
+from caddytw.tls.runtime import TLSRuntime
 
 log = Logger()
 
@@ -79,6 +82,7 @@ def build_app(
     reactor = default_reactor(reactor)
     collector = ErrorCollector()
     config = parse_config(data, collector)
+    config = plan_automatic_https(config, collector).config  # TLS and redirects, as Caddy
     shared: dict[str, Any] = {}
     built = []
     seen: dict[tuple[str, int], str] = {}
@@ -118,6 +122,8 @@ class CaddyService(MultiService):
         super().__init__()
         self.reactor = default_reactor(reactor)
         self.config, self.servers = build_app(data, self.reactor, config_dir)
+        self.tls = TLSRuntime(self.config, self.reactor)
+        self.tls.setServiceParent(self)
         for built in self.servers:
             for service in built.context.services:
                 service.setServiceParent(self)
@@ -127,11 +133,11 @@ class CaddyService(MultiService):
             for address in built.config.listen:
                 if address.network.startswith("udp"):
                     continue
-                built.ports.append(self._listen(address, built.site))
+                built.ports.append(self._listen(address, built.site, built.config))
         super().startService()
 
-    def _listen(self, address: ListenAddress, site: CaddySite) -> Any:
-        port = self.reactor.listenTCP(address.port, site, interface=address.host or "")
+    def _listen(self, address: ListenAddress, site: CaddySite, server: ServerConfig) -> Any:
+        port = listen(self.reactor, address, site, server, self.tls)
         log.info(
             "server {name} listening on {address}",
             name=site.caddy_server.name,

@@ -1,0 +1,218 @@
+"""ACME v2 (RFC 8555) issuance with certbot's ``acme`` library, run in a thread.
+
+``acme`` is synchronous (``requests``), so :meth:`AcmeIssuer.issue` blocks and must run
+in a worker thread; it makes its own ``ClientNetwork`` each time (one per thread, never
+shared). Challenge answers are published into the reactor through a
+:class:`ChallengePublisher` (``blockingCallFromThread``), where the HTTP-01 gate and
+the TLS listeners read them.
+
+acme 5 no longer ships TLS-ALPN-01 types, so they are declared here (RFC 8737): the
+validation certificate names the domain and carries the critical ``acmeIdentifier``
+extension holding the SHA-256 of the key authorization.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import ipaddress
+import os
+from collections.abc import Callable
+from typing import Any
+
+import josepy as jose
+from acme import challenges, client, crypto_util, errors, messages
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ObjectIdentifier
+from OpenSSL import crypto
+
+from caddytw.tls.config import IssuerConfig
+from caddytw.tls.keys import key_from_pem, key_to_pem, new_private_key
+from caddytw.tls.store import Storage
+
+ACME_IDENTIFIER_OID = ObjectIdentifier("1.3.6.1.5.5.7.1.31")
+USER_AGENT = "caddytw"
+FINALIZE_TIMEOUT = 90.0
+
+
+class TLSALPN01Response(challenges.KeyAuthorizationChallengeResponse):
+    """The (empty) response a client posts to say its TLS-ALPN-01 answer is ready."""
+
+    typ = "tls-alpn-01"
+
+
+@challenges.Challenge.register
+class TLSALPN01(challenges.KeyAuthorizationChallenge):
+    """RFC 8737 challenge; :meth:`validation` is the SHA-256 of the key authorization."""
+
+    response_cls = TLSALPN01Response
+    typ = response_cls.typ
+
+    def validation(self, account_key: jose.JWK, **kwargs: Any) -> bytes:
+        return hashlib.sha256(self.key_authorization(account_key).encode("ascii")).digest()
+
+
+challenges.ChallengeResponse.register(TLSALPN01Response)
+
+
+def tls_alpn_certificate(name: str, digest: bytes) -> tuple[crypto.X509, crypto.PKey]:
+    """The self-signed validation certificate for ``name`` (pyOpenSSL objects)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    try:
+        san: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        san = x509.DNSName(name)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([]))
+        .issuer_name(x509.Name([]))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=7))
+        .add_extension(x509.SubjectAlternativeName([san]), critical=True)
+        .add_extension(
+            x509.UnrecognizedExtension(ACME_IDENTIFIER_OID, b"\x04\x20" + digest), critical=True
+        )
+        .sign(key, hashes.SHA256())
+    )
+    return crypto.X509.from_cryptography(cert), crypto.PKey.from_cryptography_key(key)
+
+
+class ChallengePublisher:
+    """How a worker thread makes challenge answers visible (and withdraws them).
+
+    Each callable runs in the reactor thread and returns once the answer is live.
+    """
+
+    def __init__(
+        self,
+        add_http01: Callable[[str, str], None],
+        remove_http01: Callable[[str], None],
+        add_tls_alpn01: Callable[[str, Any, Any], None],
+        remove_tls_alpn01: Callable[[str], None],
+    ) -> None:
+        self.add_http01 = add_http01
+        self.remove_http01 = remove_http01
+        self.add_tls_alpn01 = add_tls_alpn01
+        self.remove_tls_alpn01 = remove_tls_alpn01
+
+
+class AcmeError(Exception):
+    """Issuance failed; the message says at which step and why."""
+
+
+class AcmeIssuer:
+    """Obtains certificates from one ACME CA (``issue`` blocks: call it in a thread)."""
+
+    def __init__(self, config: IssuerConfig, storage: Storage, publisher: ChallengePublisher):
+        self.config = config
+        self.storage = storage
+        self.publisher = publisher
+        self.name = config.storage_name
+
+    # -- account and connection ------------------------------------------------------
+
+    def _account_key(self) -> jose.JWKEC:
+        path = self.storage.account_key_path(self.name, self.config.email)
+        with self.storage.lock(f"acme_account_{self.name}"):
+            pem = self.storage.read(path)
+            if pem is None:
+                pem = key_to_pem(new_private_key("p256"))
+                self.storage.write(path, pem, private=True)
+        return jose.JWKEC(key=key_from_pem(pem))
+
+    def _verify(self) -> Any:
+        """``requests``' ``verify``: True, or a CA bundle path (acme types it as bool)."""
+        files = self.config.trusted_roots_pem_files
+        if not files:
+            return True
+        if len(files) == 1:
+            return files[0]
+        bundle = os.path.join(self.storage.root, "acme", self.name, "trusted_roots.pem")
+        data = b"".join(open(path, "rb").read() for path in files)  # noqa: SIM115
+        self.storage.write(bundle, data)
+        return bundle
+
+    def _client(self, key: jose.JWKEC) -> client.ClientV2:
+        net = client.ClientNetwork(
+            key, alg=jose.ES256, verify_ssl=self._verify(), user_agent=USER_AGENT
+        )
+        directory = client.ClientV2.get_directory(self.config.ca, net)
+        acme = client.ClientV2(directory, net)
+        registration = (
+            messages.NewRegistration.from_data(
+                email=self.config.email, terms_of_service_agreed=True
+            )
+            if self.config.email
+            else messages.NewRegistration(terms_of_service_agreed=True)
+        )
+        try:
+            net.account = acme.new_account(registration)
+        except errors.ConflictError as existing:
+            # The key already has an account: use it.
+            net.account = messages.RegistrationResource(
+                uri=existing.location, body=messages.Registration()
+            )
+        return acme
+
+    # -- issuance --------------------------------------------------------------------
+
+    def issue(self, name: str, key_pem: bytes) -> bytes:
+        """Run one order for ``name``; return the full chain PEM."""
+        try:
+            account_key = self._account_key()
+            acme = self._client(account_key)
+            try:
+                ipaddress.ip_address(name)
+                csr = crypto_util.make_csr(key_pem, ipaddrs=[ipaddress.ip_address(name)])
+            except ValueError:
+                csr = crypto_util.make_csr(key_pem, [name])
+            order = acme.new_order(csr)
+            cleanups: list[Callable[[], None]] = []
+            try:
+                for authorization in order.authorizations:
+                    if authorization.body.status == messages.STATUS_VALID:
+                        continue  # reused by the CA: nothing to prove
+                    self._answer(acme, account_key, authorization, cleanups)
+                deadline = datetime.datetime.now() + datetime.timedelta(seconds=FINALIZE_TIMEOUT)
+                finished = acme.poll_and_finalize(order, deadline)
+            finally:
+                for cleanup in cleanups:
+                    cleanup()
+        except (errors.Error, messages.Error, jose.DeserializationError, OSError) as error:
+            raise AcmeError(f"ACME order for {name} at {self.config.ca} failed: {error}") from error
+        chain: str = finished.fullchain_pem
+        return chain.encode("ascii")
+
+    def _answer(
+        self,
+        acme: client.ClientV2,
+        account_key: jose.JWKEC,
+        authorization: messages.AuthorizationResource,
+        cleanups: list[Callable[[], None]],
+    ) -> None:
+        identifier = authorization.body.identifier.value
+        by_type = {c.chall.typ: c for c in authorization.body.challenges}
+        http, alpn = self.config.http, self.config.tls_alpn
+        if "http-01" in by_type and not http.disabled:
+            chosen = by_type["http-01"]
+            chall: Any = chosen.chall
+            response, validation = chall.response_and_validation(account_key)
+            token = chall.encode("token")
+            self.publisher.add_http01(token, validation)
+            cleanups.append(lambda: self.publisher.remove_http01(token))
+        elif "tls-alpn-01" in by_type and not alpn.disabled:
+            chosen = by_type["tls-alpn-01"]
+            chall = chosen.chall
+            response, digest = chall.response_and_validation(account_key)
+            certificate, key = tls_alpn_certificate(identifier, digest)
+            self.publisher.add_tls_alpn01(identifier, certificate, key)
+            cleanups.append(lambda: self.publisher.remove_tls_alpn01(identifier))
+        else:
+            offered = ", ".join(sorted(by_type))
+            raise AcmeError(f"no enabled challenge for {identifier} (CA offers: {offered})")
+        acme.answer_challenge(chosen, response)

@@ -1,0 +1,62 @@
+"""Opening one listener of a server: plain HTTP/1.1, plain with h2c, or TLS (h2 + h1).
+
+This is what :class:`caddytw.app.CaddyService` calls for each TCP address. Plain
+listeners answer pending ACME HTTP-01 challenges before the server's routes; TLS
+listeners pick certificates by SNI and protocols by ALPN.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.web.http import _GenericHTTPChannelProtocol
+
+from caddytw.config.listen import ListenAddress
+from caddytw.config.model import ServerConfig
+from caddytw.http.channel import CaddyHTTPChannel
+from caddytw.tls.challenges import install_http01_gate
+from caddytw.tls.context import ACME_TLS_ALPN
+from caddytw.tls.h2c import h2c_channel_protocol
+from caddytw.tls.runtime import TLSRuntime
+
+
+class TLSChannelProtocol(_GenericHTTPChannelProtocol):  # type: ignore[misc]
+    """twisted's ALPN switch, closing ``acme-tls/1`` connections instead of asserting.
+
+    A TLS-ALPN-01 validation connection only needs the handshake; anything it sends
+    afterwards is not HTTP.
+    """
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._negotiatedProtocol is None:
+            transport: Any = self._channel.transport
+            if getattr(transport, "negotiatedProtocol", None) == ACME_TLS_ALPN:
+                transport.loseConnection()
+                return
+        super().dataReceived(data)
+
+
+def tls_channel_protocol() -> TLSChannelProtocol:
+    return TLSChannelProtocol(CaddyHTTPChannel())
+
+
+def listen(
+    reactor: Any,
+    address: ListenAddress,
+    site: Any,
+    server: ServerConfig,
+    tls: TLSRuntime | None,
+) -> Any:
+    """Bind ``address`` for ``site``; returns the listening port."""
+    interface = address.host or ""
+    if tls is not None and tls.is_tls(server.name):
+        site.protocol = tls_channel_protocol
+        creator = tls.connection_creator(server)
+        factory = TLSMemoryBIOFactory(creator, False, site)
+        return reactor.listenTCP(address.port, factory, interface=interface)
+    if tls is not None:
+        install_http01_gate(site, tls.challenges)
+    if "h2c" in server.protocols:
+        site.protocol = h2c_channel_protocol
+    return reactor.listenTCP(address.port, site, interface=interface)

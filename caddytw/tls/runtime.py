@@ -1,0 +1,110 @@
+"""The TLS side of a running config: certificates, challenges, automation, contexts.
+
+One :class:`TLSRuntime` per :class:`~caddytw.app.CaddyService`. It owns the
+:class:`CertificateSelector` (what HTTP/3 asks for certificates too), the challenge
+registry shared by the ACME issuer and the listeners, and the certificate manager
+service; :mod:`caddytw.tls.listeners` asks it whether a server speaks TLS and for the
+server's connection creator.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import MultiService
+from twisted.internet.threads import blockingCallFromThread
+
+from caddytw.config.model import Config, ServerConfig
+from caddytw.tls.acme import AcmeIssuer, ChallengePublisher
+from caddytw.tls.automation import HTTPSPlan, plan_automatic_https
+from caddytw.tls.certs import CertificateSelector
+from caddytw.tls.challenges import ChallengeRegistry
+from caddytw.tls.config import IssuerConfig
+from caddytw.tls.context import SNIConnectionCreator, alpn_for
+from caddytw.tls.internal import InternalIssuer
+from caddytw.tls.manager import CertificateManager
+from caddytw.tls.solvers import listen_solvers
+from caddytw.tls.store import Storage
+
+
+class TLSRuntime(MultiService):
+    """Certificates and TLS settings for every server of one config."""
+
+    def __init__(self, config: Config, reactor: Any, plan: HTTPSPlan | None = None) -> None:
+        super().__init__()
+        self.reactor = reactor
+        self.plan = plan or plan_automatic_https(config)
+        self.selector = CertificateSelector()
+        for certificate in self.plan.loaded:
+            self.selector.add(certificate)
+        self.challenges = ChallengeRegistry()
+        self.storage = Storage(self.plan.tls_app.storage_root)
+        self.http_port = config.http.http_port
+        self.https_port = config.http.https_port
+        self._creators: dict[str, SNIConnectionCreator] = {}
+        self.manager = CertificateManager(
+            self.plan.managed,
+            self.storage,
+            self.selector,
+            self.make_issuer,
+            reactor,
+            self.plan.tls_app.renew_interval,
+        )
+        self.manager.setServiceParent(self)
+        self.solver_ports: list[Any] = []
+
+    def startService(self) -> None:
+        # Challenge listeners first: the manager may order as soon as it starts.
+        self.solver_ports = listen_solvers(self.reactor, self.plan, self.challenges)
+        super().startService()
+
+    def stopService(self) -> Any:
+        from twisted.internet.defer import DeferredList, maybeDeferred
+
+        stops = [maybeDeferred(port.stopListening) for port in self.solver_ports]
+        self.solver_ports = []
+        return DeferredList([maybeDeferred(super().stopService), *stops])
+
+    def is_tls(self, server_name: str) -> bool:
+        return self.plan.is_tls(server_name)
+
+    def connection_creator(self, server: ServerConfig) -> SNIConnectionCreator:
+        """The (cached) SNI-aware connection creator for a TLS server."""
+        creator = self._creators.get(server.name)
+        if creator is None:
+            policies = self.plan.tls_servers.get(server.name, ())
+            alpn = alpn_for(server.protocols, policies[0].alpn if policies else ())
+            creator = SNIConnectionCreator(
+                policies, alpn, self.selector, self.challenges, server.name
+            )
+            self._creators[server.name] = creator
+        return creator
+
+    def certificate_provider(self, server_name: str | None) -> tuple[list[Any], Any] | None:
+        """``caddytw.h3``'s ``CertificateProvider``: (chain, key) for a name, or None.
+
+        The chain is ``cryptography`` certificates, leaf first; the same certificate
+        the TLS listeners present (renewals and on-disk reloads included).
+        """
+        certificate = self.selector.select(server_name)
+        if certificate is None:
+            return None
+        return certificate.certificates, certificate.private_key
+
+    def make_issuer(self, config: IssuerConfig) -> Any:
+        """Called in a worker thread by the manager."""
+        if config.module == "internal":
+            return InternalIssuer(config, self.storage)
+        return AcmeIssuer(config, self.storage, self._publisher())
+
+    def _publisher(self) -> ChallengePublisher:
+        def in_reactor(function: Any) -> Any:
+            return lambda *args: blockingCallFromThread(self.reactor, function, *args)
+
+        registry = self.challenges
+        return ChallengePublisher(
+            in_reactor(registry.add_http01),
+            in_reactor(registry.remove_http01),
+            in_reactor(registry.add_tls_alpn01),
+            in_reactor(registry.remove_tls_alpn01),
+        )
