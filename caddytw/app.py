@@ -133,8 +133,25 @@ class CaddyService(MultiService):
             for address in built.config.listen:
                 if address.network.startswith("udp"):
                     continue
-                built.ports.append(self._listen(address, built.site, built.config))
+                port = self._listen(address, built.site, built.config)
+                built.ports.append(port)
+                if self.tls.is_tls(built.config.name):
+                    self._listen_h3(built, address, port)
         super().startService()
+
+    def _listen_h3(self, built: BuiltServer, address: ListenAddress, tcp_port: Any) -> None:
+        """HTTP/3 on the same port number over UDP, as Caddy does for TLS servers."""
+        from caddytw.h3.integration import start_h3
+
+        h3_port = start_h3(
+            self.reactor,
+            built,
+            address.host,
+            tcp_port.getHost().port,
+            self.tls.certificate_provider,
+        )
+        if h3_port is not None:
+            built.ports.append(h3_port)
 
     def _listen(self, address: ListenAddress, site: CaddySite, server: ServerConfig) -> Any:
         port = listen(self.reactor, address, site, server, self.tls)
