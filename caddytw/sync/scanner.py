@@ -97,6 +97,9 @@ class SyncService(Service):
         self._loops.append(purge)
         if self.watch:
             self._start_observer()
+            # Changes made between the start-up scan and the watcher's first watch
+            # would otherwise wait for the periodic rescan: catch up once now.
+            self._rescan_all()
 
     def _start_observer(self) -> None:
         from watchdog.observers import Observer
