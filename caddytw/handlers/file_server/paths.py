@@ -1,0 +1,104 @@
+"""Mapping request paths onto the disk without ever leaving the site root.
+
+The lexical part is pure: the request path (already percent-decoded, so ``%2e%2e`` and
+``%2f`` arrive as ``..`` and ``/``) is cleaned as ``"/" + path`` the way Go's
+``path.Clean`` does, so ``..`` can never climb above ``/``, and only then joined to the
+root. The part that needs the disk (where symlinks really lead) is :func:`real_path` and
+:func:`real_path_of_fd`, and :func:`is_within` decides containment.
+"""
+
+from __future__ import annotations
+
+import os
+
+#: Longer request paths are not looked up at all (Linux's PATH_MAX is 4096).
+MAX_PATH_BYTES = 4096
+
+
+def go_clean(path: str) -> str:
+    """Go's ``path.Clean``: collapse ``//``, ``.`` and ``..`` lexically; never empty.
+
+    Unlike ``posixpath.normpath`` a leading ``//`` becomes ``/``, and ``..`` at the root
+    of an absolute path is dropped.
+    """
+    if not path:
+        return "."
+    rooted = path.startswith("/")
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if parts and parts[-1] != "..":
+                parts.pop()
+            elif not rooted:
+                parts.append("..")
+            continue
+        parts.append(part)
+    cleaned = "/".join(parts)
+    if rooted:
+        return "/" + cleaned
+    return cleaned or "."
+
+
+def go_base(path: str) -> str:
+    """Go's ``path.Base``: the last element, trailing slashes ignored (``"/"`` for root)."""
+    if not path:
+        return "."
+    path = path.rstrip("/")
+    if not path:
+        return "/"
+    return path[path.rfind("/") + 1 :]
+
+
+def sanitized_join(root: str, request_path: str) -> str:
+    """Caddy's ``SanitizedPathJoin``: ``root`` joined with the cleaned request path, which
+    cannot leave ``root`` lexically; a trailing slash on the request is kept, so that a
+    file requested as a directory (``/a.txt/``) does not exist."""
+    base = root or "."
+    cleaned = go_clean("/" + request_path)
+    joined = go_clean(base + "/" + cleaned.lstrip("/")) if cleaned != "/" else go_clean(base)
+    if request_path.endswith("/") and not joined.endswith("/"):
+        joined += "/"
+    return joined
+
+
+def lookup_refused(request_path: str) -> bool:
+    """Paths never looked up on disk: NUL bytes (which no file name holds) and paths
+    longer than any the kernel would resolve."""
+    return "\x00" in request_path or len(os.fsencode(request_path)) > MAX_PATH_BYTES
+
+
+def is_within(path: str, root: str) -> bool:
+    """Whether the resolved ``path`` is ``root`` itself or below it (both resolved)."""
+    if path == root:
+        return True
+    prefix = root if root.endswith("/") else root + "/"
+    return path.startswith(prefix)
+
+
+_PROC_FD = "/proc/self/fd/"
+
+
+def real_path_of_fd(fd: int, fallback: str) -> str:
+    """Where an open file really is: the kernel's own answer from ``/proc`` (one syscall,
+    and it describes exactly what was opened), else ``realpath`` of ``fallback``."""
+    try:
+        return os.readlink(_PROC_FD + str(fd))
+    except OSError:
+        return os.path.realpath(fallback)
+
+
+def real_path(path: str) -> str:
+    """Where ``path`` really leads, symlinks resolved (cheaply through ``O_PATH`` on Linux)."""
+    flag = getattr(os, "O_PATH", None)
+    if flag is None:
+        return os.path.realpath(path)
+    try:
+        fd = os.open(path, flag | os.O_CLOEXEC)
+    except OSError:
+        return os.path.realpath(path)
+    try:
+        return real_path_of_fd(fd, path)
+    finally:
+        os.close(fd)

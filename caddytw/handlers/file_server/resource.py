@@ -1,0 +1,412 @@
+"""The ``file_server`` resource: from a request path to a file, a listing, or an error.
+
+The order of decisions is Caddy's ``FileServer.ServeHTTP``: join the path to the root,
+stat, try index files, fall back to a listing, refuse hidden files, canonicalise the
+URI, pick a precompressed sidecar, then answer conditionally and by ranges (Go's
+``ServeContent``). What differs on purpose is listed in ``docs``-style comments where
+it happens: 405 for methods other than GET/HEAD, symlinks escaping the root refused,
+``Vary: Accept-Encoding`` whenever sidecars are configured, and no 304/206 for answers
+whose status is overridden (error pages).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import stat
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.web.server import NOT_DONE_YET
+
+from caddytw.handlers.file_server import hide as hiding
+from caddytw.handlers.file_server.conditional import (
+    Conditions,
+    Verdict,
+    evaluate,
+    http_date,
+    make_etag,
+    range_allowed,
+)
+from caddytw.handlers.file_server.config import FileServerSettings
+from caddytw.handlers.file_server.content_types import content_type_for
+from caddytw.handlers.file_server.encodings import SIDECAR_SUFFIXES, accepted_encodings
+from caddytw.handlers.file_server.listing import ListingResponder
+from caddytw.handlers.file_server.paths import (
+    go_base,
+    is_within,
+    lookup_refused,
+    real_path,
+    real_path_of_fd,
+    sanitized_join,
+)
+from caddytw.handlers.file_server.producer import (
+    CHUNK_SIZE,
+    FileBodyProducer,
+    Segment,
+    Span,
+    body_length,
+)
+from caddytw.handlers.file_server.ranges import (
+    InvalidRange,
+    UnsatisfiableRange,
+    multipart_layout,
+    parse_range,
+    worth_honouring,
+)
+from caddytw.handlers.file_server.responses import (
+    ALLOWED_METHODS,
+    finish_with,
+    original_path,
+    redirect,
+)
+from caddytw.http.errors import HandlerError
+from caddytw.http.placeholders import Template, resolve
+from caddytw.http.request import CaddyRequest
+from caddytw.http.routing import LeafResource
+
+_NOT_FOUND_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG, errno.ELOOP, errno.EINVAL}
+_OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NONBLOCK", 0)
+
+
+def render_root(template: Template, request: CaddyRequest) -> str:
+    """The root for this request; an unknown or empty placeholder becomes ``.`` (Caddy's
+    ``ReplaceAll(root, ".")``), so the default ``{http.vars.root}`` falls back to cwd."""
+    if template.constant is not None:
+        return template.constant or "."
+    out = []
+    for is_key, text in template.parts:
+        out.append((resolve(request, text) or ".") if is_key else text)
+    return "".join(out)
+
+
+def stat_error(exc: BaseException) -> HandlerError | None:
+    """How a failed lookup answers: None for "does not exist", else the HTTP error."""
+    if isinstance(exc, ValueError):  # embedded NUL
+        return None
+    if isinstance(exc, PermissionError):
+        return HandlerError(403, str(exc))
+    if isinstance(exc, OSError) and exc.errno in _NOT_FOUND_ERRNOS:
+        return None
+    return HandlerError(500, str(exc))
+
+
+@dataclass
+class OpenFile:
+    """A regular file opened for serving, with the stat taken from the descriptor."""
+
+    fd: int
+    info: os.stat_result
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class RootGuard:
+    """Answers "may this real path be served?" for one request, resolving the root once."""
+
+    def __init__(self, root: str, allow_escape: bool) -> None:
+        self.root = root
+        self.allow_escape = allow_escape
+        self._real_root: str | None = None
+
+    @property
+    def real_root(self) -> str:
+        if self._real_root is None:
+            self._real_root = real_path(self.root)
+        return self._real_root
+
+    def allows_fd(self, fd: int, path: str) -> bool:
+        return self.allow_escape or is_within(real_path_of_fd(fd, path), self.real_root)
+
+    def allows_path(self, path: str) -> bool:
+        return self.allow_escape or is_within(real_path(path), self.real_root)
+
+
+def open_regular(path: str, guard: RootGuard) -> OpenFile:
+    """Open ``path`` if it is a regular file inside the root; raises OSError
+    (ENOENT for "not servable": not regular, or a symlink leading out of the root)."""
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or not guard.allows_fd(fd, path):
+            raise FileNotFoundError(errno.ENOENT, "not a servable file", path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return OpenFile(fd, info)
+
+
+def conditions_of(request: CaddyRequest) -> Conditions:
+    return Conditions(
+        if_match=request.header_text("if-match"),
+        if_unmodified_since=request.header_text("if-unmodified-since"),
+        if_none_match=request.header_text("if-none-match"),
+        if_modified_since=request.header_text("if-modified-since"),
+        if_range=request.header_text("if-range"),
+    )
+
+
+class FileServer(LeafResource):
+    """Serves files below a root; see the module docstring for the order of decisions."""
+
+    def __init__(self, settings: FileServerSettings, next: Any, reactor: Any = None) -> None:
+        self.settings = settings
+        self.next = next
+        self.listings = ListingResponder(settings, reactor)
+        static_hide = [t.constant for t in settings.hide]
+        self._static_hide = (
+            hiding.prepare([h for h in static_hide if h is not None])
+            if all(h is not None for h in static_hide)
+            else None
+        )
+
+    # -- lookup --------------------------------------------------------------------
+
+    def _hide_patterns(self, request: CaddyRequest) -> tuple[str, ...]:
+        if self._static_hide is not None:
+            return self._static_hide
+        return hiding.prepare([t.render(request) for t in self.settings.hide])
+
+    def not_found(self, request: CaddyRequest) -> Any:
+        """404 (run through ``errors.routes``) or, with ``pass_thru``, the next handler."""
+        if self.settings.pass_thru:
+            return self.next.render(request)
+        raise HandlerError(404)
+
+    def _check_method(self, request: CaddyRequest) -> None:
+        """Only GET and HEAD read files. (Caddy 2.6 serves the file to any method; later
+        Caddy and the issue want 405.) An error page for any method is still served."""
+        if request.method in ALLOWED_METHODS or request.caddy_error is not None:
+            return
+        request.setHeader(b"allow", b"GET, HEAD")
+        raise HandlerError(405)
+
+    def render(self, request: CaddyRequest) -> Any:
+        settings = self.settings
+        root = render_root(settings.root, request)
+        request_path = request.decoded_path
+        if lookup_refused(request_path):
+            return self.not_found(request)
+        hide = self._hide_patterns(request)
+        filename = sanitized_join(root, request_path)
+        try:
+            info = os.stat(filename)
+        except (OSError, ValueError) as exc:
+            error = stat_error(exc)
+            if error is None:
+                return self.not_found(request)
+            raise error from None
+        implicit_index = False
+        if stat.S_ISDIR(info.st_mode):
+            for template in settings.index_names:
+                index_path = sanitized_join(filename, template.render(request))
+                if hiding.is_hidden(index_path, hide):
+                    continue
+                try:
+                    info = os.stat(index_path)
+                except (OSError, ValueError):
+                    continue
+                filename, implicit_index = index_path, True
+                break
+        guard = RootGuard(root, settings.allow_symlink_escape)
+        if stat.S_ISDIR(info.st_mode):
+            if settings.browse is None or hiding.is_hidden(filename, hide):
+                return self.not_found(request)
+            if not guard.allows_path(filename):
+                return self.not_found(request)
+            self._check_method(request)
+            return self.listings.respond(request, filename, hide, guard.allows_path)
+        if hiding.is_hidden(filename, hide):
+            return self.not_found(request)
+        self._check_method(request)
+        if settings.canonical_uris:
+            target = self._canonical_target(request, implicit_index)
+            if target is not None:
+                return redirect(request, target)
+        try:
+            plain = open_regular(filename, guard)
+        except OSError as exc:
+            error = stat_error(exc)
+            if error is None:
+                return self.not_found(request)
+            raise error from None
+        try:
+            served, coding = self._choose_representation(request, filename, plain, guard)
+        except BaseException:
+            plain.close()
+            raise
+        if served is not plain:
+            plain.close()
+        return self._serve(request, filename, served, coding, plain.info)
+
+    @staticmethod
+    def _canonical_target(request: CaddyRequest, implicit_index: bool) -> str | None:
+        """Caddy's trailing-slash rule, applied only when the last path element was not
+        rewritten (so an admin's rewrite never causes a redirect loop)."""
+        original = original_path(request)
+        if go_base(original) != go_base(request.decoded_path):
+            return None
+        if implicit_index and not original.endswith("/"):
+            return original + "/"
+        if not implicit_index and original.endswith("/"):
+            return original[:-1]
+        return None
+
+    def _choose_representation(
+        self, request: CaddyRequest, filename: str, plain: OpenFile, guard: RootGuard
+    ) -> tuple[OpenFile, str | None]:
+        """The precompressed sidecar the client prefers, if one exists (the plain file
+        must exist too, which it does by now), else the plain file."""
+        if not self.settings.precompressed:
+            return plain, None
+        request.responseHeaders.addRawHeader(b"vary", b"Accept-Encoding")
+        header = request.header_text("accept-encoding")
+        for coding in accepted_encodings(header, self.settings.precompressed_order):
+            if coding not in self.settings.precompressed:
+                continue
+            try:
+                return open_regular(filename + SIDECAR_SUFFIXES[coding], guard), coding
+            except (OSError, ValueError):
+                continue
+        return plain, None
+
+    # -- answering -----------------------------------------------------------------
+
+    def _status_override(self, request: CaddyRequest) -> int | None:
+        template = self.settings.status_code
+        if template is not None:
+            text = template.render(request)
+            if not (text.isascii() and text.isdigit() and 100 <= int(text) <= 999):
+                raise HandlerError(500, f"invalid status code {text!r}")
+            return int(text)
+        if request.caddy_error is not None:
+            return request.caddy_error.status
+        return None
+
+    def _serve(
+        self,
+        request: CaddyRequest,
+        filename: str,
+        served: OpenFile,
+        coding: str | None,
+        plain_info: os.stat_result,
+    ) -> Any:
+        try:
+            return self._answer(request, filename, served, coding, plain_info)
+        except BaseException:
+            served.close()
+            raise
+
+    def _answer(
+        self,
+        request: CaddyRequest,
+        filename: str,
+        served: OpenFile,
+        coding: str | None,
+        plain_info: os.stat_result,
+    ) -> Any:
+        size = served.info.st_size
+        etag = make_etag(served.info.st_mtime_ns // 1_000_000_000, size)
+        seconds = plain_info.st_mtime_ns // 1_000_000_000
+        # Go treats the Unix epoch as "no modification time": no Last-Modified then.
+        mtime = seconds if seconds != 0 else None
+        headers = request.responseHeaders
+        headers.setRawHeaders(b"etag", [etag.encode("latin-1")])
+        if mtime is not None:
+            headers.setRawHeaders(b"last-modified", [http_date(mtime).encode("ascii")])
+        content_type = content_type_for(filename)
+        if content_type is not None and not headers.hasHeader(b"content-type"):
+            headers.setRawHeaders(b"content-type", [content_type.encode("latin-1")])
+        if coding is not None:
+            headers.setRawHeaders(b"content-encoding", [coding.encode("ascii")])
+        override = self._status_override(request)
+        method = request.method.decode("latin-1")
+        segments: list[Segment] = [Span(0, size)]
+        status = 200
+        if override is not None:
+            status = override
+        else:
+            verdict = evaluate(method, conditions_of(request), etag, mtime)
+            if verdict is not Verdict.PROCEED:
+                served.close()
+                return self._not_modified_or_failed(request, verdict)
+            range_header = request.header_text("range")
+            if range_header and range_allowed(method, request.header_text("if-range"), etag, mtime):
+                try:
+                    ranges = parse_range(range_header, size)
+                except InvalidRange as exc:
+                    served.close()
+                    return self._range_not_satisfiable(request, exc, size)
+                if worth_honouring(ranges, size):
+                    status = 206
+                    if len(ranges) == 1:
+                        headers.setRawHeaders(
+                            b"content-range", [ranges[0].content_range(size).encode("ascii")]
+                        )
+                        segments = [Span(ranges[0].start, ranges[0].length)]
+                    else:
+                        layout = multipart_layout(ranges, size, content_type, secrets.token_hex(30))
+                        headers.setRawHeaders(b"content-type", [layout.content_type.encode()])
+                        segments = []
+                        for head, byte_range in layout.parts:
+                            segments += [head, Span(byte_range.start, byte_range.length)]
+                        segments.append(layout.trailer)
+            headers.setRawHeaders(b"accept-ranges", [b"bytes"])
+        request.setResponseCode(status)
+        return self._send_body(request, served, segments)
+
+    @staticmethod
+    def _not_modified_or_failed(request: CaddyRequest, verdict: Verdict) -> Any:
+        headers = request.responseHeaders
+        if verdict is Verdict.NOT_MODIFIED:
+            # RFC 9110 15.4.5: only validators and cache metadata on a 304.
+            for name in (b"content-type", b"content-encoding"):
+                headers.removeHeader(name)
+            if headers.hasHeader(b"etag"):
+                headers.removeHeader(b"last-modified")
+            request.setResponseCode(304)
+            return finish_with(request, b"")
+        headers.removeHeader(b"content-encoding")
+        request.setResponseCode(412)
+        return finish_with(request, b"")
+
+    @staticmethod
+    def _range_not_satisfiable(request: CaddyRequest, exc: InvalidRange, size: int) -> Any:
+        """416 with Go's plain-text body; ``bytes */SIZE`` when nothing overlapped."""
+        headers = request.responseHeaders
+        if isinstance(exc, UnsatisfiableRange):
+            headers.setRawHeaders(b"content-range", [b"bytes */%d" % size])
+        headers.removeHeader(b"content-encoding")
+        headers.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
+        headers.setRawHeaders(b"x-content-type-options", [b"nosniff"])
+        request.setResponseCode(416)
+        body = f"{exc}\n".encode()
+        if request.method == b"HEAD":
+            return finish_with(request, b"", length=len(body))
+        return finish_with(request, body)
+
+    @staticmethod
+    def _send_body(request: CaddyRequest, served: OpenFile, segments: list[Segment]) -> Any:
+        """Headers with the exact Content-Length, then the body: read at once when it is
+        small, streamed by a producer otherwise; HEAD sends headers only."""
+        length = body_length(segments)
+        if request.method == b"HEAD" or length == 0:
+            served.close()
+            return finish_with(request, b"", length=length)
+        if length > CHUNK_SIZE:
+            request.setHeader(b"content-length", b"%d" % length)
+            FileBodyProducer(request, served.fd, segments).start()
+            return NOT_DONE_YET
+        try:
+            body = b"".join(_read_segments(served.fd, segments))
+        finally:
+            served.close()
+        if len(body) != length:
+            raise HandlerError(500, "file changed while being read")
+        return finish_with(request, body)
+
+
+def _read_segments(fd: int, segments: list[Segment]) -> list[bytes]:
+    return [s if isinstance(s, bytes) else os.pread(fd, s.length, s.offset) for s in segments]
