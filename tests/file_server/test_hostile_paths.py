@@ -25,6 +25,9 @@ def tree(tmp_path_factory):
     return base, site, server
 
 
+SYMLINKS = ("escape", "escdir", "sublink")
+
+
 def hostile_paths(base):
     abs_secret = str(base / "outside" / "secret.txt")
     return [
@@ -101,6 +104,18 @@ def test_no_hostile_path_escapes(tree):
         assert b"root:" not in response.body, path
         assert response.status in (200, 308, 400, 404), (path, response.status)
         assert b"secret.txt" not in response.body or response.status != 200, path
+
+
+def test_lexical_cleaning_alone_keeps_paths_inside(tree):
+    """With symlinks allowed out, the join itself must still never climb above root."""
+    base, site, _ = tree
+    permissive = memory_server(
+        [{"handle": [{"handler": "file_server", "root": str(site), "allow_symlink_escape": True}]}]
+    )
+    for path in hostile_paths(base):
+        if any(name in path for name in SYMLINKS):
+            continue
+        assert SECRET not in permissive.request("GET", path).body, path
 
 
 pieces = st.sampled_from(

@@ -351,6 +351,9 @@ def _actions(source: str) -> Iterator[tuple[str, str, int]]:
         pending_trim = bool(match.group(3))
         index = match.end()
     text = source[index:]
+    if "{{" in text:
+        line = source.count("\n", 0, index + text.index("{{")) + 1
+        raise TemplateError(f"line {line}: unclosed action")
     if pending_trim:
         text = text.lstrip()
     if text:
