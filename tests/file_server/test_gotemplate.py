@@ -51,8 +51,8 @@ def test_fields_ranges_and_functions():
     data = sample()
     assert render("{{.Path}} {{.NumDirs}}/{{.NumFiles}} {{.CanGoUp}}", data) == "/x/ 1/2 true"
     out = render(
-        "{{range $i, $e := .Items}}{{if $i}};{{end}}{{html .Name}}{{if .IsDir}}D{{else if .IsSymlink}}L"
-        "{{else}}F{{end}}{{end}}",
+        "{{range $i, $e := .Items}}{{if $i}};{{end}}{{html .Name}}"
+        "{{if .IsDir}}D{{else if .IsSymlink}}L{{else}}F{{end}}{{end}}",
         data,
     )
     assert out == "docs/D;a&amp;b.txtF;linkL"
@@ -63,8 +63,8 @@ def test_fields_ranges_and_functions():
     assert render("{{not .CanGoUp}} {{ne .NumDirs 1}} {{lt 1 2}} {{ge 2 3}}", data) == (
         "false false true false"
     )
-    assert render("{{.Name | printf \"%q\"}}", data) == '"x"'
-    assert render("{{urlquery \"a b&c\"}} {{js \"a'b\"}}", data) == "a+b%26c a'b"
+    assert render('{{.Name | printf "%q"}}', data) == '"x"'
+    assert render('{{urlquery "a b&c"}} {{js "a\'b"}}', data) == "a+b%26c a'b"
 
 
 def test_variables_with_and_trim_markers():
@@ -86,8 +86,8 @@ def test_variables_with_and_trim_markers():
         "{{range .Items}}",
         "{{end}}",
         "{{else}}",
-        "{{define \"x\"}}{{end}}",
-        "{{template \"x\"}}",
+        '{{define "x"}}{{end}}',
+        '{{template "x"}}',
         "{{nosuchfunc 1}}",
         "{{.Name",
         "{{(.Name}}",

@@ -91,11 +91,7 @@ def test_file_with_trailing_slash_is_404(site):
 
 def test_404_runs_error_routes(site):
     errors = [
-        {
-            "handle": [
-                {"handler": "static_response", "body": "custom {http.error.status_code}"}
-            ]
-        }
+        {"handle": [{"handler": "static_response", "body": "custom {http.error.status_code}"}]}
     ]
     response = serve(site, errors=errors).request("GET", "/nope.txt")
     assert response.status == 404
@@ -136,8 +132,9 @@ def test_status_code_override(site):
     assert (response.status, response.body) == (202, HELLO)
     # Overridden answers are whole: no 304 or 206 for an error page.
     response = serve(site, status_code="{http.request.header.X-Code}").request(
-        "GET", "/hello.txt", headers={"X-Code": "404", "If-None-Match": HELLO_ETAG,
-                                      "Range": "bytes=0-1"}
+        "GET",
+        "/hello.txt",
+        headers={"X-Code": "404", "If-None-Match": HELLO_ETAG, "Range": "bytes=0-1"},
     )
     assert (response.status, response.body) == (404, HELLO)
     bad = serve(site, status_code="{http.request.header.X-Code}").request(
@@ -178,12 +175,16 @@ def test_root_from_vars_and_default_cwd(site, monkeypatch):
     ]
     assert memory_server(routes).request("GET", "/a.txt").body == b"sub a\n"
     monkeypatch.chdir(site)
-    response = memory_server([{"handle": [{"handler": "file_server"}]}]).request("GET", "/hello.txt")
+    response = memory_server([{"handle": [{"handler": "file_server"}]}]).request(
+        "GET", "/hello.txt"
+    )
     assert response.body == HELLO
 
 
 def test_root_placeholder(site):
-    routes = [{"handle": [{"handler": "file_server", "root": str(site) + "/{http.request.header.X-Dir}"}]}]
+    routes = [
+        {"handle": [{"handler": "file_server", "root": str(site) + "/{http.request.header.X-Dir}"}]}
+    ]
     server = memory_server(routes)
     assert server.request("GET", "/a.txt", headers={"X-Dir": "sub"}).body == b"sub a\n"
 
@@ -269,12 +270,18 @@ def test_if_none_match_gives_bare_304(site):
 
 def test_if_modified_since(site):
     server = serve(site)
-    assert server.request(
-        "GET", "/hello.txt", headers={"If-Modified-Since": HELLO_LAST_MODIFIED}
-    ).status == 304
-    assert server.request(
-        "GET", "/hello.txt", headers={"If-Modified-Since": "Mon, 02 Jan 2023 03:04:04 GMT"}
-    ).status == 200
+    assert (
+        server.request(
+            "GET", "/hello.txt", headers={"If-Modified-Since": HELLO_LAST_MODIFIED}
+        ).status
+        == 304
+    )
+    assert (
+        server.request(
+            "GET", "/hello.txt", headers={"If-Modified-Since": "Mon, 02 Jan 2023 03:04:04 GMT"}
+        ).status
+        == 200
+    )
 
 
 def test_if_match_failure_is_412(site):
@@ -367,7 +374,10 @@ def test_head_with_range(site):
 
 # -- precompressed sidecars ------------------------------------------------------------
 
-PRE = {"precompressed": {"gzip": {}, "br": {}, "zstd": {}}, "precompressed_order": ["br", "zstd", "gzip"]}
+PRE = {
+    "precompressed": {"gzip": {}, "br": {}, "zstd": {}},
+    "precompressed_order": ["br", "zstd", "gzip"],
+}
 
 
 @pytest.mark.parametrize(
@@ -399,12 +409,16 @@ def test_precompressed_choice(site, accept, coding, body):
 
 
 def test_precompressed_needs_the_plain_file(site):
-    response = serve(site, **PRE).request("GET", "/pre/only.css", headers={"Accept-Encoding": "gzip"})
+    response = serve(site, **PRE).request(
+        "GET", "/pre/only.css", headers={"Accept-Encoding": "gzip"}
+    )
     assert response.status == 404
 
 
 def test_precompressed_directory_sidecar_is_ignored(site):
-    response = serve(site, **PRE).request("GET", "/pre/dirside.js", headers={"Accept-Encoding": "gzip"})
+    response = serve(site, **PRE).request(
+        "GET", "/pre/dirside.js", headers={"Accept-Encoding": "gzip"}
+    )
     assert response.body == b"plain dirside\n"
     assert response.header("content-encoding") is None
 
@@ -462,7 +476,11 @@ def test_browse_json_fields(site):
     a = items["a.txt"]
     assert set(a) == {"name", "size", "url", "mod_time", "mode", "is_dir", "is_symlink"}
     assert (a["size"], a["url"], a["mode"], a["is_dir"], a["is_symlink"]) == (
-        6, "./a.txt", 0o644, False, False
+        6,
+        "./a.txt",
+        0o644,
+        False,
+        False,
     )
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", a["mod_time"])
     assert items["deeper/"]["is_dir"] is True
@@ -580,9 +598,16 @@ def test_browse_template_errors_are_500(site, tmp_path):
 )
 def test_config_errors_name_their_path(options, path, message):
     config = {
-        "apps": {"http": {"servers": {"s": {"listen": [":80"], "routes": [
-            {"handle": [{"handler": "file_server", **options}]}
-        ]}}}}
+        "apps": {
+            "http": {
+                "servers": {
+                    "s": {
+                        "listen": [":80"],
+                        "routes": [{"handle": [{"handler": "file_server", **options}]}],
+                    }
+                }
+            }
+        }
     }
     with pytest.raises(ConfigErrors) as info:
         build_app(config, None)

@@ -120,14 +120,39 @@ def test_lexical_cleaning_alone_keeps_paths_inside(tree):
 
 pieces = st.sampled_from(
     [
-        "..", ".", "%2e%2e", "%2E%2e", ".%2e", "%2f", "%2F", "/", "//", "\\", "%5c", "%00",
-        "outside", "secret.txt", "sub", "escdir", "escape.txt", "sublink", "site", "%c0%ae",
-        "%252e", ";", "~", "%20", "?", "#",
+        "..",
+        ".",
+        "%2e%2e",
+        "%2E%2e",
+        ".%2e",
+        "%2f",
+        "%2F",
+        "/",
+        "//",
+        "\\",
+        "%5c",
+        "%00",
+        "outside",
+        "secret.txt",
+        "sub",
+        "escdir",
+        "escape.txt",
+        "sublink",
+        "site",
+        "%c0%ae",
+        "%252e",
+        ";",
+        "~",
+        "%20",
+        "?",
+        "#",
     ]
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.lists(pieces, max_size=14))
 def test_composed_paths_never_escape(tree, parts):
     _, _, server = tree

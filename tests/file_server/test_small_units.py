@@ -114,8 +114,15 @@ def test_rfc3339_nano():
 
 @pytest.mark.parametrize(
     ("size", "text"),
-    [(0, "0 B"), (9, "9 B"), (1000, "1000 B"), (1024, "1.0 KiB"), (1536, "1.5 KiB"),
-     (12345678, "12 MiB"), (1 << 30, "1.0 GiB")],
+    [
+        (0, "0 B"),
+        (9, "9 B"),
+        (1000, "1000 B"),
+        (1024, "1.0 KiB"),
+        (1536, "1.5 KiB"),
+        (12345678, "12 MiB"),
+        (1 << 30, "1.0 GiB"),
+    ],
 )
 def test_human_size(size, text):
     assert human_size(size) == text
@@ -180,8 +187,15 @@ def test_sorting(sort, order, expected):
 
 @pytest.mark.parametrize(
     ("limit", "offset", "count", "first"),
-    [("2", "", 2, "c/"), ("", "4", 1, "d.txt"), ("", "5", 0, None), ("", "6", 5, "c/"),
-     ("9", "", 5, "c/"), ("-1", "x", 5, "c/"), ("1", "1", 1, "Z/")],
+    [
+        ("2", "", 2, "c/"),
+        ("", "4", 1, "d.txt"),
+        ("", "5", 0, None),
+        ("", "6", 5, "c/"),
+        ("9", "", 5, "c/"),
+        ("-1", "x", 5, "c/"),
+        ("1", "1", 1, "Z/"),
+    ],
 )
 def test_limit_and_offset(limit, offset, count, first):
     listing = Listing("x", "/x/", list(ITEMS), True)

@@ -44,7 +44,6 @@ def make_tree(base: Path) -> Path:
     }
     for name, data in files.items():
         (site / name).write_bytes(data)
-    os.utime(site / "hello.txt", (HELLO_MTIME, HELLO_MTIME))
     links = {
         "link.txt": "hello.txt",
         "sublink": "sub",
@@ -55,4 +54,9 @@ def make_tree(base: Path) -> Path:
     }
     for name, target in links.items():
         (site / name).symlink_to(target)
+    # Distinct times (links and directories included) so sorting by time has no ties.
+    stamp = 1_700_000_000
+    for index, path in enumerate(sorted(site.rglob("*"), key=str), start=1):
+        os.utime(path, (stamp + index, stamp + index), follow_symlinks=False)
+    os.utime(site / "hello.txt", (HELLO_MTIME, HELLO_MTIME))
     return site
