@@ -3,10 +3,11 @@
 The order of decisions is Caddy's ``FileServer.ServeHTTP``: join the path to the root,
 stat, try index files, fall back to a listing, refuse hidden files, canonicalise the
 URI, pick a precompressed sidecar, then answer conditionally and by ranges (Go's
-``ServeContent``). What differs on purpose is listed in ``docs``-style comments where
-it happens: 405 for methods other than GET/HEAD, symlinks escaping the root refused,
-``Vary: Accept-Encoding`` whenever sidecars are configured, and no 304/206 for answers
-whose status is overridden (error pages).
+``ServeContent``). Deliberate differences from Caddy 2.6.2, each marked where it
+happens: 405 (``Allow: GET, HEAD``) for other methods, symlinks leading out of the root
+refused unless ``allow_symlink_escape``, ``Vary: Accept-Encoding`` on every answer when
+sidecars are configured, and no 304/206 for answers whose status is overridden (error
+pages and ``status_code``), where Caddy would send e.g. a 404 with a partial body.
 """
 
 from __future__ import annotations
@@ -245,6 +246,9 @@ class FileServer(LeafResource):
     def _canonical_target(request: CaddyRequest, implicit_index: bool) -> str | None:
         """Caddy's trailing-slash rule, applied only when the last path element was not
         rewritten (so an admin's rewrite never causes a redirect loop)."""
+        raw = request.original_uri.partition(b"?")[0]
+        if not implicit_index and not raw.endswith(b"/") and not raw.lower().endswith(b"%2f"):
+            return None  # the common case: a file asked for without a slash
         original = original_path(request)
         if go_base(original) != go_base(request.decoded_path):
             return None
@@ -261,6 +265,8 @@ class FileServer(LeafResource):
         must exist too, which it does by now), else the plain file."""
         if not self.settings.precompressed:
             return plain, None
+        # Caddy 2.6 adds Vary only when it sends a sidecar; the plain answer depends on
+        # Accept-Encoding just as much, so caches must key it too.
         request.responseHeaders.addRawHeader(b"vary", b"Accept-Encoding")
         header = request.header_text("accept-encoding")
         for coding in accepted_encodings(header, self.settings.precompressed_order):
