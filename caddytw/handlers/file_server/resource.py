@@ -36,6 +36,7 @@ from caddytw.handlers.file_server.encodings import SIDECAR_SUFFIXES, accepted_en
 from caddytw.handlers.file_server.listing import ListingResponder
 from caddytw.handlers.file_server.paths import (
     go_base,
+    go_clean,
     is_within,
     lookup_refused,
     real_path,
@@ -105,24 +106,32 @@ class OpenFile:
 
 
 class RootGuard:
-    """Answers "may this real path be served?" for one request, resolving the root once."""
+    """Answers "may this real path be served?" for one request.
+
+    A resolved path that starts with the root as written (made absolute) is inside it:
+    a fully resolved path cannot pass through a symlink, so that prefix is itself the
+    real root. Only otherwise (a root that is or goes through a symlink, as with a
+    ``current -> releases/N`` deploy) is the root resolved, once per request.
+    """
 
     def __init__(self, root: str, allow_escape: bool) -> None:
         self.root = root
         self.allow_escape = allow_escape
+        self._lexical_root = go_clean(root if root.startswith("/") else os.path.abspath(root))
         self._real_root: str | None = None
 
-    @property
-    def real_root(self) -> str:
+    def _contains(self, resolved: str) -> bool:
+        if is_within(resolved, self._lexical_root):
+            return True
         if self._real_root is None:
             self._real_root = real_path(self.root)
-        return self._real_root
+        return is_within(resolved, self._real_root)
 
     def allows_fd(self, fd: int, path: str) -> bool:
-        return self.allow_escape or is_within(real_path_of_fd(fd, path), self.real_root)
+        return self.allow_escape or self._contains(real_path_of_fd(fd, path))
 
     def allows_path(self, path: str) -> bool:
-        return self.allow_escape or is_within(real_path(path), self.real_root)
+        return self.allow_escape or self._contains(real_path(path))
 
 
 def open_regular(path: str, guard: RootGuard) -> OpenFile:
