@@ -12,6 +12,7 @@ import json
 import os
 import re
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -39,7 +40,7 @@ def server(tmp_path_factory):
         "precompressed": {"gzip": {}, "br": {}},
         "precompressed_order": ["br", "gzip"],
     }
-    config = simple_config(port, [{"handle": [handler]}])
+    config = simple_config(port, [{"handle": [handler]}], protocols=["h1", "h2", "h2c"])
     workdir = base / "run"
     workdir.mkdir()
     with running_server(config, workdir, [port]) as running:
@@ -181,6 +182,45 @@ def test_nothing_outside_the_root(server, path):
     response, body = get(server, path)
     assert response.status == 404
     assert SECRET not in body
+
+
+def test_http2_streams_the_same_bytes(server, tmp_path):
+    """Over h2c the body goes through HTTP/2 flow control instead of the TCP buffer."""
+    out = tmp_path / "big.out"
+    result = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "--http2-prior-knowledge",
+            "--max-time",
+            "30",
+            "-o",
+            str(out),
+            "-w",
+            "%{http_version} %{http_code}",
+            f"{server.url}/big.bin",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=40,
+    )
+    assert result.stdout == "2 200", result.stderr
+    assert out.read_bytes() == BIG
+    result = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "--http2-prior-knowledge",
+            "--max-time",
+            "30",
+            "-r",
+            "10-19",
+            f"{server.url}/big.bin",
+        ],
+        capture_output=True,
+        timeout=40,
+    )
+    assert result.stdout == BIG[10:20]
 
 
 def test_method_not_allowed(server):
