@@ -193,33 +193,41 @@ class FileServer(LeafResource):
         request.setHeader(b"allow", b"GET, HEAD")
         raise HandlerError(405)
 
-    def render(self, request: CaddyRequest) -> Any:
-        settings = self.settings
-        root = render_root(settings.root, request)
+    def _locate(
+        self, request: CaddyRequest, root: str, hide: tuple[str, ...]
+    ) -> tuple[str, os.stat_result, bool] | None:
+        """The path to serve, its stat, and whether it is a directory's index file;
+        None when nothing is there. A permission problem raises 403."""
         request_path = request.decoded_path
         if lookup_refused(request_path):
-            return self.not_found(request)
-        hide = self._hide_patterns(request)
+            return None
         filename = sanitized_join(root, request_path)
         try:
             info = os.stat(filename)
         except (OSError, ValueError) as exc:
             error = stat_error(exc)
             if error is None:
-                return self.not_found(request)
+                return None
             raise error from None
-        implicit_index = False
         if stat.S_ISDIR(info.st_mode):
-            for template in settings.index_names:
+            for template in self.settings.index_names:
                 index_path = sanitized_join(filename, template.render(request))
                 if hiding.is_hidden(index_path, hide):
                     continue
                 try:
-                    info = os.stat(index_path)
+                    return index_path, os.stat(index_path), True
                 except (OSError, ValueError):
                     continue
-                filename, implicit_index = index_path, True
-                break
+        return filename, info, False
+
+    def render(self, request: CaddyRequest) -> Any:
+        settings = self.settings
+        root = render_root(settings.root, request)
+        hide = self._hide_patterns(request)
+        found = self._locate(request, root, hide)
+        if found is None:
+            return self.not_found(request)
+        filename, info, implicit_index = found
         guard = RootGuard(root, settings.allow_symlink_escape)
         if stat.S_ISDIR(info.st_mode):
             if settings.browse is None or hiding.is_hidden(filename, hide):
