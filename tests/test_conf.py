@@ -15,3 +15,26 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 )
 def test_conf_file_validates(path):
     assert validate(load_config_file(str(path))) == []
+
+
+def test_default_config_serves_the_project_site(tmp_path):
+    """The README's command: the default config serves conf/site from the repo root."""
+    import http.client
+    import json
+
+    from tests.support.ports import free_port
+    from tests.support.server import running_server
+
+    config = json.loads((CONF / "caddy.json").read_text())
+    port = free_port()
+    config["apps"]["http"]["servers"]["srv0"]["listen"] = [f"127.0.0.1:{port}"]
+    with running_server(config, tmp_path, [port], cwd=CONF.parent):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.request("GET", "/")
+        response = connection.getresponse()
+        body = response.read()
+        assert response.status == 200
+        assert response.getheader("Content-Type") == "text/html; charset=utf-8"
+        assert body == (CONF / "site" / "index.html").read_bytes()
+        connection.request("GET", "/health")
+        assert connection.getresponse().read() == b"OK"

@@ -68,6 +68,7 @@ def start_server(
     extra_args: list[str] | None = None,
     env: dict[str, str] | None = None,
     wait: bool = True,
+    cwd: Path | None = None,
 ) -> ServerProcess:
     """Start ``twistd -n caddy -c CONFIG`` in ``workdir``; wait until ``ports`` accept."""
     config_path = workdir / config_name
@@ -78,7 +79,7 @@ def start_server(
     command += extra_args or []
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            command, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, env=server_env(env)
+            command, cwd=cwd or workdir, stdout=log, stderr=subprocess.STDOUT, env=server_env(env)
         )
     server = ServerProcess(process, log_path, ports)
     if wait:
