@@ -61,6 +61,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal, TypeAlias
 
+from caddytw.config.reader import type_name
+
 __all__ = [
     "CHANGE_OPS",
     "EMPTY_SHA256",
@@ -141,27 +143,11 @@ class ProtocolError(ValueError):
 # -- small checkers ---------------------------------------------------------------------
 
 
-def _type_name(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
 def _object(
     value: object, where: str, required: Sequence[str], optional: Sequence[str] = ()
 ) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
-        raise ProtocolError(where, f"expected an object, got {_type_name(value)}")
+        raise ProtocolError(where, f"expected an object, got {type_name(value)}")
     for key in value:
         if key not in required and key not in optional:
             raise ProtocolError(f"{where}.{key}", "unknown field")
@@ -173,13 +159,13 @@ def _object(
 
 def _str(value: object, where: str) -> str:
     if not isinstance(value, str):
-        raise ProtocolError(where, f"expected a string, got {_type_name(value)}")
+        raise ProtocolError(where, f"expected a string, got {type_name(value)}")
     return value
 
 
 def _int(value: object, where: str, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ProtocolError(where, f"expected an integer, got {_type_name(value)}")
+        raise ProtocolError(where, f"expected an integer, got {type_name(value)}")
     if value < minimum:
         raise ProtocolError(where, f"must be at least {minimum}, got {value}")
     return value
@@ -187,13 +173,13 @@ def _int(value: object, where: str, minimum: int = 0) -> int:
 
 def _bool(value: object, where: str) -> bool:
     if not isinstance(value, bool):
-        raise ProtocolError(where, f"expected a boolean, got {_type_name(value)}")
+        raise ProtocolError(where, f"expected a boolean, got {type_name(value)}")
     return value
 
 
 def _list(value: object, where: str) -> list[Any]:
     if not isinstance(value, list):
-        raise ProtocolError(where, f"expected an array, got {_type_name(value)}")
+        raise ProtocolError(where, f"expected an array, got {type_name(value)}")
     return value
 
 
@@ -441,7 +427,7 @@ SyncOperation: TypeAlias = Create | Update | Delete | Move
 def operation_from_json(value: object, where: str = "$") -> SyncOperation:
     """Decode one externally tagged operation (``{"Delete": {"path": ...}}``)."""
     if not isinstance(value, Mapping):
-        raise ProtocolError(where, f"expected an object, got {_type_name(value)}")
+        raise ProtocolError(where, f"expected an object, got {type_name(value)}")
     if len(value) != 1:
         raise ProtocolError(where, "expected exactly one of Create, Update, Delete, Move")
     ((tag, body),) = value.items()
