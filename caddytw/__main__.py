@@ -30,6 +30,31 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reload(args: argparse.Namespace) -> int:
+    from caddytw.admin import client
+    from caddytw.configfile import load_config_file
+
+    try:
+        data = load_config_file(args.config, args.adapter)
+        client.reload(data, client.admin_address(data, args.address), force=args.force)
+    except (ConfigError, client.AdminClientError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print("Config reloaded")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from caddytw.admin import client
+
+    try:
+        client.stop(client.admin_address(None, args.address))
+    except client.AdminClientError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="caddytw", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -38,6 +63,16 @@ def make_parser() -> argparse.ArgumentParser:
     validate.add_argument("--config", "-c", dest="config_option", default=None)
     validate.add_argument("--adapter", default=None)
     validate.set_defaults(run=cmd_validate)
+    reload = commands.add_parser("reload", help="load a config into a running server")
+    reload.add_argument("config", nargs="?", default=None)
+    reload.add_argument("--config", "-c", dest="config_option", default=None)
+    reload.add_argument("--adapter", default=None)
+    reload.add_argument("--address", default=None, help="admin API address")
+    reload.add_argument("--force", action="store_true", help="reload even if unchanged")
+    reload.set_defaults(run=cmd_reload)
+    stop = commands.add_parser("stop", help="stop a running server gracefully")
+    stop.add_argument("--address", default=None, help="admin API address (localhost:2019)")
+    stop.set_defaults(run=cmd_stop, config="")
     return parser
 
 

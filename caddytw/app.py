@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.application.service import MultiService
-from twisted.internet.defer import DeferredList, maybeDeferred
+from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from caddytw.config.errors import ConfigError, ErrorCollector
 from caddytw.config.listen import ListenAddress
@@ -21,7 +22,9 @@ from caddytw.http.build import BuildContext
 from caddytw.http.routing import EmptyResponse, ErrorStatusResponse, build_routes
 from caddytw.http.site import CaddySite, ServerRuntime
 from caddytw.tls.automation import plan_automatic_https
-from caddytw.tls.listeners import listen
+from caddytw.tls.challenges import install_http01_gate
+from caddytw.tls.h2c import h2c_channel_protocol
+from caddytw.tls.listeners import listen, tls_channel_protocol
 from caddytw.tls.runtime import TLSRuntime
 
 log = Logger()
@@ -76,14 +79,20 @@ def default_reactor(reactor: Any) -> Any:
 
 
 def build_app(
-    data: Any, reactor: Any = None, config_dir: str = "."
+    data: Any,
+    reactor: Any = None,
+    config_dir: str = ".",
+    shared: dict[str, Any] | None = None,
 ) -> tuple[Config, list[BuiltServer]]:
-    """Parse and build everything; raise :class:`ConfigErrors` listing every problem."""
+    """Parse and build everything; raise :class:`ConfigErrors` listing every problem.
+
+    ``shared`` is the state handlers keep across reloads (see ``BuildContext.shared``).
+    """
     reactor = default_reactor(reactor)
     collector = ErrorCollector()
     config = parse_config(data, collector)
     config = plan_automatic_https(config, collector).config  # TLS and redirects, as Caddy
-    shared: dict[str, Any] = {}
+    shared = shared if shared is not None else {}
     built = []
     seen: dict[tuple[str, int], str] = {}
     for server in config.http.servers:
@@ -116,33 +125,75 @@ def validate(data: Any, reactor: Any = None) -> list[str]:
 
 
 class CaddyService(MultiService):
-    """Listens on every address of every server and runs their background services."""
+    """The twistd-facing service: a :class:`Runtime` (config, servers, listeners), the TLS
+    runtime and the admin API, with graceful shutdown (``apps.http.grace_period``)."""
 
     def __init__(self, data: Any, reactor: Any = None, config_dir: str = ".") -> None:
+        from caddytw.admin.service import AdminService
+        from caddytw.runtime import Runtime
+
         super().__init__()
         self.reactor = default_reactor(reactor)
-        self.config, self.servers = build_app(data, self.reactor, config_dir)
+        self._h3: dict[int, Any] = {}
+        self.runtime = Runtime(
+            self.reactor, self, self._listen, self._swap, config_dir, on_close=self._closed
+        )
+        self.runtime.load(data)
         self.tls = TLSRuntime(self.config, self.reactor)
         self.tls.setServiceParent(self)
-        for built in self.servers:
-            for service in built.context.services:
-                service.setServiceParent(self)
+        self._tls_key = _tls_key(self.config)
+        self.runtime.prepare.append(self._prepare_tls)
+        self.admin = AdminService(self.runtime, self.reactor)
+        self.admin.setServiceParent(self)
+
+    @property
+    def config(self) -> Config:
+        assert self.runtime.config is not None
+        return self.runtime.config
+
+    @property
+    def servers(self) -> list[BuiltServer]:
+        return self.runtime.servers
+
+    def load(self, data: Any) -> Any:
+        """Switch to a new config without dropping connections (see ``Runtime.load``)."""
+        return self.runtime.load(data)
 
     def startService(self) -> None:
-        for built in self.servers:
-            for address in built.config.listen:
-                if address.network.startswith("udp"):
-                    continue
-                port = self._listen(address, built.site, built.config)
-                built.ports.append(port)
-                if self.tls.is_tls(built.config.name):
-                    self._listen_h3(built, address, port)
+        self.runtime.start()
         super().startService()
 
-    def _listen_h3(self, built: BuiltServer, address: ListenAddress, tcp_port: Any) -> None:
+    def _prepare_tls(self, config: Config) -> None:
+        """A reload that changes TLS settings gets a new TLS runtime (certificates are
+        loaded from storage again; unchanged settings keep the running one)."""
+        key = _tls_key(config)
+        if key == self._tls_key:
+            return
+        old, self.tls = self.tls, TLSRuntime(config, self.reactor)
+        self._tls_key = key
+        old.disownServiceParent()
+        self.tls.setServiceParent(self)
+
+    def _listen(self, address: ListenAddress, site: CaddySite) -> Any:
+        """Open one listener for ``site`` (None for address kinds served elsewhere)."""
+        if address.network.startswith("udp"):
+            return None
+        server = site.caddy_server.config
+        port = listen(self.reactor, address, site, server, self.tls)
+        log.info(
+            "server {name} listening on {address}",
+            name=site.caddy_server.name,
+            address=port.getHost(),
+        )
+        if self.tls.is_tls(server.name):
+            self._listen_h3(site, address, port)
+        return port
+
+    def _listen_h3(self, site: CaddySite, address: ListenAddress, tcp_port: Any) -> None:
         """HTTP/3 on the same port number over UDP, as Caddy does for TLS servers."""
         from caddytw.h3.integration import start_h3
 
+        built = BuiltServer(site.caddy_server.config, site, BuildContext(self.reactor))
         h3_port = start_h3(
             self.reactor,
             built,
@@ -151,31 +202,56 @@ class CaddyService(MultiService):
             self.tls.certificate_provider,
         )
         if h3_port is not None:
-            built.ports.append(h3_port)
+            self._h3[id(tcp_port)] = h3_port
 
-    def _listen(self, address: ListenAddress, site: CaddySite, server: ServerConfig) -> Any:
-        port = listen(self.reactor, address, site, server, self.tls)
-        log.info(
-            "server {name} listening on {address}",
-            name=site.caddy_server.name,
-            address=port.getHost(),
-        )
-        return port
+    def _swap(self, listener: Any, site: CaddySite) -> None:
+        """Point an open listener at a new site (a reload kept its address)."""
+        port = listener.port
+        server = site.caddy_server.config
+        if self.tls.is_tls(server.name):
+            site.protocol = tls_channel_protocol  # type: ignore[assignment]
+            creator = self.tls.connection_creator(server)
+            port.factory = TLSMemoryBIOFactory(creator, False, site)
+        else:
+            install_http01_gate(site, self.tls.challenges)
+            if "h2c" in server.protocols:
+                site.protocol = h2c_channel_protocol  # type: ignore[assignment]
+            port.factory = site
+        h3_port = self._h3.get(id(port))
+        if h3_port is not None:
+            from caddytw.h3.altsvc import advertise_h3
+
+            h3_port.protocol.site = site
+            advertise_h3(site, [h3_port.getHost().port])
+
+    def _closed(self, listener: Any) -> None:
+        h3_port = self._h3.pop(id(listener.port), None)
+        if h3_port is not None:
+            h3_port.stopListening()
 
     def stopService(self) -> Any:
-        stops = [maybeDeferred(port.stopListening) for b in self.servers for port in b.ports]
-        for built in self.servers:
-            built.ports.clear()
-        return DeferredList([maybeDeferred(super().stopService), *stops])
+        stopped = self.runtime.stop()
+        return stopped.addCallback(lambda _: maybeDeferred(super(CaddyService, self).stopService))
 
     def bound_ports(self, server: str | None = None) -> list[int]:
         """The actual ports (useful with port 0 in tests and embedding)."""
-        return [
-            port.getHost().port
-            for built in self.servers
-            if server is None or built.config.name == server
-            for port in built.ports
-        ]
+        return self.runtime.bound_ports(server)
+
+
+def _tls_key(config: Config) -> Any:
+    """What the TLS runtime is built from, to tell whether a reload changes it."""
+    return repr(
+        (
+            config.tls,
+            config.storage,
+            config.http.http_port,
+            config.http.https_port,
+            [
+                (s.name, s.listen, s.tls_connection_policies, s.automatic_https, s.protocols)
+                for s in config.http.servers
+            ],
+        )
+    )
 
 
 def config_dir_of(path: str) -> str:

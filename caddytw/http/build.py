@@ -10,7 +10,23 @@ from twisted.application.service import IService
 from caddytw.config.errors import ConfigError
 from caddytw.config.reader import ObjectReader
 from caddytw.handlers.registry import handler_factories
-from caddytw.http.routing import RouteList, build_routes
+from caddytw.http.routing import LeafResource, RouteList, build_routes
+
+
+class NamedHandler(LeafResource):
+    """Records which handler a request reached last (the one that answered, for the
+    ``handler`` label of the request metrics), then renders it."""
+
+    def __init__(self, name: str, inner: Any) -> None:
+        self.name = name
+        self.inner = inner
+
+    def render(self, request: Any) -> Any:
+        request.caddy_handler = self.name
+        return self.inner.render(request)
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self.inner, attribute)
 
 
 @dataclass
@@ -40,7 +56,7 @@ class BuildContext:
             raise ConfigError(
                 reader.at("handler"), f"unknown handler module {name!r} (no plugin provides it)"
             )
-        return factory.build(reader, self, next)
+        return NamedHandler(name, factory.build(reader, self, next))
 
     def build_routes(self, data: Any, path: str, next: Any) -> RouteList:
         """Compile a nested route list (used by ``subroute`` and error routes)."""

@@ -17,6 +17,7 @@ from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.http import datetimeToString
 
+from caddytw import metrics
 from caddytw.http.errors import HandlerError, status_text
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ class CaddyRequest(server.Request):
         self.original_uri: bytes = b""
         self.original_method: bytes = b""
         self.decoded_path: str = "/"
-        self.started_at = time.time()
+        self.started_at: float = time.time()
         self.proto_override: str | None = None
         self._hooks_ran = False
 
@@ -75,6 +76,11 @@ class CaddyRequest(server.Request):
             self.render(self.site.resource)
         except BaseException:
             self.fail(Failure())
+
+    def connectionLost(self, reason: Failure) -> None:
+        super().connectionLost(reason)
+        if not self.finished:
+            metrics.request_aborted(self)
 
     def processingFailed(self, reason: Failure) -> None:
         self.fail(reason)

@@ -6,6 +6,7 @@ from typing import Any
 
 from twisted.web import server
 
+from caddytw import metrics
 from caddytw.config.model import ServerConfig
 from caddytw.http.accesslog import AccessLogger
 from caddytw.http.channel import channel_protocol
@@ -23,6 +24,7 @@ class ServerRoot(LeafResource):
         self.routes = routes
 
     def render(self, request: CaddyRequest) -> Any:
+        metrics.request_started(request)
         render_and_answer(request, self.routes)
         return server.NOT_DONE_YET
 
@@ -51,15 +53,44 @@ class CaddySite(server.Site):
         self.caddy_server = runtime
         self.timeOut = runtime.config.idle_timeout or DEFAULT_IDLE_TIMEOUT
         self.protocol = channel_protocol  # type: ignore[assignment]
+        self.connections: set[Any] = set()
 
     def buildProtocol(self, addr: Any) -> Any:
         protocol = super().buildProtocol(addr)
+        self._configure(protocol)
+        self.connections.add(protocol)
+        _forget_when_closed(protocol)
+        return protocol
+
+    def _configure(self, protocol: Any) -> None:
         channel = getattr(protocol, "_channel", protocol)
         channel.totalHeadersSize = self.caddy_server.config.max_header_bytes
         channel.read_header_timeout = self.caddy_server.config.read_header_timeout
-        return protocol
+
+    def adopt(self, protocol: Any) -> None:
+        """Take over a live connection of the site this one replaces (a reload): its next
+        requests use this site's routes; a request in flight finishes on the old ones."""
+        protocol.site = self
+        protocol.factory = self
+        self._configure(protocol)
+        self.connections.add(protocol)
 
     def log(self, request: Any) -> None:
+        metrics.request_finished(request)
         logger = self.caddy_server.access_logger
         if logger is not None:
             logger.log(request)
+
+
+def _forget_when_closed(protocol: Any) -> None:
+    """Remove a connection from its (current) site's ``connections`` when it closes,
+    whatever protocol class the listener uses (plain, TLS, h2c)."""
+    original = protocol.connectionLost
+
+    def connection_lost(reason: Any) -> None:
+        connections = getattr(protocol.factory, "connections", None)
+        if connections is not None:
+            connections.discard(protocol)
+        original(reason)
+
+    protocol.connectionLost = connection_lost

@@ -1,0 +1,1 @@
+"""Caddy's admin API: live config access, reloads, stop, upstreams and metrics."""
