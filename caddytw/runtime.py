@@ -251,12 +251,15 @@ class Runtime:
                     target.adopt(protocol)
 
     def _set_services(self, servers: list[Any]) -> None:
+        """Stop the old servers' services and start the new ones'; a service both configs
+        share (kept in ``BuildContext.shared``, like a sync folder's watcher) runs on."""
+        wanted = [service for server in servers for service in server.context.services]
         for server in self.servers:
             for service in server.context.services:
-                if service.parent is self.parent:
+                if service.parent is self.parent and all(service is not w for w in wanted):
                     service.disownServiceParent()
-        for server in servers:
-            for service in server.context.services:
+        for service in wanted:
+            if service.parent is not self.parent:
                 service.setServiceParent(self.parent)
 
     def _retire(self, removed: list[Listener]) -> None:

@@ -48,11 +48,13 @@ def build(config: ObjectReader, context: Any, next: Any) -> FileSyncResource:
     shared = context.shared.get(key)
     if shared is None:
         store = LocalSyncStore(root_path, reactor=context.reactor)
-        hub = EventHub()
+        hub = EventHub(root_path)
         service = SyncService(store, hub, context.reactor, interval or None, watch)
+        shared = context.shared[key] = (store, hub, service)
+    store, hub, service = shared
+    # The same folder keeps one store and watcher across reloads: it runs on untouched.
+    if all(existing is not service for existing in context.services):
         context.services.append(service)
-        shared = context.shared[key] = (store, hub)
-    store, hub = shared
 
     where = ", ".join(context.listen) or "no listeners"
     if clients:

@@ -15,6 +15,7 @@ from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.logger import Logger
 
+from caddytw import metrics
 from caddytw.sync.protocol import Change, dumps
 
 log = Logger()
@@ -30,18 +31,22 @@ class EventProtocol(WebSocketServerProtocol):
 
     def onOpen(self) -> None:
         self.hub.connections.add(self)
+        metrics.sync_client_connected(self.hub.label)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         pass
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-        self.hub.connections.discard(self)
+        if self in self.hub.connections:
+            self.hub.connections.discard(self)
+            metrics.sync_client_disconnected(self.hub.label)
 
 
 class EventHub:
     """The connected WebSocket clients of one store, and the resource that upgrades."""
 
-    def __init__(self, ping_interval: float = PING_INTERVAL) -> None:
+    def __init__(self, label: str = "", ping_interval: float = PING_INTERVAL) -> None:
+        self.label = label  # the folder, as metrics name it
         self.connections: set[EventProtocol] = set()
         hub = self
 
@@ -63,6 +68,7 @@ class EventHub:
 
     def publish(self, changes: list[Change]) -> None:
         """Send each change to every open connection (in the reactor thread)."""
+        metrics.sync_committed(self.label, len(changes))
         for change in changes:
             message = dumps(change)
             for connection in list(self.connections):
@@ -73,10 +79,12 @@ class EventHub:
                     self.connections.discard(connection)
 
     def render(self, request: Any) -> Any:
+        request.long_lived = True  # an open event stream must not hold up shutdown
         return self.resource.render(request)
 
     def close_all(self, reason: str = "server shutting down") -> None:
         for connection in list(self.connections):
+            metrics.sync_client_disconnected(self.label)
             try:  # autobahn lets applications send 1000 or 3000-4999 only
                 connection.sendClose(1000, reason)
             except Exception:
