@@ -28,6 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
+from caddytw import metrics
 from caddytw.tls.config import CertificateSelection
 
 RECHECK_SECONDS = 1.0
@@ -242,6 +243,9 @@ class CertificateSelector:
         return list(self._certificates)
 
     def _index(self) -> None:
+        for certificate in self._certificates:
+            for name in certificate.names:
+                metrics.set_certificate_expiry(name, certificate.not_after.timestamp())
         by_name: dict[str, list[Certificate]] = {}
         # Managed certificates first: they are the ones automation keeps fresh.
         ordered = sorted(self._certificates, key=lambda c: not c.managed)
