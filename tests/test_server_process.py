@@ -209,3 +209,17 @@ def test_caddyfile_runs_directly_and_adapts(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["apps"]["http"]["servers"]
+
+
+def test_read_timeout_drops_a_trickling_body(tmp_path):
+    port = free_port()
+    config = simple_config(port, hello_routes(), read_timeout="700ms")
+    with (
+        running_server(config, tmp_path, [port]),
+        socket.create_connection(("127.0.0.1", port)) as slow,
+    ):
+        slow.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+        assert recv_all(slow, timeout=10) == b""  # dropped before the body completed
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        connection.request("POST", "/fine", body=b"x" * 100)
+        assert connection.getresponse().read() == b"hello /fine"

@@ -10,48 +10,67 @@ from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
 
 
 class CaddyHTTPChannel(HTTPChannel):
-    """HTTPChannel answering 431 for oversized headers and enforcing ``read_header_timeout``.
+    """HTTPChannel answering 431 for oversized headers and enforcing Caddy's read timeouts.
 
-    ``totalHeadersSize`` is set from ``max_header_bytes``; the header timer runs from the
-    first line of a request until its headers are complete, so a client that trickles
-    headers (slowloris) is dropped while an idle keep-alive connection is governed by
+    ``totalHeadersSize`` is set from ``max_header_bytes``. Two timers start with the first
+    line of each request: ``read_header_timeout`` until its headers are complete and
+    ``read_timeout`` until its body is, so a client that trickles headers or a body
+    (slowloris) is dropped, while an idle keep-alive connection is governed by
     ``idle_timeout`` (``timeOut``) instead.
     """
 
     read_header_timeout: float | None = None
-    _header_timer: Any = None
+    read_timeout: float | None = None
+    _timers: dict[str, Any] | None = None
 
     def lineReceived(self, line: bytes) -> None:
         if self._receivedHeaderSize + len(line) > self.totalHeadersSize:
-            self._cancel_header_timer()
+            self._cancel_timers()
             self._transport().write(
                 b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
                 b"Connection: close\r\nContent-Length: 0\r\n\r\n"
             )
             self.loseConnection()
             return
-        if self._header_timer is None and self.read_header_timeout:
-            self._header_timer = self.callLater(self.read_header_timeout, self._header_timed_out)
+        self._start_timer("headers", self.read_header_timeout)
+        self._start_timer("request", self.read_timeout)
         super().lineReceived(line)
 
     def allHeadersReceived(self) -> None:
-        self._cancel_header_timer()
+        self._cancel_timer("headers")
         super().allHeadersReceived()
 
-    def _header_timed_out(self) -> None:
-        self._header_timer = None
+    def allContentReceived(self) -> None:
+        self._cancel_timer("request")
+        super().allContentReceived()
+
+    def _start_timer(self, name: str, seconds: float | None) -> None:
+        if not seconds:
+            return
+        timers = self._timers if self._timers is not None else {}
+        self._timers = timers
+        if name not in timers:
+            timers[name] = self.callLater(seconds, lambda: self._timed_out(name))
+
+    def _timed_out(self, name: str) -> None:
+        if self._timers is not None:
+            self._timers.pop(name, None)
         self._transport().loseConnection()
 
-    def _cancel_header_timer(self) -> None:
-        if self._header_timer is not None and self._header_timer.active():
-            self._header_timer.cancel()
-        self._header_timer = None
+    def _cancel_timer(self, name: str) -> None:
+        call = self._timers.pop(name, None) if self._timers else None
+        if call is not None and call.active():
+            call.cancel()
+
+    def _cancel_timers(self) -> None:
+        for name in list(self._timers or ()):
+            self._cancel_timer(name)
 
     def _transport(self) -> Any:
         return self.transport
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self._cancel_header_timer()
+        self._cancel_timers()
         super().connectionLost(reason)
 
 

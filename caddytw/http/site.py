@@ -66,6 +66,7 @@ class CaddySite(server.Site):
         channel = getattr(protocol, "_channel", protocol)
         channel.totalHeadersSize = self.caddy_server.config.max_header_bytes
         channel.read_header_timeout = self.caddy_server.config.read_header_timeout
+        channel.read_timeout = self.caddy_server.config.read_timeout
 
     def adopt(self, protocol: Any) -> None:
         """Take over a live connection of the site this one replaces (a reload): its next
