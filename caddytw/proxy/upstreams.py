@@ -1,0 +1,97 @@
+"""Upstream state: per-address counters shared process-wide, and each handler's view of them.
+
+Caddy keeps one ``Host`` per dial address for the whole process, so two handlers proxying
+to the same backend see the same request count and failures, and a config reload keeps
+them. :class:`HostRegistry` is that table; it lives in ``BuildContext.shared`` under
+:data:`REGISTRY_KEY`, and :func:`upstreams_view` is the admin API's
+``GET /reverse_proxy/upstreams`` body.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+REGISTRY_KEY = "reverse_proxy.hosts"
+
+
+@dataclass
+class HostState:
+    """Counters for one dial address, shared by every handler that proxies to it."""
+
+    address: str
+    num_requests: int = 0
+    fails: int = 0
+    #: Set by active health checks; passive failures are counted in ``fails`` instead.
+    active_healthy: bool = True
+    users: int = 0
+
+
+class HostRegistry:
+    """Dial address -> :class:`HostState`, reference counted by the handlers using it."""
+
+    def __init__(self) -> None:
+        self.hosts: dict[str, HostState] = {}
+
+    def acquire(self, address: str) -> HostState:
+        state = self.hosts.get(address)
+        if state is None:
+            state = self.hosts[address] = HostState(address)
+        state.users += 1
+        return state
+
+    def release(self, address: str) -> None:
+        state = self.hosts.get(address)
+        if state is None:
+            return
+        state.users -= 1
+        if state.users <= 0 and state.num_requests <= 0:
+            del self.hosts[address]
+
+
+def registry_of(shared: dict[str, Any]) -> HostRegistry:
+    """The process-wide registry kept in a build context's ``shared`` dict."""
+    registry = shared.get(REGISTRY_KEY)
+    if not isinstance(registry, HostRegistry):
+        registry = shared[REGISTRY_KEY] = HostRegistry()
+    return registry
+
+
+def upstreams_view(registry: HostRegistry) -> list[dict[str, Any]]:
+    """Caddy's ``/reverse_proxy/upstreams`` JSON: ``[{"address", "num_requests", "fails"}]``."""
+    return [
+        {"address": s.address, "num_requests": s.num_requests, "fails": s.fails}
+        for s in registry.hosts.values()
+    ]
+
+
+@dataclass
+class Upstream:
+    """One entry of a handler's ``upstreams``: its limits over the shared state.
+
+    ``max_fails`` is None unless passive health checking is on.
+    """
+
+    dial: str
+    host: str
+    port: int
+    state: HostState
+    max_requests: int = 0
+    max_fails: int | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def num_requests(self) -> int:
+        return self.state.num_requests
+
+    def healthy(self) -> bool:
+        if not self.state.active_healthy:
+            return False
+        return self.max_fails is None or self.state.fails < self.max_fails
+
+    def full(self) -> bool:
+        return self.max_requests > 0 and self.state.num_requests >= self.max_requests
+
+    def available(self) -> bool:
+        """Eligible for selection: healthy and below ``max_requests``."""
+        return self.healthy() and not self.full()
