@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from caddytw.config.errors import ConfigError
+from caddytw.config.ipranges import IPNetwork, parse_ranges
 from caddytw.config.reader import ObjectReader, expect_str_list, join_path
-from caddytw.http.matchers import IPNetwork, Matcher, build_matcher_set, parse_ranges
+from caddytw.http.matchers import Matcher, build_matcher_set
 from caddytw.http.request import split_host_port
 from caddytw.proxy.headerops import HeaderOps, compile_header_ops
 from caddytw.proxy.selection import Policy, parse_policy

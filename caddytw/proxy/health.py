@@ -114,7 +114,7 @@ class HTTPProbe:
             headers.setRawHeaders(name.encode("latin-1"), [v.encode("latin-1") for v in values])
         if not headers.hasHeader(b"host"):
             headers.setRawHeaders(b"host", [f"{upstream.host}:{port}".encode("idna")])
-        agent = self.connector.agent(lambda: None)
+        agent = self.connector.agent(lambda protocol: None)
         url = self.connector.url(upstream.host, port, self.config.uri.encode("latin-1"))
         d: Deferred[Any] = agent.request(b"GET", url, headers)
         timer = self.reactor.callLater(self.config.timeout, d.cancel)

@@ -106,7 +106,7 @@ class DialEndpoint:
         inner: IStreamClientEndpoint,
         address: str,
         probe_interval: float,
-        on_connection: Callable[[], None] | None = None,
+        on_connection: Callable[[Any], None] | None = None,
     ) -> None:
         self.inner = inner
         self.address = address
@@ -135,7 +135,7 @@ class UpstreamPool(HTTPConnectionPool):
         if hook is not None:
 
             def report(protocol: Any) -> Any:
-                hook()
+                hook(protocol)
                 return protocol
 
             d.addCallback(report)
@@ -144,7 +144,7 @@ class UpstreamPool(HTTPConnectionPool):
 
 @implementer(IAgentEndpointFactory)
 class _AttemptEndpoints:
-    def __init__(self, upstreams: UpstreamConnector, on_connection: Callable[[], None]) -> None:
+    def __init__(self, upstreams: UpstreamConnector, on_connection: Callable[[Any], None]) -> None:
         self.upstreams = upstreams
         self.on_connection = on_connection
 
@@ -167,7 +167,7 @@ class UpstreamConnector:
         self.scheme = b"https" if config.tls is not None else b"http"
 
     def endpoint(
-        self, host: str, port: int, on_connection: Callable[[], None] | None = None
+        self, host: str, port: int, on_connection: Callable[[Any], None] | None = None
     ) -> DialEndpoint:
         inner = tcp_endpoint(self.reactor, host, port, self.config.dial_timeout)
         if self.config.tls is not None:
@@ -175,7 +175,7 @@ class UpstreamConnector:
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         return DialEndpoint(inner, address, self.config.keepalive.probe_interval, on_connection)
 
-    def agent(self, on_connection: Callable[[], None]) -> Agent:
+    def agent(self, on_connection: Callable[[Any], None]) -> Agent:
         """An Agent for one attempt (cheap: the pool is shared)."""
         return Agent.usingEndpointFactory(
             self.reactor, _AttemptEndpoints(self, on_connection), pool=self.pool
