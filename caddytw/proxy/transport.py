@@ -83,12 +83,20 @@ def tcp_endpoint(reactor: Any, host: str, port: int, timeout: float) -> IStreamC
     return TCP4ClientEndpoint(reactor, host, port, timeout=timeout)
 
 
-def _set_keepalive(protocol: Any, probe_interval: float) -> None:
-    handle = getattr(getattr(protocol, "transport", None), "getHandle", None)
-    if handle is None or probe_interval <= 0:
+def _tune_socket(protocol: Any, probe_interval: float) -> None:
+    """TCP_NODELAY (as Go sets on every connection: a request head and its body are
+    separate writes, which Nagle's algorithm would hold back for a delayed ACK) and
+    keep-alive probes every ``probe_interval``."""
+    transport = getattr(protocol, "transport", None)
+    while transport is not None and not hasattr(transport, "getHandle"):
+        transport = getattr(transport, "transport", None)  # under TLS
+    if transport is None:
         return
     try:
-        sock = handle()
+        sock = transport.getHandle()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if probe_interval <= 0:
+            return
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, max(1, int(probe_interval)))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, int(probe_interval)))
@@ -115,7 +123,7 @@ class DialEndpoint:
 
     def connect(self, factory: Any) -> Any:
         def connected(protocol: Any) -> Any:
-            _set_keepalive(protocol, self.probe_interval)
+            _tune_socket(protocol, self.probe_interval)
             return protocol
 
         def failed(reason: Failure) -> Failure:
