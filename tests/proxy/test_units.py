@@ -1,0 +1,283 @@
+"""Pure parts of the proxy in memory: headers, header ops, config, health decisions."""
+
+from __future__ import annotations
+
+import pytest
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock
+from twisted.web.http_headers import Headers
+
+from caddytw.config.errors import ConfigError
+from caddytw.config.reader import ObjectReader
+from caddytw.proxy.config import (
+    ActiveHealthConfig,
+    PassiveHealthConfig,
+    parse_proxy_config,
+    status_matches,
+)
+from caddytw.proxy.headers import (
+    merge_response_headers,
+    set_forwarded,
+    strip_hop_by_hop,
+    upgrade_type,
+)
+from caddytw.proxy.health import (
+    ActiveHealthChecker,
+    PassiveHealth,
+    ProbeResult,
+    Streak,
+    probe_healthy,
+    record_probe,
+)
+from caddytw.proxy.upstreams import HostRegistry, Upstream, upstreams_view
+
+
+def headers(**fields: str) -> Headers:
+    h = Headers()
+    for name, value in fields.items():
+        h.addRawHeader(name.replace("_", "-").encode(), value.encode())
+    return h
+
+
+def test_hop_by_hop_and_connection_listed_fields_are_stripped():
+    h = headers(
+        Connection="close, X-Private",
+        X_Private="1",
+        Keep_Alive="1",
+        Proxy_Authorization="x",
+        Transfer_Encoding="chunked",
+        Upgrade="h2c",
+        TE="trailers, deflate",
+        Accept="*/*",
+    )
+    strip_hop_by_hop(h, keep_te_trailers=True)
+    assert dict(h.getAllRawHeaders()) == {b"Accept": [b"*/*"], b"TE": [b"trailers"]}
+    h = headers(TE="deflate")
+    strip_hop_by_hop(h, keep_te_trailers=True)
+    assert not h.hasHeader(b"te")
+
+
+def test_upgrade_type_needs_the_connection_token():
+    assert upgrade_type(headers(Connection="keep-alive, Upgrade", Upgrade="WebSocket")) == (
+        b"websocket"
+    )
+    assert upgrade_type(headers(Upgrade="websocket")) is None
+
+
+@pytest.mark.parametrize(
+    ("trusted", "sent", "expected"),
+    [
+        (False, {}, ("10.0.0.1", "http", "h.test")),
+        (False, {"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "https"},
+         ("10.0.0.1", "http", "h.test")),
+        (True, {"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "https",
+                "X-Forwarded-Host": "orig.test"},
+         ("6.6.6.6, 10.0.0.1", "https", "orig.test")),
+        (True, {}, ("10.0.0.1", "http", "h.test")),
+    ],
+)
+def test_forwarded_headers(trusted, sent, expected):
+    h = Headers()
+    for name, value in sent.items():
+        h.addRawHeader(name.encode(), value.encode())
+    set_forwarded(h, peer="10.0.0.1", scheme="http", host="h.test", trusted=trusted)
+    got = tuple(
+        h.getRawHeaders(n)[0].decode()
+        for n in (b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host")
+    )
+    assert got == expected
+
+
+def test_response_merge_keeps_our_server_first_and_takes_the_upstream_date():
+    ours = headers(Server="Caddy", Date="ours")
+    merge_response_headers(ours, headers(Server="nginx", Date="theirs", X_A="1"))
+    assert ours.getRawHeaders(b"server") == [b"Caddy", b"nginx"]
+    assert ours.getRawHeaders(b"date") == [b"theirs"]
+
+
+def config(**data):
+    return parse_proxy_config(ObjectReader({"upstreams": [{"dial": "127.0.0.1:1"}], **data}, "h"))
+
+
+def test_config_defaults():
+    parsed = config()
+    assert parsed.transport.dial_timeout == 3.0
+    assert parsed.transport.keepalive.max_idle_conns_per_host == 32
+    assert parsed.load_balancing.retries == 0
+    assert parsed.active_health is None and parsed.passive_health is None
+    lb = config(load_balancing={"try_duration": "5s"}).load_balancing
+    assert lb.try_interval == 0.25
+
+
+def test_config_full():
+    parsed = config(
+        transport={
+            "protocol": "http",
+            "dial_timeout": "1s",
+            "response_header_timeout": "2s",
+            "read_timeout": "3s",
+            "write_timeout": "4s",
+            "keep_alive": {"enabled": False, "idle_timeout": "1m"},
+            "tls": {"server_name": "x.test", "insecure_skip_verify": True},
+        },
+        load_balancing={
+            "selection_policy": {"policy": "round_robin"},
+            "retries": 2,
+            "try_duration": "1s",
+            "try_interval": "100ms",
+            "retry_match": [{"method": ["POST"]}],
+        },
+        health_checks={
+            "active": {"uri": "/h", "interval": "200ms", "expect_status": 2,
+                       "expect_body": "o+k", "headers": {"X": ["y"]}, "passes": 2, "fails": 3},
+            "passive": {"fail_duration": "10s", "max_fails": 2, "unhealthy_status": [5],
+                        "unhealthy_latency": "1s", "unhealthy_request_count": 9},
+        },
+        headers={"request": {"set": {"A": ["b"]}}, "response": {"delete": ["Server"]}},
+        flush_interval=-1,
+        trusted_proxies=["10.0.0.0/8"],
+    )
+    assert parsed.transport.tls.server_name == "x.test"
+    assert parsed.transport.keepalive.enabled is False
+    assert parsed.load_balancing.retries == 2 and len(parsed.load_balancing.retry_match) == 1
+    assert parsed.active_health.passes == 2 and parsed.active_health.fails == 3
+    assert parsed.passive_health.unhealthy_status == (5,)
+    assert parsed.flush_interval < 0
+
+
+@pytest.mark.parametrize(
+    ("data", "path"),
+    [
+        ({"upstreams": []}, "h.upstreams"),
+        ({"upstreams": [{"dial": "http://x:1"}]}, "h.upstreams[0].dial"),
+        ({"upstreams": [{"dial": "x"}]}, "h.upstreams[0].dial"),
+        ({"upstreams": [{"dial": "x:1", "weight": 2}]}, "h.upstreams[0].weight"),
+        ({"transport": {"protocol": "fastcgi"}}, "h.transport.protocol"),
+        ({"transport": {"protocol": "http", "versions": ["2"]}}, "h.transport.versions[0]"),
+        ({"transport": {"protocol": "http", "tls": {"bogus": 1}}}, "h.transport.tls.bogus"),
+        ({"transport": {"protocol": "http", "dial_timeout": "soon"}}, "h.transport.dial_timeout"),
+        ({"load_balancing": {"retries": -1}}, "h.load_balancing.retries"),
+        ({"health_checks": {"active": {"expect_body": "("}}}, "h.health_checks.active.expect_body"),
+        ({"health_checks": {"passive": {"unhealthy_status": [42]}}},
+         "h.health_checks.passive.unhealthy_status[0]"),
+        ({"health_checks": {"other": {}}}, "h.health_checks.other"),
+        ({"headers": {"request": {"sett": {}}}}, "h.headers.request.sett"),
+        ({"handle_response": []}, "h.handle_response"),
+        ({"trusted_proxies": ["nope"]}, "h.trusted_proxies[0]"),
+        ({"bogus": True}, "h.bogus"),
+    ],
+)
+def test_config_errors_name_the_json_path(data, path):
+    data = {"upstreams": [{"dial": "127.0.0.1:1"}], **data}
+    with pytest.raises(ConfigError) as error:
+        parse_proxy_config(ObjectReader(data, "h"))
+    assert error.value.path == path
+
+
+def test_status_matches_class_digits():
+    assert status_matches(204, 2) and not status_matches(302, 2)
+    assert status_matches(503, 503) and not status_matches(500, 503)
+
+
+@pytest.mark.parametrize(
+    ("result", "cfg", "healthy"),
+    [
+        (ProbeResult(200), ActiveHealthConfig(), True),
+        (ProbeResult(302), ActiveHealthConfig(), True),
+        (ProbeResult(404), ActiveHealthConfig(), False),
+        (ProbeResult(error="refused"), ActiveHealthConfig(), False),
+        (ProbeResult(204), ActiveHealthConfig(expect_status=2), True),
+        (ProbeResult(200), ActiveHealthConfig(expect_status=204), False),
+    ],
+)
+def test_probe_judgement(result, cfg, healthy):
+    assert probe_healthy(result, cfg) is healthy
+
+
+def test_probe_body_regex():
+    import re
+
+    cfg = ActiveHealthConfig(expect_body=re.compile("^ok"))
+    assert probe_healthy(ProbeResult(200, b"ok fine"), cfg)
+    assert not probe_healthy(ProbeResult(200, b"not ok"), cfg)
+
+
+def test_passes_and_fails_thresholds():
+    cfg = ActiveHealthConfig(passes=2, fails=3)
+    streak, state = Streak(), True
+    for expected in (True, True, False, False):  # three failures flip it
+        state = record_probe(streak, False, state, cfg)
+    assert state is False
+    state = record_probe(streak, True, state, cfg)
+    assert state is False  # one pass is not enough
+    state = record_probe(streak, False, state, cfg)
+    state = record_probe(streak, True, state, cfg)
+    assert state is False
+    assert record_probe(streak, True, state, cfg) is True
+
+
+def upstream(registry, dial="127.0.0.1:9", max_fails=None, max_requests=0):
+    return Upstream(dial, "127.0.0.1", 9, registry.acquire(dial), max_requests, max_fails)
+
+
+def test_active_checker_runs_on_the_injected_clock():
+    clock = Clock()
+    registry = HostRegistry()
+    target = upstream(registry)
+    answers = [ProbeResult(500), ProbeResult(500), ProbeResult(200)]
+    calls = []
+
+    def probe(u) -> Deferred:
+        calls.append(clock.seconds())
+        return succeed(answers.pop(0))
+
+    checker = ActiveHealthChecker([target], ActiveHealthConfig(interval=5, fails=2), probe, clock)
+    checker.startService()
+    clock.advance(0)
+    assert target.available()  # one failure of two
+    clock.advance(5)
+    assert not target.available()
+    clock.advance(5)
+    assert target.available()
+    assert calls == [0, 5, 10]
+    checker.stopService()
+    clock.advance(60)
+    assert len(calls) == 3
+
+
+def test_passive_health_counts_and_forgets():
+    clock = Clock()
+    registry = HostRegistry()
+    target = upstream(registry, max_fails=2)
+    passive = PassiveHealth(
+        PassiveHealthConfig(fail_duration=10, max_fails=2, unhealthy_status=(5,),
+                            unhealthy_latency=1.0),
+        clock,
+    )
+    passive.judge_response(target, 200, 0.1)
+    assert target.state.fails == 0
+    passive.judge_response(target, 503, 0.1)
+    clock.advance(5)
+    passive.judge_response(target, 200, 2.0)  # too slow
+    assert target.state.fails == 2 and not target.available()
+    clock.advance(5)
+    assert target.state.fails == 1 and target.available()
+    passive.count_failure(target)
+    passive.forget_all()
+    assert target.state.fails == 0
+
+
+def test_upstream_limits_and_admin_view():
+    registry = HostRegistry()
+    a = upstream(registry, "10.0.0.1:80", max_requests=1)
+    b = upstream(registry, "10.0.0.1:80")  # another handler, same address: same state
+    assert a.state is b.state
+    a.state.num_requests = 1
+    assert a.full() and not a.available() and b.available()
+    assert upstreams_view(registry) == [
+        {"address": "10.0.0.1:80", "num_requests": 1, "fails": 0}
+    ]
+    a.state.num_requests = 0
+    registry.release("10.0.0.1:80")
+    registry.release("10.0.0.1:80")
+    assert upstreams_view(registry) == []
