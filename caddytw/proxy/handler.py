@@ -48,7 +48,6 @@ from caddytw.proxy.upstreams import HostRegistry, Upstream, registry_of
 from caddytw.proxy.websocket import (
     UpstreamSide,
     UpstreamSideFactory,
-    client_headers_for_101,
     request_head,
     response_head,
     response_upgrade_ok,
@@ -307,10 +306,15 @@ class ProxyCall:
     def _header_timed_out(self) -> None:
         self.header_timer = None
         self.timed_out = True
-        if self.pending is not None and not self.pending.called:
+        self._abandon_pending()
+
+    def _abandon_pending(self) -> None:
+        """Stop the attempt waiting for a response head (its failure path runs next)."""
+        tunnel, self.tunnel = self.tunnel, None
+        if tunnel is not None and not tunnel.head.called and tunnel.transport is not None:
+            tunnel.transport.abortConnection()  # type: ignore[attr-defined]
+        if self.pending is not None:
             self.pending.cancel()
-        elif self.tunnel is not None and self.tunnel.transport is not None:
-            self.tunnel.transport.abortConnection()  # type: ignore[attr-defined]
 
     def _cancel_header_timer(self) -> None:
         if self.header_timer is not None and self.header_timer.active():
@@ -322,8 +326,7 @@ class ProxyCall:
         self._cancel_header_timer()
         if self.retry_call is not None and self.retry_call.active():
             self.retry_call.cancel()
-        if self.pending is not None and not self.pending.called:
-            self.pending.cancel()
+        self._abandon_pending()
         if self.relay is not None:
             self.relay.stop()
 
@@ -483,13 +486,12 @@ class ProxyCall:
             side.transport.loseConnection()  # type: ignore[union-attr]
             request.fail(HandlerError(502, "upstream switched to a different protocol"))
             return
-        self._copy_response_head(
-            101, head.reason, client_headers_for_101(head, self.upgrade or b"")
-        )
+        self._copy_response_head(101, head.reason, head.headers)
         request.responseHeaders.removeHeader(b"content-length")
-        raw_head = response_head(
-            101, head.reason or b"Switching Protocols", request.responseHeaders
-        )
+        request.responseHeaders.setRawHeaders(b"connection", [b"Upgrade"])
+        request.responseHeaders.setRawHeaders(b"upgrade", [self.upgrade or b""])
+        reason = head.reason or b"Switching Protocols"
+        raw_head = response_head(101, reason, request.responseHeaders)
         upstream_transport: Any = side.transport
 
         def client_lost(reason: Any = None) -> None:

@@ -21,7 +21,7 @@ from twisted.protocols.basic import FileSender
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 
-from caddytw.proxy.headers import strip_hop_by_hop, upgrade_type
+from caddytw.proxy.headers import upgrade_type
 
 MAX_HEAD = 64 * 1024
 
@@ -179,17 +179,6 @@ class UpstreamSideFactory(Factory):
 def response_upgrade_ok(requested: bytes, head: ResponseHead) -> bool:
     """A 101 must switch to the protocol the client asked for."""
     return upgrade_type(head.headers) == requested
-
-
-def client_headers_for_101(head: ResponseHead, requested: bytes) -> Headers:
-    """The 101's headers as the client gets them: hop-by-hop removed, Upgrade kept."""
-    headers = Headers()
-    for name, values in head.headers.getAllRawHeaders():
-        headers.setRawHeaders(name, list(values))
-    strip_hop_by_hop(headers)
-    headers.setRawHeaders(b"connection", [b"Upgrade"])
-    headers.setRawHeaders(b"upgrade", [requested])
-    return headers
 
 
 def take_over_client(request: Any, on_data: Callable[[bytes], None], on_lost: Any) -> Any:

@@ -7,6 +7,7 @@ MODE ``http`` (default) answers:
   ``/slow?s=X``      waits X seconds, then answers
   ``/status?code=N`` answers N
   WebSocket upgrade  101 with the right Sec-WebSocket-Accept, then echoes raw bytes
+                     (a lone ``bye`` makes it close)
   anything else      JSON {"name", "method", "path", "headers", "body_len"}
 MODE ``hang``: accepts connections and never answers. MODE ``garbage``: answers a
 malformed status line and closes.
@@ -124,7 +125,7 @@ class Handler(BaseHTTPRequestHandler):
         sock = self.connection
         while True:
             data = sock.recv(65536)
-            if not data:
+            if not data or data == b"bye":
                 break
             sock.sendall(data)
         self.close_connection = True
