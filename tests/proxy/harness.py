@@ -37,10 +37,12 @@ class UpstreamProcess:
             self.process.wait(timeout=5)
 
 
-def start_upstream(name: str, mode: str = "http", port: int | None = None) -> UpstreamProcess:
+def start_upstream(
+    name: str, mode: str = "http", port: int | None = None, *args: str
+) -> UpstreamProcess:
     port = port or free_port()
     process = subprocess.Popen(
-        [sys.executable, str(UPSTREAM_SCRIPT), str(port), name, mode],
+        [sys.executable, str(UPSTREAM_SCRIPT), str(port), name, mode, *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -9,7 +9,7 @@ MODE ``http`` (default) answers:
   WebSocket upgrade  101 with the right Sec-WebSocket-Accept, then echoes raw bytes
                      (a lone ``bye`` makes it close)
   anything else      JSON {"name", "method", "path", "headers", "body_len"}
-MODE ``hang``: accepts connections and never answers. MODE ``garbage``: answers a
+MODE ``tls CERT KEY``: the same over HTTPS. MODE ``hang``: accepts connections and never answers. MODE ``garbage``: answers a
 malformed status line and closes.
 """
 
@@ -19,6 +19,7 @@ import base64
 import hashlib
 import json
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -150,11 +151,15 @@ def serve_raw(port: int, mode: str) -> None:
 def main() -> None:
     port, name = int(sys.argv[1]), sys.argv[2]
     mode = sys.argv[3] if len(sys.argv) > 3 else "http"
-    if mode != "http":
+    if mode not in ("http", "tls"):
         serve_raw(port, mode)
         return
     Handler.name = name
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    if mode == "tls":
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(sys.argv[4], sys.argv[5])
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     threading.Event().wait()
