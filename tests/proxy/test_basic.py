@@ -9,16 +9,19 @@ from tests.proxy.harness import Client, get, port_of, proxy, proxy_route, upstre
 
 
 def test_forwarding_headers_and_bodies(tmp_path):
-    with upstreams("a") as (a,), proxy(
-        tmp_path,
-        proxy_route(
-            [a],
-            headers={
-                "request": {"set": {"X-Up": ["{http.reverse_proxy.upstream.address}"]}},
-                "response": {"add": {"X-Proxied": ["yes"]}, "delete": ["X-Upstream"]},
-            },
-        ),
-    ) as server:
+    with (
+        upstreams("a") as (a,),
+        proxy(
+            tmp_path,
+            proxy_route(
+                [a],
+                headers={
+                    "request": {"set": {"X-Up": ["{http.reverse_proxy.upstream.address}"]}},
+                    "response": {"add": {"X-Proxied": ["yes"]}, "delete": ["X-Upstream"]},
+                },
+            ),
+        ) as server,
+    ):
         port = port_of(server)
         reply = get(
             port,
@@ -55,12 +58,11 @@ def test_forwarding_headers_and_bodies(tmp_path):
 
 
 def test_trusted_proxies_keep_forwarded_chain(tmp_path):
-    with upstreams("a") as (a,), proxy(
-        tmp_path, proxy_route([a], trusted_proxies=["127.0.0.1/32"])
-    ) as server:
-        reply = get(
-            port_of(server), "/", X_Forwarded_For="6.6.6.6", X_Forwarded_Proto="https"
-        )
+    with (
+        upstreams("a") as (a,),
+        proxy(tmp_path, proxy_route([a], trusted_proxies=["127.0.0.1/32"])) as server,
+    ):
+        reply = get(port_of(server), "/", X_Forwarded_For="6.6.6.6", X_Forwarded_Proto="https")
         seen = {k.lower(): v for k, v in reply.json()["headers"]}
         assert seen["x-forwarded-for"] == "6.6.6.6, 127.0.0.1"
         assert seen["x-forwarded-proto"] == "https"

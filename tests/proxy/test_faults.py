@@ -67,9 +67,10 @@ def test_broken_response_is_502(tmp_path):
 
 def test_silent_upstream_is_504_after_the_header_timeout(tmp_path):
     transport = {"protocol": "http", "response_header_timeout": "500ms"}
-    with upstreams("hang", mode="hang") as (hang,), proxy(
-        tmp_path, proxy_route([hang], transport=transport)
-    ) as server:
+    with (
+        upstreams("hang", mode="hang") as (hang,),
+        proxy(tmp_path, proxy_route([hang], transport=transport)) as server,
+    ):
         assert Client(port_of(server), timeout=10).request().status == 504
 
 
@@ -125,7 +126,9 @@ def test_upstream_killed_under_load(tmp_path):
                 for index in range(150):
                     try:
                         reply = client.request("GET", f"/{index}")
-                        results.append((reply.status, reply.upstream if reply.status == 200 else ""))
+                        results.append(
+                            (reply.status, reply.upstream if reply.status == 200 else "")
+                        )
                     except OSError:
                         results.append((0, ""))
                     if index == 40 and not killed.is_set():

@@ -27,9 +27,7 @@ def names_for(port: int, count: int, path: str = "/", source: str = "127.0.0.1",
 
 
 def policy_proxy(tmp_path, three, policy: dict, **extra):
-    return proxy(
-        tmp_path, proxy_route(three, load_balancing={"selection_policy": policy}), **extra
-    )
+    return proxy(tmp_path, proxy_route(three, load_balancing={"selection_policy": policy}), **extra)
 
 
 @pytest.mark.parametrize("policy", ["random", "random_choose", "least_conn"])
@@ -128,8 +126,9 @@ def test_header_policy_hashes_the_field_and_falls_back(tmp_path, three):
 
 def test_cookie_policy_sets_and_honours_a_sticky_cookie(tmp_path, three):
     policy = {"policy": "cookie", "secret": "s3cret", "fallback": {"policy": "round_robin"}}
-    expected = {u.name: hmac.new(b"s3cret", u.dial.encode(), hashlib.sha256).hexdigest()
-                for u in three}
+    expected = {
+        u.name: hmac.new(b"s3cret", u.dial.encode(), hashlib.sha256).hexdigest() for u in three
+    }
     with policy_proxy(tmp_path, three, policy) as server:
         client = Client(port_of(server))
         first = client.request("GET", "/")

@@ -96,9 +96,7 @@ def test_random_choose_never_picks_the_busiest_of_two():
     upstreams = pool(2)
     upstreams[0].num_requests = 10
     chooser = policy({"policy": "random_choose", "choose": 2})
-    assert {chooser.select(upstreams, REQ).upstream.dial for _ in range(20)} == {
-        upstreams[1].dial
-    }
+    assert {chooser.select(upstreams, REQ).upstream.dial for _ in range(20)} == {upstreams[1].dial}
 
 
 def test_first_policy():
@@ -218,5 +216,7 @@ def test_rendezvous_spreads_keys_roughly_evenly(n, seed):
 def test_weighted_round_robin_shares_match_weights(weights, rounds):
     upstreams = pool(len(weights))
     chooser = policy({"policy": "weighted_round_robin", "weights": weights})
-    picks = Counter(chooser.select(upstreams, REQ).upstream.dial for _ in range(sum(weights) * rounds))
+    picks = Counter(
+        chooser.select(upstreams, REQ).upstream.dial for _ in range(sum(weights) * rounds)
+    )
     assert picks == {u.dial: w * rounds for u, w in zip(upstreams, weights, strict=True) if w}

@@ -68,11 +68,20 @@ def test_upgrade_type_needs_the_connection_token():
     ("trusted", "sent", "expected"),
     [
         (False, {}, ("10.0.0.1", "http", "h.test")),
-        (False, {"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "https"},
-         ("10.0.0.1", "http", "h.test")),
-        (True, {"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "https",
-                "X-Forwarded-Host": "orig.test"},
-         ("6.6.6.6, 10.0.0.1", "https", "orig.test")),
+        (
+            False,
+            {"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "https"},
+            ("10.0.0.1", "http", "h.test"),
+        ),
+        (
+            True,
+            {
+                "X-Forwarded-For": "6.6.6.6",
+                "X-Forwarded-Proto": "https",
+                "X-Forwarded-Host": "orig.test",
+            },
+            ("6.6.6.6, 10.0.0.1", "https", "orig.test"),
+        ),
         (True, {}, ("10.0.0.1", "http", "h.test")),
     ],
 )
@@ -128,10 +137,22 @@ def test_config_full():
             "retry_match": [{"method": ["POST"]}],
         },
         health_checks={
-            "active": {"uri": "/h", "interval": "200ms", "expect_status": 2,
-                       "expect_body": "o+k", "headers": {"X": ["y"]}, "passes": 2, "fails": 3},
-            "passive": {"fail_duration": "10s", "max_fails": 2, "unhealthy_status": [5],
-                        "unhealthy_latency": "1s", "unhealthy_request_count": 9},
+            "active": {
+                "uri": "/h",
+                "interval": "200ms",
+                "expect_status": 2,
+                "expect_body": "o+k",
+                "headers": {"X": ["y"]},
+                "passes": 2,
+                "fails": 3,
+            },
+            "passive": {
+                "fail_duration": "10s",
+                "max_fails": 2,
+                "unhealthy_status": [5],
+                "unhealthy_latency": "1s",
+                "unhealthy_request_count": 9,
+            },
         },
         headers={"request": {"set": {"A": ["b"]}}, "response": {"delete": ["Server"]}},
         flush_interval=-1,
@@ -158,8 +179,10 @@ def test_config_full():
         ({"transport": {"protocol": "http", "dial_timeout": "soon"}}, "h.transport.dial_timeout"),
         ({"load_balancing": {"retries": -1}}, "h.load_balancing.retries"),
         ({"health_checks": {"active": {"expect_body": "("}}}, "h.health_checks.active.expect_body"),
-        ({"health_checks": {"passive": {"unhealthy_status": [42]}}},
-         "h.health_checks.passive.unhealthy_status[0]"),
+        (
+            {"health_checks": {"passive": {"unhealthy_status": [42]}}},
+            "h.health_checks.passive.unhealthy_status[0]",
+        ),
         ({"health_checks": {"other": {}}}, "h.health_checks.other"),
         ({"headers": {"request": {"sett": {}}}}, "h.headers.request.sett"),
         ({"handle_response": []}, "h.handle_response"),
@@ -205,9 +228,11 @@ def test_probe_body_regex():
 def test_passes_and_fails_thresholds():
     cfg = ActiveHealthConfig(passes=2, fails=3)
     streak, state = Streak(), True
-    for expected in (True, True, False, False):  # three failures flip it
+    seen = []
+    for _ in range(3):  # the third consecutive failure flips it
         state = record_probe(streak, False, state, cfg)
-    assert state is False
+        seen.append(state)
+    assert seen == [True, True, False]
     state = record_probe(streak, True, state, cfg)
     assert state is False  # one pass is not enough
     state = record_probe(streak, False, state, cfg)
@@ -250,8 +275,9 @@ def test_passive_health_counts_and_forgets():
     registry = HostRegistry()
     target = upstream(registry, max_fails=2)
     passive = PassiveHealth(
-        PassiveHealthConfig(fail_duration=10, max_fails=2, unhealthy_status=(5,),
-                            unhealthy_latency=1.0),
+        PassiveHealthConfig(
+            fail_duration=10, max_fails=2, unhealthy_status=(5,), unhealthy_latency=1.0
+        ),
         clock,
     )
     passive.judge_response(target, 200, 0.1)
@@ -274,9 +300,7 @@ def test_upstream_limits_and_admin_view():
     assert a.state is b.state
     a.state.num_requests = 1
     assert a.full() and not a.available() and b.available()
-    assert upstreams_view(registry) == [
-        {"address": "10.0.0.1:80", "num_requests": 1, "fails": 0}
-    ]
+    assert upstreams_view(registry) == [{"address": "10.0.0.1:80", "num_requests": 1, "fails": 0}]
     a.state.num_requests = 0
     registry.release("10.0.0.1:80")
     registry.release("10.0.0.1:80")

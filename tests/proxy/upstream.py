@@ -9,8 +9,8 @@ MODE ``http`` (default) answers:
   WebSocket upgrade  101 with the right Sec-WebSocket-Accept, then echoes raw bytes
                      (a lone ``bye`` makes it close)
   anything else      JSON {"name", "method", "path", "headers", "body_len"}
-MODE ``tls CERT KEY``: the same over HTTPS. MODE ``hang``: accepts connections and never answers. MODE ``garbage``: answers a
-malformed status line and closes.
+MODE ``tls CERT KEY``: the same over HTTPS. MODE ``hang``: accepts connections and never
+answers. MODE ``garbage``: answers a malformed status line and closes.
 """
 
 from __future__ import annotations
