@@ -77,6 +77,9 @@ def proxy(tmp_path: Path, handler: dict[str, Any], **server: Any) -> Iterator[An
     config = simple_config(port, [{"handle": [handler]}], **server)
     with running_server(config, tmp_path, [port]) as process:
         yield process
+        log = process.log()
+    # Whatever happened, the proxy never logged an unhandled error or a traceback.
+    assert "Unhandled" not in log and "Traceback" not in log, log
 
 
 @dataclass

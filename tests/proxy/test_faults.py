@@ -3,6 +3,7 @@ load, and no leaked connections in the proxy."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
@@ -150,4 +151,36 @@ def test_upstream_killed_under_load(tmp_path):
             while open_fds(pid) > baseline and time.monotonic() < deadline:
                 time.sleep(0.2)
             assert open_fds(pid) == baseline
+            assert server.process.poll() is None
+
+
+def test_client_leaving_cancels_the_upstream_request(tmp_path):
+    """A client that goes away while the upstream is silent, or mid-body, takes the
+    upstream connection with it: the proxy's descriptors return to their baseline."""
+    with upstreams("hang", mode="hang") as (hang,), upstreams("big") as (big,):
+        handler = {
+            "handler": "subroute",
+            "routes": [
+                {"match": [{"path": ["/big"]}], "handle": [proxy_route([big])]},
+                {"handle": [proxy_route([hang])]},
+            ],
+        }
+        with proxy(tmp_path, handler) as server:
+            port, pid = port_of(server), server.process.pid
+            baseline = open_fds(pid)
+            for request in (
+                b"GET /silent HTTP/1.1\r\nHost: x\r\n\r\n",
+                b"GET /big?size=1000000000 HTTP/1.1\r\nHost: x\r\n\r\n",
+            ):
+                sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+                sock.sendall(request)
+                time.sleep(0.3)
+                if b"big" in request:
+                    assert sock.recv(100).startswith(b"HTTP/1.1 200")
+                assert open_fds(pid) >= baseline + 2  # client and upstream connections
+                sock.close()
+                deadline = time.monotonic() + 10
+                while open_fds(pid) > baseline and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                assert open_fds(pid) == baseline
             assert server.process.poll() is None
