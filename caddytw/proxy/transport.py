@@ -131,6 +131,7 @@ class DialEndpoint:
                 return reason
             return Failure(DialError(self.address, reason))
 
+        factory.noisy = False  # one "Starting factory" log line per upstream connection
         return self.inner.connect(factory).addCallbacks(connected, failed)
 
 

@@ -169,6 +169,8 @@ class UpstreamSide(Protocol):
 
 
 class UpstreamSideFactory(Factory):
+    noisy = False
+
     def __init__(self, side: UpstreamSide) -> None:
         self.side = side
 
