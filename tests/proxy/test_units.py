@@ -305,3 +305,46 @@ def test_upstream_limits_and_admin_view():
     registry.release("10.0.0.1:80")
     registry.release("10.0.0.1:80")
     assert upstreams_view(registry) == []
+
+
+def test_package_exports_and_plugin():
+    import caddytw.proxy as package
+    from caddytw.handlers.registry import handler_factories
+
+    for name in package.__all__:
+        assert hasattr(package, name)
+    factory = handler_factories()["reverse_proxy"]
+    assert factory.module == "caddytw.proxy.handler"
+
+
+def test_build_registers_upstreams_and_a_service_in_the_context():
+    from caddytw.http.build import BuildContext
+    from caddytw.proxy import registry_of, upstreams_view
+    from caddytw.proxy.handler import build
+
+    context = BuildContext(reactor=Clock())
+    data = {"upstreams": [{"dial": "127.0.0.1:7001"}, {"dial": "127.0.0.1:7002"}]}
+    build(ObjectReader(data, "h"), context, None)
+    build(ObjectReader(data, "h2"), context, None)  # same addresses: same shared state
+    assert upstreams_view(registry_of(context.shared)) == [
+        {"address": "127.0.0.1:7001", "num_requests": 0, "fails": 0},
+        {"address": "127.0.0.1:7002", "num_requests": 0, "fails": 0},
+    ]
+    for service in context.services:
+        service.startService()
+        service.stopService()
+    assert upstreams_view(registry_of(context.shared)) == []
+
+
+def test_config_errors_carry_the_full_json_path():
+    from caddytw.app import validate
+
+    handler = {"handler": "reverse_proxy", "upstreams": [{"dial": "nope"}]}
+    config = {
+        "apps": {"http": {"servers": {"s": {"listen": [":0"], "routes": [{"handle": [handler]}]}}}}
+    }
+    problems = validate(config, Clock())
+    assert problems == [
+        "apps.http.servers.s.routes[0].handle[0].upstreams[0].dial: "
+        "invalid upstream dial address 'nope' (want host:port)"
+    ]
