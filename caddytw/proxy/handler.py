@@ -11,6 +11,7 @@ upstream request or drops the upstream connection mid-body.
 from __future__ import annotations
 
 import random
+from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -36,7 +37,6 @@ from caddytw.proxy.headers import (
     upgrade_type,
 )
 from caddytw.proxy.health import ActiveHealthChecker, HTTPProbe, PassiveHealth
-from caddytw.proxy.selection import SelectionRequest
 from caddytw.proxy.streaming import (
     ReplayableBodyProducer,
     ResponseRelay,
@@ -128,34 +128,55 @@ class ReverseProxy(LeafResource):
         return bool(ranges) and ip_in(request.remote_host, ranges)
 
 
-def selection_request(request: CaddyRequest, trusted: bool) -> SelectionRequest:
-    headers = {
-        name.decode("latin-1").lower(): b",".join(values).decode("latin-1")
-        for name, values in request.requestHeaders.getAllRawHeaders()
-    }
-    cookies: dict[str, str] = {}
-    for part in headers.get("cookie", "").split(";"):
-        name, sep, value = part.strip().partition("=")
-        if sep and name not in cookies:
-            cookies[name] = value
-    forwarded_https = trusted and headers.get("x-forwarded-proto", "").split(",")[-1] == "https"
-    return SelectionRequest(
-        remote_host=request.remote_host,
-        client_ip=client_ip(request),
-        uri=request.uri.decode("latin-1"),
-        query=parse_qs(request.query_string, keep_blank_values=False),
-        headers=headers,
-        cookies=cookies,
-        host=request.request_hostport,
-        secure=request.isSecure() or forwarded_https,
-    )
+class RequestView:
+    """The live request as a :class:`SelectionRequest`; each value is computed only when
+    a policy asks for it (random or round robin ask for nothing)."""
+
+    def __init__(self, request: CaddyRequest, trusted: bool) -> None:
+        self.request = request
+        self.trusted = trusted
+
+    @property
+    def remote_host(self) -> str:
+        return self.request.remote_host
+
+    @cached_property
+    def client_ip(self) -> str:
+        return client_ip(self.request)
+
+    @property
+    def uri(self) -> str:
+        return self.request.uri.decode("latin-1")
+
+    @cached_property
+    def query(self) -> dict[str, list[str]]:
+        return parse_qs(self.request.query_string, keep_blank_values=False)
+
+    @cached_property
+    def cookies(self) -> dict[str, str]:
+        cookies: dict[str, str] = {}
+        for part in self.header("cookie").split(";"):
+            name, sep, value = part.strip().partition("=")
+            if sep and name not in cookies:
+                cookies[name] = value
+        return cookies
+
+    @property
+    def secure(self) -> bool:
+        if self.request.isSecure():
+            return True
+        proto = self.header("x-forwarded-proto").split(",")[-1].strip()
+        return self.trusted and proto == "https"
+
+    def header(self, name: str) -> str:
+        if name.lower() == "host":
+            return self.request.request_hostport
+        return self.request.header_text(name) or ""
 
 
 def upstream_headers(request: CaddyRequest, trusted: bool) -> tuple[Headers, bytes | None]:
     """The request headers as the upstream gets them, and the Upgrade type if any."""
-    headers = Headers()
-    for name, values in request.requestHeaders.getAllRawHeaders():
-        headers.setRawHeaders(name, list(values))
+    headers = request.requestHeaders.copy()
     upgrade = upgrade_type(headers) if request.clientproto == b"HTTP/1.1" else None
     strip_hop_by_hop(headers, keep_te_trailers=True)
     headers.removeHeader(b"content-length")
@@ -216,7 +237,7 @@ class ProxyCall:
         if self.gone:
             return
         choice = self.proxy.config.load_balancing.policy.select(
-            self.proxy.upstreams, selection_request(self.request, self.trusted)
+            self.proxy.upstreams, RequestView(self.request, self.trusted)
         )
         if choice.upstream is None:
             error = self.last_error or HandlerError(503, "no upstreams available")

@@ -32,9 +32,39 @@ class Candidate(Protocol):
     def available(self) -> bool: ...
 
 
+class SelectionRequest(Protocol):
+    """What policies may look at: peer, client IP, URI, query, headers, cookies, TLS.
+
+    The handler passes a lazy view of the live request (most policies read nothing);
+    tests pass a :class:`StaticRequest`.
+    """
+
+    @property
+    def remote_host(self) -> str: ...
+
+    @property
+    def client_ip(self) -> str: ...
+
+    @property
+    def uri(self) -> str: ...
+
+    @property
+    def query(self) -> dict[str, list[str]] | None: ...
+
+    @property
+    def cookies(self) -> dict[str, str] | None: ...
+
+    @property
+    def secure(self) -> bool: ...
+
+    def header(self, name: str) -> str:
+        """A request field's value (all values joined by ``,``); ``Host`` is the host."""
+        ...
+
+
 @dataclass(frozen=True)
-class SelectionRequest:
-    """What policies may look at: peer, client IP, URI, headers, cookies, TLS."""
+class StaticRequest:
+    """A :class:`SelectionRequest` with fixed values."""
 
     remote_host: str = ""
     client_ip: str = ""

@@ -16,7 +16,7 @@ from caddytw.config.errors import ConfigError
 from caddytw.config.reader import ObjectReader
 from caddytw.proxy.selection import (
     POLICIES,
-    SelectionRequest,
+    StaticRequest,
     cookie_value,
     parse_policy,
     rendezvous_hash,
@@ -41,7 +41,7 @@ def policy(data: dict, seed: int = 1):
     return parse_policy(ObjectReader(data, "selection_policy"), random.Random(seed))
 
 
-REQ = SelectionRequest(remote_host="1.2.3.4", client_ip="5.6.7.8", uri="/x?a=1")
+REQ = StaticRequest(remote_host="1.2.3.4", client_ip="5.6.7.8", uri="/x?a=1")
 
 
 @pytest.mark.parametrize("name", POLICIES)
@@ -61,7 +61,7 @@ def test_every_policy_only_picks_available_upstreams(name):
     upstreams = pool(4)
     upstreams[1].up = upstreams[3].up = False
     for index in range(50):
-        request = SelectionRequest(remote_host=f"9.9.9.{index}", uri=f"/{index}")
+        request = StaticRequest(remote_host=f"9.9.9.{index}", uri=f"/{index}")
         assert chooser.select(upstreams, request).upstream in (upstreams[0], upstreams[2])
 
 
@@ -122,13 +122,13 @@ def test_hash_keys():
 def test_query_and_header_fall_back_when_the_key_is_missing():
     upstreams = pool(3)
     query = policy({"policy": "query", "key": "u", "fallback": {"policy": "first"}})
-    assert query.select(upstreams, SelectionRequest()).upstream is upstreams[0]
-    keyed = query.select(upstreams, SelectionRequest(query={"u": ["bob"]})).upstream
+    assert query.select(upstreams, StaticRequest()).upstream is upstreams[0]
+    keyed = query.select(upstreams, StaticRequest(query={"u": ["bob"]})).upstream
     assert keyed is rendezvous_hash(upstreams, "bob")
     header = policy({"policy": "header", "field": "X-U", "fallback": {"policy": "first"}})
-    assert header.select(upstreams, SelectionRequest()).upstream is upstreams[0]
+    assert header.select(upstreams, StaticRequest()).upstream is upstreams[0]
     by_host = policy({"policy": "header", "field": "Host"})
-    request = SelectionRequest(host="example.test:8080")
+    request = StaticRequest(host="example.test:8080")
     assert by_host.select(upstreams, request).upstream is rendezvous_hash(
         upstreams, "example.test:8080"
     )
@@ -137,19 +137,19 @@ def test_query_and_header_fall_back_when_the_key_is_missing():
 def test_cookie_policy():
     upstreams = pool(3)
     chooser = policy({"policy": "cookie", "secret": "k", "fallback": {"policy": "first"}})
-    fresh = chooser.select(upstreams, SelectionRequest())
+    fresh = chooser.select(upstreams, StaticRequest())
     value = hmac.new(b"k", upstreams[0].dial.encode(), hashlib.sha256).hexdigest()
     assert fresh.upstream is upstreams[0]
     assert fresh.set_cookie == f"lb={value}; Path=/; HttpOnly; SameSite=Lax"
     sticky = chooser.select(
-        upstreams, SelectionRequest(cookies={"lb": cookie_value("k", upstreams[2].dial)})
+        upstreams, StaticRequest(cookies={"lb": cookie_value("k", upstreams[2].dial)})
     )
     assert sticky.upstream is upstreams[2] and sticky.set_cookie is None
     # The sticky upstream went away: fall back and re-issue the cookie.
     upstreams[2].up = False
     moved = chooser.select(
         upstreams,
-        SelectionRequest(cookies={"lb": cookie_value("k", upstreams[2].dial)}, secure=True),
+        StaticRequest(cookies={"lb": cookie_value("k", upstreams[2].dial)}, secure=True),
     )
     assert moved.upstream is upstreams[0]
     assert moved.set_cookie.endswith("; Path=/; Secure; SameSite=None")
