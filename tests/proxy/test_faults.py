@@ -174,10 +174,12 @@ def test_client_leaving_cancels_the_upstream_request(tmp_path):
             ):
                 sock = socket.create_connection(("127.0.0.1", port), timeout=10)
                 sock.sendall(request)
-                time.sleep(0.3)
                 if b"big" in request:
                     assert sock.recv(100).startswith(b"HTTP/1.1 200")
-                assert open_fds(pid) >= baseline + 2  # client and upstream connections
+                deadline = time.monotonic() + 10  # client and upstream connections open
+                while open_fds(pid) < baseline + 2 and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert open_fds(pid) >= baseline + 2
                 sock.close()
                 deadline = time.monotonic() + 10
                 while open_fds(pid) > baseline and time.monotonic() < deadline:
