@@ -387,7 +387,7 @@ class ProxyCall:
             response.deliverBody(_Discard())
             return
         request = self.request
-        self._copy_response_head(response.code, response.phrase, self._response_headers(response))
+        self._copy_response_head(response.code, self._response_headers(response))
         if (
             isinstance(response.length, int)
             and request.method != b"HEAD"
@@ -418,7 +418,7 @@ class ProxyCall:
         headers.setRawHeaders(b"connection", connection)
         return headers  # type: ignore[no-any-return]
 
-    def _copy_response_head(self, code: int, phrase: bytes, upstream: Headers) -> None:
+    def _copy_response_head(self, code: int, upstream: Headers) -> None:
         headers = Headers()
         for name, values in upstream.getAllRawHeaders():
             headers.setRawHeaders(name, list(values))
@@ -428,7 +428,8 @@ class ProxyCall:
         self.request.placeholder_values["http.reverse_proxy.status_code"] = str(code)
         if ops is not None and (require is None or require(code, headers)):
             ops.apply(headers, self.request)
-        self.request.setResponseCode(code, phrase or None)
+        # Go writes its own reason phrase whatever the upstream said; so do we.
+        self.request.setResponseCode(code)
         merge_response_headers(self.request.responseHeaders, headers)
 
     def _flush_interval(self, response: Any) -> float:
@@ -482,7 +483,7 @@ class ProxyCall:
             side.transport.loseConnection()  # type: ignore[union-attr]
             return
         if not head.upgraded:
-            self._copy_response_head(head.status, head.reason, head.headers)
+            self._copy_response_head(head.status, head.headers)
             if head.headers.hasHeader(b"content-length"):
                 request.setHeader(
                     b"content-length", head.headers.getRawHeaders(b"content-length")[0]
@@ -507,11 +508,11 @@ class ProxyCall:
             side.transport.loseConnection()  # type: ignore[union-attr]
             request.fail(HandlerError(502, "upstream switched to a different protocol"))
             return
-        self._copy_response_head(101, head.reason, head.headers)
+        self._copy_response_head(101, head.headers)
         request.responseHeaders.removeHeader(b"content-length")
         request.responseHeaders.setRawHeaders(b"connection", [b"Upgrade"])
         request.responseHeaders.setRawHeaders(b"upgrade", [self.upgrade or b""])
-        reason = head.reason or b"Switching Protocols"
+        reason = b"Switching Protocols"
         raw_head = response_head(101, reason, request.responseHeaders)
         upstream_transport: Any = side.transport
 
