@@ -520,6 +520,7 @@ class ProxyCall:
             upstream_transport.loseConnection()
 
         client = take_over_client(request, upstream_transport.write, client_lost)
+        request.long_lived = True  # an open tunnel must not hold up shutdown
         request.startedWriting = 1
         client.write(raw_head)
         side.tunnel_to(client)

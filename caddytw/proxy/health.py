@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 from twisted.web.http_headers import Headers
 
+from caddytw import metrics
 from caddytw.proxy.config import ActiveHealthConfig, PassiveHealthConfig, status_matches
 from caddytw.proxy.upstreams import Upstream
 
@@ -183,6 +184,7 @@ class ActiveHealthChecker(Service):
             before = upstream.state.active_healthy
             after = record_probe(self.streaks[upstream.dial], healthy, before, self.config)
             upstream.state.active_healthy = after
+            metrics.set_upstream_healthy(upstream.dial, after)
             if before != after:
                 log.info(
                     "upstream {dial} is now {state} ({why})",
@@ -213,6 +215,7 @@ class PassiveHealth:
         if not self.enabled:
             return
         upstream.state.fails += 1
+        metrics.upstream_failed(upstream.dial)
         call: Any = None
 
         def forget() -> None:

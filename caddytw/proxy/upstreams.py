@@ -12,6 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from caddytw import metrics
+from caddytw.admin import upstreams as admin_upstreams
+
 REGISTRY_KEY = "reverse_proxy.hosts"
 
 
@@ -40,6 +43,9 @@ class HostRegistry:
         state.users += 1
         return state
 
+    def rows(self) -> list[dict[str, Any]]:
+        return upstreams_view(self)
+
     def release(self, address: str) -> None:
         state = self.hosts.get(address)
         if state is None:
@@ -47,6 +53,7 @@ class HostRegistry:
         state.users -= 1
         if state.users <= 0 and state.num_requests <= 0:
             del self.hosts[address]
+            metrics.forget_upstream(address)
 
 
 def registry_of(shared: dict[str, Any]) -> HostRegistry:
@@ -54,6 +61,8 @@ def registry_of(shared: dict[str, Any]) -> HostRegistry:
     registry = shared.get(REGISTRY_KEY)
     if not isinstance(registry, HostRegistry):
         registry = shared[REGISTRY_KEY] = HostRegistry()
+        # The admin API's GET /reverse_proxy/upstreams lists what this registry knows.
+        admin_upstreams.register(registry.rows)
     return registry
 
 

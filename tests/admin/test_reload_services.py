@@ -77,3 +77,59 @@ def test_file_sync_keeps_working_across_reloads(tmp_path):
         while "outside.txt" not in listed(port) and time.monotonic() < deadline:
             time.sleep(0.1)  # the watcher still runs after the reloads
         assert {"before.txt", "after.txt", "outside.txt"} <= listed(port)
+
+
+def test_admin_lists_reverse_proxy_upstreams(tmp_path):
+    admin_port, port, upstream_port = free_port(), free_port(), free_port()
+    upstream = {
+        "apps": {
+            "http": {
+                "servers": {
+                    "up": {
+                        "listen": [f"127.0.0.1:{upstream_port}"],
+                        "routes": [
+                            {"handle": [{"handler": "static_response", "body": "from upstream"}]}
+                        ],
+                    }
+                }
+            }
+        },
+        "admin": {"disabled": True},
+    }
+    proxy = {
+        "admin": {"listen": f"127.0.0.1:{admin_port}"},
+        "apps": {
+            "http": {
+                "servers": {
+                    "srv0": {
+                        "listen": [f"127.0.0.1:{port}"],
+                        "routes": [
+                            {
+                                "handle": [
+                                    {
+                                        "handler": "reverse_proxy",
+                                        "upstreams": [{"dial": f"127.0.0.1:{upstream_port}"}],
+                                    }
+                                ]
+                            }
+                        ],
+                    }
+                }
+            }
+        },
+    }
+    (tmp_path / "up").mkdir()
+    (tmp_path / "proxy").mkdir()
+    with (
+        running_server(upstream, tmp_path / "up", [upstream_port]),
+        running_server(proxy, tmp_path / "proxy", [port, admin_port]),
+    ):
+        for _ in range(3):
+            assert get(port, "/") == (200, b"from upstream")
+        status, _, body = Admin(admin_port).call("GET", "/reverse_proxy/upstreams")
+        assert status == 200
+        assert json.loads(body) == [
+            {"address": f"127.0.0.1:{upstream_port}", "num_requests": 0, "fails": 0}
+        ]
+        status, _, body = Admin(admin_port).call("GET", "/metrics")
+        assert status == 200
