@@ -130,6 +130,10 @@ def resolve(request: CaddyRequest, key: str) -> str | None:
     value = request.placeholder_values.get(key)
     if value is not None:
         return value
+    for provider in request.placeholder_providers:
+        value = provider(request, key)
+        if value is not None:
+            return value
     lookup = _STATIC.get(key)
     if lookup is not None:
         return lookup(request)

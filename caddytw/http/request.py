@@ -50,6 +50,10 @@ class CaddyRequest(server.Request):
         self.route_groups: dict[int, set[str]] = {}
         self.error_scopes: list[RouteList] = []
         self.header_hooks: list[Callable[[CaddyRequest], None]] = []
+        # Lazy placeholders (the ``map`` handler): asked in order after placeholder_values.
+        self.placeholder_providers: list[Callable[[CaddyRequest, str], str | None]] = []
+        # What the first write carries, for header hooks that decide on it (``encode``).
+        self.first_chunk: bytes = b""
         self.caddy_error: ErrorInfo | None = None
         self.original_uri: bytes = b""
         self.original_method: bytes = b""
@@ -110,6 +114,7 @@ class CaddyRequest(server.Request):
 
     def write(self, data: bytes) -> None:
         if not self.startedWriting:
+            self.first_chunk = data
             self._run_header_hooks()
         super().write(data)
 
