@@ -105,7 +105,7 @@ def build_query_string(components: list[tuple[Template | str, str]], request: Ca
     """Caddy's ``buildQueryString``: each key or value rendered with placeholder values
     query-escaped (``{http.request.uri.query}`` in key position is already escaped),
     keys appended, never merged; empty keys vanish with their ``&``."""
-    out: list[str] = []
+    out = ""
     wrote_value = True  # the first component is a key
     for component, delimiter in components:
         text = (
@@ -115,12 +115,12 @@ def build_query_string(components: list[tuple[Template | str, str]], request: Ca
         )
         if wrote_value:
             if out and text:
-                out.append("&")
+                out += "&"
         else:
-            out.append("=")
-        out.append(text)
+            out += "="
+        out += text
         wrote_value = delimiter == "&"
-    return "".join(out)
+    return out
 
 
 def _render_query_component(template: Template, request: CaddyRequest, is_key: bool) -> str:
