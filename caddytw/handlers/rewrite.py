@@ -167,8 +167,10 @@ class UriRewrite:
         if self.query is not None:
             components = self.query
             if not components and injected is not None:
-                # A query that came out of a placeholder is data, never a template.
-                components = _literal_components(injected)
+                # A query that came out of a placeholder is data, never a template; its
+                # braces are escaped as Caddy does (GHSA-j8px-rmrx-76h9).
+                escaped = injected.replace("{", "%7B").replace("}", "%7D")
+                components = _literal_components(escaped)
             query = build_query_string(components, request)
         path = escaped_path(request)
         if new_path is not None:
