@@ -170,7 +170,7 @@ def without_errors():
 @pytest.mark.parametrize(
     ("path", "headers", "status", "body"),
     [
-        ("/e1", {}, 418, "E 418 I'm a Teapot [boom] /e1"),  # Go spells it "I'm a teapot"
+        ("/e1", {}, 418, "E 418 I'm a teapot [boom] /e1"),
         ("/e2", {"X-Code": "451"}, 451, "E 451 Unavailable For Legal Reasons [] /e2"),
         ("/e2", {"X-Code": "abc"}, 500, "E 500 Internal Server Error [] /e2"),
         ("/e3", {}, 500, ""),  # the error route itself failed: bare status
