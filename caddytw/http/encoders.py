@@ -97,17 +97,18 @@ class _ZstdStream:
 
 @dataclass(frozen=True)
 class Zstd:
-    """``{"level": "fastest"|"default"|"better"|"best", "checksum": bool}``."""
+    """``{"level": "fastest"|"default"|"better"|"best", "checksum": bool}``; frames carry
+    a checksum unless ``checksum`` is false, as with Go's zstd encoder."""
 
     level: int = ZSTD_LEVELS["default"]
-    checksum: bool = False
+    checksum: bool = True
     name: str = "zstd"
 
     @classmethod
     def parse(cls, data: Any, path: str) -> Zstd:
         reader = ObjectReader(data, path)
         level_name = reader.text("level") or "default"
-        checksum = reader.flag("checksum")
+        checksum = reader.flag("checksum", True)
         reader.done()
         if level_name not in ZSTD_LEVELS:
             raise ConfigError(

@@ -116,6 +116,7 @@ class CaddyRequest(server.Request):
         if not self.startedWriting:
             self.first_chunk = data
             self._run_header_hooks()
+            self.first_chunk = b""
         super().write(data)
 
     def finish(self) -> None:
