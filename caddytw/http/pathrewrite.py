@@ -18,7 +18,7 @@ from caddytw.http.goregexp import compile_go, replace_all
 from caddytw.http.gourl import caddy_clean_path, unescape_path
 from caddytw.http.placeholders import Template
 from caddytw.http.request import CaddyRequest
-from caddytw.http.requesturi import change_path, escaped_path, fill, raw_query, store_uri
+from caddytw.http.requesturi import as_raw, change_path, escaped_path, fill, raw_query, store_uri
 
 
 def _same_char(a: int, b: int) -> bool:
@@ -101,8 +101,8 @@ class Substring:
     def apply(self, request: CaddyRequest) -> None:
         if not self.find.source:
             return
-        find = fill(self.find, request)
-        replace = fill(self.replace, request)
+        find = as_raw(fill(self.find, request))
+        replace = as_raw(fill(self.replace, request))
         count = self.limit if self.limit > 0 else -1
 
         def substitute(text: str) -> str:

@@ -14,7 +14,7 @@ from urllib.parse import unquote_to_bytes
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web import server
+from twisted.web import http, server
 from twisted.web.http import datetimeToString
 
 from caddytw import metrics
@@ -101,9 +101,9 @@ class CaddyRequest(server.Request):
         path, _, query = uri.partition(b"?")
         self.path = path
         self.decoded_path = decode_path(path)
-        from urllib.parse import parse_qs
-
-        self.args = parse_qs(query, keep_blank_values=True) if query else {}
+        # twisted.web's own bytes parser, as for the original target (urllib's rejects
+        # non-ASCII bytes, which a rewrite may legitimately produce).
+        self.args = http.parse_qs(query, 1) if query else {}
 
     def _run_header_hooks(self) -> None:
         if self._hooks_ran:

@@ -14,6 +14,12 @@ from caddytw.http.placeholders import Template
 from caddytw.http.request import CaddyRequest
 
 
+def as_raw(text: str) -> str:
+    """Config text in the form raw URI parts have here: each char one byte (latin-1),
+    the bytes being the text's UTF-8, as Go's strings are."""
+    return text.encode("utf-8", "surrogateescape").decode("latin-1")
+
+
 def escaped_path(request: CaddyRequest) -> str:
     """``URL.EscapedPath()``: the path as the client (or the last rewrite) spelled it."""
     return request.path.decode("latin-1")

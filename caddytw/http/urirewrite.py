@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from caddytw.http.gourl import escape_path, escape_path_keep_slashes, query_escape, unescape_path
 from caddytw.http.placeholders import Template, resolve, split_template
 from caddytw.http.request import CaddyRequest
-from caddytw.http.requesturi import escaped_path, raw_query, store_uri
+from caddytw.http.requesturi import as_raw, escaped_path, raw_query, store_uri
 
 
 def split_uri_template(uri: str) -> tuple[str | None, str | None]:
@@ -103,7 +103,8 @@ class UriRewrite:
         path, query = split_uri_template(uri)
         components: list[tuple[Template | str, str]] | None = None
         if query is not None:
-            components = [(Template(c), d) for c, d in query_components(query)]
+            # Literal query text goes out as its UTF-8 bytes, as Go sends it.
+            components = [(Template(c), d) for c, d in query_components(as_raw(query))]
         return cls(Template(path) if path is not None else None, path or "", components)
 
     def apply(self, request: CaddyRequest) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from caddytw.app import validate
-from tests.handlers.helpers import chain, echo, serve
+from caddytw.config.reader import ObjectReader
+from caddytw.handlers.rewrite import build
+from tests.handlers.helpers import chain, echo, serve, serve_resource
 from tests.support.memory import memory_server
 
 ECHO = echo("{http.request.method} {http.request.uri}")
@@ -266,3 +268,20 @@ def test_config_errors(handler, path, message):
     assert len(errors) == 1
     assert errors[0].startswith(f"apps.http.servers.s.routes[0].handle[0].{path}: ")
     assert message in errors[0]
+
+
+def test_non_ascii_config_text_goes_out_as_utf8():
+    class RawTarget:
+        def render(self, request):
+            return request.uri
+
+    handler = build(ObjectReader({"uri": "/caf\u00e9?name=\u65e5\u672c"}, "r"), None, RawTarget())
+    response = serve_resource(handler).request("GET", "/")
+    assert response.body == "/caf%C3%A9?name=\u65e5\u672c".encode()
+
+
+def test_raw_non_ascii_query_bytes_survive_a_rewrite():
+    server = serve(rewrite(uri="/b?{http.request.uri.query}&k=1"), echo("{http.request.uri.path}"))
+    answer = server.raw(b"GET /a?x=\xc3\xa9 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert answer.endswith(b"/b")
