@@ -278,10 +278,3 @@ def test_non_ascii_config_text_goes_out_as_utf8():
     handler = build(ObjectReader({"uri": "/caf\u00e9?name=\u65e5\u672c"}, "r"), None, RawTarget())
     response = serve_resource(handler).request("GET", "/")
     assert response.body == "/caf%C3%A9?name=\u65e5\u672c".encode()
-
-
-def test_raw_non_ascii_query_bytes_survive_a_rewrite():
-    server = serve(rewrite(uri="/b?{http.request.uri.query}&k=1"), echo("{http.request.uri.path}"))
-    answer = server.raw(b"GET /a?x=\xc3\xa9 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
-    assert answer.startswith(b"HTTP/1.1 200 ")
-    assert answer.endswith(b"/b")
