@@ -81,10 +81,24 @@ ROUTES = [
 ERRORS = {"routes": [chain(echo("handled {http.error.status_code}: {http.error.message}"))]}
 
 
+FILE_TEXT = b"".join(b"line %d of a file served through encode\n" % i for i in range(60_000))
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     port = free_port()
-    config = simple_config(port, ROUTES, errors=ERRORS)
+    files = tmp_path_factory.mktemp("files")
+    (files / "big.txt").write_bytes(FILE_TEXT)
+    routes = [
+        *ROUTES,
+        route(
+            "/files/",
+            {"handler": "rewrite", "strip_path_prefix": "/files"},
+            {"handler": "encode", "encodings": {"gzip": {}, "zstd": {}}},
+            {"handler": "file_server", "root": str(files)},
+        ),
+    ]
+    config = simple_config(port, routes, errors=ERRORS)
     with running_server(config, tmp_path_factory.mktemp("handlers"), [port]) as process:
         yield process
 
@@ -175,3 +189,40 @@ def test_map(server):
 def test_error_routes(server):
     status, _, body = fetch(server, "GET", "/fail")
     assert (status, body) == (418, b"handled 418: on purpose")
+
+
+@pytest.mark.parametrize("coding", ["gzip", "zstd"])
+def test_encode_streams_a_file_from_file_server(server, coding):
+    status, headers, body = fetch(server, "GET", "/files/big.txt", {"Accept-Encoding": coding})
+    assert status == 200
+    assert headers["content-encoding"] == coding
+    assert headers.get("transfer-encoding") == "chunked"  # streamed, not buffered
+    assert "content-length" not in headers
+    assert "accept-ranges" not in headers
+    assert headers["etag"].endswith(f'-{coding}"')
+    decoder = (
+        gzip.decompress
+        if coding == "gzip"
+        else zstandard.ZstdDecompressor().decompressobj().decompress
+    )
+    assert decoder(body) == FILE_TEXT
+
+
+def test_ranges_of_a_file_are_not_encoded(server):
+    status, headers, body = fetch(
+        server, "GET", "/files/big.txt", {"Accept-Encoding": "gzip", "Range": "bytes=0-9"}
+    )
+    assert (status, body) == (206, FILE_TEXT[:10])
+    assert "content-encoding" not in headers
+
+
+def test_encoded_etag_revalidates_against_file_server(server):
+    _, headers, _ = fetch(server, "GET", "/files/big.txt", {"Accept-Encoding": "gzip"})
+    status, again, body = fetch(
+        server,
+        "GET",
+        "/files/big.txt",
+        {"Accept-Encoding": "gzip", "If-None-Match": headers["etag"]},
+    )
+    assert (status, body) == (304, b"")
+    assert again.get("vary") == "Accept-Encoding"
