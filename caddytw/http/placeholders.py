@@ -100,7 +100,8 @@ _STATIC: dict[str, Lookup] = {
 def _prefixed(request: CaddyRequest, key: str) -> str | None:
     """Placeholders with a variable suffix: headers, cookies, query keys, path parts, vars."""
     if key.startswith("http.request.header."):
-        return request.header_text(key[len("http.request.header.") :])
+        # A header placeholder is always known: an absent header is empty, as in Caddy.
+        return request.header_text(key[len("http.request.header.") :]) or ""
     if key.startswith("http.request.cookie."):
         cookie = request.getCookie(key[len("http.request.cookie.") :].encode("latin-1"))
         return None if cookie is None else cookie.decode("latin-1")
@@ -116,8 +117,9 @@ def _prefixed(request: CaddyRequest, key: str) -> str | None:
             return parts[position] if position < len(parts) else ""
         return None
     if key.startswith("http.vars."):
+        # Variables are dynamic, so Caddy treats every one as known (unset is empty).
         value = request.caddy_vars.get(key[len("http.vars.") :])
-        return None if value is None else str(value)
+        return "" if value is None else str(value)
     if key.startswith("env."):
         return os.environ.get(key[4:], "")
     if key.startswith("http.request.tls."):
@@ -130,6 +132,10 @@ def resolve(request: CaddyRequest, key: str) -> str | None:
     value = request.placeholder_values.get(key)
     if value is not None:
         return value
+    for provider in request.placeholder_providers:
+        value = provider(request, key)
+        if value is not None:
+            return value
     lookup = _STATIC.get(key)
     if lookup is not None:
         return lookup(request)

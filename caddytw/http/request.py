@@ -14,7 +14,7 @@ from urllib.parse import unquote_to_bytes
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web import server
+from twisted.web import http, server
 from twisted.web.http import datetimeToString
 
 from caddytw import metrics
@@ -50,6 +50,10 @@ class CaddyRequest(server.Request):
         self.route_groups: dict[int, set[str]] = {}
         self.error_scopes: list[RouteList] = []
         self.header_hooks: list[Callable[[CaddyRequest], None]] = []
+        # Lazy placeholders (the ``map`` handler): asked in order after placeholder_values.
+        self.placeholder_providers: list[Callable[[CaddyRequest, str], str | None]] = []
+        # What the first write carries, for header hooks that decide on it (``encode``).
+        self.first_chunk: bytes = b""
         self.caddy_error: ErrorInfo | None = None
         self.original_uri: bytes = b""
         self.original_method: bytes = b""
@@ -97,9 +101,9 @@ class CaddyRequest(server.Request):
         path, _, query = uri.partition(b"?")
         self.path = path
         self.decoded_path = decode_path(path)
-        from urllib.parse import parse_qs
-
-        self.args = parse_qs(query, keep_blank_values=True) if query else {}
+        # twisted.web's own bytes parser, as for the original target (urllib's rejects
+        # non-ASCII bytes, which a rewrite may legitimately produce).
+        self.args = http.parse_qs(query, 1) if query else {}
 
     def _run_header_hooks(self) -> None:
         if self._hooks_ran:
@@ -110,7 +114,9 @@ class CaddyRequest(server.Request):
 
     def write(self, data: bytes) -> None:
         if not self.startedWriting:
+            self.first_chunk = data
             self._run_header_hooks()
+            self.first_chunk = b""
         super().write(data)
 
     def finish(self) -> None:
