@@ -42,6 +42,8 @@ class CaddyRequest(server.Request):
     """A request with Caddy semantics: no default Content-Type, placeholders, vars, errors."""
 
     defaultContentType = None  # Caddy never invents a Content-Type for an empty answer
+    #: Set on WebSocket tunnels and event streams: they must not hold up a graceful stop.
+    long_lived = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
