@@ -146,6 +146,22 @@ def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def settled_fds(pid: int, quiet: float = 0.5, timeout: float = 10) -> int:
+    """The process's descriptor count once it stopped changing (start-up work is done)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    count, since = open_fds(pid), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = open_fds(pid)
+        if now != count:
+            count, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            break
+    return count
+
+
 def rss_bytes(pid: int) -> int:
     with open(f"/proc/{pid}/status") as status:
         for line in status:

@@ -14,6 +14,7 @@ from tests.proxy.harness import (
     port_of,
     proxy,
     proxy_route,
+    settled_fds,
     start_upstream,
     upstreams,
 )
@@ -117,7 +118,7 @@ def test_upstream_killed_under_load(tmp_path):
             port, pid = port_of(server), server.process.pid
             get(port)
             time.sleep(1.5)  # let the warm-up connection idle out
-            baseline = open_fds(pid)
+            baseline = settled_fds(pid)
             results: list[tuple[int, str]] = []
             killed = threading.Event()
             workers = 4
@@ -167,7 +168,7 @@ def test_client_leaving_cancels_the_upstream_request(tmp_path):
         }
         with proxy(tmp_path, handler) as server:
             port, pid = port_of(server), server.process.pid
-            baseline = open_fds(pid)
+            baseline = settled_fds(pid)
             for request in (
                 b"GET /silent HTTP/1.1\r\nHost: x\r\n\r\n",
                 b"GET /big?size=1000000000 HTTP/1.1\r\nHost: x\r\n\r\n",

@@ -102,11 +102,13 @@ def running_server(
 
 
 def simple_config(port: int, routes: list[Any], **server: Any) -> dict[str, Any]:
-    """A one-server config listening on 127.0.0.1:port."""
+    """A one-server config listening on 127.0.0.1:port (admin API off: tests that want it
+    configure it on a free port)."""
     return {
+        "admin": {"disabled": True},
         "apps": {
             "http": {
                 "servers": {"srv0": {"listen": [f"127.0.0.1:{port}"], "routes": routes, **server}}
             }
-        }
+        },
     }
