@@ -11,34 +11,10 @@ from __future__ import annotations
 
 import os
 
+from caddytw.http.gourl import go_clean
+
 #: Longer request paths are not looked up at all (Linux's PATH_MAX is 4096).
 MAX_PATH_BYTES = 4096
-
-
-def go_clean(path: str) -> str:
-    """Go's ``path.Clean``: collapse ``//``, ``.`` and ``..`` lexically; never empty.
-
-    Unlike ``posixpath.normpath`` a leading ``//`` becomes ``/``, and ``..`` at the root
-    of an absolute path is dropped.
-    """
-    if not path:
-        return "."
-    rooted = path.startswith("/")
-    parts: list[str] = []
-    for part in path.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if parts and parts[-1] != "..":
-                parts.pop()
-            elif not rooted:
-                parts.append("..")
-            continue
-        parts.append(part)
-    cleaned = "/".join(parts)
-    if rooted:
-        return "/" + cleaned
-    return cleaned or "."
 
 
 def go_base(path: str) -> str:
