@@ -11,12 +11,17 @@ DEFAULT_CONFIG = "conf/caddy.json"
 
 
 class Options(usage.Options):
-    synopsis = "[-c CONFIG] [--adapter caddyfile]"
+    synopsis = "[-c CONFIG] [--adapter caddyfile] [--workers N]"
     longdesc = "Serve a Caddy v2 JSON config (or a Caddyfile) with caddytw."
     optParameters = [
         ["config", "c", DEFAULT_CONFIG, "Config file (Caddy v2 JSON, or a Caddyfile)."],
         ["adapter", None, None, "Config adapter: json (default) or caddyfile."],
+        ["workers", "w", 1, "Serving processes sharing each TCP port (SO_REUSEPORT).", int],
     ]
+
+    def postOptions(self) -> None:
+        if self["workers"] < 1:
+            raise usage.UsageError("--workers must be at least 1")
 
 
 def makeService(options: Any) -> Any:
@@ -26,7 +31,25 @@ def makeService(options: Any) -> Any:
 
     try:
         data = load_config_file(options["config"], options["adapter"])
+        if options["workers"] > 1:
+            return worker_supervisor(data, options)
         return CaddyService(data)
     except (ConfigError, ConfigErrors) as error:
         sys.stderr.write(f"caddytw: invalid config {options['config']}:\n{error}\n")
         raise SystemExit(1) from None
+
+
+def worker_supervisor(data: Any, options: Any) -> Any:
+    """The ``--workers N`` service: the config is checked here first, so a bad one
+    fails at once instead of in N crash-looping children."""
+    import os
+
+    from caddytw.app import build_app
+    from caddytw.workers import WorkerSupervisor, worker_command
+
+    build_app(data)  # raises ConfigErrors; nothing listens yet
+    config = os.path.abspath(options["config"])
+    adapter = options["adapter"]
+    return WorkerSupervisor(
+        lambda index: worker_command(config, adapter, index), options["workers"]
+    )

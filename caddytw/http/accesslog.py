@@ -5,10 +5,16 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from typing import IO, Any
 
 from caddytw.config.model import AccessLogConfig
 from caddytw.http.matchers import client_ip
+
+#: One encoder for every entry (``json.dumps`` with options builds a new one per call).
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+#: Distinct Host values whose logger name is remembered (bounded: hosts come from clients).
+_NAME_CACHE_SIZE = 1024
 
 
 def _headers(headers: Any) -> dict[str, list[str]]:
@@ -46,11 +52,23 @@ def access_entry(request: Any, logger_name: str) -> dict[str, Any]:
 
 
 class AccessLogger:
-    """Writes access entries for one server according to its ``logs`` settings."""
+    """Writes access entries for one server according to its ``logs`` settings.
 
-    def __init__(self, config: AccessLogConfig, stream: IO[str] | None = None) -> None:
+    With ``call_later`` set (the server's reactor), entries finished in one reactor
+    turn leave in one write at the end of it instead of one write and flush each.
+    """
+
+    def __init__(
+        self,
+        config: AccessLogConfig,
+        stream: IO[str] | None = None,
+        call_later: Callable[..., Any] | None = None,
+    ) -> None:
         self.config = config
         self.stream = stream
+        self.call_later = call_later
+        self._names: dict[str, str | None] = {}
+        self._batch: list[str] = []
 
     def logger_name(self, host: str) -> str | None:
         if host in self.config.skip_hosts:
@@ -62,10 +80,37 @@ class AccessLogger:
             name = self.config.default_logger_name
         return "http.log.access" + (f".{name}" if name else "")
 
+    def _cached_name(self, hostport: str) -> str | None:
+        try:
+            return self._names[hostport]
+        except KeyError:
+            pass
+        from caddytw.http.request import split_host_port
+
+        name = self.logger_name(split_host_port(hostport)[0])
+        if len(self._names) < _NAME_CACHE_SIZE:
+            self._names[hostport] = name
+        return name
+
     def log(self, request: Any) -> None:
-        name = self.logger_name(request.request_host)
+        name = self._cached_name(request.request_hostport)
         if name is None:
             return
+        line = _encode(access_entry(request, name)) + "\n"
+        if self.call_later is None:
+            self._write(line)
+            return
+        if not self._batch:
+            self.call_later(0, self.flush)
+        self._batch.append(line)
+
+    def flush(self) -> None:
+        """Write the entries batched so far."""
+        if self._batch:
+            text, self._batch = "".join(self._batch), []
+            self._write(text)
+
+    def _write(self, text: str) -> None:
         stream = self.stream or sys.stderr
-        stream.write(json.dumps(access_entry(request, name), separators=(",", ":")) + "\n")
+        stream.write(text)
         stream.flush()

@@ -7,6 +7,7 @@ placeholders share it without globals.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -74,8 +75,11 @@ class CaddyRequest(server.Request):
         self.original_uri = self.uri
         self.original_method = self.method
         self.decoded_path = decode_path(self.path)
-        self.setHeader(b"server", b"Caddy")
-        self.setHeader(b"date", datetimeToString())
+        # Straight into the Headers' dict (names in twisted's canonical case): these two
+        # run for every request, and setHeader's checks cost more than the rest of it.
+        headers = self.responseHeaders._rawHeaders
+        headers[b"Server"] = [b"Caddy"]
+        headers[b"Date"] = [http_date()]
         self.prepath = []
         self.postpath = []
         try:
@@ -94,7 +98,7 @@ class CaddyRequest(server.Request):
     def setResponseCode(self, code: int, message: bytes | None = None) -> None:
         """Status lines carry Go's reason phrases, as Caddy's do."""
         if message is None:
-            message = status_text(code).encode("latin-1") or None
+            message = _reason_phrase(code)
         super().setResponseCode(code, message)
 
     def set_uri(self, uri: bytes) -> None:
@@ -236,9 +240,30 @@ def transport_of(request: Any) -> Any:
     return request.channel.transport
 
 
+@functools.lru_cache(maxsize=1024)
+def _reason_phrase(code: int) -> bytes | None:
+    return status_text(code).encode("latin-1") or None
+
+
 def decode_path(raw: bytes) -> str:
     """The request path percent-decoded, as Go's ``URL.Path`` (invalid UTF-8 replaced)."""
+    if b"%" not in raw:
+        return raw.decode("utf-8", "surrogateescape")
     return unquote_to_bytes(raw).decode("utf-8", "surrogateescape")
+
+
+_date_cache: tuple[int, bytes] = (0, b"")
+
+
+def http_date(now: float | None = None) -> bytes:
+    """The ``Date`` header value for now, formatted once per second."""
+    global _date_cache
+    second = int(time.time() if now is None else now)
+    cached_second, text = _date_cache
+    if second != cached_second:
+        text = datetimeToString(second)
+        _date_cache = (second, text)
+    return text
 
 
 def split_host_port(hostport: str) -> tuple[str, str]:

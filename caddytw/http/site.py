@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from twisted.web import server
@@ -10,10 +11,27 @@ from caddytw import metrics
 from caddytw.config.model import ServerConfig
 from caddytw.http.accesslog import AccessLogger
 from caddytw.http.channel import channel_protocol
+from caddytw.http.fastchannel import FastHTTPChannel, fast_channel_protocol
 from caddytw.http.request import CaddyRequest, render_and_answer
 from caddytw.http.routing import LeafResource, RouteList
 
 DEFAULT_IDLE_TIMEOUT = 300.0
+#: ``CADDYTW_HTTP1=twisted`` selects twisted.web's own HTTP/1.1 channel instead of the
+#: lean one (``caddytw.http.fastchannel``); both hand requests to the same resources.
+HTTP1_ENV = "CADDYTW_HTTP1"
+
+
+def uses_fast_channel() -> bool:
+    """Whether ``CADDYTW_HTTP1`` selects the lean channel (the default) or twisted's."""
+    choice = os.environ.get(HTTP1_ENV, "fast")
+    if choice not in ("fast", "twisted"):
+        raise ValueError(f"{HTTP1_ENV} must be 'fast' or 'twisted', not {choice!r}")
+    return choice == "fast"
+
+
+def http1_protocol() -> Any:
+    """The connection protocol factory chosen by ``CADDYTW_HTTP1``."""
+    return fast_channel_protocol if uses_fast_channel() else channel_protocol
 
 
 class ServerRoot(LeafResource):
@@ -52,8 +70,10 @@ class CaddySite(server.Site):
         super().__init__(ServerRoot(runtime.routes), **kwargs)
         self.caddy_server = runtime
         self.timeOut = runtime.config.idle_timeout or DEFAULT_IDLE_TIMEOUT
-        self.protocol = channel_protocol  # type: ignore[assignment]
+        self.protocol = http1_protocol()  # type: ignore[method-assign]
         self.connections: set[Any] = set()
+        if runtime.access_logger is not None:
+            runtime.access_logger.call_later = self.reactor.callLater
 
     def buildProtocol(self, addr: Any) -> Any:
         protocol = super().buildProtocol(addr)
@@ -67,6 +87,8 @@ class CaddySite(server.Site):
         channel.totalHeadersSize = self.caddy_server.config.max_header_bytes
         channel.read_header_timeout = self.caddy_server.config.read_header_timeout
         channel.read_timeout = self.caddy_server.config.read_timeout
+        if isinstance(protocol, FastHTTPChannel):
+            protocol.allow_h2c = "h2c" in self.caddy_server.config.protocols
 
     def adopt(self, protocol: Any) -> None:
         """Take over a live connection of the site this one replaces (a reload): its next
@@ -75,6 +97,11 @@ class CaddySite(server.Site):
         protocol.factory = self
         self._configure(protocol)
         self.connections.add(protocol)
+
+    def stopFactory(self) -> None:
+        if self.caddy_server.access_logger is not None:
+            self.caddy_server.access_logger.flush()
+        super().stopFactory()
 
     def log(self, request: Any) -> None:
         metrics.request_finished(request)

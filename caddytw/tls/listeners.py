@@ -15,6 +15,7 @@ from twisted.web.http import _GenericHTTPChannelProtocol
 from caddytw.config.listen import ListenAddress
 from caddytw.config.model import ServerConfig
 from caddytw.http.channel import CaddyHTTPChannel
+from caddytw.http.site import uses_fast_channel
 from caddytw.tls.challenges import install_http01_gate
 from caddytw.tls.context import ACME_TLS_ALPN
 from caddytw.tls.h2c import h2c_channel_protocol
@@ -50,13 +51,16 @@ def listen(
 ) -> Any:
     """Bind ``address`` for ``site``; returns the listening port."""
     interface = address.host or ""
+    # The lean HTTP/1.1 channel (the default) does ALPN h2, h2c and acme-tls/1 itself.
+    twisted_channel = not uses_fast_channel()
     if tls is not None and tls.is_tls(server.name):
-        site.protocol = tls_channel_protocol
+        if twisted_channel:
+            site.protocol = tls_channel_protocol
         creator = tls.connection_creator(server)
         factory = TLSMemoryBIOFactory(creator, False, site)
         return reactor.listenTCP(address.port, factory, interface=interface)
     if tls is not None:
         install_http01_gate(site, tls.challenges)
-    if "h2c" in server.protocols:
+    if "h2c" in server.protocols and twisted_channel:
         site.protocol = h2c_channel_protocol
     return reactor.listenTCP(address.port, site, interface=interface)
