@@ -23,8 +23,7 @@ from caddytw.http.routing import EmptyResponse, ErrorStatusResponse, build_route
 from caddytw.http.site import CaddySite, ServerRuntime
 from caddytw.tls.automation import plan_automatic_https
 from caddytw.tls.challenges import install_http01_gate
-from caddytw.tls.h2c import h2c_channel_protocol
-from caddytw.tls.listeners import listen, tls_channel_protocol
+from caddytw.tls.listeners import listen, use_channel_protocol
 from caddytw.tls.runtime import TLSRuntime
 
 log = Logger()
@@ -208,14 +207,13 @@ class CaddyService(MultiService):
         """Point an open listener at a new site (a reload kept its address)."""
         port = listener.port
         server = site.caddy_server.config
-        if self.tls.is_tls(server.name):
-            site.protocol = tls_channel_protocol  # type: ignore[assignment]
+        secure = self.tls.is_tls(server.name)
+        use_channel_protocol(site, server, secure)
+        if secure:
             creator = self.tls.connection_creator(server)
             port.factory = TLSMemoryBIOFactory(creator, False, site)
         else:
             install_http01_gate(site, self.tls.challenges)
-            if "h2c" in server.protocols:
-                site.protocol = h2c_channel_protocol  # type: ignore[assignment]
             port.factory = site
         h3_port = self._h3.get(id(port))
         if h3_port is not None:

@@ -51,16 +51,28 @@ def listen(
 ) -> Any:
     """Bind ``address`` for ``site``; returns the listening port."""
     interface = address.host or ""
-    # The lean HTTP/1.1 channel (the default) does ALPN h2, h2c and acme-tls/1 itself.
-    twisted_channel = not uses_fast_channel()
-    if tls is not None and tls.is_tls(server.name):
-        if twisted_channel:
-            site.protocol = tls_channel_protocol
+    secure = tls is not None and tls.is_tls(server.name)
+    use_channel_protocol(site, server, secure)
+    if secure:
+        assert tls is not None
         creator = tls.connection_creator(server)
         factory = TLSMemoryBIOFactory(creator, False, site)
         return reactor.listenTCP(address.port, factory, interface=interface)
     if tls is not None:
         install_http01_gate(site, tls.challenges)
-    if "h2c" in server.protocols and twisted_channel:
-        site.protocol = h2c_channel_protocol
     return reactor.listenTCP(address.port, site, interface=interface)
+
+
+def use_channel_protocol(site: Any, server: ServerConfig, secure: bool) -> None:
+    """Give ``site`` the connection protocol its listener needs.
+
+    The lean HTTP/1.1 channel (the default, see ``caddytw.http.site``) switches to
+    HTTP/2 on ALPN h2 or an h2c preface and closes acme-tls/1 connections itself;
+    twisted's channel needs the wrappers above for those.
+    """
+    if uses_fast_channel():
+        return
+    if secure:
+        site.protocol = tls_channel_protocol
+    elif "h2c" in server.protocols:
+        site.protocol = h2c_channel_protocol
