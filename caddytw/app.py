@@ -189,9 +189,20 @@ class CaddyService(MultiService):
         return port
 
     def _listen_h3(self, site: CaddySite, address: ListenAddress, tcp_port: Any) -> None:
-        """HTTP/3 on the same port number over UDP, as Caddy does for TLS servers."""
-        from caddytw.h3.integration import start_h3
+        """HTTP/3 on the same port number over UDP, as Caddy does for TLS servers.
 
+        With ``--workers``, only worker 0 opens it (QUIC cannot be spread over
+        processes by SO_REUSEPORT); the others still advertise it.
+        """
+        from caddytw.h3.integration import start_h3, wants_h3
+        from caddytw.workers import serves_udp
+
+        if not serves_udp():
+            if wants_h3(site.caddy_server.config.protocols):
+                from caddytw.h3.altsvc import advertise_h3
+
+                advertise_h3(site, [tcp_port.getHost().port])
+            return
         built = BuiltServer(site.caddy_server.config, site, BuildContext(self.reactor))
         h3_port = start_h3(
             self.reactor,

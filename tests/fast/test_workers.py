@@ -1,0 +1,94 @@
+"""``twistd caddy --workers 2``: both workers serve one port, a killed worker is
+replaced without the service stopping, SIGTERM stops everything."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.support.ports import free_port
+from tests.support.server import simple_config, start_server
+
+
+def children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        found.update(int(child) for child in text)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return bytes(response.read())
+
+
+def wait_until(predicate: object, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def index_of(pid: int) -> bytes:
+    """A worker's number, from its environment."""
+    for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+        if item.startswith(b"CADDYTW_WORKER_INDEX="):
+            return item.partition(b"=")[2]
+    raise AssertionError(f"{pid} is not a worker")
+
+
+def worker_serving(url: str, index: bytes, timeout: float = 30.0) -> bool:
+    """Whether worker ``index`` answers on ``url`` (each answers with its number)."""
+    return wait_until(lambda: get(url) == index, timeout)
+
+
+def test_workers_share_the_port_survive_a_crash_and_stop_together(tmp_path: Path) -> None:
+    port = free_port()
+    routes = [{"handle": [{"handler": "static_response", "body": "{env.CADDYTW_WORKER_INDEX}"}]}]
+    config = simple_config(port, routes)
+    server = start_server(config, tmp_path, [port], extra_args=["--workers", "2"])
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        assert wait_until(lambda: len(children(server.process.pid)) == 2)
+        workers = children(server.process.pid)
+        # Every worker takes connections (the kernel spreads them by address hash).
+        indexes = {index_of(pid) for pid in workers}
+        assert indexes == {b"0", b"1"}
+        for index in indexes:
+            assert worker_serving(url, index), server.log()
+
+        victim = min(workers)
+        index_of_victim = index_of(victim)
+        os.kill(victim, signal.SIGKILL)
+        assert wait_until(lambda: not alive(victim))
+        # The survivor answers everything meanwhile: no request fails.
+        survivor = (indexes - {index_of_victim}).pop()
+        for _ in range(30):
+            assert get(url) == survivor
+
+        # The supervisor starts a replacement, which serves too.
+        assert wait_until(lambda: len(children(server.process.pid) - {victim}) == 2)
+        replacement = (children(server.process.pid) - workers).pop()
+        assert index_of(replacement) == index_of_victim
+        assert worker_serving(url, index_of_victim), server.log()
+        assert "worker 0 exited" in server.log() or "worker 1 exited" in server.log()
+
+        everyone = children(server.process.pid)
+        assert server.stop() in (0, -signal.SIGTERM)  # twistd re-raises the signal
+        assert all(not alive(pid) for pid in everyone)
+    finally:
+        server.stop()
