@@ -50,6 +50,9 @@ def worker_supervisor(data: Any, options: Any) -> Any:
     build_app(data)  # raises ConfigErrors; nothing listens yet
     config = os.path.abspath(options["config"])
     adapter = options["adapter"]
-    return WorkerSupervisor(
-        lambda index: worker_command(config, adapter, index), options["workers"]
-    )
+
+    def command(index: int, live: str | None) -> list[str]:
+        # A config loaded through the admin API (JSON) replaces the file for restarts.
+        return worker_command(live, None, index) if live else worker_command(config, adapter, index)
+
+    return WorkerSupervisor(command, options["workers"])

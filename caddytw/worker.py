@@ -1,16 +1,49 @@
 """One worker process of ``twistd caddy --workers N`` (started by the supervisor).
 
 It serves the whole config like a single ``twistd caddy`` would, except that every TCP
-listener is bound with ``SO_REUSEPORT`` so that its siblings share the port. SIGTERM
-stops it the usual way (the service stops, in-flight requests drain).
+listener is bound with ``SO_REUSEPORT`` so that its siblings share the port, and only
+worker 0 runs the admin API: after each config it loads, worker 0 writes the config to
+the supervisor, which passes it to the other workers (see :mod:`caddytw.workers`).
+SIGTERM stops it the usual way (the service stops, in-flight requests drain).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+from typing import Any
 
-from twisted.application.service import IService
+from twisted.protocols.basic import LineReceiver
+
+from caddytw.workers import CONFIG_IN_FD, CONFIG_OUT_FD, worker_index
+
+
+class ConfigLink(LineReceiver):
+    """The worker's side of the config relay: lines in are configs to load."""
+
+    delimiter = b"\n"
+    MAX_LENGTH = 64 << 20
+
+    def __init__(self, service: Any) -> None:
+        self.service = service
+
+    def lineReceived(self, line: bytes) -> None:
+        from twisted.logger import Logger
+
+        log = Logger()
+        try:
+            data = json.loads(line)
+        except ValueError as error:
+            log.error("worker: unreadable config from the supervisor: {error}", error=error)
+            return
+        loaded = self.service.load(data)
+        if loaded is not None and hasattr(loaded, "addErrback"):
+            loaded.addErrback(lambda failure: log.failure("worker: reload failed", failure))
+
+    def send(self, raw: Any) -> None:
+        self.sendLine(json.dumps(raw, separators=(",", ":")).encode())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adapter", default=None)
     args = parser.parse_args(argv)
 
-    from twisted.internet import reactor
+    from twisted.internet import reactor, stdio
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
     from caddytw.app import CaddyService
@@ -30,15 +63,31 @@ def main(argv: list[str] | None = None) -> int:
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
     try:
         data = load_config_file(args.config, args.adapter)
-        service: IService = CaddyService(data, reactor=ReusePortReactor(reactor))
+        service = CaddyService(data, reactor=ReusePortReactor(reactor))
     except (ConfigError, ConfigErrors) as error:
         kind = "Caddyfile" if is_caddyfile(args.config, args.adapter) else "config"
         sys.stderr.write(f"caddytw worker: invalid {kind} {args.config}:\n{error}\n")
         return 1
-    reactor.callWhenRunning(service.startService)
-    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
-    reactor.run()
+    index = worker_index()
+    if index is not None and _is_open(CONFIG_IN_FD) and _is_open(CONFIG_OUT_FD):
+        link = ConfigLink(service)
+        stdio.StandardIO(link, stdin=CONFIG_IN_FD, stdout=CONFIG_OUT_FD)  # type: ignore[call-arg]
+        if index == 0:
+            service.runtime.on_load.append(lambda _: link.send(service.runtime.raw))
+    if index not in (None, 0):
+        service.admin.disownServiceParent()  # one admin API, in worker 0
+    reactor.callWhenRunning(service.startService)  # type: ignore[attr-defined]
+    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)  # type: ignore[attr-defined]
+    reactor.run()  # type: ignore[attr-defined]
     return 0
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
 
 
 if __name__ == "__main__":

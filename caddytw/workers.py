@@ -11,7 +11,12 @@ them. The supervisor serves nothing itself; it
   (each drains as a single server would), and kills the ones still alive after
   ``stop_timeout``;
 - on SIGHUP restarts the workers one after the other, each reading the config file
-  again (a rolling reload: the others keep serving meanwhile).
+  again (a rolling reload: the others keep serving meanwhile);
+- relays config changes: only worker 0 runs the admin API; after each load it writes
+  the new config JSON (one line) to its fd 3, and the supervisor hands that line to
+  every other worker on their fd 4 (they load it the same zero-downtime way) and
+  starts later workers (restarts) with it instead of the file;
+- when worker 0 exits by itself with status 0 (admin ``POST /stop``), stops them all.
 
 UDP listeners (HTTP/3) stay in worker 0 only: QUIC routes packets by connection ID,
 which ``SO_REUSEPORT`` spreading across processes would break. :func:`serves_udp`
@@ -24,11 +29,13 @@ import contextlib
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.error import ProcessDone
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -53,6 +60,12 @@ def serves_udp() -> bool:
     return index is None or index == 0
 
 
+#: The worker's end of the config link: it writes loaded configs to CONFIG_OUT_FD and
+#: reads configs to load from CONFIG_IN_FD (one JSON document per line).
+CONFIG_OUT_FD = 3
+CONFIG_IN_FD = 4
+
+
 def worker_command(config: str, adapter: str | None, index: int) -> list[str]:
     """The command line of worker ``index`` (this interpreter, ``caddytw.worker``)."""
     command = [sys.executable, "-m", "caddytw.worker", "--config", config]
@@ -66,6 +79,17 @@ class _WorkerProtocol(ProcessProtocol):
         self.supervisor = supervisor
         self.index = index
         self.ended: Deferred[None] = Deferred()
+        self.terminating = False  # the supervisor asked it to stop
+        self._buffer = b""
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        if childFD != CONFIG_OUT_FD:
+            return
+        self._buffer += data
+        while b"\n" in self._buffer:
+            line, self._buffer = self._buffer.split(b"\n", 1)
+            if line:
+                self.supervisor._config_changed(self.index, line)
 
     def processEnded(self, reason: Failure) -> None:
         self.ended.callback(None)
@@ -77,7 +101,7 @@ class WorkerSupervisor(Service):
 
     def __init__(
         self,
-        command: Callable[[int], list[str]],
+        command: Callable[[int, str | None], list[str]],
         count: int,
         reactor: Any = None,
         env: dict[str, str] | None = None,
@@ -101,6 +125,8 @@ class WorkerSupervisor(Service):
         self._pending: dict[int, Any] = {}  # index -> DelayedCall of a restart
         self._stopping = False
         self._previous_sighup: Any = None
+        self._live_dir = tempfile.mkdtemp(prefix="caddytw-workers-")
+        self.live_config: str | None = None  # a config loaded through the admin API
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -125,6 +151,8 @@ class WorkerSupervisor(Service):
                 call.cancel()
         self._pending.clear()
         ended = [p.ended for p in self._protocols.values()]
+        for protocol in self._protocols.values():
+            protocol.terminating = True
         for transport in list(self.workers.values()):
             _signal(transport, "TERM")
         killer = self.reactor.callLater(self.stop_timeout, self._kill_all)
@@ -140,6 +168,7 @@ class WorkerSupervisor(Service):
     def rolling_restart(self) -> Deferred[Any]:
         """Restart every worker in turn (each re-reads the config file)."""
         log.info("restarting {count} workers one by one", count=self.count)
+        self.live_config = None
         order = sorted(self.workers)
         done: Deferred[Any] = Deferred()
 
@@ -154,6 +183,7 @@ class WorkerSupervisor(Service):
                 next_one()
                 return
             self._delays[index] = 0.0
+            protocol.terminating = True
             protocol.ended.addCallback(lambda _: self._when_listening(index)).addBoth(next_one)
             _signal(transport, "TERM")
 
@@ -183,10 +213,9 @@ class WorkerSupervisor(Service):
         protocol = _WorkerProtocol(self, index)
         env = dict(self.env)
         env[WORKER_INDEX_ENV] = str(index)
-        command = self.command(index)
-        transport = self.reactor.spawnProcess(
-            protocol, command[0], command, env=env, childFDs={0: "w", 1: 1, 2: 2}
-        )
+        command = self.command(index, self.live_config)
+        fds = {0: "w", 1: 1, 2: 2, CONFIG_OUT_FD: "r", CONFIG_IN_FD: "w"}
+        transport = self.reactor.spawnProcess(protocol, command[0], command, env=env, childFDs=fds)
         self.workers[index] = transport
         self._protocols[index] = protocol
         self._started_at[index] = self.reactor.seconds()
@@ -199,6 +228,10 @@ class WorkerSupervisor(Service):
         del self.workers[index]
         del self._protocols[index]
         if self._stopping:
+            return
+        if reason.check(ProcessDone) and not protocol.terminating:
+            log.info("worker {index} stopped by itself (admin /stop): stopping", index=index)
+            self.reactor.stop()
             return
         lived = self.reactor.seconds() - self._started_at.get(index, 0.0)
         delay = self._delays.get(index, 0.0)
@@ -213,6 +246,18 @@ class WorkerSupervisor(Service):
             delay=delay,
         )
         self._pending[index] = self.reactor.callLater(delay, self._spawn, index)
+
+    def _config_changed(self, source: int, line: bytes) -> None:
+        """Worker ``source`` loaded a new config: the others load it too, and workers
+        started from now on start with it."""
+        path = os.path.join(self._live_dir, "live.json")
+        with open(path, "wb") as handle:
+            handle.write(line)
+        self.live_config = path
+        for index, transport in self.workers.items():
+            if index != source:
+                with contextlib.suppress(Exception):  # a worker that just went away
+                    transport.writeToChild(CONFIG_IN_FD, line + b"\n")
 
     def _kill_all(self) -> None:
         for transport in list(self.workers.values()):

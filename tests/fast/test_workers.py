@@ -3,6 +3,8 @@ replaced without the service stopping, SIGTERM stops everything."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import time
@@ -90,5 +92,51 @@ def test_workers_share_the_port_survive_a_crash_and_stop_together(tmp_path: Path
         everyone = children(server.process.pid)
         assert server.stop() in (0, -signal.SIGTERM)  # twistd re-raises the signal
         assert all(not alive(pid) for pid in everyone)
+    finally:
+        server.stop()
+
+
+def load(admin_port: int, config: dict[str, object]) -> int:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{admin_port}/load",
+        data=json.dumps(config).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return int(response.status)
+
+
+def test_admin_reload_reaches_every_worker_and_stop_stops_all(tmp_path: Path) -> None:
+    port, admin_port = free_port(), free_port()
+
+    def config(version: str) -> dict[str, object]:
+        body = "{env.CADDYTW_WORKER_INDEX} " + version
+        routes = [{"handle": [{"handler": "static_response", "body": body}]}]
+        data = simple_config(port, routes)
+        data["admin"] = {"listen": f"127.0.0.1:{admin_port}"}
+        return data
+
+    server = start_server(config("v1"), tmp_path, [port, admin_port], extra_args=["-w", "2"])
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        assert wait_until(lambda: len(children(server.process.pid)) == 2)
+        assert load(admin_port, config("v2")) == 200
+        # Worker 0 loaded it through its admin API, worker 1 through the supervisor.
+        for answer in (b"0 v2", b"1 v2"):
+            assert wait_until(lambda answer=answer: get(url) == answer), server.log()
+
+        # A worker started after the reload (a crash replacement) gets the new config.
+        victim = next(p for p in children(server.process.pid) if index_of(p) == b"1")
+        os.kill(victim, signal.SIGKILL)
+        assert wait_until(lambda: len(children(server.process.pid) - {victim}) == 2)
+        assert worker_serving(url, b"1 v2"), server.log()
+
+        everyone = children(server.process.pid)
+        stop = urllib.request.Request(f"http://127.0.0.1:{admin_port}/stop", method="POST")
+        with contextlib.suppress(OSError):
+            urllib.request.urlopen(stop, timeout=10).close()
+        server.process.wait(timeout=30)
+        assert wait_until(lambda: all(not alive(pid) for pid in everyone))
     finally:
         server.stop()
