@@ -19,6 +19,8 @@ from twisted.internet.interfaces import IPullProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from caddytw.http.sendfile import send_span, sendfile_ready
+
 log = Logger()
 
 #: Bytes read per ``resumeProducing``: big enough to keep a socket busy, small enough that
@@ -65,9 +67,37 @@ class FileBodyProducer:
         self._done_in_segment = 0
 
     def start(self) -> None:
-        """Register with the request and let the consumer pull."""
+        """Send by ``os.sendfile`` when the connection allows it (plain TCP, no encoder),
+        else register with the request and let the consumer pull."""
         self.request.notifyFinish().addErrback(lambda _: self._close())
+        if sendfile_ready(self.request):
+            self._send_segments()
+            return
         self.request.registerProducer(self, False)
+
+    def _send_segments(self, _: object = None) -> None:
+        """Literal segments written, file spans copied by the kernel, one after another."""
+        while self.fd is not None and self._index < len(self.segments):
+            segment = self.segments[self._index]
+            self._index += 1
+            if isinstance(segment, bytes):
+                if segment:
+                    self.request.write(segment)
+                continue
+            sent = send_span(self.request, self.fd, segment.offset, segment.length)
+            sent.addCallbacks(self._send_segments, self._sendfile_failed)
+            return
+        if self.fd is not None:
+            self._close()
+            if not self.request.client_gone:
+                self.request.finish()
+
+    def _sendfile_failed(self, failure: Any) -> None:
+        if self.fd is None or self.request.client_gone:
+            self._close()
+            return
+        log.warn("sendfile failed: {error}", error=failure.getErrorMessage())
+        self._abort()
 
     def _next_chunk(self) -> bytes | None:
         """The next piece of the body (b"" when complete, None if the file shrank)."""
