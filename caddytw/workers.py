@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -161,6 +162,7 @@ class WorkerSupervisor(Service):
         def finished(result: Any) -> Any:
             if killer.active():
                 killer.cancel()
+            shutil.rmtree(self._live_dir, ignore_errors=True)
             return result
 
         return done.addBoth(finished)
@@ -250,6 +252,7 @@ class WorkerSupervisor(Service):
     def _config_changed(self, source: int, line: bytes) -> None:
         """Worker ``source`` loaded a new config: the others load it too, and workers
         started from now on start with it."""
+        os.makedirs(self._live_dir, exist_ok=True)
         path = os.path.join(self._live_dir, "live.json")
         with open(path, "wb") as handle:
             handle.write(line)
