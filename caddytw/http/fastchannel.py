@@ -16,8 +16,8 @@ and ``notifyFinish`` works unchanged, but:
 
 Behaviour kept from the old channel: keep-alive, in-order pipelining, ``Expect:
 100-continue``, chunked request bodies, bodies spooled to a temporary file past
-:data:`SPOOL_BYTES`, ``max_header_bytes`` -> 431, ``read_header_timeout``, the idle
-timeout, HEAD, ``Connection: close``, HTTP/1.0, and the switch to HTTP/2 on ALPN ``h2``
+:data:`SPOOL_BYTES`, ``max_header_bytes`` -> 431, ``read_header_timeout`` and
+``read_timeout``, the idle timeout, HEAD, ``Connection: close``, HTTP/1.0, and the switch to HTTP/2 on ALPN ``h2``
 or (when enabled) an h2c connection preface, done the way Twisted's
 ``_GenericHTTPChannelProtocol`` does it. Upgrade requests (WebSocket) leave the bytes
 after the request in ``_dataBuffer`` for whoever takes the connection over.
@@ -97,6 +97,7 @@ class FastHTTPChannel(Protocol):
     callLater: Any = None
     totalHeadersSize: int = DEFAULT_MAX_HEADER_BYTES
     read_header_timeout: float | None = None
+    read_timeout: float | None = None  # from a request's first byte to its last
     #: Accept cleartext HTTP/2 with prior knowledge (the server's ``protocols`` has h2c).
     allow_h2c: bool = False
 
@@ -117,6 +118,7 @@ class FastHTTPChannel(Protocol):
         self._paused = False
         self._idle_call: Any = None
         self._header_call: Any = None
+        self._read_call: Any = None
         self._sniffed = b""
         self._h2: Any = None  # the HTTP/2 connection after a switch
         #: Bytes received after an upgrade request, for whoever takes the connection.
@@ -245,8 +247,11 @@ class FastHTTPChannel(Protocol):
         self._header_bytes = 0
         self._header_count = 0
         self._headers = {}
-        if self.read_header_timeout and self.callLater is not None:
-            self._header_call = self.callLater(self.read_header_timeout, self._header_timed_out)
+        if self.callLater is not None:
+            if self.read_header_timeout:
+                self._header_call = self.callLater(self.read_header_timeout, self._timed_out)
+            if self.read_timeout:
+                self._read_call = self.callLater(self.read_timeout, self._timed_out)
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -304,6 +309,10 @@ class FastHTTPChannel(Protocol):
     def on_message_complete(self) -> None:
         parsed = self._current
         assert parsed is not None
+        if self._read_call is not None:
+            if self._read_call.active():
+                self._read_call.cancel()
+            self._read_call = None
         self._current = None
         parsed.complete = True
         self._queue.append(parsed)
@@ -520,16 +529,21 @@ class FastHTTPChannel(Protocol):
     def _reject(self, status: int) -> None:
         """Stop reading; answer ``status`` and close once the requests before are done."""
         self._broken = status
-        if self._header_call is not None and self._header_call.active():
-            self._header_call.cancel()
-        self._header_call = None
+        for call in (self._header_call, self._read_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._header_call = self._read_call = None
         if self._current is not None and not self._current.complete:
             self._current.request.content.close()
             self._current = None
         self._process_queue()
 
-    def _header_timed_out(self) -> None:
-        self._header_call = None
+    def _timed_out(self) -> None:
+        """A request's head or whole took longer than allowed (slowloris): drop it."""
+        for call in (self._header_call, self._read_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._header_call = self._read_call = None
         self._closing = True
         self.transport.loseConnection()
 
@@ -544,10 +558,10 @@ class FastHTTPChannel(Protocol):
         self.transport.loseConnection()
 
     def _cancel_timers(self) -> None:
-        for call in (self._idle_call, self._header_call):
+        for call in (self._idle_call, self._header_call, self._read_call):
             if call is not None and call.active():
                 call.cancel()
-        self._idle_call = self._header_call = None
+        self._idle_call = self._header_call = self._read_call = None
 
 
 def _is_pri_request(data: bytes) -> bool:

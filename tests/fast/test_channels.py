@@ -392,3 +392,21 @@ def test_pri_method_over_http_11_is_a_request(kind: str) -> None:
     assert parse_response(out).body == b"PRI /x len=0 BytesIO"
     out = conn.send(b"GET /after HTTP/1.1\r\nHost: a\r\n\r\n")
     assert parse_response(out).body == b"GET /after len=0 BytesIO"
+
+
+def test_read_timeout_drops_a_slow_body(kind: str) -> None:
+    conn = Connection(kind, Echo(), read_timeout=10.0)
+    conn.send(b"PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
+    conn.reactor.advance(6)
+    conn.send(b"def")
+    assert not conn.closed
+    conn.reactor.advance(5)
+    assert conn.closed
+
+
+def test_read_timeout_spares_a_complete_request(kind: str) -> None:
+    later = Later()
+    conn = Connection(kind, later, read_timeout=10.0)
+    conn.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    conn.reactor.advance(30)  # the answer takes long: not the client's fault
+    assert not conn.closed
