@@ -17,8 +17,9 @@ and ``notifyFinish`` works unchanged, but:
 Behaviour kept from the old channel: keep-alive, in-order pipelining, ``Expect:
 100-continue``, chunked request bodies, bodies spooled to a temporary file past
 :data:`SPOOL_BYTES`, ``max_header_bytes`` -> 431, ``read_header_timeout`` and
-``read_timeout``, the idle timeout, HEAD, ``Connection: close``, HTTP/1.0, and the switch to HTTP/2 on ALPN ``h2``
-or (when enabled) an h2c connection preface, done the way Twisted's
+``read_timeout``, the idle timeout, HEAD, ``Connection: close``, HTTP/1.0, and the
+switch to HTTP/2 on ALPN ``h2`` or (when enabled) an h2c connection preface, done the way
+Twisted's
 ``_GenericHTTPChannelProtocol`` does it. Upgrade requests (WebSocket) leave the bytes
 after the request in ``_dataBuffer`` for whoever takes the connection over.
 """
