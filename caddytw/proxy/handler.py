@@ -43,6 +43,7 @@ from caddytw.proxy.streaming import (
     body_length,
     cooperator_for,
 )
+from caddytw.proxy.lean import LeanResponse
 from caddytw.proxy.transport import DialError, UpstreamConnector
 from caddytw.proxy.upstreams import HostRegistry, Upstream, registry_of
 from caddytw.proxy.websocket import (
@@ -245,8 +246,10 @@ class ProxyCall:
             return
         attempt = _Attempt(choice.upstream, self.reactor.seconds())
         self._set_placeholders(attempt.upstream)
-        headers = self.base_headers.copy()
         ops = self.proxy.config.request_headers
+        headers = self.base_headers
+        if ops is not None or self.upgrade:  # both change the copy they get
+            headers = headers.copy()
         if ops is not None:
             ops.apply(headers, self.request)
         if choice.set_cookie:
@@ -371,9 +374,22 @@ class ProxyCall:
             if producer is None:
                 self._start_header_timer()
 
-        agent = self.proxy.connector.agent(on_connection)
-        url = self.proxy.connector.url(upstream.host, upstream.port, self.request.uri)
-        d: Deferred[Any] = agent.request(self.request.method, url, headers, producer)
+        connector = self.proxy.connector
+        d: Deferred[Any]
+        if connector.lean is not None:
+            d = connector.lean.request(
+                upstream.host,
+                upstream.port,
+                self.request.method,
+                self.request.uri,
+                headers,
+                producer,
+                on_connection,
+            )
+        else:
+            agent = connector.agent(on_connection)
+            url = connector.url(upstream.host, upstream.port, self.request.uri)
+            d = agent.request(self.request.method, url, headers, producer)
         d.addCallback(self._got_response, attempt)
         return d
 
@@ -409,7 +425,10 @@ class ProxyCall:
 
     def _response_headers(self, response: Any) -> Headers:
         """The response headers plus its ``Connection`` field, which Twisted's client keeps
-        apart, so that the fields it names are stripped as hop-by-hop."""
+        apart, so that the fields it names are stripped as hop-by-hop. (The lean client's
+        headers have it already.)"""
+        if isinstance(response, LeanResponse):
+            return response.headers
         parser = getattr(self.connection, "_parser", None)
         connection = getattr(parser, "connHeaders", Headers()).getRawHeaders(b"connection")
         if not connection:

@@ -28,6 +28,7 @@ from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
 from caddytw.proxy.config import TLSConfig, TransportConfig
+from caddytw.proxy.lean import LeanClient
 
 
 class DialError(Exception):
@@ -174,6 +175,8 @@ class UpstreamConnector:
         self.pool.maxPersistentPerHost = max(1, config.keepalive.max_idle_conns_per_host)
         self.pool.cachedConnectionTimeout = config.keepalive.idle_timeout or 120.0  # type: ignore[assignment]
         self.scheme = b"https" if config.tls is not None else b"http"
+        # Plain-TCP upstreams go through the lean client (the hot path); TLS through Agent.
+        self.lean: LeanClient | None = LeanClient(self, reactor) if config.tls is None else None
 
     def endpoint(
         self, host: str, port: int, on_connection: Callable[[Any], None] | None = None
@@ -197,4 +200,6 @@ class UpstreamConnector:
         return self.scheme + b"://" + authority.encode("idna") + target
 
     def close(self) -> Any:
+        if self.lean is not None:
+            self.lean.close()
         return self.pool.closeCachedConnections()
