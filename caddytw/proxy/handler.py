@@ -31,6 +31,7 @@ from caddytw.http.request import CaddyRequest
 from caddytw.http.routing import LeafResource
 from caddytw.proxy.config import PassiveHealthConfig, ProxyConfig, parse_proxy_config
 from caddytw.proxy.headers import (
+    hop_by_hop_names,
     merge_response_headers,
     set_forwarded,
     strip_hop_by_hop,
@@ -438,17 +439,22 @@ class ProxyCall:
         return headers  # type: ignore[no-any-return]
 
     def _copy_response_head(self, code: int, upstream: Headers) -> None:
+        ops = self.proxy.config.response_headers
+        self.request.placeholder_values["http.reverse_proxy.status_code"] = str(code)
+        # Go writes its own reason phrase whatever the upstream said; so do we.
+        self.request.setResponseCode(code)
+        if ops is None:
+            # The common case: one filtered pass, no intermediate copy.
+            drop = hop_by_hop_names(upstream)
+            merge_response_headers(self.request.responseHeaders, upstream, drop)
+            return
         headers = Headers()
         for name, values in upstream.getAllRawHeaders():
             headers.setRawHeaders(name, list(values))
         strip_hop_by_hop(headers)
-        ops = self.proxy.config.response_headers
         require = self.proxy.config.response_require
-        self.request.placeholder_values["http.reverse_proxy.status_code"] = str(code)
-        if ops is not None and (require is None or require(code, headers)):
+        if require is None or require(code, headers):
             ops.apply(headers, self.request)
-        # Go writes its own reason phrase whatever the upstream said; so do we.
-        self.request.setResponseCode(code)
         merge_response_headers(self.request.responseHeaders, headers)
 
     def _flush_interval(self, response: Any) -> float:

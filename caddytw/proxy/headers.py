@@ -37,6 +37,15 @@ def upgrade_type(headers: Headers) -> bytes | None:
     return values[0].strip().lower() if values else None
 
 
+_HOP_BY_HOP_SET = frozenset(HOP_BY_HOP)
+
+
+def hop_by_hop_names(headers: Headers) -> frozenset[bytes]:
+    """Lowercased names of the fields that must not cross the proxy."""
+    tokens = connection_tokens(headers)
+    return _HOP_BY_HOP_SET.union(tokens) if tokens else _HOP_BY_HOP_SET
+
+
 def strip_hop_by_hop(headers: Headers, *, keep_te_trailers: bool = False) -> None:
     """Remove the fixed hop-by-hop fields and every field named in ``Connection``.
 
@@ -47,9 +56,9 @@ def strip_hop_by_hop(headers: Headers, *, keep_te_trailers: bool = False) -> Non
         b"trailers" in [t.strip().lower() for t in value.split(b",")]
         for value in headers.getRawHeaders(b"te", [])
     )
-    for name in connection_tokens(headers):
-        headers.removeHeader(name)
-    for name in HOP_BY_HOP:
+    drop = hop_by_hop_names(headers)
+    # One pass over the fields present rather than a removal per listed name.
+    for name in [n for n, _ in headers.getAllRawHeaders() if n.lower() in drop]:
         headers.removeHeader(name)
     if te_trailers:
         headers.setRawHeaders(b"te", [b"trailers"])
@@ -75,8 +84,11 @@ def set_forwarded(headers: Headers, *, peer: str, scheme: str, host: str, truste
             headers.setRawHeaders(name, [own.encode("latin-1")])
 
 
-def merge_response_headers(client: Headers, upstream: Headers) -> None:
-    """Copy the upstream's response fields onto the client response.
+def merge_response_headers(
+    client: Headers, upstream: Headers, drop: frozenset[bytes] = frozenset()
+) -> None:
+    """Copy the upstream's response fields onto the client response, leaving out the
+    lowercased names in ``drop``.
 
     Fields are added, not replaced, so the server's own ``Server: Caddy`` stays first and
     the upstream's ``Server`` follows it, as Caddy answers; ``Date`` is the upstream's.
@@ -84,5 +96,7 @@ def merge_response_headers(client: Headers, upstream: Headers) -> None:
     if upstream.hasHeader(b"date"):
         client.removeHeader(b"date")
     for name, values in upstream.getAllRawHeaders():
+        if drop and name.lower() in drop:
+            continue
         for value in values:
             client.addRawHeader(name, value)
