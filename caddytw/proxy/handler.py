@@ -38,13 +38,13 @@ from caddytw.proxy.headers import (
     upgrade_type,
 )
 from caddytw.proxy.health import ActiveHealthChecker, HTTPProbe, PassiveHealth
+from caddytw.proxy.lean import LeanResponse
 from caddytw.proxy.streaming import (
     ReplayableBodyProducer,
     ResponseRelay,
     body_length,
     cooperator_for,
 )
-from caddytw.proxy.lean import LeanResponse
 from caddytw.proxy.transport import DialError, UpstreamConnector
 from caddytw.proxy.upstreams import HostRegistry, Upstream, registry_of
 from caddytw.proxy.websocket import (

@@ -47,7 +47,7 @@ class UpstreamResponseError(Exception):
 class LeanResponse:
     """The response head; ``deliverBody`` starts the body's delivery."""
 
-    __slots__ = ("code", "headers", "length", "_connection")
+    __slots__ = ("_connection", "code", "headers", "length")
 
     def __init__(self, code: int, headers: Headers, length: Any, connection: LeanConnection):
         self.code = code
@@ -64,7 +64,7 @@ class _BodyTransport:
     """The body protocol's view of the connection, valid for one response only (a
     late pause/resume from the client side must not touch the next request's reads)."""
 
-    __slots__ = ("connection", "active")
+    __slots__ = ("active", "connection")
 
     def __init__(self, connection: LeanConnection) -> None:
         self.connection = connection
@@ -87,14 +87,14 @@ class _Exchange:
     """One request: what to write, and the Deferred waiting for the response head."""
 
     __slots__ = (
+        "connection",
+        "deferred",
+        "dial",
+        "head",
         "key",
         "method",
-        "head",
-        "producer",
-        "deferred",
         "on_connection",
-        "dial",
-        "connection",
+        "producer",
     )
 
     def __init__(
@@ -370,7 +370,9 @@ class LeanClient:
         self.idle_timeout = keepalive.idle_timeout or 120.0
         self.idle: dict[tuple[str, int], list[LeanConnection]] = {}
 
-    def head(self, method: bytes, target: bytes, headers: Headers, host: bytes, length: int) -> bytes:
+    def head(
+        self, method: bytes, target: bytes, headers: Headers, host: bytes, length: int
+    ) -> bytes:
         """The request head as bytes, framed the way Agent frames it."""
         if _BAD_METHOD.search(method) or not method:
             raise ValueError(f"invalid method {method!r}")

@@ -1,0 +1,264 @@
+"""The lean upstream client in memory: framing, pooling, stale-connection retry, flow
+control and failures, over StringTransports (real parsing, no sockets)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from twisted.internet.defer import succeed
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
+from twisted.web.client import ResponseDone
+from twisted.web.http import PotentialDataLoss
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import UNKNOWN_LENGTH
+
+from caddytw.proxy.config import KeepAliveConfig, TransportConfig
+from caddytw.proxy.lean import LeanClient, LeanConnection, UpstreamResponseError
+
+
+class Endpoint:
+    def __init__(self, dials: list[LeanConnection]) -> None:
+        self.dials = dials
+
+    def connect(self, factory: Any) -> Any:
+        protocol = factory.buildProtocol(None)
+        protocol.makeConnection(StringTransport())
+        self.dials.append(protocol)
+        return succeed(protocol)
+
+
+class Connector:
+    def __init__(self, keepalive: KeepAliveConfig | None = None) -> None:
+        self.config = TransportConfig(keepalive=keepalive or KeepAliveConfig())
+        self.dials: list[LeanConnection] = []
+
+    def endpoint(self, host: str, port: int) -> Endpoint:
+        return Endpoint(self.dials)
+
+
+class Body:
+    def __init__(self) -> None:
+        self.data: list[bytes] = []
+        self.reason: Failure | None = None
+        self.transport: Any = None
+
+    def makeConnection(self, transport: Any) -> None:
+        self.transport = transport
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data.append(data)
+
+    def connectionLost(self, reason: Failure) -> None:
+        self.reason = reason
+
+
+def setup(keepalive: KeepAliveConfig | None = None) -> tuple[LeanClient, Connector]:
+    connector = Connector(keepalive)
+    return LeanClient(connector, MemoryReactorClock()), connector
+
+
+def fetch(client: LeanClient, method: bytes = b"GET", producer: Any = None) -> list[Any]:
+    got: list[Any] = []
+    d = client.request("127.0.0.1", 8080, method, b"/x?y", Headers({b"X-A": [b"1"]}), producer)
+    d.addBoth(got.append)
+    return got
+
+
+def answer(connection: LeanConnection, data: bytes) -> None:
+    connection.dataReceived(data)
+
+
+def written(connection: LeanConnection) -> bytes:
+    return connection.transport.value()  # type: ignore[union-attr, no-any-return]
+
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nServer: up  \r\n\r\nhello"
+
+
+def test_request_head_is_framed_like_agent():
+    client, connector = setup()
+    fetch(client, b"POST")
+    head = written(connector.dials[0])
+    assert head == (
+        b"POST /x?y HTTP/1.1\r\nContent-Length: 0\r\nHost: 127.0.0.1:8080\r\nX-A: 1\r\n\r\n"
+    )
+
+
+def test_response_head_body_and_connection_reuse():
+    client, connector = setup()
+    got = fetch(client)
+    connection = connector.dials[0]
+    answer(connection, OK[:20])
+    assert got == []
+    answer(connection, OK[20:-2])
+    response = got[0]
+    assert (response.code, response.length) == (200, 5)
+    assert response.headers.getRawHeaders(b"server") == [b"up"]  # trailing OWS trimmed
+    body = Body()
+    response.deliverBody(body)
+    answer(connection, OK[-2:])
+    assert b"".join(body.data) == b"hello" and body.reason.check(ResponseDone)
+    again = fetch(client)
+    assert len(connector.dials) == 1  # reused from the pool
+    answer(connection, OK)
+    assert again[0].code == 200
+
+
+def test_non_persistent_config_closes_after_each_answer():
+    client, connector = setup(KeepAliveConfig(enabled=False))
+    got = fetch(client)
+    connection = connector.dials[0]
+    assert b"Connection: close\r\n" in written(connection)
+    answer(connection, OK)
+    got[0].deliverBody(Body())
+    assert connection.transport.disconnecting  # type: ignore[union-attr]
+    fetch(client)
+    assert len(connector.dials) == 2
+
+
+def test_head_answer_has_no_body_and_the_connection_stays_usable():
+    client, connector = setup()
+    got = fetch(client, b"HEAD")
+    connection = connector.dials[0]
+    answer(connection, b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+    assert got[0].length == 0
+    body = Body()
+    got[0].deliverBody(body)
+    assert body.data == [] and body.reason.check(ResponseDone)
+    again = fetch(client)
+    answer(connection, OK)
+    assert len(connector.dials) == 1 and again[0].code == 200
+
+
+def test_informational_answers_are_skipped():
+    client, connector = setup()
+    got = fetch(client)
+    answer(connector.dials[0], b"HTTP/1.1 100 Continue\r\n\r\n" + OK)
+    assert got[0].code == 200
+
+
+def test_unknown_length_body_ends_with_the_connection():
+    client, connector = setup()
+    got = fetch(client)
+    connection = connector.dials[0]
+    answer(connection, b"HTTP/1.1 200 OK\r\n\r\nsome")
+    assert got[0].length is UNKNOWN_LENGTH
+    body = Body()
+    got[0].deliverBody(body)
+    answer(connection, b" more")
+    connection.connectionLost(Failure(ConnectionError()))
+    assert b"".join(body.data) == b"some more" and body.reason.check(PotentialDataLoss)
+
+
+def test_chunked_body_is_decoded_and_reuses_the_connection():
+    client, connector = setup()
+    got = fetch(client)
+    connection = connector.dials[0]
+    answer(connection, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+    body = Body()
+    got[0].deliverBody(body)
+    answer(connection, b"0\r\n\r\n")
+    assert body.data == [b"abc"] and body.reason.check(ResponseDone)
+    fetch(client)
+    assert len(connector.dials) == 1
+
+
+def test_malformed_answer_fails_the_request():
+    client, connector = setup()
+    got = fetch(client)
+    answer(connector.dials[0], b"NOT HTTP AT ALL\r\n\r\n")
+    assert isinstance(got[0], Failure) and got[0].check(UpstreamResponseError)
+
+
+def test_body_cut_short_fails_the_body():
+    client, connector = setup()
+    got = fetch(client)
+    connection = connector.dials[0]
+    answer(connection, OK[:-3])
+    body = Body()
+    got[0].deliverBody(body)
+    connection.connectionLost(Failure(ConnectionError()))
+    assert body.reason.check(UpstreamResponseError)
+
+
+@pytest.mark.parametrize("method, retried", [(b"GET", True), (b"POST", False)])
+def test_stale_pooled_connection_is_retried_once_for_idempotent_requests(method, retried):
+    client, connector = setup()
+    earlier = fetch(client)
+    first = connector.dials[0]
+    answer(first, OK)
+    earlier[0].deliverBody(Body())
+    got = fetch(client, method)
+    assert len(connector.dials) == 1  # the pooled connection was taken
+    first.connectionLost(Failure(ConnectionError()))  # closed before any byte came back
+    if retried:
+        assert len(connector.dials) == 2 and got == []  # redialed, not failed
+        answer(connector.dials[1], OK)
+        assert got[0].code == 200
+    else:
+        assert len(connector.dials) == 1 and got[0].check(UpstreamResponseError)
+
+
+def test_fresh_connection_closed_before_answer_is_not_retried():
+    client, connector = setup()
+    got = fetch(client)
+    connector.dials[0].connectionLost(Failure(ConnectionError()))
+    assert len(connector.dials) == 1 and got[0].check(UpstreamResponseError)
+
+
+def test_flow_control_reaches_the_socket_and_ends_with_the_response():
+    client, connector = setup()
+    got = fetch(client)
+    connection = connector.dials[0]
+    answer(connection, OK[:-5])
+    body = Body()
+    got[0].deliverBody(body)
+    body.transport.pauseProducing()
+    assert connection.transport.producerState == "paused"  # type: ignore[union-attr]
+    answer(connection, OK[-5:])
+    # Pooled again: reading resumed, and the old body's producer no longer acts on it.
+    assert connection.transport.producerState == "producing"  # type: ignore[union-attr]
+    body.transport.pauseProducing()
+    body.transport.stopProducing()
+    assert connection.transport.producerState == "producing"  # type: ignore[union-attr]
+    assert not connection.transport.disconnecting  # type: ignore[union-attr]
+
+
+def test_stop_producing_drops_the_connection():
+    client, connector = setup()
+    got = fetch(client)
+    connection = connector.dials[0]
+    answer(connection, OK[:-5])
+    body = Body()
+    got[0].deliverBody(body)
+    body.transport.stopProducing()
+    assert connection.transport.disconnecting  # type: ignore[union-attr]
+    connection.connectionLost(Failure(ConnectionError()))
+    assert body.reason.check(UpstreamResponseError)
+    fetch(client)
+    assert len(connector.dials) == 2
+
+
+def test_cancel_before_the_answer_drops_the_connection():
+    client, connector = setup()
+    d = client.request("127.0.0.1", 8080, b"GET", b"/", Headers())
+    d.addErrback(lambda _: None)
+    d.cancel()
+    assert connector.dials[0].transport.disconnecting  # type: ignore[union-attr]
+
+
+def test_idle_connections_time_out():
+    client, connector = setup(KeepAliveConfig(idle_timeout=5))
+    got = fetch(client)
+    answer(connector.dials[0], OK)
+    got[0].deliverBody(Body())
+    client.reactor.advance(6)
+    assert connector.dials[0].transport.disconnecting  # type: ignore[union-attr]
+
+
+def test_invalid_target_is_refused():
+    client, _ = setup()
+    with pytest.raises(ValueError):
+        client.request("127.0.0.1", 1, b"GET", b"/a b", Headers())
