@@ -10,11 +10,12 @@ from __future__ import annotations
 import io
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver import Chrome as WebDriver
 
 FLAGS = [
     "--headless=new",
@@ -28,15 +29,22 @@ FLAGS = [
     "--window-size=1100,800",
 ]
 
+
 # Debian's /usr/bin/chromium is a shell wrapper; chromedriver wants the binary itself.
+@dataclass
+class Browser:
+    """A running Chromium and the folder its downloads land in."""
+
+    driver: WebDriver
+    downloads: Path
+
+
 _BINARIES = ("/usr/lib/chromium/chromium", "chromium", "chromium-browser")
 
 
 def find_chromium() -> tuple[str, str] | None:
     """``(browser, driver)`` paths, or None when either is not installed."""
-    browser = next(
-        (found for name in _BINARIES if (found := shutil.which(name)) is not None), None
-    )
+    browser = next((found for name in _BINARIES if (found := shutil.which(name)) is not None), None)
     driver = shutil.which("chromedriver") or (
         "/usr/lib/chromium/chromedriver"
         if os.access("/usr/lib/chromium/chromedriver", os.X_OK)

@@ -7,22 +7,10 @@ Pillow come with the project's ``test`` extra, so a missing one is an error, not
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.browser.chromium import console_errors, find_chromium, start_chromium
-
-if TYPE_CHECKING:
-    from selenium.webdriver.remote.webdriver import WebDriver
-
-
-@dataclass
-class Browser:
-    driver: WebDriver
-    downloads: Path
+from tests.browser.chromium import Browser, console_errors, find_chromium, start_chromium
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,7 @@ from pathlib import Path
 
 from selenium.webdriver.common.by import By
 
-from tests.browser.chromium import console_errors, screenshot
-from tests.browser.conftest import Browser
+from tests.browser.chromium import Browser, console_errors, screenshot
 from tests.support.ports import free_port
 from tests.support.server import REPO, running_server
 
