@@ -5,7 +5,11 @@ the listener has already stopped accepting; what remains are live connections. I
 keep-alive connections are closed at once, busy ones are told not to keep the
 connection alive after the current response and closed as soon as they are idle,
 and whatever is still open after the grace period is aborted. ``grace=None`` waits
-for as long as it takes (Caddy's default, an "eternal" grace period).
+for as long as it takes (Caddy's default, an "eternal" grace period) for busy ones.
+
+Closing TLS waits for the peer's ``close_notify``, which an idle browser connection
+never sends: an idle connection still open ``IDLE_CLOSE_WAIT`` after being told to
+close is aborted, as Go closes idle connections outright on shutdown.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import LoopingCall
 
 POLL_INTERVAL = 0.05
+IDLE_CLOSE_WAIT = 1.0
 
 
 def channel_of(protocol: Any) -> Any:
@@ -68,22 +73,28 @@ def abort(protocol: Any) -> None:
 
 def drain(connections: Iterable[Any], grace: float | None, reactor: Any) -> Deferred[None]:
     """Close ``connections`` gracefully; fires when all are gone (or aborted after grace)."""
+    started = reactor.seconds()
     pending = set()
+    closing_idle: dict[Any, float] = {}  # idle connection -> when it was told to close
     for protocol in connections:
-        close_when_idle(protocol)
+        if close_when_idle(protocol):
+            closing_idle[protocol] = started
         pending.add(protocol)
     pending = {p for p in pending if not is_closed(p)}
     if not pending:
         return succeed(None)
     done: Deferred[None] = Deferred()
-    started = reactor.seconds()
 
     def check() -> None:
+        now = reactor.seconds()
         for protocol in list(pending):
             if is_closed(protocol):
                 pending.discard(protocol)
-            else:
-                close_when_idle(protocol)
+            elif not close_when_idle(protocol):
+                closing_idle.pop(protocol, None)
+            elif now - closing_idle.setdefault(protocol, now) >= IDLE_CLOSE_WAIT:
+                abort(protocol)
+                pending.discard(protocol)
         if pending and grace is not None and reactor.seconds() - started >= grace:
             for protocol in pending:
                 abort(protocol)

@@ -74,3 +74,24 @@ def test_long_lived_streams_do_not_hold_shutdown():
     stream = Channel(busy=True, long_lived=True)
     drain([stream], None, clock)
     assert stream.transport.closing
+
+
+def test_idle_connections_that_do_not_close_are_aborted():
+    """TLS closing waits for the peer's close_notify, which an idle browser never sends:
+    without this an eternal grace period would mean a server that never stops."""
+    clock = Clock()
+    idle, busy = Channel(), Channel(busy=True)
+    done = drain([idle, busy], None, clock)
+    assert idle.transport.closing and not idle.transport.aborted
+    clock.advance(0.5)
+    assert not idle.transport.aborted
+    clock.advance(0.55)
+    assert idle.transport.aborted
+    assert not fired(done) and not busy.transport.aborted
+    busy.requests.clear()  # its response ended: now it is idle, with its own wait
+    clock.advance(0.05)
+    assert busy.transport.closing and not busy.transport.aborted
+    clock.advance(0.9)
+    assert not busy.transport.aborted
+    clock.advance(0.2)
+    assert busy.transport.aborted and fired(done)

@@ -46,6 +46,7 @@ td a { color: var(--accent); text-decoration: none; word-break: break-all; }
 td a:hover { text-decoration: underline; }
 .size, .time { white-space: nowrap; color: var(--muted); font-variant-numeric: tabular-nums; }
 .size { text-align: right; }
+.time { padding-left: 28px; }
 .kind { width: 1.6em; color: var(--muted); }
 .dir .kind::before { content: "\\25B8"; }
 .file .kind::before { content: "\\2022"; }
@@ -53,6 +54,15 @@ td a:hover { text-decoration: underline; }
 footer { color: var(--muted); font-size: 12px; padding: 24px 20px 32px; }
 @media (max-width: 600px) { .time { display: none; } }
 """
+
+
+# A folder as the tab icon, inline: without one the browser asks for /favicon.ico, which
+# is usually a 404 (an error in the console) and a needless request for every listing.
+_ICON = (
+    "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'%3E"
+    "%3Cpath fill='%230b63c4' d='M1 3.5A1.5 1.5 0 0 1 2.5 2h3.6l1.6 2h5.8A1.5 1.5 0 0 1 15 "
+    "5.5v7a1.5 1.5 0 0 1-1.5 1.5h-11A1.5 1.5 0 0 1 1 12.5z'/%3E%3C/svg%3E"
+)
 
 
 def _sort_link(listing: Listing, column: str, label: str) -> str:
@@ -106,6 +116,7 @@ def render_listing(listing: Listing) -> bytes:
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{escape(listing.path)}</title>
+<link rel="icon" href="{_ICON}">
 <style>{_STYLE}</style>
 </head>
 <body>
