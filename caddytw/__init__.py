@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from caddytw.app import CaddyService, build_app, validate
+from caddytw.app import CaddyService
+from caddytw.builder import build_app, validate
 from caddytw.config.errors import ConfigError, ConfigErrors
 
 __all__ = [

@@ -9,7 +9,7 @@ from caddytw.config.errors import ConfigError
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from caddytw.app import validate
+    from caddytw.builder import validate
     from caddytw.configfile import load_config_file
 
     try:
@@ -79,7 +79,7 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else argv
     if arguments[:1] == ["adapt"]:
-        from caddytw.app import validate as validate_config
+        from caddytw.builder import validate as validate_config
         from caddytw.caddyfile.cli import main as adapt_main
 
         return adapt_main(arguments[1:], validate=validate_config)

@@ -1,13 +1,12 @@
 """The running server: one twisted ``Service`` that owns every configured listener.
 
-``build_app`` does all the work that can fail (parsing, compiling routes, building
-handlers) before anything listens, so a bad config never disturbs a running one.
+:mod:`caddytw.builder` does all the work that can fail before anything listens, so a
+bad config never disturbs a running one.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.application.service import MultiService
@@ -15,112 +14,16 @@ from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
-from caddytw.config.errors import ConfigError, ErrorCollector
+from caddytw.builder import BuiltServer, default_reactor
 from caddytw.config.listen import ListenAddress
-from caddytw.config.model import Config, ServerConfig, parse_config
+from caddytw.config.model import Config
 from caddytw.http.build import BuildContext
-from caddytw.http.routing import EmptyResponse, ErrorStatusResponse, build_routes
-from caddytw.http.site import CaddySite, ServerRuntime
-from caddytw.tls.automation import plan_automatic_https
+from caddytw.http.site import CaddySite
 from caddytw.tls.challenges import install_http01_gate
 from caddytw.tls.listeners import listen, use_channel_protocol
 from caddytw.tls.runtime import TLSRuntime
 
 log = Logger()
-
-
-@dataclass
-class BuiltServer:
-    """A server ready to listen: its site and what must run beside it."""
-
-    config: ServerConfig
-    site: CaddySite
-    context: BuildContext
-    ports: list[Any] = field(default_factory=list)
-
-
-def build_server(
-    server: ServerConfig,
-    reactor: Any,
-    collector: ErrorCollector,
-    shared: dict[str, Any] | None = None,
-    config_dir: str = ".",
-) -> BuiltServer:
-    context = BuildContext(
-        reactor=reactor,
-        server_name=server.name,
-        listen=tuple(a.display for a in server.listen),
-        shared=shared if shared is not None else {},
-        config_dir=config_dir,
-    )
-    routes = build_routes(
-        server.routes, f"{server.path}.routes", context, EmptyResponse(), collector
-    )
-    errors = None
-    if server.error_routes is not None:
-        errors = build_routes(
-            server.error_routes,
-            f"{server.path}.errors.routes",
-            context,
-            ErrorStatusResponse(),
-            collector,
-        )
-    runtime = ServerRuntime(server, routes, errors)
-    return BuiltServer(server, CaddySite(runtime, reactor=reactor), context)
-
-
-def default_reactor(reactor: Any) -> Any:
-    if reactor is None:
-        from twisted.internet import reactor as global_reactor
-
-        return global_reactor
-    return reactor
-
-
-def build_app(
-    data: Any,
-    reactor: Any = None,
-    config_dir: str = ".",
-    shared: dict[str, Any] | None = None,
-) -> tuple[Config, list[BuiltServer]]:
-    """Parse and build everything; raise :class:`ConfigErrors` listing every problem.
-
-    ``shared`` is the state handlers keep across reloads (see ``BuildContext.shared``).
-    """
-    reactor = default_reactor(reactor)
-    collector = ErrorCollector()
-    config = parse_config(data, collector)
-    config = plan_automatic_https(config, collector).config  # TLS and redirects, as Caddy
-    shared = shared if shared is not None else {}
-    built = []
-    seen: dict[tuple[str, int], str] = {}
-    for server in config.http.servers:
-        for index, address in enumerate(server.listen):
-            key = (address.host, address.port)
-            if address.port and key in seen:
-                collector.add(
-                    ConfigError(
-                        f"{server.path}.listen[{index}]",
-                        f"address {address.display} is already used by server {seen[key]!r}",
-                    )
-                )
-            seen[key] = server.name
-        built.append(build_server(server, reactor, collector, shared, config_dir))
-    collector.raise_if_any()
-    return config, built
-
-
-def validate(data: Any, reactor: Any = None) -> list[str]:
-    """Every problem in a config as ``path: message`` strings (empty when valid)."""
-    from caddytw.config.errors import ConfigErrors
-
-    try:
-        build_app(data, reactor)
-    except ConfigErrors as errors:
-        return [str(error) for error in errors]
-    except ConfigError as error:
-        return [str(error)]
-    return []
 
 
 class CaddyService(MultiService):

@@ -92,7 +92,7 @@ class Runtime:
     # -- building --------------------------------------------------------------------
 
     def build(self, data: Any) -> tuple[Config, list[Any]]:
-        from caddytw.app import build_app
+        from caddytw.builder import build_app
 
         return build_app(copy.deepcopy(data), self.reactor, self.config_dir, shared=self.shared)
 

@@ -44,7 +44,7 @@ def worker_supervisor(data: Any, options: Any) -> Any:
     fails at once instead of in N crash-looping children."""
     import os
 
-    from caddytw.app import build_app
+    from caddytw.builder import build_app
     from caddytw.workers import WorkerSupervisor, worker_command
 
     build_app(data)  # raises ConfigErrors; nothing listens yet

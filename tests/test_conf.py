@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from caddytw.app import validate
+from caddytw.builder import validate
 from caddytw.configfile import load_config_file
 
 CONF = Path(__file__).resolve().parents[1] / "conf"

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from caddytw.app import validate
+from caddytw.builder import validate
 from caddytw.config.duration import parse_duration
 from caddytw.config.errors import ConfigError
 from caddytw.config.listen import parse_listen

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from caddytw.app import build_app
+from caddytw.builder import build_app
 from caddytw.config.errors import ConfigErrors
 from caddytw.handlers.file_server.conditional import make_etag
 from tests.file_server.tree import (

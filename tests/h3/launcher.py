@@ -20,7 +20,7 @@ from twisted.internet import ssl
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from caddytw.app import build_app
+from caddytw.builder import build_app
 from caddytw.h3.certs import load_pem_provider
 from caddytw.h3.integration import start_h3
 

@@ -17,7 +17,7 @@ from aioquic.quic.connection import QuicConnection
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock
 
-from caddytw.app import build_app
+from caddytw.builder import build_app
 from caddytw.h3.certs import CertificateProvider, QuicConfigurations
 from caddytw.h3.protocol import H3ServerProtocol
 from caddytw.handlers.registry import LazyHandlerFactory, handler_factories

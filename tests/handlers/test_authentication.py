@@ -11,7 +11,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.testing import StringTransport
 
-from caddytw.app import validate
+from caddytw.builder import validate
 from caddytw.config.reader import ObjectReader
 from caddytw.handlers import authentication
 from caddytw.http.passwords import PasswordChecker, parse_basic_authorization

@@ -10,7 +10,7 @@ import pytest
 import zstandard
 from twisted.web.server import NOT_DONE_YET
 
-from caddytw.app import validate
+from caddytw.builder import validate
 from caddytw.config.reader import ObjectReader
 from caddytw.handlers import encode
 from caddytw.http.routing import LeafResource

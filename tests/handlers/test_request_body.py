@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from caddytw.app import validate
+from caddytw.builder import validate
 from caddytw.handlers.request_body import body_size
 from tests.handlers.helpers import chain, echo, serve
 from tests.support.memory import memory_server

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from caddytw.app import validate
+from caddytw.builder import validate
 from caddytw.config.reader import ObjectReader
 from caddytw.handlers.rewrite import build
 from tests.handlers.helpers import chain, echo, serve, serve_resource

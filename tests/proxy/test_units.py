@@ -337,7 +337,7 @@ def test_build_registers_upstreams_and_a_service_in_the_context():
 
 
 def test_config_errors_carry_the_full_json_path():
-    from caddytw.app import validate
+    from caddytw.builder import validate
 
     handler = {"handler": "reverse_proxy", "upstreams": [{"dial": "nope"}]}
     config = {
