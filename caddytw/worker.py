@@ -4,6 +4,7 @@ It serves the whole config like a single ``twistd caddy`` would, except that eve
 listener is bound with ``SO_REUSEPORT`` so that its siblings share the port, and only
 worker 0 runs the admin API: after each config it loads, worker 0 writes the config to
 the supervisor, which passes it to the other workers (see :mod:`caddytw.workers`).
+The same link carries :mod:`caddytw.peers` events both ways.
 SIGTERM stops it the usual way (the service stops, in-flight requests drain).
 """
 
@@ -17,11 +18,13 @@ from typing import Any
 
 from twisted.protocols.basic import LineReceiver
 
-from caddytw.workers import CONFIG_IN_FD, CONFIG_OUT_FD, worker_index
+from caddytw import peers
+from caddytw.workers import CONFIG_IN_FD, CONFIG_OUT_FD, CONFIG_TAG, EVENT_TAG, worker_index
 
 
 class ConfigLink(LineReceiver):
-    """The worker's side of the config relay: lines in are configs to load."""
+    """The worker's side of the link to the supervisor: ``config`` lines in are configs
+    to load, ``event`` lines go to :func:`caddytw.peers.deliver`."""
 
     delimiter = b"\n"
     MAX_LENGTH = 64 << 20
@@ -32,9 +35,15 @@ class ConfigLink(LineReceiver):
     def lineReceived(self, line: bytes) -> None:
         from twisted.logger import Logger
 
+        if line.startswith(EVENT_TAG):
+            peers.deliver(line[len(EVENT_TAG) :])
+            return
         log = Logger()
+        if not line.startswith(CONFIG_TAG):
+            log.error("worker: unknown message from the supervisor: {line!r}", line=line[:80])
+            return
         try:
-            data = json.loads(line)
+            data = json.loads(line[len(CONFIG_TAG) :])
         except ValueError as error:
             log.error("worker: unreadable config from the supervisor: {error}", error=error)
             return
@@ -43,7 +52,11 @@ class ConfigLink(LineReceiver):
             loaded.addErrback(lambda failure: log.failure("worker: reload failed", failure))
 
     def send(self, raw: Any) -> None:
-        self.sendLine(json.dumps(raw, separators=(",", ":")).encode())
+        self.sendLine(CONFIG_TAG + json.dumps(raw, separators=(",", ":")).encode())
+
+    def send_event(self, encoded: bytes) -> None:
+        if self.transport is not None:
+            self.sendLine(EVENT_TAG + encoded)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     if index is not None and _is_open(CONFIG_IN_FD) and _is_open(CONFIG_OUT_FD):
         link = ConfigLink(service)
         stdio.StandardIO(link, stdin=CONFIG_IN_FD, stdout=CONFIG_OUT_FD)  # type: ignore[call-arg]
+        peers.connect(link.send_event)
         if index == 0:
             service.runtime.on_load.append(lambda _: link.send(service.runtime.raw))
     if index not in (None, 0):

@@ -13,9 +13,15 @@ them. The supervisor serves nothing itself; it
 - on SIGHUP restarts the workers one after the other, each reading the config file
   again (a rolling reload: the others keep serving meanwhile);
 - relays config changes: only worker 0 runs the admin API; after each load it writes
-  the new config JSON (one line) to its fd 3, and the supervisor hands that line to
-  every other worker on their fd 4 (they load it the same zero-downtime way) and
-  starts later workers (restarts) with it instead of the file;
+  the new config JSON (one ``config`` line) to its fd 3, and the supervisor hands that
+  line to every other worker on their fd 4 (they load it the same zero-downtime way)
+  and starts later workers (restarts) with it instead of the file;
+- relays events (``event`` lines, :mod:`caddytw.peers`) from any worker to all the
+  others, e.g. upstream health transitions, so that workers agree on which upstreams
+  are down;
+- gives the workers a fresh ``PROMETHEUS_MULTIPROC_DIR``, so that ``/metrics`` (served
+  by worker 0) sums every worker's values, and marks a worker's live gauges dead when
+  it exits;
 - when worker 0 exits by itself with status 0 (admin ``POST /stop``), stops them all.
 
 UDP listeners (HTTP/3) stay in worker 0 only: QUIC routes packets by connection ID,
@@ -61,10 +67,16 @@ def serves_udp() -> bool:
     return index is None or index == 0
 
 
-#: The worker's end of the config link: it writes loaded configs to CONFIG_OUT_FD and
-#: reads configs to load from CONFIG_IN_FD (one JSON document per line).
+#: The worker's end of the link to the supervisor: it writes to CONFIG_OUT_FD and
+#: reads from CONFIG_IN_FD, one message per line, each a tag and a JSON document:
+#: ``config {...}`` (a config to load / just loaded) or ``event {...}`` (see
+#: :mod:`caddytw.peers`).
 CONFIG_OUT_FD = 3
 CONFIG_IN_FD = 4
+CONFIG_TAG = b"config "
+EVENT_TAG = b"event "
+#: Events are small; a longer line is dropped rather than relayed.
+MAX_EVENT = 64 * 1024
 
 
 def worker_command(config: str, adapter: str | None, index: int) -> list[str]:
@@ -81,6 +93,7 @@ class _WorkerProtocol(ProcessProtocol):
         self.index = index
         self.ended: Deferred[None] = Deferred()
         self.terminating = False  # the supervisor asked it to stop
+        self.pid: int | None = None
         self._buffer = b""
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
@@ -89,8 +102,10 @@ class _WorkerProtocol(ProcessProtocol):
         self._buffer += data
         while b"\n" in self._buffer:
             line, self._buffer = self._buffer.split(b"\n", 1)
-            if line:
+            if line.startswith(CONFIG_TAG):
                 self.supervisor._config_changed(self.index, line)
+            elif line.startswith(EVENT_TAG) and len(line) <= MAX_EVENT:
+                self.supervisor._relay(self.index, line)
 
     def processEnded(self, reason: Failure) -> None:
         self.ended.callback(None)
@@ -127,6 +142,7 @@ class WorkerSupervisor(Service):
         self._stopping = False
         self._previous_sighup: Any = None
         self._live_dir = tempfile.mkdtemp(prefix="caddytw-workers-")
+        self.metrics_dir: str | None = None
         self.live_config: str | None = None  # a config loaded through the admin API
 
     # -- lifecycle -------------------------------------------------------------------
@@ -134,6 +150,10 @@ class WorkerSupervisor(Service):
     def startService(self) -> None:
         super().startService()
         self._stopping = False
+        # Each worker writes its metric values here; a fresh directory, so that no
+        # count from an earlier run is summed in.
+        self.metrics_dir = tempfile.mkdtemp(prefix="caddytw-metrics-")
+        self.env["PROMETHEUS_MULTIPROC_DIR"] = self.metrics_dir
         for index in range(self.count):
             self._spawn(index)
         if hasattr(signal, "SIGHUP"):
@@ -163,6 +183,9 @@ class WorkerSupervisor(Service):
             if killer.active():
                 killer.cancel()
             shutil.rmtree(self._live_dir, ignore_errors=True)
+            if self.metrics_dir is not None:
+                shutil.rmtree(self.metrics_dir, ignore_errors=True)
+                self.metrics_dir = None
             return result
 
         return done.addBoth(finished)
@@ -218,6 +241,7 @@ class WorkerSupervisor(Service):
         command = self.command(index, self.live_config)
         fds = {0: "w", 1: 1, 2: 2, CONFIG_OUT_FD: "r", CONFIG_IN_FD: "w"}
         transport = self.reactor.spawnProcess(protocol, command[0], command, env=env, childFDs=fds)
+        protocol.pid = transport.pid
         self.workers[index] = transport
         self._protocols[index] = protocol
         self._started_at[index] = self.reactor.seconds()
@@ -225,6 +249,7 @@ class WorkerSupervisor(Service):
 
     def _worker_ended(self, protocol: _WorkerProtocol, reason: Failure) -> None:
         index = protocol.index
+        self._forget_metrics(protocol.pid)
         if self._protocols.get(index) is not protocol:
             return
         del self.workers[index]
@@ -249,14 +274,27 @@ class WorkerSupervisor(Service):
         )
         self._pending[index] = self.reactor.callLater(delay, self._spawn, index)
 
+    def _forget_metrics(self, pid: int | None) -> None:
+        """A worker exited: its gauges stop counting (its counters stay in the sums)."""
+        if pid is None or self.metrics_dir is None:
+            return
+        from prometheus_client import multiprocess
+
+        with contextlib.suppress(OSError):
+            multiprocess.mark_process_dead(pid, self.metrics_dir)
+
     def _config_changed(self, source: int, line: bytes) -> None:
-        """Worker ``source`` loaded a new config: the others load it too, and workers
-        started from now on start with it."""
+        """Worker ``source`` loaded a new config (a ``config`` line): the others load it
+        too, and workers started from now on start with it."""
         os.makedirs(self._live_dir, exist_ok=True)
         path = os.path.join(self._live_dir, "live.json")
         with open(path, "wb") as handle:
-            handle.write(line)
+            handle.write(line[len(CONFIG_TAG) :])
         self.live_config = path
+        self._relay(source, line)
+
+    def _relay(self, source: int, line: bytes) -> None:
+        """Send a line from worker ``source`` to every other worker."""
         for index, transport in self.workers.items():
             if index != source:
                 with contextlib.suppress(Exception):  # a worker that just went away

@@ -46,6 +46,7 @@ from caddytw.proxy.streaming import (
     cooperator_for,
 )
 from caddytw.proxy.transport import DialError, UpstreamConnector
+from caddytw.proxy.sharedhealth import share_health
 from caddytw.proxy.upstreams import HostRegistry, Upstream, registry_of
 from caddytw.proxy.websocket import (
     UpstreamSide,
@@ -571,7 +572,9 @@ class _Discard:
 def build(config: ObjectReader, context: Any, next: Any) -> ReverseProxy:
     """Handler factory entry point (see ``twisted/plugins/caddytw_proxy.py``)."""
     parsed = parse_proxy_config(config, random.Random())
-    proxy = ReverseProxy(parsed, registry_of(context.shared), context.reactor)
+    registry = registry_of(context.shared)
+    share_health(context.shared, registry, context.reactor)
+    proxy = ReverseProxy(parsed, registry, context.reactor)
     checker = None
     if parsed.active_health is not None:
         probe = HTTPProbe(parsed.active_health, proxy.connector, context.reactor)

@@ -22,6 +22,7 @@ from twisted.web.client import ResponseDone
 from twisted.web.http_headers import Headers
 
 from caddytw import metrics
+from caddytw.proxy import sharedhealth
 from caddytw.proxy.config import ActiveHealthConfig, PassiveHealthConfig, status_matches
 from caddytw.proxy.upstreams import Upstream
 
@@ -186,6 +187,7 @@ class ActiveHealthChecker(Service):
             upstream.state.active_healthy = after
             metrics.set_upstream_healthy(upstream.dial, after)
             if before != after:
+                sharedhealth.active_changed(upstream, after)
                 log.info(
                     "upstream {dial} is now {state} ({why})",
                     dial=upstream.dial,
@@ -214,8 +216,10 @@ class PassiveHealth:
     def count_failure(self, upstream: Upstream) -> None:
         if not self.enabled:
             return
+        before = upstream.state.fails
         upstream.state.fails += 1
         metrics.upstream_failed(upstream.dial)
+        sharedhealth.failure_counted(upstream, before, self.config.fail_duration)
         call: Any = None
 
         def forget() -> None:
