@@ -15,6 +15,7 @@ worker that died is harmless.
 
 from __future__ import annotations
 
+import inspect
 import json
 import weakref
 from collections.abc import Callable
@@ -55,11 +56,9 @@ def subscribe(topic: str, listener: Listener) -> None:
     A bound method is held weakly (its object may be a per-config table that goes
     away); anything else is held for the life of the process.
     """
-    ref: Callable[[], Listener | None]
-    if hasattr(listener, "__self__"):
-        ref = weakref.WeakMethod(listener)  # type: ignore[arg-type]
-    else:
-        ref = lambda: listener  # noqa: E731
+    ref: Callable[[], Listener | None] = (
+        weakref.WeakMethod(listener) if inspect.ismethod(listener) else lambda: listener
+    )
     _listeners.setdefault(topic, []).append(ref)
 
 

@@ -39,6 +39,7 @@ from caddytw.proxy.headers import (
 )
 from caddytw.proxy.health import ActiveHealthChecker, HTTPProbe, PassiveHealth
 from caddytw.proxy.lean import LeanResponse
+from caddytw.proxy.sharedhealth import share_health
 from caddytw.proxy.streaming import (
     ReplayableBodyProducer,
     ResponseRelay,
@@ -46,7 +47,6 @@ from caddytw.proxy.streaming import (
     cooperator_for,
 )
 from caddytw.proxy.transport import DialError, UpstreamConnector
-from caddytw.proxy.sharedhealth import share_health
 from caddytw.proxy.upstreams import HostRegistry, Upstream, registry_of
 from caddytw.proxy.websocket import (
     UpstreamSide,

@@ -19,7 +19,7 @@ their own, and active state is refreshed by every worker's probes.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypeGuard
 
 from caddytw import metrics, peers
 from caddytw.proxy.upstreams import HostRegistry, HostState, Upstream
@@ -57,9 +57,8 @@ class SharedHealth:
         if state is None:
             return  # not an upstream of this process's config
         duration = message.get("failed_for")
-        if isinstance(duration, (int, float)) and not isinstance(duration, bool):
-            if math.isfinite(duration) and duration > 0:
-                self._count_failure(state, min(float(duration), MAX_FAIL_DURATION))
+        if _positive_number(duration):
+            self._count_failure(state, min(float(duration), MAX_FAIL_DURATION))
         healthy = message.get("healthy")
         if isinstance(healthy, bool):
             state.active_healthy = healthy
@@ -72,6 +71,15 @@ class SharedHealth:
             state.fails -= 1
 
         self.reactor.callLater(duration, forget)
+
+
+def _positive_number(value: object) -> TypeGuard[float]:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
 
 
 def share_health(shared: dict[str, Any], registry: HostRegistry, reactor: Any) -> None:

@@ -193,7 +193,7 @@ def test_an_upstream_down_in_one_worker_is_avoided_by_all_and_comes_back(tmp_pat
             killed = time.monotonic()
             workers = set()
             for _ in range(30):
-                status, headers, _ = fetch(url)
+                _, headers, _ = fetch(url)
                 workers.add(headers.get("X-Worker"))
             assert workers == {"0", "1"}
             assert MAX_FAILS <= flaky.hits <= MAX_FAILS + 2, server.log()
@@ -210,8 +210,6 @@ def test_an_upstream_down_in_one_worker_is_avoided_by_all_and_comes_back(tmp_pat
 
             # It comes back: the active checks see it, and both workers use it again.
             flaky.broken = False
-            assert wait_until(lambda: {("0", b"flaky"), ("1", b"flaky")} <= served()), (
-                server.log()
-            )
+            assert wait_until(lambda: {("0", b"flaky"), ("1", b"flaky")} <= served()), server.log()
         finally:
             server.stop()
