@@ -167,12 +167,12 @@ class FastHTTPChannel(Protocol):
         self.dataReceived(data)
 
     def _switch_to_h2(self, data: bytes) -> None:
-        """Hand the connection to twisted's ``H2Connection`` (as Twisted's ALPN switch)."""
-        from twisted.web._http2 import H2Connection
+        """Hand the connection to ``CaddyH2Connection`` (as Twisted's ALPN switch)."""
+        from caddytw.http.h2 import CaddyH2Connection
 
         self._cancel_timers()
         reactor = getattr(self.factory, "reactor", None)
-        h2: Any = H2Connection(reactor) if reactor is not None else H2Connection()
+        h2: Any = CaddyH2Connection(reactor)
         h2.requestFactory = self.requestFactory
         h2.site = self.site
         h2.factory = self.factory

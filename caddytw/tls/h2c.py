@@ -2,8 +2,9 @@
 
 Twisted only switches to HTTP/2 after TLS ALPN. Here the first bytes of a cleartext
 connection are compared with the HTTP/2 connection preface: while they are a prefix of
-it we wait for more; a full match swaps in twisted's ``H2Connection`` exactly as
-``_GenericHTTPChannelProtocol.dataReceived`` does after ALPN; anything else is an
+it we wait for more; a full match swaps in ``caddytw.http.h2.CaddyH2Connection`` as
+``_GenericHTTPChannelProtocol.dataReceived`` does after ALPN (:func:`switch_to_h2`, also
+used for ALPN h2 by ``caddytw.tls.listeners``); anything else is an
 HTTP/1.1 request and goes to the usual channel. This uses private Twisted names
 (``_GenericHTTPChannelProtocol`` and its ``_channel``, ``_negotiatedProtocol``,
 ``_networkProducer``): setup.cfg pins Twisted's range, and tests/tls cover it.
@@ -13,10 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.web._http2 import H2Connection
 from twisted.web.http import _GenericHTTPChannelProtocol
 
 from caddytw.http.channel import CaddyHTTPChannel
+from caddytw.http.h2 import CaddyH2Connection
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -37,27 +38,31 @@ class H2CChannelProtocol(_GenericHTTPChannelProtocol):  # type: ignore[misc]
             return
         self._sniffed = b""
         if buffered.startswith(PREFACE):
-            self._switch_to_h2()
+            switch_to_h2(self)
             self._negotiatedProtocol = b"h2c"
         else:
             self._negotiatedProtocol = b"http/1.1"
         self._channel.dataReceived(buffered)
 
-    def _switch_to_h2(self) -> None:
-        old: Any = self._channel
-        producer = old._networkProducer
-        producer.unregisterProducer()
-        old.setTimeout(None)
-        transport = old.transport
-        channel: Any = H2Connection()
-        channel.requestFactory = self._requestFactory
-        channel.site = self._site
-        channel.factory = self._factory
-        channel.timeOut = self._timeOut
-        channel.callLater = self._callLater
-        self._channel = channel
-        channel.makeConnection(transport)
-        producer.registerProducer(channel, True)
+
+def switch_to_h2(protocol: _GenericHTTPChannelProtocol) -> None:
+    """Replace ``protocol``'s HTTP/1.1 channel with a :class:`CaddyH2Connection` on the
+    same transport (twisted's own ALPN switch, with our connection class)."""
+    wrapper: Any = protocol
+    old: Any = wrapper._channel
+    producer = old._networkProducer
+    producer.unregisterProducer()
+    old.setTimeout(None)
+    transport = old.transport
+    channel: Any = CaddyH2Connection(getattr(wrapper._factory, "reactor", None))
+    channel.requestFactory = wrapper._requestFactory
+    channel.site = wrapper._site
+    channel.factory = wrapper._factory
+    channel.timeOut = wrapper._timeOut
+    channel.callLater = wrapper._callLater
+    wrapper._channel = channel
+    channel.makeConnection(transport)
+    producer.registerProducer(channel, True)
 
 
 def h2c_channel_protocol() -> H2CChannelProtocol:

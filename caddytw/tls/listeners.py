@@ -18,12 +18,13 @@ from caddytw.http.channel import CaddyHTTPChannel
 from caddytw.http.site import uses_fast_channel
 from caddytw.tls.challenges import install_http01_gate
 from caddytw.tls.context import ACME_TLS_ALPN
-from caddytw.tls.h2c import h2c_channel_protocol
+from caddytw.tls.h2c import h2c_channel_protocol, switch_to_h2
 from caddytw.tls.runtime import TLSRuntime
 
 
 class TLSChannelProtocol(_GenericHTTPChannelProtocol):  # type: ignore[misc]
-    """twisted's ALPN switch, closing ``acme-tls/1`` connections instead of asserting.
+    """twisted's ALPN switch, closing ``acme-tls/1`` connections instead of asserting and
+    switching to our ``CaddyH2Connection`` on ``h2``.
 
     A TLS-ALPN-01 validation connection only needs the handshake; anything it sends
     afterwards is not HTTP.
@@ -32,9 +33,13 @@ class TLSChannelProtocol(_GenericHTTPChannelProtocol):  # type: ignore[misc]
     def dataReceived(self, data: bytes) -> None:
         if self._negotiatedProtocol is None:
             transport: Any = self._channel.transport
-            if getattr(transport, "negotiatedProtocol", None) == ACME_TLS_ALPN:
+            negotiated = getattr(transport, "negotiatedProtocol", None)
+            if negotiated == ACME_TLS_ALPN:
                 transport.loseConnection()
                 return
+            if negotiated == b"h2":
+                switch_to_h2(self)
+                self._negotiatedProtocol = negotiated
         super().dataReceived(data)
 
 
