@@ -111,7 +111,8 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         super().connectionMade()
         self.conn.update_settings(local_settings())
         self.conn.increment_flow_control_window(CONNECTION_WINDOW - DEFAULT_WINDOW)
-        self.transport.write(self.conn.data_to_send())
+        transport: Any = self.transport
+        transport.write(self.conn.data_to_send())
 
     # -- flow control and buffering -------------------------------------------------------
 
@@ -163,6 +164,11 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         self.resetTimeout()
         self._reactor.callLater(0, self._sendPrioritisedData)
 
+    def _write(self) -> None:
+        """Write every frame h2 has serialised since the last write, in one piece."""
+        transport: Any = self.transport
+        transport.write(self.conn.data_to_send())
+
     def _send_from(self, stream: int) -> int:
         """Frame as much of ``stream``'s next queued chunk as its window allows, write it
         with one transport write; returns the bytes sent."""
@@ -171,7 +177,7 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         chunk = queue.popleft()
         if chunk is _END_STREAM_SENTINEL:
             conn.end_stream(stream)
-            self.transport.write(conn.data_to_send())
+            self._write()
             self._requestDone(stream)
             return 0
         window = conn.local_flow_control_window(stream)
@@ -187,7 +193,7 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         if size < len(view):
             queue.appendleft(view[size:])
         self._queued[stream] -= size
-        self.transport.write(conn.data_to_send())
+        self._write()
         if not queue:
             self.priority.block(stream)
         h2stream = self.streams.get(stream)

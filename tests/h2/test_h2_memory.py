@@ -1,0 +1,142 @@
+"""``CaddyH2Connection`` in memory against an h2 client: settings and windows it
+announces, the per-stream buffer cap that pauses a producer, and frames on the wire."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.events
+from h2.settings import SettingCodes
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.web import http
+from twisted.web.http_headers import Headers
+from zope.interface import implementer
+
+from caddytw.http import h2 as ours
+
+
+@implementer(IPushProducer)
+class Producer:
+    def __init__(self) -> None:
+        self.paused = False
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+
+    def stopProducing(self) -> None:
+        pass
+
+
+class Pair:
+    """A CaddyH2Connection and an h2 client talking through memory."""
+
+    def __init__(self, client_window: int = 2**30) -> None:
+        self.clock = Clock()
+        self.server: Any = ours.CaddyH2Connection(self.clock)
+        self.server.requestFactory = lambda channel, queued=None: http.Request(channel)
+        self.server.site = None
+        self.server.timeOut = None
+        self.transport = StringTransport()
+        self.server.makeConnection(self.transport)
+        self.client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        self.client.local_settings = h2.settings.Settings(
+            client=True, initial_values={SettingCodes.INITIAL_WINDOW_SIZE: client_window}
+        )
+        self.client.initiate_connection()
+        if client_window > 65_535:
+            self.client.increment_flow_control_window(client_window - 65_535)
+        self.events: list[Any] = []
+        self.exchange()
+
+    def exchange(self) -> None:
+        for _ in range(50):
+            self.clock.advance(0)
+            out = self.client.data_to_send()
+            if out:
+                self.server.dataReceived(out)
+            got = self.transport.value()
+            self.transport.clear()
+            if got:
+                self.events += self.client.receive_data(got)
+            if not out and not got and not self.clock.getDelayedCalls():
+                return
+
+    def get(self, stream_id: int) -> None:
+        headers = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "x")]
+        self.client.send_headers(stream_id, headers, end_stream=True)
+        self.exchange()
+
+
+def test_announces_larger_windows_and_frames() -> None:
+    pair = Pair()
+    changed = [e for e in pair.events if isinstance(e, h2.events.RemoteSettingsChanged)]
+    values = {code: c.new_value for e in changed for code, c in e.changed_settings.items()}
+    assert values[SettingCodes.INITIAL_WINDOW_SIZE] == ours.STREAM_WINDOW
+    assert values[SettingCodes.MAX_FRAME_SIZE] == ours.MAX_FRAME_SIZE
+    # The connection window was raised too: the client may send this much at once.
+    assert pair.client.outbound_flow_control_window == ours.CONNECTION_WINDOW
+
+
+def test_stream_buffer_pauses_producer_and_data_arrives_intact() -> None:
+    pair = Pair()
+    pair.get(1)
+    stream = pair.server.streams[1]
+    producer = Producer()
+    stream.registerProducer(producer, True)
+    stream.writeHeaders(b"HTTP/2", b"200", b"OK", Headers())
+    chunk = bytes(range(256)) * 512  # 128 KiB
+    pair.server.pauseProducing()  # the transport's buffer is full (a slow reader)
+    written = 0
+    while not producer.paused:
+        stream.write(chunk)
+        written += len(chunk)
+    assert written <= ours.STREAM_BUFFER + len(chunk)
+    pair.server.resumeProducing()  # the transport drained
+    pair.exchange()  # the loop drains the queue; the producer may go on
+    assert not producer.paused
+    stream.loseConnection()
+    pair.exchange()
+    data = b"".join(e.data for e in pair.events if isinstance(e, h2.events.DataReceived))
+    assert data == chunk * (written // len(chunk))
+    assert any(isinstance(e, h2.events.StreamEnded) for e in pair.events)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    window=st.integers(min_value=1, max_value=300_000),
+    sizes=st.lists(st.integers(min_value=0, max_value=200_000), min_size=1, max_size=6),
+)
+def test_small_peer_windows_are_respected(window: int, sizes: list[int]) -> None:
+    """Whatever the peer's window, frames never exceed it and all bytes arrive in order
+    once the client acknowledges what it received."""
+    pair = Pair(client_window=window)
+    pair.get(1)
+    stream = pair.server.streams[1]
+    stream.writeHeaders(b"HTTP/2", b"200", b"OK", Headers())
+    body = b"".join(bytes([i % 251]) * size for i, size in enumerate(sizes))
+    at = 0
+    for size in sizes:
+        stream.write(body[at : at + size])
+        at += size
+    stream.loseConnection()
+    received = b""
+    for _ in range(2000):
+        pair.exchange()
+        new = [e for e in pair.events if isinstance(e, h2.events.DataReceived)]
+        pair.events = [e for e in pair.events if not isinstance(e, h2.events.DataReceived)]
+        for event in new:
+            assert len(event.data) <= max(window, 1)
+            received += event.data
+            pair.client.acknowledge_received_data(event.flow_controlled_length, 1)
+        if any(isinstance(e, h2.events.StreamEnded) for e in pair.events):
+            break
+    assert received == body

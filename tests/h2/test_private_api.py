@@ -1,0 +1,40 @@
+"""The private twisted names ``caddytw.http.h2`` relies on still exist (twisted is
+pinned below 27; this fails first if an upgrade renames them), and the connection is
+wired into both HTTP/2 entry points."""
+
+from __future__ import annotations
+
+import inspect
+
+from twisted.internet.task import Clock
+from twisted.web import _http2
+
+from caddytw.http import fastchannel, h2
+from caddytw.tls import h2c, listeners
+
+
+def test_private_twisted_names_exist() -> None:
+    assert _http2._END_STREAM_SENTINEL is h2._END_STREAM_SENTINEL
+    for method in ("_sendPrioritisedData", "_requestDone", "_handleWindowUpdate"):
+        assert callable(getattr(_http2.H2Connection, method))
+    connection = _http2.H2Connection(Clock())
+    for attribute in (
+        "_stillProducing",
+        "_consumerBlocked",
+        "_sendingDeferred",
+        "_outboundStreamQueues",
+        "_reactor",
+        "priority",
+        "conn",
+        "streams",
+    ):
+        assert hasattr(connection, attribute), attribute
+    # H2Stream pauses/resumes its producer through these two public-ish hooks.
+    assert callable(_http2.H2Stream.windowUpdated)
+    assert callable(_http2.H2Stream.flowControlBlocked)
+
+
+def test_both_entry_points_use_caddy_h2_connection() -> None:
+    assert "CaddyH2Connection" in inspect.getsource(fastchannel.FastHTTPChannel._switch_to_h2)
+    assert "CaddyH2Connection" in inspect.getsource(h2c.switch_to_h2)
+    assert "switch_to_h2" in inspect.getsource(listeners.TLSChannelProtocol.dataReceived)
