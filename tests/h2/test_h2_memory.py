@@ -41,10 +41,11 @@ class Pair:
 
     def __init__(self, client_window: int = 2**30) -> None:
         self.clock = Clock()
-        self.server: Any = ours.CaddyH2Connection(self.clock)
-        self.server.requestFactory = lambda channel, queued=None: http.Request(channel)
-        self.server.site = None
-        self.server.timeOut = None
+        server: Any = ours.CaddyH2Connection(self.clock)
+        server.requestFactory = lambda channel, queued=None: http.Request(channel)
+        server.site = None
+        server.timeOut = None
+        self.server = server
         self.transport = StringTransport()
         self.server.makeConnection(self.transport)
         self.client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
