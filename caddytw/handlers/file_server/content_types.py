@@ -11,7 +11,7 @@ translations, ``.otf`` as an OpenDocument template) the table wins.
 from __future__ import annotations
 
 import os
-from functools import cache
+from functools import cache, lru_cache
 
 _UTF8 = "; charset=utf-8"
 
@@ -232,7 +232,18 @@ def content_type_for(filename: str, extra: dict[str, str] | None = None) -> str 
     ext = name[dot:].lower()  # Go's filepath.Ext: ".json" is the extension of ".json"
     if ext == ".":
         return None
-    media_type = _TABLE.get(ext)
-    if media_type is None:
-        media_type = (system_types() if extra is None else extra).get(ext)
+    if extra is None:
+        return _host_type(ext)
+    return _type_of(ext, extra)
+
+
+@lru_cache(maxsize=512)
+def _host_type(ext: str) -> str | None:
+    """Per-extension answer against the host database, remembered (it never changes
+    while the server runs, and every file answer asks)."""
+    return _type_of(ext, system_types())
+
+
+def _type_of(ext: str, extra: dict[str, str]) -> str | None:
+    media_type = _TABLE.get(ext) or extra.get(ext)
     return with_charset(media_type) if media_type else None
