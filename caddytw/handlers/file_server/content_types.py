@@ -225,6 +225,19 @@ def system_types() -> dict[str, str]:
 
 def content_type_for(filename: str, extra: dict[str, str] | None = None) -> str | None:
     """The Content-Type for a file name, or None when its extension is unknown."""
+    if extra is None:
+        return _host_type_of(filename)
+    return _type_for(filename, extra)
+
+
+@lru_cache(maxsize=1024)
+def _host_type_of(filename: str) -> str | None:
+    """Per file name against the host database, remembered: it never changes while
+    the server runs, and every file answer asks."""
+    return _type_for(filename, None)
+
+
+def _type_for(filename: str, extra: dict[str, str] | None) -> str | None:
     name = os.path.basename(filename)
     dot = name.rfind(".")
     if dot == -1:
@@ -232,18 +245,7 @@ def content_type_for(filename: str, extra: dict[str, str] | None = None) -> str 
     ext = name[dot:].lower()  # Go's filepath.Ext: ".json" is the extension of ".json"
     if ext == ".":
         return None
-    if extra is None:
-        return _host_type(ext)
-    return _type_of(ext, extra)
-
-
-@lru_cache(maxsize=512)
-def _host_type(ext: str) -> str | None:
-    """Per-extension answer against the host database, remembered (it never changes
-    while the server runs, and every file answer asks)."""
-    return _type_of(ext, system_types())
-
-
-def _type_of(ext: str, extra: dict[str, str]) -> str | None:
-    media_type = _TABLE.get(ext) or extra.get(ext)
+    media_type = _TABLE.get(ext)
+    if media_type is None:
+        media_type = (system_types() if extra is None else extra).get(ext)
     return with_charset(media_type) if media_type else None

@@ -73,9 +73,6 @@ from caddytw.http.routing import LeafResource
 _NOT_FOUND_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG, errno.ELOOP, errno.EINVAL}
 _OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NONBLOCK", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-#: Request headers that make an answer conditional (twisted's canonical spelling, as
-#: they are stored): when none is present the preconditions need not be read at all.
-_CONDITIONAL_HEADERS = (b"If-Match", b"If-Unmodified-Since", b"If-None-Match", b"If-Modified-Since")
 
 
 def render_root(template: Template, request: CaddyRequest) -> str:
@@ -180,8 +177,13 @@ def _regular(fd: int, path: str, guard: RootGuard | None) -> OpenFile:
 
 def conditions_of(request: CaddyRequest) -> Conditions | None:
     """The preconditions, or None when the request has none (the usual case)."""
-    present = request.requestHeaders._rawHeaders
-    if not any(present.get(name) for name in _CONDITIONAL_HEADERS):
+    present = raw_request(request)
+    if not (
+        present.get(b"If-Match")
+        or present.get(b"If-Unmodified-Since")
+        or present.get(b"If-None-Match")
+        or present.get(b"If-Modified-Since")
+    ):
         return None
     return Conditions(
         if_match=request.header_text("if-match"),
