@@ -489,7 +489,8 @@ class FileServer(LeafResource):
     def _send_body(request: CaddyRequest, served: OpenFile, segments: list[Segment]) -> Any:
         """Headers with the exact Content-Length, then the body: read at once when it is
         small, streamed by a producer otherwise; HEAD sends headers only."""
-        length = body_length(segments)
+        single = segments[0] if len(segments) == 1 else None
+        length = single.length if isinstance(single, Span) else body_length(segments)
         if request.method == b"HEAD" or length == 0:
             served.close()
             return finish_with(request, b"", length=length)
@@ -507,6 +508,8 @@ class FileServer(LeafResource):
 
 
 def _read_segments(fd: int, segments: list[Segment]) -> list[bytes]:
+    if len(segments) == 1 and isinstance(segments[0], Span):
+        return [os.pread(fd, segments[0].length, segments[0].offset)]  # the usual whole file
     return [s if isinstance(s, bytes) else os.pread(fd, s.length, s.offset) for s in segments]
 
 
