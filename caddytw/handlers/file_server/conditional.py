@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 _DIGITS36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -32,11 +33,13 @@ def base36(value: int) -> str:
             return "".join(reversed(digits))
 
 
+@lru_cache(maxsize=1024)
 def make_etag(mtime: int, size: int) -> str:
     """Caddy's strong ETag for a file: ``"<mtime base36><size base36>"``."""
     return f'"{base36(mtime)}{base36(size)}"'
 
 
+@lru_cache(maxsize=1024)
 def http_date(seconds: int) -> str:
     """IMF-fixdate, e.g. ``Mon, 02 Jan 2023 03:04:05 GMT`` (locale independent)."""
     t = time.gmtime(seconds)

@@ -11,7 +11,7 @@ translations, ``.otf`` as an OpenDocument template) the table wins.
 from __future__ import annotations
 
 import os
-from functools import cache
+from functools import cache, lru_cache
 
 _UTF8 = "; charset=utf-8"
 
@@ -225,6 +225,19 @@ def system_types() -> dict[str, str]:
 
 def content_type_for(filename: str, extra: dict[str, str] | None = None) -> str | None:
     """The Content-Type for a file name, or None when its extension is unknown."""
+    if extra is None:
+        return _host_type_of(filename)
+    return _type_for(filename, extra)
+
+
+@lru_cache(maxsize=1024)
+def _host_type_of(filename: str) -> str | None:
+    """Per file name against the host database, remembered: it never changes while
+    the server runs, and every file answer asks."""
+    return _type_for(filename, None)
+
+
+def _type_for(filename: str, extra: dict[str, str] | None) -> str | None:
     name = os.path.basename(filename)
     dot = name.rfind(".")
     if dot == -1:

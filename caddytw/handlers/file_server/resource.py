@@ -17,6 +17,7 @@ import os
 import secrets
 import stat
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from twisted.web.server import NOT_DONE_YET
@@ -35,6 +36,7 @@ from caddytw.handlers.file_server.content_types import content_type_for
 from caddytw.handlers.file_server.encodings import SIDECAR_SUFFIXES, accepted_encodings
 from caddytw.handlers.file_server.listing import ListingResponder
 from caddytw.handlers.file_server.paths import (
+    direct_child,
     go_base,
     go_clean,
     is_within,
@@ -70,6 +72,7 @@ from caddytw.http.routing import LeafResource
 
 _NOT_FOUND_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG, errno.ELOOP, errno.EINVAL}
 _OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NONBLOCK", 0)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 def render_root(template: Template, request: CaddyRequest) -> str:
@@ -117,11 +120,10 @@ class RootGuard:
     def __init__(self, root: str, allow_escape: bool) -> None:
         self.root = root
         self.allow_escape = allow_escape
-        self._lexical_root = go_clean(root if root.startswith("/") else os.path.abspath(root))
         self._real_root: str | None = None
 
     def _contains(self, resolved: str) -> bool:
-        if is_within(resolved, self._lexical_root):
+        if is_within(resolved, lexical_root(self.root)):
             return True
         if self._real_root is None:
             self._real_root = real_path(self.root)
@@ -134,13 +136,38 @@ class RootGuard:
         return self.allow_escape or self._contains(real_path(path))
 
 
+@lru_cache(maxsize=256)
+def lexical_root(root: str) -> str:
+    """The root as written, made absolute and cleaned (the cwd does not change while
+    serving, so this is remembered per root)."""
+    return go_clean(root if root.startswith("/") else os.path.abspath(root))
+
+
 def open_regular(path: str, guard: RootGuard) -> OpenFile:
     """Open ``path`` if it is a regular file inside the root; raises OSError
-    (ENOENT for "not servable": not regular, or a symlink leading out of the root)."""
-    fd = os.open(path, _OPEN_FLAGS)
+    (ENOENT for "not servable": not regular, or a symlink leading out of the root).
+
+    A file directly in the root (the common ``/style.css``) is opened with
+    ``O_NOFOLLOW``: then it is not a symlink and its directory is the root's, so it is
+    inside without asking the kernel where it is. Anything else (a symlink there, a
+    deeper path) is checked by its real location.
+    """
+    if _NOFOLLOW and not guard.allow_escape and direct_child(guard.root, path):
+        try:
+            fd = os.open(path, _OPEN_FLAGS | _NOFOLLOW)
+        except (OSError, ValueError):
+            pass  # e.g. ELOOP for a symlink: the general path below decides
+        else:
+            return _regular(fd, path, None)
+    return _regular(os.open(path, _OPEN_FLAGS), path, guard)
+
+
+def _regular(fd: int, path: str, guard: RootGuard | None) -> OpenFile:
+    """``fd`` as an :class:`OpenFile` if it is a regular file (inside the root, when a
+    ``guard`` must tell); closed and ENOENT otherwise."""
     try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or not guard.allows_fd(fd, path):
+        if not stat.S_ISREG(info.st_mode) or (guard is not None and not guard.allows_fd(fd, path)):
             raise FileNotFoundError(errno.ENOENT, "not a servable file", path)
     except BaseException:
         os.close(fd)
@@ -148,7 +175,16 @@ def open_regular(path: str, guard: RootGuard) -> OpenFile:
     return OpenFile(fd, info)
 
 
-def conditions_of(request: CaddyRequest) -> Conditions:
+def conditions_of(request: CaddyRequest) -> Conditions | None:
+    """The preconditions, or None when the request has none (the usual case)."""
+    present = raw_request(request)
+    if not (
+        present.get(b"If-Match")
+        or present.get(b"If-Unmodified-Since")
+        or present.get(b"If-None-Match")
+        or present.get(b"If-Modified-Since")
+    ):
+        return None
     return Conditions(
         if_match=request.header_text("if-match"),
         if_unmodified_since=request.header_text("if-unmodified-since"),
@@ -220,15 +256,40 @@ class FileServer(LeafResource):
                     continue
         return filename, info, False
 
+    def _open_direct(
+        self, request: CaddyRequest, root: str, hide: tuple[str, ...], guard: RootGuard
+    ) -> tuple[str, OpenFile] | None:
+        """The common case, a plain file asked for by its own name, in one ``open`` and
+        one ``fstat``; None whenever anything else could happen (not there, a directory,
+        hidden, a redirect, a method to refuse...): :meth:`render` then takes the full
+        path, which answers every one of those exactly as if this had not been tried."""
+        request_path = request.decoded_path
+        if request_path.endswith("/") or lookup_refused(request_path):
+            return None
+        if request.method not in ALLOWED_METHODS and request.caddy_error is None:
+            return None
+        filename = sanitized_join(root, request_path)
+        if hide and hiding.is_hidden(filename, hide):
+            return None
+        if self.settings.canonical_uris and self._canonical_target(request, False) is not None:
+            return None
+        try:
+            return filename, open_regular(filename, guard)
+        except (OSError, ValueError):
+            return None
+
     def render(self, request: CaddyRequest) -> Any:
         settings = self.settings
         root = render_root(settings.root, request)
         hide = self._hide_patterns(request)
+        guard = RootGuard(root, settings.allow_symlink_escape)
+        direct = self._open_direct(request, root, hide, guard)
+        if direct is not None:
+            return self._serve_plain(request, direct[0], direct[1], guard)
         found = self._locate(request, root, hide)
         if found is None:
             return self.not_found(request)
         filename, info, implicit_index = found
-        guard = RootGuard(root, settings.allow_symlink_escape)
         if stat.S_ISDIR(info.st_mode):
             if settings.browse is None or hiding.is_hidden(filename, hide):
                 return self.not_found(request)
@@ -250,6 +311,12 @@ class FileServer(LeafResource):
             if error is None:
                 return self.not_found(request)
             raise error from None
+        return self._serve_plain(request, filename, plain, guard)
+
+    def _serve_plain(
+        self, request: CaddyRequest, filename: str, plain: OpenFile, guard: RootGuard
+    ) -> Any:
+        """Answer with the opened file or the sidecar the client prefers."""
         try:
             served, coding = self._choose_representation(request, filename, plain, guard)
         except BaseException:
@@ -336,14 +403,17 @@ class FileServer(LeafResource):
         # Go treats the Unix epoch as "no modification time": no Last-Modified then.
         mtime = seconds if seconds != 0 else None
         headers = request.responseHeaders
-        headers.setRawHeaders(b"etag", [etag.encode("latin-1")])
+        # Straight into the Headers' dict, names in twisted's canonical spelling and
+        # values made once per distinct value: setRawHeaders re-encodes every time.
+        raw = headers._rawHeaders
+        raw[b"ETag"] = [header_value(etag)]
         if mtime is not None:
-            headers.setRawHeaders(b"last-modified", [http_date(mtime).encode("ascii")])
+            raw[b"Last-Modified"] = [header_value(http_date(mtime))]
         content_type = content_type_for(filename)
-        if content_type is not None and not headers.hasHeader(b"content-type"):
-            headers.setRawHeaders(b"content-type", [content_type.encode("latin-1")])
+        if content_type is not None and b"Content-Type" not in raw:
+            raw[b"Content-Type"] = [header_value(content_type)]
         if coding is not None:
-            headers.setRawHeaders(b"content-encoding", [coding.encode("ascii")])
+            raw[b"Content-Encoding"] = [header_value(coding)]
         override = self._status_override(request)
         method = request.method.decode("latin-1")
         segments: list[Segment] = [Span(0, size)]
@@ -351,11 +421,16 @@ class FileServer(LeafResource):
         if override is not None:
             status = override
         else:
-            verdict = evaluate(method, conditions_of(request), etag, mtime)
+            conditions = conditions_of(request)
+            verdict = (
+                Verdict.PROCEED if conditions is None else evaluate(method, conditions, etag, mtime)
+            )
             if verdict is not Verdict.PROCEED:
                 served.close()
                 return self._not_modified_or_failed(request, verdict)
-            range_header = request.header_text("range")
+            range_header = None
+            if b"Range" in raw_request(request):
+                range_header = request.header_text("range")
             if range_header and range_allowed(method, request.header_text("if-range"), etag, mtime):
                 try:
                     ranges = parse_range(range_header, size)
@@ -376,7 +451,7 @@ class FileServer(LeafResource):
                         for head, byte_range in layout.parts:
                             segments += [head, Span(byte_range.start, byte_range.length)]
                         segments.append(layout.trailer)
-            headers.setRawHeaders(b"accept-ranges", [b"bytes"])
+            raw[b"Accept-Ranges"] = [b"bytes"]
         request.setResponseCode(status)
         return self._send_body(request, served, segments)
 
@@ -414,7 +489,8 @@ class FileServer(LeafResource):
     def _send_body(request: CaddyRequest, served: OpenFile, segments: list[Segment]) -> Any:
         """Headers with the exact Content-Length, then the body: read at once when it is
         small, streamed by a producer otherwise; HEAD sends headers only."""
-        length = body_length(segments)
+        single = segments[0] if len(segments) == 1 else None
+        length = single.length if isinstance(single, Span) else body_length(segments)
         if request.method == b"HEAD" or length == 0:
             served.close()
             return finish_with(request, b"", length=length)
@@ -432,4 +508,19 @@ class FileServer(LeafResource):
 
 
 def _read_segments(fd: int, segments: list[Segment]) -> list[bytes]:
+    if len(segments) == 1 and isinstance(segments[0], Span):
+        return [os.pread(fd, segments[0].length, segments[0].offset)]  # the usual whole file
     return [s if isinstance(s, bytes) else os.pread(fd, s.length, s.offset) for s in segments]
+
+
+def raw_request(request: CaddyRequest) -> dict[bytes, list[bytes]]:
+    """The request headers' dict (names in twisted's canonical spelling)."""
+    raw: dict[bytes, list[bytes]] = request.requestHeaders._rawHeaders
+    return raw
+
+
+@lru_cache(maxsize=1024)
+def header_value(text: str) -> bytes:
+    """A response header value as ``setRawHeaders`` would store it (latin-1 here, line
+    breaks folded to spaces), remembered: validators and types repeat across requests."""
+    return b" ".join(text.encode("latin-1").splitlines())

@@ -43,7 +43,10 @@ def finish_with(request: CaddyRequest, body: bytes, *, length: int | None = None
     if request.client_gone:
         return NOT_DONE_YET
     if request.code not in (204, 304):
-        request.setHeader(b"content-length", b"%d" % (len(body) if length is None else length))
+        # Straight into the Headers' dict (twisted's canonical name): setHeader's
+        # encoding and checks are wasted on a number.
+        size = len(body) if length is None else length
+        request.responseHeaders._rawHeaders[b"Content-Length"] = [b"%d" % size]
     request.write(body)
     request.finish()
     return NOT_DONE_YET
