@@ -72,6 +72,8 @@ class CaddyRequest(server.Request):
         matches on the whole path, as Caddy does)."""
         self.site = self.channel.site  # type: ignore[attr-defined]
         self.started_at = time.time()
+        if self._answered_by_server():
+            return
         self.original_uri = self.uri
         self.original_method = self.method
         self.decoded_path = decode_path(self.path)
@@ -86,6 +88,29 @@ class CaddyRequest(server.Request):
             self.render(self.site.resource)
         except BaseException:
             self.fail(Failure())
+
+    def _answered_by_server(self) -> bool:
+        """What Go's HTTP server settles before any handler runs, as Caddy's does: an
+        absolute-form target becomes its path and Host, an HTTP/1.1 request without Host
+        is refused, and ``OPTIONS *`` gets an empty 200."""
+        if self.uri[:7].lower() == b"http://" or self.uri[:8].lower() == b"https://":
+            authority, slash, rest = self.uri.partition(b"://")[2].partition(b"/")
+            self.requestHeaders.setRawHeaders(b"host", [authority])
+            self.set_uri(slash + rest if slash else b"/")
+        if self.clientproto == b"HTTP/1.1" and not self.requestHeaders.hasHeader(b"host"):
+            body = b"400 Bad Request: missing required Host header"
+            self.setResponseCode(400, b"Bad Request: missing required Host header")
+            self.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            self.setHeader(b"connection", b"close")
+            self.setHeader(b"content-length", b"%d" % len(body))
+            self.write(body)
+            self.finish()
+            return True
+        if self.method == b"OPTIONS" and self.uri == b"*":
+            self.setHeader(b"content-length", b"0")
+            self.finish()
+            return True
+        return False
 
     def connectionLost(self, reason: Failure) -> None:
         super().connectionLost(reason)

@@ -150,3 +150,53 @@ def test_core_answers_match_caddy(tmp_path):
             theirs = fetch(caddy_port, method, target, headers).comparable()
             ours = fetch(ours_port, method, target, headers).comparable()
             assert ours == theirs, f"{method} {target}"
+
+
+def raw_exchange(port, data):
+    """Status line and body of a raw HTTP exchange (the connection is closed after)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    return head.split(b"\r\n")[0], body
+
+
+SERVER_LEVEL = [
+    b"GET http://example.com/abs?x=1 HTTP/1.1\r\nHost: other\r\nConnection: close\r\n\r\n",
+    b"OPTIONS * HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    b"GET /json HTTP/1.1\r\nConnection: close\r\n\r\n",
+    b"GET /A/x HTTP/1.0\r\n\r\n",
+]
+
+
+def test_server_level_answers_match_caddy(tmp_path):
+    """What Go's server settles before routing: absolute-form targets, OPTIONS *, and an
+    HTTP/1.1 request without Host."""
+    config = {
+        "apps": {
+            "http": {
+                "servers": {
+                    "s": {
+                        "listen": [],
+                        "routes": [
+                            {
+                                "handle": [
+                                    {
+                                        "handler": "static_response",
+                                        "body": "{http.request.uri} {http.request.host}",
+                                    }
+                                ]
+                            }
+                        ],
+                    }
+                }
+            }
+        }
+    }
+    with both_servers(config, tmp_path) as (caddy_port, ours_port):
+        for request in SERVER_LEVEL:
+            assert raw_exchange(ours_port, request) == raw_exchange(caddy_port, request), request
