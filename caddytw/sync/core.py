@@ -95,11 +95,13 @@ def matches(entry: Entry | None, seen: Observed | None) -> bool:
     return (entry.size, entry.mtime_ns, entry.inode) == (seen.size, seen.mtime_ns, seen.inode)
 
 
-def observe_folder(root: Path, known: Mapping[str, Entry]) -> dict[str, Seen]:
-    """Walk ``root`` and hash what changed compared with ``known`` (blocking; meant for a
-    pool thread)."""
+def observe_folder(
+    root: Path, known: Mapping[str, Entry], under: str | None = None
+) -> dict[str, Seen]:
+    """Walk ``root`` (only below the folder ``under`` when given) and hash what changed
+    compared with ``known`` (blocking; meant for a pool thread)."""
     found: dict[str, Seen] = {}
-    for path, info in walk(root):
+    for path, info in walk(root, under):
         seen = Observed.of(info)
         entry = known.get(path)
         if seen.is_dir:
@@ -445,8 +447,10 @@ class LocalStoreCore:
 
     # -- scanning ----------------------------------------------------------------------
 
-    def snapshot(self) -> dict[str, Entry]:
-        return {entry.path: entry for entry in self.index.all_live()}
+    def snapshot(self, under: str | None = None) -> dict[str, Entry]:
+        """Live rows: all of them, or those strictly below the folder ``under``."""
+        rows = self.index.all_live() if under is None else self.index.children(under)
+        return {entry.path: entry for entry in rows}
 
     def apply_scan(self, known: Mapping[str, Entry], found: Mapping[str, Seen]) -> list[Change]:
         """Record what a walk found (``found``, from :func:`observe_folder` over
@@ -490,10 +494,11 @@ class LocalStoreCore:
             self._forget(path, None)
         self._record(path, observed, hash_hex, None)
 
-    def rescan(self) -> list[Change]:
-        """Walk, hash and record in one go on this thread (startup, tests)."""
-        known = self.snapshot()
-        return self.apply_scan(known, observe_folder(self.root, known))
+    def rescan(self, under: str | None = None) -> list[Change]:
+        """Walk, hash and record in one go on this thread (startup, tests); only below
+        the folder ``under`` when given."""
+        known = self.snapshot(under)
+        return self.apply_scan(known, observe_folder(self.root, known, under))
 
     def refresh(self, paths: list[str]) -> list[Change]:
         """Re-check single paths a watcher reported (and their parents, first)."""

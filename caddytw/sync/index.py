@@ -140,11 +140,13 @@ class SyncIndex:
         return [_entry(row) for row in rows]
 
     def children(self, path: str) -> list[Entry]:
-        """Live rows strictly below folder ``path``."""
-        prefix = path + "/"
+        """Live rows strictly below folder ``path``.
+
+        A range on the primary key (``"p/" <= path < "p0"``, ``0`` being the character
+        after ``/``), so it reads only the folder's rows instead of scanning the table."""
         rows = self.db.execute(
-            "SELECT * FROM entries WHERE deleted = 0 AND substr(path, 1, ?) = ? ORDER BY path",
-            (len(prefix), prefix),
+            "SELECT * FROM entries WHERE path >= ? AND path < ? AND deleted = 0 ORDER BY path",
+            (path + "/", path + "0"),
         )
         return [_entry(row) for row in rows]
 

@@ -19,7 +19,8 @@ from caddytw.sync.core import Conflict, LocalStoreCore, Preconditions, entries_e
 from caddytw.sync.folder import StoreError, stage
 from caddytw.sync.protocol import INDEX_DIR_NAME, Delete, Move, SyncRequest
 
-NAMES = st.sampled_from(["a", "b", "c.txt", "d/e", "d/f.txt", "d/g/h", "x y", "ü"])
+# "d-x" and "d0" sort just outside "d/" and its range end: children of "d" exclude them.
+NAMES = st.sampled_from(["a", "b", "c.txt", "d/e", "d/f.txt", "d/g/h", "d-x", "d0", "x y", "ü"])
 CONTENT = st.sampled_from([b"", b"one", b"two", b"three" * 100])
 
 
@@ -98,6 +99,23 @@ class StoreMachine(RuleBasedStateMachine):
         except (NotADirectoryError, FileExistsError):
             return
         self.core.rescan()
+        self._drain()
+
+    @rule(path=NAMES, data=CONTENT)
+    def outside_write_watched(self, path: str, data: bytes) -> None:
+        """As the watcher handles it: refresh the path, rescan the new top folder only."""
+        target = self.core.root / path
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.is_dir():
+                return
+            target.write_bytes(data)
+        except (NotADirectoryError, FileExistsError):
+            return
+        top = path.split("/")[0]
+        self.core.refresh([top])
+        if top != path:
+            self.core.rescan(top)
         self._drain()
 
     @rule(path=NAMES)
