@@ -110,10 +110,38 @@ class SyncService(Service):
             self._rescan_all()
 
     def _start_observer(self) -> None:
+        from watchdog.events import (
+            DirCreatedEvent,
+            DirDeletedEvent,
+            DirMovedEvent,
+            FileClosedEvent,
+            FileCreatedEvent,
+            FileDeletedEvent,
+            FileModifiedEvent,
+            FileMovedEvent,
+        )
         from watchdog.observers import Observer
 
+        # Only what can change content: without a filter inotify also reports every
+        # open and read-only close (each download, each hash), and a "folder
+        # modified" echo of every file event, all for the watcher thread to decode.
+        wanted = [
+            DirCreatedEvent,
+            DirDeletedEvent,
+            DirMovedEvent,
+            FileClosedEvent,
+            FileCreatedEvent,
+            FileDeletedEvent,
+            FileModifiedEvent,
+            FileMovedEvent,
+        ]
         observer = Observer()
-        observer.schedule(FolderEvents(self), str(self.store.root), recursive=True)  # type: ignore[arg-type]
+        observer.schedule(
+            FolderEvents(self),  # type: ignore[arg-type]
+            str(self.store.root),
+            recursive=True,
+            event_filter=wanted,  # type: ignore[arg-type]
+        )
         observer.daemon = True
         observer.start()
         self._observer = observer
