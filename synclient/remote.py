@@ -226,6 +226,43 @@ class Remote:
         except ProtocolError:
             return None
 
+    async def fetch(
+        self,
+        path: str,
+        expected_hash: str,
+        expected_size: int,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> bytes:
+        """A small file's bytes, in memory, verified against ``expected_hash`` (the
+        caller writes them out, in the thread hop it needs anyway: no temp file is
+        created on the reactor thread for each of many small files)."""
+        response = await self._request(
+            "GET", self.url("download", path=path), headers=self.headers(), unbuffered=True
+        )
+        await self._check(response, f"download {path}")
+        chunks: list[bytes] = []
+        received = 0
+
+        def keep(chunk: bytes) -> None:
+            nonlocal received
+            received += len(chunk)
+            if received > expected_size:
+                raise HashMismatch(f"download {path}: more than the {expected_size} bytes listed")
+            chunks.append(chunk)
+            if on_bytes is not None:
+                on_bytes(len(chunk))
+
+        import treq
+
+        try:
+            await treq.collect(response, keep)
+        except ResponseFailed as error:
+            raise Unreachable(f"download {path} interrupted: {error}") from error
+        body = b"".join(chunks)
+        if hashlib.sha256(body).hexdigest() != expected_hash:
+            raise HashMismatch(f"download {path}: content does not match its hash")
+        return body
+
     async def download(
         self,
         path: str,
@@ -233,9 +270,12 @@ class Remote:
         expected_hash: str,
         expected_size: int,
         on_bytes: Callable[[int], None] | None = None,
+        sync: bool = True,
     ) -> Path:
         """Fetch ``path`` into its temp file beside ``target``, resuming a partial one;
-        verify the SHA-256 and fsync. Returns the temp file (the caller renames it)."""
+        verify the SHA-256 and, unless ``sync`` is false (the caller then fsyncs it in
+        the thread hop it needs anyway), fsync. Returns the temp file (the caller
+        renames it)."""
         import treq
         from twisted.internet.threads import deferToThread
 
@@ -274,7 +314,10 @@ class Remote:
                 await treq.collect(response, write)
             except ResponseFailed as error:
                 raise Unreachable(f"download {path} interrupted: {error}") from error
-            await deferToThread(_flush, handle)
+            if sync:
+                await deferToThread(_flush, handle)
+            else:
+                handle.flush()
         finally:
             handle.close()
         if digest.hexdigest() != expected_hash:
