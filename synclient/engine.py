@@ -285,10 +285,9 @@ class Engine:
             self.local = {}
             self.scanned = True
         else:
-            for root in result.roots:
-                prefix = root + "/"
-                for path in [p for p in self.local if p == root or p.startswith(prefix)]:
-                    del self.local[path]
+            roots = set(result.roots)
+            for path in [p for p in self.local if planner.within(p, roots)]:
+                del self.local[path]
         with self.state.batch():
             for path, entry in result.entries.items():
                 self.local[path] = entry.version
@@ -303,12 +302,10 @@ class Engine:
 
     def _touched(self, scan: ScanResult) -> set[str]:
         """Paths a targeted scan may have changed: its roots and everything under them."""
-        touched = set(scan.entries)
-        for root in scan.roots:
-            touched.add(root)
-            prefix = root + "/"
-            for view in (self.state.base, self.state.remote):
-                touched.update(p for p in view if p.startswith(prefix))
+        touched = set(scan.entries) | set(scan.roots)
+        roots = set(scan.roots)
+        for view in (self.state.base, self.state.remote):
+            touched.update(p for p in view if planner.within(p, roots))
         return touched - scan.unsettled
 
     async def pull(self, full_list: bool) -> set[str]:
