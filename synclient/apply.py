@@ -54,6 +54,27 @@ CHECKPOINT = 1000
 """A pass's state writes are one transaction, committed every this many steps."""
 
 
+class FolderGone(Exception):
+    """The local folder (or its state) disappeared: unmounted or emptied."""
+
+
+def make_dirs(root: Path, relative: Path | str) -> None:
+    """Create ``root/relative`` and its missing parents, but never ``root`` itself: a
+    vanished sync folder (an unmounted disk) must not be recreated and filled, so it
+    raises :class:`FolderGone` instead."""
+    current = root
+    for part in Path(relative).parts:
+        current = current / part
+        try:
+            os.mkdir(current)
+        except FileExistsError:
+            continue
+        except FileNotFoundError:
+            if not root.is_dir():
+                raise FolderGone(f"the sync folder {root} disappeared") from None
+            raise
+
+
 def version_of(meta: FileMetadata, origin: str = "") -> Version:
     """A server FileMetadata as a planner version (directories get the pseudo-hash)."""
     if meta.is_directory:
@@ -263,6 +284,7 @@ class Applier:
             temp = download_temp(target, remote.hash)
             body = await self.remote.fetch(path, remote.hash, remote.size, self.on_bytes)
         else:
+            make_dirs(self.root, Path(target_path).parent)
             temp = await self.remote.download(
                 path, target, remote.hash, remote.size, on_bytes=self.on_bytes, sync=False
             )
@@ -288,7 +310,7 @@ class Applier:
         durable, check the target still holds what the plan assumed, rename over it;
         return the new file's stat (``None``: left alone)."""
         if body is not None:
-            os.makedirs(temp.parent, exist_ok=True)
+            make_dirs(self.root, temp.parent.relative_to(self.root))
             with open(temp, "wb") as handle:
                 handle.write(body)
                 handle.flush()
@@ -318,7 +340,7 @@ class Applier:
     async def _mkdir_local(self, path: str, expect: Version | None, remote: Version) -> bool:
         if expect is not None and not expect.is_dir:
             return False
-        os.makedirs(self._full(path), exist_ok=True)
+        make_dirs(self.root, path)
         self.state.set_base(path, remote)
         return True
 
@@ -425,7 +447,7 @@ class Applier:
             return False
         if not await self.local_is(action.dst, None):
             return False
-        os.makedirs(self._full(action.dst).parent, exist_ok=True)
+        make_dirs(self.root, Path(action.dst).parent)
         os.rename(self._full(action.src), self._full(action.dst))
         entry = self.state.cache.get(action.src)
         with self.state.batch():

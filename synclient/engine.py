@@ -24,7 +24,7 @@ from twisted.logger import Logger
 
 from caddytw.sync.protocol import Change
 from synclient import planner
-from synclient.apply import Applier, Outcome, version_of
+from synclient.apply import Applier, FolderGone, Outcome, version_of
 from synclient.planner import DIR_HASH, DeleteLocal, DeleteRemote, PathState, Strategy, Version
 from synclient.progress import Progress
 from synclient.remote import Remote, RemoteError, Unreachable
@@ -35,10 +35,6 @@ log = Logger()
 
 ROUNDS = 4
 """Re-plans of dirty paths within one cycle before leaving them to the next."""
-
-
-class FolderGone(Exception):
-    """The local folder (or its state) disappeared: unmounted or emptied."""
 
 
 @dataclass(slots=True)
@@ -99,6 +95,8 @@ class Engine:
         self._retry_delay = 0.0
         self.last_report = CycleReport()
         self.stopped = False
+        self.gone: FolderGone | None = None
+        """Why the engine stopped on its own (the process then exits with status 5)."""
 
     # -- triggers -------------------------------------------------------------------------
 
@@ -138,6 +136,7 @@ class Engine:
         self._running = None
         if failure.check(FolderGone):
             log.error("{error}; stopping", error=failure.value)
+            self.gone = failure.value
             self.stopped = True
             if self.reactor.running:
                 self.reactor.stop()

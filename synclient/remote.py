@@ -294,7 +294,8 @@ class Remote:
         on_bytes: Callable[[int], None] | None = None,
         sync: bool = True,
     ) -> Path:
-        """Fetch ``path`` into its temp file beside ``target``, resuming a partial one;
+        """Fetch ``path`` into its temp file beside ``target`` (whose folder must exist),
+        resuming a partial one;
         verify the SHA-256 and, unless ``sync`` is false (the caller then fsyncs it in
         the thread hop it needs anyway), fsync. Returns the temp file (the caller
         renames it)."""
@@ -302,7 +303,6 @@ class Remote:
         from twisted.internet.threads import deferToThread
 
         temp = download_temp(target, expected_hash)
-        temp.parent.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()
         offset = 0
         if temp.exists():
