@@ -6,9 +6,10 @@ on, with the local stat seen then), a stat-keyed hash cache that spares rehashin
 unchanged files, the last known server listing, and the server cursor and index id.
 
 Everything is loaded into dictionaries at open and written through, so lookups during a
-sync never touch SQLite; writes are batched in one transaction per sync step (WAL mode,
-``synchronous=NORMAL``: a crash may lose the last step, which only causes a rehash or a
-repeated, idempotent transfer).
+sync never touch SQLite; writes are batched in one transaction per sync step, a whole
+pass of transfers included, committed every so often (WAL mode, ``synchronous=NORMAL``:
+a crash may lose the last stretch, which only causes a rehash or a repeated, idempotent
+transfer; the files themselves are fsynced before they are renamed into place).
 """
 
 from __future__ import annotations
