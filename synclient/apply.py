@@ -41,13 +41,38 @@ from synclient.planner import (
     Upload,
     Version,
 )
-from synclient.remote import NotFound, Remote, RemoteError, Stale, Unreachable
+from synclient.remote import NotFound, Remote, RemoteError, Stale, Unreachable, download_temp
 from synclient.scanner import hash_file
 from synclient.state import Stat, StateDB
 
 log = Logger()
 
 BATCH = 500
+SMALL_FILE = 256 * 1024
+"""Files up to this size are downloaded into memory and written out in one thread hop."""
+CHECKPOINT = 1000
+"""A pass's state writes are one transaction, committed every this many steps."""
+
+
+class FolderGone(Exception):
+    """The local folder (or its state) disappeared: unmounted or emptied."""
+
+
+def make_dirs(root: Path, relative: Path | str) -> None:
+    """Create ``root/relative`` and its missing parents, but never ``root`` itself: a
+    vanished sync folder (an unmounted disk) must not be recreated and filled, so it
+    raises :class:`FolderGone` instead."""
+    current = root
+    for part in Path(relative).parts:
+        current = current / part
+        try:
+            os.mkdir(current)
+        except FileExistsError:
+            continue
+        except FileNotFoundError:
+            if not root.is_dir():
+                raise FolderGone(f"the sync folder {root} disappeared") from None
+            raise
 
 
 def version_of(meta: FileMetadata, origin: str = "") -> Version:
@@ -76,7 +101,7 @@ class Applier:
         state: StateDB,
         remote: Remote,
         *,
-        parallel: int = 4,
+        parallel: int = 8,
         on_file: Callable[[str, int], None] | None = None,
         on_bytes: Callable[[int], None] | None = None,
     ) -> None:
@@ -114,16 +139,6 @@ class Applier:
         result: bool = await deferToThread(self._local_is, path, expect)
         return result
 
-    def _record_local(self, path: str, version: Version) -> None:
-        """Remember what this client wrote at ``path`` (echo suppression)."""
-        if version.is_dir:
-            return
-        try:
-            info = os.stat(self._full(path))
-        except FileNotFoundError:
-            return
-        self.state.set_cache(path, version.hash, Stat.of(info))
-
     def unique_copy(self, copy: str) -> str:
         """``copy``, or ``copy`` with a counter, free on both sides."""
         candidate, n = copy, 1
@@ -137,6 +152,10 @@ class Applier:
 
     async def run(self, actions: Iterable[Action]) -> Outcome:
         """Run ``actions`` (already in planner order), in phases; transfers in parallel."""
+        with self.state.batch(keep_on_error=True):
+            return await self._run(actions)
+
+    async def _run(self, actions: Iterable[Action]) -> Outcome:
         outcome = Outcome()
         groups: dict[str, list[Action]] = {}
         for action in actions:
@@ -216,6 +235,8 @@ class Applier:
                 outcome.dirty.add(action.path)
                 return
             outcome.done += 1
+            if outcome.done % CHECKPOINT == 0:
+                self.state.checkpoint()
 
     async def _one(self, action: Action, outcome: Outcome) -> bool:
         if isinstance(action, Download):
@@ -258,17 +279,55 @@ class Applier:
         """Download ``path``'s ``remote`` bytes into ``target_path`` if it still holds
         ``expect_local``."""
         target = self._full(target_path)
-        temp = await self.remote.download(
-            path, target, remote.hash, remote.size, on_bytes=self.on_bytes
+        body: bytes | None = None
+        if remote.size <= SMALL_FILE:
+            temp = download_temp(target, remote.hash)
+            body = await self.remote.fetch(path, remote.hash, remote.size, self.on_bytes)
+        else:
+            make_dirs(self.root, Path(target_path).parent)
+            temp = await self.remote.download(
+                path, target, remote.hash, remote.size, on_bytes=self.on_bytes, sync=False
+            )
+        written: Stat | None = await deferToThread(
+            self._install, temp, target_path, expect_local, remote.mtime, body
         )
-        if not await self.local_is(target_path, expect_local):
+        if written is None:
             return False  # keep the temp file: the next attempt resumes from it
-        if remote.mtime:
-            os.utime(temp, (remote.mtime, remote.mtime))
-        os.replace(temp, target)
-        self._record_local(target_path, remote)
+        self.state.set_cache(target_path, remote.hash, written)
         self.on_file(target_path, remote.size)
         return True
+
+    def _install(
+        self,
+        temp: Path,
+        target_path: str,
+        expect_local: Version | None,
+        mtime: float,
+        body: bytes | None = None,
+    ) -> Stat | None:
+        """Runs in a thread, one hop for all of a download's blocking steps: write
+        ``body`` (already verified) to the temp file when given, make the temp file
+        durable, check the target still holds what the plan assumed, rename over it;
+        return the new file's stat (``None``: left alone)."""
+        if body is not None:
+            make_dirs(self.root, temp.parent.relative_to(self.root))
+            with open(temp, "wb") as handle:
+                handle.write(body)
+                handle.flush()
+                os.fsync(handle.fileno())
+        else:
+            fd = os.open(temp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        if not self._local_is(target_path, expect_local):
+            return None
+        if mtime:
+            os.utime(temp, (mtime, mtime))
+        target = self._full(target_path)
+        os.replace(temp, target)
+        return Stat.of(os.stat(target))
 
     async def _download(self, action: Download) -> bool:
         if action.remote.is_dir:
@@ -281,7 +340,7 @@ class Applier:
     async def _mkdir_local(self, path: str, expect: Version | None, remote: Version) -> bool:
         if expect is not None and not expect.is_dir:
             return False
-        os.makedirs(self._full(path), exist_ok=True)
+        make_dirs(self.root, path)
         self.state.set_base(path, remote)
         return True
 
@@ -388,7 +447,7 @@ class Applier:
             return False
         if not await self.local_is(action.dst, None):
             return False
-        os.makedirs(self._full(action.dst).parent, exist_ok=True)
+        make_dirs(self.root, Path(action.dst).parent)
         os.rename(self._full(action.src), self._full(action.dst))
         entry = self.state.cache.get(action.src)
         with self.state.batch():

@@ -31,7 +31,8 @@ exit status:
   2  bad command line
   3  the server cannot be reached
   4  the server refused the token (401/403)
-  5  the local folder is missing, not a folder, or not writable
+  5  the local folder is missing, not a folder, or not writable, or it
+     disappeared while running (e.g. unmounted)
   6  a mass deletion was refused (use --allow-mass-delete if intended)
 
 The token may also come from the SYNCLIENT_TOKEN environment variable.
@@ -147,6 +148,7 @@ def start_logging(verbose: bool) -> None:
 
 
 async def run(reactor: Any, args: argparse.Namespace) -> int:
+    from synclient.apply import FolderGone
     from synclient.remote import AuthFailed, Unreachable
     from synclient.service import SyncService, build
 
@@ -168,11 +170,14 @@ async def run(reactor: Any, args: argparse.Namespace) -> int:
     if args.once or args.initial_sync:
         try:
             report = await engine.cycle(full=True)
+            left = await engine.verify() if args.once and report.clean else set()
         except Unreachable as error:
             fail(f"lost the server {settings.server}: {error}")
             return EXIT_UNREACHABLE
+        except FolderGone as error:
+            fail(f"{error}; stopped without touching the server's copy")
+            return EXIT_FOLDER
         if args.once:
-            left = await engine.verify() if report.clean else set()
             await parts.remote.close()
             parts.state.close()
             if report.refused_deletes:
@@ -192,7 +197,9 @@ async def run(reactor: Any, args: argparse.Namespace) -> int:
 
     done: Deferred[int] = Deferred()
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
-    reactor.addSystemEventTrigger("before", "shutdown", lambda: done.callback(EXIT_OK))
+    reactor.addSystemEventTrigger(
+        "before", "shutdown", lambda: done.callback(EXIT_FOLDER if engine.gone else EXIT_OK)
+    )
     return await done
 
 

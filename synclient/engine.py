@@ -24,7 +24,7 @@ from twisted.logger import Logger
 
 from caddytw.sync.protocol import Change
 from synclient import planner
-from synclient.apply import Applier, Outcome, version_of
+from synclient.apply import Applier, FolderGone, Outcome, version_of
 from synclient.planner import DIR_HASH, DeleteLocal, DeleteRemote, PathState, Strategy, Version
 from synclient.progress import Progress
 from synclient.remote import Remote, RemoteError, Unreachable
@@ -35,10 +35,6 @@ log = Logger()
 
 ROUNDS = 4
 """Re-plans of dirty paths within one cycle before leaving them to the next."""
-
-
-class FolderGone(Exception):
-    """The local folder (or its state) disappeared: unmounted or emptied."""
 
 
 @dataclass(slots=True)
@@ -99,6 +95,8 @@ class Engine:
         self._retry_delay = 0.0
         self.last_report = CycleReport()
         self.stopped = False
+        self.gone: FolderGone | None = None
+        """Why the engine stopped on its own (the process then exits with status 5)."""
 
     # -- triggers -------------------------------------------------------------------------
 
@@ -138,6 +136,7 @@ class Engine:
         self._running = None
         if failure.check(FolderGone):
             log.error("{error}; stopping", error=failure.value)
+            self.gone = failure.value
             self.stopped = True
             if self.reactor.running:
                 self.reactor.stop()
@@ -285,10 +284,9 @@ class Engine:
             self.local = {}
             self.scanned = True
         else:
-            for root in result.roots:
-                prefix = root + "/"
-                for path in [p for p in self.local if p == root or p.startswith(prefix)]:
-                    del self.local[path]
+            roots = set(result.roots)
+            for path in [p for p in self.local if planner.within(p, roots)]:
+                del self.local[path]
         with self.state.batch():
             for path, entry in result.entries.items():
                 self.local[path] = entry.version
@@ -303,12 +301,10 @@ class Engine:
 
     def _touched(self, scan: ScanResult) -> set[str]:
         """Paths a targeted scan may have changed: its roots and everything under them."""
-        touched = set(scan.entries)
-        for root in scan.roots:
-            touched.add(root)
-            prefix = root + "/"
-            for view in (self.state.base, self.state.remote):
-                touched.update(p for p in view if p.startswith(prefix))
+        touched = set(scan.entries) | set(scan.roots)
+        roots = set(scan.roots)
+        for view in (self.state.base, self.state.remote):
+            touched.update(p for p in view if planner.within(p, roots))
         return touched - scan.unsettled
 
     async def pull(self, full_list: bool) -> set[str]:

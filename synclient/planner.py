@@ -424,6 +424,22 @@ def clashes(paths: Iterable[str]) -> list[list[str]]:
     return [sorted(group) for group in groups.values() if len(group) > 1]
 
 
+def within(path: str, roots: set[str] | frozenset[str]) -> bool:
+    """Whether ``path`` is one of ``roots`` or lies below one (``""`` as a root matches
+    only itself, as a prefix test on ``root + "/"`` would).
+
+    Walks up ``path``'s own parents, so checking many paths against many roots costs
+    their depth, not ``len(paths) * len(roots)`` prefix comparisons."""
+    if path in roots:
+        return True
+    cut = path.rfind("/")
+    while cut > 0:
+        if path[:cut] in roots:
+            return True
+        cut = path.rfind("/", 0, cut)
+    return False
+
+
 def parents(paths: Iterable[str]) -> set[str]:
     """Every proper parent folder of ``paths``.
 

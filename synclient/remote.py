@@ -113,7 +113,8 @@ class Remote:
         self.pool = HTTPConnectionPool(reactor, persistent=True)
         self.pool.maxPersistentPerHost = 8
         self.pool.retryAutomatically = False
-        self.http = treq.client.HTTPClient(Agent(reactor, pool=self.pool))
+        self.agent = Agent(reactor, pool=self.pool)
+        self.http = treq.client.HTTPClient(self.agent)
 
     def close(self) -> Deferred[None]:
         return self.pool.closeCachedConnections()
@@ -138,12 +139,35 @@ class Remote:
         except (ConnectionRefusedError, ConnectError, DNSLookupError, ResponseFailed) as error:
             raise Unreachable(f"cannot reach {self.base}: {error}") from error
 
+    async def _get(self, url: str, extra: dict[str, str] | None = None) -> Any:
+        """A GET straight through the agent, its body unread: for the per-file
+        downloads, where treq's URL parsing (hyperlink, IDNA), cookie, redirect and
+        decoder layers cost more than the request itself. Same errors as _request."""
+        try:
+            target = url.encode("ascii")
+        except UnicodeEncodeError:  # an IDN host: let treq encode it
+            return await self._request("GET", url, headers=self.headers(extra), unbuffered=True)
+        from twisted.web.http_headers import Headers
+
+        headers = Headers({name: [value] for name, value in self.headers(extra).items()})
+        pending = self.agent.request(b"GET", target, headers)
+        timer = self.reactor.callLater(self.timeout, pending.cancel)
+        try:
+            return await pending
+        except (ConnectionRefusedError, ConnectError, DNSLookupError, ResponseFailed) as error:
+            raise Unreachable(f"cannot reach {self.base}: {error}") from error
+        finally:
+            if timer.active():
+                timer.cancel()
+
     async def _check(self, response: Any, what: str) -> None:
         """Raise the right error for a non-2xx answer (reads its body)."""
+        import treq
+
         code = response.code
         if 200 <= code < 300:
             return
-        body = await response.content()
+        body = await treq.content(response)
         text = body.decode("utf-8", "replace").strip()[:300]
         if code in (401, 403):
             raise AuthFailed(f"{what}: the server refused the token ({code}) {text}", code)
@@ -226,6 +250,41 @@ class Remote:
         except ProtocolError:
             return None
 
+    async def fetch(
+        self,
+        path: str,
+        expected_hash: str,
+        expected_size: int,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> bytes:
+        """A small file's bytes, in memory, verified against ``expected_hash`` (the
+        caller writes them out, in the thread hop it needs anyway: no temp file is
+        created on the reactor thread for each of many small files)."""
+        response = await self._get(self.url("download", path=path))
+        await self._check(response, f"download {path}")
+        chunks: list[bytes] = []
+        received = 0
+
+        def keep(chunk: bytes) -> None:
+            nonlocal received
+            received += len(chunk)
+            if received > expected_size:
+                raise HashMismatch(f"download {path}: more than the {expected_size} bytes listed")
+            chunks.append(chunk)
+            if on_bytes is not None:
+                on_bytes(len(chunk))
+
+        import treq
+
+        try:
+            await treq.collect(response, keep)
+        except ResponseFailed as error:
+            raise Unreachable(f"download {path} interrupted: {error}") from error
+        body = b"".join(chunks)
+        if hashlib.sha256(body).hexdigest() != expected_hash:
+            raise HashMismatch(f"download {path}: content does not match its hash")
+        return body
+
     async def download(
         self,
         path: str,
@@ -233,14 +292,17 @@ class Remote:
         expected_hash: str,
         expected_size: int,
         on_bytes: Callable[[int], None] | None = None,
+        sync: bool = True,
     ) -> Path:
-        """Fetch ``path`` into its temp file beside ``target``, resuming a partial one;
-        verify the SHA-256 and fsync. Returns the temp file (the caller renames it)."""
+        """Fetch ``path`` into its temp file beside ``target`` (whose folder must exist),
+        resuming a partial one;
+        verify the SHA-256 and, unless ``sync`` is false (the caller then fsyncs it in
+        the thread hop it needs anyway), fsync. Returns the temp file (the caller
+        renames it)."""
         import treq
         from twisted.internet.threads import deferToThread
 
         temp = download_temp(target, expected_hash)
-        temp.parent.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()
         offset = 0
         if temp.exists():
@@ -252,9 +314,7 @@ class Remote:
         extra = {"Range": f"bytes={offset}-"} if 0 < offset < expected_size else {}
         if offset >= expected_size and expected_size > 0 and digest.hexdigest() == expected_hash:
             return temp  # a previous run fetched everything but did not rename
-        response = await self._request(
-            "GET", self.url("download", path=path), headers=self.headers(extra), unbuffered=True
-        )
+        response = await self._get(self.url("download", path=path), extra)
         await self._check(response, f"download {path}")
         if response.code != 206 or not _range_starts_at(response, offset):
             offset = 0
@@ -274,7 +334,10 @@ class Remote:
                 await treq.collect(response, write)
             except ResponseFailed as error:
                 raise Unreachable(f"download {path} interrupted: {error}") from error
-            await deferToThread(_flush, handle)
+            if sync:
+                await deferToThread(_flush, handle)
+            else:
+                handle.flush()
         finally:
             handle.close()
         if digest.hexdigest() != expected_hash:

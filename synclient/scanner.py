@@ -19,7 +19,7 @@ from pathlib import Path
 
 from caddytw.sync.protocol import ProtocolError, is_reserved_name, validate_path
 from synclient.ignore import IgnoreRules
-from synclient.planner import DIR_HASH, Version
+from synclient.planner import DIR_HASH, Version, within
 from synclient.state import STATE_DIR, CacheEntry, Stat
 
 CHUNK = 1 << 20
@@ -176,19 +176,25 @@ class Scanner:
         """Only ``paths`` (each one a root; a directory is rescanned whole)."""
         result = ScanResult()
         files: list[tuple[str, os.stat_result]] = []
+        taken: set[str] = set()  # result.roots as a set, without "" (it covers nothing)
         for rel in sorted(set(paths)):
-            if any(rel.startswith(root + "/") for root in result.roots if root):
-                continue
+            parent = rel.rpartition("/")[0]
+            if parent and within(parent, taken):
+                continue  # under a root already examined whole
             name = rel.rpartition("/")[2]
             try:
                 info = os.stat(self.root / rel, follow_symlinks=False)
             except (FileNotFoundError, NotADirectoryError):
                 result.roots.append(rel)
+                if rel:
+                    taken.add(rel)
                 continue
             is_dir = stat_module.S_ISDIR(info.st_mode)
             if not self._accept(rel, name, is_dir, result) or self.ignore.covers(rel, is_dir):
                 continue
             result.roots.append(rel)
+            if rel:
+                taken.add(rel)
             if is_dir:
                 result.entries[rel] = LocalEntry(rel, DIR_HASH, Stat.of(info), info.st_mtime)
                 self._walk(rel, result, files)

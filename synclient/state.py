@@ -6,9 +6,10 @@ on, with the local stat seen then), a stat-keyed hash cache that spares rehashin
 unchanged files, the last known server listing, and the server cursor and index id.
 
 Everything is loaded into dictionaries at open and written through, so lookups during a
-sync never touch SQLite; writes are batched in one transaction per sync step (WAL mode,
-``synchronous=NORMAL``: a crash may lose the last step, which only causes a rehash or a
-repeated, idempotent transfer).
+sync never touch SQLite; writes are batched in one transaction per sync step, a whole
+pass of transfers included, committed every so often (WAL mode, ``synchronous=NORMAL``:
+a crash may lose the last stretch, which only causes a rehash or a repeated, idempotent
+transfer; the files themselves are fsynced before they are renamed into place).
 """
 
 from __future__ import annotations
@@ -93,8 +94,12 @@ class StateDB:
         self._db.close()
 
     @contextmanager
-    def batch(self) -> Iterator[None]:
-        """Group writes into one transaction (nestable)."""
+    def batch(self, keep_on_error: bool = False) -> Iterator[None]:
+        """Group writes into one transaction (nestable).
+
+        ``keep_on_error`` commits even when the block raises: for a long pass whose
+        writes record facts that already happened (a file was written), since the
+        dictionaries were updated at once and must not disagree with the database."""
         if self._depth == 0:
             self._db.execute("BEGIN")
         self._depth += 1
@@ -103,11 +108,18 @@ class StateDB:
         except BaseException:
             self._depth -= 1
             if self._depth == 0:
-                self._db.execute("ROLLBACK")
+                self._db.execute("COMMIT" if keep_on_error else "ROLLBACK")
             raise
         self._depth -= 1
         if self._depth == 0:
             self._db.execute("COMMIT")
+
+    def checkpoint(self) -> None:
+        """Commit what the outermost open batch wrote so far and carry on in a new
+        transaction (a crash in a long pass then loses only the last stretch)."""
+        if self._depth == 1:
+            self._db.execute("COMMIT")
+            self._db.execute("BEGIN")
 
     # -- meta -------------------------------------------------------------------------
 

@@ -139,6 +139,11 @@ class FastHTTPChannel(Protocol):
         self._host = transport.getHost()
         self._secure = ISSLTransport.providedBy(transport)
         self._socket = transport.socket if type(transport) is tcp.Server else None
+        if self._socket is not None:
+            # As Go (so Caddy) does on every connection: a head written on its own (an
+            # answer sent later than the dispatch) must not wait for the peer's delayed
+            # ACK before its body may leave (Nagle), 40 ms per keep-alive request.
+            transport.setTcpNoDelay(True)
         if self.timeOut and self.callLater is not None:
             self._idle_call = self.callLater(self.timeOut, self._idle_timed_out)
         if self._secure or self.allow_h2c:

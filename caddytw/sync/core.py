@@ -64,6 +64,16 @@ class Conflict(StoreError):
         self.info = info
 
 
+class NameClash(Conflict):
+    """The path would be a second name for an existing one on a case-insensitive or
+    normalising filesystem (``A.txt`` next to ``a.txt``): HTTP 409."""
+
+    def __init__(self, info: ConflictInfo, message: str, existing: str) -> None:
+        super().__init__(info, message)
+        self.status = 409
+        self.existing = existing
+
+
 @dataclass(frozen=True)
 class Preconditions:
     """``If-Match`` / ``If-None-Match`` of a write, as hashes (``"*"`` for any)."""
@@ -95,11 +105,13 @@ def matches(entry: Entry | None, seen: Observed | None) -> bool:
     return (entry.size, entry.mtime_ns, entry.inode) == (seen.size, seen.mtime_ns, seen.inode)
 
 
-def observe_folder(root: Path, known: Mapping[str, Entry]) -> dict[str, Seen]:
-    """Walk ``root`` and hash what changed compared with ``known`` (blocking; meant for a
-    pool thread)."""
+def observe_folder(
+    root: Path, known: Mapping[str, Entry], under: str | None = None
+) -> dict[str, Seen]:
+    """Walk ``root`` (only below the folder ``under`` when given) and hash what changed
+    compared with ``known`` (blocking; meant for a pool thread)."""
     found: dict[str, Seen] = {}
-    for path, info in walk(root):
+    for path, info in walk(root, under):
         seen = Observed.of(info)
         entry = known.get(path)
         if seen.is_dir:
@@ -196,6 +208,31 @@ class LocalStoreCore:
                 return self.index.live(path)
             return self._record(path, hashed[0], hashed[1], None)
 
+    def refuse_clash(
+        self, path: str, local: FileMetadata | None = None, moving: str | None = None
+    ) -> None:
+        """Raise :class:`NameClash` when creating ``path`` (or one of its missing
+        parents) would give an existing path a second name that differs only in case or
+        Unicode normalisation. ``moving`` (a move's source) may clash with itself, so a
+        case-only rename goes through."""
+        parts = path.split("/")
+        for depth in range(1, len(parts) + 1):
+            prefix = "/".join(parts[:depth])
+            if self.index.live(prefix) is not None:
+                continue
+            other = self.index.clash(prefix)
+            if other is None:
+                continue
+            if moving is not None and (other.path == moving or other.path.startswith(moving + "/")):
+                continue
+            info = ConflictInfo(path, local, other.metadata())
+            raise NameClash(
+                info,
+                f"{prefix!r} differs from the existing {other.path!r} only in case or "
+                "Unicode normalisation; both cannot exist on every client",
+                other.path,
+            )
+
     def _make_parents(self, path: str, origin: str | None) -> None:
         parent, missing = split_existing(self.root, path)
         for part in missing:
@@ -257,6 +294,7 @@ class LocalStoreCore:
 
         Identical content is never a conflict, so without the body's declared hash a
         violated condition is left for :meth:`commit_upload` to judge."""
+        self.refuse_clash(path)
         current = self.lookup(path)
         if current is not None and current.is_dir:
             raise StoreError(409, f"{path!r} is a folder")
@@ -276,6 +314,7 @@ class LocalStoreCore:
     ) -> tuple[FileMetadata, Literal["created", "updated", "unchanged"]]:
         """Rename a staged upload into place if the conditions still hold."""
         try:
+            self.refuse_clash(path, self._staged_metadata(path, staged, modified_ns))
             current = self.lookup(path)
             if current is not None and current.is_dir:
                 raise StoreError(409, f"{path!r} is a folder")
@@ -284,12 +323,7 @@ class LocalStoreCore:
                 return current.metadata(), "unchanged"
             why = conditions.violated_by(current)
             if why is not None:
-                local = FileMetadata(
-                    path,
-                    staged.size,
-                    datetime.fromtimestamp((modified_ns or now_ns()) / 1e9, UTC),
-                    staged.hash,
-                )
+                local = self._staged_metadata(path, staged, modified_ns)
                 raise self._conflict(path, local, current, why)
             target = self.root / path
             with self.index.transaction():
@@ -303,6 +337,10 @@ class LocalStoreCore:
         except BaseException:
             staged.discard()
             raise
+
+    def _staged_metadata(self, path: str, staged: Staged, modified_ns: int | None) -> FileMetadata:
+        modified = datetime.fromtimestamp((modified_ns or now_ns()) / 1e9, UTC)
+        return FileMetadata(path, staged.size, modified, staged.hash)
 
     def delete(self, path: str, base_hash: str | None, origin: str | None) -> Entry | None:
         """Delete a file or an empty folder; ``None`` when it was already gone."""
@@ -328,6 +366,7 @@ class LocalStoreCore:
     def mkdir(self, path: str, origin: str | None) -> Entry | None:
         """Create a folder (and its parents); ``None`` when it already existed."""
         path = checked_path(path)
+        self.refuse_clash(path, FileMetadata(path, 0, datetime.now(UTC), "", True))
         current = self.lookup(path)
         if current is not None:
             if current.is_dir:
@@ -353,6 +392,7 @@ class LocalStoreCore:
             return None
         if target.startswith(source + "/"):
             raise StoreError(400, f"cannot move {source!r} into itself")
+        self.refuse_clash(target, current.metadata(), moving=source)
         existing = self.lookup(target)
         if existing is not None:
             raise self._conflict(target, current.metadata(), existing, "the target exists")
@@ -405,6 +445,7 @@ class LocalStoreCore:
                 return OperationResult(number, "unchanged", op.to_path)
             return OperationResult(number, "applied", op.to_path, moved.seq)
         meta = op.metadata
+        self.refuse_clash(meta.path, meta)
         if meta.is_directory:
             made = self.mkdir(meta.path, origin)
             if made is None:
@@ -445,8 +486,10 @@ class LocalStoreCore:
 
     # -- scanning ----------------------------------------------------------------------
 
-    def snapshot(self) -> dict[str, Entry]:
-        return {entry.path: entry for entry in self.index.all_live()}
+    def snapshot(self, under: str | None = None) -> dict[str, Entry]:
+        """Live rows: all of them, or those strictly below the folder ``under``."""
+        rows = self.index.all_live() if under is None else self.index.children(under)
+        return {entry.path: entry for entry in rows}
 
     def apply_scan(self, known: Mapping[str, Entry], found: Mapping[str, Seen]) -> list[Change]:
         """Record what a walk found (``found``, from :func:`observe_folder` over
@@ -490,10 +533,11 @@ class LocalStoreCore:
             self._forget(path, None)
         self._record(path, observed, hash_hex, None)
 
-    def rescan(self) -> list[Change]:
-        """Walk, hash and record in one go on this thread (startup, tests)."""
-        known = self.snapshot()
-        return self.apply_scan(known, observe_folder(self.root, known))
+    def rescan(self, under: str | None = None) -> list[Change]:
+        """Walk, hash and record in one go on this thread (startup, tests); only below
+        the folder ``under`` when given."""
+        known = self.snapshot(under)
+        return self.apply_scan(known, observe_folder(self.root, known, under))
 
     def refresh(self, paths: list[str]) -> list[Change]:
         """Re-check single paths a watcher reported (and their parents, first)."""

@@ -195,13 +195,23 @@ def stage(
         raise
 
 
-def walk(root: Path) -> Iterator[tuple[str, os.stat_result]]:
-    """Every syncable path under ``root`` with its ``lstat``, parents before children.
+def walk(root: Path, under: str | None = None) -> Iterator[tuple[str, os.stat_result]]:
+    """Every syncable path under ``root`` with its ``lstat``, parents before children;
+    only those strictly below the folder ``under`` (a relative path) when given.
 
     Skips symbolic links, special files, reserved names (the index, temp files) and
     names that are not valid sync paths (e.g. not UTF-8, with a backslash).
     """
-    stack: list[tuple[Path, str]] = [(root, "")]
+    if under is None:
+        stack: list[tuple[Path, str]] = [(root, "")]
+    else:
+        try:
+            start = observe(root, under)
+        except StoreError:
+            return
+        if start is None or not start.is_dir:
+            return
+        stack = [(root / under, under + "/")]
     while stack:
         directory, prefix = stack.pop()
         try:

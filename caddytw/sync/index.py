@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from caddytw.sync.protocol import Change, ChangeOp, ChangesPage, FileMetadata
+from caddytw.sync.protocol import Change, ChangeOp, ChangesPage, FileMetadata, fold_key
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS entries (
     seq INTEGER NOT NULL UNIQUE,
     op TEXT NOT NULL,
     origin TEXT,
-    changed_at REAL NOT NULL
+    changed_at REAL NOT NULL,
+    fold TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS clients (
     id TEXT PRIMARY KEY, cursor INTEGER NOT NULL, seen_at REAL NOT NULL
@@ -91,6 +92,7 @@ class SyncIndex:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        self._add_fold_keys()
         self._clock = clock
         with self.transaction():
             if self._meta("index_id") is None:
@@ -114,6 +116,17 @@ class SyncIndex:
         """``with index.transaction():`` groups writes (BEGIN IMMEDIATE ... COMMIT)."""
         return _Transaction(self)  # type: ignore[return-value]
 
+    def _add_fold_keys(self) -> None:
+        """Give an index made before fold keys existed its ``fold`` column, filled in
+        (once), and the lookup index on it."""
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(entries)")}
+        if "fold" not in columns:
+            self.db.create_function("fold_key", 1, fold_key, deterministic=True)
+            with self.transaction():
+                self.db.execute("ALTER TABLE entries ADD COLUMN fold TEXT NOT NULL DEFAULT ''")
+                self.db.execute("UPDATE entries SET fold = fold_key(path)")
+        self.db.execute("CREATE INDEX IF NOT EXISTS entries_fold ON entries (fold)")
+
     def _meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
@@ -135,16 +148,27 @@ class SyncIndex:
         entry = self.get(path)
         return None if entry is None or entry.deleted else entry
 
+    def clash(self, path: str) -> Entry | None:
+        """A live row whose path differs from ``path`` only in case or Unicode
+        normalisation (the two would be one file on macOS or Windows)."""
+        row = self.db.execute(
+            "SELECT * FROM entries WHERE fold = ? AND deleted = 0 AND path != ? LIMIT 1",
+            (fold_key(path), path),
+        ).fetchone()
+        return None if row is None else _entry(row)
+
     def all_live(self) -> list[Entry]:
         rows = self.db.execute("SELECT * FROM entries WHERE deleted = 0 ORDER BY path")
         return [_entry(row) for row in rows]
 
     def children(self, path: str) -> list[Entry]:
-        """Live rows strictly below folder ``path``."""
-        prefix = path + "/"
+        """Live rows strictly below folder ``path``.
+
+        A range on the primary key (``"p/" <= path < "p0"``, ``0`` being the character
+        after ``/``), so it reads only the folder's rows instead of scanning the table."""
         rows = self.db.execute(
-            "SELECT * FROM entries WHERE deleted = 0 AND substr(path, 1, ?) = ? ORDER BY path",
-            (len(prefix), prefix),
+            "SELECT * FROM entries WHERE path >= ? AND path < ? AND deleted = 0 ORDER BY path",
+            (path + "/", path + "0"),
         )
         return [_entry(row) for row in rows]
 
@@ -204,7 +228,8 @@ class SyncIndex:
         stored = Entry(**{**entry.__dict__, "seq": seq})
         self.db.execute(
             "INSERT OR REPLACE INTO entries (path, is_dir, size, mtime_ns, inode, hash, "
-            "deleted, seq, op, origin, changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "deleted, seq, op, origin, changed_at, fold) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 stored.path,
                 int(stored.is_dir),
@@ -217,6 +242,7 @@ class SyncIndex:
                 stored.op,
                 stored.origin,
                 self._now(),
+                fold_key(stored.path),
             ),
         )
         self._set_meta("seq", str(seq))

@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -208,6 +209,13 @@ def temp_name(name: str, token: str) -> str:
 def is_reserved_name(segment: str) -> bool:
     """Names the sync never touches: the index folder and in-progress temp files."""
     return segment == INDEX_DIR_NAME or is_temp_name(segment)
+
+
+def fold_key(path: str) -> str:
+    """The name ``path`` has on a case-insensitive, normalising filesystem (macOS,
+    Windows): NFC, casefolded, NFC again (casefolding can denormalise). Two paths with
+    one key cannot both exist there, so the server keeps keys unique."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", path).casefold())
 
 
 def validate_path(value: object, where: str = "path") -> str:
@@ -485,6 +493,10 @@ class SyncRequest:
         )
 
 
+CONFLICT_EXTRAS = ("error", "existing_path")
+"""Optional fields of a ConflictInfo body (a 409 name clash adds them); ignored here."""
+
+
 @dataclass(frozen=True)
 class ConflictInfo:
     """A change the server refused because its state differs from the change's base.
@@ -511,7 +523,12 @@ class ConflictInfo:
 
     @classmethod
     def from_json(cls, value: object, where: str = "$") -> ConflictInfo:
-        data = _object(value, where, ("path", "local_metadata", "remote_metadata", "resolution"))
+        data = _object(
+            value,
+            where,
+            ("path", "local_metadata", "remote_metadata", "resolution"),
+            CONFLICT_EXTRAS,
+        )
         resolution = _str(data["resolution"], f"{where}.resolution")
         if resolution not in RESOLUTIONS:
             raise ProtocolError(f"{where}.resolution", f"expected one of {', '.join(RESOLUTIONS)}")

@@ -2,7 +2,8 @@
 ``file`` (DELETE) and ``events`` (WebSocket), as the last segment of the request path
 (so the handler works under ``/api/*`` or any other prefix).
 
-Every answer is JSON (``{"error": "..."}`` for failures, a ``ConflictInfo`` for 412) or
+Every answer is JSON (``{"error": "..."}`` for failures, a ``ConflictInfo`` for 412 and,
+with ``error`` and ``existing_path`` added, for a 409 case/normalisation name clash) or
 file bytes; nothing blocks the reactor: the store works in threads, downloads stream
 through a producer. Query strings are form-decoded: a ``+`` in a path must be sent as
 ``%2B``.
@@ -22,7 +23,7 @@ from twisted.web.server import NOT_DONE_YET
 from caddytw.http.request import CaddyRequest, transport_of
 from caddytw.http.routing import LeafResource
 from caddytw.sync.access import AccessPolicy, SyncClient
-from caddytw.sync.core import Conflict, Preconditions
+from caddytw.sync.core import Conflict, NameClash, Preconditions
 from caddytw.sync.events import EventHub
 from caddytw.sync.folder import StoreError
 from caddytw.sync.protocol import (
@@ -181,7 +182,11 @@ class FileSyncResource(LeafResource):
         request.setResponseCode(error.status)
         if error.status == 401:
             request.setHeader(b"www-authenticate", b'Bearer realm="file_sync"')
-        if isinstance(error, Conflict):
+        if isinstance(error, NameClash):
+            # The ConflictInfo shape, naming the path that is already there.
+            extra = {"error": error.message, "existing_path": error.existing}
+            body = dumps({**error.info.to_json(), **extra})
+        elif isinstance(error, Conflict):
             if error.info.remote_metadata is not None:
                 metadata_headers(request, error.info.remote_metadata)
             body = dumps(error.info)

@@ -2,9 +2,12 @@
 
 A watchdog observer reports touched paths (on its own thread; they hop to the reactor
 with ``callFromThread``); they are collected for a short moment and refreshed
-one by one (a folder event triggers a full rescan, since a folder created and filled at
-once is only partly reported). A periodic full rescan is the safety net for missed
-events, and old tombstones are purged once a day. The service also owns the store's
+one by one. A folder that appears (created, or moved in) is rescanned below itself,
+since a folder created and filled at once is only partly reported. "Folder modified"
+events are ignored: watchdog sends one for the parent of every file event, which is
+already reported on its own, and rescanning for each of them made every upload cost a
+walk of the whole tree. A periodic full rescan is the safety net for missed events,
+and old tombstones are purged once a day. The service also owns the store's
 lifetime and closes the WebSocket connections when the server stops.
 """
 
@@ -35,17 +38,22 @@ class FolderEvents:
         self.service = service
 
     def dispatch(self, event: Any) -> None:
+        is_dir = bool(event.is_directory)
+        kind = getattr(event, "event_type", "")
+        if is_dir and kind in ("modified", "closed", "opened", "closed_no_write"):
+            return
         root = str(self.service.store.root)
-        for raw in (getattr(event, "src_path", ""), getattr(event, "dest_path", "")):
+        for which in ("src_path", "dest_path"):
+            raw = getattr(event, which, "")
             path = raw.decode() if isinstance(raw, bytes) else str(raw or "")
             if not path.startswith(root):
                 continue
             relative = path[len(root) :].strip("/")
             if not relative or any(is_reserved_name(part) for part in relative.split("/")):
                 continue
-            self.service.reactor.callFromThread(
-                self.service.touched, relative, bool(event.is_directory)
-            )
+            # A folder that appears may hold content no event will report.
+            appeared = is_dir and (kind == "created" or which == "dest_path")
+            self.service.reactor.callFromThread(self.service.touched, relative, appeared)
 
 
 class SyncService(Service):
@@ -65,7 +73,7 @@ class SyncService(Service):
         self.rescan_interval = rescan_interval
         self.watch = watch
         self._pending: set[str] = set()
-        self._full = False
+        self._folders: set[str] = set()
         self._flush_call: Any = None
         self._busy: Deferred[Any] | None = None
         self._loops: list[LoopingCall] = []
@@ -102,18 +110,47 @@ class SyncService(Service):
             self._rescan_all()
 
     def _start_observer(self) -> None:
+        from watchdog.events import (
+            DirCreatedEvent,
+            DirDeletedEvent,
+            DirMovedEvent,
+            FileClosedEvent,
+            FileCreatedEvent,
+            FileDeletedEvent,
+            FileModifiedEvent,
+            FileMovedEvent,
+        )
         from watchdog.observers import Observer
 
+        # Only what can change content: without a filter inotify also reports every
+        # open and read-only close (each download, each hash), and a "folder
+        # modified" echo of every file event, all for the watcher thread to decode.
+        wanted = [
+            DirCreatedEvent,
+            DirDeletedEvent,
+            DirMovedEvent,
+            FileClosedEvent,
+            FileCreatedEvent,
+            FileDeletedEvent,
+            FileModifiedEvent,
+            FileMovedEvent,
+        ]
         observer = Observer()
-        observer.schedule(FolderEvents(self), str(self.store.root), recursive=True)  # type: ignore[arg-type]
+        observer.schedule(
+            FolderEvents(self),  # type: ignore[arg-type]
+            str(self.store.root),
+            recursive=True,
+            event_filter=wanted,  # type: ignore[arg-type]
+        )
         observer.daemon = True
         observer.start()
         self._observer = observer
 
-    def touched(self, path: str, is_directory: bool) -> None:
-        """A path changed on disk (reactor thread): refresh it soon."""
-        if is_directory:
-            self._full = True
+    def touched(self, path: str, new_folder: bool) -> None:
+        """A path changed on disk (reactor thread): refresh it soon, and everything below
+        it when it is a folder that just appeared."""
+        if new_folder:
+            self._folders.add(path)
         self._pending.add(path)
         if self._flush_call is None or not self._flush_call.active():
             self._flush_call = self.reactor.callLater(DEBOUNCE, self._flush)
@@ -123,9 +160,13 @@ class SyncService(Service):
             self._flush_call = self.reactor.callLater(DEBOUNCE, self._flush)
             return
         paths, self._pending = sorted(self._pending), set()
-        full, self._full = self._full, False
-        work = self.store.rescan() if full else self.store.refresh(paths)
-        self._run(work)
+        folders, self._folders = outermost(self._folders), set()
+        self._run(Deferred.fromCoroutine(self._refresh(paths, folders)))
+
+    async def _refresh(self, paths: list[str], folders: list[str]) -> None:
+        await self.store.refresh(paths)
+        for folder in folders:
+            await self.store.rescan(folder)
 
     def _rescan_all(self) -> None:
         if self._busy is None:
@@ -172,6 +213,15 @@ class SyncService(Service):
 
         waits.append(busy.addBoth(close))
         return DeferredList([maybeDeferred(lambda: None), *waits])
+
+
+def outermost(folders: set[str]) -> list[str]:
+    """``folders`` without those inside another one of them (rescanned with it)."""
+    kept: list[str] = []
+    for folder in sorted(folders):
+        if not any(folder.startswith(parent + "/") for parent in kept):
+            kept.append(folder)
+    return kept
 
 
 async def _none() -> None:

@@ -85,8 +85,9 @@ class ISyncStore(Interface):
     def apply_sync(request: SyncRequest, origin: str | None) -> Deferred[SyncResponse]:
         """Apply a ``POST /api/sync`` request."""
 
-    def rescan() -> Deferred[list[Change]]:
-        """Record changes made in the folder by other programs."""
+    def rescan(under: str | None = None) -> Deferred[list[Change]]:
+        """Record changes made in the folder by other programs (only below the folder
+        ``under`` when given)."""
 
     def refresh(paths: list[str]) -> Deferred[list[Change]]:
         """Re-check single paths (and their parents) a watcher reported."""
@@ -252,10 +253,10 @@ class LocalSyncStore:
 
         return ensureDeferred(self.locks.run(paths, work))
 
-    def rescan(self) -> Deferred[list[Change]]:
+    def rescan(self, under: str | None = None) -> Deferred[list[Change]]:
         async def work() -> list[Change]:
-            known = await self._on_index(self.core.snapshot)
-            found = await self._on_pool(observe_folder, self.root, known)
+            known = await self._on_index(self.core.snapshot, under)
+            found = await self._on_pool(observe_folder, self.root, known, under)
             return await self._on_index(self.core.apply_scan, known, found)
 
         return ensureDeferred(work())

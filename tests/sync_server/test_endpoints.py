@@ -254,3 +254,54 @@ def test_prefix_independence(tmp_path):
         assert api.sync([{"Delete": {"path": "x"}}]).status == 403
         assert api.sync([]).status == 200
         api.close()
+
+
+def test_case_and_normalisation_clashes_are_refused(api, server):
+    """Two names one file on macOS/Windows: the second is refused with 409, the body a
+    ConflictInfo naming the path that is already there; nothing reaches the disk."""
+    assert api.upload("clash/Readme.md", b"first").status == 201
+    for other in ("clash/README.md", "clash/readme.md", "CLASH/new.txt"):
+        reply = api.upload(other, b"second", **{"X-Content-SHA256": sha(b"second")})
+        assert reply.status == 409, (other, reply)
+        body = reply.json()
+        assert body["existing_path"] in ("clash/Readme.md", "clash")
+        assert body["remote_metadata"]["path"] == body["existing_path"]
+        assert body["path"] == other
+        assert "case" in body["error"]
+        ConflictInfo.from_json(body)  # the ConflictInfo shape, extra fields allowed
+    assert sorted(p for p in api.listing() if p.lower().startswith("clash")) == [
+        "clash",
+        "clash/Readme.md",
+    ]
+    assert sorted(p.name for p in (server.root / "clash").iterdir()) == ["Readme.md"]
+    assert not (server.root / "CLASH").exists()
+
+    # NFC "é" (one code point) vs NFD "e" + combining accent
+    assert api.upload("clash/caf\u00e9.txt", b"nfc").status == 201
+    reply = api.upload("clash/cafe\u0301.txt", b"nfd")
+    assert (reply.status, reply.json()["existing_path"]) == (409, "clash/caf\u00e9.txt")
+
+    # the same through /api/sync (a conflict result) and a folder create
+    meta = {
+        "path": "clash/readme.MD",
+        "size": 1,
+        "modified": "2024-01-01T12:00:00Z",
+        "hash": sha(b"x"),
+        "is_directory": False,
+    }
+    folder = dict(meta, path="Clash", size=0, hash="", is_directory=True)
+    response = SyncResponse.from_json(
+        api.sync([{"Create": {"metadata": meta}}, {"Create": {"metadata": folder}}]).json()
+    )
+    assert [r.status for r in response.results] == ["conflict", "conflict"]
+    assert [c.remote_metadata.path for c in response.conflicts] == ["clash/Readme.md", "clash"]
+
+    # a case-only rename of the existing path itself goes through
+    moved = api.sync([{"Move": {"from": "clash/Readme.md", "to": "clash/README.md"}}])
+    assert [r["status"] for r in moved.json()["results"]] == ["applied"]
+    assert (server.root / "clash/README.md").read_bytes() == b"first"
+    # and a new name that differs only by case from the renamed file is still refused
+    assert api.upload("clash/Readme.md", b"again").status == 409
+    # once the first is deleted, the other spelling is free
+    assert api.call("DELETE", "file?path=clash/README.md").status == 200
+    assert api.upload("clash/readme.md", b"now fine").status == 201

@@ -15,11 +15,21 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from caddytw.sync.core import Conflict, LocalStoreCore, Preconditions, entries_equal_scan
+from caddytw.sync.core import (
+    Conflict,
+    LocalStoreCore,
+    NameClash,
+    Preconditions,
+    entries_equal_scan,
+)
 from caddytw.sync.folder import StoreError, stage
-from caddytw.sync.protocol import INDEX_DIR_NAME, Delete, Move, SyncRequest
+from caddytw.sync.protocol import INDEX_DIR_NAME, Delete, Move, SyncRequest, fold_key
 
-NAMES = st.sampled_from(["a", "b", "c.txt", "d/e", "d/f.txt", "d/g/h", "x y", "ü"])
+# "d-x" and "d0" sort just outside "d/" and its range end: children of "d" exclude them.
+# "A", "D/e" and "u" + combining diaeresis clash with "a", "d" and "ü" (case, NFC).
+NAMES = st.sampled_from(
+    ["a", "A", "b", "c.txt", "d/e", "D/e", "d/f.txt", "d/g/h", "d-x", "d0", "x y", "ü", "u\u0308"]
+)
 CONTENT = st.sampled_from([b"", b"one", b"two", b"three" * 100])
 
 
@@ -60,6 +70,13 @@ class StoreMachine(RuleBasedStateMachine):
         }[guard]
         try:
             meta, _status = put(self.core, path, data, conditions)
+        except NameClash as clash:
+            assert current is None
+            existing = self.core.index.live(clash.existing)
+            assert existing is not None
+            parts = path.split("/")
+            prefixes = ["/".join(parts[:depth]) for depth in range(1, len(parts) + 1)]
+            assert fold_key(clash.existing) in [fold_key(p) for p in prefixes]
         except Conflict as conflict:
             assert conflict.info.remote_metadata == (current.metadata() if current else None)
             if current is not None:
@@ -98,6 +115,23 @@ class StoreMachine(RuleBasedStateMachine):
         except (NotADirectoryError, FileExistsError):
             return
         self.core.rescan()
+        self._drain()
+
+    @rule(path=NAMES, data=CONTENT)
+    def outside_write_watched(self, path: str, data: bytes) -> None:
+        """As the watcher handles it: refresh the path, rescan the new top folder only."""
+        target = self.core.root / path
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.is_dir():
+                return
+            target.write_bytes(data)
+        except (NotADirectoryError, FileExistsError):
+            return
+        top = path.split("/")[0]
+        self.core.refresh([top])
+        if top != path:
+            self.core.rescan(top)
         self._drain()
 
     @rule(path=NAMES)
@@ -191,3 +225,29 @@ def test_symlinks_are_refused_and_not_indexed(tmp_path):
         put(core, "link/new", b"x")
     assert not (outside / "new").exists()
     core.close()
+
+
+def test_an_index_from_before_fold_keys_gets_them(tmp_path):
+    """An index written before the ``fold`` column existed is migrated on open: the
+    column is filled in and clashes with old rows are caught."""
+    import sqlite3
+
+    core = LocalStoreCore(tmp_path / "root")
+    core.open()
+    put(core, "Old.txt", b"old")
+    core.close()
+    db_path = tmp_path / "root" / INDEX_DIR_NAME / "index.db"
+    db = sqlite3.connect(db_path)
+    db.execute("DROP INDEX entries_fold")
+    db.execute("ALTER TABLE entries DROP COLUMN fold")
+    db.commit()
+    db.close()
+    core = LocalStoreCore(tmp_path / "root")
+    core.open()
+    try:
+        with pytest.raises(NameClash) as caught:
+            put(core, "old.TXT", b"new")
+        assert caught.value.existing == "Old.txt"
+        assert caught.value.status == 409
+    finally:
+        core.close()

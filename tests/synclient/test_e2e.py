@@ -232,13 +232,19 @@ def test_mass_deletion_is_refused(server: SyncServer, tmp_path: Path) -> None:
 
 
 def test_many_files(server: SyncServer, tmp_path: Path) -> None:
-    for i in range(3000):
-        write(server.root, f"d{i % 30}/f{i}.txt", b"file %d" % i)
+    """10,000 files in one initial sync (about 15 s on 2 busy cores; 20,000 took twice
+    that, too long for CI), then a second pass that finds nothing to do."""
+    for i in range(10_000):
+        write(server.root, f"d{i % 100}/f{i}.txt", b"file %d" % i)
     age(server.root)
-    server.wait_indexed()
+    server.wait_indexed(60)
     local = tmp_path / "a"
-    ok(Client(server, local).once("--initial-sync", timeout=100))
-    assert tree(local) == tree(server.root)
+    client = Client(server, local)
+    ok(client.once("--initial-sync", timeout=100))
+    expected = tree(server.root)
+    assert len(expected) == 10_000
+    assert tree(local) == expected
+    ok(client.once(timeout=60))
 
 
 def test_cli_errors(tmp_path: Path, server: SyncServer) -> None:
@@ -325,3 +331,61 @@ def test_twistd_plugin_runs_continuous_sync(server: SyncServer, tmp_path: Path) 
             process.wait(timeout=5)
             raise
     assert (local / "via-twistd.txt").read_bytes() == b"plugin"
+
+
+def test_continuous_client_stops_with_status_5_when_its_folder_disappears(
+    server: SyncServer, tmp_path: Path
+) -> None:
+    write(server.root, "keep/me.txt", b"server copy")
+    age(server.root)
+    server.wait_indexed()
+    local = tmp_path / "a"
+    client = Client(server, local).start()
+    try:
+        wait_until(lambda: (local / "keep/me.txt").exists(), 20, "the first download")
+        os.rename(local, tmp_path / "unmounted")  # the folder vanishes, as on unmount
+        assert client.process is not None
+        code = client.process.wait(timeout=30)
+    finally:
+        client.kill()
+    assert code == 5, client.output()
+    assert "disappeared" in client.output() or "is gone" in client.output()
+    assert "Traceback" not in client.output()
+    assert not local.exists()  # never recreated
+    assert tree(server.root) == {"keep/me.txt": hashlib.sha256(b"server copy").hexdigest()}
+
+
+def test_once_stops_with_status_5_when_the_folder_disappears_mid_run(
+    server: SyncServer, tmp_path: Path
+) -> None:
+    import subprocess
+
+    from tests.support.server import REPO, server_env
+
+    for i in range(1500):
+        write(server.root, f"d{i % 15}/f{i}.txt", b"file %d" % i)
+    age(server.root)
+    server.wait_indexed()
+    before = tree(server.root)
+    local = tmp_path / "a"
+    process = subprocess.Popen(
+        Client(server, local).command("--once", "--initial-sync"),
+        env=server_env(),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: (local / "d0").is_dir(), 30, "the download to start")
+        os.rename(local, tmp_path / "unmounted")
+        _out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    assert process.returncode == 5, err[-2000:]
+    assert "disappeared" in err or "is gone" in err
+    assert "Traceback" not in err
+    assert not local.exists()
+    assert tree(server.root) == before

@@ -275,3 +275,13 @@ def test_renames_on_one_side_converge_to_that_side(
 
 def test_parents() -> None:
     assert planner.parents(["a/b/c", "a/d", "e"]) == {"a", "a/b"}
+
+
+SEGMENTS = st.sampled_from(["a", "b", "a b", "a0", "a-", "ü"])
+REL_PATHS = st.one_of(st.just(""), st.lists(SEGMENTS, min_size=1, max_size=4).map("/".join))
+
+
+@given(REL_PATHS, st.sets(REL_PATHS, max_size=6))
+def test_within_is_the_prefix_test_without_its_cost(path: str, roots: set[str]) -> None:
+    expected = any(path == root or path.startswith(root + "/") for root in roots)
+    assert planner.within(path, roots) is expected
