@@ -24,6 +24,7 @@ from twisted.logger import Logger
 from caddytw.sync.events import EventHub
 from caddytw.sync.protocol import is_reserved_name
 from caddytw.sync.store import LocalSyncStore
+from caddytw.sync.watching import content_events
 
 log = Logger()
 
@@ -110,31 +111,9 @@ class SyncService(Service):
             self._rescan_all()
 
     def _start_observer(self) -> None:
-        from watchdog.events import (
-            DirCreatedEvent,
-            DirDeletedEvent,
-            DirMovedEvent,
-            FileClosedEvent,
-            FileCreatedEvent,
-            FileDeletedEvent,
-            FileModifiedEvent,
-            FileMovedEvent,
-        )
         from watchdog.observers import Observer
 
-        # Only what can change content: without a filter inotify also reports every
-        # open and read-only close (each download, each hash), and a "folder
-        # modified" echo of every file event, all for the watcher thread to decode.
-        wanted = [
-            DirCreatedEvent,
-            DirDeletedEvent,
-            DirMovedEvent,
-            FileClosedEvent,
-            FileCreatedEvent,
-            FileDeletedEvent,
-            FileModifiedEvent,
-            FileMovedEvent,
-        ]
+        wanted = content_events()
         observer = Observer()
         observer.schedule(
             FolderEvents(self),  # type: ignore[arg-type]
