@@ -6,7 +6,6 @@ bad config never disturbs a running one.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from twisted.application.service import MultiService
@@ -30,16 +29,14 @@ class CaddyService(MultiService):
     """The twistd-facing service: a :class:`Runtime` (config, servers, listeners), the TLS
     runtime and the admin API, with graceful shutdown (``apps.http.grace_period``)."""
 
-    def __init__(self, data: Any, reactor: Any = None, config_dir: str = ".") -> None:
+    def __init__(self, data: Any, reactor: Any = None) -> None:
         from caddytw.admin.service import AdminService
         from caddytw.runtime import Runtime
 
         super().__init__()
         self.reactor = default_reactor(reactor)
         self._h3: dict[int, Any] = {}
-        self.runtime = Runtime(
-            self.reactor, self, self._listen, self._swap, config_dir, on_close=self._closed
-        )
+        self.runtime = Runtime(self.reactor, self, self._listen, self._swap, on_close=self._closed)
         self.runtime.load(data)
         self.tls = TLSRuntime(self.config, self.reactor)
         self.tls.setServiceParent(self)
@@ -164,7 +161,3 @@ def _tls_key(config: Config) -> Any:
             ],
         )
     )
-
-
-def config_dir_of(path: str) -> str:
-    return os.path.dirname(os.path.abspath(path))

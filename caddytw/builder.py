@@ -34,14 +34,12 @@ def build_server(
     reactor: Any,
     collector: ErrorCollector,
     shared: dict[str, Any] | None = None,
-    config_dir: str = ".",
 ) -> BuiltServer:
     context = BuildContext(
         reactor=reactor,
         server_name=server.name,
         listen=tuple(a.display for a in server.listen),
         shared=shared if shared is not None else {},
-        config_dir=config_dir,
     )
     routes = build_routes(
         server.routes, f"{server.path}.routes", context, EmptyResponse(), collector
@@ -70,7 +68,6 @@ def default_reactor(reactor: Any) -> Any:
 def build_app(
     data: Any,
     reactor: Any = None,
-    config_dir: str = ".",
     shared: dict[str, Any] | None = None,
 ) -> tuple[Config, list[BuiltServer]]:
     """Parse and build everything; raise :class:`ConfigErrors` listing every problem.
@@ -95,7 +92,7 @@ def build_app(
                     )
                 )
             seen[key] = server.name
-        built.append(build_server(server, reactor, collector, shared, config_dir))
+        built.append(build_server(server, reactor, collector, shared))
     collector.raise_if_any()
     return config, built
 

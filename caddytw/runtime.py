@@ -69,14 +69,12 @@ class Runtime:
         parent: MultiService,
         listen: Callable[[ListenAddress, CaddySite], Any],
         swap: Callable[[Listener, CaddySite], None],
-        config_dir: str = ".",
         on_close: Callable[[Listener], None] | None = None,
     ) -> None:
         self.reactor = reactor
         self.parent = parent
         self.listen = listen
         self.swap = swap
-        self.config_dir = config_dir
         self.shared: dict[str, Any] = {}
         self.raw: Any = None
         self.config: Config | None = None
@@ -94,7 +92,7 @@ class Runtime:
     def build(self, data: Any) -> tuple[Config, list[Any]]:
         from caddytw.builder import build_app
 
-        return build_app(copy.deepcopy(data), self.reactor, self.config_dir, shared=self.shared)
+        return build_app(copy.deepcopy(data), self.reactor, shared=self.shared)
 
     def load(self, data: Any) -> Deferred[None]:
         """Replace the running config with ``data``.

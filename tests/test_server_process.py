@@ -35,7 +35,7 @@ def recv_all(sock, timeout=5.0):
     return b"".join(chunks)
 
 
-def test_default_config_serves_on_8080_or_validates(tmp_path):
+def test_validate_cli_accepts_the_default_config(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "caddytw", "validate", str(REPO / "conf" / "caddy.json")],
         env=server_env(),

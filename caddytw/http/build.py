@@ -43,7 +43,6 @@ class BuildContext:
     listen: tuple[str, ...] = ()
     services: list[IService] = field(default_factory=list)
     shared: dict[str, Any] = field(default_factory=dict)
-    config_dir: str = "."
 
     def build_handler(self, data: Any, path: str, next: Any) -> Any:
         """Build one ``{"handler": ...}`` object through its plugin factory."""

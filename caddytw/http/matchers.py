@@ -11,6 +11,7 @@ import posixpath
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
 from caddytw.config.errors import ConfigError
 from caddytw.config.ipranges import ip_in, parse_ranges
@@ -22,7 +23,7 @@ from caddytw.config.reader import (
     join_path,
     type_name,
 )
-from caddytw.http.placeholders import Template
+from caddytw.http.placeholders import Template, resolve
 
 if TYPE_CHECKING:
     from caddytw.http.request import CaddyRequest
@@ -215,8 +216,6 @@ def build_query(value: Any, path: str) -> Matcher:
         wanted[key] = expect_str_list(values, join_path(path, key))
 
     def match(request: CaddyRequest) -> bool:
-        from urllib.parse import parse_qs
-
         if not wanted:
             return not request.query_string
         actual = parse_qs(request.query_string, keep_blank_values=True)
@@ -302,18 +301,17 @@ def build_vars(value: Any, path: str) -> Matcher:
     wanted = []
     for key, values in reader.data.items():
         reader.ignore(key)
-        wanted.append((key, expect_str_list(values, join_path(path, key))))
+        templates = [Template(v) for v in expect_str_list(values, join_path(path, key))]
+        wanted.append((key, templates))
 
     def match(request: CaddyRequest) -> bool:
-        from caddytw.http.placeholders import resolve
-
         for key, values in wanted:
             if key.startswith("{") and key.endswith("}"):
                 actual = resolve(request, key[1:-1]) or ""
             else:
                 raw = request.caddy_vars.get(key)
                 actual = "" if raw is None else str(raw)
-            if not any(Template(v).render(request) == actual for v in values):
+            if not any(v.render(request) == actual for v in values):
                 return False
         return True
 

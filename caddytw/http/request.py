@@ -220,12 +220,13 @@ class CaddyRequest(server.Request):
             log.failure("handler failed", failure=failure)
         if self.client_gone:
             return
-        if self.startedWriting or self.caddy_error is not None:
-            # Too late for a clean error answer (or the error handler itself failed).
-            if not self.startedWriting and self.caddy_error is not None:
-                self._answer_empty(self.caddy_error.status)
-                return
+        if self.startedWriting:
+            # Too late for an error answer: all the client can learn is a cut connection.
             transport_of(self).loseConnection()
+            return
+        if self.caddy_error is not None:
+            # The error routes themselves failed: answer the first error's status, empty.
+            self._answer_empty(self.caddy_error.status)
             return
         self.caddy_error = ErrorInfo(status, message, error_id, trace)
         scope = self.error_scopes[-1] if self.error_scopes else None
