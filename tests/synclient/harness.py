@@ -75,6 +75,10 @@ class SyncServer:
             "handler": "file_sync",
             "root": str(self.root),
             "enable_upload": True,
+            # The watcher can miss a burst of files written straight into the folder
+            # (seen under load); the periodic rescan is the server's safety net for that,
+            # so tests run it often instead of waiting the default minute.
+            "rescan_interval": "2s",
         }
         if self.clients:
             handler["clients"] = self.clients
