@@ -25,11 +25,11 @@ from caddytw.sync.folder import (
     StoreError,
     checked_path,
     fsync_dir,
+    hash_observed,
     lstat_or_none,
     observe,
     remove_temp_files,
     split_existing,
-    stable_hash,
     walk,
 )
 from caddytw.sync.index import Entry, SyncIndex
@@ -119,7 +119,7 @@ def observe_folder(
         elif matches(entry, seen) and entry is not None:
             found[path] = (seen, entry.hash)
         else:
-            found[path] = stable_hash(root / path)
+            found[path] = hash_observed(root / path)
     return found
 
 
@@ -200,7 +200,7 @@ class LocalStoreCore:
                 self._forget(path, None)
             if seen.is_dir:
                 return self._record(path, seen, "", None)
-            hashed = stable_hash(self.root / path)
+            hashed = hash_observed(self.root / path)
             if hashed is None:
                 raise StoreError(409, f"{path!r} is being changed on the server; retry")
             if entry is not None and not entry.is_dir and entry.hash == hashed[1]:

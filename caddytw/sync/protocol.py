@@ -96,7 +96,6 @@ __all__ = [
     "operation_from_json",
     "parse_etag",
     "parse_time",
-    "temp_name",
     "validate_hash",
     "validate_path",
 ]
@@ -192,18 +191,9 @@ def _optional_hash(value: object, where: str) -> str | None:
 
 
 def is_temp_name(name: str) -> bool:
-    """Whether a file name is one of the in-progress upload names from :func:`temp_name`."""
+    """Whether a file name is one of the in-progress upload names from
+    :func:`caddytw.sync.localfs.temp_name`."""
     return _TEMP_RE.fullmatch(name) is not None
-
-
-def temp_name(name: str, token: str) -> str:
-    """The hidden temp name ``.<name>.<token>.tmp`` an atomic write streams into.
-
-    ``token`` must be 16 lowercase hex characters (``secrets.token_hex(8)``).
-    """
-    if not re.fullmatch(r"[0-9a-f]{16}", token):
-        raise ValueError("token must be 16 lowercase hex characters")
-    return f".{name}.{token}.tmp"
 
 
 def is_reserved_name(segment: str) -> bool:

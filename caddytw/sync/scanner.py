@@ -22,39 +22,14 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from caddytw.sync.events import EventHub
-from caddytw.sync.protocol import is_reserved_name
+from caddytw.sync.folder import hidden
+from caddytw.sync.localfs import PathBatcher, start_watch
 from caddytw.sync.store import LocalSyncStore
-from caddytw.sync.watching import content_events
 
 log = Logger()
 
 TOMBSTONE_HORIZON = 30 * 24 * 3600.0
 DEBOUNCE = 0.3
-
-
-class FolderEvents:
-    """A watchdog handler forwarding relative paths into the reactor."""
-
-    def __init__(self, service: SyncService) -> None:
-        self.service = service
-
-    def dispatch(self, event: Any) -> None:
-        is_dir = bool(event.is_directory)
-        kind = getattr(event, "event_type", "")
-        if is_dir and kind in ("modified", "closed", "opened", "closed_no_write"):
-            return
-        root = str(self.service.store.root)
-        for which in ("src_path", "dest_path"):
-            raw = getattr(event, which, "")
-            path = raw.decode() if isinstance(raw, bytes) else str(raw or "")
-            if not path.startswith(root):
-                continue
-            relative = path[len(root) :].strip("/")
-            if not relative or any(is_reserved_name(part) for part in relative.split("/")):
-                continue
-            # A folder that appears may hold content no event will report.
-            appeared = is_dir and (kind == "created" or which == "dest_path")
-            self.service.reactor.callFromThread(self.service.touched, relative, appeared)
 
 
 class SyncService(Service):
@@ -73,9 +48,7 @@ class SyncService(Service):
         self.reactor = reactor
         self.rescan_interval = rescan_interval
         self.watch = watch
-        self._pending: set[str] = set()
-        self._folders: set[str] = set()
-        self._flush_call: Any = None
+        self._batch = PathBatcher(reactor, DEBOUNCE, self._flush)
         self._busy: Deferred[Any] | None = None
         self._loops: list[LoopingCall] = []
         self._observer: Any = None
@@ -111,36 +84,18 @@ class SyncService(Service):
             self._rescan_all()
 
     def _start_observer(self) -> None:
-        from watchdog.observers import Observer
-
-        wanted = content_events()
-        observer = Observer()
-        observer.schedule(
-            FolderEvents(self),  # type: ignore[arg-type]
-            str(self.store.root),
-            recursive=True,
-            event_filter=wanted,  # type: ignore[arg-type]
-        )
-        observer.daemon = True
-        observer.start()
-        self._observer = observer
+        self._observer = start_watch(self.store.root, hidden, self.touched, self.reactor)
 
     def touched(self, path: str, new_folder: bool) -> None:
         """A path changed on disk (reactor thread): refresh it soon, and everything below
         it when it is a folder that just appeared."""
-        if new_folder:
-            self._folders.add(path)
-        self._pending.add(path)
-        if self._flush_call is None or not self._flush_call.active():
-            self._flush_call = self.reactor.callLater(DEBOUNCE, self._flush)
+        self._batch.add(path, new_folder)
 
-    def _flush(self) -> None:
+    def _flush(self, paths: set[str], folders: set[str]) -> bool:
         if self._busy is not None:
-            self._flush_call = self.reactor.callLater(DEBOUNCE, self._flush)
-            return
-        paths, self._pending = sorted(self._pending), set()
-        folders, self._folders = outermost(self._folders), set()
-        self._run(Deferred.fromCoroutine(self._refresh(paths, folders)))
+            return False
+        self._run(Deferred.fromCoroutine(self._refresh(sorted(paths), outermost(folders))))
+        return True
 
     async def _refresh(self, paths: list[str], folders: list[str]) -> None:
         await self.store.refresh(paths)
@@ -171,8 +126,7 @@ class SyncService(Service):
             if loop.running:
                 loop.stop()
         self._loops.clear()
-        if self._flush_call is not None and self._flush_call.active():
-            self._flush_call.cancel()
+        self._batch.cancel()
         if self._unsubscribe is not None:
             self._unsubscribe()
         self.hub.close_all()
