@@ -5,7 +5,10 @@ Fields: ``root`` (required; relative to the working directory, as Caddy resolves
 paths), ``enable_upload`` (default false: every write endpoint answers 403), and the
 additive ``clients`` (``[{"id", "token", "read_only"}]``, bearer tokens),
 ``rescan_interval`` (Caddy duration, default ``1m``; ``0`` turns the periodic rescan
-off) and ``watch`` (default true: watch the folder for changes by other programs).
+off), ``watch`` (default true: watch the folder for changes by other programs) and
+``portable_names`` (default true: refuse, 422, to create names Windows or macOS cannot
+store, such as ``CON``, ``aux.txt``, ``a.`` or ``a:b``; clients there would see them as
+missing).
 
 Handlers that name the same root in one config share one store, event hub and
 background service (kept in ``context.shared``).
@@ -35,6 +38,7 @@ def build(config: ObjectReader, context: Any, next: Any) -> FileSyncResource:
     clients = parse_clients(config.array("clients"), config.at("clients"))
     interval = config.duration("rescan_interval", 60.0)
     watch = config.flag("watch", True)
+    portable_names = config.flag("portable_names", True)
     config.done()
     if not root:
         raise ConfigError(config.at("root"), "file_sync needs a root folder")
@@ -47,7 +51,7 @@ def build(config: ObjectReader, context: Any, next: Any) -> FileSyncResource:
     key = f"caddytw.file_sync:{root_path}"
     shared = context.shared.get(key)
     if shared is None:
-        store = LocalSyncStore(root_path, reactor=context.reactor)
+        store = LocalSyncStore(root_path, context.reactor, portable_names)
         hub = EventHub(root_path)
         service = SyncService(store, hub, context.reactor, interval or None, watch)
         shared = context.shared[key] = (store, hub, service)

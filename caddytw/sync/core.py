@@ -47,6 +47,7 @@ from caddytw.sync.protocol import (
     SyncRequest,
     SyncResponse,
     Update,
+    unportable_reason,
 )
 
 INDEX_FILE = "index.db"
@@ -72,6 +73,15 @@ class NameClash(Conflict):
         super().__init__(info, message)
         self.status = 409
         self.existing = existing
+
+
+class Unstorable(StoreError):
+    """A name some clients' filesystems cannot store (``portable_names``): HTTP 422, with
+    a ConflictInfo-shaped body suggesting a rename."""
+
+    def __init__(self, info: ConflictInfo, message: str) -> None:
+        super().__init__(422, message)
+        self.info = info
 
 
 @dataclass(frozen=True)
@@ -130,8 +140,9 @@ def now_ns() -> int:
 class LocalStoreCore:
     """Files under ``root`` plus the index in ``root/.caddytw-sync/index.db``."""
 
-    def __init__(self, root: Path | str) -> None:
+    def __init__(self, root: Path | str, portable_names: bool = True) -> None:
         self.root = Path(os.path.realpath(root))
+        self.portable_names = portable_names
         self._index: SyncIndex | None = None
         self._changes: list[Change] = []
 
@@ -213,13 +224,17 @@ class LocalStoreCore:
     ) -> None:
         """Raise :class:`NameClash` when creating ``path`` (or one of its missing
         parents) would give an existing path a second name that differs only in case or
-        Unicode normalisation. ``moving`` (a move's source) may clash with itself, so a
-        case-only rename goes through."""
+        Unicode normalisation, and :class:`Unstorable` when a new name is one Windows or
+        macOS cannot store (with ``portable_names``). ``moving`` (a move's source) may
+        clash with itself, so a case-only rename goes through."""
         parts = path.split("/")
         for depth in range(1, len(parts) + 1):
             prefix = "/".join(parts[:depth])
             if self.index.live(prefix) is not None:
                 continue
+            why = unportable_reason(parts[depth - 1]) if self.portable_names else None
+            if why is not None:
+                raise Unstorable(ConflictInfo(path, local, None, "Rename"), why)
             other = self.index.clash(prefix)
             if other is None:
                 continue

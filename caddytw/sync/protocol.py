@@ -96,6 +96,7 @@ __all__ = [
     "operation_from_json",
     "parse_etag",
     "parse_time",
+    "unportable_reason",
     "validate_hash",
     "validate_path",
 ]
@@ -242,6 +243,34 @@ def validate_path(value: object, where: str = "path") -> str:
         if is_reserved_name(segment):
             raise ProtocolError(where, f"{segment!r} is reserved for the sync itself")
     return text
+
+
+_WINDOWS_DEVICES = frozenset(
+    ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
+    + [f"{kind}{n}" for kind in ("COM", "LPT") for n in [*"0123456789", "¹", "²", "³"]]
+)
+_UNPORTABLE_CHARS = frozenset('<>:"|?*\\')
+
+
+def unportable_reason(path: str) -> str | None:
+    """Why Windows or macOS could not store ``path`` (a valid sync path), or ``None``.
+
+    Refused: the characters ``< > : " | ? * \\`` (``:`` is also macOS's separator), a
+    segment ending in a dot or a space (Windows drops them, so ``a.`` would become
+    ``a``), and the device names ``CON``, ``PRN``, ``AUX``, ``NUL``, ``COM0``-``COM9``,
+    ``LPT0``-``LPT9`` with any extension (``aux.txt``). A client on such a system
+    could not write the file and would see it as missing, so the server refuses to
+    create it in the first place (``portable_names``).
+    """
+    for segment in path.split("/"):
+        bad = sorted(set(segment) & _UNPORTABLE_CHARS)
+        if bad:
+            return f"{segment!r} contains {' '.join(bad)}, which Windows cannot store"
+        if segment.endswith((".", " ")):
+            return f"{segment!r} ends with a dot or a space, which Windows drops"
+        if segment.split(".", 1)[0].rstrip(" ").upper() in _WINDOWS_DEVICES:
+            return f"{segment!r} is a device name on Windows"
+    return None
 
 
 def validate_hash(value: object, where: str = "hash") -> str:
@@ -738,3 +767,5 @@ def loads(data: bytes | str, where: str = "$") -> Any:
         return json.loads(text)
     except (UnicodeDecodeError, ValueError) as error:
         raise ProtocolError(where, f"invalid JSON: {error}") from None
+    except RecursionError:  # ``[`` x 100,000: deeper than any message of ours
+        raise ProtocolError(where, "invalid JSON: nested too deeply") from None

@@ -11,6 +11,7 @@ through a producer. Query strings are form-decoded: a ``+`` in a path must be se
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -23,7 +24,7 @@ from twisted.web.server import NOT_DONE_YET
 from caddytw.http.request import CaddyRequest, transport_of
 from caddytw.http.routing import LeafResource
 from caddytw.sync.access import AccessPolicy, SyncClient
-from caddytw.sync.core import Conflict, NameClash, Preconditions
+from caddytw.sync.core import Conflict, NameClash, Preconditions, Unstorable
 from caddytw.sync.events import EventHub
 from caddytw.sync.folder import StoreError
 from caddytw.sync.protocol import (
@@ -49,9 +50,43 @@ log = Logger()
 MAX_SYNC_BODY = 16 * 1024 * 1024
 DEFAULT_PAGE = 1000
 MAX_PAGE = 10000
+MAX_INT_DIGITS = 19
 READ_METHODS = (b"GET", b"HEAD")
 
 Endpoint = Callable[[CaddyRequest, "SyncClient | None"], Coroutine[Any, Any, None]]
+
+
+_reported: set[tuple[str, str]] = set()
+
+
+def report_unexpected(failure: Failure, what: str) -> str:
+    """Log an unexpected failure under a new request id (also put in the 500 answer).
+
+    The traceback is logged at error level the first time a kind of failure (its type
+    and where it was raised) shows up, later ones in one line: a client repeating a
+    request that hits a bug must not fill the log with tracebacks.
+    """
+    request_id = secrets.token_hex(6)
+    frames = failure.frames
+    where = f"{frames[-1][1]}:{frames[-1][2]}" if frames else ""
+    key = (failure.type.__name__ if failure.type else "?", where)
+    if key in _reported:
+        log.error(
+            "file_sync: {what} (request {request_id}): {error} at {where}, as before",
+            what=what,
+            request_id=request_id,
+            error=failure.getErrorMessage(),
+            where=where,
+        )
+    else:
+        _reported.add(key)
+        log.error(
+            "file_sync: {what} (request {request_id}):\n{traceback}",
+            what=what,
+            request_id=request_id,
+            traceback=failure.getTraceback(),
+        )
+    return request_id
 
 
 class ApiError(StoreError):
@@ -74,8 +109,14 @@ def query_int(request: CaddyRequest, name: str, default: int, maximum: int | Non
     text = query_value(request, name, required=False)
     if text is None:
         return default
-    if not text.isdigit():
-        raise ApiError(400, f"query parameter {name!r} must be a non-negative integer")
+    # ASCII digits only (``²`` is a digit to str.isdigit, not to int) and no more than
+    # a 64-bit counter needs (5,000 digits are refused by int() itself).
+    if not (text.isascii() and text.isdigit()) or len(text) > MAX_INT_DIGITS:
+        raise ApiError(
+            400,
+            f"query parameter {name!r} must be a non-negative integer of at most "
+            f"{MAX_INT_DIGITS} digits",
+        )
     value = int(text)
     return min(value, maximum) if maximum is not None else value
 
@@ -162,7 +203,7 @@ class FileSyncResource(LeafResource):
             return self.error_body(request, error)
         deferred: Deferred[None] = ensureDeferred(endpoint(request, client))
         deferred.addErrback(self.failed, request)
-        deferred.addErrback(lambda f: log.failure("file_sync: answering failed", f))
+        deferred.addErrback(lambda f: report_unexpected(f, "answering failed"))
         return NOT_DONE_YET
 
     def check_write(self, client: SyncClient | None) -> None:
@@ -182,7 +223,9 @@ class FileSyncResource(LeafResource):
         request.setResponseCode(error.status)
         if error.status == 401:
             request.setHeader(b"www-authenticate", b'Bearer realm="file_sync"')
-        if isinstance(error, NameClash):
+        if isinstance(error, Unstorable):
+            body = dumps({**error.info.to_json(), "error": error.message})
+        elif isinstance(error, NameClash):
             # The ConflictInfo shape, naming the path that is already there.
             extra = {"error": error.message, "existing_path": error.existing}
             body = dumps({**error.info.to_json(), **extra})
@@ -214,11 +257,11 @@ class FileSyncResource(LeafResource):
         if isinstance(error, ProtocolError):
             error = ApiError(400, str(error))
         elif isinstance(error, OSError):
-            log.failure("file_sync: disk error", failure)
-            error = ApiError(500, f"disk error: {error.strerror or error}")
+            request_id = report_unexpected(failure, "disk error")
+            error = ApiError(500, f"disk error: {error.strerror or error} (request {request_id})")
         elif not isinstance(error, StoreError):
-            log.failure("file_sync: unexpected error", failure)
-            error = ApiError(500, "internal error")
+            request_id = report_unexpected(failure, "unexpected error")
+            error = ApiError(500, f"internal error (request {request_id})")
         if request.startedWriting:
             transport_of(request).abortConnection()
             return

@@ -131,13 +131,13 @@ class PathLocks:
 class LocalSyncStore:
     """The embedded default store: ``root`` on the local disk, index inside it."""
 
-    def __init__(self, root: Path | str, reactor: Any = None) -> None:
+    def __init__(self, root: Path | str, reactor: Any = None, portable_names: bool = True) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
 
             reactor = default_reactor
         self.reactor = reactor
-        self.core = LocalStoreCore(root)
+        self.core = LocalStoreCore(root, portable_names)
         self.root = self.core.root
         self.locks = PathLocks()
         self._listeners: list[Listener] = []

@@ -58,7 +58,9 @@ class Api:
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> Reply:
-        sent = dict(headers or {})
+        # A non-simple header, as every real client sends: without tokens the server
+        # refuses state changes that a cross-site form could make.
+        sent = {"X-Requested-With": "caddytw-tests", **(headers or {})}
         if self.token is not None:
             sent.setdefault("Authorization", f"Bearer {self.token}")
         url = target if target.startswith("/") else f"{self.prefix}/{target}"
