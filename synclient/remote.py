@@ -182,6 +182,9 @@ class Remote:
     ) -> Any:
         response = await self._request(method, url, headers=headers or self.headers(), **kwargs)
         await self._check(response, what)
+        named = response.headers.getRawHeaders(HEADER_CLIENT_ID)
+        if named and self.token:  # with a token the server names the client: use its id
+            self.client_id = named[0]
         return loads(await response.content())
 
     # -- listings -----------------------------------------------------------------------

@@ -446,7 +446,7 @@ class LocalStoreCore:
                 results.append(
                     OperationResult(number, "error", _op_path(op), None, error.strerror or "")
                 )
-        return self._catch_up(request.client_id, results, conflicts)
+        return self._catch_up(origin or request.client_id, results, conflicts)
 
     def _apply_one(self, number: int, op: SyncOperation, origin: str | None) -> OperationResult:
         if isinstance(op, Delete):

@@ -18,6 +18,9 @@ from pathlib import Path
 
 from caddytw.sync.protocol import Change, ChangeOp, ChangesPage, FileMetadata, fold_key
 
+#: Most client cursors kept (least recently seen dropped first).
+MAX_CLIENTS = 1000
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS entries (
@@ -100,6 +103,7 @@ class SyncIndex:
                 self._set_meta("seq", "0")
                 self._set_meta("purged_seq", "0")
         self.index_id: str = self._meta("index_id") or ""
+        self._client_rows = int(self.db.execute("SELECT count(*) FROM clients").fetchone()[0])
 
     @property
     def seq(self) -> int:
@@ -249,10 +253,21 @@ class SyncIndex:
         return stored
 
     def set_client_cursor(self, client_id: str, cursor: int) -> None:
+        """Record ``client_id``'s cursor; beyond :data:`MAX_CLIENTS` rows the least
+        recently seen clients are forgotten (without tokens any caller can name a new
+        client; a forgotten one only gets a longer catch-up, from the start)."""
         self.db.execute(
             "INSERT OR REPLACE INTO clients (id, cursor, seen_at) VALUES (?, ?, ?)",
             (client_id, cursor, self._now()),
         )
+        self._client_rows += 1
+        if self._client_rows > MAX_CLIENTS:
+            self.db.execute(
+                "DELETE FROM clients WHERE id NOT IN "
+                "(SELECT id FROM clients ORDER BY seen_at DESC, rowid DESC LIMIT ?)",
+                (MAX_CLIENTS,),
+            )
+            self._client_rows = int(self.db.execute("SELECT count(*) FROM clients").fetchone()[0])
 
     def purge_tombstones(self, older_than: float) -> int:
         """Forget deletions older than ``older_than`` (a timestamp); cursors before the

@@ -189,6 +189,8 @@ class FileSyncResource(LeafResource):
         name = request.decoded_path.rstrip("/").rsplit("/", 1)[-1]
         try:
             client = self.access.authenticate(request)
+            if client is not None:  # who the server takes the caller for: the token's id
+                request.setHeader(HEADER_CLIENT_ID.encode("ascii"), client.id.encode("utf-8"))
             if name == "events":
                 return self.events(request)
             if name not in self.endpoints:
@@ -301,6 +303,14 @@ class FileSyncResource(LeafResource):
         if len(body) > MAX_SYNC_BODY:
             raise ApiError(413, f"a sync request is limited to {MAX_SYNC_BODY} bytes")
         sync_request = SyncRequest.from_json(loads(body))
+        if client is not None and sync_request.client_id != client.id:
+            # Who you are comes from the token: a body naming another client would
+            # move that client's cursor (and consume its pending changes).
+            raise ApiError(
+                403,
+                f"client_id {sync_request.client_id!r} is not this token's client "
+                f"{client.id!r} (see the X-Sync-Client answer header)",
+            )
         if sync_request.operations:
             self.check_write(client)
         origin = client.id if client is not None else sync_request.client_id

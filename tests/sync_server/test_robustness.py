@@ -41,7 +41,13 @@ def test_seed_config_runs_with_curl(tmp_path):
             return done.stdout.decode()
 
         uploaded = json.loads(
-            curl("--data-binary", f"@{tmp_path / 'local.txt'}", f"{base}/upload?path=docs/file.txt")
+            curl(
+                "-H",
+                "X-Requested-With: curl",
+                "--data-binary",
+                f"@{tmp_path / 'local.txt'}",
+                f"{base}/upload?path=docs/file.txt",
+            )
         )
         assert uploaded["hash"] == sha(b"from curl\n")
         listing = json.loads(curl(f"{base}/list"))
@@ -97,7 +103,8 @@ def test_killed_upload_leaves_no_trace(server):
     for sent in (0, 100_000, 3_000_000):
         with socket.create_connection(("127.0.0.1", server.ports[0])) as sock:
             sock.sendall(
-                b"POST /api/upload?path=killed.bin HTTP/1.1\r\nHost: x\r\n"
+                b"POST /api/upload?path=killed.bin HTTP/1.1\r\nHost: localhost\r\n"
+                b"X-Requested-With: test\r\n"
                 b"Content-Length: 10000000\r\n\r\n" + b"z" * sent
             )
             time.sleep(0.2)
