@@ -5,10 +5,15 @@ Fields: ``root`` (required; relative to the working directory, as Caddy resolves
 paths), ``enable_upload`` (default false: every write endpoint answers 403), and the
 additive ``clients`` (``[{"id", "token", "read_only"}]``, bearer tokens),
 ``rescan_interval`` (Caddy duration, default ``1m``; ``0`` turns the periodic rescan
-off), ``watch`` (default true: watch the folder for changes by other programs) and
+off), ``watch`` (default true: watch the folder for changes by other programs),
 ``portable_names`` (default true: refuse, 422, to create names Windows or macOS cannot
 store, such as ``CON``, ``aux.txt``, ``a.`` or ``a:b``; clients there would see them as
-missing).
+missing) and ``create_root`` (default false: a missing root is never created, it answers 503
+until it appears, as an unmounted disk must not look like an empty folder; true for a
+new folder: created when no index exists for it yet).
+
+The index lives in Caddy's data directory, not in the served folder; the folder carries
+a marker, ``.caddytw-folder`` (see :mod:`caddytw.sync.home`).
 
 Handlers that name the same root in one config share one store, event hub and
 background service (kept in ``context.shared``).
@@ -39,6 +44,7 @@ def build(config: ObjectReader, context: Any, next: Any) -> FileSyncResource:
     interval = config.duration("rescan_interval", 60.0)
     watch = config.flag("watch", True)
     portable_names = config.flag("portable_names", True)
+    create_root = config.flag("create_root")
     config.done()
     if not root:
         raise ConfigError(config.at("root"), "file_sync needs a root folder")
@@ -51,7 +57,7 @@ def build(config: ObjectReader, context: Any, next: Any) -> FileSyncResource:
     key = f"caddytw.file_sync:{root_path}"
     shared = context.shared.get(key)
     if shared is None:
-        store = LocalSyncStore(root_path, context.reactor, portable_names)
+        store = LocalSyncStore(root_path, context.reactor, portable_names, create_root)
         hub = EventHub(root_path)
         service = SyncService(store, hub, context.reactor, interval or None, watch)
         shared = context.shared[key] = (store, hub, service)

@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Literal
 
+from twisted.logger import Logger
+
 from caddytw.sync.folder import (
     Observed,
     Staged,
@@ -32,9 +34,19 @@ from caddytw.sync.folder import (
     split_existing,
     walk,
 )
+from caddytw.sync.home import (
+    FolderUnavailable,
+    any_present,
+    default_index_path,
+    marker_present,
+    migrate_legacy,
+    missing_marker,
+    read_marker,
+    write_marker,
+)
 from caddytw.sync.index import Entry, SyncIndex
 from caddytw.sync.protocol import (
-    INDEX_DIR_NAME,
+    FOLDER_MARKER,
     Change,
     ChangesPage,
     ConflictInfo,
@@ -50,7 +62,7 @@ from caddytw.sync.protocol import (
     unportable_reason,
 )
 
-INDEX_FILE = "index.db"
+log = Logger()
 
 #: What a file looks like on disk during a scan: its stat and hash ("" for folders),
 #: or ``None`` when it kept changing while being hashed (left for the next scan).
@@ -138,32 +150,99 @@ def now_ns() -> int:
 
 
 class LocalStoreCore:
-    """Files under ``root`` plus the index in ``root/.caddytw-sync/index.db``."""
+    """Files under ``root`` plus their index (in Caddy's data dir: :mod:`caddytw.sync.home`)."""
 
-    def __init__(self, root: Path | str, portable_names: bool = True) -> None:
+    def __init__(
+        self,
+        root: Path | str,
+        portable_names: bool = True,
+        create_root: bool = False,
+        index_path: Path | None = None,
+    ) -> None:
         self.root = Path(os.path.realpath(root))
         self.portable_names = portable_names
+        self.create_root = create_root
+        self.index_path = index_path or default_index_path(self.root)
         self._index: SyncIndex | None = None
         self._changes: list[Change] = []
+        #: Set when the folder went away mid-run: every call answers 503 until reopened.
+        self.problem: str | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def open(self) -> bool:
-        """Open (or create and rebuild) the index; return True when it was rebuilt."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / INDEX_DIR_NAME).mkdir(exist_ok=True)
-        remove_temp_files(self.root)
-        self._index = SyncIndex(self.root / INDEX_DIR_NAME / INDEX_FILE)
+        """Check the folder is the one the index describes (see :mod:`caddytw.sync.home`),
+        open the index (creating it for a new folder) and catch up with the disk; True
+        when the index was new. Raises :class:`FolderUnavailable` instead of guessing."""
+        self.close()
+        root = self.root
+        if not root.is_dir():
+            if not self.create_root or self.index_path.exists():
+                raise FolderUnavailable(
+                    f"the folder {root} does not exist (disk not mounted?); file_sync "
+                    'creates a missing root only for a new folder ("create_root": true)'
+                )
+            root.mkdir(parents=True)
+        if migrate_legacy(root, self.index_path):
+            log.info(
+                "file_sync: moved the index of {root} to {path}", root=root, path=self.index_path
+            )
+        marker = read_marker(root)
+        existed = self.index_path.exists()
+        if marker is not None and not existed:
+            raise FolderUnavailable(
+                f"{root}: the folder marker names index {marker}, but that index "
+                f"({self.index_path}) is missing. Restore it, or delete "
+                f"{root / FOLDER_MARKER} to start a new index (clients then merge both "
+                "sides, never delete)"
+            )
+        self.index_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not existed:  # a WAL left by a lost index must not be replayed into a new one
+            for suffix in ("-wal", "-shm"):
+                Path(f"{self.index_path}{suffix}").unlink(missing_ok=True)
+        index = SyncIndex(self.index_path)
+        try:
+            if marker is not None and marker != index.index_id:
+                raise FolderUnavailable(
+                    f"{root}: the folder marker names index {marker} but {self.index_path} "
+                    f"is index {index.index_id}: not the same folder"
+                )
+            if marker is None:
+                names = index.top_level_live()
+                if existed and not any_present(root, names):
+                    raise FolderUnavailable(
+                        f"{root} has no folder marker and none of the {len(names)} top-level "
+                        "names its index lists (an empty mount point?); mount the disk, or "
+                        f"delete {self.index_path} to start a new index"
+                    )
+                write_marker(root, index.index_id)
+                log.info("file_sync: wrote the folder marker of {root}", root=root)
+        except BaseException:
+            index.close()
+            raise
+        self._index = index
+        self.problem = None
+        remove_temp_files(root)
         self.rescan()
-        return self._index.created
+        return index.created
 
     def close(self) -> None:
         if self._index is not None:
             self._index.close()
             self._index = None
 
+    def check_folder(self) -> None:
+        """Before recording anything as gone: the folder must still be there, marker
+        and all (an unmounted disk is not a deletion)."""
+        if not marker_present(self.root):
+            error = missing_marker(self.root)
+            self.problem = error.message
+            raise error
+
     @property
     def index(self) -> SyncIndex:
+        if self.problem is not None:
+            raise FolderUnavailable(self.problem)
         if self._index is None:
             raise StoreError(503, "the sync index is not open")
         return self._index
@@ -187,7 +266,10 @@ class LocalStoreCore:
         )
 
     def _forget(self, path: str, origin: str | None) -> None:
-        """Tombstone ``path`` and, for a folder, everything below it (deepest first)."""
+        """Tombstone ``path`` and, for a folder, everything below it (deepest first).
+        Without an origin (seen missing on disk) only while the folder is intact."""
+        if origin is None:
+            self.check_folder()
         for child in reversed(self.index.children(path)):
             tomb = self.index.tombstone(child.path, origin)
             if tomb is not None:
@@ -510,8 +592,17 @@ class LocalStoreCore:
         """Record what a walk found (``found``, from :func:`observe_folder` over
         ``known``), skipping every path a commit touched meanwhile and every file that
         changed again since it was hashed."""
-        index = self.index
+        self.check_folder()
         before = len(self._changes)
+        try:
+            self._apply_found(known, found)
+        except BaseException:
+            del self._changes[before:]  # rolled back: nothing to announce
+            raise
+        return self._changes[before:]
+
+    def _apply_found(self, known: Mapping[str, Entry], found: Mapping[str, Seen]) -> None:
+        index = self.index
         with index.transaction():
             for path in sorted(found):
                 seen = found[path]
@@ -533,7 +624,6 @@ class LocalStoreCore:
                 if info is not None and (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
                     continue
                 self._forget(path, None)
-        return self._changes[before:]
 
     def _apply_seen(self, path: str, current: Entry | None, seen: tuple[Observed, str]) -> None:
         observed, hash_hex = seen

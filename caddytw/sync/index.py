@@ -93,7 +93,9 @@ class SyncIndex:
         self.db = sqlite3.connect(db_path, isolation_level=None)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
+        # FULL: a commit that answered a client survives a power cut. NORMAL could roll
+        # the index back and hand out again sequence numbers clients already passed.
+        self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)
         self._add_fold_keys()
         self._clock = clock
@@ -164,6 +166,13 @@ class SyncIndex:
     def all_live(self) -> list[Entry]:
         rows = self.db.execute("SELECT * FROM entries WHERE deleted = 0 ORDER BY path")
         return [_entry(row) for row in rows]
+
+    def top_level_live(self) -> list[str]:
+        """Live paths without a ``/`` (to tell the folder from an empty mount point)."""
+        rows = self.db.execute(
+            "SELECT path FROM entries WHERE deleted = 0 AND instr(path, '/') = 0 LIMIT 1000"
+        )
+        return [str(row[0]) for row in rows]
 
     def children(self, path: str) -> list[Entry]:
         """Live rows strictly below folder ``path``.

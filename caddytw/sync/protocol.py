@@ -67,6 +67,7 @@ from caddytw.config.reader import type_name
 __all__ = [
     "CHANGE_OPS",
     "EMPTY_SHA256",
+    "FOLDER_MARKER",
     "HEADER_CLIENT_ID",
     "HEADER_CONTENT_SHA256",
     "HEADER_MODIFIED",
@@ -104,8 +105,12 @@ __all__ = [
 #: SHA-256 of the empty string, the hash of every empty file.
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
-#: Name of the server's index folder inside ``root``; never a valid sync path segment.
+#: Where the server's index lived inside ``root`` before it moved to Caddy's data dir
+#: (migrated on start); never a valid sync path segment.
 INDEX_DIR_NAME = ".caddytw-sync"
+#: The folder marker in the server's root (as Syncthing's ``.stfolder``): it proves the
+#: folder is the one the index describes (not an empty mount point); never synced.
+FOLDER_MARKER = ".caddytw-folder"
 
 #: Upload header carrying the lowercase hex SHA-256 of the body; verified by the server.
 HEADER_CONTENT_SHA256 = "X-Content-SHA256"
@@ -198,8 +203,9 @@ def is_temp_name(name: str) -> bool:
 
 
 def is_reserved_name(segment: str) -> bool:
-    """Names the sync never touches: the index folder and in-progress temp files."""
-    return segment == INDEX_DIR_NAME or is_temp_name(segment)
+    """Names the sync never touches: the folder marker, the old index folder and
+    in-progress temp files."""
+    return segment in (FOLDER_MARKER, INDEX_DIR_NAME) or is_temp_name(segment)
 
 
 def fold_key(path: str) -> str:

@@ -191,6 +191,8 @@ class FileSyncResource(LeafResource):
             client = self.access.authenticate(request)
             if client is not None:  # who the server takes the caller for: the token's id
                 request.setHeader(HEADER_CLIENT_ID.encode("ascii"), client.id.encode("utf-8"))
+            if self.store.problem is not None:  # missing folder or marker: logged once
+                raise ApiError(503, self.store.problem)
             if name == "events":
                 return self.events(request)
             if name not in self.endpoints:

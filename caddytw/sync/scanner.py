@@ -20,9 +20,11 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from caddytw.sync.events import EventHub
 from caddytw.sync.folder import hidden
+from caddytw.sync.home import FolderUnavailable
 from caddytw.sync.localfs import PathBatcher, start_watch
 from caddytw.sync.store import LocalSyncStore
 
@@ -77,11 +79,26 @@ class SyncService(Service):
         purge.clock = self.reactor
         purge.start(24 * 3600.0, now=False)
         self._loops.append(purge)
-        if self.watch:
-            self._start_observer()
-            # Changes made between the start-up scan and the watcher's first watch
-            # would otherwise wait for the periodic rescan: catch up once now.
-            self._rescan_all()
+        self.store.on_available(self._watch)
+        if self.store.problem is None:
+            self._watch()
+
+    def _watch(self) -> None:
+        """(Re)start the watcher: at start, and when the folder is back (a remounted
+        disk is a new folder to inotify)."""
+        if not self.watch or not self.running:
+            return
+        self._stop_observer()
+        self._start_observer()
+        # Changes made between the start-up scan and the watcher's first watch
+        # would otherwise wait for the periodic rescan: catch up once now.
+        self._rescan_all()
+
+    def _stop_observer(self) -> Any:
+        observer, self._observer = self._observer, None
+        if observer is not None:
+            observer.stop()
+        return observer
 
     def _start_observer(self) -> None:
         self._observer = start_watch(self.store.root, hidden, self.touched, self.reactor)
@@ -92,6 +109,8 @@ class SyncService(Service):
         self._batch.add(path, new_folder)
 
     def _flush(self, paths: set[str], folders: set[str]) -> bool:
+        if self.store.problem is not None:
+            return True  # dropped: the folder is rescanned whole when it is back
         if self._busy is not None:
             return False
         self._run(Deferred.fromCoroutine(self._refresh(sorted(paths), outermost(folders))))
@@ -103,7 +122,7 @@ class SyncService(Service):
             await self.store.rescan(folder)
 
     def _rescan_all(self) -> None:
-        if self._busy is None:
+        if self._busy is None and self.store.problem is None:
             self._run(self.store.rescan())
 
     def _run(self, work: Deferred[Any]) -> None:
@@ -112,7 +131,11 @@ class SyncService(Service):
         def done(result: object) -> None:
             self._busy = None
 
-        work.addErrback(lambda f: log.failure("file_sync: rescan failed", f))
+        def failed(failure: Failure) -> None:
+            if not failure.check(FolderUnavailable):  # said once by the store
+                log.failure("file_sync: rescan failed", failure)
+
+        work.addErrback(failed)
         work.addBoth(done)
 
     def _purge(self) -> None:
@@ -131,9 +154,8 @@ class SyncService(Service):
             self._unsubscribe()
         self.hub.close_all()
         waits: list[Deferred[Any]] = []
-        if self._observer is not None:
-            observer, self._observer = self._observer, None
-            observer.stop()
+        observer = self._stop_observer()
+        if observer is not None:
             from twisted.internet.threads import deferToThreadPool
 
             waits.append(

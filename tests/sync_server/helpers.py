@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from caddytw.sync.protocol import INDEX_DIR_NAME
+from caddytw.sync.protocol import FOLDER_MARKER, INDEX_DIR_NAME
 
 
 def sha(data: bytes) -> str:
@@ -22,7 +22,8 @@ def sha(data: bytes) -> str:
 
 
 def sync_route(root: Path | str, **fields: Any) -> list[dict[str, Any]]:
-    handler = {"handler": "file_sync", "root": str(root), **fields}
+    """A ``/api/*`` route to ``file_sync``; a new folder (``create_root``) unless told."""
+    handler = {"handler": "file_sync", "root": str(root), "create_root": True, **fields}
     return [{"match": [{"matcher": "path", "paths": ["/api/*"]}], "handle": [handler]}]
 
 
@@ -104,6 +105,8 @@ def folder_view(root: Path) -> dict[str, Any]:
         rel_dir = Path(directory).relative_to(root)
         if INDEX_DIR_NAME in dirs:
             dirs.remove(INDEX_DIR_NAME)
+        if directory == str(root) and FOLDER_MARKER in files:
+            files.remove(FOLDER_MARKER)
         for name in dirs:
             view[(rel_dir / name).as_posix()] = ("dir",)
         for name in files:

@@ -98,7 +98,7 @@ def test_outermost_keeps_exactly_the_folders_no_other_one_contains(folders: set[
 def test_subtree_rescan_records_a_folder_filled_at_once_and_nothing_else(
     tmp_path: Path,
 ) -> None:
-    core = LocalStoreCore(tmp_path / "root")
+    core = LocalStoreCore(tmp_path / "root", create_root=True, index_path=tmp_path / "index.db")
     core.open()
     try:
         (core.root / "a" / "b").mkdir(parents=True)
@@ -120,7 +120,7 @@ def test_subtree_rescan_does_not_follow_a_symlinked_folder(tmp_path: Path) -> No
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "secret").write_bytes(b"s")
-    core = LocalStoreCore(tmp_path / "root")
+    core = LocalStoreCore(tmp_path / "root", create_root=True, index_path=tmp_path / "index.db")
     core.open()
     try:
         (core.root / "link").symlink_to(outside)
