@@ -11,6 +11,7 @@ state no longer matches the index are rehashed here.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Mapping
@@ -45,6 +46,7 @@ from caddytw.sync.home import (
     write_marker,
 )
 from caddytw.sync.index import Entry, SyncIndex
+from caddytw.sync.localfs import signed_by, signed_temp_token
 from caddytw.sync.protocol import (
     FOLDER_MARKER,
     Change,
@@ -167,6 +169,8 @@ class LocalStoreCore:
         self._changes: list[Change] = []
         #: Set when the folder went away mid-run: every call answers 503 until reopened.
         self.problem: str | None = None
+        #: Signs temp file names (from the index, read-only once open: any thread).
+        self.temp_secret = b""
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -221,10 +225,17 @@ class LocalStoreCore:
             index.close()
             raise
         self._index = index
+        self.temp_secret = index.temp_secret
         self.problem = None
-        remove_temp_files(root)
+        remove_temp_files(root, lambda name: signed_by(self.temp_secret, name))
         self.rescan()
         return index.created
+
+    def temp_token(self, path: str) -> str:
+        """The signed token of an upload's temp file (see :func:`signed_temp_token`)."""
+        if not self.temp_secret:
+            raise StoreError(503, "the sync index is not open")
+        return signed_temp_token(self.temp_secret, path.rsplit("/", 1)[-1])
 
     def close(self) -> None:
         if self._index is not None:
@@ -411,29 +422,59 @@ class LocalStoreCore:
     ) -> tuple[FileMetadata, Literal["created", "updated", "unchanged"]]:
         """Rename a staged upload into place if the conditions still hold."""
         try:
-            self.refuse_clash(path, self._staged_metadata(path, staged, modified_ns))
-            current = self.lookup(path)
-            if current is not None and current.is_dir:
-                raise StoreError(409, f"{path!r} is a folder")
-            if current is not None and current.hash == staged.hash:
-                staged.discard()
-                return current.metadata(), "unchanged"
-            why = conditions.violated_by(current)
-            if why is not None:
-                local = self._staged_metadata(path, staged, modified_ns)
-                raise self._conflict(path, local, current, why)
-            target = self.root / path
-            with self.index.transaction():
-                self._make_parents(path, origin)
-                os.rename(staged.temp_path, target)
-                fsync_dir(target.parent)
-                if staged.temp_path.parent != target.parent:
-                    fsync_dir(staged.temp_path.parent)
-                entry = self._record(path, Observed.of(os.lstat(target)), staged.hash, origin)
-            return entry.metadata(), "created" if current is None else "updated"
+            for _attempt in range(3):
+                self.refuse_clash(path, self._staged_metadata(path, staged, modified_ns))
+                current = self.lookup(path)
+                if current is not None and current.is_dir:
+                    raise StoreError(409, f"{path!r} is a folder")
+                if current is not None and current.hash == staged.hash:
+                    staged.discard()
+                    return current.metadata(), "unchanged"
+                why = conditions.violated_by(current)
+                if why is not None:
+                    local = self._staged_metadata(path, staged, modified_ns)
+                    raise self._conflict(path, local, current, why)
+                target = self.root / path
+                with self.index.transaction():
+                    self._make_parents(path, origin)
+                    # Another program may have written the path since lookup verified
+                    # it: look again (that edit is recorded and judged) instead of
+                    # overwriting it.
+                    if not self._place(staged.temp_path, target, current):
+                        continue
+                    fsync_dir(target.parent)
+                    if staged.temp_path.parent != target.parent:
+                        fsync_dir(staged.temp_path.parent)
+                    seen = Observed.of(os.lstat(target))
+                    entry = self._record(path, seen, staged.hash, origin)
+                return entry.metadata(), "created" if current is None else "updated"
+            raise StoreError(409, f"{path!r} is being changed on the server; retry")
         except BaseException:
             staged.discard()
             raise
+
+    def _place(self, temp: Path, target: Path, current: Entry | None) -> bool:
+        """Move ``temp`` to ``target`` if the target is still what ``current`` says;
+        False when it changed. A new path is linked (fails if anything appeared: no
+        window at all); a replaced one is re-checked just before the rename."""
+        if current is None:
+            try:
+                os.link(temp, target, follow_symlinks=False)
+            except FileExistsError:
+                return False
+            except OSError as error:  # no hard links here (FAT, some FUSE): check, rename
+                if error.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.EXDEV):
+                    raise
+                if os.path.lexists(target):
+                    return False
+                os.rename(temp, target)
+                return True
+            os.unlink(temp)
+            return True
+        if not matches(current, observe(self.root, target.relative_to(self.root).as_posix())):
+            return False
+        os.rename(temp, target)
+        return True
 
     def _staged_metadata(self, path: str, staged: Staged, modified_ns: int | None) -> FileMetadata:
         modified = datetime.fromtimestamp((modified_ns or now_ns()) / 1e9, UTC)

@@ -13,14 +13,14 @@ import hashlib
 import os
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from caddytw.sync.localfs import CHUNK, stable_hash, temp_name
 from caddytw.sync.localfs import walk as localfs_walk
-from caddytw.sync.protocol import ProtocolError, is_reserved_name, validate_path
+from caddytw.sync.protocol import ProtocolError, is_reserved_name, is_temp_name, validate_path
 
 
 class StoreError(Exception):
@@ -138,16 +138,18 @@ def stage(
     source: BinaryIO,
     expected_hash: str | None,
     modified_ns: int | None,
+    token: str | None = None,
 ) -> Staged:
-    """Stream ``source`` into ``.<name>.<random>.tmp`` beside the target (or in its
-    deepest existing ancestor when its folder does not exist yet), hashing as it goes;
+    """Stream ``source`` into ``.<name>.<token>.tmp`` beside the target (or in its
+    deepest existing ancestor when its folder does not exist yet; ``token`` random when
+    not given, else the store's signed one), hashing as it goes;
     verify ``expected_hash`` (422), fsync, and set the modification time.
 
     The temp file is removed on every failure.
     """
     directory, _missing = split_existing(root, path)
     name = path.rsplit("/", 1)[-1]
-    temp = directory / temp_name(name, secrets.token_hex(8))
+    temp = directory / temp_name(name, token or secrets.token_hex(8))
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     try:
         digest = hashlib.sha256()
@@ -191,16 +193,17 @@ def walk(root: Path, under: str | None = None) -> Iterator[tuple[str, os.stat_re
             yield entry.path, entry.info
 
 
-def remove_temp_files(root: Path) -> int:
-    """Delete leftover ``.<name>.<random>.tmp`` files (uploads cut by a crash)."""
+def remove_temp_files(root: Path, ours: Callable[[str], bool]) -> int:
+    """Delete leftover temp files of ours (uploads cut by a crash): regular files named
+    like :func:`~caddytw.sync.localfs.temp_name` *and* signed by this folder's index
+    (``ours``), never through a link. A user's ``.notes.0123456789abcdef.tmp`` stays."""
     removed = 0
-    for directory, _dirs, files in os.walk(root):
-        for name in files:
-            if name.endswith(".tmp") and is_reserved_name(name):
-                try:
-                    os.unlink(os.path.join(directory, name))
-                    removed += 1
-                except OSError as error:
-                    if error.errno != errno.ENOENT:
-                        raise
+    for entry in localfs_walk(root, validate=False):
+        if entry.kind == "file" and is_temp_name(entry.name) and ours(entry.name):
+            try:
+                os.unlink(root / entry.path)
+                removed += 1
+            except OSError as error:
+                if error.errno != errno.ENOENT:
+                    raise
     return removed

@@ -104,7 +104,10 @@ class SyncIndex:
                 self._set_meta("index_id", secrets.token_hex(8))
                 self._set_meta("seq", "0")
                 self._set_meta("purged_seq", "0")
+            if self._meta("temp_secret") is None:  # signs our temp files' names
+                self._set_meta("temp_secret", secrets.token_hex(16))
         self.index_id: str = self._meta("index_id") or ""
+        self.temp_secret = bytes.fromhex(self._meta("temp_secret") or "")
         self._client_rows = int(self.db.execute("SELECT count(*) FROM clients").fetchone()[0])
 
     @property

@@ -18,8 +18,10 @@ Everything except :class:`PathBatcher` blocks and belongs off the reactor thread
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import re
+import secrets
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -74,6 +76,29 @@ def temp_name(name: str, token: str) -> str:
     if not re.fullmatch(r"[0-9a-f]{16}", token):
         raise ValueError("token must be 16 lowercase hex characters")
     return f".{cut_bytes(name, NAME_MAX - TEMP_EXTRA)}.{token}.tmp"
+
+
+def signed_temp_token(secret: bytes, name: str) -> str:
+    """A :func:`temp_name` token only the holder of ``secret`` makes: 8 random hex
+    characters and 8 of an HMAC over them and the (cut) name. A leftover temp file is
+    then provably ours, and a user's file that merely looks like one is never deleted."""
+    nonce = secrets.token_hex(4)
+    return nonce + _temp_mac(secret, nonce, name)
+
+
+def signed_by(secret: bytes, temp_file_name: str) -> bool:
+    """Whether ``temp_file_name`` (``.<name>.<token>.tmp``) was made with ``secret``."""
+    if len(temp_file_name) < TEMP_EXTRA + 1 or not temp_file_name.endswith(".tmp"):
+        return False
+    token = temp_file_name[-20:-4]
+    name = temp_file_name[1:-21]
+    return hmac.compare_digest(token[8:], _temp_mac(secret, token[:8], name))
+
+
+def _temp_mac(secret: bytes, nonce: str, name: str) -> str:
+    cut = cut_bytes(name, NAME_MAX - TEMP_EXTRA)
+    message = nonce.encode() + b"/" + cut.encode("utf-8", "surrogateescape")
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()[:8]
 
 
 # -- hashing ----------------------------------------------------------------------------

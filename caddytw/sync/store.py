@@ -291,7 +291,10 @@ class LocalSyncStore:
     ) -> Deferred[tuple[FileMetadata, PutStatus]]:
         async def upload() -> tuple[FileMetadata, PutStatus]:
             await self._on_index(self.core.precheck, path, conditions, expected_hash)
-            staged = await self._on_pool(stage, self.root, path, source, expected_hash, modified_ns)
+            token = self.core.temp_token(path)
+            staged = await self._on_pool(
+                stage, self.root, path, source, expected_hash, modified_ns, token
+            )
             if cancelled():
                 staged.discard()
                 raise UploadCancelled(path)

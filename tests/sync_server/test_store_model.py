@@ -25,6 +25,7 @@ from caddytw.sync.core import (
 )
 from caddytw.sync.folder import StoreError, stage
 from caddytw.sync.home import FolderUnavailable
+from caddytw.sync.localfs import temp_name
 from caddytw.sync.protocol import FOLDER_MARKER, Delete, Move, SyncRequest, fold_key
 
 # "d-x" and "d0" sort just outside "d/" and its range end: children of "d" exclude them.
@@ -211,15 +212,63 @@ def test_a_lost_index_is_never_silently_replaced(tmp_path):
     core.close()
 
 
-def test_leftover_temp_files_removed_on_open(tmp_path):
+def test_only_our_own_leftover_temp_files_are_removed_on_open(tmp_path):
+    """A temp file is ours when its name is signed with the index's secret; a user's
+    file that merely looks like one stays, wherever it is."""
     root = tmp_path / "root"
-    root.mkdir()
-    (root / ".f.0123456789abcdef.tmp").write_bytes(b"partial")
+    (root / "sub").mkdir(parents=True)
     core = LocalStoreCore(root, index_path=tmp_path / "index.db")
     core.open()
-    assert not (root / ".f.0123456789abcdef.tmp").exists()
-    assert core.listing()[0] == []
+    ours = root / "sub" / temp_name("f.txt", core.temp_token("sub/f.txt"))
     core.close()
+    ours.write_bytes(b"partial upload")
+    lookalikes = [root / ".f.0123456789abcdef.tmp", root / "sub" / ".notes.fedcba9876543210.tmp"]
+    for path in lookalikes:
+        path.write_bytes(b"a user's file")
+    core = LocalStoreCore(root, index_path=tmp_path / "index.db")
+    core.open()
+    assert not ours.exists()
+    assert all(path.read_bytes() == b"a user's file" for path in lookalikes)
+    core.close()
+
+
+class EditedAfterLookup(LocalStoreCore):
+    """Another program writes ``path`` right after the store verified it: the moment
+    between the check and the rename."""
+
+    edit: tuple[str, bytes] | None = None
+
+    def lookup(self, path):
+        found = super().lookup(path)
+        if self.edit is not None and self.edit[0] == path:
+            (self.root / path).write_bytes(self.edit[1])
+            self.edit = None
+        return found
+
+
+@pytest.mark.parametrize("exists", [True, False])
+def test_a_direct_edit_between_check_and_rename_is_never_overwritten(tmp_path, exists):
+    root = tmp_path / "root"
+    root.mkdir()
+    core = EditedAfterLookup(root, index_path=tmp_path / "index.db")
+    core.open()
+    try:
+        if exists:
+            put(core, "f.txt", b"v1")
+        conditions = (
+            Preconditions(if_match=(sha(b"v1"),)) if exists else Preconditions(if_none_match=("*",))
+        )
+        core.precheck("f.txt", conditions, sha(b"upload"))
+        staged = stage(core.root, "f.txt", io.BytesIO(b"upload"), sha(b"upload"), None)
+        core.edit = ("f.txt", b"edited directly in the folder")
+        with pytest.raises(Conflict) as caught:
+            core.commit_upload("f.txt", staged, conditions, "tester", None)
+        assert caught.value.status == 412
+        assert (root / "f.txt").read_bytes() == b"edited directly in the folder"
+        assert core.index.live("f.txt").hash == sha(b"edited directly in the folder")
+        assert not staged.temp_path.exists()
+    finally:
+        core.close()
 
 
 def test_symlinks_are_refused_and_not_indexed(tmp_path):
