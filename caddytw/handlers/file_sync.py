@@ -8,9 +8,11 @@ additive ``clients`` (``[{"id", "token", "read_only"}]``, bearer tokens),
 off), ``watch`` (default true: watch the folder for changes by other programs),
 ``portable_names`` (default true: refuse, 422, to create names Windows or macOS cannot
 store, such as ``CON``, ``aux.txt``, ``a.`` or ``a:b``; clients there would see them as
-missing) and ``create_root`` (default false: a missing root is never created, it answers 503
+missing), ``create_root`` (default false: a missing root is never created, it answers 503
 until it appears, as an unmounted disk must not look like an empty folder; true for a
-new folder: created when no index exists for it yet).
+new folder: created when no index exists for it yet) and ``max_upload_size`` (bytes,
+default 10 GiB, ``0`` for no limit: a larger upload gets 413 and leaves nothing on
+disk).
 
 The index lives in Caddy's data directory, not in the served folder; the folder carries
 a marker, ``.caddytw-folder`` (see :mod:`caddytw.sync.home`).
@@ -30,7 +32,7 @@ from caddytw.config.errors import ConfigError
 from caddytw.config.reader import ObjectReader
 from caddytw.sync.access import AccessPolicy, all_loopback, parse_clients
 from caddytw.sync.events import EventHub
-from caddytw.sync.resource import FileSyncResource
+from caddytw.sync.resource import DEFAULT_MAX_UPLOAD, FileSyncResource
 from caddytw.sync.scanner import SyncService
 from caddytw.sync.store import LocalSyncStore
 
@@ -45,6 +47,7 @@ def build(config: ObjectReader, context: Any, next: Any) -> FileSyncResource:
     watch = config.flag("watch", True)
     portable_names = config.flag("portable_names", True)
     create_root = config.flag("create_root")
+    max_upload = config.integer("max_upload_size", DEFAULT_MAX_UPLOAD, minimum=0)
     config.done()
     if not root:
         raise ConfigError(config.at("root"), "file_sync needs a root folder")
@@ -90,4 +93,4 @@ def build(config: ObjectReader, context: Any, next: Any) -> FileSyncResource:
             root=root_path,
             where=where,
         )
-    return FileSyncResource(store, AccessPolicy(clients), hub, enable_upload)
+    return FileSyncResource(store, AccessPolicy(clients), hub, enable_upload, max_upload)

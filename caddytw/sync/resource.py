@@ -51,6 +51,8 @@ MAX_SYNC_BODY = 16 * 1024 * 1024
 DEFAULT_PAGE = 1000
 MAX_PAGE = 10000
 MAX_INT_DIGITS = 19
+#: Default ``max_upload_size``: 10 GiB.
+DEFAULT_MAX_UPLOAD = 10 * 1024**3
 READ_METHODS = (b"GET", b"HEAD")
 
 Endpoint = Callable[[CaddyRequest, "SyncClient | None"], Coroutine[Any, Any, None]]
@@ -153,6 +155,23 @@ def body_of(request: CaddyRequest) -> Any:
     return request.content
 
 
+class LimitedBody:
+    """A body that refuses (413) to yield more than ``limit`` bytes; the store's
+    staging then removes its temp file, so nothing is left on disk."""
+
+    def __init__(self, source: Any, limit: int) -> None:
+        self.source = source
+        self.limit = limit
+        self.size = 0
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.source.read(size)
+        self.size += len(chunk)
+        if self.size > self.limit:
+            raise ApiError(413, f"uploads are limited to {self.limit} bytes")
+        return bytes(chunk)
+
+
 def metadata_headers(request: CaddyRequest, meta: FileMetadata) -> None:
     if not meta.is_directory:
         request.setHeader(b"etag", format_etag(meta.hash).encode("ascii"))
@@ -169,11 +188,13 @@ class FileSyncResource(LeafResource):
         access: AccessPolicy,
         hub: EventHub,
         enable_upload: bool,
+        max_upload_size: int = DEFAULT_MAX_UPLOAD,
     ) -> None:
         self.store = store
         self.access = access
         self.hub = hub
         self.enable_upload = enable_upload
+        self.max_upload_size = max_upload_size
         self.endpoints: dict[str, tuple[tuple[bytes, ...], bool, Endpoint]] = {
             "list": (READ_METHODS, False, self.list),
             "metadata": (READ_METHODS, False, self.metadata),
@@ -203,12 +224,22 @@ class FileSyncResource(LeafResource):
                 raise ApiError(405, f"{name} accepts {', '.join(m.decode() for m in methods)}")
             if writes:
                 self.check_write(client)
+            if name == "upload":
+                self.check_upload_size(request)
         except StoreError as error:
             return self.error_body(request, error)
         deferred: Deferred[None] = ensureDeferred(endpoint(request, client))
         deferred.addErrback(self.failed, request)
         deferred.addErrback(lambda f: report_unexpected(f, "answering failed"))
         return NOT_DONE_YET
+
+    def check_upload_size(self, request: CaddyRequest) -> None:
+        """413 at once for a declared ``Content-Length`` over ``max_upload_size`` (a
+        body without one is cut while it is staged: :class:`LimitedBody`)."""
+        declared = (request.getHeader(b"content-length") or b"").strip()
+        limit = self.max_upload_size
+        if limit and declared.isdigit() and len(declared) <= 20 and int(declared) > limit:
+            raise ApiError(413, f"uploads are limited to {limit} bytes")
 
     def check_write(self, client: SyncClient | None) -> None:
         if not self.enable_upload:
@@ -339,6 +370,8 @@ class FileSyncResource(LeafResource):
         request.notifyFinish().addErrback(lambda _: gone.append(True))
         content = body_of(request)
         content.seek(0)
+        if self.max_upload_size:
+            content = LimitedBody(content, self.max_upload_size)
         meta, status = await self.store.put(
             path,
             content,
