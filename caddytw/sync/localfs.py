@@ -282,32 +282,26 @@ def walk(
 # -- watching ---------------------------------------------------------------------------
 
 
-def content_events() -> list[Any]:
-    """The watchdog events that can change a folder's content, for
-    ``Observer.schedule(..., event_filter=...)``: without a filter inotify also reports
-    every open and read-only close (each download, each hash). watchdog is imported
-    only when a watcher starts."""
-    from watchdog.events import (
-        DirCreatedEvent,
-        DirDeletedEvent,
-        DirMovedEvent,
-        FileClosedEvent,
-        FileCreatedEvent,
-        FileDeletedEvent,
-        FileModifiedEvent,
-        FileMovedEvent,
-    )
+#: The watchdog events that can change a folder's content.
+CONTENT_EVENTS = (
+    "DirCreatedEvent",
+    "DirDeletedEvent",
+    "DirMovedEvent",
+    "FileClosedEvent",
+    "FileCreatedEvent",
+    "FileDeletedEvent",
+    "FileModifiedEvent",
+    "FileMovedEvent",
+)
 
-    return [
-        DirCreatedEvent,
-        DirDeletedEvent,
-        DirMovedEvent,
-        FileClosedEvent,
-        FileCreatedEvent,
-        FileDeletedEvent,
-        FileModifiedEvent,
-        FileMovedEvent,
-    ]
+
+def content_events() -> list[Any]:
+    """:data:`CONTENT_EVENTS` as classes, for ``Observer.schedule(..., event_filter=...)``:
+    without a filter inotify also reports every open and read-only close (each download,
+    each hash). watchdog is imported only when a watcher starts."""
+    from watchdog import events
+
+    return [getattr(events, name) for name in CONTENT_EVENTS]
 
 
 def relative_event_path(root: str, raw: str | bytes, hidden: Hidden) -> str | None:
