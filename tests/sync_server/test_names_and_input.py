@@ -96,3 +96,27 @@ def test_quoted_long_path_in_query(server) -> None:
     reply = server.api.call("GET", f"metadata?path={q('x' * 5000)}")
     assert reply.status == 400
     quiet_log(server)
+
+
+def test_unexpected_errors_log_a_traceback_once_per_kind() -> None:
+    from twisted.logger import LogLevel, globalLogPublisher
+    from twisted.python.failure import Failure
+
+    from caddytw.sync.resource import report_unexpected
+
+    seen: list[dict] = []
+    globalLogPublisher.addObserver(seen.append)
+    try:
+        ids = []
+        for _ in range(3):
+            try:
+                {}["missing"]  # the same bug, hit by three requests
+            except KeyError:
+                ids.append(report_unexpected(Failure(), "unexpected error"))
+    finally:
+        globalLogPublisher.removeObserver(seen.append)
+    ours = [event for event in seen if event.get("what") == "unexpected error"]
+    assert len(ours) == 3 and len(set(ids)) == 3
+    assert all(event["log_level"] == LogLevel.error for event in ours)
+    assert [("traceback" in event) for event in ours] == [True, False, False]
+    assert [event["request_id"] for event in ours] == ids
