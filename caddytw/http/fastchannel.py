@@ -42,7 +42,6 @@ from twisted.web.http_headers import _nameEncoder
 from zope.interface import implementer
 
 from caddytw.tls.context import ACME_TLS_ALPN
-from caddytw.tls.h2c import PREFACE as H2_PREFACE
 
 #: Request bodies up to this size stay in memory; larger ones go to a temporary file.
 SPOOL_BYTES = 100_000
@@ -53,6 +52,8 @@ DEFAULT_MAX_HEADER_BYTES = 1 << 20
 PIPELINE_DEPTH = 8
 #: ALPN protocols whose connections carry no HTTP (TLS-ALPN-01 validation).
 NON_HTTP_ALPN = (ACME_TLS_ALPN,)
+#: The HTTP/2 connection preface: a cleartext connection starting with it is h2c.
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 _VERSIONS = {"1.1": b"HTTP/1.1", "1.0": b"HTTP/1.0", "0.9": b"HTTP/0.9"}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
