@@ -19,6 +19,7 @@ from twisted.web import http, server
 from twisted.web.http import datetimeToString
 
 from caddytw import metrics
+from caddytw.http.body import BodyAborted, BodyTooLarge, RequestBody, body_from_file
 from caddytw.http.errors import HandlerError, status_text
 
 if TYPE_CHECKING:
@@ -64,6 +65,20 @@ class CaddyRequest(server.Request):
         self.started_at: float = time.time()
         self.proto_override: str | None = None
         self._hooks_ran = False
+        self._body: RequestBody | None = None
+
+    @property
+    def body(self) -> RequestBody:
+        """The request body as it arrives (:mod:`caddytw.http.body`). The HTTP/1.1
+        channel sets it when the head is complete; a protocol that still collects the
+        body into ``content`` first (HTTP/2 and HTTP/3 for now) gets it from there."""
+        if self._body is None:
+            self._body = body_from_file(self.content)
+        return self._body
+
+    @body.setter
+    def body(self, body: RequestBody) -> None:
+        self._body = body
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -210,6 +225,10 @@ class CaddyRequest(server.Request):
         all that is left to do is to log and drop the connection.
         """
         exc = error.value if isinstance(error, Failure) else error
+        if isinstance(exc, BodyTooLarge):
+            exc = HandlerError(413, "http: request body too large")
+        elif isinstance(exc, BodyAborted):
+            exc = HandlerError(400, str(exc))
         if isinstance(exc, HandlerError):
             status, message, error_id = exc.status, exc.message, exc.error_id
             trace = ""
