@@ -114,7 +114,7 @@ class RequestBody:
         self._source_paused = False
         self._ended = False  # body_end delivered
         if limit is not None and length is not None and length > limit:
-            self.error = BodyTooLarge(limit)
+            self._fail(BodyTooLarge(limit))  # refused before a byte is read
 
     @classmethod
     def empty(cls) -> RequestBody:

@@ -374,6 +374,11 @@ class FastHTTPChannel(Protocol):
             or self._header_count > MAX_HEADER_COUNT
         ):
             raise _Reject(431)
+        if self._current is not None:
+            # A chunked body's trailer section: never request headers (they arrive after
+            # routing and would let a client smuggle Host, Authorization or
+            # X-Forwarded-For past checks). Counted against the limits, then dropped.
+            return
         key = _canonical(name)
         values = self._headers.get(key)
         if values is None:
