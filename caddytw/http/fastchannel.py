@@ -399,12 +399,19 @@ class FastHTTPChannel(Protocol):
         method = parser.get_method()
         if self._method_override:
             method, self._method_override = self._method_override, b""
+        uri = self._url
+        if b"#" in uri:
+            # A request target has no fragment; Go keeps a ``#`` in the path and
+            # escapes it when forwarding, so Caddy sends ``%23``: an upstream that drops
+            # "fragments" must not see a shorter path than the matchers did.
+            path, question, query = uri.partition(b"?")
+            uri = path.replace(b"#", b"%23") + question + query
         parsed = _Parsed(
             self,
             request,
             method,
-            self._url,
-            _VERSIONS.get(parser.get_http_version(), b"HTTP/1.1"),
+            uri,
+            version,
         )
         parsed.keep_alive = parser.should_keep_alive()
         request.content = BytesIO()  # twisted.web's form parsing reads it; stays empty
