@@ -112,20 +112,29 @@ class CaddyRequest(server.Request):
             authority, slash, rest = self.uri.partition(b"://")[2].partition(b"/")
             self.requestHeaders.setRawHeaders(b"host", [authority])
             self.set_uri(slash + rest if slash else b"/")
-        if self.clientproto == b"HTTP/1.1" and not self.requestHeaders.hasHeader(b"host"):
-            body = b"400 Bad Request: missing required Host header"
-            self.setResponseCode(400, b"Bad Request: missing required Host header")
-            self.setHeader(b"content-type", b"text/plain; charset=utf-8")
-            self.setHeader(b"connection", b"close")
-            self.setHeader(b"content-length", b"%d" % len(body))
-            self.write(body)
-            self.finish()
-            return True
+        hosts = self.requestHeaders.getRawHeaders(b"host")
+        if self.clientproto == b"HTTP/1.1" and not hosts:
+            return self._bad_request("missing required Host header")
+        if hosts is not None and len(hosts) > 1:
+            return self._bad_request("too many Host headers")
+        if hosts and not valid_host(hosts[0]):
+            return self._bad_request("malformed Host header")
         if self.method == b"OPTIONS" and self.uri == b"*":
             self.setHeader(b"content-length", b"0")
             self.finish()
             return True
         return False
+
+    def _bad_request(self, why: str) -> bool:
+        """Go's own answer to a request it refuses before any handler (Caddy's too)."""
+        body = f"400 Bad Request: {why}".encode()
+        self.setResponseCode(400, f"Bad Request: {why}".encode())
+        self.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        self.setHeader(b"connection", b"close")
+        self.setHeader(b"content-length", b"%d" % len(body))
+        self.write(body)
+        self.finish()
+        return True
 
     def connectionLost(self, reason: Failure) -> None:
         super().connectionLost(reason)
@@ -288,6 +297,18 @@ def transport_of(request: Any) -> Any:
 @functools.lru_cache(maxsize=1024)
 def _reason_phrase(code: int) -> bytes | None:
     return status_text(code).encode("latin-1") or None
+
+
+#: The bytes Go accepts in a Host header (``httpguts.ValidHostHeader``): a name, an IP
+#: literal in brackets, a port; never spaces, ``/``, ``@``, quotes or markup.
+_HOST_BYTES = frozenset(
+    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!$%&'()*+,-.:;=[]_~"
+)
+
+
+def valid_host(host: bytes) -> bool:
+    """Whether ``host`` is a Host header value Go's server (so Caddy) accepts."""
+    return all(byte in _HOST_BYTES or byte >= 0x80 for byte in host)
 
 
 def decode_path(raw: bytes) -> str:
