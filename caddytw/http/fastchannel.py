@@ -56,8 +56,8 @@ from caddytw.http.body import (
 )
 from caddytw.tls.context import ACME_TLS_ALPN
 
-#: How long a connection closed with a body still arriving keeps reading (and dropping)
-#: it, so the client can read the answer before a reset (Go: 500 ms).
+#: How long a connection closed with a body still arriving waits after its FIN before
+#: closing, so the client can read the answer before a reset (Go: 500 ms).
 LINGER_SECONDS = 1.0
 #: Header lines per request (twisted.web's limit too).
 MAX_HEADER_COUNT = 500
@@ -69,11 +69,13 @@ NON_HTTP_ALPN = (ACME_TLS_ALPN,)
 #: The HTTP/2 connection preface: a cleartext connection starting with it is h2c.
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
-_VERSIONS = {"1.1": b"HTTP/1.1", "1.0": b"HTTP/1.0", "0.9": b"HTTP/0.9"}
+_VERSIONS = {"1.1": b"HTTP/1.1", "1.0": b"HTTP/1.0"}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _CLOSE_ANSWERS = {
     400: b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
     431: b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+    b"Connection: close\r\nContent-Length: 0\r\n\r\n",
+    505: b"HTTP/1.1 505 HTTP Version Not Supported\r\n"
     b"Connection: close\r\nContent-Length: 0\r\n\r\n",
 }
 _canonical = _nameEncoder.encode
@@ -151,7 +153,7 @@ class FastHTTPChannel(Protocol):
     max_body_bytes: int | None = DEFAULT_LIMIT
 
     def __init__(self) -> None:
-        self._parser: Any = httptools.HttpRequestParser(self)
+        self._parser: Any = _new_parser(self)
         self._url = b""
         self._header_bytes = 0
         self._header_count = 0
@@ -172,6 +174,7 @@ class FastHTTPChannel(Protocol):
         self._raw_left = 0
         self._drain_call: Any = None
         self._drained = 0
+        self._feeding = b""  # what feed_data is parsing (to tell HTTP/0.9 lines apart)
         self._idle_call: Any = None
         self._header_call: Any = None
         self._read_call: Any = None
@@ -258,6 +261,7 @@ class FastHTTPChannel(Protocol):
             return
         if not data:
             return
+        self._feeding = data
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -325,7 +329,7 @@ class FastHTTPChannel(Protocol):
         serve it as any other method. Parse it as ``PUT`` (same length, same framing)
         and give the request its real method back.
         """
-        self._parser = httptools.HttpRequestParser(self)
+        self._parser = _new_parser(self)
         self._method_override = b"PRI"
         self.dataReceived(b"PUT" + data[3:])
 
@@ -392,6 +396,9 @@ class FastHTTPChannel(Protocol):
                 self._header_call.cancel()
             self._header_call = None
         parser = self._parser
+        version = _VERSIONS.get(parser.get_http_version())
+        if version is None:
+            version = self._other_version(parser.get_http_version())
         request = self.requestFactory(self)
         request.requestHeaders._rawHeaders = self._headers
         if b"Cookie" in self._headers:
@@ -424,6 +431,16 @@ class FastHTTPChannel(Protocol):
         request.body = parsed.body
         self._current = parsed
         self._queue.append(parsed)
+
+    def _other_version(self, number: str) -> bytes:
+        """HTTP/1.x beyond 1.1 is served as 1.1; HTTP/2.0 and later on an HTTP/1
+        connection get 505, an ``HTTP/0.9`` line too, and a line without a version
+        (llhttp calls that 0.9 as well) 400: what Go's server answers."""
+        if number.startswith("1."):
+            return b"HTTP/1.1"
+        if number == "0.9" and b" HTTP/0.9\r" not in self._feeding:
+            raise _Reject(400)
+        raise _Reject(505)
 
     def on_body(self, body: bytes) -> None:
         assert self._current is not None
@@ -602,7 +619,7 @@ class FastHTTPChannel(Protocol):
         if self._upgraded:
             # The upgrade was refused (no takeover): go on parsing HTTP/1.1.
             self._upgraded = False
-            self._parser = httptools.HttpRequestParser(self)
+            self._parser = _new_parser(self)
             buffered, self._dataBuffer = b"".join(self._dataBuffer), []
             if buffered:
                 self.dataReceived(buffered)
@@ -674,19 +691,19 @@ class FastHTTPChannel(Protocol):
         self.transport.loseConnection()
 
     def _close_after_answer(self, parsed: _Parsed) -> None:
-        """Close once the answer is out. With a body still arriving, stop writing but
-        go on reading (and dropping) for :data:`LINGER_SECONDS`, so the client reads the
-        answer instead of a reset caused by unread data."""
+        """Close once the answer is out. With a body still arriving, send FIN first and
+        close for good :data:`LINGER_SECONDS` later (reading nothing more), so the client
+        has time to read the answer before unread data makes the kernel send a reset
+        (Go's ``closeWriteAndWait``)."""
         self._closing = True
         self._discard = True
         transport = self.transport
         if parsed.body.done or self.callLater is None or type(transport) is not tcp.Server:
             transport.loseConnection()
             return
-        self._update_reading()
-        if self._transport_paused:
-            self._transport_paused = False
-            transport.resumeProducing()
+        if not self._transport_paused:
+            self._transport_paused = True
+            transport.pauseProducing()
         transport.loseWriteConnection()
         self.callLater(LINGER_SECONDS, transport.loseConnection)
 
@@ -762,6 +779,14 @@ class FastHTTPChannel(Protocol):
             if call is not None and call.active():
                 call.cancel()
         self._idle_call = self._header_call = self._read_call = None
+
+
+def _new_parser(channel: FastHTTPChannel) -> Any:
+    """An llhttp request parser that lets any ``HTTP/x.y`` through, so the channel can
+    answer versions as Go does (1.x served, 0.9 and 2.0+ refused) rather than 400."""
+    parser = httptools.HttpRequestParser(channel)
+    parser.set_dangerous_leniencies(lenient_version=True)
+    return parser
 
 
 def _is_pri_request(data: bytes) -> bool:
