@@ -51,6 +51,16 @@ def config(upstream: int) -> dict[str, Any]:
                                 "handle": [{"handler": "request_body", "max_size": 1000}, proxy],
                             },
                             {
+                                "match": [{"path": ["/hdr"]}],
+                                "handle": [
+                                    {
+                                        "handler": "static_response",
+                                        "headers": {"X-Q": ["{http.request.uri.query.q}"]},
+                                        "body": "h",
+                                    }
+                                ],
+                            },
+                            {
                                 "match": [{"path": ["/static/secret.txt"]}],
                                 "handle": [{"handler": "static_response", "status_code": 403}],
                             },
@@ -273,3 +283,16 @@ def test_nothing_after_connection_close(setup: Setup, server: str) -> None:
         b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGARBAGE\r\n\r\n",
     )
     assert statuses(raw) == [200]
+
+
+def test_non_latin1_placeholder_in_a_response_header(setup: Setup) -> None:
+    """A placeholder value Latin-1 cannot hold: no 500, the same bytes as Caddy."""
+    answers = {
+        name: exchange(
+            port, b"GET /hdr?q=%E2%82%AC HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+        )
+        for name, port in setup.ports.items()
+    }
+    for raw in answers.values():
+        assert statuses(raw) == [200]
+        assert "X-Q: €\r\n".encode() in raw
