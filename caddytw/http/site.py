@@ -9,6 +9,7 @@ from twisted.web import server
 from caddytw import metrics
 from caddytw.config.model import ServerConfig
 from caddytw.http.accesslog import AccessLogger
+from caddytw.http.body import DEFAULT_LIMIT
 from caddytw.http.fastchannel import fast_channel_protocol
 from caddytw.http.request import CaddyRequest, render_and_answer
 from caddytw.http.routing import LeafResource, RouteList
@@ -69,6 +70,7 @@ class CaddySite(server.Site):
         protocol.read_header_timeout = self.caddy_server.config.read_header_timeout
         protocol.read_timeout = self.caddy_server.config.read_timeout
         protocol.allow_h2c = "h2c" in self.caddy_server.config.protocols
+        protocol.max_body_bytes = self.caddy_server.config.max_request_body or DEFAULT_LIMIT
 
     def adopt(self, protocol: Any) -> None:
         """Take over a live connection of the site this one replaces (a reload): its next

@@ -27,12 +27,23 @@ def listen(
 ) -> Any:
     """Bind ``address`` for ``site``; returns the listening port."""
     interface = address.host or ""
+    backlog = server.listen_backlog or kernel_backlog()
     secure = tls is not None and tls.is_tls(server.name)
     if secure:
         assert tls is not None
         creator = tls.connection_creator(server)
         factory = TLSMemoryBIOFactory(creator, False, site)
-        return reactor.listenTCP(address.port, factory, interface=interface)
+        return reactor.listenTCP(address.port, factory, backlog=backlog, interface=interface)
     if tls is not None:
         install_http01_gate(site, tls.challenges)
-    return reactor.listenTCP(address.port, site, interface=interface)
+    return reactor.listenTCP(address.port, site, backlog=backlog, interface=interface)
+
+
+def kernel_backlog() -> int:
+    """The kernel's largest accept queue (``net.core.somaxconn``), the backlog Go asks
+    for and so Caddy's; Twisted's default of 50 drops connections under a burst."""
+    try:
+        with open("/proc/sys/net/core/somaxconn") as limit:
+            return max(int(limit.read().strip()), 128)
+    except (OSError, ValueError):
+        return 4096
