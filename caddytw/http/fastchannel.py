@@ -59,6 +59,12 @@ from caddytw.tls.context import ACME_TLS_ALPN
 #: How long a connection closed with a body still arriving waits after its FIN before
 #: closing, so the client can read the answer before a reset (Go: 500 ms).
 LINGER_SECONDS = 1.0
+#: A request body must arrive at least this fast (bytes/s, measured over
+#: :data:`BODY_RATE_WINDOW` seconds while the server is reading), or the connection is
+#: dropped: a body trickled a byte at a time cannot hold a handler (and an upstream
+#: connection) forever. Caddy has no such limit; Kestrel's default is the same rate.
+BODY_MIN_RATE = 240
+BODY_RATE_WINDOW = 10.0
 #: Header lines per request (twisted.web's limit too).
 MAX_HEADER_COUNT = 500
 DEFAULT_MAX_HEADER_BYTES = 1 << 20
@@ -174,6 +180,8 @@ class FastHTTPChannel(Protocol):
         self._raw_left = 0
         self._drain_call: Any = None
         self._drained = 0
+        self._rate_call: Any = None
+        self._rate_mark = 0
         self._feeding = b""  # what feed_data is parsing (to tell HTTP/0.9 lines apart)
         self._idle_call: Any = None
         self._header_call: Any = None
@@ -429,6 +437,9 @@ class FastHTTPChannel(Protocol):
             if expect and expect[0].lower() == b"100-continue" and parsed.version == b"HTTP/1.1":
                 parsed.wants_continue = True
         request.body = parsed.body
+        if length != 0 and self.callLater is not None:
+            self._rate_mark = 0
+            self._rate_call = self.callLater(BODY_RATE_WINDOW, self._check_body_rate)
         self._current = parsed
         self._queue.append(parsed)
 
@@ -462,6 +473,10 @@ class FastHTTPChannel(Protocol):
 
     def _request_read(self, parsed: _Parsed) -> None:
         """The last byte of ``parsed`` arrived: its read timer (and a drain) stops."""
+        if self._rate_call is not None:
+            if self._rate_call.active():
+                self._rate_call.cancel()
+            self._rate_call = None
         if self._drain_call is not None:
             if self._drain_call.active():
                 self._drain_call.cancel()
@@ -764,6 +779,25 @@ class FastHTTPChannel(Protocol):
         self._closing = True
         self.transport.loseConnection()
 
+    def _check_body_rate(self) -> None:
+        """Drop a connection whose body arrives slower than :data:`BODY_MIN_RATE`
+        (time the server stopped reading, or a client waits for ``100 Continue``, does
+        not count)."""
+        self._rate_call = None
+        parsed = self._current or self._raw_body
+        if parsed is None or self._closing:
+            return
+        received = parsed.body.received
+        waiting = self._transport_paused or parsed.wants_continue  # for us, not the client
+        if not waiting and received - self._rate_mark < (
+            BODY_MIN_RATE * BODY_RATE_WINDOW
+        ):
+            parsed.body.abort(BodyAborted("request body too slow"))
+            self._timed_out()
+            return
+        self._rate_mark = received
+        self._rate_call = self.callLater(BODY_RATE_WINDOW, self._check_body_rate)
+
     def _idle_timed_out(self) -> None:
         self._idle_call = None
         if self._active is not None or self._queue:
@@ -775,10 +809,10 @@ class FastHTTPChannel(Protocol):
         self.transport.loseConnection()
 
     def _cancel_timers(self) -> None:
-        for call in (self._idle_call, self._header_call, self._read_call):
+        for call in (self._idle_call, self._header_call, self._read_call, self._rate_call):
             if call is not None and call.active():
                 call.cancel()
-        self._idle_call = self._header_call = self._read_call = None
+        self._idle_call = self._header_call = self._read_call = self._rate_call = None
 
 
 def _new_parser(channel: FastHTTPChannel) -> Any:

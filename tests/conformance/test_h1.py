@@ -296,3 +296,15 @@ def test_non_latin1_placeholder_in_a_response_header(setup: Setup) -> None:
     for raw in answers.values():
         assert statuses(raw) == [200]
         assert "X-Q: €\r\n".encode() in raw
+
+
+def test_endless_upstream_head_is_a_502(setup: Setup, server: str) -> None:
+    """A response head that never ends (60 MB of header lines): 502 at the limit
+    (Caddy: Go's 10 MiB), not relayed or held in memory."""
+    raw = exchange(
+        setup.ports[server],
+        f"GET /proxy/{server}/huge-head HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".encode(),
+        limit=30.0,
+        quiet=20.0,
+    )
+    assert statuses(raw) == [502]

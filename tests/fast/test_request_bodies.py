@@ -9,7 +9,8 @@ from typing import Any
 
 from twisted.web import server
 
-from caddytw.http.body import HIGH_WATER, collect
+from caddytw.http.body import HIGH_WATER, BodyAborted, collect
+from caddytw.http.fastchannel import BODY_MIN_RATE, BODY_RATE_WINDOW
 from caddytw.http.request import CaddyRequest
 from caddytw.http.routing import LeafResource
 from tests.fast.test_channels import Connection, Echo, responses
@@ -186,3 +187,35 @@ def test_chunked_body_stops_at_the_server_limit() -> None:
     )
     assert parse_response(out).status == 413
     assert conn.send(b"0\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n") == b""
+
+
+def test_a_trickled_body_is_dropped() -> None:
+    hold = Hold()
+    conn = Connection(hold)
+    conn.send(b"PUT /p HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n")
+    hold.request.body.resumeProducing()
+    for _ in range(int(BODY_RATE_WINDOW) * 2 + 2):
+        conn.send(b"x")
+        conn.reactor.advance(1)
+    assert conn.closed
+    assert isinstance(hold.ended[0], BodyAborted)
+
+
+def test_a_steady_body_is_not_dropped() -> None:
+    hold = Hold()
+    conn = Connection(hold)
+    conn.send(b"PUT /p HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n")
+    hold.request.body.resumeProducing()
+    for _ in range(int(BODY_RATE_WINDOW) * 3):
+        conn.send(b"x" * (BODY_MIN_RATE + 10))
+        conn.reactor.advance(1)
+    assert not conn.closed and hold.ended == []
+
+
+def test_time_the_server_stopped_reading_does_not_count() -> None:
+    hold = Hold()
+    conn = Connection(hold)
+    conn.send(b"PUT /p HTTP/1.1\r\nHost: a\r\nContent-Length: 10000000\r\n\r\n")
+    conn.send(b"y" * (HIGH_WATER + 1))  # the handler takes nothing: the socket pauses
+    conn.reactor.advance(BODY_RATE_WINDOW * 5)
+    assert not conn.closed
