@@ -508,8 +508,11 @@ class FastHTTPChannel(Protocol):
         finally:
             self._in_loop = False
         if self._broken and self._active is None and not self._queue:
-            self._closing = True
-            self.transport.write(_CLOSE_ANSWERS[self._broken])
+            if not self._closing:
+                # Not after a request that closes the connection: what follows it is
+                # never read, so it gets no answer either.
+                self._closing = True
+                self.transport.write(_CLOSE_ANSWERS[self._broken])
             self.transport.loseConnection()
             return
         if self._paused and len(self._queue) < PIPELINE_DEPTH and not self._closing:

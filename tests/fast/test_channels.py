@@ -404,3 +404,13 @@ def test_read_timeout_spares_a_complete_request() -> None:
     conn.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     conn.reactor.advance(30)  # the answer takes long: not the client's fault
     assert not conn.closed
+
+
+def test_nothing_is_answered_after_connection_close() -> None:
+    conn = Connection(Echo())
+    out = conn.send(
+        b"GET /a HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+        b"GET /b HTTP/1.1\r\nHost: a\r\n\r\nGARBAGE\r\n\r\n"
+    )
+    assert [parse_response(r).body for r in responses(out)] == [b"GET /a len=0"]
+    assert conn.closed
