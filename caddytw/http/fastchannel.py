@@ -792,9 +792,7 @@ class FastHTTPChannel(Protocol):
             return
         received = parsed.body.received
         waiting = self._transport_paused or parsed.wants_continue  # for us, not the client
-        if not waiting and received - self._rate_mark < (
-            BODY_MIN_RATE * BODY_RATE_WINDOW
-        ):
+        if not waiting and received - self._rate_mark < (BODY_MIN_RATE * BODY_RATE_WINDOW):
             parsed.body.abort(BodyAborted("request body too slow"))
             self._timed_out()
             return
