@@ -308,3 +308,26 @@ def test_endless_upstream_head_is_a_502(setup: Setup, server: str) -> None:
         quiet=20.0,
     )
     assert statuses(raw) == [502]
+
+
+def test_proxy_streams_a_body_before_it_is_complete(setup: Setup, server: str) -> None:
+    """Half of a 2 MB upload reaches the upstream while the client still holds the
+    other half: the body is forwarded as it arrives, not collected first."""
+    tag = f"{server}-stream"
+    marker = {"caddytw": b"S", "caddy": b"K"}[server]
+    raw_log = setup.log.with_suffix(".raw")
+    with socket.create_connection(("127.0.0.1", setup.ports[server]), timeout=10) as sock:
+        sock.sendall(
+            f"POST /proxy/{tag} HTTP/1.1\r\nHost: a\r\nContent-Length: 2000000\r\n\r\n".encode()
+            + marker * 1_000_000
+        )
+        deadline = time.monotonic() + 10
+        seen = 0
+        while time.monotonic() < deadline and seen < 500_000:
+            seen = raw_log.read_bytes().count(marker * 1000) * 1000 if raw_log.exists() else 0
+            time.sleep(0.1)
+        assert seen >= 500_000
+        sock.sendall(marker * 1_000_000)
+        assert statuses(read_all(sock, 1.0, 10.0)) == [200]
+    (entry,) = setup.received(tag)
+    assert entry["body"] == 2_000_000
