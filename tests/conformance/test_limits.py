@@ -13,31 +13,20 @@ from typing import Any
 import pytest
 
 from tests.support.ports import free_port
-from tests.support.server import start_server
+from tests.support.server import simple_config, start_server
+
+ROUTES = [
+    {
+        "handle": [
+            {"handler": "request_body", "max_size": 1 << 40},
+            {"handler": "static_response", "body": "ok"},
+        ]
+    }
+]
 
 
 def server_config(port: int, **extra: Any) -> dict[str, Any]:
-    return {
-        "admin": {"disabled": True},
-        "apps": {
-            "http": {
-                "servers": {
-                    "s": {
-                        "listen": [f"127.0.0.1:{port}"],
-                        "routes": [
-                            {
-                                "handle": [
-                                    {"handler": "request_body", "max_size": 1 << 40},
-                                    {"handler": "static_response", "body": "ok"},
-                                ]
-                            }
-                        ],
-                        **extra,
-                    }
-                }
-            }
-        },
-    }
+    return simple_config(port, ROUTES, **extra)
 
 
 def backlog_of(port: int) -> int:
