@@ -116,12 +116,11 @@ class RequestBody:
         if limit is not None and length is not None and length > limit:
             self._fail(BodyTooLarge(limit))  # refused before a byte is read
 
-    @classmethod
-    def empty(cls) -> RequestBody:
-        """A body with no bytes (a GET, or a request built in memory)."""
-        body = cls(None, 0, None)
-        body.complete = True
-        return body
+    @staticmethod
+    def empty() -> RequestBody:
+        """The body of a request without one (most requests): one shared, stateless
+        object, so a GET costs no allocation here."""
+        return EMPTY
 
     @classmethod
     def of(cls, data: bytes) -> RequestBody:
@@ -235,6 +234,35 @@ class RequestBody:
         if self._source_paused and self.source is not None:
             self._source_paused = False
             self.source.resume_reading()
+
+
+class _EmptyBody(RequestBody):
+    """No bytes, nothing to track: reading it ends at once, every change is a no-op."""
+
+    def __init__(self) -> None:
+        super().__init__(None, 0, None)
+        self.complete = True
+
+    def start(self, sink: BodySink) -> None:
+        sink.body_end(None)
+
+    def limit_to(self, limit: int) -> None:
+        pass
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+    def feed(self, data: bytes) -> None:
+        raise RuntimeError("a request without a body got body bytes")
+
+
+EMPTY: RequestBody = _EmptyBody()
 
 
 class _Collector:

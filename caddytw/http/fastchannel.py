@@ -51,6 +51,7 @@ from caddytw.http.body import (
     DEFAULT_LIMIT,
     DRAIN_BYTES,
     DRAIN_SECONDS,
+    EMPTY,
     BodyAborted,
     RequestBody,
 )
@@ -119,7 +120,7 @@ class _Parsed:
         self.version = version
         self.keep_alive = True
         self.wants_continue = False
-        self.body: RequestBody = RequestBody.empty()
+        self.body: RequestBody = EMPTY
 
     # -- BodySource ------------------------------------------------------------------
 
