@@ -431,7 +431,9 @@ class FastHTTPChannel(Protocol):
         )
         parsed.keep_alive = parser.should_keep_alive()
         request.content = BytesIO()  # twisted.web's form parsing reads it; stays empty
-        length = _declared_length(self._headers)
+        headers = self._headers
+        has_body = b"Content-Length" in headers or b"Transfer-Encoding" in headers
+        length = _declared_length(headers) if has_body else 0
         if length != 0:
             parsed.body = RequestBody(parsed, length, self.max_body_bytes)
             expect = self._headers.get(b"Expect")
@@ -461,15 +463,22 @@ class FastHTTPChannel(Protocol):
     def on_message_complete(self) -> None:
         parsed = self._current
         assert parsed is not None
+        body = parsed.body
+        if body is EMPTY:
+            self._current = None
+            self._request_read(parsed)
+            return
+        if self._parser.should_upgrade() and body.length is None:
+            # llhttp would leave a chunked body unparsed, to be read as requests.
+            raise _Reject(400)
         self._current = None
-        length = parsed.body.length
-        if self._parser.should_upgrade() and length:
+        if self._parser.should_upgrade():
             # llhttp leaves an Upgrade/CONNECT body unparsed: it is read by
             # _feed_raw_body, never parsed as the next request (smuggling).
             self._raw_body = parsed
-            self._raw_left = length
+            self._raw_left = body.length or 0
             return
-        parsed.body.finish()
+        body.finish()
         self._request_read(parsed)
 
     def _request_read(self, parsed: _Parsed) -> None:
@@ -551,7 +560,7 @@ class FastHTTPChannel(Protocol):
         raw = headers._rawHeaders
         if parsed is not None:
             body = parsed.body
-            if not body.done and not body.started:
+            if body is not EMPTY and not body.done and not body.started:
                 left = None if body.length is None else body.length - body.received
                 if (parsed.wants_continue and body.received == 0) or (
                     left is not None and left > DRAIN_BYTES
@@ -630,7 +639,8 @@ class FastHTTPChannel(Protocol):
         self._active = None
         if self._idle_call is not None:
             self._idle_call.reset(self.timeOut)
-        if not parsed.body.done and not self._closing and parsed.keep_alive:
+        body = parsed.body
+        if body is not EMPTY and not body.done and not self._closing and parsed.keep_alive:
             self._drain_unread(parsed)
         if not parsed.keep_alive or self._closing:
             self._close_after_answer(parsed)

@@ -301,14 +301,16 @@ def _reason_phrase(code: int) -> bytes | None:
 
 #: The bytes Go accepts in a Host header (``httpguts.ValidHostHeader``): a name, an IP
 #: literal in brackets, a port; never spaces, ``/``, ``@``, quotes or markup.
-_HOST_BYTES = frozenset(
+_HOST_BYTES = (
     b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!$%&'()*+,-.:;=[]_~"
+    + bytes(range(0x80, 0x100))
 )
 
 
 def valid_host(host: bytes) -> bool:
-    """Whether ``host`` is a Host header value Go's server (so Caddy) accepts."""
-    return all(byte in _HOST_BYTES or byte >= 0x80 for byte in host)
+    """Whether ``host`` is a Host header value Go's server (so Caddy) accepts (one C
+    call: deleting every allowed byte leaves nothing)."""
+    return not host.translate(None, _HOST_BYTES)
 
 
 def decode_path(raw: bytes) -> str:

@@ -219,3 +219,15 @@ def test_time_the_server_stopped_reading_does_not_count() -> None:
     conn.send(b"y" * (HIGH_WATER + 1))  # the handler takes nothing: the socket pauses
     conn.reactor.advance(BODY_RATE_WINDOW * 5)
     assert not conn.closed
+
+
+def test_chunked_upgrade_body_is_refused() -> None:
+    echo = Echo()
+    conn = Connection(echo)
+    out = conn.send(
+        b"POST /up HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: foo\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+        b"22\r\nGET /SMUGGLED HTTP/1.1\r\nHost: b\r\n\r\n\r\n0\r\n\r\n"
+    )
+    assert [parse_response(r).status for r in responses(out)] == [400]
+    assert echo.seen == []
