@@ -522,6 +522,10 @@ class ProxyCall:
         upstream = attempt.upstream
         if not headers.hasHeader(b"host"):
             headers.setRawHeaders(b"host", [upstream.dial.encode()])
+        if self.length:
+            # The body is framed for the upstream too: without a length it would read
+            # the body as the next request (smuggling through the proxy).
+            headers.setRawHeaders(b"content-length", [b"%d" % self.length])
         head = request_head(self.request.method, self.request.uri, headers)
         side = UpstreamSide(head, self.content, self.length)
         self.tunnel = side
