@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 from twisted.web.http import datetimeToString
 from twisted.web.server import NOT_DONE_YET
 
+from caddytw.http.body import BodyAborted, BodyTooLarge, collect_file
 from caddytw.http.request import CaddyRequest, transport_of
 from caddytw.http.routing import LeafResource
 from caddytw.sync.access import AccessPolicy, SyncClient
@@ -148,28 +149,17 @@ def preconditions(request: CaddyRequest) -> Preconditions:
     )
 
 
-def body_of(request: CaddyRequest) -> Any:
-    """The request body (twisted.web spools it to a temp file past 100 kB)."""
-    if request.content is None:
-        raise ApiError(400, "missing request body")
-    return request.content
-
-
-class LimitedBody:
-    """A body that refuses (413) to yield more than ``limit`` bytes; the store's
-    staging then removes its temp file, so nothing is left on disk."""
-
-    def __init__(self, source: Any, limit: int) -> None:
-        self.source = source
-        self.limit = limit
-        self.size = 0
-
-    def read(self, size: int = -1) -> bytes:
-        chunk = self.source.read(size)
-        self.size += len(chunk)
-        if self.size > self.limit:
-            raise ApiError(413, f"uploads are limited to {self.limit} bytes")
-        return bytes(chunk)
+async def body_of(request: CaddyRequest, limit: int | None = None) -> BinaryIO:
+    """The whole request body in a rewound temporary file, read only now (after
+    ``render`` authenticated the request, so a refused client never gets ``100
+    Continue`` and nothing of its body is stored); 413 past ``limit`` or the server's
+    body limit."""
+    try:
+        return cast(BinaryIO, await collect_file(request.body, limit))
+    except BodyTooLarge as error:
+        raise ApiError(413, str(error)) from None
+    except BodyAborted as error:
+        raise ApiError(400, str(error)) from None
 
 
 def metadata_headers(request: CaddyRequest, meta: FileMetadata) -> None:
@@ -234,8 +224,9 @@ class FileSyncResource(LeafResource):
         return NOT_DONE_YET
 
     def check_upload_size(self, request: CaddyRequest) -> None:
-        """413 at once for a declared ``Content-Length`` over ``max_upload_size`` (a
-        body without one is cut while it is staged: :class:`LimitedBody`)."""
+        """413 at once, before a byte of the body is read, for a declared
+        ``Content-Length`` over ``max_upload_size``; a body without one (chunked) stops
+        being read past the limit (:func:`body_of`), with 413 and nothing kept."""
         declared = (request.getHeader(b"content-length") or b"").strip()
         limit = self.max_upload_size
         if limit and declared.isdigit() and len(declared) <= 20 and int(declared) > limit:
@@ -332,9 +323,8 @@ class FileSyncResource(LeafResource):
         self.send(request, 200, dumps(meta))
 
     async def sync(self, request: CaddyRequest, client: SyncClient | None) -> None:
-        body = body_of(request).read(MAX_SYNC_BODY + 1)
-        if len(body) > MAX_SYNC_BODY:
-            raise ApiError(413, f"a sync request is limited to {MAX_SYNC_BODY} bytes")
+        with await body_of(request, MAX_SYNC_BODY) as content:
+            body = content.read()
         sync_request = SyncRequest.from_json(loads(body))
         if client is not None and sync_request.client_id != client.id:
             # Who you are comes from the token: a body naming another client would
@@ -368,19 +358,17 @@ class FileSyncResource(LeafResource):
             raise ApiError(400, str(error)) from None
         gone: list[bool] = []
         request.notifyFinish().addErrback(lambda _: gone.append(True))
-        content = body_of(request)
-        content.seek(0)
-        if self.max_upload_size:
-            content = LimitedBody(content, self.max_upload_size)
-        meta, status = await self.store.put(
-            path,
-            content,
-            expected,
-            preconditions(request),
-            modified_ns,
-            self.origin(request, client),
-            lambda: bool(gone) or request.client_gone,
-        )
+        limit = self.max_upload_size or None
+        with await body_of(request, limit) as content:
+            meta, status = await self.store.put(
+                path,
+                content,
+                expected,
+                preconditions(request),
+                modified_ns,
+                self.origin(request, client),
+                lambda: bool(gone) or request.client_gone,
+            )
         metadata_headers(request, meta)
         self.send(request, 201 if status == "created" else 200, dumps(meta))
 
