@@ -10,8 +10,9 @@ HTTP/2 and HTTP/3 adopt it the same way).
 Protocol side (the connection), through a :class:`BodySource` it passes in:
 
 - ``RequestBody(source, length, limit)``: ``length`` is the declared size (None when
-  unknown, e.g. chunked or an h2 stream without ``content-length``), ``limit`` the most
-  the server will read (None: no limit);
+  unknown, e.g. chunked or an h2 stream without ``content-length``), ``limit`` the
+  server's default for the most it will read (None: no limit), which applies unless the
+  route states its own (see :meth:`RequestBody.limit_to`);
 - :meth:`RequestBody.feed` for each piece received, :meth:`RequestBody.finish` at the
   end, :meth:`RequestBody.abort` when the connection or stream is lost;
 - the body calls ``source.pause_reading()`` when more than :data:`HIGH_WATER` bytes wait
@@ -33,8 +34,12 @@ Handler side:
   bytes, or failing with :class:`BodyTooLarge` (answer 413) past a bound;
   :func:`collect_file` the same into a temporary file (memory up to
   :data:`SPOOL_BYTES`), rewound, for bodies too big for memory;
-- :meth:`RequestBody.limit_to` lowers the limit before reading (``request_body``
-  ``max_size``); a body whose declared length is already over it fails at once.
+- :meth:`RequestBody.limit_to` states the route's own limit before reading
+  (``request_body`` ``max_size``, ``file_sync`` ``max_upload_size``): it replaces the
+  server's default (``max_request_body``), up or down, as Caddy has only per-route
+  limits; several stated limits keep the lowest. A body whose declared length is over
+  the limit in force fails when it is read (or at once for a stated limit), without
+  ``100 Continue`` and without reading it.
 
 A handler that answers without reading leaves the body to the connection, which drains
 a little of it (:data:`DRAIN_BYTES`) to keep the connection or else closes it.
@@ -113,8 +118,10 @@ class RequestBody:
         self._paused = False  # by the consumer
         self._source_paused = False
         self._ended = False  # body_end delivered
-        if limit is not None and length is not None and length > limit:
-            self._fail(BodyTooLarge(limit))  # refused before a byte is read
+        # Whether a handler stated the route's own limit: until then ``limit`` is the
+        # server's default, which a handler may still raise, so a declared length over
+        # it is refused only when the body is read (``start``) or a limit is stated.
+        self._stated = False
 
     @staticmethod
     def empty() -> RequestBody:
@@ -142,20 +149,26 @@ class RequestBody:
         """Whether nothing more will arrive (complete, failed or too large)."""
         return self.complete or self.error is not None
 
-    def limit_to(self, limit: int) -> None:
-        """Lower the limit (``request_body`` ``max_size``); fails now if the declared
-        length or what already arrived is over it."""
-        if self.limit is None or limit < self.limit:
+    def limit_to(self, limit: int | None) -> None:
+        """State the route's own limit (``request_body`` ``max_size``, ``file_sync``
+        ``max_upload_size``; None: no limit of its own). The first one replaces the
+        server's default, raising or lowering it (Caddy has no server-wide limit: a
+        route's ``request_body`` is what its users set); later ones only lower it, as
+        nested ``MaxBytesReader`` readers do. Fails now if the declared length or what
+        already arrived is over the result."""
+        if not self._stated:
+            self._stated = True
             self.limit = limit
-        over = self.length if self.length is not None else self.received
-        if over > limit and self.error is None and not self._ended:
-            self._fail(BodyTooLarge(limit))
+        elif limit is not None and (self.limit is None or limit < self.limit):
+            self.limit = limit
+        self._check_limit()
 
     def start(self, sink: BodySink) -> None:
         """Deliver the body to ``sink`` from now on (once per body)."""
         if self.sink is not None:
             raise RuntimeError("request body already being read")
         self.sink = sink
+        self._check_limit()  # the server's default, when no handler stated a limit
         if not self.done and self.source is not None:
             self.source.body_wanted()
         self._flush()
@@ -181,8 +194,11 @@ class RequestBody:
         if self.error is not None or not data:
             return
         self.received += len(data)
-        if self.limit is not None and self.received > self.limit:
-            self._fail(BodyTooLarge(self.limit))
+        # Not read yet, a route may still raise the server's default: the bytes are kept
+        # (the buffer is bounded: reading pauses past HIGH_WATER).
+        limit = self.limit
+        if limit is not None and self.received > limit and (self._stated or self.started):
+            self._fail(BodyTooLarge(limit))
             return
         if self._ended:
             return  # stopped by the consumer: discard
@@ -207,6 +223,15 @@ class RequestBody:
             self._flush()
 
     # -- inside ----------------------------------------------------------------------
+
+    def _check_limit(self) -> None:
+        """Fail with :class:`BodyTooLarge` if the body is (or says it will be) over the
+        limit now in force."""
+        if self.limit is None or self.error is not None or self._ended:
+            return
+        size = self.length if self.length is not None else self.received
+        if max(size, self.received) > self.limit:
+            self._fail(BodyTooLarge(self.limit))
 
     def _fail(self, error: BaseException) -> None:
         self.error = error
@@ -246,7 +271,7 @@ class _EmptyBody(RequestBody):
     def start(self, sink: BodySink) -> None:
         sink.body_end(None)
 
-    def limit_to(self, limit: int) -> None:
+    def limit_to(self, limit: int | None) -> None:
         pass
 
     def pauseProducing(self) -> None:

@@ -358,8 +358,10 @@ class FileSyncResource(LeafResource):
             raise ApiError(400, str(error)) from None
         gone: list[bool] = []
         request.notifyFinish().addErrback(lambda _: gone.append(True))
-        limit = self.max_upload_size or None
-        with await body_of(request, limit) as content:
+        # The handler's own limit rules its route, above or below the server's default
+        # max_request_body (0: no limit), as a route's request_body does.
+        request.body.limit_to(self.max_upload_size or None)
+        with await body_of(request) as content:
             meta, status = await self.store.put(
                 path,
                 content,
