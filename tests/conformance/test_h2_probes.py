@@ -1,0 +1,185 @@
+"""HTTP/2 wire probes (issue 13) over real sockets, h2c and TLS, against caddytw and,
+where Caddy's answer is the reference, Debian's Caddy on the same config.
+
+Each probe sends raw frames (``tests/conformance/h2wire.py``) and asserts on the frames
+that come back and on what a recording upstream behind ``reverse_proxy`` received.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conformance import h2wire
+from tests.conformance.h2wire import H2Wire, Ports
+from tests.tls.pki import TestCA
+
+SMALL = b"s" * 1024
+
+
+class RecordingUpstream:
+    """An HTTP/1.1 upstream that keeps the raw head of every request it receives."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.heads: list[bytes] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        with conn:
+            data = b""
+            conn.settimeout(10)
+            while True:
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                head, _, data = data.partition(b"\r\n\r\n")
+                self.heads.append(head)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nupstream")
+
+    def targets(self) -> list[bytes]:
+        return [head.split(b"\r\n", 1)[0].split(b" ")[1] for head in self.heads]
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def routes(root: Path, upstream: int) -> list[dict]:
+    return [
+        {
+            "match": [{"path": ["/proxy/secret", "/static/secret.txt"]}],
+            "handle": [{"handler": "static_response", "status_code": 403, "body": "denied"}],
+        },
+        {
+            "match": [{"path": ["/proxy/*"]}],
+            "handle": [
+                {"handler": "reverse_proxy", "upstreams": [{"dial": f"127.0.0.1:{upstream}"}]}
+            ],
+        },
+        {
+            "match": [{"path": ["/static/*"]}],
+            "handle": [{"handler": "file_server", "root": str(root)}],
+        },
+        {
+            "match": [{"path": ["/host"]}],
+            "handle": [{"handler": "static_response", "body": "{http.request.host}"}],
+        },
+        {"handle": [{"handler": "static_response", "body": SMALL.decode()}]},
+    ]
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[RecordingUpstream]:
+    server = RecordingUpstream()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory, upstream: RecordingUpstream) -> dict:
+    work = tmp_path_factory.mktemp("h2probes")
+    root = work / "root"
+    (root / "static").mkdir(parents=True)
+    (root / "static" / "page.txt").write_bytes(SMALL)
+    (root / "static" / "secret.txt").write_bytes(b"secret")
+    ca = TestCA()
+    cert, key, _ = ca.write_leaf(work, "site", ["localhost"])
+    return {"work": work, "routes": routes(root, upstream.port), "cert": cert, "key": key}
+
+
+@pytest.fixture(scope="module")
+def ours(setup: dict) -> Iterator[Ports]:
+    with h2wire.caddytw(setup["routes"], setup["work"] / "ours", setup["cert"], setup["key"]) as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def caddy(setup: dict) -> Iterator[Ports]:
+    with h2wire.caddy(setup["routes"], setup["work"] / "caddy", setup["cert"], setup["key"]) as p:
+        if p is None:
+            pytest.skip("Debian's caddy is not installed")
+        yield p
+
+
+@pytest.fixture(params=["h2c", "tls"])
+def wire(request: pytest.FixtureRequest, ours: Ports) -> Iterator[H2Wire]:
+    tls = request.param == "tls"
+    conn = H2Wire(ours.tls if tls else ours.plain, tls=tls)
+    yield conn
+    conn.close()
+
+
+# -- finding 4: a cancelled stream must not wedge the connection ----------------------
+
+
+@pytest.mark.parametrize("path", ["/", "/static/page.txt"])
+def test_reset_stream_in_same_write_does_not_wedge_later_streams(wire: H2Wire, path: str) -> None:
+    wire.send(wire.get(1, path) + wire.get(3, path) + wire.rst(1))
+    assert wire.wait_streams(3), wire.streams
+    assert wire.streams[3].status == 200 and wire.streams[3].body == SMALL
+    # and the connection keeps serving
+    wire.send(wire.get(5, path) + wire.get(7, path) + wire.rst(5) + wire.get(9, path))
+    assert wire.wait_streams(7, 9), wire.streams
+    assert wire.streams[7].body == SMALL and wire.streams[9].body == SMALL
+    assert wire.goaway is None
+
+
+def test_handler_dropping_a_reset_stream_does_not_end_the_connection(wire: H2Wire) -> None:
+    """A stream reset while its handler runs: the handler's answer (or its "drop the
+    connection") concerns that stream only (was: StreamIDTooLowError, then an
+    AttributeError in ``request.fail`` that lost the rest of the read)."""
+    batch = b"".join(wire.get(i, "/") for i in (1, 3, 5)) + wire.rst(1) + wire.rst(3)
+    wire.send(batch + wire.get(7, "/static/page.txt"))
+    assert wire.wait_streams(5, 7), wire.streams
+    assert wire.streams[5].body == SMALL and wire.streams[7].body == SMALL
+
+
+def request(wire: H2Wire, stream_id: int, fields: list[tuple[str, str]]) -> None:
+    wire.send(wire.headers_frame(stream_id, fields))
+
+
+def test_connect_without_path_is_answered_on_its_stream(wire: H2Wire) -> None:
+    """RFC 9113 section 8.5: CONNECT carries only :method and :authority. Not tunnelled
+    here, so that stream gets 405 and the connection goes on."""
+    request(wire, 1, [(":method", "CONNECT"), (":authority", "example.com:443")])
+    wire.send(wire.get(3, "/"))
+    assert wire.wait_streams(1, 3), wire.streams
+    assert wire.streams[1].status == 405
+    assert wire.streams[3].body == SMALL and wire.goaway is None
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        [(":method", "GET"), (":path", "/"), (":authority", "localhost")],  # no :scheme
+        [(":method", "GET"), (":scheme", "http"), (":path", "/"), ("Upper", "x")],
+        [(":method", "GET"), (":scheme", "http"), (":path", "/"), ("connection", "close")],
+        [(":method", "GET"), (":scheme", "http"), (":path", "/"), ("te", "gzip")],
+        [(":method", "GET"), ("x", "1"), (":scheme", "http"), (":path", "/")],
+        [(":method", "GET"), (":scheme", "http"), (":path", "/"), (":bogus", "1")],
+    ],
+    ids=["no-scheme", "uppercase", "connection", "te", "pseudo-after", "unknown-pseudo"],
+)
+def test_malformed_header_block_resets_only_its_stream(
+    wire: H2Wire, fields: list[tuple[str, str]]
+) -> None:
+    request(wire, 1, fields)
+    wire.send(wire.get(3, "/"))
+    assert wire.wait_streams(1, 3), wire.streams
+    assert wire.streams[1].reset == h2wire.PROTOCOL_ERROR or wire.streams[1].status == 400
+    assert wire.streams[3].body == SMALL and wire.goaway is None
