@@ -183,3 +183,64 @@ def test_malformed_header_block_resets_only_its_stream(
     assert wire.wait_streams(1, 3), wire.streams
     assert wire.streams[1].reset == h2wire.PROTOCOL_ERROR or wire.streams[1].status == 400
     assert wire.streams[3].body == SMALL and wire.goaway is None
+
+
+# -- findings 5 and 6: the request target and Host --------------------------------------
+
+
+def proxied_target(wire: H2Wire, upstream: RecordingUpstream, path: str) -> tuple[int, bytes]:
+    """Send GET ``path`` on stream 1; the status and the target the upstream received."""
+    before = len(upstream.heads)
+    wire.send(wire.get(1, path))
+    assert wire.wait_streams(1), wire.streams
+    targets = upstream.targets()[before:]
+    return wire.streams[1].status, targets[0] if targets else b""
+
+
+@pytest.mark.parametrize("server", ["ours", "caddy"])
+def test_hash_in_path_is_forwarded_escaped(
+    request: pytest.FixtureRequest, upstream: RecordingUpstream, server: str
+) -> None:
+    """``/proxy/secret#`` is not the denied ``/proxy/secret``; the upstream must get
+    ``%23`` (as from Caddy), not a ``#`` it would drop with what follows."""
+    ports: Ports = request.getfixturevalue(server)
+    wire = H2Wire(ports.plain)
+    try:
+        status, target = proxied_target(wire, upstream, "/proxy/secret#")
+    finally:
+        wire.close()
+    assert (status, target) == (200, b"/proxy/secret%23")
+
+
+@pytest.mark.parametrize("path", ["/a b", "/a\tb", "/a\x7fb"])
+def test_space_or_control_in_path_is_400_on_its_stream(wire: H2Wire, path: str) -> None:
+    wire.send(wire.get(1, path) + wire.get(3, "/"))
+    assert wire.wait_streams(1, 3), wire.streams
+    assert wire.streams[1].status == 400 or wire.streams[1].reset == h2wire.PROTOCOL_ERROR
+    assert wire.streams[3].body == SMALL and wire.goaway is None
+
+
+@pytest.mark.parametrize("authority", ["a b", "evil.com/@good", "<b>x</b>"])
+def test_malformed_authority_is_400(wire: H2Wire, authority: str) -> None:
+    wire.send(wire.get(1, "/host", authority=authority) + wire.get(3, "/"))
+    assert wire.wait_streams(1, 3), wire.streams
+    assert wire.streams[1].status == 400 or wire.streams[1].reset == h2wire.PROTOCOL_ERROR
+    assert wire.streams[3].body == SMALL
+
+
+def test_absolute_path_does_not_override_authority(wire: H2Wire) -> None:
+    """An absolute-form ``:path`` is malformed in HTTP/2 (RFC 9113 section 8.3.1); it
+    must never become the Host."""
+    wire.send(wire.get(1, "http://evil.example/host", authority="good.example"))
+    assert wire.wait_streams(1), wire.streams
+    assert b"evil" not in wire.streams[1].body
+    assert wire.streams[1].status == 400 or wire.streams[1].reset == h2wire.PROTOCOL_ERROR
+
+
+def test_authority_wins_and_must_match_host(wire: H2Wire) -> None:
+    fields = [(":method", "GET"), (":scheme", "http"), (":path", "/host")]
+    request(wire, 1, [*fields, (":authority", "good.example")])
+    request(wire, 3, [*fields, (":authority", "good.example"), ("host", "evil.example")])
+    assert wire.wait_streams(1, 3), wire.streams
+    assert wire.streams[1].body == b"good.example"
+    assert wire.streams[3].status == 400 or wire.streams[3].reset == h2wire.PROTOCOL_ERROR
