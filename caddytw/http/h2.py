@@ -59,6 +59,7 @@ from twisted.internet.error import ConnectionLost
 from twisted.python.failure import Failure
 from twisted.web._http2 import _END_STREAM_SENTINEL, H2Connection, H2Stream
 
+from caddytw.http.framebudget import CREDIT_PER_DATA_FRAME, FrameBudget, control_frames
 from caddytw.http.pseudo import BadRequest, RequestLine, request_line
 
 #: Receive window advertised for each stream (SETTINGS_INITIAL_WINDOW_SIZE).
@@ -123,6 +124,7 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         self.conn.config.validate_inbound_headers = False
         #: Queued (not yet framed) response bytes per stream.
         self._queued: dict[int, int] = {}
+        self.frame_budget = FrameBudget(self._reactor.seconds())
 
     def connectionMade(self) -> None:
         raise_transport_buffer(self.transport)
@@ -148,6 +150,11 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
             events = self.conn.receive_data(data)
         except h2.exceptions.ProtocolError:
             self._terminate(Failure())
+            return
+        if not self.frame_budget.spend(control_frames(events), self._reactor.seconds()):
+            # A flood of frames that carry no request (SETTINGS, PING, ...).
+            self.conn.close_connection(error_code=h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+            self._terminate(Failure(ConnectionLost("HTTP/2 control frame flood")))
             return
         self.resetTimeout()
         cancelled = {e.stream_id for e in events if isinstance(e, h2.events.StreamReset)}
@@ -315,8 +322,11 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         view = memoryview(chunk)
         size = min(len(view), window)
         frame = conn.max_outbound_frame_size
+        frames = 0
         for start in range(0, size, frame):
             conn.send_data(stream, view[start : min(start + frame, size)])
+            frames += 1
+        self.frame_budget.credit(frames * CREDIT_PER_DATA_FRAME)
         if size < len(view):
             queue.appendleft(view[size:])
         self._queued[stream] -= size

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hyperframe.frame import PingFrame, SettingsFrame, WindowUpdateFrame
 
 from tests.conformance import h2wire
 from tests.conformance.h2wire import H2Wire, Ports
@@ -244,3 +245,50 @@ def test_authority_wins_and_must_match_host(wire: H2Wire) -> None:
     assert wire.wait_streams(1, 3), wire.streams
     assert wire.streams[1].body == b"good.example"
     assert wire.streams[3].status == 400 or wire.streams[3].reset == h2wire.PROTOCOL_ERROR
+
+
+# -- finding 7: control frame floods ------------------------------------------------------
+
+FLOODS = {
+    "settings": lambda i: SettingsFrame(0).serialize(),
+    "ping": lambda i: PingFrame(0, opaque_data=i.to_bytes(8, "big")).serialize(),
+    "window_update": lambda i: WindowUpdateFrame(0, window_increment=1).serialize(),
+    "empty_data": lambda i: b"",  # replaced below: needs an open stream
+}
+
+
+@pytest.mark.parametrize("kind", ["settings", "ping", "window_update", "empty_data"])
+def test_control_frame_flood_is_cut_and_others_are_served(
+    ours: Ports, kind: str, tls: bool = False
+) -> None:
+    """The flooder gets GOAWAY(ENHANCE_YOUR_CALM) within a bounded number of frames, and
+    a second client on the same server is answered while it floods."""
+    flooder = H2Wire(ours.plain)
+    other = H2Wire(ours.tls, tls=True)
+    try:
+        if kind == "empty_data":
+            flooder.send(flooder.get(1, "/", end_stream=False))
+            frame = lambda i: H2Wire.data(1, b"", end_stream=False)  # noqa: E731
+        else:
+            frame = FLOODS[kind]
+        sent = 0
+        stream = 1
+        while sent < 50_000 and not flooder.closed:
+            try:
+                flooder.send(b"".join(frame(sent + i) for i in range(100)))
+            except OSError:
+                break
+            sent += 100
+            if sent % 1000 == 0:
+                # the other client is served in the middle of the flood
+                other.send(other.get(stream, "/"))
+                assert other.wait_streams(stream), other.streams
+                assert other.streams[stream].body == SMALL
+                stream += 2
+            flooder.read_until(lambda: False, timeout=0.001)
+        flooder.read_until(lambda: flooder.closed, timeout=10)
+        assert flooder.goaway == h2wire.ENHANCE_YOUR_CALM
+        assert flooder.closed and sent <= 5_000, sent
+    finally:
+        flooder.close()
+        other.close()
