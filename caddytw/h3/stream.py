@@ -23,6 +23,8 @@ from twisted.internet.error import ConnectionLost
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 
+from caddytw.http.pseudo import BadRequest, request_line
+
 if TYPE_CHECKING:
     from twisted.web.server import Site
 
@@ -87,27 +89,33 @@ class H3Stream:
 
     # -- incoming --------------------------------------------------------------------
 
+    @property
+    def live(self) -> bool:
+        """Whether the exchange is still going (False once answered or reset)."""
+        return not self._lost
+
     def _read_headers(self, headers: list[tuple[bytes, bytes]]) -> None:
+        """Regular fields into the request; the request line from the pseudo-header
+        fields, checked as HTTP/2's are (``caddytw.http.pseudo``): ``:authority`` is the
+        Host, and a bad line is answered on this stream at once."""
+        pseudo = {name: value for name, value in headers if name[:1] == b":"}
+        hosts = [value for name, value in headers if name == b"host"]
+        try:
+            line = request_line(pseudo, hosts, http3=True)
+        except BadRequest as bad:
+            self._refuse(bad.status)
+            return
+        self.method, self.path = line.method, line.target
         request = self.request
         length: int | None = None
-        authority = b""
         for name, value in headers:
-            if name.startswith(b":"):
-                if name == b":method":
-                    self.method = value
-                elif name == b":path":
-                    self.path = value
-                elif name == b":authority":
-                    authority = value
+            if name[:1] == b":" or name == b"host":
                 continue
             request.requestHeaders.addRawHeader(name, value)
             if name == b"content-length":
-                try:
-                    length = int(value)
-                except ValueError:
-                    length = None
-        if authority and not request.requestHeaders.hasHeader(b"host"):
-            request.requestHeaders.setRawHeaders(b"host", [authority])
+                length = int(value)  # aioquic checked it is a non-negative integer
+        if line.host is not None:
+            request.requestHeaders.setRawHeaders(b"host", [line.host])
         if length is None and self.method in (b"GET", b"HEAD"):
             length = 0
         request.gotLength(length)
@@ -126,11 +134,6 @@ class H3Stream:
         if self._received or self._lost:
             return
         self._received = True
-        if not self.path.startswith(b"/"):
-            # No ``:path`` (aioquic requires only :method and :authority), or a CONNECT
-            # / asterisk form that no handler here serves.
-            self._respondToBadRequestAndDisconnect()
-            return
         self.request.requestReceived(self.method, self.path, PROTOCOL_VERSION)
 
     def reset_by_peer(self) -> None:
@@ -195,13 +198,16 @@ class H3Stream:
 
     def _respondToBadRequestAndDisconnect(self) -> None:
         """twisted.web calls this for an unparsable body (e.g. broken multipart)."""
+        self._refuse(400)
+
+    def _refuse(self, status: int) -> None:
+        """Answer ``status``, empty, and end the exchange (the connection goes on)."""
         h3 = self.owner.h3
         if self._done or h3 is None:
             return
         self._done = True
-        h3.send_headers(
-            self.stream_id, [(b":status", b"400"), (b"content-length", b"0")], end_stream=True
-        )
+        fields = [(b":status", b"%d" % status), (b"content-length", b"0")]
+        h3.send_headers(self.stream_id, fields, end_stream=True)
         self.owner.transmit_soon()
         self._lost_connection(ConnectionLost("bad request"))
 

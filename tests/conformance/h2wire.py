@@ -234,7 +234,7 @@ def config(plain: int, tls: int, routes: list[Any], cert: Path, key: Path, work:
                     "tls": {
                         "listen": [f"127.0.0.1:{tls}"],
                         "routes": routes,
-                        "protocols": ["h1", "h2"],
+                        "protocols": ["h1", "h2", "h3"],
                         "tls_connection_policies": [{}],
                         "automatic_https": {"disable": True},
                     },

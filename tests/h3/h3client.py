@@ -4,6 +4,7 @@ Usage: ``python h3client.py SPEC_JSON``. The spec::
 
     {"host": "127.0.0.1", "port": 4433, "server_name": "localhost",
      "connections": [[{"method": "GET", "path": "/", "headers": {}, "body_size": 0}]],
+     (or ``"raw_headers": [[name, value], ...]``: sent instead, unchecked, for probes)
      "vanish": false, "retry_expected": false}
 
 Every connection is opened at once; the requests of one connection run concurrently
@@ -124,6 +125,8 @@ class H3Client(QuicConnectionProtocol):
             headers.append((b"content-length", str(len(body)).encode()))
         for name, value in spec.get("headers", {}).items():
             headers.append((name.lower().encode(), value.encode()))
+        if "raw_headers" in spec:  # exactly these fields, as given (probes)
+            headers = [(name.encode(), value.encode()) for name, value in spec["raw_headers"]]
         self.h3.send_headers(stream_id, headers, end_stream=not body)
         if body:
             step = 64 * 1024

@@ -166,3 +166,13 @@ def test_client_reset_stops_the_producer_and_keeps_the_connection(localhost_cert
     again = pair.request("/again")
     pair.pump()
     assert bytes(pair.answers[again].body) == b"HTTP/3.0 /again"
+
+
+def test_private_aioquic_name_the_stream_errors_rely_on() -> None:
+    """``caddytw.h3.connection.StreamErrorH3Connection`` wraps this aioquic method."""
+    import inspect
+
+    from aioquic.h3.connection import H3Connection
+
+    method = H3Connection._receive_request_or_push_data
+    assert list(inspect.signature(method).parameters) == ["self", "stream", "data", "stream_ended"]
