@@ -66,6 +66,10 @@ def routes(root: Path, upstream: int) -> list[dict]:
             "handle": [{"handler": "file_server", "root": str(root)}],
         },
         {
+            "match": [{"path": ["/abort"]}],
+            "handle": [{"handler": "static_response", "abort": True}],
+        },
+        {
             "match": [{"path": ["/host"]}],
             "handle": [{"handler": "static_response", "body": "{http.request.host}"}],
         },

@@ -226,3 +226,12 @@ def test_control_frame_flood_is_cut_and_others_are_served(
     finally:
         flooder.close()
         other.close()
+
+
+def test_handler_abort_resets_only_its_stream(wire: H2Wire) -> None:
+    """``static_response`` ``abort`` drops "the connection" of its request: on HTTP/2 that
+    is its stream (was an AttributeError on twisted's None stream transport)."""
+    wire.send(wire.get(1, "/abort") + wire.get(3, "/"))
+    assert wire.wait_streams(1, 3), wire.streams
+    assert wire.streams[1].reset is not None and wire.streams[1].status == 0
+    assert wire.streams[3].body == SMALL and wire.goaway is None
