@@ -34,6 +34,7 @@ from hyperframe.frame import (
     WindowUpdateFrame,
 )
 
+from tests.support.configs import plain_and_tls
 from tests.support.ports import free_port, wait_for_port
 from tests.support.server import start_server
 
@@ -217,32 +218,9 @@ class Ports:
 
 def config(plain: int, tls: int, routes: list[Any], cert: Path, key: Path, work: Path) -> dict:
     """The config both servers run: the same routes on an h2c and a TLS listener."""
-    return {
-        "admin": {"disabled": True},
-        "storage": {"module": "file_system", "root": str(work / "storage")},
-        "apps": {
-            "http": {
-                "http_port": free_port(),
-                "https_port": tls,
-                "servers": {
-                    "plain": {
-                        "listen": [f"127.0.0.1:{plain}"],
-                        "routes": routes,
-                        "protocols": ["h1", "h2", "h2c"],
-                        "automatic_https": {"disable": True},
-                    },
-                    "tls": {
-                        "listen": [f"127.0.0.1:{tls}"],
-                        "routes": routes,
-                        "protocols": ["h1", "h2", "h3"],
-                        "tls_connection_policies": [{}],
-                        "automatic_https": {"disable": True},
-                    },
-                },
-            },
-            "tls": {"certificates": {"load_files": [{"certificate": str(cert), "key": str(key)}]}},
-        },
-    }
+    return plain_and_tls(
+        plain, tls, routes, cert, key, work / "storage", tls_protocols=["h1", "h2", "h3"]
+    )
 
 
 @contextmanager

@@ -4,10 +4,7 @@ version negotiation only for full-size datagrams (compared with Caddy)."""
 
 from __future__ import annotations
 
-import json
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -17,7 +14,7 @@ import pytest
 
 from tests.conformance import h2wire
 from tests.conformance.probe_site import SMALL, RecordingUpstream, routes
-from tests.support.server import server_env
+from tests.h3.h3client import run
 from tests.tls.pki import TestCA
 
 CLIENT = Path(__file__).resolve().parents[1] / "h3" / "h3client.py"
@@ -40,16 +37,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 def h3(port: int, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Run the requests concurrently on one HTTP/3 connection (aioquic, own process)."""
-    spec = {"port": port, "server_name": "localhost", "connections": [requests], "timeout": 20}
-    result = subprocess.run(
-        [sys.executable, str(CLIENT), json.dumps(spec)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=server_env(),
-    )
-    assert result.returncode == 0, result.stderr
-    answer = json.loads(result.stdout)["connections"][0]
+    answer = run({"port": port, "connections": [requests], "timeout": 20})["connections"][0]
     assert isinstance(answer, list), answer
     return answer
 

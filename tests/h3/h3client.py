@@ -183,5 +183,24 @@ async def main(spec: dict[str, Any]) -> dict[str, Any]:
     return {"connections": out}
 
 
+def run(spec: dict[str, Any], timeout: float = 60) -> dict[str, Any]:
+    """Run this client in its own process (its asyncio loop stays out of the test's) on
+    ``spec`` (host defaults to 127.0.0.1, server name to localhost); its JSON output."""
+    import subprocess
+
+    from tests.support.server import server_env
+
+    full = {"host": "127.0.0.1", "server_name": "localhost", **spec}
+    done = subprocess.run(
+        [sys.executable, __file__, json.dumps(full)],
+        capture_output=True,
+        timeout=timeout,
+        env=server_env(),
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    result: dict[str, Any] = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    return result
+
+
 if __name__ == "__main__":
     print(json.dumps(asyncio.run(main(json.loads(sys.argv[1])))), flush=True)
