@@ -50,7 +50,7 @@ class Exchange:
 
     status: int = 0
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    body: bytes = b""
+    body: bytearray = field(default_factory=bytearray)
     ended: bool = False
     reset: int | None = None
 
@@ -78,7 +78,7 @@ class H2Wire:
         self.goaway: int | None = None
         self.closed = False
         self.frames_received = 0
-        self._buffer = b""
+        self._buffer = bytearray()
         self._header_block: tuple[int, bytes, bool] | None = None
         self.send(PREFACE + SettingsFrame(0).serialize())
 
@@ -146,14 +146,16 @@ class H2Wire:
         return self.read_until(lambda: all(self.streams[i].finished for i in ids), timeout)
 
     def _parse(self) -> None:
-        while len(self._buffer) >= 9:
-            frame, length = Frame.parse_frame_header(memoryview(self._buffer[:9]))
-            if len(self._buffer) < 9 + length:
-                return
-            frame.parse_body(memoryview(self._buffer[9 : 9 + length]))
-            self._buffer = self._buffer[9 + length :]
+        buffer, start = self._buffer, 0
+        while len(buffer) - start >= 9:
+            frame, length = Frame.parse_frame_header(memoryview(buffer[start : start + 9]))
+            if len(buffer) - start < 9 + length:
+                break
+            frame.parse_body(memoryview(bytes(buffer[start + 9 : start + 9 + length])))
+            start += 9 + length
             self.frames_received += 1
             self._frame(frame)
+        del buffer[:start]
 
     def _frame(self, frame: Frame) -> None:
         if isinstance(frame, SettingsFrame):

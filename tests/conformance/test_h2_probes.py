@@ -31,6 +31,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory, upstream: RecordingUpstream)
     root = work / "root"
     (root / "static").mkdir(parents=True)
     (root / "static" / "page.txt").write_bytes(SMALL)
+    (root / "static" / "big.bin").write_bytes(b"b" * BIG)
     (root / "static" / "secret.txt").write_bytes(b"secret")
     ca = TestCA()
     cert, key, _ = ca.write_leaf(work, "site", ["localhost"])
@@ -183,6 +184,21 @@ def test_authority_wins_and_must_match_host(wire: H2Wire) -> None:
 
 # -- finding 7: control frame floods ------------------------------------------------------
 
+BIG = 24 << 20
+
+
+def test_window_updates_of_a_long_download_are_not_a_flood(ours: Ports) -> None:
+    """The raw client acknowledges every DATA frame with two WINDOW_UPDATEs (thousands
+    for this file): they answer our data, so they must not spend the flood budget."""
+    wire = H2Wire(ours.plain)
+    try:
+        wire.send(wire.get(1, "/static/big.bin"))
+        assert wire.wait_streams(1, timeout=60), wire.streams[1].status
+        assert len(wire.streams[1].body) == BIG and wire.goaway is None
+    finally:
+        wire.close()
+
+
 FLOODS = {
     "settings": lambda i: SettingsFrame(0).serialize(),
     "ping": lambda i: PingFrame(0, opaque_data=i.to_bytes(8, "big")).serialize(),
@@ -191,7 +207,7 @@ FLOODS = {
 }
 
 
-@pytest.mark.parametrize("kind", ["settings", "ping", "window_update", "empty_data"])
+@pytest.mark.parametrize("kind", ["settings", "ping", "window_update", "empty_data", "rapid_reset"])
 def test_control_frame_flood_is_cut_and_others_are_served(
     ours: Ports, kind: str, tls: bool = False
 ) -> None:
@@ -203,6 +219,8 @@ def test_control_frame_flood_is_cut_and_others_are_served(
         if kind == "empty_data":
             flooder.send(flooder.get(1, "/", end_stream=False))
             frame = lambda i: H2Wire.data(1, b"", end_stream=False)  # noqa: E731
+        elif kind == "rapid_reset":  # CVE-2023-44487
+            frame = lambda i: flooder.get(2 * i + 1, "/") + H2Wire.rst(2 * i + 1)  # noqa: E731
         else:
             frame = FLOODS[kind]
         sent = 0
