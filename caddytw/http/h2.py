@@ -151,13 +151,17 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         except h2.exceptions.ProtocolError:
             self._terminate(Failure())
             return
-        if not self.frame_budget.spend(control_frames(events), self._reactor.seconds()):
+        control = control_frames(events)
+        if not self.frame_budget.spend(control, self._reactor.seconds()):
             # A flood of frames that carry no request (SETTINGS, PING, ...).
             self.conn.close_connection(error_code=h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
             self._terminate(Failure(ConnectionLost("HTTP/2 control frame flood")))
             return
         self.resetTimeout()
-        cancelled = {e.stream_id for e in events if isinstance(e, h2.events.StreamReset)}
+        # (a reset is a control frame: most reads have none and skip the scan)
+        cancelled = (
+            {e.stream_id for e in events if type(e) is h2.events.StreamReset} if control else ()
+        )
         for event in events:
             if isinstance(event, h2.events.RequestReceived):
                 if event.stream_id not in cancelled:

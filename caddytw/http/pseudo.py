@@ -27,12 +27,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 #: Bytes Go's ``httpguts.ValidHostHeader`` accepts in a Host (RFC 3986 reg-name, IP
-#: literals and a port).
-_HOST_BYTES = frozenset(
-    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!$%&'()*+,-.:;=[]_~"
-)
+#: literals and a port). Checks use ``bytes.translate`` (C speed: this runs per request).
+_HOST_BYTES = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!$%&'()*+,-.:;=[]_~"
 #: Bytes that cannot appear in a request target: controls, space and DEL.
-_NOT_IN_TARGET = frozenset(range(0x21)) | {0x7F}
+_NOT_IN_TARGET = bytes(range(0x21)) + b"\x7f"
 
 
 class BadRequest(Exception):
@@ -53,7 +51,7 @@ class RequestLine(NamedTuple):
 
 def valid_host(value: bytes) -> bool:
     """Whether ``value`` may be a Host / ``:authority`` (Go's ``ValidHostHeader``)."""
-    return all(byte in _HOST_BYTES for byte in value)
+    return not value.translate(None, _HOST_BYTES)
 
 
 def request_line(
@@ -89,7 +87,7 @@ def request_line(
             raise BadRequest(400, "asterisk-form :path outside OPTIONS")
     elif not path.startswith(b"/"):
         raise BadRequest(400, "the :path is not origin-form")
-    if any(byte in _NOT_IN_TARGET for byte in path):
+    if len(path.translate(None, _NOT_IN_TARGET)) != len(path):
         raise BadRequest(400, "space or control byte in :path")
     if http3 and authority is None:
         raise BadRequest(400, "missing :authority")
