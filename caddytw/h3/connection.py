@@ -223,7 +223,11 @@ class H3ServerConnection:
                     return  # only client-initiated bidirectional streams carry requests
                 stream = H3Stream(self, event.stream_id, list(event.headers))
                 if not stream.live:
-                    return  # refused at once (a bad request line)
+                    # Refused at once (a bad request line): a body still coming is
+                    # not wanted (STOP_SENDING with H3_NO_ERROR, RFC 9114 section 4.1).
+                    if not event.stream_ended:
+                        self.quic.stop_stream(event.stream_id, ErrorCode.H3_NO_ERROR)
+                    return
                 self.streams[event.stream_id] = stream
             # A second HEADERS frame is the trailer section: nothing to add but its end.
             if event.stream_ended:

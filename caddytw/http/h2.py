@@ -215,7 +215,7 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         try:
             line = request_line(pseudo, hosts)
         except BadRequest as bad:
-            self._refuse(stream_id, bad.status)
+            self._refuse(stream_id, bad.status, body_follows=event.stream_ended is None)
             return
         stream = CaddyH2Stream(
             stream_id, self, headers, line, self.requestFactory, self.site, self.factory
@@ -230,11 +230,15 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         else:
             self.priority.block(stream_id)
 
-    def _refuse(self, stream_id: int, status: int) -> None:
-        """Answer ``status`` with an empty body on a stream that is never dispatched."""
+    def _refuse(self, stream_id: int, status: int, *, body_follows: bool) -> None:
+        """Answer ``status`` with an empty body on a stream that is never dispatched;
+        a body still coming is refused with RST_STREAM(NO_ERROR) after the answer
+        (RFC 9113 section 8.1), so the client stops sending what nobody reads."""
         fields = [(b":status", b"%d" % status), (b"content-length", b"0")]
         try:
             self.conn.send_headers(stream_id, fields, end_stream=True)
+            if body_follows:
+                self.conn.reset_stream(stream_id, h2.errors.ErrorCodes.NO_ERROR)
         except h2.exceptions.ProtocolError:
             return
 

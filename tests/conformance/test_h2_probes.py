@@ -253,3 +253,13 @@ def test_handler_abort_resets_only_its_stream(wire: H2Wire) -> None:
     assert wire.wait_streams(1, 3), wire.streams
     assert wire.streams[1].reset is not None and wire.streams[1].status == 0
     assert wire.streams[3].body == SMALL and wire.goaway is None
+
+
+def test_refused_request_with_a_body_coming_is_reset_after_its_answer(wire: H2Wire) -> None:
+    """A 400 before the body: RST_STREAM(NO_ERROR) tells the client to stop sending it."""
+    wire.send(wire.get(1, "/a b", end_stream=False))
+    assert wire.wait_streams(1), wire.streams
+    wire.read_until(lambda: wire.streams[1].reset is not None, timeout=5)
+    assert (wire.streams[1].status, wire.streams[1].reset) == (400, 0)
+    wire.send(wire.data(1, b"late") + wire.get(3, "/"))
+    assert wire.wait_streams(3) and wire.streams[3].body == SMALL
