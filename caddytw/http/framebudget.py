@@ -18,8 +18,6 @@ bounds the CPU one client can take from the others.
 
 from __future__ import annotations
 
-import h2.events
-
 #: Control frames allowed in one read.
 READ_BUDGET = 500
 #: Control frames a connection may send at once (the bucket's size).
@@ -29,29 +27,52 @@ RATE = 100.0
 #: Budget returned for each DATA frame sent (the WINDOW_UPDATEs it causes).
 CREDIT_PER_DATA_FRAME = 2
 
-_CONTROL = (
-    h2.events.RemoteSettingsChanged,
-    h2.events.SettingsAcknowledged,
-    h2.events.PingReceived,
-    h2.events.PingAckReceived,
-    h2.events.PriorityUpdated,
-    h2.events.WindowUpdated,
-    h2.events.StreamReset,
-    h2.events.UnknownFrameReceived,
-)
+#: Frame types that never carry request bytes: PRIORITY, RST_STREAM, SETTINGS,
+#: PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE (and every unknown type, > CONTINUATION).
+_CONTROL_TYPES = frozenset((0x2, 0x3, 0x4, 0x5, 0x6, 0x7, 0x8))
+_DATA, _CONTINUATION, _END_STREAM = 0x0, 0x9, 0x1
+#: The client connection preface, which precedes the first frame.
+PREFACE_LENGTH = 24
 
 
-def control_frames(events: list[h2.events.Event]) -> int:
-    """How many of ``events`` come from frames that carry no request or body byte."""
-    count = 0
-    for event in events:
-        if isinstance(event, _CONTROL) or (
-            isinstance(event, h2.events.DataReceived)
-            and not event.flow_controlled_length
-            and event.stream_ended is None
-        ):
-            count += 1
-    return count
+class FrameScanner:
+    """Counts the frames of a connection's byte stream that carry no request, from the
+    frame headers alone (9 bytes each, RFC 9113 section 4.1).
+
+    Frames are counted as they arrive, before h2 parses them, not from h2's events: h2
+    answers some frames itself without an event (DATA on a closed stream gets an
+    RST_STREAM), and those cost as much as the others.
+    """
+
+    def __init__(self) -> None:
+        self._skip = PREFACE_LENGTH  # bytes of a frame (or the preface) still to come
+        self._partial = b""  # the start of a frame header split across reads
+
+    def control_frames(self, data: bytes) -> int:
+        """How many frames that carry no request (``_CONTROL_TYPES``, unknown types,
+        and empty DATA frames that do not end a stream) start in ``data``."""
+        if self._partial:
+            data = self._partial + data
+            self._partial = b""
+        size = len(data)
+        pos = self._skip
+        count = 0
+        while pos + 9 <= size:
+            kind = data[pos + 3]
+            length = int.from_bytes(data[pos : pos + 3], "big")
+            if (
+                kind in _CONTROL_TYPES
+                or kind > _CONTINUATION
+                or (kind == _DATA and not length and not data[pos + 4] & _END_STREAM)
+            ):
+                count += 1
+            pos += 9 + length
+        if pos >= size:
+            self._skip = pos - size
+        else:
+            self._skip = 0
+            self._partial = bytes(data[pos:])
+        return count
 
 
 class FrameBudget:

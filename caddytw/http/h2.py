@@ -59,7 +59,7 @@ from twisted.internet.error import ConnectionLost
 from twisted.python.failure import Failure
 from twisted.web._http2 import _END_STREAM_SENTINEL, H2Connection, H2Stream
 
-from caddytw.http.framebudget import CREDIT_PER_DATA_FRAME, FrameBudget, control_frames
+from caddytw.http.framebudget import CREDIT_PER_DATA_FRAME, FrameBudget, FrameScanner
 from caddytw.http.pseudo import BadRequest, RequestLine, request_line
 
 #: Receive window advertised for each stream (SETTINGS_INITIAL_WINDOW_SIZE).
@@ -125,6 +125,7 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         #: Queued (not yet framed) response bytes per stream.
         self._queued: dict[int, int] = {}
         self.frame_budget = FrameBudget(self._reactor.seconds())
+        self.frame_scanner = FrameScanner()
 
     def connectionMade(self) -> None:
         raise_transport_buffer(self.transport)
@@ -146,16 +147,17 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         in the same read is never dispatched; events of streams we do not serve are
         dropped (their flow-control credit returned).
         """
+        control = self.frame_scanner.control_frames(data)
+        if not self.frame_budget.spend(control, self._reactor.seconds()):
+            # A flood of frames that carry no request (SETTINGS, PING, ...): cut before
+            # h2 spends time parsing them.
+            self.conn.close_connection(error_code=h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+            self._terminate(Failure(ConnectionLost("HTTP/2 control frame flood")))
+            return
         try:
             events = self.conn.receive_data(data)
         except h2.exceptions.ProtocolError:
             self._terminate(Failure())
-            return
-        control = control_frames(events)
-        if not self.frame_budget.spend(control, self._reactor.seconds()):
-            # A flood of frames that carry no request (SETTINGS, PING, ...).
-            self.conn.close_connection(error_code=h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
-            self._terminate(Failure(ConnectionLost("HTTP/2 control frame flood")))
             return
         self.resetTimeout()
         # (a reset is a control frame: most reads have none and skip the scan)

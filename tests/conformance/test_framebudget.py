@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-import h2.events
+from hyperframe.frame import (
+    DataFrame,
+    HeadersFrame,
+    PingFrame,
+    RstStreamFrame,
+    SettingsFrame,
+    WindowUpdateFrame,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 
-from caddytw.http.framebudget import FrameBudget, control_frames
+from caddytw.http.framebudget import FrameBudget, FrameScanner
 
 
 def test_one_read_over_the_read_budget_is_a_flood() -> None:
@@ -33,13 +40,29 @@ def test_a_steady_client_under_the_rate_is_never_cut(reads: list[int]) -> None:
         assert budget.spend(frames, now)
 
 
-def test_what_counts_as_a_control_frame() -> None:
-    events = [
-        h2.events.RemoteSettingsChanged(),
-        h2.events.PingReceived(ping_data=b"12345678"),
-        h2.events.WindowUpdated(stream_id=0, delta=1),
-        h2.events.DataReceived(stream_id=1, data=b"", flow_controlled_length=0),
-        h2.events.DataReceived(stream_id=1, data=b"x", flow_controlled_length=1),
-        h2.events.RequestReceived(stream_id=1),
-    ]
-    assert control_frames(events) == 4
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+FRAMES = [
+    (SettingsFrame(0).serialize(), 1),
+    (PingFrame(0, opaque_data=b"12345678").serialize(), 1),
+    (WindowUpdateFrame(1, window_increment=5).serialize(), 1),
+    (RstStreamFrame(1, error_code=8).serialize(), 1),
+    (DataFrame(1, data=b"").serialize(), 1),  # empty, not ending the stream
+    (DataFrame(1, data=b"", flags=["END_STREAM"]).serialize(), 0),
+    (DataFrame(1, data=b"x" * 300).serialize(), 0),
+    (HeadersFrame(1, data=b"\x82", flags=["END_HEADERS"]).serialize(), 0),
+    (b"\x00\x00\x02\x42\x00\x00\x00\x00\x01ab", 1),  # an unknown type
+]
+
+
+@given(
+    st.lists(st.sampled_from(FRAMES), max_size=30),
+    st.lists(st.integers(0, 400), max_size=10),
+)
+def test_scanner_counts_control_frames_however_the_bytes_are_split(
+    frames: list[tuple[bytes, int]], cuts: list[int]
+) -> None:
+    stream = PREFACE + b"".join(frame for frame, _ in frames)
+    points = sorted({min(cut, len(stream)) for cut in cuts})
+    pieces = [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)], strict=True)]
+    scanner = FrameScanner()
+    assert sum(scanner.control_frames(piece) for piece in pieces) == sum(n for _, n in frames)
