@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
+from io import BytesIO
 from typing import Any
 
 import h2.errors
@@ -59,6 +60,7 @@ from twisted.internet.error import ConnectionLost
 from twisted.python.failure import Failure
 from twisted.web._http2 import _END_STREAM_SENTINEL, H2Connection, H2Stream
 
+from caddytw.http.body import DEFAULT_LIMIT, EMPTY, BodyAborted, RequestBody
 from caddytw.http.framebudget import CREDIT_PER_DATA_FRAME, FrameBudget, FrameScanner
 from caddytw.http.pseudo import BadRequest, RequestLine, request_line
 
@@ -220,7 +222,14 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
             self._refuse(stream_id, bad.status, body_follows=event.stream_ended is None)
             return
         stream = CaddyH2Stream(
-            stream_id, self, headers, line, self.requestFactory, self.site, self.factory
+            stream_id,
+            self,
+            headers,
+            line,
+            self.requestFactory,
+            self.site,
+            self.factory,
+            body_follows=event.stream_ended is None,
         )
         self.streams[stream_id] = stream
         self._streamCleanupCallbacks[stream_id] = Deferred()
@@ -231,6 +240,8 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
             pass  # a PRIORITY frame came first and inserted it
         else:
             self.priority.block(stream_id)
+        # Dispatched at its headers: the body streams to the handler as it arrives.
+        stream.dispatch()
 
     def _refuse(self, stream_id: int, status: int, *, body_follows: bool) -> None:
         """Answer ``status`` with an empty body on a stream that is never dispatched;
@@ -321,6 +332,11 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
             return 0
         if chunk is _END_STREAM_SENTINEL:
             conn.end_stream(stream)
+            h2stream = self.streams.get(stream)
+            if h2stream is not None and not h2stream.body.done:
+                # Answered before the body ended (unread, refused or too large): ask
+                # the client to stop sending it (RFC 9113 section 8.1), as Go does.
+                conn.reset_stream(stream, h2.errors.ErrorCodes.NO_ERROR)
             self._write()
             self._requestDone(stream)
             return 0
@@ -358,7 +374,11 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
 
 
 class CaddyH2Stream(H2Stream):  # type: ignore[misc]
-    """twisted's ``H2Stream`` fed a checked request line (``caddytw.http.pseudo``)."""
+    """twisted's ``H2Stream`` fed a checked request line (``caddytw.http.pseudo``) and
+    dispatched at its headers; its body streams through ``request.body``
+    (:mod:`caddytw.http.body`), for which the stream is the :class:`BodySource`: while
+    the handler is behind, received DATA is not acknowledged, so the client's window
+    (``STREAM_WINDOW``) bounds what it can send ahead."""
 
     def __init__(
         self,
@@ -369,8 +389,15 @@ class CaddyH2Stream(H2Stream):  # type: ignore[misc]
         requestFactory: Any,
         site: Any,
         factory: Any,
+        *,
+        body_follows: bool,
     ) -> None:
         self._line = line
+        self._body_follows = body_follows
+        self.body: RequestBody = EMPTY
+        self._wants_continue = False
+        self._reading_paused = False
+        self._unacknowledged = 0  # DATA bytes held back while reading is paused
         # The stream is the transport of its request (as HTTP/3's): ``loseConnection``
         # and ``abortConnection`` end this exchange. twisted's is None, which turned a
         # handler's "drop the connection" into an AttributeError.
@@ -378,7 +405,7 @@ class CaddyH2Stream(H2Stream):  # type: ignore[misc]
         super().__init__(streamID, connection, headers, requestFactory, site, factory)
 
     def _convertHeaders(self, headers: list[tuple[bytes, bytes]]) -> None:
-        """Regular fields into the request, Host from the checked authority."""
+        """Regular fields into the request, Host from the checked authority, the body."""
         line = self._line
         self.command = line.method
         self.path = line.target
@@ -393,10 +420,70 @@ class CaddyH2Stream(H2Stream):  # type: ignore[misc]
                 length = int(value)
         if line.host is not None:
             fields.setRawHeaders(b"host", [line.host])
-        if length is None and line.method in (b"GET", b"HEAD"):
-            length = 0
-        request.gotLength(length)
+        request.content = BytesIO()  # twisted.web's form parsing reads it; stays empty
+        if self._body_follows and length != 0:
+            self.body = RequestBody(self, length, body_limit(self.site))
+            expect = fields.getRawHeaders(b"expect")
+            self._wants_continue = bool(expect and expect[0].lower() == b"100-continue")
+        request.body = self.body
         request.parseCookies()
-        expect = fields.getRawHeaders(b"expect")
-        if expect and expect[0].lower() == b"100-continue":
-            self._send100Continue()
+
+    def dispatch(self) -> None:
+        self._request.requestReceived(self.command, self.path, b"HTTP/2")
+
+    # -- from the connection ---------------------------------------------------------
+
+    def receiveDataChunk(self, data: bytes, flowControlledLength: int) -> None:
+        body = self.body
+        if body is EMPTY or body.done:
+            self._acknowledge(flowControlledLength)  # nobody reads it: keep windows open
+            return
+        body.feed(data)
+        if self._reading_paused:
+            self._unacknowledged += flowControlledLength
+        else:
+            self._acknowledge(flowControlledLength)
+
+    def requestComplete(self) -> None:
+        """The client ended the stream: the body is complete (dispatch was earlier)."""
+        if self.body is not EMPTY:
+            self.body.finish()
+
+    def connectionLost(self, reason: Any) -> None:
+        if self.body is not EMPTY and not self.body.done:
+            self.body.abort(BodyAborted("HTTP/2 stream reset before the body ended"))
+        super().connectionLost(reason)
+
+    def _acknowledge(self, size: int) -> None:
+        if size:
+            with contextlib.suppress(h2.exceptions.ProtocolError):
+                self._conn.openStreamWindow(self.streamID, size)
+
+    # -- BodySource --------------------------------------------------------------------
+
+    def pause_reading(self) -> None:
+        self._reading_paused = True
+
+    def resume_reading(self) -> None:
+        self._reading_paused = False
+        held, self._unacknowledged = self._unacknowledged, 0
+        self._acknowledge(held)
+
+    def body_wanted(self) -> None:
+        if self._wants_continue:
+            self._wants_continue = False
+            if self.body.received == 0:
+                self._send100Continue()
+
+    def body_refused(self) -> None:
+        """Over the limit: nothing more is read; the stream is reset with NO_ERROR
+        after the answer (``_send_from``)."""
+        self._reading_paused = False
+        self._unacknowledged = 0
+
+
+def body_limit(site: Any) -> int:
+    """The largest request body a server reads (``max_request_body``, else the default)."""
+    server = getattr(site, "caddy_server", None)
+    configured = server.config.max_request_body if server is not None else 0
+    return configured or DEFAULT_LIMIT

@@ -66,6 +66,13 @@ def routes(root: Path, upstream: int) -> list[dict]:
             "handle": [{"handler": "file_server", "root": str(root)}],
         },
         {
+            "match": [{"path": ["/limited/*"]}],
+            "handle": [
+                {"handler": "request_body", "max_size": 1000},
+                {"handler": "reverse_proxy", "upstreams": [{"dial": f"127.0.0.1:{upstream}"}]},
+            ],
+        },
+        {
             "match": [{"path": ["/abort"]}],
             "handle": [{"handler": "static_response", "abort": True}],
         },

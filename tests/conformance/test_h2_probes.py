@@ -266,3 +266,43 @@ def test_refused_request_with_a_body_coming_is_reset_after_its_answer(wire: H2Wi
     assert (wire.streams[1].status, wire.streams[1].reset) == (400, 0)
     wire.send(wire.data(1, b"late") + wire.get(3, "/"))
     assert wire.wait_streams(3) and wire.streams[3].body == SMALL
+
+
+# -- finding 3: bodies stream to the handler, they are not spooled first ----------------
+
+
+def post(wire: H2Wire, stream_id: int, path: str, length: int) -> None:
+    fields = [(":method", "POST"), (":scheme", "http"), (":path", path)]
+    fields += [(":authority", "localhost"), ("content-length", str(length))]
+    wire.send(wire.headers_frame(stream_id, fields, end_stream=False))
+
+
+def test_handler_answers_before_the_body_is_sent(wire: H2Wire) -> None:
+    """The request is dispatched at its headers: a handler that does not read the body
+    answers at once, and the body still coming is refused with RST_STREAM(NO_ERROR)."""
+    post(wire, 1, "/", 300 << 20)
+    assert wire.wait_streams(1), wire.streams
+    wire.read_until(lambda: wire.streams[1].reset is not None, timeout=5)
+    assert (wire.streams[1].status, wire.streams[1].body) == (200, SMALL)
+    assert wire.streams[1].reset == 0 and wire.goaway is None
+
+
+def test_declared_body_over_max_size_is_413_before_any_byte(wire: H2Wire) -> None:
+    post(wire, 1, "/limited/x", 200 << 20)
+    assert wire.wait_streams(1), wire.streams
+    assert wire.streams[1].status == 413
+
+
+def test_body_over_max_size_without_length_stops_at_the_limit(wire: H2Wire) -> None:
+    fields = [(":method", "POST"), (":scheme", "http"), (":path", "/limited/y")]
+    wire.send(wire.headers_frame(1, [*fields, (":authority", "localhost")], end_stream=False))
+    wire.send(wire.data(1, b"x" * 4000, end_stream=False))
+    assert wire.wait_streams(1), wire.streams
+    assert wire.streams[1].status == 413
+
+
+def test_body_streams_to_the_upstream(wire: H2Wire, upstream: RecordingUpstream) -> None:
+    post(wire, 1, "/proxy/upload", 10)
+    wire.send(wire.data(1, b"0123456789"))
+    assert wire.wait_streams(1), wire.streams
+    assert wire.streams[1].body == b"upstream"
