@@ -221,7 +221,12 @@ class H3ServerConnection:
             if stream is None:
                 if event.stream_id % 4 != 0:
                     return  # only client-initiated bidirectional streams carry requests
-                stream = H3Stream(self, event.stream_id, list(event.headers))
+                stream = H3Stream(
+                    self,
+                    event.stream_id,
+                    list(event.headers),
+                    body_follows=not event.stream_ended,
+                )
                 if not stream.live:
                     # Refused at once (a bad request line): a body still coming is
                     # not wanted (STOP_SENDING with H3_NO_ERROR, RFC 9114 section 4.1).
@@ -229,8 +234,9 @@ class H3ServerConnection:
                         self.quic.stop_stream(event.stream_id, ErrorCode.H3_NO_ERROR)
                     return
                 self.streams[event.stream_id] = stream
+                stream.dispatch()
             # A second HEADERS frame is the trailer section: nothing to add but its end.
-            if event.stream_ended:
+            elif event.stream_ended:
                 stream.end_of_request()
         elif isinstance(event, DataReceived):
             stream = self.streams.get(event.stream_id)

@@ -123,3 +123,18 @@ def test_version_negotiation_only_for_full_size_datagrams(
 def _cert(work: Path) -> tuple[Path, Path]:
     cert, key, _ = TestCA().write_leaf(work, "caddy-site", ["localhost"])
     return cert, key
+
+
+def test_body_is_not_awaited_before_the_handler(site: dict[str, Any]) -> None:
+    """Dispatched at the headers: a declared body over ``request_body`` ``max_size`` gets
+    413 and a handler that does not read gets its answer, before any body byte is sent."""
+    length = ("content-length", str(200 << 20))
+    post = [(":method", "POST"), (":scheme", "https"), (":authority", "localhost")]
+    answers = h3(
+        site["ours"].tls,
+        [
+            {"raw_headers": [*post, (":path", "/limited/x"), length], "open": True},
+            {"raw_headers": [*post, (":path", "/"), length], "open": True},
+        ],
+    )
+    assert [a["status"] for a in answers] == [413, 200]

@@ -127,7 +127,8 @@ class H3Client(QuicConnectionProtocol):
             headers.append((name.lower().encode(), value.encode()))
         if "raw_headers" in spec:  # exactly these fields, as given (probes)
             headers = [(name.encode(), value.encode()) for name, value in spec["raw_headers"]]
-        self.h3.send_headers(stream_id, headers, end_stream=not body)
+        # "open": send the headers only and leave the stream open (a body to come).
+        self.h3.send_headers(stream_id, headers, end_stream=not body and not spec.get("open"))
         if body:
             step = 64 * 1024
             for start in range(0, len(body), step):
