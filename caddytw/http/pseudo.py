@@ -16,8 +16,8 @@ for both protocols, so h2 and h3 answer alike:
   passed with ``/secret#`` to an upstream that drops fragments;
 * ``:authority`` wins over ``host``; when both are present they must agree (RFC 9114
   section 4.3.1; RFC 9113 section 8.3.1 says a server SHOULD treat a difference as
-  malformed), and the value must be a valid host (Go's ``httpguts.ValidHostHeader``,
-  which is what makes Caddy answer 400 for ``a b`` or ``evil.com/@good``).
+  malformed), and the value must be a valid host (``caddytw.http.request.valid_host``,
+  Go's rule, which is what makes Caddy answer 400 for ``a b`` or ``evil.com/@good``).
 
 A refusal is a :class:`BadRequest` carrying the status to answer on that stream alone.
 """
@@ -26,9 +26,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-#: Bytes Go's ``httpguts.ValidHostHeader`` accepts in a Host (RFC 3986 reg-name, IP
-#: literals and a port). Checks use ``bytes.translate`` (C speed: this runs per request).
-_HOST_BYTES = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!$%&'()*+,-.:;=[]_~"
+from caddytw.http.request import valid_host
+
 #: Bytes that cannot appear in a request target: controls, space and DEL.
 _NOT_IN_TARGET = bytes(range(0x21)) + b"\x7f"
 
@@ -47,11 +46,6 @@ class RequestLine(NamedTuple):
     method: bytes
     target: bytes
     host: bytes | None
-
-
-def valid_host(value: bytes) -> bool:
-    """Whether ``value`` may be a Host / ``:authority`` (Go's ``ValidHostHeader``)."""
-    return not value.translate(None, _HOST_BYTES)
 
 
 def request_line(

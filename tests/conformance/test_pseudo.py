@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from caddytw.http.pseudo import BadRequest, request_line, valid_host
+from caddytw.http.pseudo import BadRequest, request_line
+from caddytw.http.request import valid_host
 
 GET = {b":method": b"GET", b":scheme": b"https", b":authority": b"example.com"}
 
