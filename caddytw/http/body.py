@@ -34,6 +34,9 @@ Handler side:
   bytes, or failing with :class:`BodyTooLarge` (answer 413) past a bound;
   :func:`collect_file` the same into a temporary file (memory up to
   :data:`SPOOL_BYTES`), rewound, for bodies too big for memory;
+- :class:`ThreadReader` for a worker thread that writes the body somewhere itself (a
+  ``file_sync`` upload into its staged file): a blocking ``read`` fed as the body
+  arrives, memory bounded, the body paused while the thread is behind;
 - :meth:`RequestBody.limit_to` states the route's own limit before reading
   (``request_body`` ``max_size``, ``file_sync`` ``max_upload_size``): it replaces the
   server's default (``max_request_body``), up or down, as Caddy has only per-route
@@ -48,9 +51,10 @@ a little of it (:data:`DRAIN_BYTES`) to keep the connection or else closes it.
 from __future__ import annotations
 
 import tempfile
+import threading
 from collections import deque
 from io import BytesIO
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
@@ -345,3 +349,97 @@ def collect(body: RequestBody, limit: int | None = None) -> Deferred[bytes]:
         return data
 
     return collector.done.addCallback(read)
+
+
+class ThreadReader:
+    """A request body as a blocking file for one worker thread (``read`` only).
+
+    Why: a handler that writes the body to disk itself (``file_sync`` streams an upload
+    into its staged temporary file, hashing as it goes) would otherwise spool it first
+    and copy it after: twice the disk traffic. Disk writes must not run on the reactor,
+    and a thread per chunk is too slow, so one thread reads this: the reactor side
+    queues what arrives and pauses the body past ``high`` bytes queued (resumed below
+    half of it), so memory stays flat whatever the upload's size; ``read`` waits for
+    ``batch`` bytes (or the end), so the thread writes in large pieces.
+
+    The body is asked for (``100 Continue``) on the first ``read``, so checks done
+    before it refuse without inviting the body. ``read`` raises what ended the body
+    (:class:`BodyTooLarge`, :class:`BodyAborted`).
+    """
+
+    def __init__(
+        self,
+        body: RequestBody,
+        reactor: Any,
+        high: int = 1 << 20,
+        batch: int = 256 * 1024,
+    ) -> None:
+        self.body = body
+        self.reactor = reactor
+        self.high = high
+        self.batch = min(batch, high)
+        self._lock = threading.Condition()
+        self._chunks: deque[bytes] = deque()
+        self._queued = 0
+        self._ended = False
+        self._error: BaseException | None = None
+        self._asked = False  # worker side: the body was asked for
+        self._paused = False  # reactor side
+
+    # -- reactor thread (a BodySink) -------------------------------------------------
+
+    def body_data(self, data: bytes) -> None:
+        with self._lock:
+            self._chunks.append(data)
+            self._queued += len(data)
+            over = self._queued > self.high
+            self._lock.notify()
+        if over and not self._paused:
+            self._paused = True
+            self.body.pauseProducing()
+
+    def body_end(self, error: BaseException | None) -> None:
+        with self._lock:
+            self._ended = True
+            self._error = error
+            self._lock.notify()
+
+    def _resume(self) -> None:
+        with self._lock:
+            if self._queued > self.high // 2:
+                return
+        if self._paused:
+            self._paused = False
+            self.body.resumeProducing()
+
+    def _start(self) -> None:
+        if not self.body.started:
+            self.body.start(self)
+
+    # -- worker thread ---------------------------------------------------------------
+
+    def read(self, size: int) -> bytes:
+        """Up to ``size`` bytes (at least ``min(size, batch)`` unless the body ends
+        first); ``b""`` at the end."""
+        with self._lock:
+            if not self._asked:
+                self._asked = True
+                self.reactor.callFromThread(self._start)
+            want = min(size, self.batch)
+            while self._queued < want and not self._ended:
+                self._lock.wait()
+            if self._error is not None:
+                raise self._error
+            taken: list[bytes] = []
+            got = 0
+            while self._chunks and got < size:
+                chunk = self._chunks.popleft()
+                if got + len(chunk) > size:
+                    chunk, rest = chunk[: size - got], chunk[size - got :]
+                    self._chunks.appendleft(rest)
+                taken.append(chunk)
+                got += len(chunk)
+            self._queued -= got
+            if self._queued <= self.high // 2:
+                self.reactor.callFromThread(self._resume)
+        return b"".join(taken)

@@ -4,7 +4,9 @@ Continue`` and leaves nothing on disk; an authenticated one is invited and store
 
 from __future__ import annotations
 
+import hashlib
 import socket
+import time
 from pathlib import Path
 
 from tests.conformance.test_h1 import read_all
@@ -105,3 +107,47 @@ def test_max_upload_size_rules_uploads_above_the_server_default(tmp_path: Path) 
             )
             invited = read_all(sock, 2.0, 10.0)
         assert invited.startswith(b"HTTP/1.1 100 Continue\r\n"), invited[:300]
+
+
+def test_upload_streams_into_its_staged_file_in_the_folder(tmp_path: Path) -> None:
+    """An upload is written once, into the store's staged temp file beside its target,
+    while it arrives (it was spooled whole elsewhere first, then copied); a precondition
+    that fails refuses before the body is invited."""
+    port = free_port()
+    data = tmp_path / "data"
+    (tmp_path / "srv").mkdir()
+    config = simple_config(port, sync_route(data, enable_upload=True))
+    head = (
+        "POST /api/upload?path={} HTTP/1.1\r\nHost: localhost\r\nX-Sync-Client: test\r\n"
+        "Content-Length: {}\r\n{}\r\n"
+    )
+    with running_server(config, tmp_path / "srv", [port]):
+        half = bytes(range(256)) * 8192  # 2 MiB
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(head.format("big.bin", 2 * len(half), "").encode() + half)
+            deadline = time.monotonic() + 10
+            staged: list[Path] = []
+            while time.monotonic() < deadline:
+                staged = [p for p in data.glob(".big.bin.*.tmp") if p.stat().st_size >= 1 << 20]
+                if staged:
+                    break
+                time.sleep(0.05)
+            assert staged, "nothing staged in the folder while the body arrives"
+            sock.sendall(half)
+            answer = read_all(sock, 2.0, 10.0)
+        assert answer.startswith(b"HTTP/1.1 201 "), answer[:300]
+        assert (data / "big.bin").read_bytes() == half + half
+        assert not list(data.glob(".*.tmp"))
+
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(
+                head.format(
+                    "big.bin",
+                    5,
+                    "If-None-Match: *\r\nExpect: 100-continue\r\n"
+                    f"X-Content-SHA256: {hashlib.sha256(b'hello').hexdigest()}\r\n",
+                ).encode()
+            )
+            answer = read_all(sock, 2.0, 10.0)
+        assert b"100 Continue" not in answer
+        assert answer.startswith(b"HTTP/1.1 412 "), answer[:300]
