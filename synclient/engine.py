@@ -13,7 +13,7 @@ periodic safety net (a full scan), and a retry with backoff while the server is 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,10 +25,11 @@ from twisted.logger import Logger
 from caddytw.sync.protocol import Change
 from synclient import planner
 from synclient.apply import Applier, FolderGone, Outcome, version_of
+from synclient.ignore import IgnoreRules
 from synclient.planner import DIR_HASH, DeleteLocal, DeleteRemote, PathState, Strategy, Version
 from synclient.progress import Progress
 from synclient.remote import Remote, RemoteError, Unreachable
-from synclient.scanner import Scanner, ScanResult
+from synclient.scanner import Scanner, ScanResult, is_own_path
 from synclient.state import StateDB
 
 log = Logger()
@@ -64,6 +65,7 @@ class Engine:
         allow_mass_delete: bool = False,
         progress: Progress | None = None,
         reactor: Any = None,
+        load_rules: Callable[[], IgnoreRules] | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -77,6 +79,8 @@ class Engine:
         self.strategy = strategy
         self.allow_mass_delete = allow_mass_delete
         self.progress = progress
+        self.load_rules = load_rules
+        """Re-reads ``.syncignore`` (and the ``--exclude`` patterns) for each full pass."""
         self.applier = Applier(
             root,
             state,
@@ -188,6 +192,8 @@ class Engine:
         if pull or full:
             dirty |= await self.pull(full_list=False)
         if full:
+            if self.load_rules is not None:
+                self.scanner.ignore = self.load_rules()
             scan = await self._scan(None)
             dirty = set(self.state.base) | set(self.local) | set(self.state.remote)
         else:
@@ -352,20 +358,46 @@ class Engine:
         after = self.state.remote
         return {p for p in set(before) | set(after) if before.get(p) != after.get(p)}
 
+    def excluded(self, path: str, *versions: Version | None) -> bool:
+        """Whether ``path`` takes no part in planning: our own files, or an ignore rule
+        (``--exclude``, ``.syncignore``) covers it. The scanner never reports such paths,
+        so planning them would read their absence as a local deletion."""
+        if is_own_path(path):
+            return True
+        rules = self.scanner.ignore
+        if not rules:
+            return False
+        return rules.covers(path, any(v is not None and v.is_dir for v in versions))
+
     def plan(self, paths: Iterable[str]) -> planner.Plan:
         local_dirs = planner.parents(self.local)
-        remote_dirs = planner.parents(self.state.remote)
+        remote = self.state.remote
+        if self.scanner.ignore:
+            # A folder the server has only because of ignored content is not created here.
+            visible = (p for p, v in remote.items() if not self.excluded(p, v))
+            remote_dirs = planner.parents(visible)
+        else:
+            remote_dirs = planner.parents(remote)
         states = []
+        forget: list[planner.Action] = []
         for path in sorted(set(paths)):
             base = self.state.base.get(path)
             local = self.local.get(path)
-            remote = self.state.remote.get(path)
+            there = remote.get(path)
             if local is None and path in local_dirs:
                 local = planner.directory()
-            if remote is None and path in remote_dirs:
-                remote = planner.directory()
-            states.append(PathState(path, base, local, remote))
-        return planner.plan(states, self.strategy, self.state.client_id, time.time())
+            if there is None and path in remote_dirs:
+                there = planner.directory()
+            if self.excluded(path, base, local, there):
+                # Ignored means untouched, and dropped from the base: un-ignoring it
+                # later is a fresh merge for the path (union), never a delete.
+                if base is not None:
+                    forget.append(planner.SetBase(path, None))
+                continue
+            states.append(PathState(path, base, local, there))
+        result = planner.plan(states, self.strategy, self.state.client_id, time.time())
+        result.actions += forget
+        return result
 
     async def verify(self) -> set[str]:
         """After a full sync: the paths where the two sides still differ."""

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from caddytw.sync.protocol import ProtocolError, is_reserved_name, validate_path
-from synclient.ignore import IgnoreRules
+from synclient.ignore import IGNORE_FILE, IgnoreRules
 from synclient.planner import DIR_HASH, Version, within
-from synclient.state import STATE_DIR, CacheEntry, Stat
+from synclient.state import MARKER, STATE_DIR, CacheEntry, Stat
 
 CHUNK = 1 << 20
 
@@ -56,9 +56,21 @@ def hash_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+LOCAL_ONLY = frozenset({STATE_DIR, IGNORE_FILE, MARKER})
+"""Top-level names that belong to this client, not to the user: never synced either way
+(``.syncignore`` is local, like Syncthing's ``.stignore``)."""
+
+
 def is_hidden(name: str, top_level: bool) -> bool:
-    """Names the client never syncs: its state folder and in-progress temp files."""
-    return (top_level and name == STATE_DIR) or is_reserved_name(name)
+    """Names the client never syncs: its own files and in-progress temp files."""
+    return (top_level and name in LOCAL_ONLY) or is_reserved_name(name)
+
+
+def is_own_path(path: str) -> bool:
+    """Whether a sync path (from either side) is one of :func:`is_hidden`'s names or lies
+    below one: such a path takes no part in planning."""
+    parts = path.split("/")
+    return any(is_hidden(name, index == 0) for index, name in enumerate(parts))
 
 
 class Scanner:

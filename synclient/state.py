@@ -26,6 +26,9 @@ from synclient.planner import Version
 
 STATE_DIR = ".synclient"
 """The hidden folder in the synced root holding the database; never synced."""
+MARKER = ".caddytw-folder"
+"""The folder marker (Syncthing's ``.stfolder``): proves the root is the folder that was
+synced, not an unmounted mount point or an emptied copy. Never synced."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

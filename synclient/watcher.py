@@ -23,7 +23,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 
 from caddytw.sync.watching import content_events
-from synclient.scanner import is_hidden
+from synclient.scanner import is_own_path
 
 EVENTS = content_events()
 
@@ -34,10 +34,7 @@ def relative(root: str, path: str | bytes) -> str | None:
     if not text.startswith(root + os.sep):
         return None
     rel = text[len(root) + 1 :].replace(os.sep, "/")
-    parts = rel.split("/")
-    if any(is_hidden(name, index == 0) for index, name in enumerate(parts)):
-        return None
-    return rel
+    return None if is_own_path(rel) else rel
 
 
 class _Handler(FileSystemEventHandler):
