@@ -217,7 +217,9 @@ class Applier:
                 ok = await self._one(action, outcome)
             except Stale as error:
                 current = error.current
-                self.state.set_remote(action.path, None if current is None else version_of(current))
+                self.state.set_remote_seen(
+                    action.path, None if current is None else version_of(current)
+                )
                 outcome.dirty.add(action.path)
                 return
             except NotFound:
@@ -431,10 +433,8 @@ class Applier:
         for start in range(0, len(ops), BATCH):
             chunk = ops[start : start + BATCH]
             response = await self.remote.sync([op for _, op in chunk])
-            statuses = {r.index: r.status for r in response.results}
-            for index, (path, _op) in enumerate(chunk):
-                status = statuses.get(index, "applied" if not response.conflicts else "error")
-                if status in ("applied", "unchanged"):
+            for (path, _op), result in zip(chunk, response.results, strict=True):
+                if result.status in ("applied", "unchanged"):
                     self.state.set_remote(path, result_version)
                     self.state.set_base(path, result_version)
                     outcome.done += 1
@@ -460,8 +460,7 @@ class Applier:
 
     async def _move_remote(self, action: MoveRemote, outcome: Outcome) -> bool:
         response = await self.remote.sync([Move(action.src, action.dst, action.version.hash)])
-        status = response.results[0].status if response.results else "applied"
-        if status not in ("applied", "unchanged"):
+        if response.results[0].status not in ("applied", "unchanged"):
             outcome.refresh.update((action.src, action.dst))
             outcome.dirty.add(action.src)
             return False

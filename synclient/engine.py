@@ -12,6 +12,7 @@ periodic safety net (a full scan), and a retry with backoff while the server is 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -25,10 +26,11 @@ from twisted.logger import Logger
 from caddytw.sync.protocol import Change
 from synclient import planner
 from synclient.apply import Applier, FolderGone, Outcome, version_of
+from synclient.folder import MARKER
 from synclient.ignore import IgnoreRules
 from synclient.planner import DIR_HASH, DeleteLocal, DeleteRemote, PathState, Strategy, Version
 from synclient.progress import Progress
-from synclient.remote import Remote, RemoteError, Unreachable
+from synclient.remote import BadAnswer, Remote, RemoteError, Unreachable
 from synclient.scanner import Scanner, ScanResult, is_own_path
 from synclient.state import StateDB
 
@@ -168,6 +170,15 @@ class Engine:
             self._running = None
             self._retry()
             return CycleReport()
+        except RemoteError as error:
+            # An answer the client cannot use (e.g. BadAnswer): nothing was decided on
+            # it; say so once per failed pass and try again later.
+            log.error("sync pass stopped: {error}; retrying", error=error)
+            self._pending_local |= local
+            self._want_full |= full
+            self._running = None
+            self._retry()
+            return CycleReport()
         self._running = None
         self.last_report = report
         if report.unsettled:
@@ -181,6 +192,8 @@ class Engine:
     def _check_folder(self) -> None:
         if not self.root.is_dir() or not self.state.path.exists():
             raise FolderGone(f"the sync folder {self.root} (or its state) is gone")
+        if not os.path.lexists(self.root / MARKER):
+            raise FolderGone(f"the folder marker {MARKER} in {self.root} is gone")
 
     async def cycle(
         self, *, full: bool, pull: bool = True, local_paths: Iterable[str] = ()
@@ -246,7 +259,7 @@ class Engine:
         """Refresh what the run left uncertain; return the paths to plan again."""
         for path in outcome.refresh:
             meta = await self.remote.metadata(path)
-            self.state.set_remote(path, None if meta is None else version_of(meta))
+            self.state.set_remote_seen(path, None if meta is None else version_of(meta))
         scan = await self._scan(touched | outcome.dirty)
         self._touched(scan)
         return set(outcome.dirty)
@@ -314,7 +327,12 @@ class Engine:
         return touched - scan.unsettled
 
     async def pull(self, full_list: bool) -> set[str]:
-        """Bring ``state.remote`` up to date; return the paths that changed."""
+        """Bring ``state.remote`` up to date; return the paths that changed.
+
+        Only the journal's tombstones may remove a path from ``state.remote`` while the
+        base is kept. Any other way of learning the server's tree (a ``reset`` answer, a
+        new index id, a server without a journal) is a re-list, and a re-list is a fresh
+        merge: absence from it is "unknown", never a delete."""
         cursor = self.state.cursor
         if cursor is not None and not full_list:
             index_id, seq = cursor
@@ -322,8 +340,8 @@ class Engine:
             try:
                 while True:
                     page = await self.remote.changes(seq, index_id)
-                    if page.reset:
-                        return await self._relist(page.index_id, page.cursor)
+                    if page.reset or page.index_id != index_id:
+                        return await self._relist(page.index_id, page.cursor, fresh=True)
                     with self.state.batch():
                         for change in page.changes:
                             meta = change.metadata
@@ -343,20 +361,35 @@ class Engine:
                     raise
         try:
             page = await self.remote.changes(0, "")
-            return await self._relist(page.index_id, page.cursor)
-        except Unreachable:
+            fresh = cursor is None or page.index_id != cursor[0]
+            return await self._relist(page.index_id, page.cursor, fresh=fresh)
+        except (Unreachable, BadAnswer):
             raise
         except RemoteError:
-            return await self._relist(None, None)
+            return await self._relist(None, None, fresh=True)
 
-    async def _relist(self, index_id: str | None, seq: int | None) -> set[str]:
+    async def _relist(self, index_id: str | None, seq: int | None, *, fresh: bool) -> set[str]:
+        """Replace ``state.remote`` by a full listing. ``fresh`` (the listing does not
+        continue the journal this client followed) also forgets the whole base, in the
+        same transaction: the next plan is a union (uploads, downloads, conflict copies)
+        and cannot delete anything on either side."""
         before = dict(self.state.remote)
+        forgotten = set(self.state.base) if fresh else set()
         listing = await self.remote.list_all()
-        self.state.replace_remote((m.path, version_of(m)) for m in listing)
-        if index_id is not None and seq is not None:
-            self.state.set_cursor(index_id, seq)
+        with self.state.batch():
+            if fresh and self.state.base:
+                log.warn(
+                    "the server's index is new or was reset (index id {index_id}): merging"
+                    " both sides afresh; nothing is deleted on either side this pass",
+                    index_id=index_id,
+                )
+                self.state.clear_base()
+            self.state.replace_remote((m.path, version_of(m)) for m in listing)
+            if index_id is not None and seq is not None:
+                self.state.set_cursor(index_id, seq)
         after = self.state.remote
-        return {p for p in set(before) | set(after) if before.get(p) != after.get(p)}
+        changed = {p for p in set(before) | set(after) if before.get(p) != after.get(p)}
+        return changed | forgotten
 
     def excluded(self, path: str, *versions: Version | None) -> bool:
         """Whether ``path`` takes no part in planning: our own files, or an ignore rule

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from caddytw.sync.protocol import ProtocolError, is_reserved_name, validate_path
+from synclient.folder import MARKER
 from synclient.ignore import IGNORE_FILE, IgnoreRules
 from synclient.planner import DIR_HASH, Version, within
-from synclient.state import MARKER, STATE_DIR, CacheEntry, Stat
+from synclient.state import STATE_DIR, CacheEntry, Stat
 
 CHUNK = 1 << 20
 

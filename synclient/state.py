@@ -26,9 +26,6 @@ from synclient.planner import Version
 
 STATE_DIR = ".synclient"
 """The hidden folder in the synced root holding the database; never synced."""
-MARKER = ".caddytw-folder"
-"""The folder marker (Syncthing's ``.stfolder``): proves the root is the folder that was
-synced, not an unmounted mount point or an emptied copy. Never synced."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -163,6 +160,11 @@ class StateDB:
             (path, version.hash, version.size, version.mtime),
         )
 
+    def clear_base(self) -> None:
+        """Forget every merge base (a fresh merge follows)."""
+        self.base = {}
+        self._db.execute("DELETE FROM base")
+
     # -- local hash cache -------------------------------------------------------------
 
     def cached_hash(self, path: str, stat: Stat) -> str | None:
@@ -192,6 +194,15 @@ class StateDB:
             "INSERT OR REPLACE INTO remote VALUES (?, ?, ?, ?, ?)",
             (path, version.hash, version.size, version.mtime, version.origin),
         )
+
+    def set_remote_seen(self, path: str, version: Version | None) -> None:
+        """Record what one look at the server found for ``path`` outside the journal (a
+        metadata lookup, a 412's current state). Absence seen that way is no tombstone:
+        the base is dropped too, so it can never turn into a local delete."""
+        with self.batch():
+            self.set_remote(path, version)
+            if version is None:
+                self.set_base(path, None)
 
     def replace_remote(self, listing: Iterable[tuple[str, Version]]) -> None:
         """Swap in a complete server listing."""

@@ -314,7 +314,7 @@ def test_twistd_plugin_runs_continuous_sync(server: SyncServer, tmp_path: Path) 
     command = [*TWISTD, "-n", "--pidfile=", "synclient", "--server", server.url]
     process = subprocess.Popen(
         [*command, "--local-path", str(local)],
-        env=server_env(),
+        env={**server_env(), "XDG_DATA_HOME": str(tmp_path / "xdg")},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -370,7 +370,7 @@ def test_once_stops_with_status_5_when_the_folder_disappears_mid_run(
     local = tmp_path / "a"
     process = subprocess.Popen(
         Client(server, local).command("--once", "--initial-sync"),
-        env=server_env(),
+        env={**server_env(), "XDG_DATA_HOME": str(tmp_path / "xdg")},
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

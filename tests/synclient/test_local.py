@@ -76,8 +76,7 @@ def test_scan_hashes_reuses_cache_and_hides_private_names(tmp_path: Path) -> Non
     assert versions["d/b.bin"] == Version(sha(b""), 0, versions["d/b.bin"].mtime)
     assert versions["d/e/\u00e9t\u00e9.txt"].hash == sha(b"summer")
     assert versions["empty"].hash == DIR_HASH and versions["d/e"].hash == DIR_HASH
-    assert set(versions) == {
-        ".syncignore",
+    assert set(versions) == {  # .syncignore is local, like Syncthing's .stignore
         "a.txt",
         "d",
         "d/b.bin",

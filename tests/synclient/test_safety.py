@@ -7,12 +7,15 @@ processes and checks what is on both disks afterwards.
 from __future__ import annotations
 
 import hashlib
+import json
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from tests.synclient.harness import Client, SyncServer
+from tests.synclient.harness import Client, SyncServer, tree
 from tests.synclient.test_e2e import age, ok, write
 
 pytestmark = pytest.mark.timeout(120)
@@ -69,3 +72,138 @@ def test_ignored_paths_are_untouched_on_both_sides(server: SyncServer, tmp_path:
     assert (server.root / "secret/x.txt").read_bytes() == b"private"
     assert (server.root / ".syncignore").read_bytes() == b"keep.txt\n"
     assert not (local / ".syncignore").exists()
+
+
+def test_a_new_server_index_is_a_fresh_merge(server: SyncServer, tmp_path: Path) -> None:
+    """Finding 2: the server's folder replaced by an empty one (a disk not mounted at
+    boot) must not empty the client: absence from a new index is never a delete."""
+    local = tmp_path / "a"
+    write(local, "one.txt", b"1")
+    write(local, "two/deep.txt", b"2")
+    age(local)
+    client = Client(server, local)
+    ok(client.once("--initial-sync"))
+    assert (server.root / "two/deep.txt").read_bytes() == b"2"
+    server.stop()
+    server.root.rename(tmp_path / "not-mounted")
+    server.root.mkdir()
+    write(server.root, "two/deep.txt", b"other bytes")  # the new folder has its own file
+    age(server.root)
+    server.start()
+    result = client.once()
+    assert (local / "one.txt").read_bytes() == b"1", result.stderr
+    local_files = tree(local)
+    assert hashlib.sha256(b"2").hexdigest() in local_files.values()
+    if result.returncode == 0:  # served as a new folder: a union, conflict copies
+        assert tree(server.root) == local_files
+        assert hashlib.sha256(b"other bytes").hexdigest() in local_files.values()
+    else:  # the server refuses a folder without its marker
+        assert result.returncode == 7, result.stderr
+
+
+def test_local_marker_missing_stops_sync(server: SyncServer, tmp_path: Path) -> None:
+    """An empty mount point where a synced folder was: stop, download nothing into it."""
+    write(server.root, "f.txt", b"server file")
+    age(server.root)
+    server.wait_indexed()
+    local = tmp_path / "a"
+    client = Client(server, local)
+    ok(client.once("--initial-sync"))
+    assert (local / ".caddytw-folder").is_file()
+    local.rename(tmp_path / "unmounted")
+    local.mkdir()
+    result = client.once()
+    assert result.returncode == 5, result.stderr
+    assert "marker" in result.stderr and "Traceback" not in result.stderr
+    assert list(local.iterdir()) == []
+    assert (server.root / "f.txt").read_bytes() == b"server file"
+    ok(client.once("--initial-sync"))  # the user says this is the folder: a fresh merge
+    assert (local / "f.txt").read_bytes() == b"server file"
+
+
+class _Unavailable(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        body = json.dumps({"error": "the sync folder /srv/sync has no marker"}).encode()
+        self.send_response(503)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_POST = do_GET
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_server_folder_unavailable_stops_the_pass(tmp_path: Path) -> None:
+    """A server answering 503 (its folder or marker missing): a clear message, exit 7,
+    no change. (A bare HTTP server stands in for that server state until file_sync
+    answers it; the message shape is file_sync's ``{"error": ...}``.)"""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Unavailable)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        fake = SyncServer(tmp_path, port=httpd.server_address[1])
+        local = tmp_path / "a"
+        write(local, "mine.txt", b"keep me")
+        result = Client(fake, local).once("--initial-sync")
+    finally:
+        httpd.shutdown()
+    assert result.returncode == 7, result.stderr
+    assert "has no marker" in result.stderr and "Traceback" not in result.stderr
+    assert tree(local) == {"mine.txt": hashlib.sha256(b"keep me").hexdigest()}
+
+
+class _Broken(BaseHTTPRequestHandler):
+    """A server that lists an empty folder properly but answers ``/api/sync`` without
+    ``results`` (and a garbage listing when asked for ``garbage``)."""
+
+    protocol_version = "HTTP/1.1"
+    garbage = False
+
+    def answer(self, value: object) -> None:
+        body = value if isinstance(value, bytes) else json.dumps(value).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        if self.garbage:
+            self.answer({"index_id": 5, "cursor": "x", "changes": [], "more": 0, "reset": 0})
+        elif "since=" in self.path:
+            page = {"index_id": "i", "cursor": 0, "changes": [], "more": False, "reset": True}
+            self.answer(page)
+        else:
+            self.answer([])
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.answer({"operations": [], "conflicts": []})
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("garbage", [False, True])
+def test_invalid_server_answers_stop_the_pass(tmp_path: Path, garbage: bool) -> None:
+    """A sync answer without ``results`` is not "applied"; bad JSON is no traceback."""
+    handler = type("Handler", (_Broken,), {"garbage": garbage})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        fake = SyncServer(tmp_path, port=httpd.server_address[1])
+        local = tmp_path / "a"
+        (local / "folder").mkdir(parents=True)  # a folder to create on the server
+        result = Client(fake, local).once("--initial-sync")
+    finally:
+        httpd.shutdown()
+    assert result.returncode == 8, result.stderr
+    assert ("invalid answer" if garbage else "results") in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (local / "folder").is_dir()
