@@ -58,16 +58,39 @@ class FolderGone(Exception):
     """The local folder (or its state) disappeared: unmounted or emptied."""
 
 
+class LinkInPath(OSError):
+    """A symbolic link where the client was about to write, read or delete."""
+
+
+def refuse_links(root: Path, relative: Path | str) -> None:
+    """Raise :class:`LinkInPath` when ``relative`` or any folder above it (inside
+    ``root``) is a symbolic link. Called right before every local write, upload read and
+    delete: the scanner never follows links, but the tree may change under a pass."""
+    current = root
+    for part in Path(relative).parts:
+        current = current / part
+        try:
+            info = os.lstat(current)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        if stat_module.S_ISLNK(info.st_mode):
+            raise LinkInPath(errno.ELOOP, "a symbolic link is in the way", str(current))
+
+
 def make_dirs(root: Path, relative: Path | str) -> None:
     """Create ``root/relative`` and its missing parents, but never ``root`` itself: a
     vanished sync folder (an unmounted disk) must not be recreated and filled, so it
-    raises :class:`FolderGone` instead."""
+    raises :class:`FolderGone` instead. An existing link on the way is never entered."""
     current = root
     for part in Path(relative).parts:
         current = current / part
         try:
             os.mkdir(current)
         except FileExistsError:
+            if os.path.islink(current):
+                raise LinkInPath(
+                    errno.ELOOP, "a symbolic link is in the way", str(current)
+                ) from None
             continue
         except FileNotFoundError:
             if not root.is_dir():
@@ -118,8 +141,13 @@ class Applier:
         return self.root / path
 
     def _local_is(self, path: str, expect: Version | None) -> bool:
-        """Runs in a thread: whether ``path`` still holds ``expect`` (absent for None)."""
+        """Runs in a thread: whether ``path`` still holds ``expect`` (absent for None).
+        A link at or above ``path`` holds nothing we may touch: never what was expected."""
         full = self._full(path)
+        try:
+            refuse_links(self.root, path)
+        except LinkInPath:
+            return False
         try:
             info = os.stat(full, follow_symlinks=False)
         except (FileNotFoundError, NotADirectoryError):
@@ -311,6 +339,7 @@ class Applier:
         ``body`` (already verified) to the temp file when given, make the temp file
         durable, check the target still holds what the plan assumed, rename over it;
         return the new file's stat (``None``: left alone)."""
+        refuse_links(self.root, target_path)
         if body is not None:
             make_dirs(self.root, temp.parent.relative_to(self.root))
             with open(temp, "wb") as handle:
@@ -355,6 +384,7 @@ class Applier:
             return await self._mkdir_remote(action.path, expect)
         if expect is not None and expect.is_dir:
             return False  # the planner sends a directory/file clash through a conflict
+        await deferToThread(refuse_links, self.root, action.path)
         meta = await self.remote.upload(
             action.path,
             self._full(action.path),

@@ -91,6 +91,9 @@ class Engine:
             on_bytes=progress.add_bytes if progress else None,
         )
         self.local: dict[str, Version] = {}
+        self.links: set[str] = set()
+        """Symbolic links in the folder: they and everything below them are left alone."""
+        self._reported_links: set[str] = set()
         self.scanned = False
         # Triggers waiting for the next cycle.
         self._pending_local: set[str] = set()
@@ -301,11 +304,13 @@ class Engine:
     def _fold_scan(self, result: ScanResult, complete: bool) -> None:
         if complete:
             self.local = {}
+            self.links = set(result.links)
             self.scanned = True
         else:
             roots = set(result.roots)
             for path in [p for p in self.local if planner.within(p, roots)]:
                 del self.local[path]
+            self.links = {p for p in self.links if not planner.within(p, roots)} | result.links
         with self.state.batch():
             for path, entry in result.entries.items():
                 self.local[path] = entry.version
@@ -397,15 +402,38 @@ class Engine:
         so planning them would read their absence as a local deletion."""
         if is_own_path(path):
             return True
+        if self.links and planner.within(path, self.links):
+            self._report_link(path, versions)
+            return True
         rules = self.scanner.ignore
         if not rules:
             return False
         return rules.covers(path, any(v is not None and v.is_dir for v in versions))
 
+    def _report_link(self, path: str, versions: tuple[Version | None, ...]) -> None:
+        """A link where the server has something is a conflict left as it is: say so
+        (once per link and run); neither side changes, and the base is dropped so the
+        server's copy is never deleted because the client cannot see through the link."""
+        remote = versions[-1] if versions else None
+        if remote is None:
+            return
+        link = path
+        while link not in self.links:
+            link = link.rpartition("/")[0]
+        if link in self._reported_links:
+            return
+        self._reported_links.add(link)
+        log.warn(
+            "conflict on {link}: a symbolic link here, {what} on the server; left alone on"
+            " both sides (synclient never writes, reads or deletes through a link)",
+            link=link,
+            what="a folder" if link != path or remote.is_dir else "a file",
+        )
+
     def plan(self, paths: Iterable[str]) -> planner.Plan:
         local_dirs = planner.parents(self.local)
         remote = self.state.remote
-        if self.scanner.ignore:
+        if self.scanner.ignore or self.links:
             # A folder the server has only because of ignored content is not created here.
             visible = (p for p, v in remote.items() if not self.excluded(p, v))
             remote_dirs = planner.parents(visible)

@@ -268,7 +268,7 @@ class Remote:
             from datetime import UTC, datetime
 
             extra[HEADER_MODIFIED] = format_time(datetime.fromtimestamp(mtime, UTC))
-        with open(source, "rb") as handle:
+        with os.fdopen(os.open(source, os.O_RDONLY | os.O_NOFOLLOW), "rb") as handle:
             producer = FileBodyProducer(handle, readSize=CHUNK)
             response = await self._request(
                 "POST", self.url("upload", path=path), headers=self.headers(extra), data=producer

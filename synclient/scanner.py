@@ -47,11 +47,14 @@ class ScanResult:
     roots: list[str] = field(default_factory=list)
     unsettled: set[str] = field(default_factory=set)
     skipped: list[str] = field(default_factory=list)
+    links: set[str] = field(default_factory=set)
+    """Symbolic links found: never followed, never synced, and nothing below them is."""
 
 
 def hash_file(path: Path) -> str:
+    """SHA-256 of a regular file; a symbolic link in its place is never followed."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as handle:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
@@ -125,6 +128,8 @@ class Scanner:
                 if self._accept(child, item.name, False, result):
                     files.append((child, info))
             else:
+                if stat_module.S_ISLNK(info.st_mode):
+                    result.links.add(child)
                 result.skipped.append(child)  # symlinks, sockets, devices
 
     def _hash_one(
@@ -195,6 +200,12 @@ class Scanner:
             if parent and within(parent, taken):
                 continue  # under a root already examined whole
             name = rel.rpartition("/")[2]
+            link = self._link_above(rel)
+            if link is not None:  # never look through a link: the link is the root
+                result.links.add(link)
+                result.roots.append(link)
+                taken.add(link)
+                continue
             try:
                 info = os.stat(self.root / rel, follow_symlinks=False)
             except (FileNotFoundError, NotADirectoryError):
@@ -213,8 +224,22 @@ class Scanner:
                 self._walk(rel, result, files)
             elif stat_module.S_ISREG(info.st_mode):
                 files.append((rel, info))
+            elif stat_module.S_ISLNK(info.st_mode):
+                result.links.add(rel)
         self._hash_all(files, cache, now, result)
         return result
+
+    def _link_above(self, rel: str) -> str | None:
+        """The first proper parent of ``rel`` that is a symbolic link, if any."""
+        parts = rel.split("/")
+        for depth in range(1, len(parts)):
+            parent = "/".join(parts[:depth])
+            try:
+                if os.path.islink(self.root / parent):
+                    return parent
+            except OSError:
+                return None
+        return None
 
 
 def _cached(item: tuple[str, os.stat_result], cache: Mapping[str, CacheEntry]) -> bool:

@@ -207,3 +207,37 @@ def test_invalid_server_answers_stop_the_pass(tmp_path: Path, garbage: bool) -> 
     assert ("invalid answer" if garbage else "results") in result.stderr
     assert "Traceback" not in result.stderr
     assert (local / "folder").is_dir()
+
+
+def test_never_through_a_symlink(server: SyncServer, tmp_path: Path) -> None:
+    """Finding 5: a local link where the server has a folder or file is left alone on
+    both sides: nothing written through it, nothing deleted on the server later."""
+    write(server.root, "ext/a.txt", b"server a")
+    write(server.root, "ext/sub/b.txt", b"server b")
+    write(server.root, "f.txt", b"server f")
+    age(server.root)
+    server.wait_indexed()
+    elsewhere = tmp_path / "elsewhere"
+    write(elsewhere, "outside.txt", b"not synced")
+    local = tmp_path / "a"
+    local.mkdir()
+    (local / "ext").symlink_to(elsewhere)
+    (local / "f.txt").symlink_to(elsewhere / "outside.txt")
+    (local / "up").symlink_to(elsewhere)  # nothing on the server: not read for upload
+    client = Client(server, local)
+    before = tree(server.root)
+    for _run in range(2):
+        result = client.once("--initial-sync")
+        ok(result)
+        assert "symbolic link" in result.stderr
+        assert tree(elsewhere) == {"outside.txt": sha(b"not synced")}
+        assert tree(server.root) == before
+        assert (local / "ext").is_symlink() and (local / "f.txt").is_symlink()
+    # The link replaced by a real folder: a fresh merge for everything under it.
+    (local / "ext").unlink()
+    write(local, "ext/a.txt", b"local a")
+    age(local)
+    ok(client.once())
+    files = tree(server.root)
+    assert files["ext/sub/b.txt"] == sha(b"server b")
+    assert {sha(b"local a"), sha(b"server a")} <= set(files.values())
