@@ -98,6 +98,27 @@ def make_dirs(root: Path, relative: Path | str) -> None:
             raise
 
 
+def _stat_key(path: Path) -> tuple[int, int, int, int, int] | None:
+    """What changes when anyone writes ``path`` (``None``: absent). ctime included:
+    a tool that restores the mtime after writing still moves it."""
+    try:
+        info = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return (info.st_mode, info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable before the state records it: otherwise a
+    power cut could leave the old file under a base that names the new one, and the
+    old bytes would then look like a local edit and be uploaded over the newer ones."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def version_of(meta: FileMetadata, origin: str = "") -> Version:
     """A server FileMetadata as a planner version (directories get the pseudo-hash)."""
     if meta.is_directory:
@@ -338,8 +359,14 @@ class Applier:
         """Runs in a thread, one hop for all of a download's blocking steps: write
         ``body`` (already verified) to the temp file when given, make the temp file
         durable, check the target still holds what the plan assumed, rename over it;
-        return the new file's stat (``None``: left alone)."""
+        return the new file's stat (``None``: left alone).
+
+        The target's stat key is taken before the check and compared again right before
+        ``os.replace``: a user's edit made meanwhile (the check may hash a large file)
+        keeps its bytes, and the path is planned again (a conflict copy, not a loss)."""
         refuse_links(self.root, target_path)
+        target = self._full(target_path)
+        before = _stat_key(target)
         if body is not None:
             make_dirs(self.root, temp.parent.relative_to(self.root))
             with open(temp, "wb") as handle:
@@ -356,8 +383,11 @@ class Applier:
             return None
         if mtime:
             os.utime(temp, (mtime, mtime))
-        target = self._full(target_path)
+        refuse_links(self.root, target_path)
+        if _stat_key(target) != before:
+            return None  # changed under us: keep the temp file, plan the path again
         os.replace(temp, target)
+        fsync_dir(target.parent)
         return Stat.of(os.stat(target))
 
     async def _download(self, action: Download) -> bool:

@@ -7,9 +7,12 @@ unchanged files, the last known server listing, and the server cursor and index 
 
 Everything is loaded into dictionaries at open and written through, so lookups during a
 sync never touch SQLite; writes are batched in one transaction per sync step, a whole
-pass of transfers included, committed every so often (WAL mode, ``synchronous=NORMAL``:
-a crash may lose the last stretch, which only causes a rehash or a repeated, idempotent
-transfer; the files themselves are fsynced before they are renamed into place).
+pass of transfers included, committed every so often. WAL mode with
+``synchronous=FULL``: a committed row survives a power cut, and a file's rename into
+place is made durable (file and folder fsynced) before the row naming it is written, so
+the state never claims a file was synced when the disk does not hold it (with
+``NORMAL`` a power cut could roll back commits and leave the base naming bytes that
+were never durable, or forget a sync that was).
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ class StateDB:
         self.path = folder / "state.db"
         self._db = sqlite3.connect(self.path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
         self._depth = 0
         self.meta: dict[str, str] = dict(self._db.execute("SELECT key, value FROM meta"))

@@ -145,3 +145,38 @@ def test_progress_line_and_quiet_when_not_a_tty() -> None:
     quiet.add_bytes(1)
     quiet.finish()
     assert silent.getvalue() == ""
+
+
+def test_state_commits_are_durable(tmp_path: Path) -> None:
+    """A commit must survive a power cut (issue 12: synchronous=NORMAL may roll back)."""
+    state = StateDB(tmp_path)
+    assert state._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    state.close()
+
+
+def test_a_local_edit_during_the_check_is_not_overwritten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12: a local edit made between the planner's check and ``os.replace`` was
+    overwritten. The edit is made to happen while the applier hashes the target (its
+    check), the moment the old code's window opened."""
+    from synclient import apply
+    from synclient.apply import Applier
+
+    make(tmp_path, "f.txt", b"old")
+    state = StateDB(tmp_path)
+    applier = Applier(tmp_path, state, remote=None)  # type: ignore[arg-type]
+    real = apply.hash_file
+
+    def hash_then_user_edits(path: Path) -> str:
+        digest = real(path)
+        with open(path, "ab") as handle:
+            handle.write(b" + the user's edit")
+        return digest
+
+    monkeypatch.setattr(apply, "hash_file", hash_then_user_edits)
+    temp = tmp_path / ".f.txt.0123456789abcdef.tmp"
+    written = applier._install(temp, "f.txt", Version(sha(b"old"), 3), 0.0, b"server bytes")
+    assert written is None
+    assert (tmp_path / "f.txt").read_bytes() == b"old + the user's edit"
+    state.close()

@@ -241,3 +241,21 @@ def test_never_through_a_symlink(server: SyncServer, tmp_path: Path) -> None:
     files = tree(server.root)
     assert files["ext/sub/b.txt"] == sha(b"server b")
     assert {sha(b"local a"), sha(b"server a")} <= set(files.values())
+
+
+def test_our_own_files_are_never_synced(server: SyncServer, tmp_path: Path) -> None:
+    """The state folder, the marker and .syncignore belong to one client: a server
+    that holds such paths (another client synced its root) never overwrites ours."""
+    write(server.root, ".synclient/state.db", b"not a database")
+    write(server.root, ".caddytw-folder", b"someone else's marker")
+    age(server.root)
+    local = tmp_path / "a"
+    write(local, "mine.txt", b"mine")
+    age(local)
+    client = Client(server, local)
+    ok(client.once("--initial-sync"))
+    ok(client.once())
+    assert (local / ".caddytw-folder").read_bytes() != b"someone else's marker"
+    assert (local / ".synclient/state.db").read_bytes().startswith(b"SQLite format 3")
+    assert (server.root / ".synclient/state.db").read_bytes() == b"not a database"
+    assert (server.root / "mine.txt").read_bytes() == b"mine"
