@@ -136,6 +136,26 @@ class Outcome:
     done: int = 0
     failed: list[str] = field(default_factory=list)
     unreachable: Exception | None = None
+    unstorable: dict[str, str] = field(default_factory=dict)
+    """Paths one side cannot store (name too long, invalid there): path -> why."""
+
+
+UNSTORABLE_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL})
+"""Local write errors that mean "this filesystem cannot hold that name"."""
+UNSTORABLE_STATUSES = frozenset({400, 414, 422})
+"""Upload answers that mean "the server refuses that name" (a 4xx that retrying the
+same bytes under the same name cannot change)."""
+
+
+def cannot_store(error: Exception, upload: bool) -> bool:
+    """Whether ``error`` says a name cannot be stored (so retrying would only loop)."""
+    if isinstance(error, UnicodeError):
+        return True
+    if isinstance(error, LinkInPath):
+        return False
+    if isinstance(error, OSError):
+        return error.errno in UNSTORABLE_ERRNOS
+    return upload and isinstance(error, RemoteError) and error.status in UNSTORABLE_STATUSES
 
 
 class Applier:
@@ -277,7 +297,11 @@ class Applier:
                 return
             except Unreachable:
                 raise
-            except (RemoteError, OSError) as error:
+            except (RemoteError, OSError, UnicodeError) as error:
+                if cannot_store(error, isinstance(action, Upload)):
+                    where = "the server" if isinstance(action, Upload) else "this folder"
+                    outcome.unstorable[action.path] = f"{where} cannot store it: {error}"
+                    return
                 log.warn("{path}: {error}", path=action.path, error=error)
                 outcome.failed.append(f"{action.path}: {error}")
                 outcome.dirty.add(action.path)
@@ -439,7 +463,14 @@ class Applier:
         remote_ops: list[tuple[str, SyncOperation]] = []
         for action in sorted(actions, key=lambda a: a.path.count("/")):
             if isinstance(action, Download):
-                if await self._mkdir_local(action.path, action.expect_local, action.remote):
+                try:
+                    made = await self._mkdir_local(action.path, action.expect_local, action.remote)
+                except (OSError, UnicodeError) as error:
+                    if not cannot_store(error, False):
+                        raise
+                    outcome.unstorable[action.path] = f"this folder cannot store it: {error}"
+                    continue
+                if made:
                     outcome.done += 1
                 else:
                     outcome.dirty.add(action.path)

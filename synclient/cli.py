@@ -212,6 +212,8 @@ async def run(reactor: Any, args: argparse.Namespace) -> int:
             if not report.clean or left:
                 for line in report.failed:
                     fail(line)
+                for path, why in sorted(report.unstorable.items())[:20]:
+                    fail(f"cannot sync {path}: {why}")
                 if report.unsettled:
                     fail(f"{len(report.unsettled)} files were still being written")
                 for path in sorted(left | report.left)[:20]:

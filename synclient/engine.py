@@ -49,10 +49,13 @@ class CycleReport:
     refused_deletes: int = 0
     unsettled: set[str] = field(default_factory=set)
     left: set[str] = field(default_factory=set)
+    unstorable: dict[str, str] = field(default_factory=dict)
 
     @property
     def clean(self) -> bool:
-        return not (self.failed or self.refused_deletes or self.unsettled or self.left)
+        return not (
+            self.failed or self.refused_deletes or self.unsettled or self.left or self.unstorable
+        )
 
 
 class Engine:
@@ -94,6 +97,10 @@ class Engine:
         self.links: set[str] = set()
         """Symbolic links in the folder: they and everything below them are left alone."""
         self._reported_links: set[str] = set()
+        self.unstorable: dict[str, tuple[Version | None, Version | None, str]] = {}
+        """Paths one side could not store, with the (local, remote) versions that failed
+        and why: left out of planning (never a delete, never a retry loop) until either
+        version changes."""
         self.scanned = False
         # Triggers waiting for the next cycle.
         self._pending_local: set[str] = set()
@@ -248,6 +255,10 @@ class Engine:
             if self.progress and show_progress:
                 self.progress.finish()
             report.done += outcome.done
+            for path, why in outcome.unstorable.items():
+                self.unstorable[path] = (self.local.get(path), self.state.remote.get(path), why)
+                report.unstorable[path] = why
+                log.warn("cannot sync {path}: {why}; left as it is", path=path, why=why)
             if outcome.unreachable is not None:
                 raise outcome.unreachable  # type: ignore[misc]
             touched = {a.path for a in result.actions} | {
@@ -449,6 +460,9 @@ class Engine:
                 local = planner.directory()
             if there is None and path in remote_dirs:
                 there = planner.directory()
+            stuck = self.unstorable.get(path)
+            if stuck is not None and stuck[:2] == (local, there):
+                continue  # reported when it failed; neither side changed since
             if self.excluded(path, base, local, there):
                 # Ignored means untouched, and dropped from the base: un-ignoring it
                 # later is a fresh merge for the path (union), never a delete.

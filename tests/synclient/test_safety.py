@@ -259,3 +259,25 @@ def test_our_own_files_are_never_synced(server: SyncServer, tmp_path: Path) -> N
     assert (local / ".synclient/state.db").read_bytes().startswith(b"SQLite format 3")
     assert (server.root / ".synclient/state.db").read_bytes() == b"not a database"
     assert (server.root / "mine.txt").read_bytes() == b"mine"
+
+
+def test_a_name_this_folder_cannot_store_is_reported_not_deleted(
+    server: SyncServer, tmp_path: Path
+) -> None:
+    """Rule 8: a server path the client's filesystem cannot hold (here: longer than
+    PATH_MAX under the client's longer root) is reported; everything else syncs, and
+    nothing is deleted on either side, in this run or the next."""
+    deep = "/".join(["d" * 250] * 15)
+    write(server.root, f"{deep}/f.txt", b"deep")
+    write(server.root, "fine.txt", b"fine")
+    age(server.root)
+    server.wait_indexed()
+    before = tree(server.root)
+    local = tmp_path / ("c" * 250)
+    client = Client(server, local)
+    for _run in range(2):
+        result = client.once("--initial-sync")
+        assert result.returncode == 1, result.stderr
+        assert "cannot sync" in result.stderr and "Traceback" not in result.stderr
+        assert (local / "fine.txt").read_bytes() == b"fine"
+        assert tree(server.root) == before
