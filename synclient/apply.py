@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import os
 import stat as stat_module
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -109,9 +110,7 @@ def _stat_key(path: Path) -> tuple[int, int, int, int, int] | None:
 
 
 def fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable before the state records it: otherwise a
-    power cut could leave the old file under a base that names the new one, and the
-    old bytes would then look like a local edit and be uploaded over the newer ones."""
+    """Make the renames in ``folder`` durable."""
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -175,6 +174,22 @@ class Applier:
         self.semaphore = DeferredSemaphore(parallel)
         self.on_file = on_file or (lambda path, size: None)
         self.on_bytes = on_bytes
+        self._renamed_in: set[Path] = set()
+        self._renamed_lock = threading.Lock()
+        state.before_commit.append(self._sync_renames)
+
+    def _sync_renames(self) -> None:
+        """Before the state commits rows naming downloaded files, make their renames
+        durable (one fsync per folder per commit, not per file): otherwise a power cut
+        could leave the old file under a base naming the new one, and the old bytes
+        would then look like a local edit and be uploaded over the newer ones."""
+        with self._renamed_lock:
+            folders, self._renamed_in = self._renamed_in, set()
+        for folder in folders:
+            try:
+                fsync_dir(folder)
+            except OSError as error:
+                log.warn("cannot fsync {folder}: {error}", folder=folder, error=error)
 
     # -- local checks -------------------------------------------------------------------
 
@@ -411,7 +426,8 @@ class Applier:
         if _stat_key(target) != before:
             return None  # changed under us: keep the temp file, plan the path again
         os.replace(temp, target)
-        fsync_dir(target.parent)
+        with self._renamed_lock:
+            self._renamed_in.add(target.parent)
         return Stat.of(os.stat(target))
 
     async def _download(self, action: Download) -> bool:
@@ -495,10 +511,17 @@ class Applier:
                 remote_ops.append((action.path, Delete(action.path, base)))
         await self._remote_batch(remote_ops, outcome, None)
 
-    async def _delete_local(self, action: DeleteLocal) -> bool:
-        if not await self.local_is(action.path, action.expect_local):
-            return False
+    def _remove(self, action: DeleteLocal) -> bool:
+        """Runs in a thread: delete ``action.path`` if it still holds what the plan
+        assumed, re-checking its stat key right before (an edit made during the check
+        keeps the file; the path is planned again)."""
         full = self._full(action.path)
+        before = _stat_key(full)
+        if not self._local_is(action.path, action.expect_local):
+            return False
+        refuse_links(self.root, action.path)
+        if _stat_key(full) != before:
+            return False
         try:
             if action.expect_local.is_dir:
                 os.rmdir(full)
@@ -510,6 +533,11 @@ class Applier:
             if error.errno in (errno.ENOTEMPTY, errno.EEXIST):
                 return False  # new local content inside: it will be uploaded instead
             raise
+        return True
+
+    async def _delete_local(self, action: DeleteLocal) -> bool:
+        if not await deferToThread(self._remove, action):
+            return False
         self.state.set_cache(action.path, None)
         self.state.set_base(action.path, None)
         return True

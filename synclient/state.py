@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +77,7 @@ class StateDB:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
         self._depth = 0
+        self.before_commit: list[Callable[[], None]] = []
         self.meta: dict[str, str] = dict(self._db.execute("SELECT key, value FROM meta"))
         self.base: dict[str, Version] = {
             path: Version(hash_, size, mtime)
@@ -111,18 +112,26 @@ class StateDB:
         except BaseException:
             self._depth -= 1
             if self._depth == 0:
-                self._db.execute("COMMIT" if keep_on_error else "ROLLBACK")
+                self._end(commit=keep_on_error)
             raise
         self._depth -= 1
         if self._depth == 0:
-            self._db.execute("COMMIT")
+            self._end(commit=True)
 
     def checkpoint(self) -> None:
         """Commit what the outermost open batch wrote so far and carry on in a new
         transaction (a crash in a long pass then loses only the last stretch)."""
         if self._depth == 1:
-            self._db.execute("COMMIT")
+            self._end(commit=True)
             self._db.execute("BEGIN")
+
+    def _end(self, commit: bool) -> None:
+        """End the open transaction; before a commit, run ``before_commit`` (which makes
+        the files the new rows describe durable, so a row never outlives its file)."""
+        if commit:
+            for hook in self.before_commit:
+                hook()
+        self._db.execute("COMMIT" if commit else "ROLLBACK")
 
     # -- meta -------------------------------------------------------------------------
 

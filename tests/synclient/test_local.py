@@ -180,3 +180,29 @@ def test_a_local_edit_during_the_check_is_not_overwritten(
     assert written is None
     assert (tmp_path / "f.txt").read_bytes() == b"old + the user's edit"
     state.close()
+
+
+def test_a_local_edit_during_the_delete_check_is_not_deleted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same race for a delete the server asked for: the edit wins (it is uploaded
+    by the next pass: a modification beats a deletion)."""
+    from synclient import apply
+    from synclient.apply import Applier
+    from synclient.planner import DeleteLocal
+
+    make(tmp_path, "f.txt", b"old")
+    state = StateDB(tmp_path)
+    applier = Applier(tmp_path, state, remote=None)  # type: ignore[arg-type]
+    real = apply.hash_file
+
+    def hash_then_user_edits(path: Path) -> str:
+        digest = real(path)
+        with open(path, "ab") as handle:
+            handle.write(b" + the user's edit")
+        return digest
+
+    monkeypatch.setattr(apply, "hash_file", hash_then_user_edits)
+    assert not applier._remove(DeleteLocal("f.txt", Version(sha(b"old"), 3)))
+    assert (tmp_path / "f.txt").read_bytes() == b"old + the user's edit"
+    state.close()
