@@ -26,6 +26,7 @@ from twisted.internet.defer import DeferredSemaphore, gatherResults
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
+from caddytw.sync.folder import fsync_dir
 from caddytw.sync.protocol import Create, Delete, FileMetadata, Move, SyncOperation
 from synclient import planner
 from synclient.planner import (
@@ -107,15 +108,6 @@ def _stat_key(path: Path) -> tuple[int, int, int, int, int] | None:
     except (FileNotFoundError, NotADirectoryError):
         return None
     return (info.st_mode, info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make the renames in ``folder`` durable."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def version_of(meta: FileMetadata, origin: str = "") -> Version:

@@ -159,9 +159,28 @@ def start_logging(verbose: bool) -> None:
     )
 
 
-async def run(reactor: Any, args: argparse.Namespace) -> int:
+def exit_code_for(error: Exception) -> tuple[int, str] | None:
+    """The exit status and the closing words for an error that ends a pass, or
+    ``None`` for an error that is a bug (it then shows its traceback)."""
     from synclient.apply import FolderGone
     from synclient.remote import AuthFailed, FolderUnavailable, RemoteError, Unreachable
+
+    if isinstance(error, FolderUnavailable):
+        return EXIT_SERVER_FOLDER, "stopped without changing anything more"
+    if isinstance(error, Unreachable):
+        return EXIT_UNREACHABLE, ""
+    if isinstance(error, AuthFailed):
+        return EXIT_AUTH, ""
+    if isinstance(error, RemoteError):
+        return EXIT_BAD_ANSWER, "stopped without changing anything more"
+    if isinstance(error, FolderGone):
+        return EXIT_FOLDER, "stopped without touching the server's copy"
+    return None
+
+
+async def run(reactor: Any, args: argparse.Namespace) -> int:
+    from synclient.apply import FolderGone
+    from synclient.remote import RemoteError
     from synclient.service import SyncService, build
 
     settings = settings_from(args)
@@ -171,55 +190,34 @@ async def run(reactor: Any, args: argparse.Namespace) -> int:
     def fail(message: str) -> None:
         sys.stderr.write(f"synclient: {message}\n")
 
+    def stopped(error: Exception) -> int:
+        code, words = exit_code_for(error) or (EXIT_NOT_IN_SYNC, "")
+        fail(f"{error}; {words}" if words else str(error))
+        return code
+
     try:
         await engine.pull(full_list=False)
-    except FolderUnavailable as error:
-        fail(f"{error}; stopped without changing anything")
-        return EXIT_SERVER_FOLDER
-    except Unreachable as error:
-        fail(str(error))
-        return EXIT_UNREACHABLE
-    except AuthFailed as error:
-        fail(str(error))
-        return EXIT_AUTH
-    except RemoteError as error:
-        fail(f"{error}; stopped without changing anything")
-        return EXIT_BAD_ANSWER
-    if args.once or args.initial_sync:
-        try:
+        if args.once or args.initial_sync:
             report = await engine.cycle(full=True)
             left = await engine.verify() if args.once and report.clean else set()
-        except FolderUnavailable as error:
-            fail(f"{error}; stopped this pass")
-            return EXIT_SERVER_FOLDER
-        except Unreachable as error:
-            fail(f"lost the server {settings.server}: {error}")
-            return EXIT_UNREACHABLE
-        except AuthFailed as error:
-            fail(str(error))
-            return EXIT_AUTH
-        except RemoteError as error:
-            fail(f"{error}; stopped this pass")
-            return EXIT_BAD_ANSWER
-        except FolderGone as error:
-            fail(f"{error}; stopped without touching the server's copy")
-            return EXIT_FOLDER
-        if args.once:
-            await parts.remote.close()
-            parts.state.close()
-            if report.refused_deletes:
-                return EXIT_MASS_DELETE
-            if not report.clean or left:
-                for line in report.failed:
-                    fail(line)
-                for path, why in sorted(report.unstorable.items())[:20]:
-                    fail(f"cannot sync {path}: {why}")
-                if report.unsettled:
-                    fail(f"{len(report.unsettled)} files were still being written")
-                for path in sorted(left | report.left)[:20]:
-                    fail(f"still differs: {path}")
-                return EXIT_NOT_IN_SYNC
-            return EXIT_OK
+    except (RemoteError, FolderGone) as error:
+        return stopped(error)
+    if args.once:
+        await parts.remote.close()
+        parts.state.close()
+        if report.refused_deletes:
+            return EXIT_MASS_DELETE
+        if not report.clean or left:
+            for line in report.failed:
+                fail(line)
+            for path, why in sorted(report.unstorable.items())[:20]:
+                fail(f"cannot sync {path}: {why}")
+            if report.unsettled:
+                fail(f"{len(report.unsettled)} files were still being written")
+            for path in sorted(left | report.left)[:20]:
+                fail(f"still differs: {path}")
+            return EXIT_NOT_IN_SYNC
+        return EXIT_OK
     service = SyncService(settings, parts, reactor)
     service.startService()
     from twisted.internet.defer import Deferred

@@ -173,17 +173,13 @@ class Engine:
         try:
             report = await self.cycle(full=full, pull=pull or full, local_paths=local)
             self._retry_delay = 0.0
-        except Unreachable as error:
-            log.warn("server unreachable ({error}); retrying", error=error)
-            self._pending_local |= local
-            self._want_full |= full
-            self._running = None
-            self._retry()
-            return CycleReport()
         except RemoteError as error:
-            # An answer the client cannot use (e.g. BadAnswer): nothing was decided on
-            # it; say so once per failed pass and try again later.
-            log.error("sync pass stopped: {error}; retrying", error=error)
+            # Unreachable, or an answer the client cannot use (e.g. BadAnswer): nothing
+            # was decided on it; say so once per failed pass and try again later.
+            if isinstance(error, Unreachable):
+                log.warn("server unreachable ({error}); retrying", error=error)
+            else:
+                log.error("sync pass stopped: {error}; retrying", error=error)
             self._pending_local |= local
             self._want_full |= full
             self._running = None

@@ -11,7 +11,6 @@ import hashlib
 import os
 import random
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,15 +18,6 @@ import pytest
 from tests.synclient.harness import Client, SyncServer, converged, tree, wait_until
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[SyncServer]:
-    srv = SyncServer(tmp_path).start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 def write(root: Path, rel: str, data: bytes) -> None:

@@ -154,18 +154,12 @@ def test_state_commits_are_durable(tmp_path: Path) -> None:
     state.close()
 
 
-def test_a_local_edit_during_the_check_is_not_overwritten(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Issue 12: a local edit made between the planner's check and ``os.replace`` was
-    overwritten. The edit is made to happen while the applier hashes the target (its
-    check), the moment the old code's window opened."""
+def user_edits_while_hashed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the user append to a file right after the applier hashed it (for its check
+    that the file holds what the plan assumed): the race window of issue 12, opened
+    deterministically. The hashing itself stays real."""
     from synclient import apply
-    from synclient.apply import Applier
 
-    make(tmp_path, "f.txt", b"old")
-    state = StateDB(tmp_path)
-    applier = Applier(tmp_path, state, remote=None)  # type: ignore[arg-type]
     real = apply.hash_file
 
     def hash_then_user_edits(path: Path) -> str:
@@ -175,6 +169,20 @@ def test_a_local_edit_during_the_check_is_not_overwritten(
         return digest
 
     monkeypatch.setattr(apply, "hash_file", hash_then_user_edits)
+
+
+def test_a_local_edit_during_the_check_is_not_overwritten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12: a local edit made between the planner's check and ``os.replace`` was
+    overwritten. The edit is made to happen while the applier hashes the target (its
+    check), the moment the old code's window opened."""
+    from synclient.apply import Applier
+
+    make(tmp_path, "f.txt", b"old")
+    state = StateDB(tmp_path)
+    applier = Applier(tmp_path, state, remote=None)  # type: ignore[arg-type]
+    user_edits_while_hashed(monkeypatch)
     temp = tmp_path / ".f.txt.0123456789abcdef.tmp"
     written = applier._install(temp, "f.txt", Version(sha(b"old"), 3), 0.0, b"server bytes")
     assert written is None
@@ -187,22 +195,13 @@ def test_a_local_edit_during_the_delete_check_is_not_deleted(
 ) -> None:
     """The same race for a delete the server asked for: the edit wins (it is uploaded
     by the next pass: a modification beats a deletion)."""
-    from synclient import apply
     from synclient.apply import Applier
     from synclient.planner import DeleteLocal
 
     make(tmp_path, "f.txt", b"old")
     state = StateDB(tmp_path)
     applier = Applier(tmp_path, state, remote=None)  # type: ignore[arg-type]
-    real = apply.hash_file
-
-    def hash_then_user_edits(path: Path) -> str:
-        digest = real(path)
-        with open(path, "ab") as handle:
-            handle.write(b" + the user's edit")
-        return digest
-
-    monkeypatch.setattr(apply, "hash_file", hash_then_user_edits)
+    user_edits_while_hashed(monkeypatch)
     assert not applier._remove(DeleteLocal("f.txt", Version(sha(b"old"), 3)))
     assert (tmp_path / "f.txt").read_bytes() == b"old + the user's edit"
     state.close()

@@ -10,6 +10,7 @@ import hashlib
 import json
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -19,15 +20,6 @@ from tests.synclient.harness import Client, SyncServer, tree
 from tests.synclient.test_e2e import age, ok, write
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[SyncServer]:
-    srv = SyncServer(tmp_path).start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 def sha(data: bytes) -> str:
@@ -121,6 +113,20 @@ def test_local_marker_missing_stops_sync(server: SyncServer, tmp_path: Path) -> 
     assert (local / "f.txt").read_bytes() == b"server file"
 
 
+@contextmanager
+def fake_server(tmp_path: Path, handler: type[BaseHTTPRequestHandler]) -> Iterator[SyncServer]:
+    """A plain HTTP server in this process answering as ``handler`` does: a server in
+    a state ``file_sync`` never answers (or does not answer yet)."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield SyncServer(tmp_path, port=httpd.server_address[1])
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 class _Unavailable(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -142,16 +148,10 @@ def test_server_folder_unavailable_stops_the_pass(tmp_path: Path) -> None:
     """A server answering 503 (its folder or marker missing): a clear message, exit 7,
     no change. (A bare HTTP server stands in for that server state until file_sync
     answers it; the message shape is file_sync's ``{"error": ...}``.)"""
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Unavailable)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        fake = SyncServer(tmp_path, port=httpd.server_address[1])
-        local = tmp_path / "a"
-        write(local, "mine.txt", b"keep me")
+    local = tmp_path / "a"
+    write(local, "mine.txt", b"keep me")
+    with fake_server(tmp_path, _Unavailable) as fake:
         result = Client(fake, local).once("--initial-sync")
-    finally:
-        httpd.shutdown()
     assert result.returncode == 7, result.stderr
     assert "has no marker" in result.stderr and "Traceback" not in result.stderr
     assert tree(local) == {"mine.txt": hashlib.sha256(b"keep me").hexdigest()}
@@ -193,16 +193,10 @@ class _Broken(BaseHTTPRequestHandler):
 def test_invalid_server_answers_stop_the_pass(tmp_path: Path, garbage: bool) -> None:
     """A sync answer without ``results`` is not "applied"; bad JSON is no traceback."""
     handler = type("Handler", (_Broken,), {"garbage": garbage})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        fake = SyncServer(tmp_path, port=httpd.server_address[1])
-        local = tmp_path / "a"
-        (local / "folder").mkdir(parents=True)  # a folder to create on the server
+    local = tmp_path / "a"
+    (local / "folder").mkdir(parents=True)  # a folder to create on the server
+    with fake_server(tmp_path, handler) as fake:
         result = Client(fake, local).once("--initial-sync")
-    finally:
-        httpd.shutdown()
     assert result.returncode == 8, result.stderr
     assert ("invalid answer" if garbage else "results") in result.stderr
     assert "Traceback" not in result.stderr
