@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.synclient.harness import Client, SyncServer, tree
+from tests.synclient.harness import Client, SyncServer, tree, wait_until
 from tests.synclient.test_e2e import age, ok, write
 
 pytestmark = pytest.mark.timeout(120)
@@ -275,3 +276,13 @@ def test_a_name_this_folder_cannot_store_is_reported_not_deleted(
         assert "cannot sync" in result.stderr and "Traceback" not in result.stderr
         assert (local / "fine.txt").read_bytes() == b"fine"
         assert tree(server.root) == before
+    # A continuous client reports it once and does not retry it pass after pass (full
+    # passes every 3 s: after 8 s at least two have run since the first report).
+    client.start()
+    try:
+        wait_until(lambda: "cannot sync" in client.output(), 30, "the report")
+        time.sleep(8)
+    finally:
+        client.stop()
+    assert client.output().count("cannot sync") == 1, client.output()
+    assert tree(server.root) == before
