@@ -8,6 +8,11 @@ being handled) for a few rounds. Triggers while a cycle runs are merged into the
 
 Triggers: the watcher (local paths, debounced), the server's events (a pull), the
 periodic safety net (a full scan), and a retry with backoff while the server is away.
+
+Safety (``shared/SYNC-DESIGN.md``): only journal tombstones delete; any re-list is a
+fresh merge (the base is forgotten, so the plan is a union). Our own files, ignored
+paths, paths at or below a symbolic link and names one side could not store take no
+part in planning.
 """
 
 from __future__ import annotations
