@@ -170,6 +170,11 @@ class Applier:
         self._renamed_lock = threading.Lock()
         state.before_commit.append(self._sync_renames)
 
+    def _renamed(self, *paths: str) -> None:
+        """Note the folders of ``paths`` for the fsync before the next state commit."""
+        with self._renamed_lock:
+            self._renamed_in.update(self._full(p).parent for p in paths)
+
     def _sync_renames(self) -> None:
         """Before the state commits rows naming downloaded files, make their renames
         durable (one fsync per folder per commit, not per file): otherwise a power cut
@@ -335,6 +340,7 @@ class Applier:
                 return False
             copy = self.unique_copy(action.copy)
             os.rename(self._full(action.path), self._full(copy))
+            self._renamed(action.path, copy)
             entry = self.state.cache.get(action.path)
             if entry is not None:
                 self.state.set_cache(copy, entry.hash, entry.stat)
@@ -418,8 +424,7 @@ class Applier:
         if _stat_key(target) != before:
             return None  # changed under us: keep the temp file, plan the path again
         os.replace(temp, target)
-        with self._renamed_lock:
-            self._renamed_in.add(target.parent)
+        self._renamed(target_path)
         return Stat.of(os.stat(target))
 
     async def _download(self, action: Download) -> bool:
@@ -560,6 +565,7 @@ class Applier:
             return False
         make_dirs(self.root, Path(action.dst).parent)
         os.rename(self._full(action.src), self._full(action.dst))
+        self._renamed(action.src, action.dst)
         entry = self.state.cache.get(action.src)
         with self.state.batch():
             if entry is not None:
