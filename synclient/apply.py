@@ -27,6 +27,7 @@ from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
 from caddytw.sync.folder import fsync_dir
+from caddytw.sync.localfs import hash_file
 from caddytw.sync.protocol import Create, Delete, FileMetadata, Move, SyncOperation
 from synclient import planner
 from synclient.planner import (
@@ -44,7 +45,6 @@ from synclient.planner import (
     Version,
 )
 from synclient.remote import NotFound, Remote, RemoteError, Stale, Unreachable, download_temp
-from synclient.scanner import hash_file
 from synclient.state import Stat, StateDB
 
 log = Logger()
