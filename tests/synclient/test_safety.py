@@ -80,7 +80,7 @@ def test_a_new_server_index_is_a_fresh_merge(server: SyncServer, tmp_path: Path)
     server.stop()
     server.root.rename(tmp_path / "not-mounted")
     server.root.mkdir()
-    write(server.root, "two/deep.txt", b"other bytes")  # the new folder has its own file
+    write(server.root, "other/deep.txt", b"other bytes")  # the new folder has its own file
     age(server.root)
     server.start()
     result = client.once()
