@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.server import REPO, start_server
-from tests.synclient.harness import Client, SyncServer, tree, wait_until
+from tests.synclient.harness import Client as BaseClient
+from tests.synclient.harness import SyncServer, tree, wait_until
 
 
 def code_root() -> Path:
@@ -97,6 +98,24 @@ def snapshot(root: Path) -> dict[str, Any]:
     return seen
 
 
+def private_home(home: Path) -> dict[str, str]:
+    """Environment that keeps a process's per-user files (synclient's list of marked
+    folders, caddytw's data directory) under ``home``, inside the test's folder."""
+    return {
+        "XDG_DATA_HOME": str(home / "data"),
+        "XDG_CONFIG_HOME": str(home / "config"),
+        "HOME": str(home),
+    }
+
+
+class Client(BaseClient):
+    """A synclient with its per-user files in ``client-home`` beside its folder."""
+
+    def __init__(self, server: SyncServer, root: Path, *args: str) -> None:
+        super().__init__(server, root, *args)
+        self.env = private_home(root.parent / "client-home")
+
+
 class SafetyServer(SyncServer):
     """A ``file_sync`` server process with the extra settings the safety tests need."""
 
@@ -158,12 +177,7 @@ class SafetyServer(SyncServer):
         return {"admin": {"disabled": True}, "apps": {"http": {"servers": servers}}}
 
     def env(self) -> dict[str, str]:
-        env = {
-            "XDG_DATA_HOME": str(self.home / "data"),
-            "XDG_CONFIG_HOME": str(self.home / "config"),
-            "HOME": str(self.home),
-            "TMPDIR": str(self.spool),
-        }
+        env = {**private_home(self.home), "TMPDIR": str(self.spool)}
         other = os.environ.get("SYNC_SERVER_PYTHONPATH")
         if other:
             env["PYTHONPATH"] = other
@@ -208,6 +222,7 @@ __all__ = [
     "Client",
     "SafetyServer",
     "contents",
+    "private_home",
     "run_ok",
     "server_knows",
     "sha",

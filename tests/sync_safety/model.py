@@ -48,7 +48,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from tests.support.server import REPO, server_env
-from tests.sync_safety.harness import Client, SafetyServer, contents, snapshot
+from tests.sync_safety.harness import Client, SafetyServer, contents, private_home, snapshot
 
 SIDES = ("A", "B", "S")
 CLIENTS = ("A", "B")
@@ -215,7 +215,7 @@ class SyncModel(RuleBasedStateMachine):
         before = self.pass_view(name)
         process = subprocess.run(
             self.client_command(name),
-            env=server_env(),
+            env=server_env(private_home(self.dir / "client-home")),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -228,7 +228,7 @@ class SyncModel(RuleBasedStateMachine):
     def spawn_pass(self, name: str) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             self.client_command(name),
-            env=server_env(),
+            env=server_env(private_home(self.dir / "client-home")),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             cwd=REPO,
@@ -415,7 +415,7 @@ class SyncModel(RuleBasedStateMachine):
     def nothing_outside_is_touched(self) -> None:
         assert snapshot(self.outside) == self.outside_before, self.report("outside changed")
         expected = {"A", "B", "outside", "server-data", "server-home", "server-tmp", "scratch"}
-        expected |= {"disk-away", "mount-point-leftovers"}
+        expected |= {"disk-away", "mount-point-leftovers", "client-home"}
         extra = {
             p.name
             for p in self.dir.iterdir()

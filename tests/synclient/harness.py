@@ -132,6 +132,8 @@ class Client:
         self.args = list(args)
         self.process: subprocess.Popen[bytes] | None = None
         self.log = root.parent / f"{root.name}.log"
+        # Extra environment for the client process (e.g. a private XDG_DATA_HOME).
+        self.env: dict[str, str] = {}
 
     def command(self, *extra: str) -> list[str]:
         return [
@@ -149,7 +151,7 @@ class Client:
     def once(self, *extra: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             self.command("--once", *extra),
-            env=server_env(),
+            env=server_env(self.env),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -161,7 +163,7 @@ class Client:
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 self.command("--interval", "3", *extra),
-                env=server_env(),
+                env=server_env(self.env),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=REPO,
