@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.server import REPO, start_server
-from tests.synclient.harness import Client as BaseClient
-from tests.synclient.harness import SyncServer, tree, wait_until
+from tests.synclient.harness import Client, SyncServer, tree, wait_until
 
 
 def code_root() -> Path:
@@ -106,14 +105,6 @@ def private_home(home: Path) -> dict[str, str]:
         "XDG_CONFIG_HOME": str(home / "config"),
         "HOME": str(home),
     }
-
-
-class Client(BaseClient):
-    """A synclient with its per-user files in ``client-home`` beside its folder."""
-
-    def __init__(self, server: SyncServer, root: Path, *args: str) -> None:
-        super().__init__(server, root, *args)
-        self.env = private_home(root.parent / "client-home")
 
 
 class SafetyServer(SyncServer):

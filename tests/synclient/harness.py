@@ -19,7 +19,7 @@ from typing import Any
 from tests.support.ports import free_port, wait_for_port
 from tests.support.server import REPO, ServerProcess, server_env, simple_config, start_server
 
-HIDDEN = {".synclient", ".caddytw-sync"}
+HIDDEN = {".synclient", ".caddytw-sync", ".caddytw-folder"}
 
 
 def tree(root: Path, dirs: bool = False) -> dict[str, str]:
@@ -29,6 +29,8 @@ def tree(root: Path, dirs: bool = False) -> dict[str, str]:
         subdirs[:] = [d for d in subdirs if not (rel_folder == "." and d in HIDDEN)]
         for name in files:
             if name.startswith(".") and name.endswith(".tmp"):
+                continue
+            if rel_folder == "." and name in HIDDEN:
                 continue
             rel = os.path.normpath(os.path.join(rel_folder, name))
             with open(os.path.join(folder, name), "rb") as handle:
@@ -132,8 +134,6 @@ class Client:
         self.args = list(args)
         self.process: subprocess.Popen[bytes] | None = None
         self.log = root.parent / f"{root.name}.log"
-        # Extra environment for the client process (e.g. a private XDG_DATA_HOME).
-        self.env: dict[str, str] = {}
 
     def command(self, *extra: str) -> list[str]:
         return [
@@ -148,10 +148,15 @@ class Client:
             *extra,
         ]
 
+    def env(self) -> dict[str, str]:
+        """The client's environment: its list of marked folders (``XDG_DATA_HOME``) is
+        kept beside its folder, not in the home directory of whoever runs the tests."""
+        return {**server_env(), "XDG_DATA_HOME": str(self.root.parent / "xdg")}
+
     def once(self, *extra: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             self.command("--once", *extra),
-            env=server_env(self.env),
+            env=self.env(),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -163,7 +168,7 @@ class Client:
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 self.command("--interval", "3", *extra),
-                env=server_env(self.env),
+                env=self.env(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=REPO,
