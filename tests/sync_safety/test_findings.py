@@ -15,6 +15,7 @@ import os
 import shutil
 import socket
 import sqlite3
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.support.ports import free_port
+from tests.support.server import REPO
 from tests.sync_safety.harness import (
     Client,
     SafetyServer,
@@ -340,16 +342,22 @@ def test_5_symlinked_folder_is_left_alone(server: SafetyServer, tmp_path: Path) 
 # -- 6. unauthenticated bodies are read in full ------------------------------------------
 
 
-def open_fds_into(pid: int, folder: Path) -> list[str]:
-    found = []
-    for fd in os.listdir(f"/proc/{pid}/fd"):
+def open_files(pid: int) -> set[str]:
+    found = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return found
+    for fd in fds:
         try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            found.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
         except OSError:
             continue
-        if target.startswith(str(folder)):
-            found.append(target)
     return found
+
+
+def open_fds_into(pid: int, folder: Path) -> list[str]:
+    return sorted(p for p in open_files(pid) if p.startswith(str(folder)))
 
 
 def read_head(sock: socket.socket) -> bytes:
@@ -633,63 +641,52 @@ def test_read_windows_and_macos_names_are_refused(server: SafetyServer, tmp_path
     assert_clean_log(server)
 
 
-def test_read_local_edit_during_a_download_is_never_overwritten(
+def test_read_local_edit_during_the_last_check_is_never_overwritten(
     server: SafetyServer, tmp_path: Path
 ) -> None:
-    """A user who keeps saving a file while the server's version keeps changing: every
-    save that the sync displaced from the path must survive somewhere (a conflict copy).
-    The window between the client's last check and its rename is short, so the test
-    makes many tries; it is a race detector, not a proof."""
+    """The client checks that a file still holds what its plan assumed, then renames the
+    download over it. A user who saves while that check runs (here: while the client
+    rehashes a large file whose mtime just moved) must keep the save: at the path or
+    as a conflict copy. The test sees the check as the client's open descriptor on the
+    file (``/proc/PID/fd``), so it saves exactly inside the window."""
     local = tmp_path / "a"
     local.mkdir()
-    write(local, "doc.txt", b"v0")
+    big = os.urandom(1 << 20) * 64
+    write(local, "doc.bin", big)
     run_ok(Client(server, local).once())
-    client = Client(server, local).start()
-    displaced: list[bytes] = []
-    stop = threading.Event()
-
-    def remote_edits() -> None:
-        n = 0
-        while not stop.is_set():
-            n += 1
-            data = b"server %d" % n
-            call(
-                server.port,
-                "POST",
-                f"/api/upload?path={q('doc.txt')}",
-                data,
-                {"Content-Type": "application/octet-stream", "X-Content-SHA256": sha(data)},
-            )
-            time.sleep(0.05)
-
-    editor = threading.Thread(target=remote_edits, daemon=True)
-    editor.start()
+    newer = os.urandom(1 << 20) * 8
+    status, _, body = call(
+        server.port,
+        "POST",
+        f"/api/upload?path={q('doc.bin')}",
+        newer,
+        {"Content-Type": "application/octet-stream", "X-Content-SHA256": sha(newer)},
+    )
+    assert status == 200, body
+    client = Client(server, local)
+    process = subprocess.Popen(
+        client.command("--once"), env=client.env(), cwd=REPO, stderr=subprocess.PIPE
+    )
+    target = local / "doc.bin"
+    saved = b"the user's save"
     try:
-        scratch = tmp_path / "scratch"
-        scratch.mkdir()
-        deadline = time.monotonic() + 8
-        n = 0
-        while time.monotonic() < deadline:
-            n += 1
-            data = b"user save %d" % n
-            temp = scratch / "doc.txt"
-            temp.write_bytes(data)
-            os.utime(temp, (time.time() - 5,) * 2)
-            os.replace(temp, local / "doc.txt")
-            time.sleep(0.002)
-            try:
-                now = (local / "doc.txt").read_bytes()
-            except FileNotFoundError:
-                now = b""
-            if now != data:
-                displaced.append(data)
+        deadline = time.monotonic() + 60
+        while not any(p.name.startswith(".doc.bin.") for p in local.iterdir()):
+            assert process.poll() is None and time.monotonic() < deadline, "no download"
+        os.utime(target, (time.time() - 20,) * 2)  # same bytes, new mtime: rehashed
+        while str(target) not in open_files(process.pid):
+            assert process.poll() is None and time.monotonic() < deadline, "no check seen"
+        scratch = tmp_path / "save.tmp"
+        scratch.write_bytes(saved)
+        os.replace(scratch, target)
+        process.wait(timeout=60)
     finally:
-        stop.set()
-        editor.join()
-        client.stop()
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+    client.once()
     kept = set(contents(local).values()) | set(contents(server.root).values())
-    lost = [d for d in displaced if sha(d) not in kept]
-    assert not lost, f"{len(lost)} of {len(displaced)} displaced saves were lost: {lost[:3]}"
+    assert sha(saved) in kept, "the save made during the check was overwritten"
 
 
 def test_harness_tree_ignores_state(tmp_path: Path) -> None:
