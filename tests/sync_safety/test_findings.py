@@ -419,6 +419,46 @@ def test_6_unauthenticated_upload_is_refused_before_the_body(tmp_path: Path) -> 
         server.stop()
 
 
+def test_6_a_body_limit_answers_before_the_body(tmp_path: Path) -> None:
+    """Every route, not only file_sync: ``request_body`` ``max_size`` refuses a
+    declared-too-large body with 413 up front (no ``100 Continue``, nothing spooled)."""
+    limited = {
+        "match": [{"path": ["/limited"]}],
+        "handle": [
+            {"handler": "request_body", "max_size": 1000},
+            {"handler": "static_response", "body": "ok"},
+        ],
+    }
+    server = SafetyServer(tmp_path, before=[limited]).start()
+    try:
+        assert server.process is not None
+        head = (
+            "POST /limited HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{server.port}\r\n"
+            "Content-Type: application/json\r\n"
+            "Content-Length: 4000000000\r\n"
+        )
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall((head + "Expect: 100-continue\r\n\r\n").encode())
+            answer = read_head(sock)
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall((head + "\r\n").encode())
+            try:
+                for _ in range(4):
+                    sock.sendall(b"\0" * (1 << 20))
+            except OSError:
+                pass
+            spooled = open_fds_into(server.process.process.pid, server.spool)
+            answer = read_head(sock)
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+        assert spooled == [], f"the body was spooled: {spooled}"
+        status, _, body = call(server.port, "POST", "/limited", b"{}", {})
+        assert (status, body) == (200, b"ok")
+    finally:
+        server.stop()
+
+
 # -- 7. a client can move another client's cursor ----------------------------------------
 
 
