@@ -14,8 +14,8 @@ import json
 import os
 import shutil
 import socket
-import sqlite3
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,7 +27,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.support.ports import free_port
-from tests.support.server import REPO
+from tests.support.server import REPO, server_env
 from tests.sync_safety.harness import (
     Client,
     SafetyServer,
@@ -569,8 +569,6 @@ def test_read_index_commits_are_durable(server: SafetyServer, tmp_path: Path) ->
     """``synchronous=FULL`` on the index, or else a new index id (clients re-list) after
     an unclean shutdown: either way a client never trusts sequence numbers that a power
     cut could have rolled back."""
-    from caddytw.sync import index as index_module
-
     status, headers, _ = call(server.port, "GET", "/api/list")
     first = headers["x-sync-index-id"]
     server.kill()
@@ -579,14 +577,28 @@ def test_read_index_commits_are_durable(server: SafetyServer, tmp_path: Path) ->
     assert status == 200
     if headers["x-sync-index-id"] != first:
         return  # the generation changed after the crash: clients re-list
-    opened = index_module.SyncIndex(tmp_path / "probe.db")
-    try:
-        connections = [v for v in vars(opened).values() if isinstance(v, sqlite3.Connection)]
-        assert connections
-        level = connections[0].execute("PRAGMA synchronous").fetchone()[0]
-        assert level >= 2, f"PRAGMA synchronous={level}: a power cut can roll back commits"
-    finally:
-        opened.close()
+    # The index class of the server's code, in a process with the server's path.
+    probe = subprocess.run(
+        [sys.executable, "-c", SYNCHRONOUS_PROBE, str(tmp_path / "probe.db")],
+        env=server_env(server.env()),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert probe.returncode == 0, probe.stderr
+    level = int(probe.stdout.strip())
+    assert level >= 2, f"PRAGMA synchronous={level}: a power cut can roll back commits"
+
+
+SYNCHRONOUS_PROBE = """
+import sqlite3, sys
+from pathlib import Path
+from caddytw.sync.index import SyncIndex
+index = SyncIndex(Path(sys.argv[1]))
+found = [v for v in vars(index).values() if isinstance(v, sqlite3.Connection)]
+print(found[0].execute("PRAGMA synchronous").fetchone()[0])
+index.close()
+"""
 
 
 def test_read_startup_removes_only_its_own_temp_files(server: SafetyServer) -> None:
