@@ -48,7 +48,14 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from tests.support.server import REPO, server_env
-from tests.sync_safety.harness import Client, SafetyServer, contents, private_home, snapshot
+from tests.sync_safety.harness import (
+    Client,
+    SafetyServer,
+    contents,
+    private_home,
+    sha,
+    snapshot,
+)
 
 SIDES = ("A", "B", "S")
 CLIENTS = ("A", "B")
@@ -165,15 +172,11 @@ class SyncModel(RuleBasedStateMachine):
 
     def forget(self, root: Path, rel: str) -> None:
         """The user deliberately removes what ``rel`` holds: it need not survive."""
-        from tests.sync_safety.harness import sha
-
         path = root / rel
         if path.is_file() and not path.is_symlink():
             self.survive.pop(sha(path.read_bytes()), None)
 
     def fresh(self, side: str, size: int) -> bytes:
-        from tests.sync_safety.harness import sha
-
         self.counter += 1
         line = f"{side} write {self.counter} in {self.dir.name}\n".encode()
         data = (line * (size // len(line) + 1))[: max(size, len(line))]
