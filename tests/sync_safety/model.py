@@ -136,6 +136,8 @@ class SyncModel(RuleBasedStateMachine):
         self.mounted = True
         self.counter = 0
         self.survive: dict[str, str] = {}
+        self.vacated: set[tuple[str, str]] = set()
+        """(path, content hash) pairs a user deleted or moved away, on any side."""
         self.journal: list[str] = []
         self.broken = False
         self.server.start()
@@ -176,6 +178,15 @@ class SyncModel(RuleBasedStateMachine):
         if path.is_file() and not path.is_symlink():
             self.survive.pop(sha(path.read_bytes()), None)
 
+    def vacate(self, root: Path, rel: str) -> None:
+        """The user deletes or moves away the file ``rel`` (or every file under it)."""
+        path = root / rel
+        if path.is_file():
+            self.vacated.add((rel, sha(path.read_bytes())))
+        elif path.is_dir():
+            for inner, digest in contents(path).items():
+                self.vacated.add((f"{rel}/{inner}", digest))
+
     def fresh(self, side: str, size: int) -> bytes:
         self.counter += 1
         line = f"{side} write {self.counter} in {self.dir.name}\n".encode()
@@ -188,36 +199,37 @@ class SyncModel(RuleBasedStateMachine):
         client.args = [arg for pattern in self.excludes[name] for arg in ("--exclude", pattern)]
         return client.command("--once")
 
-    def pass_view(self, name: str) -> dict[str, Any]:
-        """What a pass of client ``name`` may and may not change: the hashes on its folder
-        and in the folder the server serves (the bare mount point while the disk is
-        away), and the paths it ignores on both."""
-        rules = self.excludes[name] + self.syncignore[name]
-        local = contents(self.roots[name])
-        served = contents(self.server.root) if self.server.root.is_dir() else {}
+    def pass_view(self, name: str) -> dict[str, dict[str, str]]:
+        """What a pass of client ``name`` may and may not change: its folder and the
+        folder the server serves (the bare mount point while the disk is away)."""
         return {
-            "held": set(local.values()) | set(served.values()),
-            "ignored local": {p: h for p, h in local.items() if ignored(p, rules)},
-            "ignored server": {p: h for p, h in served.items() if ignored(p, rules)},
+            "local": contents(self.roots[name]),
+            "server": contents(self.server.root) if self.server.root.is_dir() else {},
         }
 
-    def check_pass(self, name: str, before: dict[str, Any], what: str) -> None:
+    def check_pass(self, name: str, before: dict[str, dict[str, str]], what: str) -> None:
         """Absence is never a delete; ignored means untouched (safety rules 1 and 2).
 
-        A pass may move content between paths (a rename is a delete and a create, and
-        the create may be ignored), but content a user did not remove never leaves both
-        the client's folder and the served folder in one pass."""
+        A file a pass takes away from a path must be one a user removed or moved away
+        from that path (on any side), content no user needs any more, or content the
+        client's folder or the served folder still holds elsewhere. Ignored paths do
+        not change at all."""
         after = self.pass_view(name)
-        gone = {h for h in before["held"] - after["held"] if h in self.survive}
-        assert not gone, self.report(
-            f"{what} removed from both its folder and the server content no user removed: "
-            f"{sorted(self.survive[h] for h in gone)}"
-        )
-        for side in ("ignored local", "ignored server"):
-            assert before[side] == after[side], self.report(
-                f"{what} changed ignored paths on {side.split()[1]}: "
-                f"{before[side]} -> {after[side]}"
-            )
+        held = set(after["local"].values()) | set(after["server"].values())
+        rules = self.excludes[name] + self.syncignore[name]
+        for side in ("local", "server"):
+            taken = [
+                f"{path} ({self.survive[digest]})"
+                for path, digest in before[side].items()
+                if after[side].get(path) != digest
+                and digest in self.survive
+                and digest not in held
+                and (path, digest) not in self.vacated
+            ]
+            assert not taken, self.report(f"{what} took from {side} what no user removed: {taken}")
+            was = {p: h for p, h in before[side].items() if ignored(p, rules)}
+            now = {p: h for p, h in after[side].items() if ignored(p, rules)}
+            assert was == now, self.report(f"{what} changed ignored {side} paths: {was} -> {now}")
 
     def run_pass(self, name: str, timeout: float = 120) -> int:
         before = self.pass_view(name)
@@ -282,6 +294,7 @@ class SyncModel(RuleBasedStateMachine):
         if not files or root is None:
             return
         rel = data.draw(st.sampled_from(files))
+        self.vacate(root, rel)
         self.forget(root, rel)
         (root / rel).unlink()
         self.note(f"{side} deletes {rel}")
@@ -297,6 +310,7 @@ class SyncModel(RuleBasedStateMachine):
         if (root / target).exists() or (root / target).is_symlink() or self.blocked(root, target):
             return
         (root / target).parent.mkdir(parents=True, exist_ok=True)
+        self.vacate(root, source)
         os.rename(root / source, root / target)
         self.note(f"{side} renames {source} -> {target}")
 
@@ -333,6 +347,7 @@ class SyncModel(RuleBasedStateMachine):
             return
         if path.is_dir():
             self.counter += 1
+            self.vacate(root, folder)
             os.rename(path, root / f"{folder}-moved{self.counter}")
         path.symlink_to(self.outside / folder, target_is_directory=True)
         self.note(f"{name}: {folder} -> link outside")
