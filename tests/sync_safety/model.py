@@ -45,7 +45,13 @@ from typing import Any, ClassVar
 
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
 
 from tests.support.server import REPO, server_env
 from tests.sync_safety.harness import (
@@ -265,6 +271,15 @@ class SyncModel(RuleBasedStateMachine):
 
     # -- user actions ----------------------------------------------------------------------
 
+    @initialize()
+    def populate(self) -> None:
+        """Start from a synced folder with something in every kind of path (ignored or
+        not), so the first mistake already has bytes to lose."""
+        for side, rel in [("A", "a.txt"), ("A", "c.log"), ("A", "d1/b.txt"), ("S", "ign/a.txt")]:
+            self.put(side, rel, 40)
+        self.run_pass("A")
+        self.run_pass("B")
+
     @rule(
         side=st.sampled_from(SIDES),
         rel=st.sampled_from(PATHS),
@@ -272,6 +287,10 @@ class SyncModel(RuleBasedStateMachine):
         then=THEN,
     )
     def user_writes(self, side: str, rel: str, size: int, then: str | None) -> None:
+        self.put(side, rel, size)
+        self.then(then)
+
+    def put(self, side: str, rel: str, size: int) -> None:
         root = self.side_root(side)
         if root is None or self.blocked(root, rel):
             return
@@ -285,7 +304,6 @@ class SyncModel(RuleBasedStateMachine):
         os.utime(scratch, (stamp, stamp))
         os.replace(scratch, target)
         self.note(f"{side} writes {rel} ({len(data)} bytes)")
-        self.then(then)
 
     @rule(side=st.sampled_from(SIDES), data=st.data())
     def user_deletes(self, side: str, data: st.DataObject) -> None:
