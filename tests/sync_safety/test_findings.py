@@ -583,6 +583,7 @@ def test_read_index_commits_are_durable(server: SafetyServer, tmp_path: Path) ->
         capture_output=True,
         text=True,
         timeout=60,
+        cwd=tmp_path,  # not this checkout: ``-c`` puts the working folder first on the path
     )
     assert probe.returncode == 0, probe.stderr
     level = int(probe.stdout.strip())
