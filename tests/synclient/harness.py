@@ -28,7 +28,9 @@ def tree(root: Path, dirs: bool = False) -> dict[str, str]:
         rel_folder = os.path.relpath(folder, root)
         subdirs[:] = [d for d in subdirs if not (rel_folder == "." and d in HIDDEN)]
         for name in files:
-            if name.startswith(".") and name.endswith(".tmp"):
+            if (name.startswith(".") and name.endswith(".tmp")) or (
+                rel_folder == "." and name in HIDDEN
+            ):
                 continue
             if rel_folder == "." and name in HIDDEN:
                 continue
