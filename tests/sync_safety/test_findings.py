@@ -380,38 +380,40 @@ def read_head(sock: socket.socket) -> bytes:
     return head
 
 
+def refused_before_the_body(server: SafetyServer, target: str, status: int) -> None:
+    """A POST declaring a 4 GB body gets ``status`` (never ``100 Continue``) with
+    ``Expect``, and without it the answer arrives while the body is still being sent,
+    nothing of it spooled (no file in the server's TMPDIR, no descriptor into it)."""
+    assert server.process is not None
+    head = (
+        f"POST {target} HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:{server.port}\r\n"
+        "Content-Type: application/json\r\n"
+        "Content-Length: 4000000000\r\n"
+    )
+    expected = f"HTTP/1.1 {status}".encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall((head + "Expect: 100-continue\r\n\r\n").encode())
+        answer = read_head(sock)
+    assert answer.startswith(expected), answer[:200]
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall((head + "\r\n").encode())
+        try:
+            for _ in range(8):
+                sock.sendall(b"\0" * (1 << 20))
+        except OSError:
+            pass  # the server may close early: that is allowed
+        spooled = open_fds_into(server.process.process.pid, server.spool)
+        spooled += [p.name for p in server.spool.iterdir() if p.is_file()]
+        answer = read_head(sock)
+    assert answer.startswith(expected), answer[:200]
+    assert spooled == [], f"the body was spooled: {spooled}"
+
+
 def test_6_unauthenticated_upload_is_refused_before_the_body(tmp_path: Path) -> None:
     server = SafetyServer(tmp_path, clients=[{"id": "writer", "token": WRITER}]).start()
     try:
-        assert server.process is not None
-        pid = server.process.process.pid
-        head = (
-            "POST /api/upload?path=big.bin HTTP/1.1\r\n"
-            f"Host: 127.0.0.1:{server.port}\r\n"
-            "Content-Type: application/octet-stream\r\n"
-            "Content-Length: 4000000000\r\n"
-        )
-        # With Expect: the answer is the 401, never a 100 Continue.
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-            sock.sendall((head + "Expect: 100-continue\r\n\r\n").encode())
-            answer = read_head(sock)
-        assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
-        # Without Expect: 8 MB sent, then the 401 arrives while the body is still open,
-        # and nothing was spooled.
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-            sock.sendall((head + "\r\n").encode())
-            chunk = b"\0" * (1 << 20)
-            try:
-                for _ in range(8):
-                    sock.sendall(chunk)
-            except OSError:
-                pass  # the server may close early: that is allowed
-            spooled = open_fds_into(pid, server.spool) + [
-                p.name for p in server.spool.iterdir() if p.is_file()
-            ]
-            answer = read_head(sock)
-        assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
-        assert spooled == [], f"the body was spooled: {spooled}"
+        refused_before_the_body(server, "/api/upload?path=big.bin", 401)
         assert not any(name.endswith(".tmp") for name in os.listdir(server.root))
         assert not (server.root / "big.bin").exists()
     finally:
@@ -420,7 +422,7 @@ def test_6_unauthenticated_upload_is_refused_before_the_body(tmp_path: Path) -> 
 
 def test_6_a_body_limit_answers_before_the_body(tmp_path: Path) -> None:
     """Every route, not only file_sync: ``request_body`` ``max_size`` refuses a
-    declared-too-large body with 413 up front (no ``100 Continue``, nothing spooled)."""
+    declared-too-large body with 413 up front."""
     limited = {
         "match": [{"path": ["/limited"]}],
         "handle": [
@@ -430,28 +432,7 @@ def test_6_a_body_limit_answers_before_the_body(tmp_path: Path) -> None:
     }
     server = SafetyServer(tmp_path, before=[limited]).start()
     try:
-        assert server.process is not None
-        head = (
-            "POST /limited HTTP/1.1\r\n"
-            f"Host: 127.0.0.1:{server.port}\r\n"
-            "Content-Type: application/json\r\n"
-            "Content-Length: 4000000000\r\n"
-        )
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-            sock.sendall((head + "Expect: 100-continue\r\n\r\n").encode())
-            answer = read_head(sock)
-        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-            sock.sendall((head + "\r\n").encode())
-            try:
-                for _ in range(4):
-                    sock.sendall(b"\0" * (1 << 20))
-            except OSError:
-                pass
-            spooled = open_fds_into(server.process.process.pid, server.spool)
-            answer = read_head(sock)
-        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
-        assert spooled == [], f"the body was spooled: {spooled}"
+        refused_before_the_body(server, "/limited", 413)
         status, _, body = call(server.port, "POST", "/limited", b"{}", {})
         assert (status, body) == (200, b"ok")
     finally:
