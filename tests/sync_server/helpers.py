@@ -120,7 +120,13 @@ def listing_view(listing: dict[str, dict[str, Any]]) -> dict[str, Any]:
 class WebSocket:
     """A blocking WebSocket client good enough for reading server pushes."""
 
-    def __init__(self, port: int, path: str = "/api/events", token: str | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        path: str = "/api/events",
+        token: str | None = None,
+        protocols: list[str] | None = None,
+    ) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         key = base64.b64encode(os.urandom(16)).decode()
         lines = [
@@ -133,6 +139,8 @@ class WebSocket:
         ]
         if token:
             lines.append(f"Authorization: Bearer {token}")
+        if protocols:
+            lines.append(f"Sec-WebSocket-Protocol: {', '.join(protocols)}")
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
         head = b""
         while b"\r\n\r\n" not in head:
