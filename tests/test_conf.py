@@ -38,3 +38,29 @@ def test_default_config_serves_the_project_site(tmp_path):
         assert body == (CONF / "site" / "index.html").read_bytes()
         connection.request("GET", "/health")
         assert connection.getresponse().read() == b"OK"
+
+
+def test_seed_sync_config_serves_the_file_manager(tmp_path):
+    """The seed's config opens in a browser: the page at /, the API beside it."""
+    import http.client
+    import json
+
+    from tests.support.ports import free_port
+    from tests.support.server import running_server
+
+    config = json.loads((CONF / "example-sync-config.json").read_text())
+    port = free_port()
+    config["apps"]["http"]["servers"]["file_sync_server"]["listen"] = [f"127.0.0.1:{port}"]
+    config["admin"] = {"disabled": True}
+    with running_server(config, tmp_path, [port]):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.request("GET", "/")
+        response = connection.getresponse()
+        page = response.read()
+        assert response.status == 200
+        assert b'<meta name="caddytw-api" content="/api">' in page
+        assert "script-src 'self'" in response.getheader("Content-Security-Policy")
+        connection.request("GET", "/api/list")
+        response = connection.getresponse()
+        assert (response.status, json.loads(response.read())) == (200, [])
+    assert (tmp_path / "sync-data").is_dir()
