@@ -63,11 +63,12 @@ export class Api {
     return `${this.base}/${endpoint}${query ? "?" + query : ""}`;
   }
 
-  headers(extra = {}) {
+  /** ``write``: name this tab as the origin of the change (no token names it). */
+  headers(extra = {}, write = false) {
     const headers = { "X-Requested-With": "caddytw-ui", ...extra };
     const token = this.token;
     if (token) headers.Authorization = `Bearer ${token}`;
-    else headers["X-Sync-Client"] = this.clientId;
+    else if (write) headers["X-Sync-Client"] = this.clientId;
     return headers;
   }
 
@@ -76,7 +77,7 @@ export class Api {
     try {
       response = await fetch(this.url(endpoint, params), {
         method,
-        headers: this.headers(extra),
+        headers: this.headers(extra, method !== "GET"),
         body,
         cache: "no-store",
         credentials: "omit",
@@ -129,7 +130,7 @@ export class Api {
     return new Promise((resolve, reject) => {
       const xhr = new XMLHttpRequest();
       xhr.open("POST", this.url("upload", { path }));
-      const headers = this.headers({ "Content-Type": "application/octet-stream" });
+      const headers = this.headers({ "Content-Type": "application/octet-stream" }, true);
       if (base) headers["If-Match"] = `"${base}"`;
       else headers["If-None-Match"] = "*";
       if (file.lastModified) headers["X-Sync-Modified"] = new Date(file.lastModified).toISOString();
