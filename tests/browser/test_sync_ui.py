@@ -270,6 +270,15 @@ def test_keyboard_alone(browser: Browser, site: Site) -> None:
     assert cell(driver, "guide.txt", ".where") == "in docs"
     driver.switch_to.active_element.send_keys(Keys.ESCAPE)
     wait(driver, lambda d: "hello.txt" in names(d))
+    listbox = driver.switch_to.active_element
+    assert listbox.get_attribute("id") == "list"
+    listbox.send_keys(Keys.HOME, Keys.DOWN, Keys.DOWN, Keys.DOWN, Keys.DOWN, Keys.F2)
+    wait(driver, lambda d: d.find_element(By.ID, "dialog").get_attribute("open") is not None)
+    assert driver.find_element(By.ID, "dialog-input").get_attribute("value") == "hello.txt"
+    driver.switch_to.active_element.send_keys(Keys.ESCAPE)
+    wait(driver, lambda d: d.find_element(By.ID, "dialog").get_attribute("open") is None)
+    assert driver.switch_to.active_element.get_attribute("id") == "list"  # focus comes back
+    assert (site.root / "hello.txt").exists()
     no_console_errors(driver)
 
 
@@ -301,6 +310,55 @@ def test_narrow_window(browser: Browser, site: Site) -> None:
         assert driver.execute_script(_ROW_JS + hidden, "hello.txt") == "none"
     finally:
         driver.set_window_size(1100, 800)
+    no_console_errors(driver)
+
+
+def test_pure_helpers_in_the_page(browser: Browser, site: Site) -> None:
+    """format.js and model.js as the page loads them: sizes, conflict names, the tree."""
+    driver = browser.driver
+    open_page(driver, site.url)
+    result = driver.execute_async_script(
+        """
+        const done = arguments[arguments.length - 1];
+        Promise.all([import('./format.js'), import('./model.js')]).then(([f, m]) => {
+          const tree = new m.Tree();
+          const meta = (path, dir = false, size = 0) => ({
+            path, size, modified: '2024-01-01T00:00:00Z', hash: dir ? '' : 'h', is_directory: dir,
+          });
+          tree.load([
+            meta('a', true), meta('a/b', true), meta('a/b/c.txt'), meta('z.txt', false, 9),
+          ]);
+          const below = tree.below('a').map((e) => e.path);
+          tree.apply({seq: 9, path: 'a/b', op: 'delete', origin: null, metadata: null});
+          const sorted = m.sortEntries([meta('b10'), meta('b9'), meta('d', true)], 'name', 1);
+          done({
+            sizes: [0, 1023, 1024, 1536, 10 * 1024 * 1024, 5e12].map(f.humanSize),
+            conflicts: [
+              'a.sync-conflict-20240101-120000-laptop1.txt',
+              'a.tar.sync-conflict-20240101-120000-abc.gz',
+              '.bashrc.sync-conflict-20240101-120000-pc',
+              'a.sync-conflict-2024-x.txt',
+            ].map(f.conflictOf),
+            below,
+            after: [...tree.entries.keys()],
+            sorted: sorted.map((e) => e.path),
+            times: [f.humanTime('2024-01-01T00:00:30Z', Date.parse('2024-01-01T00:00:00Z')),
+                    f.humanTime('2024-01-01T00:00:00Z', Date.parse('2024-01-01T02:00:00Z'))],
+          });
+        }).catch((e) => done(String(e)));
+        """
+    )
+    assert result["sizes"] == ["0 B", "1023 B", "1.0 KB", "1.5 KB", "10 MB", "4.5 TB"]
+    assert result["conflicts"] == [
+        {"original": "a.txt", "client": "laptop1", "when": "2024-01-01T12:00:00Z"},
+        {"original": "a.tar.gz", "client": "abc", "when": "2024-01-01T12:00:00Z"},
+        {"original": ".bashrc", "client": "pc", "when": "2024-01-01T12:00:00Z"},
+        None,
+    ]
+    assert result["below"] == ["a/b/c.txt", "a/b"]
+    assert result["after"] == ["a", "z.txt"]
+    assert result["sorted"] == ["d", "b9", "b10"]
+    assert result["times"] == ["just now", "2 h ago"]
     no_console_errors(driver)
 
 
