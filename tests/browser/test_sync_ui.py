@@ -33,6 +33,9 @@ from tests.support.server import REPO, ServerProcess, running_server, simple_con
 WRITER = "writer-token-" + "w" * 20
 VIEWER = "viewer-token-" + "v" * 20
 CONFLICT = "notes.sync-conflict-20240101-120000-laptop1.txt"
+#: The pair the "keep this version" test settles (in its own folder, so the top folder
+#: every other test looks at stays as it is).
+KEPT = "plan.sync-conflict-20240202-101010-phone12.md"
 MANY = 10_000
 
 
@@ -82,10 +85,14 @@ def fill(root: Path) -> None:
     (root / "docs").mkdir(parents=True)
     (root / "docs" / "guide.txt").write_text("the guide\n")
     (root / "empty").mkdir()
+    (root / "inbox").mkdir()  # where the upload test puts what it uploads
     (root / "hello.txt").write_text("Hello from the server\n")
     (root / "big.bin").write_bytes(os.urandom(300_000))
     (root / "notes.txt").write_text("server version\n")
     (root / CONFLICT).write_text("the laptop's own version\n")
+    (root / "versions").mkdir()
+    (root / "versions" / "plan.md").write_text("# plan, as the server had it\n")
+    (root / "versions" / KEPT).write_text("# plan, as the phone wrote it\n")
     many = root / "many"
     many.mkdir()
     for number in range(MANY):
@@ -215,7 +222,17 @@ def test_browse_sort_and_go_into_a_folder_and_back(browser: Browser, site: Site)
     driver = browser.driver
     open_page(driver, site.url)
     assert driver.title == "Files"
-    top = ["docs", "empty", "many", "big.bin", "hello.txt", CONFLICT, "notes.txt"]
+    top = [
+        "docs",
+        "empty",
+        "inbox",
+        "many",
+        "versions",
+        "big.bin",
+        "hello.txt",
+        CONFLICT,
+        "notes.txt",
+    ]
     assert names(driver) == top
     assert cell(driver, "big.bin", ".size") == "293 KB"
     assert cell(driver, "hello.txt", ".size") == "22 B"
@@ -224,11 +241,11 @@ def test_browse_sort_and_go_into_a_folder_and_back(browser: Browser, site: Site)
 
     size = driver.find_element(By.CSS_SELECTOR, ".columns [data-sort=size]")
     size.click()  # folders first, then smallest first
-    assert names(driver)[3:] == ["notes.txt", "hello.txt", CONFLICT, "big.bin"]
+    assert names(driver)[5:] == ["notes.txt", "hello.txt", CONFLICT, "big.bin"]
     size.click()
-    assert names(driver)[3:] == ["big.bin", CONFLICT, "hello.txt", "notes.txt"]
+    assert names(driver)[5:] == ["big.bin", CONFLICT, "hello.txt", "notes.txt"]
     driver.find_element(By.CSS_SELECTOR, ".columns [data-sort=modified]").click()
-    assert names(driver)[3:7] == ["notes.txt", "big.bin", "hello.txt", CONFLICT]
+    assert names(driver)[5:9] == ["notes.txt", "big.bin", "hello.txt", CONFLICT]
     driver.find_element(By.CSS_SELECTOR, ".columns [data-sort=name]").click()
     assert names(driver) == top
 
@@ -257,7 +274,7 @@ def test_keyboard_alone(browser: Browser, site: Site) -> None:
     listbox = driver.find_element(By.ID, "list")
     assert driver.switch_to.active_element == listbox  # focused on load
     listbox.send_keys(Keys.END)
-    assert listbox.get_attribute("aria-activedescendant") == "row-6"
+    assert listbox.get_attribute("aria-activedescendant") == f"row-{len(names(driver)) - 1}"
     listbox.send_keys(Keys.HOME)
     listbox.send_keys(Keys.ENTER)  # docs
     wait(driver, lambda d: names(d) == ["guide.txt"])
@@ -272,7 +289,7 @@ def test_keyboard_alone(browser: Browser, site: Site) -> None:
     wait(driver, lambda d: "hello.txt" in names(d))
     listbox = driver.switch_to.active_element
     assert listbox.get_attribute("id") == "list"
-    listbox.send_keys(Keys.HOME, Keys.DOWN, Keys.DOWN, Keys.DOWN, Keys.DOWN, Keys.F2)
+    listbox.send_keys(Keys.HOME, *[Keys.DOWN] * names(driver).index("hello.txt"), Keys.F2)
     wait(driver, lambda d: d.find_element(By.ID, "dialog").get_attribute("open") is not None)
     assert driver.find_element(By.ID, "dialog-input").get_attribute("value") == "hello.txt"
     driver.switch_to.active_element.send_keys(Keys.ESCAPE)
@@ -371,7 +388,7 @@ def test_screenshot_for_the_readme(browser: Browser, site: Site, tmp_path: Path)
     driver.set_window_size(1000, 640)
     try:
         open_page(driver, site.url)
-        select(driver, CONFLICT if CONFLICT in names(driver) else "hello.txt")
+        select(driver, CONFLICT)
         shot = screenshot(driver, tmp_path / "ui.png")
         assert shot["colours"] > 10, shot
         if os.environ.get("CADDYTW_UPDATE_SCREENSHOT") == "1":
@@ -387,8 +404,7 @@ def test_screenshot_for_the_readme(browser: Browser, site: Site, tmp_path: Path)
 
 def test_upload_through_the_file_input(browser: Browser, site: Site, tmp_path: Path) -> None:
     driver = browser.driver
-    open_page(driver, site.url + "#/docs")
-    wait(driver, has_row("guide.txt"))
+    open_page(driver, site.url + "#/inbox")
     first = tmp_path / "report.txt"
     first.write_text("quarterly report\n")
     second = tmp_path / "data.bin"
@@ -396,8 +412,8 @@ def test_upload_through_the_file_input(browser: Browser, site: Site, tmp_path: P
     driver.find_element(By.ID, "file-input").send_keys(f"{first}\n{second}")
     wait(driver, lambda d: {"report.txt", "data.bin"} <= set(names(d)))
     wait(driver, lambda d: "Uploaded 2 files." in message(d))
-    assert (site.root / "docs" / "report.txt").read_bytes() == first.read_bytes()
-    assert (site.root / "docs" / "data.bin").read_bytes() == second.read_bytes()
+    assert (site.root / "inbox" / "report.txt").read_bytes() == first.read_bytes()
+    assert (site.root / "inbox" / "data.bin").read_bytes() == second.read_bytes()
     states = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#transfer-list .t-state")]
     assert states == ["done", "done"]
     assert driver.find_element(By.ID, "overall").get_attribute("value") == "1"
@@ -407,7 +423,7 @@ def test_upload_through_the_file_input(browser: Browser, site: Site, tmp_path: P
     driver.find_element(By.ID, "file-input").send_keys(str(first))
     dialog_answer(driver)
     wait(driver, lambda d: "Uploaded 1 file." in message(d))
-    assert (site.root / "docs" / "report.txt").read_text() == "second draft\n"
+    assert (site.root / "inbox" / "report.txt").read_text() == "second draft\n"
 
     # A whole folder through the folder picker, empty-looking subfolders included.
     album = tmp_path / "album"
@@ -416,8 +432,8 @@ def test_upload_through_the_file_input(browser: Browser, site: Site, tmp_path: P
     (album / "day 2" / "beach.txt").write_text("sand\n")
     driver.find_element(By.ID, "folder-input").send_keys(str(album))
     wait(driver, lambda d: "Uploaded 2 files." in message(d))
-    assert (site.root / "docs" / "album" / "day 2" / "beach.txt").read_text() == "sand\n"
-    assert (site.root / "docs" / "album" / "cover.txt").read_text() == "cover\n"
+    assert (site.root / "inbox" / "album" / "day 2" / "beach.txt").read_text() == "sand\n"
+    assert (site.root / "inbox" / "album" / "cover.txt").read_text() == "cover\n"
 
     # Dropped files (a synthetic drop: WebDriver cannot drag from the desktop).
     driver.execute_script(
@@ -428,7 +444,7 @@ def test_upload_through_the_file_input(browser: Browser, site: Site, tmp_path: P
         "    {bubbles: true, cancelable: true, dataTransfer: data}));"
     )
     wait(driver, lambda d: "Uploaded 1 file." in message(d))
-    assert (site.root / "docs" / "dropped.txt").read_text() == "dropped bytes"
+    assert (site.root / "inbox" / "dropped.txt").read_text() == "dropped bytes"
     assert not driver.find_element(By.ID, "drop").is_displayed()
 
     # Over the server's body limit: refused, and said so.
@@ -436,9 +452,9 @@ def test_upload_through_the_file_input(browser: Browser, site: Site, tmp_path: P
     huge.write_bytes(b"\0" * (LIMIT + 1))
     driver.find_element(By.ID, "file-input").send_keys(str(huge))
     wait(driver, lambda d: "too large for this server" in message(d))
-    assert not (site.root / "docs" / "huge.bin").exists()
+    assert not (site.root / "inbox" / "huge.bin").exists()
     no_console_errors(
-        driver, allowed=("api/upload?path=docs%2Fhuge.bin - Failed to load resource",)
+        driver, allowed=("api/upload?path=inbox%2Fhuge.bin - Failed to load resource",)
     )
 
 
@@ -498,16 +514,20 @@ def test_conflict_copy_is_marked_and_can_be_kept(browser: Browser, site: Site) -
     driver = browser.driver
     open_page(driver, site.url)
     assert "conflict" in row_classes(driver, CONFLICT)
-    badge = cell(driver, CONFLICT, ".badge")
-    assert badge == "conflict copy of notes.txt (from laptop1)"
-    select(driver, "notes.txt")
+    assert cell(driver, CONFLICT, ".badge") == "conflict copy of notes.txt (from laptop1)"
+    assert "conflict" not in row_classes(driver, "notes.txt")
+
+    open_page(driver, site.url + "#/versions")
+    assert cell(driver, KEPT, ".badge") == "conflict copy of plan.md (from phone12)"
+    select(driver, "plan.md")
     assert not driver.find_element(By.ID, "act-keep").is_displayed()
-    select(driver, CONFLICT)
+    select(driver, KEPT)
     driver.find_element(By.ID, "act-keep").click()
     dialog_answer(driver)
-    wait(driver, lacks_row(CONFLICT))
-    assert (site.root / "notes.txt").read_text() == "the laptop's own version\n"
-    assert not (site.root / CONFLICT).exists()
+    wait(driver, lacks_row(KEPT))
+    assert names(driver) == ["plan.md"]
+    assert (site.root / "versions" / "plan.md").read_text() == "# plan, as the phone wrote it\n"
+    assert sorted(p.name for p in (site.root / "versions").iterdir()) == ["plan.md"]
     no_console_errors(driver)
 
 
