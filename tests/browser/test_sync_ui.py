@@ -385,7 +385,7 @@ def test_pure_helpers_in_the_page(browser: Browser, site: Site) -> None:
 def test_screenshot_for_the_readme(browser: Browser, site: Site, tmp_path: Path) -> None:
     """docs/ui.png: refreshed when CADDYTW_UPDATE_SCREENSHOT=1, else only checked."""
     driver = browser.driver
-    driver.set_window_size(1000, 640)
+    driver.set_window_size(1000, 720)
     try:
         open_page(driver, site.url)
         select(driver, CONFLICT)
