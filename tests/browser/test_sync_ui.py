@@ -618,6 +618,10 @@ def test_token_prompt_and_read_only_token(browser: Browser, guarded: Site) -> No
     status, _ = guarded.api("POST", "upload?path=pushed.txt", b"x", token=WRITER)
     assert status == 201
     wait(driver, has_row("pushed.txt"))
+    driver.find_element(By.ID, "new-folder").click()  # a sync request names the token's client
+    dialog_answer(driver, "by-writer")
+    wait(driver, has_row("by-writer"))
+    assert (guarded.root / "by-writer").is_dir()
     listing = json.loads(guarded.api("GET", "list", token=VIEWER)[1])
     assert hashlib.sha256(b"x").hexdigest() in {item["hash"] for item in listing}
     no_console_errors(driver, allowed=("whoami - Failed to load resource",))

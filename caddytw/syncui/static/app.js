@@ -531,6 +531,8 @@ async function who() {
 }
 
 function applyAccess(me) {
+  // With a token the server knows who this is, and a sync body must name that client.
+  if (me.client_id) api.clientId = me.client_id;
   state.canWrite = me.can_write;
   document.body.classList.toggle("read-only", !me.can_write);
   const parts = [];
