@@ -52,7 +52,9 @@ def test_seed_sync_config_serves_the_file_manager(tmp_path):
     port = free_port()
     config["apps"]["http"]["servers"]["file_sync_server"]["listen"] = [f"127.0.0.1:{port}"]
     config["admin"] = {"disabled": True}
-    with running_server(config, tmp_path, [port]):
+    (tmp_path / "sync-data").mkdir()
+    data_home = {"XDG_DATA_HOME": str(tmp_path / "data-home")}
+    with running_server(config, tmp_path, [port], env=data_home):
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         connection.request("GET", "/")
         response = connection.getresponse()
@@ -63,4 +65,3 @@ def test_seed_sync_config_serves_the_file_manager(tmp_path):
         connection.request("GET", "/api/list")
         response = connection.getresponse()
         assert (response.status, json.loads(response.read())) == (200, [])
-    assert (tmp_path / "sync-data").is_dir()

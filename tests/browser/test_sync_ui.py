@@ -108,7 +108,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     root = base / "data"
     fill(root)
     port = free_port()
-    with running_server(simple_config(port, routes(root)), base, [port]) as server:
+    env = {"XDG_DATA_HOME": str(base / "data-home")}  # where the server keeps its index
+    with running_server(simple_config(port, routes(root)), base, [port], env=env) as server:
         yield Site(server, root)
 
 
@@ -123,7 +124,9 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         {"id": "viewer", "token": VIEWER, "read_only": True},
     ]
     port = free_port()
-    with running_server(simple_config(port, routes(root, clients=clients)), base, [port]) as srv:
+    config = simple_config(port, routes(root, clients=clients))
+    env = {"XDG_DATA_HOME": str(base / "data-home")}
+    with running_server(config, base, [port], env=env) as srv:
         yield Site(srv, root)
 
 
