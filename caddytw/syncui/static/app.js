@@ -154,7 +154,6 @@ function folderFromHash() {
 }
 
 function crumbs() {
-  const list = $("crumbs");
   const items = [];
   const add = (text, path, current) => {
     const li = document.createElement("li");
@@ -176,7 +175,7 @@ function crumbs() {
     li.textContent = `Search: “${state.query}”`;
     items.push(li);
   }
-  list.replaceChildren(...items);
+  $("crumbs").replaceChildren(...items);
 }
 
 function show(keep = undefined) {
@@ -191,7 +190,8 @@ function show(keep = undefined) {
   for (const button of document.querySelectorAll(".columns .col")) {
     const on = button.dataset.sort === state.sort;
     button.classList.toggle("sorted", on);
-    button.setAttribute("aria-sort", on ? (state.dir > 0 ? "ascending" : "descending") : "none");
+    button.setAttribute("aria-pressed", String(on));
+    button.title = on ? `Sorted by ${button.textContent.toLowerCase()}, ${state.dir > 0 ? "ascending" : "descending"}` : "";
     button.dataset.arrow = on ? (state.dir > 0 ? "↑" : "↓") : "";
   }
   crumbs();

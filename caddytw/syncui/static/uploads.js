@@ -6,7 +6,7 @@ import { humanSize, joinPath } from "./format.js";
 
 const AT_ONCE = 3;
 
-/** [{file, relative}] from a drop, walking dropped folders (their empty folders too). */
+/** [{file, relative}] from a drop, walking dropped folders (empty ones carry no files, so they are not made). */
 export async function filesFromDrop(dataTransfer) {
   const entries = [...dataTransfer.items]
     .map((item) => (item.webkitGetAsEntry ? item.webkitGetAsEntry() : null))
