@@ -194,7 +194,7 @@ def select(driver: WebDriver, name: str) -> None:
     driver.execute_script(
         _ROW_JS + "row.dispatchEvent(new MouseEvent('click', {bubbles: true}));", name
     )
-    wait(driver, lambda d: "active" in row_classes(d, name))
+    wait(driver, lambda d: {"active", "marked"} <= set(row_classes(d, name)))
 
 
 def dialog_answer(driver: WebDriver, text: str | None = None, closes: bool = True) -> None:
@@ -298,6 +298,10 @@ def test_keyboard_alone(browser: Browser, site: Site) -> None:
     driver.switch_to.active_element.send_keys(Keys.ESCAPE)
     wait(driver, lambda d: d.find_element(By.ID, "dialog").get_attribute("open") is None)
     assert driver.switch_to.active_element.get_attribute("id") == "list"  # focus comes back
+    listbox.send_keys(Keys.SHIFT, Keys.DOWN)  # a range from the keyboard
+    assert driver.find_element(By.ID, "act-delete").text == "Delete 2"
+    listbox.send_keys(Keys.SPACE)  # Space takes the active row out again
+    assert driver.find_element(By.ID, "act-delete").text == "Delete"
     assert (site.root / "hello.txt").exists()
     no_console_errors(driver)
 
@@ -506,6 +510,29 @@ def test_new_folder_rename_and_delete(browser: Browser, site: Site) -> None:
     dialog_answer(driver)
     wait(driver, lacks_row("archive"))
     assert not (site.root / "archive").exists()
+    # Several at once: Ctrl-click adds to the selection, one confirmation deletes all.
+    for name in ("one.txt", "two.txt", "three.txt"):
+        (site.root / "inbox" / name).write_text(name)
+    open_page(driver, site.url + "#/inbox")
+    wait(driver, has_row("three.txt"))
+    select(driver, "one.txt")
+    driver.execute_script(
+        _ROW_JS + "row.dispatchEvent(new MouseEvent('click', {bubbles: true, ctrlKey: true}));",
+        "three.txt",
+    )
+    wait(driver, lambda d: "marked" in row_classes(d, "three.txt"))
+    assert "marked" in row_classes(driver, "one.txt")
+    assert "marked" not in row_classes(driver, "two.txt")
+    assert driver.find_element(By.ID, "act-delete").text == "Delete 2"
+    assert not driver.find_element(By.ID, "act-rename").is_enabled()
+    driver.find_element(By.ID, "act-delete").click()
+    assert driver.find_element(By.ID, "dialog-title").text == "Delete 2 items?"
+    dialog_answer(driver)
+    wait(driver, lacks_row("one.txt"))
+    wait(driver, lacks_row("three.txt"))
+    assert (site.root / "inbox" / "two.txt").exists()
+    assert not (site.root / "inbox" / "one.txt").exists()
+    (site.root / "inbox" / "two.txt").unlink()
     # Chromium logs every 4xx answer; the refused name is the only one expected here.
     no_console_errors(
         driver,

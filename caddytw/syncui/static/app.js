@@ -138,7 +138,38 @@ function renderRow(element, meta) {
   element.replaceChildren(icon(meta), label, size, date);
 }
 
-const list = new VirtualList($("list"), $("spacer"), renderRow);
+// The selection: paths marked for an action (the active row alone, unless Ctrl/Shift
+// clicks or Shift+arrows, Space or Ctrl+A chose more).
+const marked = new Set();
+let anchor = -1;
+const list = new VirtualList($("list"), $("spacer"), renderRow, (meta) => marked.has(meta.path));
+
+/** Move the active row to ``index``; ``how``: "only" (select it alone), "range" (from the
+ * anchor), "toggle" (add or remove it), "keep" (move focus only). */
+function activate(index, how = "only") {
+  list.setActive(index);
+  const meta = list.current;
+  if (!meta) return;
+  if (how === "only" || anchor < 0) {
+    marked.clear();
+    marked.add(meta.path);
+    anchor = list.active;
+  } else if (how === "range") {
+    marked.clear();
+    const [from, to] = [Math.min(anchor, list.active), Math.max(anchor, list.active)];
+    for (let i = from; i <= to; i += 1) marked.add(list.items[i].path);
+  } else if (how === "toggle") {
+    if (marked.has(meta.path)) marked.delete(meta.path);
+    else marked.add(meta.path);
+    anchor = list.active;
+  }
+  list.render();
+  selectionChanged();
+}
+
+function chosen() {
+  return list.items.filter((meta) => marked.has(meta.path));
+}
 
 function folderHash(path) {
   return "#/" + path.split("/").map(encodeURIComponent).join("/");
@@ -183,6 +214,10 @@ function show(keep = undefined) {
   const items = state.query ? tree.search(state.query) : tree.list(state.folder);
   sortEntries(items, state.sort, state.dir);
   list.setItems(items, key);
+  const listed = new Set(items.map((meta) => meta.path));
+  for (const path of [...marked]) if (!listed.has(path)) marked.delete(path);
+  if (marked.size === 0 && list.current) marked.add(list.current.path);
+  list.render();
   $("empty").hidden = items.length > 0;
   $("empty").textContent = state.query ? "Nothing matches that name." : "This folder is empty.";
   const folders = items.filter((m) => m.is_directory).length;
@@ -214,13 +249,15 @@ function redrawSoon() {
 }
 
 function selectionChanged() {
-  const meta = list.current;
+  const picked = chosen();
+  const one = picked.length === 1 ? picked[0] : null;
   const writes = state.canWrite;
-  $("act-open").disabled = !meta;
-  $("act-download").disabled = !meta || meta.is_directory;
-  $("act-rename").disabled = !meta || !writes;
-  $("act-delete").disabled = !meta || !writes;
-  const conflict = meta && !meta.is_directory && conflictOf(baseName(meta.path));
+  $("act-open").disabled = !one;
+  $("act-download").disabled = !one || one.is_directory;
+  $("act-rename").disabled = !one || !writes;
+  $("act-delete").disabled = picked.length === 0 || !writes;
+  $("act-delete").textContent = picked.length > 1 ? `Delete ${picked.length}` : "Delete";
+  const conflict = one && !one.is_directory && conflictOf(baseName(one.path));
   $("act-keep").hidden = !conflict || !writes;
   $("act-keep").disabled = !conflict || !writes;
 }
@@ -230,9 +267,10 @@ function navigate() {
   state.query = "";
   $("search").value = "";
   list.active = -1;
+  marked.clear();
   list.container.scrollTop = 0;
   show(null);
-  if (list.items.length) list.setActive(0);
+  if (list.items.length) activate(0);
   selectionChanged();
 }
 
@@ -368,19 +406,30 @@ async function rename(meta) {
   await applyOps([op], `"${baseName(meta.path)}"`, `Moved "${meta.path}" to "${target}".`);
 }
 
-async function remove(meta) {
-  if (!meta || !state.canWrite) return;
-  const name = baseName(meta.path);
-  const inside = meta.is_directory ? tree.below(meta.path) : [];
-  const text = inside.length
-    ? `“${name}” and the ${inside.length} item${inside.length === 1 ? "" : "s"} in it will be deleted on the server and on every synced computer.`
-    : `“${name}” will be deleted on the server and on every synced computer.`;
-  const ok = await dialog({ title: `Delete “${name}”?`, text, ok: "Delete", danger: true });
+async function remove(picked) {
+  if (!picked.length || !state.canWrite) return;
+  const paths = new Set();
+  for (const meta of picked) {
+    paths.add(meta.path);
+    if (meta.is_directory) for (const inner of tree.below(meta.path)) paths.add(inner.path);
+  }
+  const inside = paths.size - picked.length;
+  const what = picked.length === 1 ? `“${baseName(picked[0].path)}”` : `${picked.length} items`;
+  const within = inside ? ` and the ${inside} item${inside === 1 ? "" : "s"} in ${picked.length === 1 ? "it" : "them"}` : "";
+  const ok = await dialog({
+    title: `Delete ${what}?`,
+    text: `${what}${within} will be deleted on the server and on every synced computer.`,
+    ok: "Delete",
+    danger: true,
+  });
   if (!ok) return;
-  const operations = [...inside, meta].map((m) =>
-    m.is_directory ? { Delete: { path: m.path } } : { Delete: { path: m.path, base_hash: m.hash } },
-  );
-  await applyOps(operations, `"${name}"`, `Deleted "${name}".`);
+  const depth = (path) => path.split("/").length;
+  const operations = [...paths]
+    .sort((a, b) => depth(b) - depth(a))
+    .map((path) => tree.get(path))
+    .map((m) => (m.is_directory ? { Delete: { path: m.path } } : { Delete: { path: m.path, base_hash: m.hash } }));
+  const label = picked.length === 1 ? `"${baseName(picked[0].path)}"` : `${picked.length} items`;
+  await applyOps(operations, label, `Deleted ${label}.`);
 }
 
 async function keepVersion(meta) {
@@ -551,6 +600,7 @@ function wire() {
   $("search").addEventListener("input", () => {
     state.query = $("search").value.trim();
     list.active = -1;
+    marked.clear();
     list.container.scrollTop = 0;
     show(null);
   });
@@ -562,9 +612,8 @@ function wire() {
       $("list").focus();
     } else if (event.key === "ArrowDown" || event.key === "Enter") {
       event.preventDefault();
-      list.setActive(0);
+      activate(0);
       $("list").focus();
-      selectionChanged();
     }
   });
   for (const button of document.querySelectorAll(".columns .col")) {
@@ -579,8 +628,12 @@ function wire() {
   listBox.addEventListener("click", (event) => {
     const row = event.target.closest(".row");
     if (!row) return;
-    list.setActive(Number(row.dataset.index));
-    selectionChanged();
+    const how = event.shiftKey ? "range" : event.ctrlKey || event.metaKey ? "toggle" : "only";
+    activate(Number(row.dataset.index), how);
+    if (how !== "only") {
+      event.preventDefault();
+      return;
+    }
     const link = event.target.closest("a.name");
     if (link && link.dataset.action === "open") {
       event.preventDefault();
@@ -591,28 +644,32 @@ function wire() {
     if (event.target.closest(".row") && !event.target.closest("a")) open(list.current);
   });
   listBox.addEventListener("focus", () => {
-    if (list.active < 0 && list.items.length) {
-      list.setActive(0);
-      selectionChanged();
-    }
+    if (list.active < 0 && list.items.length) activate(0);
   });
   listBox.addEventListener("keydown", (event) => {
+    const move = event.shiftKey ? "range" : event.ctrlKey ? "keep" : "only";
     const keys = {
-      ArrowDown: () => list.setActive(list.active + 1),
-      ArrowUp: () => (event.altKey ? up() : list.setActive(list.active - 1)),
-      Home: () => list.setActive(0),
-      End: () => list.setActive(list.items.length - 1),
-      PageDown: () => list.setActive(list.active + list.pageSize),
-      PageUp: () => list.setActive(list.active - list.pageSize),
+      ArrowDown: () => activate(list.active + 1, move),
+      ArrowUp: () => (event.altKey ? up() : activate(list.active - 1, move)),
+      Home: () => activate(0, move),
+      End: () => activate(list.items.length - 1, move),
+      PageDown: () => activate(list.active + list.pageSize, move),
+      PageUp: () => activate(list.active - list.pageSize, move),
+      " ": () => activate(list.active, "toggle"),
+      a: () => {
+        if (!(event.ctrlKey || event.metaKey)) return false;
+        for (const meta of list.items) marked.add(meta.path);
+        list.render();
+        return true;
+      },
       Enter: () => open(list.current),
       Backspace: () => up(),
-      Delete: () => remove(list.current),
+      Delete: () => remove(chosen()),
       F2: () => rename(list.current),
     };
     const act = keys[event.key];
-    if (act) {
+    if (act && act() !== false) {
       event.preventDefault();
-      act();
       selectionChanged();
     }
   });
@@ -625,7 +682,7 @@ function wire() {
   $("act-open").addEventListener("click", () => open(list.current));
   $("act-download").addEventListener("click", () => download(list.current));
   $("act-rename").addEventListener("click", () => rename(list.current));
-  $("act-delete").addEventListener("click", () => remove(list.current));
+  $("act-delete").addEventListener("click", () => remove(chosen()));
   $("act-keep").addEventListener("click", () => keepVersion(list.current));
   $("new-folder").addEventListener("click", newFolder);
   $("upload-files").addEventListener("click", () => $("file-input").click());

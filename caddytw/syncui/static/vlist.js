@@ -6,10 +6,11 @@
 const OVERSCAN = 8;
 
 export class VirtualList {
-  constructor(container, spacer, renderRow) {
+  constructor(container, spacer, renderRow, isMarked) {
     this.container = container;
     this.spacer = spacer;
     this.renderRow = renderRow; // (element, item, index, active) -> void
+    this.isMarked = isMarked; // item -> bool: part of the selection
     this.items = [];
     this.active = -1;
     this.rows = new Map(); // index -> element
@@ -78,7 +79,9 @@ export class VirtualList {
         this.container.appendChild(element);
         this.renderRow(element, this.items[index], index, index === this.active);
       }
-      element.setAttribute("aria-selected", String(index === this.active));
+      const marked = this.isMarked(this.items[index]);
+      element.setAttribute("aria-selected", String(marked));
+      element.classList.toggle("marked", marked);
       element.classList.toggle("active", index === this.active);
     }
     if (this.active >= 0) this.container.setAttribute("aria-activedescendant", `row-${this.active}`);
