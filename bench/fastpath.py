@@ -1,12 +1,11 @@
-"""Plain HTTP/1.1, fixed 1 KiB answer: caddytw's channels and workers against Caddy
+"""Plain HTTP/1.1, fixed 1 KiB answer: caddytw's channel and workers against Caddy
 and nginx (``wrk -t1 -c50``, keep-alive). Not run in CI.
 
     PYTHONPATH=. python bench/http1.py [--rounds 5] [--duration 5]
 
 Cases, each started fresh and measured once per round (rounds interleave the cases):
 
-- ``caddytw`` with the lean channel (the default) and with twisted.web's channel
-  (``CADDYTW_HTTP1=twisted``), one process on one core;
+- ``caddytw`` (its lean HTTP/1.1 channel), one process on one core;
 - Caddy 2 (``static_response``, GOMAXPROCS free but pinned to the same core), the
   reference, and nginx (one worker, ``return 200``) as the ceiling;
 - both again with the access log on (JSON lines to the server's stderr, a file);
@@ -94,7 +93,6 @@ def launched(case: str, workdir: Path, cpus: str) -> Iterator[tuple[subprocess.P
         command = [*TWISTD, "-n", "--pidfile=", "caddy", "-c", str(config_path)]
         if "workers" in case:
             command += ["--workers", "2"]
-        env["CADDYTW_HTTP1"] = "twisted" if "twisted" in case else "fast"
     elif case.startswith("caddy"):
         command = ["caddy", "run", "--config", str(config_path)]
         env.update(HOME=str(workdir), XDG_DATA_HOME=str(workdir), XDG_CONFIG_HOME=str(workdir))
@@ -151,7 +149,6 @@ def main() -> None:
     one, two = common.SERVER_CPUS, "0-1"
     cases = [
         Case("caddytw", one, "caddy"),
-        Case("caddytw-twisted", one, "caddy"),
         Case("caddy", one, "caddy"),
         Case("caddytw-log", one, "caddy-log"),
         Case("caddy-log", one, "caddy-log"),
@@ -174,7 +171,6 @@ def main() -> None:
 
     labels = {
         "caddytw": "caddytw, lean channel",
-        "caddytw-twisted": "caddytw, twisted.web channel",
         "caddy": "Caddy 2",
         "nginx": "nginx (1 worker)",
         "caddytw-workers": "caddytw --workers 2",

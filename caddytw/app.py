@@ -19,7 +19,7 @@ from caddytw.config.model import Config
 from caddytw.http.build import BuildContext
 from caddytw.http.site import CaddySite
 from caddytw.tls.challenges import install_http01_gate
-from caddytw.tls.listeners import listen, use_channel_protocol
+from caddytw.tls.listeners import listen
 from caddytw.tls.runtime import TLSRuntime
 
 log = Logger()
@@ -119,7 +119,6 @@ class CaddyService(MultiService):
         port = listener.port
         server = site.caddy_server.config
         secure = self.tls.is_tls(server.name)
-        use_channel_protocol(site, server, secure)
         if secure:
             creator = self.tls.connection_creator(server)
             port.factory = TLSMemoryBIOFactory(creator, False, site)

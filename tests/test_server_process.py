@@ -257,7 +257,12 @@ def test_read_timeout_drops_a_trickling_body(tmp_path):
         socket.create_connection(("127.0.0.1", port)) as slow,
     ):
         slow.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
-        assert recv_all(slow, timeout=10) == b""  # dropped before the body completed
+        # The handler answers at the end of the head without reading the body (as in
+        # Caddy); the connection is dropped when the body does not complete in time.
+        answer = recv_all(slow, timeout=10)
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 200 ")
+        slow.settimeout(0.5)
+        assert slow.recv(1) == b""  # closed, not kept alive
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         connection.request("POST", "/fine", body=b"x" * 100)
         assert connection.getresponse().read() == b"hello /fine"

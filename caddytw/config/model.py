@@ -49,6 +49,11 @@ class ServerConfig:
     write_timeout: float | None = None
     idle_timeout: float | None = None
     max_header_bytes: int = 1 << 20
+    #: caddytw extensions (Caddy has neither): the largest request body read (bytes,
+    #: 0 = the default of ``caddytw.http.body``) and the listen queue length (None = the
+    #: kernel's maximum, ``net.core.somaxconn``, which is what Go and so Caddy use).
+    max_request_body: int = 0
+    listen_backlog: int | None = None
     logs: AccessLogConfig | None = None
     trusted_proxies: tuple[IPNetwork, ...] = ()
     protocols: tuple[str, ...] = ("h1", "h2", "h3")
@@ -167,6 +172,8 @@ def _parse_server(name: str, data: Any, path: str, collector: ErrorCollector) ->
         idle_timeout=field(lambda: reader.duration("idle_timeout"), None),
         max_header_bytes=field(lambda: reader.integer("max_header_bytes", 0, minimum=0), 0)
         or (1 << 20),
+        max_request_body=field(lambda: reader.integer("max_request_body", 0, minimum=0), 0),
+        listen_backlog=field(lambda: reader.integer("listen_backlog", 0, minimum=0), 0) or None,
         logs=field(lambda: _parse_logs(logs_data, reader.at("logs")), None)
         if logs_data is not None
         else None,

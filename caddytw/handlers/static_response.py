@@ -9,7 +9,7 @@ from twisted.web.server import NOT_DONE_YET
 
 from caddytw.config.errors import ConfigError
 from caddytw.config.reader import ObjectReader, expect_str_list, join_path
-from caddytw.http.placeholders import Template
+from caddytw.http.placeholders import Template, header_value
 from caddytw.http.request import CaddyRequest, transport_of
 from caddytw.http.routing import LeafResource
 
@@ -83,7 +83,7 @@ class StaticResponse(LeafResource):
             return NOT_DONE_YET
         for name, templates in self.headers:
             request.responseHeaders.setRawHeaders(
-                name, [t.render(request).encode("latin-1") for t in templates]
+                name, [header_value(t.render(request)) for t in templates]
             )
         # Inside error routes Caddy defaults to the error's status rather than 200.
         default = request.caddy_error.status if request.caddy_error is not None else 200

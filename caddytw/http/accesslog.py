@@ -57,7 +57,7 @@ def access_entry(request: Any, logger_name: str, credentials: bool = False) -> d
             "uri": request.uri.decode("latin-1"),
             "headers": _headers(request.requestHeaders, credentials),
         },
-        "bytes_read": getattr(request.content, "tell", lambda: 0)() if request.content else 0,
+        "bytes_read": request.body.received,
         "user_id": request.caddy_vars.get("http.auth.user.id", ""),
         "duration": now - request.started_at,
         "size": request.sentLength,

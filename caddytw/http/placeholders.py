@@ -144,6 +144,16 @@ def resolve(request: CaddyRequest, key: str) -> str | None:
     return _prefixed(request, key)
 
 
+def header_value(text: str) -> bytes:
+    """A rendered header value as bytes. Placeholders from the request's own bytes are
+    Latin-1 strings and go back unchanged; a value Latin-1 cannot hold (a decoded UTF-8
+    path or query) goes out as UTF-8, as Caddy writes Go strings, never an error."""
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8")
+
+
 def split_template(text: str) -> list[tuple[bool, str]]:
     """Split a template into ``(is_placeholder, text)`` parts, honouring ``\\{`` escapes."""
     parts: list[tuple[bool, str]] = []

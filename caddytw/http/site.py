@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from twisted.web import server
@@ -10,28 +9,12 @@ from twisted.web import server
 from caddytw import metrics
 from caddytw.config.model import ServerConfig
 from caddytw.http.accesslog import AccessLogger
-from caddytw.http.channel import channel_protocol
-from caddytw.http.fastchannel import FastHTTPChannel, fast_channel_protocol
+from caddytw.http.body import DEFAULT_LIMIT
+from caddytw.http.fastchannel import fast_channel_protocol
 from caddytw.http.request import CaddyRequest, render_and_answer
 from caddytw.http.routing import LeafResource, RouteList
 
 DEFAULT_IDLE_TIMEOUT = 300.0
-#: ``CADDYTW_HTTP1=twisted`` selects twisted.web's own HTTP/1.1 channel instead of the
-#: lean one (``caddytw.http.fastchannel``); both hand requests to the same resources.
-HTTP1_ENV = "CADDYTW_HTTP1"
-
-
-def uses_fast_channel() -> bool:
-    """Whether ``CADDYTW_HTTP1`` selects the lean channel (the default) or twisted's."""
-    choice = os.environ.get(HTTP1_ENV, "fast")
-    if choice not in ("fast", "twisted"):
-        raise ValueError(f"{HTTP1_ENV} must be 'fast' or 'twisted', not {choice!r}")
-    return choice == "fast"
-
-
-def http1_protocol() -> Any:
-    """The connection protocol factory chosen by ``CADDYTW_HTTP1``."""
-    return fast_channel_protocol if uses_fast_channel() else channel_protocol
 
 
 class ServerRoot(LeafResource):
@@ -70,7 +53,7 @@ class CaddySite(server.Site):
         super().__init__(ServerRoot(runtime.routes), **kwargs)
         self.caddy_server = runtime
         self.timeOut = runtime.config.idle_timeout or DEFAULT_IDLE_TIMEOUT
-        self.protocol = http1_protocol()  # type: ignore[method-assign]
+        self.protocol = fast_channel_protocol  # type: ignore[assignment]
         self.connections: set[Any] = set()
         if runtime.access_logger is not None:
             runtime.access_logger.call_later = self.reactor.callLater
@@ -83,12 +66,11 @@ class CaddySite(server.Site):
         return protocol
 
     def _configure(self, protocol: Any) -> None:
-        channel = getattr(protocol, "_channel", protocol)
-        channel.totalHeadersSize = self.caddy_server.config.max_header_bytes
-        channel.read_header_timeout = self.caddy_server.config.read_header_timeout
-        channel.read_timeout = self.caddy_server.config.read_timeout
-        if isinstance(protocol, FastHTTPChannel):
-            protocol.allow_h2c = "h2c" in self.caddy_server.config.protocols
+        protocol.totalHeadersSize = self.caddy_server.config.max_header_bytes
+        protocol.read_header_timeout = self.caddy_server.config.read_header_timeout
+        protocol.read_timeout = self.caddy_server.config.read_timeout
+        protocol.allow_h2c = "h2c" in self.caddy_server.config.protocols
+        protocol.max_body_bytes = self.caddy_server.config.max_request_body or DEFAULT_LIMIT
 
     def adopt(self, protocol: Any) -> None:
         """Take over a live connection of the site this one replaces (a reload): its next

@@ -66,6 +66,8 @@ class TransportConfig:
     response_header_timeout: float | None = None
     read_timeout: float | None = None
     write_timeout: float | None = None
+    #: Caddy's ``max_response_header_size``; 0 there means Go's default, 10 MiB.
+    max_response_header_size: int = 10 << 20
     keepalive: KeepAliveConfig = field(default_factory=KeepAliveConfig)
     tls: TLSConfig | None = None
 
@@ -190,6 +192,8 @@ def parse_transport(reader: ObjectReader) -> TransportConfig:
         response_header_timeout=_positive_duration(reader, "response_header_timeout", None),
         read_timeout=_positive_duration(reader, "read_timeout", None),
         write_timeout=_positive_duration(reader, "write_timeout", None),
+        max_response_header_size=reader.integer("max_response_header_size", 0, minimum=0)
+        or (10 << 20),
         keepalive=keepalive,
         tls=tls,
     )

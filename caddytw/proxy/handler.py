@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 from functools import cached_property
-from typing import Any
+from typing import IO, Any
 from urllib.parse import parse_qs
 
 from twisted.application.service import Service
@@ -25,6 +25,7 @@ from twisted.web.server import NOT_DONE_YET
 
 from caddytw.config.ipranges import ip_in
 from caddytw.config.reader import ObjectReader
+from caddytw.http.body import BodyAborted, BodyTooLarge, collect_file
 from caddytw.http.errors import HandlerError
 from caddytw.http.matchers import client_ip
 from caddytw.http.request import CaddyRequest
@@ -43,6 +44,7 @@ from caddytw.proxy.sharedhealth import share_health
 from caddytw.proxy.streaming import (
     ReplayableBodyProducer,
     ResponseRelay,
+    StreamingBodyProducer,
     body_length,
     cooperator_for,
 )
@@ -120,7 +122,14 @@ class ReverseProxy(LeafResource):
         self.header_timeout = min(timeouts) if timeouts else None
 
     def render(self, request: CaddyRequest) -> Any:
-        ProxyCall(self, request).start()
+        call = ProxyCall(self, request)
+        body = request.body
+        if body.length is not None and not (call.upgrade and body.length):
+            call.start()  # streamed (or no body)
+        else:
+            # A chunked body (the upstream request needs its length) or an Upgrade
+            # request's body: collected first, bounded by the body's limit.
+            collect_file(body).addCallbacks(call.start_with, call.body_failed)
         return NOT_DONE_YET
 
     def trusted(self, request: CaddyRequest) -> bool:
@@ -231,10 +240,22 @@ class ProxyCall:
         self.connection: Any = None
         self.trusted = proxy.trusted(request)
         self.base_headers, self.upgrade = upstream_headers(request, self.trusted)
-        self.length = body_length(request.content)
+        self.content: IO[bytes] | None = None  # a body collected before forwarding
+        self.length = request.body.length or 0
         request.notifyFinish().addErrback(self._client_gone)
 
     # -- the loop --------------------------------------------------------------------
+
+    def start_with(self, content: IO[bytes]) -> None:
+        """Forward ``content``, a body collected whole (see ``ReverseProxy.render``)."""
+        self.content = content
+        self.length = body_length(content)
+        self.request.notifyFinish().addBoth(lambda _: content.close())
+        self.start()
+
+    def body_failed(self, reason: Failure) -> None:
+        if not self.gone:
+            self.request.fail(reason)
 
     def start(self) -> None:
         if self.gone:
@@ -279,6 +300,12 @@ class ProxyCall:
         self.pending = None
         if self.gone:
             return
+        client_side = _client_body_error(reason)
+        if client_side is not None:
+            # The client's body was too large or cut short: the client's fault (413,
+            # 400), not the upstream's.
+            self.request.fail(client_side)
+            return
         dial = reason.check(DialError) is not None
         if self.timed_out:
             error = HandlerError(504, f"upstream {attempt.upstream.dial}: timeout")
@@ -311,6 +338,8 @@ class ProxyCall:
             return False
         if lb.retries and self.retries >= lb.retries:
             return False
+        if self.content is None and self.request.body.started:
+            return False  # a streamed body cannot be sent again
         if dial:
             return True
         if lb.retry_match is None:
@@ -360,10 +389,17 @@ class ProxyCall:
 
     def _send(self, attempt: _Attempt, headers: Headers) -> Deferred[Any]:
         upstream = attempt.upstream
-        producer = None
-        if self.length:
+        producer: StreamingBodyProducer | ReplayableBodyProducer | None = None
+        if self.length and self.content is None:
+            producer = StreamingBodyProducer(
+                self.request.body,
+                self.reactor,
+                self.proxy.config.transport.write_timeout,
+                on_written=self._start_header_timer,
+            )
+        elif self.length and self.content is not None:
             producer = ReplayableBodyProducer(
-                self.request.content,  # type: ignore[arg-type]
+                self.content,
                 self.length,
                 self.proxy.cooperator,
                 self.reactor,
@@ -486,8 +522,12 @@ class ProxyCall:
         upstream = attempt.upstream
         if not headers.hasHeader(b"host"):
             headers.setRawHeaders(b"host", [upstream.dial.encode()])
+        if self.length:
+            # The body is framed for the upstream too: without a length it would read
+            # the body as the next request (smuggling through the proxy).
+            headers.setRawHeaders(b"content-length", [b"%d" % self.length])
         head = request_head(self.request.method, self.request.uri, headers)
-        side = UpstreamSide(head, self.request.content, self.length)
+        side = UpstreamSide(head, self.content, self.length)
         self.tunnel = side
         endpoint = self.proxy.connector.endpoint(upstream.host, upstream.port)
         d: Deferred[Any] = endpoint.connect(UpstreamSideFactory(side))
@@ -554,6 +594,19 @@ class ProxyCall:
         if getattr(upstream_transport, "producer", None) is None:
             upstream_transport.registerProducer(client, True)
         side.closed.addBoth(lambda _: attempt.release())
+
+
+def _client_body_error(reason: Failure) -> BaseException | None:
+    """A :class:`BodyTooLarge` or :class:`BodyAborted` behind an upstream failure (the
+    Agent wraps it in ``RequestGenerationFailed``)."""
+    pending = [reason.value]
+    while pending:
+        error = pending.pop()
+        if isinstance(error, (BodyTooLarge, BodyAborted)):
+            return error
+        for inner in getattr(error, "reasons", None) or ():
+            pending.append(inner.value if isinstance(inner, Failure) else inner)
+    return None
 
 
 class _Discard:

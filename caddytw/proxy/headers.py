@@ -56,7 +56,9 @@ def strip_hop_by_hop(headers: Headers, *, keep_te_trailers: bool = False) -> Non
         b"trailers" in [t.strip().lower() for t in value.split(b",")]
         for value in headers.getRawHeaders(b"te", [])
     )
-    drop = hop_by_hop_names(headers)
+    # Host is the request's authority, not a field a client can declare hop-by-hop
+    # (Go keeps it apart as ``Request.Host``): ``Connection: Host`` must not drop it.
+    drop = hop_by_hop_names(headers) - {b"host"}
     # One pass over the fields present rather than a removal per listed name.
     for name in [n for n, _ in headers.getAllRawHeaders() if n.lower() in drop]:
         headers.removeHeader(name)

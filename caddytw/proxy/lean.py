@@ -134,6 +134,8 @@ class LeanConnection(Protocol):
 
     def _reset(self) -> None:
         self.received = False
+        self.head_bytes = 0  # received before the response head was complete
+        self.head_done = False
         self.delivered = False
         self.fields: list[tuple[bytes, bytes]] = []
         self.informational = False
@@ -187,6 +189,13 @@ class LeanConnection(Protocol):
             self.abort()  # an idle connection has nothing to say
             return
         self.received = True
+        if not self.head_done:
+            # A hostile upstream's endless head: 502 at the limit, memory flat (Go's
+            # MaxResponseHeaderBytes, so Caddy's max_response_header_size).
+            self.head_bytes += len(data)
+            if self.head_bytes > self.client.max_head and not self.failed:
+                self._fail(Failure(UpstreamResponseError("response head too large")))
+                return
         try:
             self.parser.feed_data(data)
         except HttpParserError as error:
@@ -208,6 +217,7 @@ class LeanConnection(Protocol):
                 raise UpstreamResponseError("unexpected 101 Switching Protocols")
             self.informational = True  # 100 Continue and friends: wait for the answer
             return
+        self.head_done = True
         headers = Headers()
         length: Any = UNKNOWN_LENGTH
         chunked = False
@@ -366,6 +376,7 @@ class LeanClient:
         self.connector = connector
         self.reactor = reactor
         self.persistent = bool(keepalive.enabled)
+        self.max_head = connector.config.max_response_header_size
         self.max_idle = max(1, keepalive.max_idle_conns_per_host)
         self.idle_timeout = keepalive.idle_timeout or 120.0
         self.idle: dict[tuple[str, int], list[LeanConnection]] = {}

@@ -1,8 +1,10 @@
 """Bodies through the proxy, both ways, with backpressure.
 
-* :class:`ReplayableBodyProducer` sends the request body (twisted.web has spooled it to
-  ``request.content``: memory or a temp file) in 64 KiB chunks, pausing when the upstream
-  socket is full, and can be started again for a retry because it never closes the file.
+* :class:`StreamingBodyProducer` forwards a request body with a known length as it
+  arrives from the client, with backpressure both ways.
+* :class:`ReplayableBodyProducer` sends a body collected first (a chunked one, whose
+  length the upstream request needs, or an Upgrade request's) in 64 KiB chunks,
+  pausing when the upstream socket is full, and can be started again for a retry.
 * :class:`ResponseRelay` receives the upstream response body (``response.deliverBody``)
   and writes it to the client. The upstream transport is registered as the client
   request's streaming producer: when the client's socket buffer fills, Twisted pauses the
@@ -17,7 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from twisted.internet import task
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
@@ -25,6 +27,8 @@ from twisted.web.client import ResponseDone
 from twisted.web.http import PotentialDataLoss
 from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
+
+from caddytw.http.body import BodyAborted, RequestBody
 
 CHUNK = 64 * 1024
 #: Largest amount a positive ``flush_interval`` collects before writing anyway.
@@ -123,6 +127,87 @@ class ReplayableBodyProducer:
     def _stalled(self) -> None:
         self._stall = None
         self.stopProducing()
+
+    def _cancel_stall(self) -> None:
+        if self._stall is not None and self._stall.active():
+            self._stall.cancel()
+        self._stall = None
+
+
+@implementer(IBodyProducer)
+class StreamingBodyProducer:
+    """Forwards a request body to the upstream as it arrives from the client.
+
+    The client's :class:`~caddytw.http.body.RequestBody` is the push producer: when the
+    upstream socket is full it is paused, its buffer fills and the client's socket is
+    paused in turn, so a large upload never sits in memory or on disk. It can be sent
+    once: a retry after bytes left (``started``) is refused. ``write_timeout`` aborts
+    the upload when the upstream keeps it paused that long.
+    """
+
+    def __init__(
+        self,
+        body: RequestBody,
+        reactor: Any,
+        write_timeout: float | None = None,
+        on_written: Callable[[], None] | None = None,
+    ) -> None:
+        self.body = body
+        self.length = body.length
+        self.reactor = reactor
+        self.write_timeout = write_timeout
+        self.on_written = on_written
+        self._consumer: Any = None
+        self._done: Deferred[None] | None = None
+        self._stall: Any = None
+
+    def startProducing(self, consumer: Any) -> Deferred[None]:
+        if self.body.started:
+            return fail(BodyAborted("the request body was already sent upstream"))
+        self._consumer = consumer
+        self._done = Deferred()
+        self.body.start(self)
+        return self._done
+
+    def body_data(self, data: bytes) -> None:
+        if self._consumer is not None:
+            self._consumer.write(data)
+
+    def body_end(self, error: BaseException | None) -> None:
+        self._cancel_stall()
+        done, self._done = self._done, None
+        if done is None:
+            return
+        if error is not None:
+            done.errback(error)
+            return
+        if self.on_written is not None:
+            self.on_written()
+        done.callback(None)
+
+    def pauseProducing(self) -> None:
+        self.body.pauseProducing()
+        if self.write_timeout and self._stall is None:
+            self._stall = self.reactor.callLater(self.write_timeout, self._stalled)
+
+    def resumeProducing(self) -> None:
+        self._cancel_stall()
+        self.body.resumeProducing()
+
+    def stopProducing(self) -> None:
+        """The upstream is gone: drop the rest (the Deferred never fires, as
+        ``IBodyProducer`` asks)."""
+        self._cancel_stall()
+        self._done = None
+        self._consumer = None
+        self.body.stopProducing()
+
+    def _stalled(self) -> None:
+        self._stall = None
+        done, self._done = self._done, None
+        self.stopProducing()
+        if done is not None:
+            done.errback(ConnectionAbortedError("upstream did not read the request body"))
 
     def _cancel_stall(self) -> None:
         if self._stall is not None and self._stall.active():

@@ -3,7 +3,7 @@
 Twisted's HTTP client ignores 1xx answers, so an Upgrade request is written by hand on a
 fresh upstream connection and the answer parsed with httptools. A ``101`` whose
 ``Upgrade`` matches the request turns both connections into a tunnel: the client's
-connection is taken over from twisted.web's channel, each side is registered as the
+connection is taken over from the HTTP/1.1 channel, each side is registered as the
 other's producer (backpressure both ways), and closing either side closes the other.
 Any other answer is relayed to the client as an ordinary response.
 """

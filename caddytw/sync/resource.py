@@ -12,7 +12,7 @@ through a producer. Query strings are form-decoded: a ``+`` in a path must be se
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
@@ -20,6 +20,7 @@ from twisted.python.failure import Failure
 from twisted.web.http import datetimeToString
 from twisted.web.server import NOT_DONE_YET
 
+from caddytw.http.body import BodyAborted, BodyTooLarge, collect_file
 from caddytw.http.request import CaddyRequest, transport_of
 from caddytw.http.routing import LeafResource
 from caddytw.sync.access import AccessPolicy, SyncClient
@@ -105,11 +106,17 @@ def preconditions(request: CaddyRequest) -> Preconditions:
     )
 
 
-def body_of(request: CaddyRequest) -> Any:
-    """The request body (twisted.web spools it to a temp file past 100 kB)."""
-    if request.content is None:
-        raise ApiError(400, "missing request body")
-    return request.content
+async def body_of(request: CaddyRequest, limit: int | None = None) -> BinaryIO:
+    """The whole request body in a rewound temporary file, read only now (after
+    ``render`` authenticated the request, so a refused client never gets ``100
+    Continue`` and nothing of its body is stored); 413 past ``limit`` or the server's
+    body limit."""
+    try:
+        return cast(BinaryIO, await collect_file(request.body, limit))
+    except BodyTooLarge as error:
+        raise ApiError(413, str(error)) from None
+    except BodyAborted as error:
+        raise ApiError(400, str(error)) from None
 
 
 def metadata_headers(request: CaddyRequest, meta: FileMetadata) -> None:
@@ -269,9 +276,8 @@ class FileSyncResource(LeafResource):
         self.send(request, 200, dumps(meta))
 
     async def sync(self, request: CaddyRequest, client: SyncClient | None) -> None:
-        body = body_of(request).read(MAX_SYNC_BODY + 1)
-        if len(body) > MAX_SYNC_BODY:
-            raise ApiError(413, f"a sync request is limited to {MAX_SYNC_BODY} bytes")
+        with await body_of(request, MAX_SYNC_BODY) as content:
+            body = content.read()
         sync_request = SyncRequest.from_json(loads(body))
         if sync_request.operations:
             self.check_write(client)
@@ -297,17 +303,16 @@ class FileSyncResource(LeafResource):
             raise ApiError(400, str(error)) from None
         gone: list[bool] = []
         request.notifyFinish().addErrback(lambda _: gone.append(True))
-        content = body_of(request)
-        content.seek(0)
-        meta, status = await self.store.put(
-            path,
-            content,
-            expected,
-            preconditions(request),
-            modified_ns,
-            self.origin(request, client),
-            lambda: bool(gone) or request.client_gone,
-        )
+        with await body_of(request) as content:
+            meta, status = await self.store.put(
+                path,
+                content,
+                expected,
+                preconditions(request),
+                modified_ns,
+                self.origin(request, client),
+                lambda: bool(gone) or request.client_gone,
+            )
         metadata_headers(request, meta)
         self.send(request, 201 if status == "created" else 200, dumps(meta))
 

@@ -5,6 +5,5 @@ policies, :mod:`store` keeps certificates on disk in Caddy's layout, :mod:`certs
 chooses a certificate per SNI name, :mod:`context` builds pyOpenSSL contexts,
 :mod:`acme` and :mod:`internal` issue certificates, :mod:`automation` decides which
 names get certificates (Caddy's automatic HTTPS) and keeps them renewed,
-:mod:`listeners` opens plain, TLS and h2c sockets, :mod:`h2c` sniffs HTTP/2 prior
-knowledge on cleartext connections.
+:mod:`listeners` opens plain and TLS sockets.
 """

@@ -1,38 +1,39 @@
-"""HTTP/1.1 behaviour that both channels must share (lean httptools one and twisted's),
-driven in memory: real parsing, a StringTransport, a MemoryReactorClock."""
+"""HTTP/1.1 behaviour of the lean channel (``caddytw.http.fastchannel``), driven in
+memory: real parsing, a StringTransport, a MemoryReactorClock."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.web import server
 
-from caddytw.http.channel import channel_protocol
+from caddytw.http.body import collect
 from caddytw.http.fastchannel import FastHTTPChannel, fast_channel_protocol
 from caddytw.http.request import CaddyRequest
 from caddytw.http.routing import LeafResource
 from tests.support.memory import parse_response
 
-CHANNELS = {"fast": fast_channel_protocol, "twisted": channel_protocol}
-
 
 class Echo(LeafResource):
-    """Answers ``METHOD path len=N body-kind`` and remembers the requests it saw."""
+    """Answers ``METHOD path len=N`` once the whole body arrived, and remembers the
+    requests it saw."""
 
     def __init__(self) -> None:
         self.seen: list[Any] = []
 
-    def render(self, request: Any) -> bytes:
+    def render(self, request: Any) -> Any:
         self.seen.append(request)
-        body = request.content.read()
-        kind = type(request.content).__name__
-        text = b"%s %s len=%d %s" % (request.method, request.path, len(body), kind.encode())
-        request.setHeader(b"content-length", b"%d" % len(text))
-        return text
+
+        def answer(body: bytes) -> None:
+            text = b"%s %s len=%d" % (request.method, request.path, len(body))
+            request.setHeader(b"content-length", b"%d" % len(text))
+            request.write(text)
+            request.finish()
+
+        collect(request.body).addCallback(answer)
+        return server.NOT_DONE_YET
 
 
 class Later(LeafResource):
@@ -48,13 +49,13 @@ class Later(LeafResource):
 
 
 class Connection:
-    """One in-memory connection to a twisted.web Site using the chosen channel."""
+    """One in-memory connection to a twisted.web Site using the lean channel."""
 
-    def __init__(self, kind: str, resource: Any, **attrs: Any) -> None:
+    def __init__(self, resource: Any, **attrs: Any) -> None:
         self.reactor = MemoryReactorClock()
         site = server.Site(resource, reactor=self.reactor)
         site.requestFactory = CaddyRequest
-        site.protocol = CHANNELS[kind]  # type: ignore[assignment]
+        site.protocol = fast_channel_protocol  # type: ignore[assignment]
         site.timeOut = attrs.pop("timeout", 60)
         self.protocol = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
         channel = getattr(self.protocol, "_channel", self.protocol)
@@ -78,11 +79,6 @@ class Connection:
         return bool(self.transport.disconnecting)
 
 
-@pytest.fixture(params=sorted(CHANNELS))
-def kind(request: pytest.FixtureRequest) -> Iterator[str]:
-    yield request.param
-
-
 def responses(raw: bytes) -> list[bytes]:
     """Split concatenated responses that all carry Content-Length."""
     out = []
@@ -100,8 +96,8 @@ def responses(raw: bytes) -> list[bytes]:
     return out
 
 
-def test_pipelined_requests_answer_in_order(kind: str) -> None:
-    conn = Connection(kind, Echo())
+def test_pipelined_requests_answer_in_order() -> None:
+    conn = Connection(Echo())
     out = conn.send(
         b"GET /one HTTP/1.1\r\nHost: a\r\n\r\n"
         b"POST /two HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
@@ -109,77 +105,75 @@ def test_pipelined_requests_answer_in_order(kind: str) -> None:
     )
     bodies = [parse_response(r).body for r in responses(out)]
     assert bodies == [
-        b"GET /one len=0 BytesIO",
-        b"POST /two len=3 BytesIO",
-        b"GET /three len=0 BytesIO",
+        b"GET /one len=0",
+        b"POST /two len=3",
+        b"GET /three len=0",
     ]
     assert not conn.closed
 
 
-def test_pipelined_requests_split_at_every_byte(kind: str) -> None:
-    conn = Connection(kind, Echo())
+def test_pipelined_requests_split_at_every_byte() -> None:
+    conn = Connection(Echo())
     raw = (
         b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n"
         b"PUT /b HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nxy"
     )
     out = b"".join(conn.send(raw[i : i + 1]) for i in range(len(raw)))
     bodies = [parse_response(r).body for r in responses(out)]
-    assert bodies == [b"GET /a len=0 BytesIO", b"PUT /b len=2 BytesIO"]
+    assert bodies == [b"GET /a len=0", b"PUT /b len=2"]
 
 
-def test_chunked_request_body(kind: str) -> None:
-    conn = Connection(kind, Echo())
+def test_chunked_request_body() -> None:
+    conn = Connection(Echo())
     out = conn.send(
         b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
     )
-    assert parse_response(out).body.startswith(b"POST /c len=11 ")
+    assert parse_response(out).body.startswith(b"POST /c len=11")
 
 
-def test_large_body_is_spooled_to_a_file(kind: str) -> None:
-    conn = Connection(kind, Echo())
+def test_large_body_arrives_whole() -> None:
+    conn = Connection(Echo())
     body = b"z" * 300_000
     out = conn.send(b"PUT /big HTTP/1.1\r\nHost: a\r\nContent-Length: 300000\r\n\r\n" + body)
-    text = parse_response(out).body
-    assert text.startswith(b"PUT /big len=300000 ")
-    assert not text.endswith(b"BytesIO")
+    assert parse_response(out).body == b"PUT /big len=300000"
 
 
-def test_expect_100_continue(kind: str) -> None:
-    conn = Connection(kind, Echo())
+def test_expect_100_continue() -> None:
+    conn = Connection(Echo())
     first = conn.send(
         b"POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
     )
     assert first.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
     out = first[len(b"HTTP/1.1 100 Continue\r\n\r\n") :] + conn.send(b"data")
-    assert parse_response(out).body.startswith(b"POST /e len=4 ")
+    assert parse_response(out).body.startswith(b"POST /e len=4")
 
 
-def test_head_has_no_body(kind: str) -> None:
-    conn = Connection(kind, Echo())
+def test_head_has_no_body() -> None:
+    conn = Connection(Echo())
     out = conn.send(b"HEAD /h HTTP/1.1\r\nHost: a\r\n\r\nGET /g HTTP/1.1\r\nHost: a\r\n\r\n")
     head, _, rest = out.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200")
     assert rest.startswith(b"HTTP/1.1 200")  # the GET's answer follows right away
-    assert parse_response(rest).body == b"GET /g len=0 BytesIO"
+    assert parse_response(rest).body == b"GET /g len=0"
 
 
-def test_connection_close_closes(kind: str) -> None:
-    conn = Connection(kind, Echo())
+def test_connection_close_closes() -> None:
+    conn = Connection(Echo())
     out = conn.send(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
     assert parse_response(out).header("connection") == "close"
     assert conn.closed
 
 
-def test_http_10_closes_after_the_answer(kind: str) -> None:
-    conn = Connection(kind, Echo())
+def test_http_10_closes_after_the_answer() -> None:
+    conn = Connection(Echo())
     out = conn.send(b"GET /old HTTP/1.0\r\n\r\n")
     assert out.startswith(b"HTTP/1.0 200")
     assert conn.closed
 
 
 def test_http_10_keep_alive_with_a_length_stays_open() -> None:
-    conn = Connection("fast", Echo())
+    conn = Connection(Echo())
     out = conn.send(b"GET /old HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
     response = parse_response(out)
     assert response.header("connection") == "keep-alive"
@@ -188,31 +182,31 @@ def test_http_10_keep_alive_with_a_length_stays_open() -> None:
     assert conn.closed
 
 
-def test_oversized_headers_get_431(kind: str) -> None:
-    conn = Connection(kind, Echo(), totalHeadersSize=200)
+def test_oversized_headers_get_431() -> None:
+    conn = Connection(Echo(), totalHeadersSize=200)
     out = conn.send(b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"b" * 400 + b"\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 431 ")
     assert conn.closed
 
 
-def test_garbage_gets_400(kind: str) -> None:
-    conn = Connection(kind, Echo())
+def test_garbage_gets_400() -> None:
+    conn = Connection(Echo())
     out = conn.send(b"NOT HTTP AT ALL\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 400 ")
     assert conn.closed
 
 
 def test_answers_before_garbage_are_still_sent() -> None:
-    conn = Connection("fast", Echo())
+    conn = Connection(Echo())
     out = conn.send(b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\n\x00garbage\r\n\r\n")
     first, second = responses(out)
-    assert parse_response(first).body == b"GET /ok len=0 BytesIO"
+    assert parse_response(first).body == b"GET /ok len=0"
     assert second.startswith(b"HTTP/1.1 400 ")
     assert conn.closed
 
 
-def test_read_header_timeout_drops_a_slow_client(kind: str) -> None:
-    conn = Connection(kind, Echo(), read_header_timeout=5.0)
+def test_read_header_timeout_drops_a_slow_client() -> None:
+    conn = Connection(Echo(), read_header_timeout=5.0)
     conn.send(b"GET / HTTP/1.1\r\nHost: a\r\n")
     conn.reactor.advance(4)
     assert not conn.closed
@@ -220,8 +214,8 @@ def test_read_header_timeout_drops_a_slow_client(kind: str) -> None:
     assert conn.closed
 
 
-def test_idle_timeout_closes_an_idle_connection(kind: str) -> None:
-    conn = Connection(kind, Echo(), timeout=30)
+def test_idle_timeout_closes_an_idle_connection() -> None:
+    conn = Connection(Echo(), timeout=30)
     conn.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     conn.reactor.advance(20)
     assert not conn.closed
@@ -229,9 +223,9 @@ def test_idle_timeout_closes_an_idle_connection(kind: str) -> None:
     assert conn.closed
 
 
-def test_idle_timeout_spares_a_long_request(kind: str) -> None:
+def test_idle_timeout_spares_a_long_request() -> None:
     later = Later()
-    conn = Connection(kind, later, timeout=30)
+    conn = Connection(later, timeout=30)
     assert b"first;" in conn.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     conn.reactor.advance(100)
     assert not conn.closed
@@ -241,9 +235,9 @@ def test_idle_timeout_spares_a_long_request(kind: str) -> None:
     assert b"second" in conn.transport.value()
 
 
-def test_streamed_answer_and_notify_finish_on_disconnect(kind: str) -> None:
+def test_streamed_answer_and_notify_finish_on_disconnect() -> None:
     later = Later()
-    conn = Connection(kind, later)
+    conn = Connection(later)
     out = conn.send(b"GET /s HTTP/1.1\r\nHost: a\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 200") and b"Transfer-Encoding: chunked" in out
     request = later.requests[0]
@@ -254,9 +248,9 @@ def test_streamed_answer_and_notify_finish_on_disconnect(kind: str) -> None:
     assert request.client_gone
 
 
-def test_transport_backpressure_reaches_the_request_producer(kind: str) -> None:
+def test_transport_backpressure_reaches_the_request_producer() -> None:
     later = Later()
-    conn = Connection(kind, later)
+    conn = Connection(later)
     conn.send(b"GET /p HTTP/1.1\r\nHost: a\r\n\r\n")
     request = later.requests[0]
 
@@ -287,7 +281,7 @@ def test_transport_backpressure_reaches_the_request_producer(kind: str) -> None:
 
 def test_upgrade_leaves_following_bytes_for_a_takeover() -> None:
     later = Later()
-    conn = Connection("fast", later)
+    conn = Connection(later)
     conn.send(
         b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
         b"\x81\x85frame"
@@ -298,13 +292,13 @@ def test_upgrade_leaves_following_bytes_for_a_takeover() -> None:
 
 
 def test_refused_upgrade_goes_on_with_http() -> None:
-    conn = Connection("fast", Echo())
+    conn = Connection(Echo())
     out = conn.send(
         b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
         b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n"
     )
     bodies = [parse_response(r).body for r in responses(out)]
-    assert bodies == [b"GET /ws len=0 BytesIO", b"GET /next len=0 BytesIO"]
+    assert bodies == [b"GET /ws len=0", b"GET /next len=0"]
 
 
 def test_h2c_preface_switches_to_http2() -> None:
@@ -312,7 +306,7 @@ def test_h2c_preface_switches_to_http2() -> None:
     import h2.connection
     import h2.events
 
-    conn = Connection("fast", Echo(), allow_h2c=True)
+    conn = Connection(Echo(), allow_h2c=True)
     client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
     client.initiate_connection()
     client.send_headers(
@@ -328,11 +322,11 @@ def test_h2c_preface_switches_to_http2() -> None:
     status = [e for e in events if isinstance(e, h2.events.ResponseReceived)]
     body = b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived))
     assert status and dict(status[0].headers)[b":status"] == b"200"
-    assert body == b"GET /h2 len=0 BytesIO"
+    assert body == b"GET /h2 len=0"
 
 
 def test_h2c_not_enabled_treats_the_preface_as_a_bad_request() -> None:
-    conn = Connection("fast", Echo())
+    conn = Connection(Echo())
     out = conn.send(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 400 ") or out.startswith(b"HTTP/1.1 505 ")
 
@@ -374,9 +368,9 @@ def test_access_log_entries_of_one_turn_leave_in_one_write() -> None:
     assert all(e["logger"] == "http.log.access" and e["status"] == 200 for e in entries)
 
 
-def test_not_persistent_closes_after_the_current_answer(kind: str) -> None:
+def test_not_persistent_closes_after_the_current_answer() -> None:
     later = Later()
-    conn = Connection(kind, later)
+    conn = Connection(later)
     conn.send(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n")
     channel = getattr(conn.protocol, "_channel", conn.protocol)
     assert len(channel.requests) == 1
@@ -386,16 +380,16 @@ def test_not_persistent_closes_after_the_current_answer(kind: str) -> None:
     assert conn.closed
 
 
-def test_pri_method_over_http_11_is_a_request(kind: str) -> None:
-    conn = Connection(kind, Echo())
+def test_pri_method_over_http_11_is_a_request() -> None:
+    conn = Connection(Echo())
     out = conn.send(b"PRI /x HTTP/1.1\r\nHost: a\r\n\r\n")
-    assert parse_response(out).body == b"PRI /x len=0 BytesIO"
+    assert parse_response(out).body == b"PRI /x len=0"
     out = conn.send(b"GET /after HTTP/1.1\r\nHost: a\r\n\r\n")
-    assert parse_response(out).body == b"GET /after len=0 BytesIO"
+    assert parse_response(out).body == b"GET /after len=0"
 
 
-def test_read_timeout_drops_a_slow_body(kind: str) -> None:
-    conn = Connection(kind, Echo(), read_timeout=10.0)
+def test_read_timeout_drops_a_slow_body() -> None:
+    conn = Connection(Echo(), read_timeout=10.0)
     conn.send(b"PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
     conn.reactor.advance(6)
     conn.send(b"def")
@@ -404,9 +398,19 @@ def test_read_timeout_drops_a_slow_body(kind: str) -> None:
     assert conn.closed
 
 
-def test_read_timeout_spares_a_complete_request(kind: str) -> None:
+def test_read_timeout_spares_a_complete_request() -> None:
     later = Later()
-    conn = Connection(kind, later, read_timeout=10.0)
+    conn = Connection(later, read_timeout=10.0)
     conn.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     conn.reactor.advance(30)  # the answer takes long: not the client's fault
     assert not conn.closed
+
+
+def test_nothing_is_answered_after_connection_close() -> None:
+    conn = Connection(Echo())
+    out = conn.send(
+        b"GET /a HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+        b"GET /b HTTP/1.1\r\nHost: a\r\n\r\nGARBAGE\r\n\r\n"
+    )
+    assert [parse_response(r).body for r in responses(out)] == [b"GET /a len=0"]
+    assert conn.closed

@@ -1,6 +1,6 @@
 """The private twisted names ``caddytw.http.h2`` relies on still exist (twisted is
-pinned below 27; this fails first if an upgrade renames them), and the connection is
-wired into both HTTP/2 entry points."""
+pinned below 27; this fails first if an upgrade renames them), and the lean channel
+switches to our HTTP/2 connection."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from twisted.internet.task import Clock
 from twisted.web import _http2
 
 from caddytw.http import fastchannel, h2
-from caddytw.tls import h2c, listeners
 
 
 def test_private_twisted_names_exist() -> None:
@@ -34,7 +33,5 @@ def test_private_twisted_names_exist() -> None:
     assert callable(_http2.H2Stream.flowControlBlocked)
 
 
-def test_both_entry_points_use_caddy_h2_connection() -> None:
+def test_the_channel_switches_to_caddy_h2_connection() -> None:
     assert "CaddyH2Connection" in inspect.getsource(fastchannel.FastHTTPChannel._switch_to_h2)
-    assert "CaddyH2Connection" in inspect.getsource(h2c.switch_to_h2)
-    assert "switch_to_h2" in inspect.getsource(listeners.TLSChannelProtocol.dataReceived)
