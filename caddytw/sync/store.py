@@ -84,7 +84,11 @@ class ISyncStore(Interface):
         origin: str | None,
         cancelled: Callable[[], bool],
     ) -> Deferred[tuple[FileMetadata, PutStatus]]:
-        """Store ``source`` at ``path`` atomically if ``conditions`` hold."""
+        """Store ``source`` at ``path`` atomically if ``conditions`` hold.
+
+        ``source`` is read (``read(n)`` only) off the reactor thread, and only once the
+        conditions were checked: it may block, as a request body still arriving does
+        (:class:`~caddytw.http.body.ThreadReader`)."""
 
     def delete(path: str, base_hash: str | None, origin: str | None) -> Deferred[Any]:
         """Delete a file or empty folder if its hash is ``base_hash`` (when given)."""

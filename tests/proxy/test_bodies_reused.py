@@ -9,19 +9,14 @@ import hashlib
 import json
 import socket
 
-from tests.proxy.harness import Client, port_of, proxy, proxy_route, upstreams
+from tests.proxy.harness import Client, port_of, proxy, proxy_route, read_head, upstreams
 from tests.proxy.test_faults import dead_dial, round_robin
 
 
 def exchange(sock: socket.socket, raw: bytes) -> tuple[bytes, dict[str, str], bytes]:
     """Send one request, read one Content-Length-framed answer off a kept connection."""
     sock.sendall(raw)
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, data
-        data += chunk
-    head, _, rest = data.partition(b"\r\n\r\n")
+    head, rest = read_head(sock)
     lines = head.decode("latin-1").split("\r\n")
     fields = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
     size = int(fields.get("content-length", "0"))
