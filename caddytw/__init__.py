@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from caddytw.app import CaddyService
-from caddytw.builder import build_app, validate
 from caddytw.config.errors import ConfigError, ConfigErrors
+from caddytw.server.build import build_app, validate
+from caddytw.server.service import CaddyService
 
 __all__ = [
     "CaddyService",
@@ -53,6 +53,6 @@ def build_resource(config: dict[str, Any], server: str | None = None, reactor: A
 
 def load_config_file(path: str) -> dict[str, Any]:
     """Read a JSON config file (a ``Caddyfile`` is adapted to JSON first)."""
-    from caddytw.configfile import load_config_file as load
+    from caddytw.server.configfile import load_config_file as load
 
     return load(path)

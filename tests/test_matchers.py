@@ -236,7 +236,7 @@ def test_file_matcher(tmp_path):
 
 
 def test_unknown_matcher_and_cel_are_config_errors():
-    from caddytw.builder import validate
+    from caddytw.server.build import validate
 
     config = {
         "apps": {

@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from caddytw.h3.certs import static_provider
-from caddytw.h3.stream import HIGH_WATER, stream_backlog
+from caddytw.wire.h3.certs import static_provider
+from caddytw.wire.h3.stream import HIGH_WATER, stream_backlog
 from tests.h3.h3client import pattern
 from tests.h3.memory_quic import MemoryH3
 

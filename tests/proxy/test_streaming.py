@@ -10,7 +10,11 @@ from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 from zope.interface import implementer
 
-from caddytw.proxy.streaming import ReplayableBodyProducer, ResponseRelay, body_length
+from caddytw.handlers.reverse_proxy.streaming import (
+    ReplayableBodyProducer,
+    ResponseRelay,
+    body_length,
+)
 
 
 class Consumer:
