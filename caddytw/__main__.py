@@ -1,4 +1,4 @@
-"""``python -m caddytw``: validate (and, as they land, adapt/reload/stop) from the shell."""
+"""``python -m caddytw``: the shell commands (see ``python -m caddytw --help``)."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from caddytw.config.errors import ConfigError, ErrorCollector
 from caddytw.config.model import Config, ServerConfig, parse_config
+from caddytw.handlers.registry import handler_factories
 from caddytw.http.build import BuildContext
 from caddytw.http.routing import EmptyResponse, ErrorStatusResponse, build_routes
 from caddytw.http.site import CaddySite, ServerRuntime
@@ -37,6 +38,7 @@ def build_server(
 ) -> BuiltServer:
     context = BuildContext(
         reactor=reactor,
+        factories=handler_factories(),
         server_name=server.name,
         listen=tuple(a.display for a in server.listen),
         shared=shared if shared is not None else {},

@@ -68,10 +68,6 @@ log = Logger()
 NO_BODY_STATUSES = frozenset({204, 304})
 
 
-class UpstreamTimeout(Exception):
-    """No response head within ``response_header_timeout`` / ``read_timeout``."""
-
-
 class ProxyService(Service):
     """Starts and stops what a handler owns: health checks, pooled connections, and its
     claim on the shared upstream table."""

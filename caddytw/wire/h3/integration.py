@@ -1,7 +1,7 @@
 """How a server gets its HTTP/3 listener: one call per bound TLS listener.
 
-``CaddyService.startService`` (core, owned by the lead) calls :func:`start_h3` after a
-TLS listener is bound, with that listener's actual port: Caddy serves HTTP/3 on the
+:class:`caddytw.server.service.CaddyService` calls :func:`start_h3` after a TLS listener
+is bound, with that listener's actual port: Caddy serves HTTP/3 on the
 same port number over UDP when the server's ``protocols`` include ``h3`` (the default).
 """
 
