@@ -24,6 +24,7 @@ from caddytw.config.reader import (
 )
 from caddytw.http.gourl import caddy_clean_path
 from caddytw.http.placeholders import Template, resolve
+from caddytw.interfaces import IMatcherFactory, find_plugins
 
 if TYPE_CHECKING:
     from caddytw.http.request import CaddyRequest
@@ -422,7 +423,10 @@ def build_matcher_set(value: Any, path: str) -> Matcher:
             continue
         builder = MATCHERS.get(name)
         if builder is None:
-            raise ConfigError(join_path(path, name), f"unknown matcher module {name!r}")
+            plugin = find_plugins(IMatcherFactory).get(name)
+            if plugin is None:
+                raise ConfigError(join_path(path, name), f"unknown matcher module {name!r}")
+            builder = plugin.build
         matchers.append(builder(argument, join_path(path, name)))
     if len(matchers) == 1:
         return matchers[0]

@@ -29,6 +29,7 @@ from caddytw.http.hooks import before_headers
 from caddytw.http.request import CaddyRequest
 from caddytw.http.respmatch import ResponseMatcher
 from caddytw.http.routing import LeafResource
+from caddytw.interfaces import IEncoderFactory, find_plugins
 
 DEFAULT_MINIMUM_LENGTH = 512
 DEFAULT_PREFER = ("zstd", "br", "gzip")
@@ -200,7 +201,7 @@ def build(config: ObjectReader, context: Any, next: Any) -> Encode:
     encodings: dict[str, Any] = {}
     for name, data in encodings_reader.data.items():
         encodings_reader.ignore(name)
-        factory = ENCODINGS.get(name)
+        factory = ENCODINGS.get(name) or find_plugins(IEncoderFactory).get(name)
         path = encodings_reader.at(name)
         if factory is None:
             raise ConfigError(path, f"unknown module: http.encoders.{name}")

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from caddytw.config.errors import ConfigError
 from caddytw.config.reader import ObjectReader
+from caddytw.interfaces import ISelectionPolicyFactory, find_plugins
 
 
 class Candidate(Protocol):
@@ -325,10 +326,13 @@ def parse_policy(reader: ObjectReader, rng: random.Random) -> Policy:
             reader.text("name", "lb") or "lb", reader.text("secret"), _fallback(reader, rng)
         )
     else:
-        raise ConfigError(
-            reader.at("policy"),
-            f"unknown selection policy {name!r} (one of: {', '.join(POLICIES)})",
-        )
+        plugin = find_plugins(ISelectionPolicyFactory).get(name)
+        if plugin is None:
+            raise ConfigError(
+                reader.at("policy"),
+                f"unknown selection policy {name!r} (one of: {', '.join(POLICIES)})",
+            )
+        policy = plugin.build(reader, rng)
     reader.done()
     return policy
 
