@@ -400,7 +400,8 @@ MATCHERS: dict[str, MatcherBuilder] = {
 
 
 def normalize_short_form(value: dict[str, Any], path: str) -> dict[str, Any]:
-    """The seed's ``{"matcher": "path", "paths": [...]}`` as Caddy's ``{"path": [...]}``."""
+    """``{"matcher": "path", "paths": [...]}`` (the short form the original design brief's
+    sample configs use) as Caddy's ``{"path": [...]}``."""
     if "matcher" not in value:
         return value
     kind = value["matcher"]
