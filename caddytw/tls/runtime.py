@@ -20,11 +20,12 @@ from caddytw.tls.automation import HTTPSPlan, plan_automatic_https
 from caddytw.tls.certs import CertificateSelector
 from caddytw.tls.challenges import ChallengeRegistry
 from caddytw.tls.config import IssuerConfig
-from caddytw.tls.context import SNIConnectionCreator, alpn_for
+from caddytw.tls.context import SNIConnectionCreator
 from caddytw.tls.internal import InternalIssuer
 from caddytw.tls.manager import CertificateManager
 from caddytw.tls.solvers import listen_solvers
 from caddytw.tls.store import Storage
+from caddytw.wire.negotiate import alpn_for
 
 
 class TLSRuntime(MultiService):

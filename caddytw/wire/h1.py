@@ -55,7 +55,7 @@ from caddytw.http.body import (
     BodyAborted,
     RequestBody,
 )
-from caddytw.tls.context import ACME_TLS_ALPN
+from caddytw.wire.negotiate import H2_PREFACE, NON_HTTP_ALPN
 
 #: How long a connection closed with a body still arriving waits after its FIN before
 #: closing, so the client can read the answer before a reset (Go: 500 ms).
@@ -71,10 +71,6 @@ MAX_HEADER_COUNT = 500
 DEFAULT_MAX_HEADER_BYTES = 1 << 20
 #: Complete pipelined requests waiting before the socket stops being read.
 PIPELINE_DEPTH = 8
-#: ALPN protocols whose connections carry no HTTP (TLS-ALPN-01 validation).
-NON_HTTP_ALPN = (ACME_TLS_ALPN,)
-#: The HTTP/2 connection preface: a cleartext connection starting with it is h2c.
-H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 _VERSIONS = {"1.1": b"HTTP/1.1", "1.0": b"HTTP/1.0"}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
