@@ -179,8 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.verbose:
         for name, entry in sorted(adaptable.items()):
             marks = ("A" if entry["adapt"] else "-") + ("V" if entry["validate"] else "-")
-            reasons = "; ".join(entry[k] for k in ("adapt_reason", "validate_reason") if k in entry)
-            print(f"{marks} {name}: {reasons}")
+            text = "; ".join(entry[k] for k in ("adapt_reason", "validate_reason") if k in entry)
+            print(f"{marks} {name}: {text}")
     print(f"corpus files: {len(results)}; adapted by caddy 2.6.2: {len(adaptable)}")
     print(f"caddytw adapt identical: {same}/{len(adaptable)}")
     print(f"caddytw validate accepts: {valid}/{len(adaptable)}")
