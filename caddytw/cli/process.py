@@ -10,6 +10,7 @@ is listening (the child reports through an inherited pipe, as Caddy's
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -77,13 +78,35 @@ def serve(
         print(f"Error: starting: {error}", file=sys.stderr)
         return 1
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)  # type: ignore[attr-defined]
-    if ready_fd is not None:
-        os.write(ready_fd, b"ok")
-        os.close(ready_fd)
+    # Ready only once the reactor runs: its signal handlers are in place by then,
+    # so a SIGTERM right after "ready" is a clean stop, not a kill.
+    reactor.callWhenRunning(_announce_ready, ready_fd)  # type: ignore[attr-defined]
+    reactor.addSystemEventTrigger("before", "shutdown", notify_systemd, b"STOPPING=1")  # type: ignore[attr-defined]
     if watch:
         LoopingCall(_Watcher(watch, adapter, service)).start(WATCH_INTERVAL, now=False)
     reactor.run()  # type: ignore[attr-defined]
     return 0
+
+
+def _announce_ready(ready_fd: int | None) -> None:
+    if ready_fd is not None:
+        os.write(ready_fd, b"ok")
+        os.close(ready_fd)
+    notify_systemd(b"READY=1")
+
+
+def notify_systemd(state: bytes) -> None:
+    """sd_notify for ``Type=notify`` units (as Caddy does): one datagram to
+    ``$NOTIFY_SOCKET``; nothing when not started by systemd."""
+    import socket
+
+    address = os.environ.get("NOTIFY_SOCKET", "")
+    if not address:
+        return
+    if address.startswith("@"):  # abstract namespace
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock, contextlib.suppress(OSError):
+        sock.sendto(state, address)
 
 
 class _Watcher:

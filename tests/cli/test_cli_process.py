@@ -69,6 +69,11 @@ def get(url: str, accept: str = "") -> tuple[int, dict[str, str], bytes]:
         return error.code, dict(error.headers), error.read()
 
 
+def loopback_site(port: int, directive: str) -> str:
+    """A Caddyfile: no admin endpoint, one site bound to loopback only."""
+    return f"{{\n\tadmin off\n}}\nhttp://127.0.0.1:{port} {{\n\tbind 127.0.0.1\n\t{directive}\n}}\n"
+
+
 def make_site(root: Path) -> None:
     (root / "sub").mkdir(parents=True)
     (root / "hello.txt").write_text("hello\n")
@@ -140,7 +145,7 @@ def test_start_reload_stop(tmp_path: Path) -> None:
 
     def write(body: str) -> None:
         caddyfile.write_text(
-            f"{{\n\tadmin 127.0.0.1:{admin}\n}}\nhttp://127.0.0.1:{port} {{\n"
+            f"{{\n\tadmin 127.0.0.1:{admin}\n}}\nhttp://127.0.0.1:{port} {{\n\tbind 127.0.0.1\n"
             f'\trespond "{body}"\n}}\n'
         )
 
@@ -180,14 +185,49 @@ def test_start_with_a_bad_config_fails(tmp_path: Path) -> None:
 def test_run_watch_reloads_the_changed_file(tmp_path: Path) -> None:
     port = free_port()
     config = tmp_path / "Caddyfile"
-    config.write_text(f'{{\n\tadmin off\n}}\nhttp://127.0.0.1:{port} {{\n\trespond "a"\n}}\n')
+    config.write_text(
+        f'{{\n\tadmin off\n}}\nhttp://127.0.0.1:{port} {{\n\tbind 127.0.0.1\n\trespond "a"\n}}\n'
+    )
     command = [sys.executable, "-m", "caddytw", "run", "--watch", "--config", str(config)]
     with running(command, port, tmp_path, tmp_path / "run.log"):
         assert get(f"http://127.0.0.1:{port}/")[2] == b"a"
-        config.write_text(f'{{\n\tadmin off\n}}\nhttp://127.0.0.1:{port} {{\n\trespond "bb"\n}}\n')
+        config.write_text(
+            f'{{\n\tadmin off\n}}\nhttp://127.0.0.1:{port} {{\n\tbind 127.0.0.1\n\trespond "bb"\n}}\n'
+        )
         for _ in range(100):
             if get(f"http://127.0.0.1:{port}/")[2] == b"bb":
                 break
             time.sleep(0.1)
         else:
             pytest.fail("config change not picked up")
+
+
+def test_run_tells_systemd_it_is_ready(tmp_path: Path) -> None:
+    """conf/caddytw.service is Type=notify: `run` must send READY=1 once listening."""
+    import socket
+
+    port = free_port()
+    (tmp_path / "Caddyfile").write_text(
+        f"{{\n\tadmin off\n}}\nhttp://127.0.0.1:{port} {{\n\tbind 127.0.0.1\n}}\n"
+    )
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(tmp_path / "notify"))
+        sock.settimeout(30)
+        env = server_env({"NOTIFY_SOCKET": str(tmp_path / "notify")})
+        process = subprocess.Popen(
+            [sys.executable, "-m", "caddytw", "run", "--environ"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            assert sock.recv(100) == b"READY=1"
+            assert wait_for_port(port, timeout=1)
+            process.send_signal(signal.SIGTERM)
+            assert sock.recv(100) == b"STOPPING=1"
+            assert process.wait(timeout=15) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
