@@ -191,9 +191,7 @@ def test_run_watch_reloads_the_changed_file(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "caddytw", "run", "--watch", "--config", str(config)]
     with running(command, port, tmp_path, tmp_path / "run.log"):
         assert get(f"http://127.0.0.1:{port}/")[2] == b"a"
-        config.write_text(
-            f'{{\n\tadmin off\n}}\nhttp://127.0.0.1:{port} {{\n\tbind 127.0.0.1\n\trespond "bb"\n}}\n'
-        )
+        config.write_text(loopback_site(port, 'respond "bb"'))
         for _ in range(100):
             if get(f"http://127.0.0.1:{port}/")[2] == b"bb":
                 break
