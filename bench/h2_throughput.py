@@ -26,6 +26,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tests.support.configs import plain_and_tls  # noqa: E402
 from tests.support.ports import free_port, wait_for_port  # noqa: E402
 from tests.support.server import start_server  # noqa: E402
 from tests.tls.pki import TestCA  # noqa: E402
@@ -33,32 +34,9 @@ from tests.tls.pki import TestCA  # noqa: E402
 
 def make_config(root: Path, cert: Path, key: Path, plain: int, tls: int) -> dict[str, Any]:
     routes = [{"handle": [{"handler": "file_server", "root": str(root)}]}]
-    return {
-        "admin": {"disabled": True},
-        "storage": {"module": "file_system", "root": str(root.parent / "storage")},
-        "apps": {
-            "http": {
-                "http_port": free_port(),
-                "https_port": tls,
-                "servers": {
-                    "plain": {
-                        "listen": [f"127.0.0.1:{plain}"],
-                        "routes": routes,
-                        "protocols": ["h1", "h2", "h2c"],
-                        "automatic_https": {"disable": True},
-                    },
-                    "tls": {
-                        "listen": [f"127.0.0.1:{tls}"],
-                        "routes": routes,
-                        "tls_connection_policies": [{}],
-                        "automatic_https": {"disable": True},
-                        "protocols": ["h1", "h2"],
-                    },
-                },
-            },
-            "tls": {"certificates": {"load_files": [{"certificate": str(cert), "key": str(key)}]}},
-        },
-    }
+    return plain_and_tls(
+        plain, tls, routes, cert, key, root.parent / "storage", tls_protocols=["h1", "h2"]
+    )
 
 
 def curl_mbps(url: str, *flags: str) -> float:

@@ -25,6 +25,7 @@ from twisted.internet.defer import DeferredSemaphore, gatherResults
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
+from caddytw.sync.localfs import hash_file
 from caddytw.sync.protocol import Create, Delete, FileMetadata, Move, SyncOperation
 from synclient import planner
 from synclient.planner import (
@@ -42,7 +43,6 @@ from synclient.planner import (
     Version,
 )
 from synclient.remote import NotFound, Remote, RemoteError, Stale, Unreachable, download_temp
-from synclient.scanner import hash_file
 from synclient.state import Stat, StateDB
 
 log = Logger()

@@ -22,6 +22,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectError, ConnectionRefusedError, DNSLookupError
 from twisted.web.client import HTTPConnectionPool, ResponseFailed
 
+from caddytw.sync.localfs import temp_name
 from caddytw.sync.protocol import (
     HEADER_CLIENT_ID,
     HEADER_CONTENT_SHA256,
@@ -37,7 +38,6 @@ from caddytw.sync.protocol import (
     format_time,
     loads,
     metadata_list_from_json,
-    temp_name,
 )
 
 CHUNK = 1 << 16
@@ -81,10 +81,7 @@ class HashMismatch(RemoteError):
 
 def download_temp(target: Path, expected_hash: str) -> Path:
     """The resumable temp file for ``target``'s download of ``expected_hash``."""
-    name = target.name
-    while len(name.encode("utf-8")) > 200:
-        name = name[:-1]
-    return target.with_name(temp_name(name, expected_hash[:16]))
+    return target.with_name(temp_name(target.name, expected_hash[:16]))
 
 
 class Remote:
@@ -185,6 +182,9 @@ class Remote:
     ) -> Any:
         response = await self._request(method, url, headers=headers or self.headers(), **kwargs)
         await self._check(response, what)
+        named = response.headers.getRawHeaders(HEADER_CLIENT_ID)
+        if named and self.token:  # with a token the server names the client: use its id
+            self.client_id = named[0]
         return loads(await response.content())
 
     # -- listings -----------------------------------------------------------------------

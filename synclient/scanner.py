@@ -9,7 +9,6 @@ seconds is reported as *unsettled* (still being written) and left for a later pa
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat as stat_module
 from collections.abc import Iterable, Mapping
@@ -17,12 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from caddytw.sync.localfs import stable_hash, walk
 from caddytw.sync.protocol import ProtocolError, is_reserved_name, validate_path
 from synclient.ignore import IgnoreRules
 from synclient.planner import DIR_HASH, Version, within
 from synclient.state import STATE_DIR, CacheEntry, Stat
-
-CHUNK = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,14 +44,6 @@ class ScanResult:
     roots: list[str] = field(default_factory=list)
     unsettled: set[str] = field(default_factory=set)
     skipped: list[str] = field(default_factory=list)
-
-
-def hash_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def is_hidden(name: str, top_level: bool) -> bool:
@@ -88,31 +78,15 @@ class Scanner:
 
     def _walk(self, rel: str, result: ScanResult, files: list[tuple[str, os.stat_result]]) -> None:
         """Collect directories (as entries) and files (for hashing) under ``rel``."""
-        folder = self.root / rel if rel else self.root
-        try:
-            items = list(os.scandir(folder))
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        except PermissionError:
-            result.skipped.append(rel or ".")
-            return
-        for item in items:
-            child = f"{rel}/{item.name}" if rel else item.name
-            try:
-                info = item.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            if stat_module.S_ISDIR(info.st_mode):
-                if self._accept(child, item.name, True, result):
-                    result.entries[child] = LocalEntry(
-                        child, DIR_HASH, Stat.of(info), info.st_mtime
-                    )
-                    self._walk(child, result, files)
-            elif stat_module.S_ISREG(info.st_mode):
-                if self._accept(child, item.name, False, result):
-                    files.append((child, info))
-            else:
-                result.skipped.append(child)  # symlinks, sockets, devices
+        for entry in walk(self.root, rel, is_hidden, self.ignore.ignored):
+            if entry.syncable and entry.kind == "dir":
+                result.entries[entry.path] = LocalEntry(
+                    entry.path, DIR_HASH, Stat.of(entry.info), entry.info.st_mtime
+                )
+            elif entry.syncable:
+                files.append((entry.path, entry.info))
+            else:  # symlinks, sockets, devices, invalid names, unreadable folders
+                result.skipped.append(entry.path)
 
     def _hash_one(
         self, rel: str, first: os.stat_result, cache: Mapping[str, CacheEntry], now: float
@@ -124,20 +98,15 @@ class Scanner:
             return LocalEntry(rel, known.hash, key, first.st_mtime)
         if 0 <= now - first.st_mtime < self.settle:
             return "unsettled"
-        full = self.root / rel
-        for _attempt in range(3):
-            try:
-                digest = hash_file(full)
-                after = os.stat(full, follow_symlinks=False)
-            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-                return None
-            except PermissionError:
-                return "unsettled"
-            if Stat.of(after) == key:
-                return LocalEntry(rel, digest, key, after.st_mtime)
-            key = Stat.of(after)
-            first = after
-        return "unsettled"
+        try:
+            found = stable_hash(self.root / rel)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+        except OSError:  # unreadable, or a link / FIFO put in its place: a later pass
+            return "unsettled"
+        if found is None:
+            return "unsettled"
+        return LocalEntry(rel, found[1], Stat.of(found[0]), found[0].st_mtime)
 
     def _hash_all(
         self,

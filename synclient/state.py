@@ -14,7 +14,6 @@ transfer; the files themselves are fsynced before they are renamed into place).
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import uuid
 from collections.abc import Iterable, Iterator
@@ -22,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from caddytw.sync.localfs import StatKey as Stat
 from synclient.planner import Version
 
 STATE_DIR = ".synclient"
@@ -41,19 +41,6 @@ CREATE TABLE IF NOT EXISTS remote (
     origin TEXT NOT NULL
 );
 """
-
-
-@dataclass(frozen=True, slots=True)
-class Stat:
-    """The stat fields that say "this file has not changed since it was hashed"."""
-
-    size: int
-    mtime_ns: int
-    inode: int
-
-    @classmethod
-    def of(cls, result: os.stat_result) -> Stat:
-        return cls(result.st_size, result.st_mtime_ns, result.st_ino)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,9 +10,11 @@ finished later) schedule one coalesced "transmit soon" call.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from aioquic.h3.connection import H3_ALPN, H3Connection
+from aioquic.h3.connection import H3_ALPN, ErrorCode, H3Connection, MessageError
+from aioquic.h3.connection import H3Stream as AioH3Stream
 from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
 from aioquic.quic import events
 from aioquic.quic.connection import NetworkAddress, QuicConnection
@@ -26,6 +28,46 @@ from twisted.web.server import Site
 from caddytw.h3.stream import H3Stream
 
 log = Logger()
+
+
+@dataclass
+class MessageRejected(H3Event):
+    """A request stream carried a malformed message and was reset (H3_MESSAGE_ERROR)."""
+
+    stream_id: int
+
+
+class StreamErrorH3Connection(H3Connection):
+    """aioquic's ``H3Connection`` treating a malformed request as an error of its stream.
+
+    aioquic closes the whole connection when a request's header block or its length is
+    malformed (a ``MessageError``); RFC 9114 section 4.1.2 makes that a stream error of
+    type H3_MESSAGE_ERROR. The stream is reset and stopped, the rest of its bytes are
+    dropped, and the other requests of the connection go on. Errors on control and QPACK
+    streams stay connection errors. Relies on aioquic's private
+    ``_receive_request_or_push_data`` (checked by tests/h3/test_h3_memory.py).
+    """
+
+    def __init__(self, quic: QuicConnection) -> None:
+        super().__init__(quic)
+        self._rejected: set[int] = set()
+
+    def _receive_request_or_push_data(
+        self, stream: AioH3Stream, data: bytes, stream_ended: bool
+    ) -> list[H3Event]:
+        stream_id = stream.stream_id
+        if stream_id in self._rejected:
+            return []
+        try:
+            return super()._receive_request_or_push_data(stream, data, stream_ended)  # type: ignore[no-any-return]
+        except MessageError:
+            if self._is_client or stream_id % 4 != 0:
+                raise
+        self._rejected.add(stream_id)
+        stream.buffer = b""
+        self._quic.stop_stream(stream_id, ErrorCode.H3_MESSAGE_ERROR)
+        self._quic.reset_stream(stream_id, ErrorCode.H3_MESSAGE_ERROR)
+        return [MessageRejected(stream_id)]
 
 
 class ConnectionRoutes:
@@ -164,7 +206,7 @@ class H3ServerConnection:
             return
         elif isinstance(event, events.ProtocolNegotiated):
             if event.alpn_protocol in H3_ALPN:
-                self.h3 = H3Connection(self.quic)
+                self.h3 = StreamErrorH3Connection(self.quic)
         elif isinstance(event, (events.StreamReset, events.StopSendingReceived)):
             stream = self.streams.get(event.stream_id)
             if stream is not None:
@@ -179,15 +221,31 @@ class H3ServerConnection:
             if stream is None:
                 if event.stream_id % 4 != 0:
                     return  # only client-initiated bidirectional streams carry requests
-                stream = H3Stream(self, event.stream_id, list(event.headers))
+                stream = H3Stream(
+                    self,
+                    event.stream_id,
+                    list(event.headers),
+                    body_follows=not event.stream_ended,
+                )
+                if not stream.live:
+                    # Refused at once (a bad request line): a body still coming is
+                    # not wanted (STOP_SENDING with H3_NO_ERROR, RFC 9114 section 4.1).
+                    if not event.stream_ended:
+                        self.quic.stop_stream(event.stream_id, ErrorCode.H3_NO_ERROR)
+                    return
                 self.streams[event.stream_id] = stream
+                stream.dispatch()
             # A second HEADERS frame is the trailer section: nothing to add but its end.
-            if event.stream_ended:
+            elif event.stream_ended:
                 stream.end_of_request()
         elif isinstance(event, DataReceived):
             stream = self.streams.get(event.stream_id)
             if stream is not None:
                 stream.data_received(event.data, event.stream_ended)
+        elif isinstance(event, MessageRejected):
+            stream = self.streams.get(event.stream_id)
+            if stream is not None:
+                stream.reset_by_peer()
 
     def _terminated(self, event: events.ConnectionTerminated) -> None:
         if event.error_code == 0:

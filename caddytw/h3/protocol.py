@@ -1,7 +1,8 @@
 """The UDP side of an HTTP/3 listener: a Twisted ``DatagramProtocol`` routing QUIC
 packets to connections by connection ID.
 
-Per datagram: parse the header; answer an unknown version with version negotiation;
+Per datagram: parse the header; answer an unknown version with version negotiation
+(only in a datagram of at least 1200 bytes, RFC 9000 section 5.2.2);
 find the connection by destination connection ID; for an unknown ID accept only an
 INITIAL of at least 1200 bytes (anti-amplification, RFC 9000 section 14.1), optionally
 demand a retry token first, read the SNI of its ClientHello to pick the certificate,
@@ -93,7 +94,12 @@ class H3ServerProtocol(DatagramProtocol, ConnectionRoutes):
             and header.version is not None
             and header.version not in SUPPORTED_VERSIONS
         ):
-            # Never answer a version negotiation packet with another one (reflection).
+            # Never answer a version negotiation packet with another one (reflection),
+            # nor a datagram under 1,200 bytes: RFC 9000 section 5.2.2 says to drop it,
+            # so a spoofed source cannot get more bytes sent to it than it sent.
+            if len(data) < SMALLEST_MAX_DATAGRAM_SIZE:
+                self.counters["refused"] += 1
+                return
             self.counters["version_negotiations"] += 1
             self._send(
                 encode_quic_version_negotiation(

@@ -14,6 +14,8 @@ producer is asked for one chunk at a time while the backlog is under ``HIGH_WATE
 
 from __future__ import annotations
 
+import contextlib
+from io import BytesIO
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aioquic.h3.connection import ErrorCode, H3Connection
@@ -22,6 +24,10 @@ from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import ConnectionLost
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
+
+from caddytw.http.body import EMPTY, BodyAborted, RequestBody
+from caddytw.http.h2 import body_limit
+from caddytw.http.pseudo import BadRequest, request_line
 
 if TYPE_CHECKING:
     from twisted.web.server import Site
@@ -67,7 +73,14 @@ def stream_backlog(quic: QuicConnection, stream_id: int) -> int:
 class H3Stream:
     """A request/response exchange on one bidirectional QUIC stream."""
 
-    def __init__(self, owner: StreamOwner, stream_id: int, headers: list[tuple[bytes, bytes]]):
+    def __init__(
+        self,
+        owner: StreamOwner,
+        stream_id: int,
+        headers: list[tuple[bytes, bytes]],
+        *,
+        body_follows: bool = False,
+    ):
         self.owner = owner
         self.stream_id = stream_id
         self.site = owner.site
@@ -82,56 +95,90 @@ class H3Stream:
         self._done = False  # our side ended (response complete or stream reset)
         self._lost = False
         self._received = False  # requestReceived was called
+        self._body_follows = body_follows
+        self.body: RequestBody = EMPTY
         self.request = owner.site.requestFactory(self, queued=False)
         self._read_headers(headers)
 
     # -- incoming --------------------------------------------------------------------
 
+    @property
+    def live(self) -> bool:
+        """Whether the exchange is still going (False once answered or reset)."""
+        return not self._lost
+
     def _read_headers(self, headers: list[tuple[bytes, bytes]]) -> None:
+        """Regular fields into the request; the request line from the pseudo-header
+        fields, checked as HTTP/2's are (``caddytw.http.pseudo``): ``:authority`` is the
+        Host, and a bad line is answered on this stream at once."""
+        pseudo = {name: value for name, value in headers if name[:1] == b":"}
+        hosts = [value for name, value in headers if name == b"host"]
+        try:
+            line = request_line(pseudo, hosts, http3=True)
+        except BadRequest as bad:
+            self._refuse(bad.status)
+            return
+        self.method, self.path = line.method, line.target
         request = self.request
         length: int | None = None
-        authority = b""
         for name, value in headers:
-            if name.startswith(b":"):
-                if name == b":method":
-                    self.method = value
-                elif name == b":path":
-                    self.path = value
-                elif name == b":authority":
-                    authority = value
+            if name[:1] == b":" or name == b"host":
                 continue
             request.requestHeaders.addRawHeader(name, value)
             if name == b"content-length":
-                try:
-                    length = int(value)
-                except ValueError:
-                    length = None
-        if authority and not request.requestHeaders.hasHeader(b"host"):
-            request.requestHeaders.setRawHeaders(b"host", [authority])
-        if length is None and self.method in (b"GET", b"HEAD"):
-            length = 0
-        request.gotLength(length)
+                length = int(value)  # aioquic checked it is a non-negative integer
+        if line.host is not None:
+            request.requestHeaders.setRawHeaders(b"host", [line.host])
+        request.content = BytesIO()  # twisted.web's form parsing reads it; stays empty
+        if self._body_follows and length != 0:
+            self.body = RequestBody(self, length, body_limit(self.site))
+        request.body = self.body  # type: ignore[attr-defined]
         request.parseCookies()
 
-    def data_received(self, data: bytes, ended: bool) -> None:
-        """Request body bytes (and maybe its end) arrived."""
-        if self._received or self._lost:
-            return
-        if data:
-            self.request.handleContentChunk(data)
-        if ended:
-            self.end_of_request()
-
-    def end_of_request(self) -> None:
+    def dispatch(self) -> None:
+        """Hand the request to the site at its headers; the body follows through
+        ``request.body`` (:mod:`caddytw.http.body`)."""
         if self._received or self._lost:
             return
         self._received = True
-        if not self.path.startswith(b"/"):
-            # No ``:path`` (aioquic requires only :method and :authority), or a CONNECT
-            # / asterisk form that no handler here serves.
-            self._respondToBadRequestAndDisconnect()
-            return
         self.request.requestReceived(self.method, self.path, PROTOCOL_VERSION)
+
+    def data_received(self, data: bytes, ended: bool) -> None:
+        """Request body bytes (and maybe its end) arrived."""
+        body = self.body
+        if self._lost or body is EMPTY or body.done:
+            return
+        body.feed(data)
+        if ended:
+            body.finish()
+
+    def end_of_request(self) -> None:
+        """The stream ended after a trailer section."""
+        if self.body is not EMPTY and not self._lost:
+            self.body.finish()
+
+    # -- BodySource ------------------------------------------------------------------
+    # aioquic opens the stream's receive window as it hands data over, so reading
+    # cannot be paused here: what the handler has not taken stays in ``request.body``,
+    # bounded by the body's limit (and ``request_body`` ``max_size``).
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def body_wanted(self) -> None:
+        pass  # HTTP/3 clients do not wait for 100 Continue before sending
+
+    def body_refused(self) -> None:
+        """Over the limit: ask the client to stop sending (STOP_SENDING)."""
+        self._stop_reading()
+
+    def _stop_reading(self) -> None:
+        with contextlib.suppress(ValueError):
+            self.owner.quic.stop_stream(self.stream_id, ErrorCode.H3_NO_ERROR)
+        self.owner.transmit_soon()
 
     def reset_by_peer(self) -> None:
         """The client reset the stream or asked us to stop sending."""
@@ -150,6 +197,8 @@ class H3Stream:
         self.producer = None
         if producer is not None:
             producer.stopProducing()
+        if self.body is not EMPTY and not self.body.done:
+            self.body.abort(BodyAborted("HTTP/3 stream ended before the body did"))
         self.request.connectionLost(Failure(reason))
         self.owner.stream_closed(self)
 
@@ -188,6 +237,8 @@ class H3Stream:
         if h3 is not None:
             if self._headers_sent:
                 h3.send_data(self.stream_id, b"", end_stream=True)
+                if self.body is not EMPTY and not self.body.done:
+                    self._stop_reading()  # answered without the whole body: stop it
             else:  # nothing was written (cannot happen via Request, kept for safety)
                 h3.send_headers(self.stream_id, [(b":status", b"500")], end_stream=True)
             self.owner.transmit_soon()
@@ -195,13 +246,16 @@ class H3Stream:
 
     def _respondToBadRequestAndDisconnect(self) -> None:
         """twisted.web calls this for an unparsable body (e.g. broken multipart)."""
+        self._refuse(400)
+
+    def _refuse(self, status: int) -> None:
+        """Answer ``status``, empty, and end the exchange (the connection goes on)."""
         h3 = self.owner.h3
         if self._done or h3 is None:
             return
         self._done = True
-        h3.send_headers(
-            self.stream_id, [(b":status", b"400"), (b"content-length", b"0")], end_stream=True
-        )
+        fields = [(b":status", b"%d" % status), (b"content-length", b"0")]
+        h3.send_headers(self.stream_id, fields, end_stream=True)
         self.owner.transmit_soon()
         self._lost_connection(ConnectionLost("bad request"))
 

@@ -5,7 +5,17 @@ Fields: ``root`` (required; relative to the working directory, as Caddy resolves
 paths), ``enable_upload`` (default false: every write endpoint answers 403), and the
 additive ``clients`` (``[{"id", "token", "read_only"}]``, bearer tokens),
 ``rescan_interval`` (Caddy duration, default ``1m``; ``0`` turns the periodic rescan
-off) and ``watch`` (default true: watch the folder for changes by other programs).
+off), ``watch`` (default true: watch the folder for changes by other programs),
+``portable_names`` (default true: refuse, 422, to create names Windows or macOS cannot
+store, such as ``CON``, ``aux.txt``, ``a.`` or ``a:b``; clients there would see them as
+missing), ``create_root`` (default false: a missing root is never created, it answers 503
+until it appears, as an unmounted disk must not look like an empty folder; true for a
+new folder: created when no index exists for it yet) and ``max_upload_size`` (bytes,
+default 10 GiB, ``0`` for no limit: a larger upload gets 413 and leaves nothing on
+disk).
+
+The index lives in Caddy's data directory, not in the served folder; the folder carries
+a marker, ``.caddytw-folder`` (see :mod:`caddytw.sync.home`).
 
 Handlers that name the same root in one config share one store, event hub and
 background service (kept in ``context.shared``).
@@ -22,7 +32,7 @@ from caddytw.config.errors import ConfigError
 from caddytw.config.reader import ObjectReader
 from caddytw.sync.access import AccessPolicy, all_loopback, parse_clients
 from caddytw.sync.events import EventHub
-from caddytw.sync.resource import FileSyncResource
+from caddytw.sync.resource import DEFAULT_MAX_UPLOAD, FileSyncResource
 from caddytw.sync.scanner import SyncService
 from caddytw.sync.store import LocalSyncStore
 
@@ -35,6 +45,9 @@ def build(config: ObjectReader, context: Any, next: Any) -> FileSyncResource:
     clients = parse_clients(config.array("clients"), config.at("clients"))
     interval = config.duration("rescan_interval", 60.0)
     watch = config.flag("watch", True)
+    portable_names = config.flag("portable_names", True)
+    create_root = config.flag("create_root")
+    max_upload = config.integer("max_upload_size", DEFAULT_MAX_UPLOAD, minimum=0)
     config.done()
     if not root:
         raise ConfigError(config.at("root"), "file_sync needs a root folder")
@@ -47,7 +60,7 @@ def build(config: ObjectReader, context: Any, next: Any) -> FileSyncResource:
     key = f"caddytw.file_sync:{root_path}"
     shared = context.shared.get(key)
     if shared is None:
-        store = LocalSyncStore(root_path, reactor=context.reactor)
+        store = LocalSyncStore(root_path, context.reactor, portable_names, create_root)
         hub = EventHub(root_path)
         service = SyncService(store, hub, context.reactor, interval or None, watch)
         shared = context.shared[key] = (store, hub, service)
@@ -80,4 +93,4 @@ def build(config: ObjectReader, context: Any, next: Any) -> FileSyncResource:
             root=root_path,
             where=where,
         )
-    return FileSyncResource(store, AccessPolicy(clients), hub, enable_upload)
+    return FileSyncResource(store, AccessPolicy(clients), hub, enable_upload, max_upload)

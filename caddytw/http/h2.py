@@ -35,18 +35,34 @@ Private twisted names this relies on (all state of ``H2Connection``; twisted is 
 ``<27`` in setup.cfg and ``tests/h2/test_private_api.py`` checks each one exists):
 ``_sendPrioritisedData`` (the loop, overridden), ``_stillProducing``,
 ``_consumerBlocked``, ``_sendingDeferred``, ``_outboundStreamQueues``,
-``_requestDone`` (wrapped), ``_END_STREAM_SENTINEL``, ``_reactor``, and
-``_handleWindowUpdate`` (wrapped). Everything else is public h2/twisted API.
+``_requestDone`` (wrapped), ``_END_STREAM_SENTINEL``, ``_reactor``,
+``_handleWindowUpdate`` (wrapped); for the receiving loop (``dataReceived``, replaced)
+the handlers it calls, ``_requestDataReceived``, ``_requestEnded``, ``_requestAborted``,
+``_handlePriorityUpdate``, ``_terminate``, ``_tryToWriteControlData``, and
+``_streamCleanupCallbacks``; ``H2Stream._convertHeaders`` (replaced), ``_request``,
+``_send100Continue``. Everything else is public h2/twisted API.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
+from io import BytesIO
 from typing import Any
 
+import h2.errors
+import h2.events
+import h2.exceptions
 import priority
+from h2.utilities import HeaderValidationFlags, validate_headers
 from twisted.internet.defer import Deferred
-from twisted.web._http2 import _END_STREAM_SENTINEL, H2Connection
+from twisted.internet.error import ConnectionLost
+from twisted.python.failure import Failure
+from twisted.web._http2 import _END_STREAM_SENTINEL, H2Connection, H2Stream
+
+from caddytw.http.body import DEFAULT_LIMIT, EMPTY, BodyAborted, RequestBody
+from caddytw.http.framebudget import CREDIT_PER_DATA_FRAME, FrameBudget, FrameScanner
+from caddytw.http.pseudo import BadRequest, RequestLine, request_line
 
 #: Receive window advertised for each stream (SETTINGS_INITIAL_WINDOW_SIZE).
 STREAM_WINDOW = 1 << 20
@@ -95,6 +111,7 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
 
     stream_buffer = STREAM_BUFFER
     send_budget = SEND_BUDGET
+    requestFactory: Any  # set by whoever switches the connection to HTTP/2
 
     def __init__(self, reactor: Any = None) -> None:
         super().__init__(reactor)
@@ -103,8 +120,14 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         # connection-specific fields stripped): re-validating every outbound header
         # was a tenth of the CPU of a small HTTP/2 response. Inbound validation stays.
         self.conn.config.validate_outbound_headers = False
+        # h2 treats a malformed request header block as a connection error; RFC 9113
+        # section 8.1.1 makes it an error of that stream only. h2's own checks run per
+        # stream in ``_requestReceived`` instead, which resets just that stream.
+        self.conn.config.validate_inbound_headers = False
         #: Queued (not yet framed) response bytes per stream.
         self._queued: dict[int, int] = {}
+        self.frame_budget = FrameBudget(self._reactor.seconds())
+        self.frame_scanner = FrameScanner()
 
     def connectionMade(self) -> None:
         raise_transport_buffer(self.transport)
@@ -113,6 +136,133 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         self.conn.increment_flow_control_window(CONNECTION_WINDOW - DEFAULT_WINDOW)
         transport: Any = self.transport
         transport.write(self.conn.data_to_send())
+
+    # -- receiving ------------------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        """Twisted's loop over h2's events, made safe for streams that end in the batch.
+
+        h2 parses a whole read before any event is handled, so a stream reset later in
+        the same read (HEADERS(1) HEADERS(3) RST_STREAM(1)) is already closed in h2 when
+        its request would be dispatched: its response then raised out of this loop and
+        every later event of the read was lost, wedging the connection. A request reset
+        in the same read is never dispatched; events of streams we do not serve are
+        dropped (their flow-control credit returned).
+        """
+        control = self.frame_scanner.control_frames(data)
+        if not self.frame_budget.spend(control, self._reactor.seconds()):
+            # A flood of frames that carry no request (SETTINGS, PING, ...): cut before
+            # h2 spends time parsing them.
+            self.conn.close_connection(error_code=h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+            self._terminate(Failure(ConnectionLost("HTTP/2 control frame flood")))
+            return
+        try:
+            events = self.conn.receive_data(data)
+        except h2.exceptions.ProtocolError:
+            self._terminate(Failure())
+            return
+        self.resetTimeout()
+        # (a reset is a control frame: most reads have none and skip the scan)
+        cancelled = (
+            {e.stream_id for e in events if type(e) is h2.events.StreamReset} if control else ()
+        )
+        for event in events:
+            if isinstance(event, h2.events.RequestReceived):
+                if event.stream_id not in cancelled:
+                    self._requestReceived(event)
+            elif isinstance(event, h2.events.DataReceived):
+                if event.stream_id in self.streams:
+                    self._requestDataReceived(event)
+                else:
+                    self._return_credit(event)
+            elif isinstance(event, h2.events.StreamEnded):
+                if event.stream_id in self.streams:
+                    self._requestEnded(event)
+            elif isinstance(event, h2.events.StreamReset):
+                if event.stream_id in self.streams:
+                    self._requestAborted(event)
+            elif isinstance(event, h2.events.WindowUpdated):
+                self._handleWindowUpdate(event)
+            elif isinstance(event, h2.events.PriorityUpdated):
+                self._handlePriorityUpdate(event)
+            elif isinstance(event, h2.events.ConnectionTerminated):
+                transport: Any = self.transport
+                transport.loseConnection()
+                self.connectionLost(
+                    Failure(ConnectionLost("Remote peer sent GOAWAY")), _cancelTimeouts=False
+                )
+            if not self._stillProducing:
+                return  # the connection was torn down while handling this read
+        self._tryToWriteControlData()
+
+    def _return_credit(self, event: Any) -> None:
+        """Acknowledge body bytes of a stream nobody reads, so the connection window
+        does not shrink for good."""
+        with contextlib.suppress(h2.exceptions.StreamClosedError):
+            self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+
+    def _requestReceived(self, event: Any) -> None:
+        """Check the header block (h2's checks, then the request line's) and start the
+        stream; a malformed block resets this stream, a bad request line answers 400
+        (or 405 for CONNECT) on it; neither touches the other streams."""
+        stream_id: int = event.stream_id
+        flags = HeaderValidationFlags(
+            is_client=False, is_trailer=False, is_response_header=False, is_push_promise=False
+        )
+        try:
+            headers = list(validate_headers(event.headers, flags))
+        except h2.exceptions.ProtocolError:
+            self.conn.reset_stream(stream_id, h2.errors.ErrorCodes.PROTOCOL_ERROR)
+            return
+        pseudo = {name: value for name, value in headers if name[:1] == b":"}
+        hosts = [value for name, value in headers if name == b"host"]
+        try:
+            line = request_line(pseudo, hosts)
+        except BadRequest as bad:
+            self._refuse(stream_id, bad.status, body_follows=event.stream_ended is None)
+            return
+        stream = CaddyH2Stream(
+            stream_id,
+            self,
+            headers,
+            line,
+            self.requestFactory,
+            self.site,
+            self.factory,
+            body_follows=event.stream_ended is None,
+        )
+        self.streams[stream_id] = stream
+        self._streamCleanupCallbacks[stream_id] = Deferred()
+        self._outboundStreamQueues[stream_id] = deque()
+        try:
+            self.priority.insert_stream(stream_id)
+        except priority.DuplicateStreamError:
+            pass  # a PRIORITY frame came first and inserted it
+        else:
+            self.priority.block(stream_id)
+        # Dispatched at its headers: the body streams to the handler as it arrives.
+        stream.dispatch()
+
+    def _refuse(self, stream_id: int, status: int, *, body_follows: bool) -> None:
+        """Answer ``status`` with an empty body on a stream that is never dispatched;
+        a body still coming is refused with RST_STREAM(NO_ERROR) after the answer
+        (RFC 9113 section 8.1), so the client stops sending what nobody reads."""
+        fields = [(b":status", b"%d" % status), (b"content-length", b"0")]
+        try:
+            self.conn.send_headers(stream_id, fields, end_stream=True)
+            if body_follows:
+                self.conn.reset_stream(stream_id, h2.errors.ErrorCodes.NO_ERROR)
+        except h2.exceptions.ProtocolError:
+            return
+
+    def writeHeaders(
+        self, version: bytes, code: bytes, reason: bytes, headers: Any, streamID: int
+    ) -> None:
+        """A stream h2 has already forgotten (reset, then closed) is not an error."""
+        try:
+            super().writeHeaders(version, code, reason, headers, streamID)
+        except h2.exceptions.ProtocolError:
+            return
 
     # -- flow control and buffering -------------------------------------------------------
 
@@ -175,8 +325,18 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         conn = self.conn
         queue: deque[Any] = self._outboundStreamQueues[stream]
         chunk = queue.popleft()
+        if not self._sendable(stream):
+            # Reset by the client (or h2 closed it) after the chunk was queued: sending
+            # would raise out of this loop and stop it for every other stream.
+            self._requestDone(stream)
+            return 0
         if chunk is _END_STREAM_SENTINEL:
             conn.end_stream(stream)
+            h2stream = self.streams.get(stream)
+            if h2stream is not None and not h2stream.body.done:
+                # Answered before the body ended (unread, refused or too large): ask
+                # the client to stop sending it (RFC 9113 section 8.1), as Go does.
+                conn.reset_stream(stream, h2.errors.ErrorCodes.NO_ERROR)
             self._write()
             self._requestDone(stream)
             return 0
@@ -188,8 +348,11 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         view = memoryview(chunk)
         size = min(len(view), window)
         frame = conn.max_outbound_frame_size
+        frames = 0
         for start in range(0, size, frame):
             conn.send_data(stream, view[start : min(start + frame, size)])
+            frames += 1
+        self.frame_budget.credit(frames * CREDIT_PER_DATA_FRAME)
         if size < len(view):
             queue.appendleft(view[size:])
         self._queued[stream] -= size
@@ -203,3 +366,124 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
             else:
                 h2stream.flowControlBlocked()
         return size
+
+    def _sendable(self, stream_id: int) -> bool:
+        """Whether h2 still lets us send on ``stream_id``."""
+        h2_stream = self.conn.streams.get(stream_id)
+        return h2_stream is not None and h2_stream.open and not h2_stream.closed
+
+
+class CaddyH2Stream(H2Stream):  # type: ignore[misc]
+    """twisted's ``H2Stream`` fed a checked request line (``caddytw.http.pseudo``) and
+    dispatched at its headers; its body streams through ``request.body``
+    (:mod:`caddytw.http.body`), for which the stream is the :class:`BodySource`: while
+    the handler is behind, received DATA is not acknowledged, so the client's window
+    (``STREAM_WINDOW``) bounds what it can send ahead."""
+
+    def __init__(
+        self,
+        streamID: int,
+        connection: CaddyH2Connection,
+        headers: list[tuple[bytes, bytes]],
+        line: RequestLine,
+        requestFactory: Any,
+        site: Any,
+        factory: Any,
+        *,
+        body_follows: bool,
+    ) -> None:
+        self._line = line
+        self._body_follows = body_follows
+        self.body: RequestBody = EMPTY
+        self._wants_continue = False
+        self._reading_paused = False
+        self._unacknowledged = 0  # DATA bytes held back while reading is paused
+        # The stream is the transport of its request (as HTTP/3's): ``loseConnection``
+        # and ``abortConnection`` end this exchange. twisted's is None, which turned a
+        # handler's "drop the connection" into an AttributeError.
+        self.transport = self  # type: ignore[assignment]
+        super().__init__(streamID, connection, headers, requestFactory, site, factory)
+
+    def _convertHeaders(self, headers: list[tuple[bytes, bytes]]) -> None:
+        """Regular fields into the request, Host from the checked authority, the body."""
+        line = self._line
+        self.command = line.method
+        self.path = line.target
+        request = self._request
+        fields = request.requestHeaders
+        length = None
+        for name, value in headers:
+            if name[:1] == b":" or name == b"host":
+                continue
+            fields.addRawHeader(name, value)
+            if name == b"content-length":
+                length = int(value)
+        if line.host is not None:
+            fields.setRawHeaders(b"host", [line.host])
+        request.content = BytesIO()  # twisted.web's form parsing reads it; stays empty
+        if self._body_follows and length != 0:
+            self.body = RequestBody(self, length, body_limit(self.site))
+            expect = fields.getRawHeaders(b"expect")
+            self._wants_continue = bool(expect and expect[0].lower() == b"100-continue")
+        request.body = self.body
+        request.parseCookies()
+
+    def dispatch(self) -> None:
+        self._request.requestReceived(self.command, self.path, b"HTTP/2")
+
+    # -- from the connection ---------------------------------------------------------
+
+    def receiveDataChunk(self, data: bytes, flowControlledLength: int) -> None:
+        body = self.body
+        if body is EMPTY or body.done:
+            self._acknowledge(flowControlledLength)  # nobody reads it: keep windows open
+            return
+        body.feed(data)
+        if self._reading_paused:
+            self._unacknowledged += flowControlledLength
+        else:
+            self._acknowledge(flowControlledLength)
+
+    def requestComplete(self) -> None:
+        """The client ended the stream: the body is complete (dispatch was earlier)."""
+        if self.body is not EMPTY:
+            self.body.finish()
+
+    def connectionLost(self, reason: Any) -> None:
+        if self.body is not EMPTY and not self.body.done:
+            self.body.abort(BodyAborted("HTTP/2 stream reset before the body ended"))
+        super().connectionLost(reason)
+
+    def _acknowledge(self, size: int) -> None:
+        if size:
+            with contextlib.suppress(h2.exceptions.ProtocolError):
+                self._conn.openStreamWindow(self.streamID, size)
+
+    # -- BodySource --------------------------------------------------------------------
+
+    def pause_reading(self) -> None:
+        self._reading_paused = True
+
+    def resume_reading(self) -> None:
+        self._reading_paused = False
+        held, self._unacknowledged = self._unacknowledged, 0
+        self._acknowledge(held)
+
+    def body_wanted(self) -> None:
+        if self._wants_continue:
+            self._wants_continue = False
+            if self.body.received == 0:
+                self._send100Continue()
+
+    def body_refused(self) -> None:
+        """Over the limit: nothing more is read; the stream is reset with NO_ERROR
+        after the answer (``_send_from``)."""
+        self._reading_paused = False
+        self._unacknowledged = 0
+
+
+def body_limit(site: Any) -> int:
+    """The largest request body a server reads (``max_request_body``, else the default)."""
+    server = getattr(site, "caddy_server", None)
+    configured = server.config.max_request_body if server is not None else 0
+    return configured or DEFAULT_LIMIT

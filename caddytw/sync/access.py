@@ -1,10 +1,24 @@
-"""Who may use the sync API: bearer-token clients, or loopback only when none are set.
+"""Who may use the sync API: bearer-token clients, or this machine only when none are set.
 
 With ``clients`` configured, every request needs ``Authorization: Bearer TOKEN`` (401
-otherwise) and a read-only client's writes get 403. With no clients the API has no
-authentication at all, so it serves loopback connections only (403 for the rest); a
-server whose listeners are all loopback addresses is then fully usable, which is the
-seed's single-user setup.
+otherwise) and a read-only client's writes get 403; the client is the token's ``id``.
+
+With no clients the API has no authentication at all, so it answers only what can only
+come from a program on this machine (403 with a JSON reason otherwise):
+
+- a loopback TCP peer, *and* a loopback ``Host`` (``localhost``, ``127.0.0.0/8``,
+  ``[::1]``, any port): a foreign name is DNS rebinding, a page on another site
+  reaching the loopback server through a name it controls;
+- no ``Forwarded``, ``X-Forwarded-For`` or ``X-Real-IP``: a proxy on the machine
+  (ours or any) would otherwise open the API to whoever reaches the proxy;
+- no foreign ``Origin`` (only the server's own, ``http(s)://`` + the ``Host``) and no
+  ``Sec-Fetch-Site: cross-site``: a page on another site (the WebSocket included);
+- state changes (POST, PUT, DELETE) only as ``application/json`` or with a non-simple
+  header (``X-Sync-Client``, which synclient sends, or ``X-Requested-With``): a
+  cross-site form or ``fetch`` without a CORS preflight can send neither.
+
+A server whose listeners are all loopback addresses is then fully usable by local
+programs, which is the seed's single-user setup.
 """
 
 from __future__ import annotations
@@ -64,6 +78,60 @@ def is_loopback_host(host: str) -> bool:
     return address.is_loopback
 
 
+PROXY_HEADERS = (b"forwarded", b"x-forwarded-for", b"x-real-ip")
+#: Headers a browser page cannot send cross-site without a CORS preflight (which the
+#: API never answers); one of them, or a JSON body, marks a state change as not a form.
+NON_SIMPLE_HEADERS = (b"x-sync-client", b"x-requested-with")
+STATE_CHANGING = (b"POST", b"PUT", b"DELETE", b"PATCH")
+
+
+def host_part(authority: str) -> str:
+    """The host of a ``Host`` header value (``name``, ``name:port``, ``[v6]:port``)."""
+    if authority.startswith("["):
+        end = authority.find("]")
+        return authority[1:end] if end > 0 else ""
+    return authority.rpartition(":")[0] if authority.count(":") == 1 else authority
+
+
+def loopback_authority(authority: str) -> bool:
+    host = host_part(authority.strip()).lower().rstrip(".")
+    if host != "localhost" and ":" not in host and not host.replace(".", "").isdigit():
+        return False  # a name other than localhost (an IPv4 must be dotted digits)
+    return is_loopback_host(host)
+
+
+def foreign(request: Any) -> str | None:
+    """Why ``request`` may not come from a program on this machine, or ``None``."""
+    peer = request.getClientAddress()
+    if not is_loopback_host(getattr(peer, "host", "")):
+        raise StoreError(
+            403, "no sync clients are configured: only loopback connections are served"
+        )
+    for name in PROXY_HEADERS:
+        if request.getHeader(name) is not None:
+            return f"the request came through a proxy ({name.decode()})"
+    host = (request.getHeader(b"host") or b"").decode("latin-1")
+    if not loopback_authority(host):
+        return f"Host {host!r} is not a loopback name or address"
+    origin = request.getHeader(b"origin")
+    if origin is not None:
+        text = origin.decode("latin-1").strip().lower()
+        if text not in (f"http://{host.lower()}", f"https://{host.lower()}"):
+            return f"Origin {origin.decode('latin-1')!r} is not this server"
+    if (request.getHeader(b"sec-fetch-site") or b"").lower() == b"cross-site":
+        return "a cross-site request"
+    if request.method in STATE_CHANGING:
+        kind = (request.getHeader(b"content-type") or b"").split(b";")[0].strip().lower()
+        if kind != b"application/json" and not any(
+            request.getHeader(name) for name in NON_SIMPLE_HEADERS
+        ):
+            return (
+                "a change needs Content-Type: application/json or an X-Sync-Client or "
+                "X-Requested-With header"
+            )
+    return None
+
+
 def listen_host(display: str) -> str:
     """The host of a ``host:port`` / ``[v6]:port`` listener ("" = every interface)."""
     if display.startswith("["):
@@ -89,11 +157,10 @@ class AccessPolicy:
     def authenticate(self, request: Any) -> SyncClient | None:
         """The client making ``request`` (``None`` when the API is open); raises 401/403."""
         if self.open:
-            peer = request.getClientAddress()
-            if not is_loopback_host(getattr(peer, "host", "")):
+            why = foreign(request)
+            if why is not None:
                 raise StoreError(
-                    403,
-                    "no sync clients are configured: only loopback connections are served",
+                    403, f"no sync clients are configured: only this machine is served ({why})"
                 )
             return None
         header = request.getHeader(b"authorization") or b""

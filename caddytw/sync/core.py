@@ -11,6 +11,7 @@ state no longer matches the index are rehashed here.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Mapping
@@ -19,22 +20,35 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Literal
 
+from twisted.logger import Logger
+
 from caddytw.sync.folder import (
     Observed,
     Staged,
     StoreError,
     checked_path,
     fsync_dir,
+    hash_observed,
     lstat_or_none,
     observe,
     remove_temp_files,
     split_existing,
-    stable_hash,
     walk,
 )
+from caddytw.sync.home import (
+    FolderUnavailable,
+    any_present,
+    default_index_path,
+    marker_present,
+    migrate_legacy,
+    missing_marker,
+    read_marker,
+    write_marker,
+)
 from caddytw.sync.index import Entry, SyncIndex
+from caddytw.sync.localfs import signed_by, signed_temp_token
 from caddytw.sync.protocol import (
-    INDEX_DIR_NAME,
+    FOLDER_MARKER,
     Change,
     ChangesPage,
     ConflictInfo,
@@ -47,9 +61,10 @@ from caddytw.sync.protocol import (
     SyncRequest,
     SyncResponse,
     Update,
+    unportable_reason,
 )
 
-INDEX_FILE = "index.db"
+log = Logger()
 
 #: What a file looks like on disk during a scan: its stat and hash ("" for folders),
 #: or ``None`` when it kept changing while being hashed (left for the next scan).
@@ -72,6 +87,15 @@ class NameClash(Conflict):
         super().__init__(info, message)
         self.status = 409
         self.existing = existing
+
+
+class Unstorable(StoreError):
+    """A name some clients' filesystems cannot store (``portable_names``): HTTP 422, with
+    a ConflictInfo-shaped body suggesting a rename."""
+
+    def __init__(self, info: ConflictInfo, message: str) -> None:
+        super().__init__(422, message)
+        self.info = info
 
 
 @dataclass(frozen=True)
@@ -119,7 +143,7 @@ def observe_folder(
         elif matches(entry, seen) and entry is not None:
             found[path] = (seen, entry.hash)
         else:
-            found[path] = stable_hash(root / path)
+            found[path] = hash_observed(root / path)
     return found
 
 
@@ -128,31 +152,108 @@ def now_ns() -> int:
 
 
 class LocalStoreCore:
-    """Files under ``root`` plus the index in ``root/.caddytw-sync/index.db``."""
+    """Files under ``root`` plus their index (in Caddy's data dir: :mod:`caddytw.sync.home`)."""
 
-    def __init__(self, root: Path | str) -> None:
+    def __init__(
+        self,
+        root: Path | str,
+        portable_names: bool = True,
+        create_root: bool = False,
+        index_path: Path | None = None,
+    ) -> None:
         self.root = Path(os.path.realpath(root))
+        self.portable_names = portable_names
+        self.create_root = create_root
+        self.index_path = index_path or default_index_path(self.root)
         self._index: SyncIndex | None = None
         self._changes: list[Change] = []
+        #: Set when the folder went away mid-run: every call answers 503 until reopened.
+        self.problem: str | None = None
+        #: Signs temp file names (from the index, read-only once open: any thread).
+        self.temp_secret = b""
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def open(self) -> bool:
-        """Open (or create and rebuild) the index; return True when it was rebuilt."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / INDEX_DIR_NAME).mkdir(exist_ok=True)
-        remove_temp_files(self.root)
-        self._index = SyncIndex(self.root / INDEX_DIR_NAME / INDEX_FILE)
+        """Check the folder is the one the index describes (see :mod:`caddytw.sync.home`),
+        open the index (creating it for a new folder) and catch up with the disk; True
+        when the index was new. Raises :class:`FolderUnavailable` instead of guessing."""
+        self.close()
+        root = self.root
+        if not root.is_dir():
+            if not self.create_root or self.index_path.exists():
+                raise FolderUnavailable(
+                    f"the folder {root} does not exist (disk not mounted?); file_sync "
+                    'creates a missing root only for a new folder ("create_root": true)'
+                )
+            root.mkdir(parents=True)
+        if migrate_legacy(root, self.index_path):
+            log.info(
+                "file_sync: moved the index of {root} to {path}", root=root, path=self.index_path
+            )
+        marker = read_marker(root)
+        existed = self.index_path.exists()
+        if marker is not None and not existed:
+            raise FolderUnavailable(
+                f"{root}: the folder marker names index {marker}, but that index "
+                f"({self.index_path}) is missing. Restore it, or delete "
+                f"{root / FOLDER_MARKER} to start a new index (clients then merge both "
+                "sides, never delete)"
+            )
+        self.index_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not existed:  # a WAL left by a lost index must not be replayed into a new one
+            for suffix in ("-wal", "-shm"):
+                Path(f"{self.index_path}{suffix}").unlink(missing_ok=True)
+        index = SyncIndex(self.index_path)
+        try:
+            if marker is not None and marker != index.index_id:
+                raise FolderUnavailable(
+                    f"{root}: the folder marker names index {marker} but {self.index_path} "
+                    f"is index {index.index_id}: not the same folder"
+                )
+            if marker is None:
+                names = index.top_level_live()
+                if existed and not any_present(root, names):
+                    raise FolderUnavailable(
+                        f"{root} has no folder marker and none of the {len(names)} top-level "
+                        "names its index lists (an empty mount point?); mount the disk, or "
+                        f"delete {self.index_path} to start a new index"
+                    )
+                write_marker(root, index.index_id)
+                log.info("file_sync: wrote the folder marker of {root}", root=root)
+        except BaseException:
+            index.close()
+            raise
+        self._index = index
+        self.temp_secret = index.temp_secret
+        self.problem = None
+        remove_temp_files(root, lambda name: signed_by(self.temp_secret, name))
         self.rescan()
-        return self._index.created
+        return index.created
+
+    def temp_token(self, path: str) -> str:
+        """The signed token of an upload's temp file (see :func:`signed_temp_token`)."""
+        if not self.temp_secret:
+            raise StoreError(503, "the sync index is not open")
+        return signed_temp_token(self.temp_secret, path.rsplit("/", 1)[-1])
 
     def close(self) -> None:
         if self._index is not None:
             self._index.close()
             self._index = None
 
+    def check_folder(self) -> None:
+        """Before recording anything as gone: the folder must still be there, marker
+        and all (an unmounted disk is not a deletion)."""
+        if not marker_present(self.root):
+            error = missing_marker(self.root)
+            self.problem = error.message
+            raise error
+
     @property
     def index(self) -> SyncIndex:
+        if self.problem is not None:
+            raise FolderUnavailable(self.problem)
         if self._index is None:
             raise StoreError(503, "the sync index is not open")
         return self._index
@@ -176,7 +277,10 @@ class LocalStoreCore:
         )
 
     def _forget(self, path: str, origin: str | None) -> None:
-        """Tombstone ``path`` and, for a folder, everything below it (deepest first)."""
+        """Tombstone ``path`` and, for a folder, everything below it (deepest first).
+        Without an origin (seen missing on disk) only while the folder is intact."""
+        if origin is None:
+            self.check_folder()
         for child in reversed(self.index.children(path)):
             tomb = self.index.tombstone(child.path, origin)
             if tomb is not None:
@@ -200,7 +304,7 @@ class LocalStoreCore:
                 self._forget(path, None)
             if seen.is_dir:
                 return self._record(path, seen, "", None)
-            hashed = stable_hash(self.root / path)
+            hashed = hash_observed(self.root / path)
             if hashed is None:
                 raise StoreError(409, f"{path!r} is being changed on the server; retry")
             if entry is not None and not entry.is_dir and entry.hash == hashed[1]:
@@ -213,13 +317,17 @@ class LocalStoreCore:
     ) -> None:
         """Raise :class:`NameClash` when creating ``path`` (or one of its missing
         parents) would give an existing path a second name that differs only in case or
-        Unicode normalisation. ``moving`` (a move's source) may clash with itself, so a
-        case-only rename goes through."""
+        Unicode normalisation, and :class:`Unstorable` when a new name is one Windows or
+        macOS cannot store (with ``portable_names``). ``moving`` (a move's source) may
+        clash with itself, so a case-only rename goes through."""
         parts = path.split("/")
         for depth in range(1, len(parts) + 1):
             prefix = "/".join(parts[:depth])
             if self.index.live(prefix) is not None:
                 continue
+            why = unportable_reason(parts[depth - 1]) if self.portable_names else None
+            if why is not None:
+                raise Unstorable(ConflictInfo(path, local, None, "Rename"), why)
             other = self.index.clash(prefix)
             if other is None:
                 continue
@@ -314,29 +422,59 @@ class LocalStoreCore:
     ) -> tuple[FileMetadata, Literal["created", "updated", "unchanged"]]:
         """Rename a staged upload into place if the conditions still hold."""
         try:
-            self.refuse_clash(path, self._staged_metadata(path, staged, modified_ns))
-            current = self.lookup(path)
-            if current is not None and current.is_dir:
-                raise StoreError(409, f"{path!r} is a folder")
-            if current is not None and current.hash == staged.hash:
-                staged.discard()
-                return current.metadata(), "unchanged"
-            why = conditions.violated_by(current)
-            if why is not None:
-                local = self._staged_metadata(path, staged, modified_ns)
-                raise self._conflict(path, local, current, why)
-            target = self.root / path
-            with self.index.transaction():
-                self._make_parents(path, origin)
-                os.rename(staged.temp_path, target)
-                fsync_dir(target.parent)
-                if staged.temp_path.parent != target.parent:
-                    fsync_dir(staged.temp_path.parent)
-                entry = self._record(path, Observed.of(os.lstat(target)), staged.hash, origin)
-            return entry.metadata(), "created" if current is None else "updated"
+            for _attempt in range(3):
+                self.refuse_clash(path, self._staged_metadata(path, staged, modified_ns))
+                current = self.lookup(path)
+                if current is not None and current.is_dir:
+                    raise StoreError(409, f"{path!r} is a folder")
+                if current is not None and current.hash == staged.hash:
+                    staged.discard()
+                    return current.metadata(), "unchanged"
+                why = conditions.violated_by(current)
+                if why is not None:
+                    local = self._staged_metadata(path, staged, modified_ns)
+                    raise self._conflict(path, local, current, why)
+                target = self.root / path
+                with self.index.transaction():
+                    self._make_parents(path, origin)
+                    # Another program may have written the path since lookup verified
+                    # it: look again (that edit is recorded and judged) instead of
+                    # overwriting it.
+                    if not self._place(staged.temp_path, target, current):
+                        continue
+                    fsync_dir(target.parent)
+                    if staged.temp_path.parent != target.parent:
+                        fsync_dir(staged.temp_path.parent)
+                    seen = Observed.of(os.lstat(target))
+                    entry = self._record(path, seen, staged.hash, origin)
+                return entry.metadata(), "created" if current is None else "updated"
+            raise StoreError(409, f"{path!r} is being changed on the server; retry")
         except BaseException:
             staged.discard()
             raise
+
+    def _place(self, temp: Path, target: Path, current: Entry | None) -> bool:
+        """Move ``temp`` to ``target`` if the target is still what ``current`` says;
+        False when it changed. A new path is linked (fails if anything appeared: no
+        window at all); a replaced one is re-checked just before the rename."""
+        if current is None:
+            try:
+                os.link(temp, target, follow_symlinks=False)
+            except FileExistsError:
+                return False
+            except OSError as error:  # no hard links here (FAT, some FUSE): check, rename
+                if error.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.EXDEV):
+                    raise
+                if os.path.lexists(target):
+                    return False
+                os.rename(temp, target)
+                return True
+            os.unlink(temp)
+            return True
+        if not matches(current, observe(self.root, target.relative_to(self.root).as_posix())):
+            return False
+        os.rename(temp, target)
+        return True
 
     def _staged_metadata(self, path: str, staged: Staged, modified_ns: int | None) -> FileMetadata:
         modified = datetime.fromtimestamp((modified_ns or now_ns()) / 1e9, UTC)
@@ -431,7 +569,7 @@ class LocalStoreCore:
                 results.append(
                     OperationResult(number, "error", _op_path(op), None, error.strerror or "")
                 )
-        return self._catch_up(request.client_id, results, conflicts)
+        return self._catch_up(origin or request.client_id, results, conflicts)
 
     def _apply_one(self, number: int, op: SyncOperation, origin: str | None) -> OperationResult:
         if isinstance(op, Delete):
@@ -495,8 +633,17 @@ class LocalStoreCore:
         """Record what a walk found (``found``, from :func:`observe_folder` over
         ``known``), skipping every path a commit touched meanwhile and every file that
         changed again since it was hashed."""
-        index = self.index
+        self.check_folder()
         before = len(self._changes)
+        try:
+            self._apply_found(known, found)
+        except BaseException:
+            del self._changes[before:]  # rolled back: nothing to announce
+            raise
+        return self._changes[before:]
+
+    def _apply_found(self, known: Mapping[str, Entry], found: Mapping[str, Seen]) -> None:
+        index = self.index
         with index.transaction():
             for path in sorted(found):
                 seen = found[path]
@@ -518,7 +665,6 @@ class LocalStoreCore:
                 if info is not None and (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
                     continue
                 self._forget(path, None)
-        return self._changes[before:]
 
     def _apply_seen(self, path: str, current: Entry | None, seen: tuple[Observed, str]) -> None:
         observed, hash_hex = seen
@@ -540,20 +686,23 @@ class LocalStoreCore:
         return self.apply_scan(known, observe_folder(self.root, known, under))
 
     def refresh(self, paths: list[str]) -> list[Change]:
-        """Re-check single paths a watcher reported (and their parents, first)."""
+        """Re-check single paths a watcher reported (and their parents, first), in one
+        transaction: with ``synchronous=FULL`` a commit per path would cost an fsync
+        each (10,000 files written at once: most of a minute of the index thread)."""
         before = len(self._changes)
         done: set[str] = set()
-        for path in paths:
-            parts = path.split("/")
-            for depth in range(1, len(parts) + 1):
-                prefix = "/".join(parts[:depth])
-                if prefix in done:
-                    continue
-                done.add(prefix)
-                try:
-                    self.lookup(checked_path(prefix))
-                except (StoreError, OSError):
-                    break
+        with self.index.transaction():
+            for path in paths:
+                parts = path.split("/")
+                for depth in range(1, len(parts) + 1):
+                    prefix = "/".join(parts[:depth])
+                    if prefix in done:
+                        continue
+                    done.add(prefix)
+                    try:
+                        self.lookup(checked_path(prefix))
+                    except (StoreError, OSError):
+                        break
         return self._changes[before:]
 
     def purge_tombstones(self, older_than: float) -> int:

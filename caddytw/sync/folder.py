@@ -13,14 +13,14 @@ import hashlib
 import os
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from caddytw.sync.protocol import ProtocolError, is_reserved_name, temp_name, validate_path
-
-CHUNK = 1024 * 1024
+from caddytw.sync.localfs import CHUNK, stable_hash, temp_name
+from caddytw.sync.localfs import walk as localfs_walk
+from caddytw.sync.protocol import ProtocolError, is_reserved_name, is_temp_name, validate_path
 
 
 class StoreError(Exception):
@@ -114,35 +114,14 @@ def observe(root: Path, path: str) -> Observed | None:
     return Observed.of(info)
 
 
-def hash_stream(source: BinaryIO, limit: int | None = None) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    while limit is None or size < limit:
-        chunk = source.read(CHUNK if limit is None else min(CHUNK, limit - size))
-        if not chunk:
-            break
-        digest.update(chunk)
-        size += len(chunk)
-    return digest.hexdigest(), size
-
-
-def stable_hash(path: Path, attempts: int = 3) -> tuple[Observed, str] | None:
-    """Hash a file another program may be writing: the stat before and after hashing
-    must agree, else retry; ``None`` when it never settles or vanished."""
-    for _ in range(attempts):
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        except OSError:
-            return None
-        with os.fdopen(fd, "rb") as source:
-            before = Observed.of(os.fstat(fd))
-            if before.is_dir:
-                return None
-            digest, _ = hash_stream(source)
-        after = lstat_or_none(path)
-        if after is not None and Observed.of(after) == before:
-            return before, digest
-    return None
+def hash_observed(path: Path) -> tuple[Observed, str] | None:
+    """:func:`~caddytw.sync.localfs.stable_hash` in the store's terms: ``None`` when the
+    file kept changing, vanished, or is no longer a regular file."""
+    try:
+        found = stable_hash(path)
+    except OSError:
+        return None
+    return None if found is None else (Observed.of(found[0]), found[1])
 
 
 def fsync_dir(path: Path) -> None:
@@ -159,16 +138,18 @@ def stage(
     source: BinaryIO,
     expected_hash: str | None,
     modified_ns: int | None,
+    token: str | None = None,
 ) -> Staged:
-    """Stream ``source`` into ``.<name>.<random>.tmp`` beside the target (or in its
-    deepest existing ancestor when its folder does not exist yet), hashing as it goes;
+    """Stream ``source`` into ``.<name>.<token>.tmp`` beside the target (or in its
+    deepest existing ancestor when its folder does not exist yet; ``token`` random when
+    not given, else the store's signed one), hashing as it goes;
     verify ``expected_hash`` (422), fsync, and set the modification time.
 
     The temp file is removed on every failure.
     """
     directory, _missing = split_existing(root, path)
     name = path.rsplit("/", 1)[-1]
-    temp = directory / temp_name(name[:200], secrets.token_hex(8))
+    temp = directory / temp_name(name, token or secrets.token_hex(8))
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     try:
         digest = hashlib.sha256()
@@ -195,6 +176,11 @@ def stage(
         raise
 
 
+def hidden(name: str, top_level: bool) -> bool:
+    """Names of the server's own (never synced, never listed)."""
+    return is_reserved_name(name)
+
+
 def walk(root: Path, under: str | None = None) -> Iterator[tuple[str, os.stat_result]]:
     """Every syncable path under ``root`` with its ``lstat``, parents before children;
     only those strictly below the folder ``under`` (a relative path) when given.
@@ -202,48 +188,22 @@ def walk(root: Path, under: str | None = None) -> Iterator[tuple[str, os.stat_re
     Skips symbolic links, special files, reserved names (the index, temp files) and
     names that are not valid sync paths (e.g. not UTF-8, with a backslash).
     """
-    if under is None:
-        stack: list[tuple[Path, str]] = [(root, "")]
-    else:
-        try:
-            start = observe(root, under)
-        except StoreError:
-            return
-        if start is None or not start.is_dir:
-            return
-        stack = [(root / under, under + "/")]
-    while stack:
-        directory, prefix = stack.pop()
-        try:
-            entries = list(os.scandir(directory))
-        except (FileNotFoundError, NotADirectoryError, PermissionError):
-            continue
-        for entry in sorted(entries, key=lambda e: e.name):
-            if is_reserved_name(entry.name):
-                continue
-            relative = f"{prefix}{entry.name}"
-            try:
-                validate_path(relative)
-                info = entry.stat(follow_symlinks=False)
-            except (ProtocolError, OSError):
-                continue
-            if stat.S_ISDIR(info.st_mode):
-                yield relative, info
-                stack.append((Path(entry.path), relative + "/"))
-            elif stat.S_ISREG(info.st_mode):
-                yield relative, info
+    for entry in localfs_walk(root, under or "", hidden):
+        if entry.syncable:
+            yield entry.path, entry.info
 
 
-def remove_temp_files(root: Path) -> int:
-    """Delete leftover ``.<name>.<random>.tmp`` files (uploads cut by a crash)."""
+def remove_temp_files(root: Path, ours: Callable[[str], bool]) -> int:
+    """Delete leftover temp files of ours (uploads cut by a crash): regular files named
+    like :func:`~caddytw.sync.localfs.temp_name` *and* signed by this folder's index
+    (``ours``), never through a link. A user's ``.notes.0123456789abcdef.tmp`` stays."""
     removed = 0
-    for directory, _dirs, files in os.walk(root):
-        for name in files:
-            if name.endswith(".tmp") and is_reserved_name(name):
-                try:
-                    os.unlink(os.path.join(directory, name))
-                    removed += 1
-                except OSError as error:
-                    if error.errno != errno.ENOENT:
-                        raise
+    for entry in localfs_walk(root, validate=False):
+        if entry.kind == "file" and is_temp_name(entry.name) and ours(entry.name):
+            try:
+                os.unlink(root / entry.path)
+                removed += 1
+            except OSError as error:
+                if error.errno != errno.ENOENT:
+                    raise
     return removed

@@ -18,6 +18,9 @@ from pathlib import Path
 
 from caddytw.sync.protocol import Change, ChangeOp, ChangesPage, FileMetadata, fold_key
 
+#: Most client cursors kept (least recently seen dropped first).
+MAX_CLIENTS = 1000
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS entries (
@@ -90,7 +93,9 @@ class SyncIndex:
         self.db = sqlite3.connect(db_path, isolation_level=None)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
+        # FULL: a commit that answered a client survives a power cut. NORMAL could roll
+        # the index back and hand out again sequence numbers clients already passed.
+        self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)
         self._add_fold_keys()
         self._clock = clock
@@ -99,7 +104,11 @@ class SyncIndex:
                 self._set_meta("index_id", secrets.token_hex(8))
                 self._set_meta("seq", "0")
                 self._set_meta("purged_seq", "0")
+            if self._meta("temp_secret") is None:  # signs our temp files' names
+                self._set_meta("temp_secret", secrets.token_hex(16))
         self.index_id: str = self._meta("index_id") or ""
+        self.temp_secret = bytes.fromhex(self._meta("temp_secret") or "")
+        self._client_rows = int(self.db.execute("SELECT count(*) FROM clients").fetchone()[0])
 
     @property
     def seq(self) -> int:
@@ -160,6 +169,13 @@ class SyncIndex:
     def all_live(self) -> list[Entry]:
         rows = self.db.execute("SELECT * FROM entries WHERE deleted = 0 ORDER BY path")
         return [_entry(row) for row in rows]
+
+    def top_level_live(self) -> list[str]:
+        """Live paths without a ``/`` (to tell the folder from an empty mount point)."""
+        rows = self.db.execute(
+            "SELECT path FROM entries WHERE deleted = 0 AND instr(path, '/') = 0 LIMIT 1000"
+        )
+        return [str(row[0]) for row in rows]
 
     def children(self, path: str) -> list[Entry]:
         """Live rows strictly below folder ``path``.
@@ -249,10 +265,21 @@ class SyncIndex:
         return stored
 
     def set_client_cursor(self, client_id: str, cursor: int) -> None:
+        """Record ``client_id``'s cursor; beyond :data:`MAX_CLIENTS` rows the least
+        recently seen clients are forgotten (without tokens any caller can name a new
+        client; a forgotten one only gets a longer catch-up, from the start)."""
         self.db.execute(
             "INSERT OR REPLACE INTO clients (id, cursor, seen_at) VALUES (?, ?, ?)",
             (client_id, cursor, self._now()),
         )
+        self._client_rows += 1
+        if self._client_rows > MAX_CLIENTS:
+            self.db.execute(
+                "DELETE FROM clients WHERE id NOT IN "
+                "(SELECT id FROM clients ORDER BY seen_at DESC, rowid DESC LIMIT ?)",
+                (MAX_CLIENTS,),
+            )
+            self._client_rows = int(self.db.execute("SELECT count(*) FROM clients").fetchone()[0])
 
     def purge_tombstones(self, older_than: float) -> int:
         """Forget deletions older than ``older_than`` (a timestamp); cursors before the

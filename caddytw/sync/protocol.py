@@ -67,6 +67,7 @@ from caddytw.config.reader import type_name
 __all__ = [
     "CHANGE_OPS",
     "EMPTY_SHA256",
+    "FOLDER_MARKER",
     "HEADER_CLIENT_ID",
     "HEADER_CONTENT_SHA256",
     "HEADER_MODIFIED",
@@ -96,7 +97,7 @@ __all__ = [
     "operation_from_json",
     "parse_etag",
     "parse_time",
-    "temp_name",
+    "unportable_reason",
     "validate_hash",
     "validate_path",
 ]
@@ -104,8 +105,12 @@ __all__ = [
 #: SHA-256 of the empty string, the hash of every empty file.
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
-#: Name of the server's index folder inside ``root``; never a valid sync path segment.
+#: Where the server's index lived inside ``root`` before it moved to Caddy's data dir
+#: (migrated on start); never a valid sync path segment.
 INDEX_DIR_NAME = ".caddytw-sync"
+#: The folder marker in the server's root (as Syncthing's ``.stfolder``): it proves the
+#: folder is the one the index describes (not an empty mount point); never synced.
+FOLDER_MARKER = ".caddytw-folder"
 
 #: Upload header carrying the lowercase hex SHA-256 of the body; verified by the server.
 HEADER_CONTENT_SHA256 = "X-Content-SHA256"
@@ -192,23 +197,15 @@ def _optional_hash(value: object, where: str) -> str | None:
 
 
 def is_temp_name(name: str) -> bool:
-    """Whether a file name is one of the in-progress upload names from :func:`temp_name`."""
+    """Whether a file name is one of the in-progress upload names from
+    :func:`caddytw.sync.localfs.temp_name`."""
     return _TEMP_RE.fullmatch(name) is not None
 
 
-def temp_name(name: str, token: str) -> str:
-    """The hidden temp name ``.<name>.<token>.tmp`` an atomic write streams into.
-
-    ``token`` must be 16 lowercase hex characters (``secrets.token_hex(8)``).
-    """
-    if not re.fullmatch(r"[0-9a-f]{16}", token):
-        raise ValueError("token must be 16 lowercase hex characters")
-    return f".{name}.{token}.tmp"
-
-
 def is_reserved_name(segment: str) -> bool:
-    """Names the sync never touches: the index folder and in-progress temp files."""
-    return segment == INDEX_DIR_NAME or is_temp_name(segment)
+    """Names the sync never touches: the folder marker, the old index folder and
+    in-progress temp files."""
+    return segment in (FOLDER_MARKER, INDEX_DIR_NAME) or is_temp_name(segment)
 
 
 def fold_key(path: str) -> str:
@@ -252,6 +249,34 @@ def validate_path(value: object, where: str = "path") -> str:
         if is_reserved_name(segment):
             raise ProtocolError(where, f"{segment!r} is reserved for the sync itself")
     return text
+
+
+_WINDOWS_DEVICES = frozenset(
+    ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
+    + [f"{kind}{n}" for kind in ("COM", "LPT") for n in [*"0123456789", "¹", "²", "³"]]
+)
+_UNPORTABLE_CHARS = frozenset('<>:"|?*\\')
+
+
+def unportable_reason(path: str) -> str | None:
+    """Why Windows or macOS could not store ``path`` (a valid sync path), or ``None``.
+
+    Refused: the characters ``< > : " | ? * \\`` (``:`` is also macOS's separator), a
+    segment ending in a dot or a space (Windows drops them, so ``a.`` would become
+    ``a``), and the device names ``CON``, ``PRN``, ``AUX``, ``NUL``, ``COM0``-``COM9``,
+    ``LPT0``-``LPT9`` with any extension (``aux.txt``). A client on such a system
+    could not write the file and would see it as missing, so the server refuses to
+    create it in the first place (``portable_names``).
+    """
+    for segment in path.split("/"):
+        bad = sorted(set(segment) & _UNPORTABLE_CHARS)
+        if bad:
+            return f"{segment!r} contains {' '.join(bad)}, which Windows cannot store"
+        if segment.endswith((".", " ")):
+            return f"{segment!r} ends with a dot or a space, which Windows drops"
+        if segment.split(".", 1)[0].rstrip(" ").upper() in _WINDOWS_DEVICES:
+            return f"{segment!r} is a device name on Windows"
+    return None
 
 
 def validate_hash(value: object, where: str = "hash") -> str:
@@ -748,3 +773,5 @@ def loads(data: bytes | str, where: str = "$") -> Any:
         return json.loads(text)
     except (UnicodeDecodeError, ValueError) as error:
         raise ProtocolError(where, f"invalid JSON: {error}") from None
+    except RecursionError:  # ``[`` x 100,000: deeper than any message of ours
+        raise ProtocolError(where, "invalid JSON: nested too deeply") from None

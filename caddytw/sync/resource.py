@@ -11,6 +11,7 @@ through a producer. Query strings are form-decoded: a ``+`` in a path must be se
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Coroutine
 from typing import Any, BinaryIO, cast
 
@@ -24,7 +25,7 @@ from caddytw.http.body import BodyAborted, BodyTooLarge, collect_file
 from caddytw.http.request import CaddyRequest, transport_of
 from caddytw.http.routing import LeafResource
 from caddytw.sync.access import AccessPolicy, SyncClient
-from caddytw.sync.core import Conflict, NameClash, Preconditions
+from caddytw.sync.core import Conflict, NameClash, Preconditions, Unstorable
 from caddytw.sync.events import EventHub
 from caddytw.sync.folder import StoreError
 from caddytw.sync.protocol import (
@@ -50,9 +51,45 @@ log = Logger()
 MAX_SYNC_BODY = 16 * 1024 * 1024
 DEFAULT_PAGE = 1000
 MAX_PAGE = 10000
+MAX_INT_DIGITS = 19
+#: Default ``max_upload_size``: 10 GiB.
+DEFAULT_MAX_UPLOAD = 10 * 1024**3
 READ_METHODS = (b"GET", b"HEAD")
 
 Endpoint = Callable[[CaddyRequest, "SyncClient | None"], Coroutine[Any, Any, None]]
+
+
+_reported: set[tuple[str, str]] = set()
+
+
+def report_unexpected(failure: Failure, what: str) -> str:
+    """Log an unexpected failure under a new request id (also put in the 500 answer).
+
+    The traceback is logged at error level the first time a kind of failure (its type
+    and where it was raised) shows up, later ones in one line: a client repeating a
+    request that hits a bug must not fill the log with tracebacks.
+    """
+    request_id = secrets.token_hex(6)
+    frames = failure.frames
+    where = f"{frames[-1][1]}:{frames[-1][2]}" if frames else ""
+    key = (failure.type.__name__ if failure.type else "?", where)
+    if key in _reported:
+        log.error(
+            "file_sync: {what} (request {request_id}): {error} at {where}, as before",
+            what=what,
+            request_id=request_id,
+            error=failure.getErrorMessage(),
+            where=where,
+        )
+    else:
+        _reported.add(key)
+        log.error(
+            "file_sync: {what} (request {request_id}):\n{traceback}",
+            what=what,
+            request_id=request_id,
+            traceback=failure.getTraceback(),
+        )
+    return request_id
 
 
 class ApiError(StoreError):
@@ -75,8 +112,14 @@ def query_int(request: CaddyRequest, name: str, default: int, maximum: int | Non
     text = query_value(request, name, required=False)
     if text is None:
         return default
-    if not text.isdigit():
-        raise ApiError(400, f"query parameter {name!r} must be a non-negative integer")
+    # ASCII digits only (``²`` is a digit to str.isdigit, not to int) and no more than
+    # a 64-bit counter needs (5,000 digits are refused by int() itself).
+    if not (text.isascii() and text.isdigit()) or len(text) > MAX_INT_DIGITS:
+        raise ApiError(
+            400,
+            f"query parameter {name!r} must be a non-negative integer of at most "
+            f"{MAX_INT_DIGITS} digits",
+        )
     value = int(text)
     return min(value, maximum) if maximum is not None else value
 
@@ -135,11 +178,13 @@ class FileSyncResource(LeafResource):
         access: AccessPolicy,
         hub: EventHub,
         enable_upload: bool,
+        max_upload_size: int = DEFAULT_MAX_UPLOAD,
     ) -> None:
         self.store = store
         self.access = access
         self.hub = hub
         self.enable_upload = enable_upload
+        self.max_upload_size = max_upload_size
         self.endpoints: dict[str, tuple[tuple[bytes, ...], bool, Endpoint]] = {
             "list": (READ_METHODS, False, self.list),
             "metadata": (READ_METHODS, False, self.metadata),
@@ -155,6 +200,10 @@ class FileSyncResource(LeafResource):
         name = request.decoded_path.rstrip("/").rsplit("/", 1)[-1]
         try:
             client = self.access.authenticate(request)
+            if client is not None:  # who the server takes the caller for: the token's id
+                request.setHeader(HEADER_CLIENT_ID.encode("ascii"), client.id.encode("utf-8"))
+            if self.store.problem is not None:  # missing folder or marker: logged once
+                raise ApiError(503, self.store.problem)
             if name == "events":
                 return self.events(request)
             if name not in self.endpoints:
@@ -165,12 +214,23 @@ class FileSyncResource(LeafResource):
                 raise ApiError(405, f"{name} accepts {', '.join(m.decode() for m in methods)}")
             if writes:
                 self.check_write(client)
+            if name == "upload":
+                self.check_upload_size(request)
         except StoreError as error:
             return self.error_body(request, error)
         deferred: Deferred[None] = ensureDeferred(endpoint(request, client))
         deferred.addErrback(self.failed, request)
-        deferred.addErrback(lambda f: log.failure("file_sync: answering failed", f))
+        deferred.addErrback(lambda f: report_unexpected(f, "answering failed"))
         return NOT_DONE_YET
+
+    def check_upload_size(self, request: CaddyRequest) -> None:
+        """413 at once, before a byte of the body is read, for a declared
+        ``Content-Length`` over ``max_upload_size``; a body without one (chunked) stops
+        being read past the limit (:func:`body_of`), with 413 and nothing kept."""
+        declared = (request.getHeader(b"content-length") or b"").strip()
+        limit = self.max_upload_size
+        if limit and declared.isdigit() and len(declared) <= 20 and int(declared) > limit:
+            raise ApiError(413, f"uploads are limited to {limit} bytes")
 
     def check_write(self, client: SyncClient | None) -> None:
         if not self.enable_upload:
@@ -189,7 +249,9 @@ class FileSyncResource(LeafResource):
         request.setResponseCode(error.status)
         if error.status == 401:
             request.setHeader(b"www-authenticate", b'Bearer realm="file_sync"')
-        if isinstance(error, NameClash):
+        if isinstance(error, Unstorable):
+            body = dumps({**error.info.to_json(), "error": error.message})
+        elif isinstance(error, NameClash):
             # The ConflictInfo shape, naming the path that is already there.
             extra = {"error": error.message, "existing_path": error.existing}
             body = dumps({**error.info.to_json(), **extra})
@@ -221,11 +283,11 @@ class FileSyncResource(LeafResource):
         if isinstance(error, ProtocolError):
             error = ApiError(400, str(error))
         elif isinstance(error, OSError):
-            log.failure("file_sync: disk error", failure)
-            error = ApiError(500, f"disk error: {error.strerror or error}")
+            request_id = report_unexpected(failure, "disk error")
+            error = ApiError(500, f"disk error: {error.strerror or error} (request {request_id})")
         elif not isinstance(error, StoreError):
-            log.failure("file_sync: unexpected error", failure)
-            error = ApiError(500, "internal error")
+            request_id = report_unexpected(failure, "unexpected error")
+            error = ApiError(500, f"internal error (request {request_id})")
         if request.startedWriting:
             transport_of(request).abortConnection()
             return
@@ -264,6 +326,14 @@ class FileSyncResource(LeafResource):
         with await body_of(request, MAX_SYNC_BODY) as content:
             body = content.read()
         sync_request = SyncRequest.from_json(loads(body))
+        if client is not None and sync_request.client_id != client.id:
+            # Who you are comes from the token: a body naming another client would
+            # move that client's cursor (and consume its pending changes).
+            raise ApiError(
+                403,
+                f"client_id {sync_request.client_id!r} is not this token's client "
+                f"{client.id!r} (see the X-Sync-Client answer header)",
+            )
         if sync_request.operations:
             self.check_write(client)
         origin = client.id if client is not None else sync_request.client_id
@@ -288,7 +358,8 @@ class FileSyncResource(LeafResource):
             raise ApiError(400, str(error)) from None
         gone: list[bool] = []
         request.notifyFinish().addErrback(lambda _: gone.append(True))
-        with await body_of(request) as content:
+        limit = self.max_upload_size or None
+        with await body_of(request, limit) as content:
             meta, status = await self.store.put(
                 path,
                 content,

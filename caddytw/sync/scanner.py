@@ -20,41 +20,18 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from caddytw.sync.events import EventHub
-from caddytw.sync.protocol import is_reserved_name
+from caddytw.sync.folder import hidden
+from caddytw.sync.home import FolderUnavailable
+from caddytw.sync.localfs import PathBatcher, start_watch
 from caddytw.sync.store import LocalSyncStore
-from caddytw.sync.watching import content_events
 
 log = Logger()
 
 TOMBSTONE_HORIZON = 30 * 24 * 3600.0
 DEBOUNCE = 0.3
-
-
-class FolderEvents:
-    """A watchdog handler forwarding relative paths into the reactor."""
-
-    def __init__(self, service: SyncService) -> None:
-        self.service = service
-
-    def dispatch(self, event: Any) -> None:
-        is_dir = bool(event.is_directory)
-        kind = getattr(event, "event_type", "")
-        if is_dir and kind in ("modified", "closed", "opened", "closed_no_write"):
-            return
-        root = str(self.service.store.root)
-        for which in ("src_path", "dest_path"):
-            raw = getattr(event, which, "")
-            path = raw.decode() if isinstance(raw, bytes) else str(raw or "")
-            if not path.startswith(root):
-                continue
-            relative = path[len(root) :].strip("/")
-            if not relative or any(is_reserved_name(part) for part in relative.split("/")):
-                continue
-            # A folder that appears may hold content no event will report.
-            appeared = is_dir and (kind == "created" or which == "dest_path")
-            self.service.reactor.callFromThread(self.service.touched, relative, appeared)
 
 
 class SyncService(Service):
@@ -73,9 +50,7 @@ class SyncService(Service):
         self.reactor = reactor
         self.rescan_interval = rescan_interval
         self.watch = watch
-        self._pending: set[str] = set()
-        self._folders: set[str] = set()
-        self._flush_call: Any = None
+        self._batch = PathBatcher(reactor, DEBOUNCE, self._flush)
         self._busy: Deferred[Any] | None = None
         self._loops: list[LoopingCall] = []
         self._observer: Any = None
@@ -104,43 +79,42 @@ class SyncService(Service):
         purge.clock = self.reactor
         purge.start(24 * 3600.0, now=False)
         self._loops.append(purge)
-        if self.watch:
-            self._start_observer()
-            # Changes made between the start-up scan and the watcher's first watch
-            # would otherwise wait for the periodic rescan: catch up once now.
-            self._rescan_all()
+        self.store.on_available(self._watch)
+        if self.store.problem is None:
+            self._watch()
+
+    def _watch(self) -> None:
+        """(Re)start the watcher: at start, and when the folder is back (a remounted
+        disk is a new folder to inotify)."""
+        if not self.watch or not self.running:
+            return
+        self._stop_observer()
+        self._start_observer()
+        # Changes made between the start-up scan and the watcher's first watch
+        # would otherwise wait for the periodic rescan: catch up once now.
+        self._rescan_all()
+
+    def _stop_observer(self) -> Any:
+        observer, self._observer = self._observer, None
+        if observer is not None:
+            observer.stop()
+        return observer
 
     def _start_observer(self) -> None:
-        from watchdog.observers import Observer
-
-        wanted = content_events()
-        observer = Observer()
-        observer.schedule(
-            FolderEvents(self),  # type: ignore[arg-type]
-            str(self.store.root),
-            recursive=True,
-            event_filter=wanted,  # type: ignore[arg-type]
-        )
-        observer.daemon = True
-        observer.start()
-        self._observer = observer
+        self._observer = start_watch(self.store.root, hidden, self.touched, self.reactor)
 
     def touched(self, path: str, new_folder: bool) -> None:
         """A path changed on disk (reactor thread): refresh it soon, and everything below
         it when it is a folder that just appeared."""
-        if new_folder:
-            self._folders.add(path)
-        self._pending.add(path)
-        if self._flush_call is None or not self._flush_call.active():
-            self._flush_call = self.reactor.callLater(DEBOUNCE, self._flush)
+        self._batch.add(path, new_folder)
 
-    def _flush(self) -> None:
+    def _flush(self, paths: set[str], folders: set[str]) -> bool:
+        if self.store.problem is not None:
+            return True  # dropped: the folder is rescanned whole when it is back
         if self._busy is not None:
-            self._flush_call = self.reactor.callLater(DEBOUNCE, self._flush)
-            return
-        paths, self._pending = sorted(self._pending), set()
-        folders, self._folders = outermost(self._folders), set()
-        self._run(Deferred.fromCoroutine(self._refresh(paths, folders)))
+            return False
+        self._run(Deferred.fromCoroutine(self._refresh(sorted(paths), outermost(folders))))
+        return True
 
     async def _refresh(self, paths: list[str], folders: list[str]) -> None:
         await self.store.refresh(paths)
@@ -148,7 +122,7 @@ class SyncService(Service):
             await self.store.rescan(folder)
 
     def _rescan_all(self) -> None:
-        if self._busy is None:
+        if self._busy is None and self.store.problem is None:
             self._run(self.store.rescan())
 
     def _run(self, work: Deferred[Any]) -> None:
@@ -157,7 +131,11 @@ class SyncService(Service):
         def done(result: object) -> None:
             self._busy = None
 
-        work.addErrback(lambda f: log.failure("file_sync: rescan failed", f))
+        def failed(failure: Failure) -> None:
+            if not failure.check(FolderUnavailable):  # said once by the store
+                log.failure("file_sync: rescan failed", failure)
+
+        work.addErrback(failed)
         work.addBoth(done)
 
     def _purge(self) -> None:
@@ -171,15 +149,13 @@ class SyncService(Service):
             if loop.running:
                 loop.stop()
         self._loops.clear()
-        if self._flush_call is not None and self._flush_call.active():
-            self._flush_call.cancel()
+        self._batch.cancel()
         if self._unsubscribe is not None:
             self._unsubscribe()
         self.hub.close_all()
         waits: list[Deferred[Any]] = []
-        if self._observer is not None:
-            observer, self._observer = self._observer, None
-            observer.stop()
+        observer = self._stop_observer()
+        if observer is not None:
             from twisted.internet.threads import deferToThreadPool
 
             waits.append(

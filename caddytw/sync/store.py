@@ -17,19 +17,24 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal, TypeVar
 
 from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred
+from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import Attribute, Interface, implementer
 
 from caddytw.sync.core import LocalStoreCore, Preconditions, observe_folder
 from caddytw.sync.folder import StoreError, checked_path, stage
+from caddytw.sync.home import FolderUnavailable
 from caddytw.sync.protocol import Change, ChangesPage, FileMetadata, SyncRequest, SyncResponse
 
 log = Logger()
 T = TypeVar("T")
 Listener = Callable[[list[Change]], None]
 PutStatus = Literal["created", "updated", "unchanged"]
+#: Seconds between attempts to open a folder that is missing or not the indexed one.
+REOPEN_INTERVAL = 2.0
 
 
 class UploadCancelled(Exception):
@@ -44,6 +49,7 @@ class ISyncStore(Interface):
     """
 
     root = Attribute("Where the files live (a Path), for logs.")
+    problem = Attribute("Why nothing is served (503 everywhere), or None.")
 
     def start() -> Deferred[bool]:
         """Open the store (counted: each start needs a stop); fires True if rebuilt."""
@@ -131,18 +137,28 @@ class PathLocks:
 class LocalSyncStore:
     """The embedded default store: ``root`` on the local disk, index inside it."""
 
-    def __init__(self, root: Path | str, reactor: Any = None) -> None:
+    def __init__(
+        self,
+        root: Path | str,
+        reactor: Any = None,
+        portable_names: bool = True,
+        create_root: bool = False,
+    ) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
 
             reactor = default_reactor
         self.reactor = reactor
-        self.core = LocalStoreCore(root)
+        self.core = LocalStoreCore(root, portable_names, create_root)
         self.root = self.core.root
         self.locks = PathLocks()
         self._listeners: list[Listener] = []
         self._pool: ThreadPool | None = None
         self._users = 0
+        #: Why the folder is not served (503 everywhere), or ``None``: reactor thread.
+        self.problem: str | None = None
+        self._retry: LoopingCall | None = None
+        self._available: list[Callable[[], None]] = []
 
     # -- threads -----------------------------------------------------------------------
 
@@ -158,8 +174,51 @@ class LocalSyncStore:
                 changes = self.core.drain()
                 if changes:
                     self.reactor.callFromThread(self._notify, changes)
+                if self.core.problem is not None and self.core.problem != self.problem:
+                    self.reactor.callFromThread(self._lost, self.core.problem)
 
         return deferToThreadPool(self.reactor, self._pool, call)
+
+    # -- availability ------------------------------------------------------------------
+
+    def _lost(self, problem: str) -> None:
+        """The folder is missing or not the indexed one (reactor thread): say so once,
+        answer 503 everywhere, and try to open it again every few seconds."""
+        if problem == self.problem:
+            return
+        first = self.problem is None
+        self.problem = problem
+        log.error("file_sync: not serving {root}: {problem}", root=self.root, problem=problem)
+        if first and self._pool is not None:
+            self._retry = LoopingCall(self._reopen)
+            self._retry.clock = self.reactor
+            self._retry.start(REOPEN_INTERVAL, now=False)
+
+    def _reopen(self) -> Deferred[None]:
+        def opened(_: object) -> None:
+            self.problem = None
+            if self._retry is not None and self._retry.running:
+                self._retry.stop()
+            self._retry = None
+            log.info("file_sync: {root} is back: serving it again", root=self.root)
+            for callback in list(self._available):
+                callback()
+
+        def refused(failure: Failure) -> None:
+            if failure.check(FolderUnavailable):
+                self._lost(failure.value.message)  # type: ignore[union-attr]
+                return
+            log.failure("file_sync: reopening {root} failed", failure, root=self.root)
+
+        try:
+            opening = self._on_index(self.core.open)
+        except StoreError:
+            return Deferred.fromCoroutine(_value(None))
+        return opening.addCallbacks(opened, refused)
+
+    def on_available(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` each time the folder comes back after being unavailable."""
+        self._available.append(callback)
 
     def _on_pool(self, work: Callable[..., T], *args: Any) -> Deferred[T]:
         return deferToThreadPool(self.reactor, self.reactor.getThreadPool(), work, *args)
@@ -179,13 +238,22 @@ class LocalSyncStore:
             return Deferred.fromCoroutine(_value(False))
         self._pool = ThreadPool(1, 1, name=f"caddytw-sync-index {self.root}")
         self._pool.start()
-        return self._on_index(self.core.open)
+
+        def refused(failure: Failure) -> bool:
+            failure.trap(FolderUnavailable)
+            self._lost(failure.value.message)  # type: ignore[union-attr]
+            return False
+
+        return self._on_index(self.core.open).addErrback(refused)
 
     def stop(self) -> Deferred[None]:
         self._users -= 1
         if self._users > 0 or self._pool is None:
             return Deferred.fromCoroutine(_value(None))
         pool = self._pool
+        if self._retry is not None and self._retry.running:
+            self._retry.stop()
+        self._retry = None
 
         def stopped(_: object) -> None:
             self._pool = None
@@ -223,7 +291,10 @@ class LocalSyncStore:
     ) -> Deferred[tuple[FileMetadata, PutStatus]]:
         async def upload() -> tuple[FileMetadata, PutStatus]:
             await self._on_index(self.core.precheck, path, conditions, expected_hash)
-            staged = await self._on_pool(stage, self.root, path, source, expected_hash, modified_ns)
+            token = self.core.temp_token(path)
+            staged = await self._on_pool(
+                stage, self.root, path, source, expected_hash, modified_ns, token
+            )
             if cancelled():
                 staged.discard()
                 raise UploadCancelled(path)

@@ -45,7 +45,10 @@ def upload(port, path, data):
         "POST",
         f"/api/upload?path={path}",
         body=data,
-        headers={"X-Content-SHA256": hashlib.sha256(data).hexdigest()},
+        headers={
+            "X-Content-SHA256": hashlib.sha256(data).hexdigest(),
+            "X-Requested-With": "test",  # no tokens: changes need a non-simple header
+        },
     )
     response = connection.getresponse()
     response.read()

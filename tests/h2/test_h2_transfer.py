@@ -22,6 +22,7 @@ import h2.connection
 import h2.events
 import pytest
 
+from tests.support.configs import plain_and_tls
 from tests.support.ports import free_port
 from tests.support.server import ServerProcess, running_server
 from tests.tls.pki import TestCA
@@ -102,31 +103,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, upstream: int) -> Iterator[Si
         },
         {"handle": [{"handler": "file_server", "root": str(root)}]},
     ]
-    config = {
-        "admin": {"disabled": True},
-        "storage": {"module": "file_system", "root": str(work / "storage")},
-        "apps": {
-            "http": {
-                "http_port": free_port(),
-                "https_port": tls,
-                "servers": {
-                    "plain": {
-                        "listen": [f"127.0.0.1:{plain}"],
-                        "routes": routes,
-                        "protocols": ["h1", "h2", "h2c"],
-                        "automatic_https": {"disable": True},
-                    },
-                    "tls": {
-                        "listen": [f"127.0.0.1:{tls}"],
-                        "routes": routes,
-                        "tls_connection_policies": [{}],
-                        "automatic_https": {"disable": True},
-                    },
-                },
-            },
-            "tls": {"certificates": {"load_files": [{"certificate": str(cert), "key": str(key)}]}},
-        },
-    }
+    config = plain_and_tls(plain, tls, routes, cert, key, work / "storage")
     with running_server(config, work, [plain, tls]) as server:
         yield Site(server, plain, tls, cafile, root)
 

@@ -14,7 +14,17 @@ from caddytw.http import fastchannel, h2
 
 def test_private_twisted_names_exist() -> None:
     assert _http2._END_STREAM_SENTINEL is h2._END_STREAM_SENTINEL
-    for method in ("_sendPrioritisedData", "_requestDone", "_handleWindowUpdate"):
+    for method in (
+        "_sendPrioritisedData",
+        "_requestDone",
+        "_handleWindowUpdate",
+        "_requestDataReceived",
+        "_requestEnded",
+        "_requestAborted",
+        "_handlePriorityUpdate",
+        "_terminate",
+        "_tryToWriteControlData",
+    ):
         assert callable(getattr(_http2.H2Connection, method))
     connection = _http2.H2Connection(Clock())
     for attribute in (
@@ -23,6 +33,7 @@ def test_private_twisted_names_exist() -> None:
         "_sendingDeferred",
         "_outboundStreamQueues",
         "_reactor",
+        "_streamCleanupCallbacks",
         "priority",
         "conn",
         "streams",
@@ -31,6 +42,9 @@ def test_private_twisted_names_exist() -> None:
     # H2Stream pauses/resumes its producer through these two public-ish hooks.
     assert callable(_http2.H2Stream.windowUpdated)
     assert callable(_http2.H2Stream.flowControlBlocked)
+    # CaddyH2Stream replaces the header conversion and uses these.
+    for method in ("_convertHeaders", "_send100Continue", "requestComplete"):
+        assert callable(getattr(_http2.H2Stream, method)), method
 
 
 def test_the_channel_switches_to_caddy_h2_connection() -> None:

@@ -78,15 +78,9 @@ class H3Server:
 
     def client(self, spec: dict[str, Any], timeout: float = 60) -> dict[str, Any]:
         """Run tests/h3/h3client.py against this server; its JSON output."""
-        full = {"host": "127.0.0.1", "port": self.port, "server_name": "localhost", **spec}
-        done = subprocess.run(
-            [sys.executable, str(HERE / "h3client.py"), json.dumps(full)],
-            capture_output=True,
-            timeout=timeout,
-            env=server_env(),
-        )
-        assert done.returncode == 0, done.stderr.decode(errors="replace")
-        return json.loads(done.stdout.decode().strip().splitlines()[-1])
+        from tests.h3.h3client import run
+
+        return run({"port": self.port, **spec}, timeout)
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -4,6 +4,7 @@ Usage: ``python h3client.py SPEC_JSON``. The spec::
 
     {"host": "127.0.0.1", "port": 4433, "server_name": "localhost",
      "connections": [[{"method": "GET", "path": "/", "headers": {}, "body_size": 0}]],
+     (or ``"raw_headers": [[name, value], ...]``: sent instead, unchecked, for probes)
      "vanish": false, "retry_expected": false}
 
 Every connection is opened at once; the requests of one connection run concurrently
@@ -124,7 +125,10 @@ class H3Client(QuicConnectionProtocol):
             headers.append((b"content-length", str(len(body)).encode()))
         for name, value in spec.get("headers", {}).items():
             headers.append((name.lower().encode(), value.encode()))
-        self.h3.send_headers(stream_id, headers, end_stream=not body)
+        if "raw_headers" in spec:  # exactly these fields, as given (probes)
+            headers = [(name.encode(), value.encode()) for name, value in spec["raw_headers"]]
+        # "open": send the headers only and leave the stream open (a body to come).
+        self.h3.send_headers(stream_id, headers, end_stream=not body and not spec.get("open"))
         if body:
             step = 64 * 1024
             for start in range(0, len(body), step):
@@ -178,6 +182,25 @@ async def main(spec: dict[str, Any]) -> dict[str, Any]:
         else:
             out.append(result)
     return {"connections": out}
+
+
+def run(spec: dict[str, Any], timeout: float = 60) -> dict[str, Any]:
+    """Run this client in its own process (its asyncio loop stays out of the test's) on
+    ``spec`` (host defaults to 127.0.0.1, server name to localhost); its JSON output."""
+    import subprocess
+
+    from tests.support.server import server_env
+
+    full = {"host": "127.0.0.1", "server_name": "localhost", **spec}
+    done = subprocess.run(
+        [sys.executable, __file__, json.dumps(full)],
+        capture_output=True,
+        timeout=timeout,
+        env=server_env(),
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    result: dict[str, Any] = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    return result
 
 
 if __name__ == "__main__":

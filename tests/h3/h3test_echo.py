@@ -6,22 +6,31 @@ import hashlib
 import json
 from typing import Any
 
+from twisted.web.server import NOT_DONE_YET
+
+from caddytw.http.body import collect
 from caddytw.http.routing import LeafResource
 
 
 class Echo(LeafResource):
-    def render(self, request: Any) -> bytes:
-        body = request.content.read() if request.content is not None else b""
-        request.setHeader(b"content-type", b"application/json")
-        return json.dumps(
-            {
-                "method": request.method.decode(),
-                "proto": request.proto,
-                "length": len(body),
-                "sha256": hashlib.sha256(body).hexdigest(),
-                "host": request.request_host,
-            }
-        ).encode()
+    def render(self, request: Any) -> Any:
+        def answer(body: bytes) -> None:
+            request.setHeader(b"content-type", b"application/json")
+            data = json.dumps(
+                {
+                    "method": request.method.decode(),
+                    "proto": request.proto,
+                    "length": len(body),
+                    "sha256": hashlib.sha256(body).hexdigest(),
+                    "host": request.request_host,
+                }
+            ).encode()
+            request.setHeader(b"content-length", b"%d" % len(data))
+            request.write(data)
+            request.finish()
+
+        collect(request.body).addCallbacks(answer, request.fail)
+        return NOT_DONE_YET
 
 
 def build(config: Any, context: Any, next: Any) -> Echo:

@@ -166,3 +166,33 @@ def test_client_reset_stops_the_producer_and_keeps_the_connection(localhost_cert
     again = pair.request("/again")
     pair.pump()
     assert bytes(pair.answers[again].body) == b"HTTP/3.0 /again"
+
+
+def test_private_aioquic_name_the_stream_errors_rely_on() -> None:
+    """``caddytw.h3.connection.StreamErrorH3Connection`` wraps this aioquic method."""
+    import inspect
+
+    from aioquic.h3.connection import H3Connection
+
+    method = H3Connection._receive_request_or_push_data
+    assert list(inspect.signature(method).parameters) == ["self", "stream", "data", "stream_ended"]
+
+
+def test_refused_request_with_a_body_coming_stops_the_sender(localhost_cert: Any) -> None:
+    """A 400 at the headers (space in :path) while the body is still coming: the stream
+    answers and sends STOP_SENDING(H3_NO_ERROR); other streams go on."""
+    from aioquic.h3.connection import ErrorCode
+    from aioquic.quic.events import StopSendingReceived
+
+    pair = MemoryH3(ROUTES, static_provider([localhost_cert[0]], localhost_cert[1]))
+    pair.pump()
+    stream_id = pair.client.get_next_available_stream_id()
+    headers = [(b":method", b"POST"), (b":scheme", b"https"), (b":authority", b"localhost")]
+    pair.h3.send_headers(stream_id, [*headers, (b":path", b"/a b")], end_stream=False)
+    pair.pump()
+    assert pair.answers[stream_id].status == 400
+    stops = [e for e in pair.client_events if isinstance(e, StopSendingReceived)]
+    assert [(e.stream_id, e.error_code) for e in stops] == [(stream_id, ErrorCode.H3_NO_ERROR)]
+    later = pair.request("/after")
+    pair.pump()
+    assert bytes(pair.answers[later].body) == b"HTTP/3.0 /after"

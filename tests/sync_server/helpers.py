@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from caddytw.sync.protocol import INDEX_DIR_NAME
+from caddytw.sync.protocol import FOLDER_MARKER, INDEX_DIR_NAME
 
 
 def sha(data: bytes) -> str:
@@ -22,7 +22,8 @@ def sha(data: bytes) -> str:
 
 
 def sync_route(root: Path | str, **fields: Any) -> list[dict[str, Any]]:
-    handler = {"handler": "file_sync", "root": str(root), **fields}
+    """A ``/api/*`` route to ``file_sync``; a new folder (``create_root``) unless told."""
+    handler = {"handler": "file_sync", "root": str(root), "create_root": True, **fields}
     return [{"match": [{"matcher": "path", "paths": ["/api/*"]}], "handle": [handler]}]
 
 
@@ -58,7 +59,9 @@ class Api:
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> Reply:
-        sent = dict(headers or {})
+        # A non-simple header, as every real client sends: without tokens the server
+        # refuses state changes that a cross-site form could make.
+        sent = {"X-Requested-With": "caddytw-tests", **(headers or {})}
         if self.token is not None:
             sent.setdefault("Authorization", f"Bearer {self.token}")
         url = target if target.startswith("/") else f"{self.prefix}/{target}"
@@ -102,6 +105,8 @@ def folder_view(root: Path) -> dict[str, Any]:
         rel_dir = Path(directory).relative_to(root)
         if INDEX_DIR_NAME in dirs:
             dirs.remove(INDEX_DIR_NAME)
+        if directory == str(root) and FOLDER_MARKER in files:
+            files.remove(FOLDER_MARKER)
         for name in dirs:
             view[(rel_dir / name).as_posix()] = ("dir",)
         for name in files:
@@ -120,7 +125,13 @@ def listing_view(listing: dict[str, dict[str, Any]]) -> dict[str, Any]:
 class WebSocket:
     """A blocking WebSocket client good enough for reading server pushes."""
 
-    def __init__(self, port: int, path: str = "/api/events", token: str | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        path: str = "/api/events",
+        token: str | None = None,
+        origin: str | None = None,
+    ) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         key = base64.b64encode(os.urandom(16)).decode()
         lines = [
@@ -133,6 +144,8 @@ class WebSocket:
         ]
         if token:
             lines.append(f"Authorization: Bearer {token}")
+        if origin:
+            lines.append(f"Origin: {origin}")
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
         head = b""
         while b"\r\n\r\n" not in head:

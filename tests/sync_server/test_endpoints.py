@@ -242,7 +242,12 @@ def test_prefix_independence(tmp_path):
         {
             "match": [{"path": ["/sync/v1/*"]}],
             "handle": [
-                {"handler": "file_sync", "root": str(tmp_path / "d"), "enable_upload": False}
+                {
+                    "handler": "file_sync",
+                    "root": str(tmp_path / "d"),
+                    "create_root": True,
+                    "enable_upload": False,
+                }
             ],
         }
     ]

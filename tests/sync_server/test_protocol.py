@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from caddytw.sync import protocol as p
+from caddytw.sync.localfs import temp_name
 
 HASH = "a" * 64
 
@@ -129,7 +130,7 @@ def test_etags():
 
 
 def test_temp_names_are_reserved():
-    name = p.temp_name("file.txt", "0123456789abcdef")
+    name = temp_name("file.txt", "0123456789abcdef")
     assert name == ".file.txt.0123456789abcdef.tmp"
     assert p.is_temp_name(name) and p.is_reserved_name(name)
     with pytest.raises(p.ProtocolError):

@@ -203,11 +203,16 @@ def test_loopback_rule():
             self.host = host
 
     class Request:
+        method = b"GET"
+
         def __init__(self, host):
             self.peer = Peer(host)
 
         def getClientAddress(self):
             return self.peer
+
+        def getHeader(self, name):
+            return b"localhost" if name == b"host" else None
 
     policy = AccessPolicy([])
     assert policy.authenticate(Request("127.0.0.1")) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import shutil
 import tempfile
@@ -23,7 +24,9 @@ from caddytw.sync.core import (
     entries_equal_scan,
 )
 from caddytw.sync.folder import StoreError, stage
-from caddytw.sync.protocol import INDEX_DIR_NAME, Delete, Move, SyncRequest, fold_key
+from caddytw.sync.home import FolderUnavailable
+from caddytw.sync.localfs import temp_name
+from caddytw.sync.protocol import FOLDER_MARKER, Delete, Move, SyncRequest, fold_key
 
 # "d-x" and "d0" sort just outside "d/" and its range end: children of "d" exclude them.
 # "A", "D/e" and "u" + combining diaeresis clash with "a", "d" and "ü" (case, NFC).
@@ -47,7 +50,9 @@ class StoreMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.tmp = Path(tempfile.mkdtemp(prefix="syncmodel-"))
-        self.core = LocalStoreCore(self.tmp / "root")
+        self.core = LocalStoreCore(
+            self.tmp / "root", create_root=True, index_path=self.tmp / "index.db"
+        )
         self.core.open()
         self.journal: dict[str, object] = {}
 
@@ -180,15 +185,25 @@ StoreMachine.TestCase.settings = settings(
 test_store_machine = StoreMachine.TestCase
 
 
-def test_index_rebuilt_when_missing(tmp_path):
-    core = LocalStoreCore(tmp_path / "root")
+def test_a_lost_index_is_never_silently_replaced(tmp_path):
+    """The marker names the index id: without that index the folder is refused (503)
+    instead of served under a new id; deleting the marker is the explicit way to start
+    over, and the new index is then built from the folder."""
+    index_path = tmp_path / "index.db"
+    core = LocalStoreCore(tmp_path / "root", create_root=True, index_path=index_path)
     core.open()
     put(core, "a/b.txt", b"hello")
     put(core, "c", b"x")
     old_id = core.index.index_id
     core.close()
-    shutil.rmtree(tmp_path / "root" / INDEX_DIR_NAME)
-    core = LocalStoreCore(tmp_path / "root")
+    assert json.loads((tmp_path / "root" / FOLDER_MARKER).read_text())["index_id"] == old_id
+    index_path.unlink()
+    core = LocalStoreCore(tmp_path / "root", create_root=True, index_path=index_path)
+    with pytest.raises(FolderUnavailable, match="marker names index") as caught:
+        core.open()
+    assert caught.value.status == 503
+    assert not index_path.exists()
+    (tmp_path / "root" / FOLDER_MARKER).unlink()
     assert core.open() is True
     assert core.index.index_id != old_id
     assert sorted(m.path for m in core.listing()[0]) == ["a", "a/b.txt", "c"]
@@ -197,15 +212,63 @@ def test_index_rebuilt_when_missing(tmp_path):
     core.close()
 
 
-def test_leftover_temp_files_removed_on_open(tmp_path):
+def test_only_our_own_leftover_temp_files_are_removed_on_open(tmp_path):
+    """A temp file is ours when its name is signed with the index's secret; a user's
+    file that merely looks like one stays, wherever it is."""
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    core = LocalStoreCore(root, index_path=tmp_path / "index.db")
+    core.open()
+    ours = root / "sub" / temp_name("f.txt", core.temp_token("sub/f.txt"))
+    core.close()
+    ours.write_bytes(b"partial upload")
+    lookalikes = [root / ".f.0123456789abcdef.tmp", root / "sub" / ".notes.fedcba9876543210.tmp"]
+    for path in lookalikes:
+        path.write_bytes(b"a user's file")
+    core = LocalStoreCore(root, index_path=tmp_path / "index.db")
+    core.open()
+    assert not ours.exists()
+    assert all(path.read_bytes() == b"a user's file" for path in lookalikes)
+    core.close()
+
+
+class EditedAfterLookup(LocalStoreCore):
+    """Another program writes ``path`` right after the store verified it: the moment
+    between the check and the rename."""
+
+    edit: tuple[str, bytes] | None = None
+
+    def lookup(self, path):
+        found = super().lookup(path)
+        if self.edit is not None and self.edit[0] == path:
+            (self.root / path).write_bytes(self.edit[1])
+            self.edit = None
+        return found
+
+
+@pytest.mark.parametrize("exists", [True, False])
+def test_a_direct_edit_between_check_and_rename_is_never_overwritten(tmp_path, exists):
     root = tmp_path / "root"
     root.mkdir()
-    (root / ".f.0123456789abcdef.tmp").write_bytes(b"partial")
-    core = LocalStoreCore(root)
+    core = EditedAfterLookup(root, index_path=tmp_path / "index.db")
     core.open()
-    assert not (root / ".f.0123456789abcdef.tmp").exists()
-    assert core.listing()[0] == []
-    core.close()
+    try:
+        if exists:
+            put(core, "f.txt", b"v1")
+        conditions = (
+            Preconditions(if_match=(sha(b"v1"),)) if exists else Preconditions(if_none_match=("*",))
+        )
+        core.precheck("f.txt", conditions, sha(b"upload"))
+        staged = stage(core.root, "f.txt", io.BytesIO(b"upload"), sha(b"upload"), None)
+        core.edit = ("f.txt", b"edited directly in the folder")
+        with pytest.raises(Conflict) as caught:
+            core.commit_upload("f.txt", staged, conditions, "tester", None)
+        assert caught.value.status == 412
+        assert (root / "f.txt").read_bytes() == b"edited directly in the folder"
+        assert core.index.live("f.txt").hash == sha(b"edited directly in the folder")
+        assert not staged.temp_path.exists()
+    finally:
+        core.close()
 
 
 def test_symlinks_are_refused_and_not_indexed(tmp_path):
@@ -215,7 +278,7 @@ def test_symlinks_are_refused_and_not_indexed(tmp_path):
     root = tmp_path / "root"
     root.mkdir()
     (root / "link").symlink_to(outside)
-    core = LocalStoreCore(root)
+    core = LocalStoreCore(root, index_path=tmp_path / "index.db")
     core.open()
     assert core.listing()[0] == []
     with pytest.raises(StoreError) as caught:
@@ -232,17 +295,17 @@ def test_an_index_from_before_fold_keys_gets_them(tmp_path):
     column is filled in and clashes with old rows are caught."""
     import sqlite3
 
-    core = LocalStoreCore(tmp_path / "root")
+    core = LocalStoreCore(tmp_path / "root", create_root=True, index_path=tmp_path / "index.db")
     core.open()
     put(core, "Old.txt", b"old")
     core.close()
-    db_path = tmp_path / "root" / INDEX_DIR_NAME / "index.db"
+    db_path = tmp_path / "index.db"
     db = sqlite3.connect(db_path)
     db.execute("DROP INDEX entries_fold")
     db.execute("ALTER TABLE entries DROP COLUMN fold")
     db.commit()
     db.close()
-    core = LocalStoreCore(tmp_path / "root")
+    core = LocalStoreCore(tmp_path / "root", create_root=True, index_path=tmp_path / "index.db")
     core.open()
     try:
         with pytest.raises(NameClash) as caught:

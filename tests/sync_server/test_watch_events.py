@@ -19,7 +19,9 @@ from watchdog.events import (
 )
 
 from caddytw.sync.core import LocalStoreCore
-from caddytw.sync.scanner import FolderEvents, outermost
+from caddytw.sync.folder import hidden
+from caddytw.sync.localfs import FolderEvents
+from caddytw.sync.scanner import outermost
 
 
 class FakeReactor:
@@ -27,24 +29,14 @@ class FakeReactor:
         work(*args)
 
 
-class Recorder:
-    """Stands in for SyncService: what FolderEvents asks it to refresh."""
-
-    def __init__(self, root: Path) -> None:
-        self.store = type("Store", (), {"root": root})()
-        self.reactor = FakeReactor()
-        self.calls: list[tuple[str, bool]] = []
-
-    def touched(self, path: str, new_folder: bool) -> None:
-        self.calls.append((path, new_folder))
-
-
 def dispatched(root: Path, *events: Any) -> list[tuple[str, bool]]:
-    service = Recorder(root)
-    handler = FolderEvents(service)  # type: ignore[arg-type]
+    calls: list[tuple[str, bool]] = []
+    handler = FolderEvents(
+        str(root), hidden, lambda path, new: calls.append((path, new)), FakeReactor()
+    )
     for event in events:
         handler.dispatch(event)
-    return service.calls
+    return calls
 
 
 def test_folder_modified_events_are_ignored(tmp_path: Path) -> None:
@@ -83,6 +75,8 @@ def test_events_outside_the_root_or_on_reserved_names_are_dropped(tmp_path: Path
         FileCreatedEvent(f"{tmp_path}/elsewhere"),
         FileCreatedEvent(f"{root}/.caddytw-sync/index.db"),
         FileCreatedEvent(f"{root}/.f.0123456789abcdef.tmp"),
+        FileCreatedEvent(f"{root}2/f"),  # a sibling sharing the root's name as a prefix
+        FileCreatedEvent(root),
     )
     assert calls == []
 
@@ -104,7 +98,7 @@ def test_outermost_keeps_exactly_the_folders_no_other_one_contains(folders: set[
 def test_subtree_rescan_records_a_folder_filled_at_once_and_nothing_else(
     tmp_path: Path,
 ) -> None:
-    core = LocalStoreCore(tmp_path / "root")
+    core = LocalStoreCore(tmp_path / "root", create_root=True, index_path=tmp_path / "index.db")
     core.open()
     try:
         (core.root / "a" / "b").mkdir(parents=True)
@@ -126,7 +120,7 @@ def test_subtree_rescan_does_not_follow_a_symlinked_folder(tmp_path: Path) -> No
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "secret").write_bytes(b"s")
-    core = LocalStoreCore(tmp_path / "root")
+    core = LocalStoreCore(tmp_path / "root", create_root=True, index_path=tmp_path / "index.db")
     core.open()
     try:
         (core.root / "link").symlink_to(outside)

@@ -19,7 +19,7 @@ from typing import Any
 from tests.support.ports import free_port, wait_for_port
 from tests.support.server import REPO, ServerProcess, server_env, simple_config, start_server
 
-HIDDEN = {".synclient", ".caddytw-sync"}
+HIDDEN = {".synclient", ".caddytw-sync", ".caddytw-folder"}
 
 
 def tree(root: Path, dirs: bool = False) -> dict[str, str]:
@@ -28,7 +28,9 @@ def tree(root: Path, dirs: bool = False) -> dict[str, str]:
         rel_folder = os.path.relpath(folder, root)
         subdirs[:] = [d for d in subdirs if not (rel_folder == "." and d in HIDDEN)]
         for name in files:
-            if name.startswith(".") and name.endswith(".tmp"):
+            if (name.startswith(".") and name.endswith(".tmp")) or (
+                rel_folder == "." and name in HIDDEN
+            ):
                 continue
             rel = os.path.normpath(os.path.join(rel_folder, name))
             with open(os.path.join(folder, name), "rb") as handle:

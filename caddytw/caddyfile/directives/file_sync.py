@@ -5,8 +5,15 @@ Syntax::
     file_sync [matcher] {
         root DIR
         enable_upload
+        create_root
+        portable_names on|off
+        max_upload_size SIZE
         client ID TOKEN [read_only]
     }
+
+``create_root`` creates a missing root for a new folder; ``portable_names off`` lets
+names Windows or macOS cannot store in; ``max_upload_size`` takes Caddy sizes
+(``10GB``, ``512MiB``; ``0`` for no limit).
 
 It is ordered like ``reverse_proxy`` (a terminal, content-producing handler).
 """
@@ -15,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..values import parse_bytes
 from .registry import Handler, Helper, handler_directive
 
 
@@ -33,10 +41,23 @@ def parse_file_sync(h: Helper) -> Handler:
                 if args is None:
                     raise d.arg_err()
                 out["root"] = args[0]
-            elif sub == "enable_upload":
+            elif sub in ("enable_upload", "create_root"):
                 if d.next_arg():
                     raise d.arg_err()
-                out["enable_upload"] = True
+                out[sub] = True
+            elif sub == "portable_names":
+                args = d.all_args(1)
+                if args is None or args[0] not in ("on", "off"):
+                    d.fail("usage: portable_names on|off")
+                out["portable_names"] = args[0] == "on"
+            elif sub == "max_upload_size":
+                args = d.all_args(1)
+                if args is None:
+                    raise d.arg_err()
+                try:
+                    out["max_upload_size"] = parse_bytes(args[0])
+                except ValueError as exc:
+                    d.fail(f"parsing max_upload_size: {exc}")
             elif sub == "client":
                 args = d.remaining_args()
                 if len(args) not in (2, 3) or (len(args) == 3 and args[2] != "read_only"):
