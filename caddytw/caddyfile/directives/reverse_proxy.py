@@ -571,3 +571,37 @@ def build_reverse_proxy(h: Helper, preset: Handler | None = None) -> Handler:
             p.out["transport"] = {"protocol": p.transport_name, **transport}
     _finalize_handle_response(p)
     return p.out
+
+
+@handler_directive("copy_response")
+def parse_copy_response(h: Helper) -> Handler:
+    """``copy_response [status]`` inside ``handle_response``."""
+    d = h.d
+    out: Handler = {"handler": "copy_response"}
+    while d.next():
+        args = d.remaining_args()
+        if len(args) == 1 and args[0].isdigit() and int(args[0]) > 0:
+            out["status_code"] = weak_string(args[0])
+            break
+        while d.next_block(0):
+            if d.val != "status":
+                d.fail(f"unrecognized subdirective '{d.val}'")
+            if not d.next_arg():
+                raise d.arg_err()
+            out["status_code"] = weak_string(d.val)
+    return out
+
+
+@handler_directive("copy_response_headers")
+def parse_copy_response_headers(h: Helper) -> Handler:
+    """``copy_response_headers { include ... exclude ... }`` inside ``handle_response``."""
+    d = h.d
+    out: Handler = {"handler": "copy_response_headers"}
+    while d.next():
+        if d.remaining_args():
+            raise d.arg_err()
+        while d.next_block(0):
+            if d.val not in ("include", "exclude"):
+                d.fail(f"unrecognized subdirective '{d.val}'")
+            out.setdefault(d.val, []).extend(d.remaining_args())
+    return out
