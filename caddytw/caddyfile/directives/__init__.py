@@ -13,6 +13,7 @@ from . import (  # noqa: F401  (imported for their registrations)
     headers,
     misc,
     php_fastcgi,
+    push,
     reverse_proxy,
     rewrite,
     routing,
