@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .dispenser import Dispenser
+from .pkiapp import parse_pki_option
 from .values import atoi, parse_bytes, parse_duration
 
 __all__ = ["GLOBAL_OPTIONS", "apply_order"]
@@ -262,4 +263,5 @@ GLOBAL_OPTIONS: dict[str, OptionFunc] = {
     "auto_https": _auto_https,
     "servers": _servers,
     "log": _log,
+    "pki": parse_pki_option,
 }
