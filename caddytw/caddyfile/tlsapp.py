@@ -226,6 +226,8 @@ def build_tls_app(
                         "because of key without hostname, and the two are in conflict",
                     )
                 ap["issuers"] = issuers
+            for cv in sb.pile.get("tls.cert_manager", []):
+                ap.setdefault("get_certificate", []).append(copy.deepcopy(cv.value))
             if not hosts and catch_all is None:
                 catch_all = ap
             ap["subjects"] = sorted(sb.hosts_not_http(http_port))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..issuers import parse_cert_manager, parse_issuer
 from ..values import atoi, parse_bytes, parse_duration
 from .registry import ConfigValue, Helper, directive
 
@@ -27,6 +28,8 @@ def parse_tls(h: Helper) -> list[ConfigValue]:
     internal = False
     key_type = ""
     on_demand = False
+    issuers: list[dict[str, Any]] = []
+    managers: list[dict[str, Any]] = []
     while d.next():
         first = d.remaining_args()
         if len(first) == 1:
@@ -98,6 +101,14 @@ def parse_tls(h: Helper) -> list[ConfigValue]:
                     raise d.arg_err()
                 acme = acme or {"module": "acme"}
                 acme["external_account"] = {"key_id": args[0], "mac_key": args[1]}
+            elif sub == "issuer":
+                if not d.next_arg():
+                    raise d.arg_err()
+                issuers.append(parse_issuer(d))
+            elif sub == "get_certificate":
+                if not d.next_arg():
+                    raise d.arg_err()
+                managers.append(parse_cert_manager(d))
             else:
                 d.fail(f"unknown subdirective: {sub}")
         if not first and not has_block:
@@ -105,9 +116,16 @@ def parse_tls(h: Helper) -> list[ConfigValue]:
     values: list[ConfigValue] = []
     if file_loader:
         values.append(ConfigValue("tls.cert_loader", file_loader))
+    if issuers and (acme is not None or internal):
+        d.fail(
+            "cannot mix issuer subdirective (explicit issuers) with other "
+            "issuer-specific subdirectives (implicit issuers)"
+        )
     if acme is not None and internal:
         d.fail("cannot create both ACME and internal certificate issuers")
-    if acme is not None:
+    if issuers:
+        values += [ConfigValue("tls.cert_issuer", issuer) for issuer in issuers]
+    elif acme is not None:
         if "ca" in acme:
             values.append(ConfigValue("tls.cert_issuer", acme))
         else:
@@ -120,6 +138,7 @@ def parse_tls(h: Helper) -> list[ConfigValue]:
         values.append(ConfigValue("tls.key_type", key_type))
     if on_demand:
         values.append(ConfigValue("tls.on_demand", True))
+    values += [ConfigValue("tls.cert_manager", manager) for manager in managers]
     if any_tag:
         policy["certificate_selection"] = {"any_tag": any_tag}
     values.append(ConfigValue("tls.connection_policy", policy))
