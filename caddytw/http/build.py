@@ -9,6 +9,7 @@ from twisted.application.service import IService
 
 from caddytw.config.errors import ConfigError
 from caddytw.config.reader import ObjectReader
+from caddytw.config.unsupported import handler_message
 from caddytw.handlers.registry import handler_factories
 from caddytw.http.routing import LeafResource, RouteList, build_routes
 
@@ -52,9 +53,7 @@ class BuildContext:
             raise ConfigError(reader.at("handler"), "missing handler name")
         factory = handler_factories().get(name)
         if factory is None:
-            raise ConfigError(
-                reader.at("handler"), f"unknown handler module {name!r} (no plugin provides it)"
-            )
+            raise ConfigError(reader.at("handler"), handler_message(name))
         return NamedHandler(name, factory.build(reader, self, next))
 
     def build_routes(self, data: Any, path: str, next: Any) -> RouteList:
