@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import os
 import stat as stat_module
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from twisted.internet.defer import DeferredSemaphore, gatherResults
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
+from caddytw.sync.folder import fsync_dir
 from caddytw.sync.localfs import hash_file
 from caddytw.sync.protocol import Create, Delete, FileMetadata, Move, SyncOperation
 from synclient import planner
@@ -58,21 +60,54 @@ class FolderGone(Exception):
     """The local folder (or its state) disappeared: unmounted or emptied."""
 
 
+class LinkInPath(OSError):
+    """A symbolic link where the client was about to write, read or delete."""
+
+
+def refuse_links(root: Path, relative: Path | str) -> None:
+    """Raise :class:`LinkInPath` when ``relative`` or any folder above it (inside
+    ``root``) is a symbolic link. Called right before every local write, upload read and
+    delete: the scanner never follows links, but the tree may change under a pass."""
+    current = root
+    for part in Path(relative).parts:
+        current = current / part
+        try:
+            info = os.lstat(current)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        if stat_module.S_ISLNK(info.st_mode):
+            raise LinkInPath(errno.ELOOP, "a symbolic link is in the way", str(current))
+
+
 def make_dirs(root: Path, relative: Path | str) -> None:
     """Create ``root/relative`` and its missing parents, but never ``root`` itself: a
     vanished sync folder (an unmounted disk) must not be recreated and filled, so it
-    raises :class:`FolderGone` instead."""
+    raises :class:`FolderGone` instead. An existing link on the way is never entered."""
     current = root
     for part in Path(relative).parts:
         current = current / part
         try:
             os.mkdir(current)
         except FileExistsError:
+            if os.path.islink(current):
+                raise LinkInPath(
+                    errno.ELOOP, "a symbolic link is in the way", str(current)
+                ) from None
             continue
         except FileNotFoundError:
             if not root.is_dir():
                 raise FolderGone(f"the sync folder {root} disappeared") from None
             raise
+
+
+def _stat_key(path: Path) -> tuple[int, int, int, int, int] | None:
+    """What changes when anyone writes ``path`` (``None``: absent). ctime included:
+    a tool that restores the mtime after writing still moves it."""
+    try:
+        info = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return (info.st_mode, info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
 
 
 def version_of(meta: FileMetadata, origin: str = "") -> Version:
@@ -92,6 +127,26 @@ class Outcome:
     done: int = 0
     failed: list[str] = field(default_factory=list)
     unreachable: Exception | None = None
+    unstorable: dict[str, str] = field(default_factory=dict)
+    """Paths one side cannot store (name too long, invalid there): path -> why."""
+
+
+UNSTORABLE_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL})
+"""Local write errors that mean "this filesystem cannot hold that name"."""
+UNSTORABLE_STATUSES = frozenset({400, 414, 422})
+"""Upload answers that mean "the server refuses that name" (a 4xx that retrying the
+same bytes under the same name cannot change)."""
+
+
+def cannot_store(error: Exception, upload: bool) -> bool:
+    """Whether ``error`` says a name cannot be stored (so retrying would only loop)."""
+    if isinstance(error, UnicodeError):
+        return True
+    if isinstance(error, LinkInPath):
+        return False
+    if isinstance(error, OSError):
+        return error.errno in UNSTORABLE_ERRNOS
+    return upload and isinstance(error, RemoteError) and error.status in UNSTORABLE_STATUSES
 
 
 class Applier:
@@ -111,6 +166,27 @@ class Applier:
         self.semaphore = DeferredSemaphore(parallel)
         self.on_file = on_file or (lambda path, size: None)
         self.on_bytes = on_bytes
+        self._renamed_in: set[Path] = set()
+        self._renamed_lock = threading.Lock()
+        state.before_commit.append(self._sync_renames)
+
+    def _renamed(self, *paths: str) -> None:
+        """Note the folders of ``paths`` for the fsync before the next state commit."""
+        with self._renamed_lock:
+            self._renamed_in.update(self._full(p).parent for p in paths)
+
+    def _sync_renames(self) -> None:
+        """Before the state commits rows naming downloaded files, make their renames
+        durable (one fsync per folder per commit, not per file): otherwise a power cut
+        could leave the old file under a base naming the new one, and the old bytes
+        would then look like a local edit and be uploaded over the newer ones."""
+        with self._renamed_lock:
+            folders, self._renamed_in = self._renamed_in, set()
+        for folder in folders:
+            try:
+                fsync_dir(folder)
+            except OSError as error:
+                log.warn("cannot fsync {folder}: {error}", folder=folder, error=error)
 
     # -- local checks -------------------------------------------------------------------
 
@@ -118,8 +194,13 @@ class Applier:
         return self.root / path
 
     def _local_is(self, path: str, expect: Version | None) -> bool:
-        """Runs in a thread: whether ``path`` still holds ``expect`` (absent for None)."""
+        """Runs in a thread: whether ``path`` still holds ``expect`` (absent for None).
+        A link at or above ``path`` holds nothing we may touch: never what was expected."""
         full = self._full(path)
+        try:
+            refuse_links(self.root, path)
+        except LinkInPath:
+            return False
         try:
             info = os.stat(full, follow_symlinks=False)
         except (FileNotFoundError, NotADirectoryError):
@@ -217,7 +298,9 @@ class Applier:
                 ok = await self._one(action, outcome)
             except Stale as error:
                 current = error.current
-                self.state.set_remote(action.path, None if current is None else version_of(current))
+                self.state.set_remote_seen(
+                    action.path, None if current is None else version_of(current)
+                )
                 outcome.dirty.add(action.path)
                 return
             except NotFound:
@@ -226,7 +309,11 @@ class Applier:
                 return
             except Unreachable:
                 raise
-            except (RemoteError, OSError) as error:
+            except (RemoteError, OSError, UnicodeError) as error:
+                if cannot_store(error, isinstance(action, Upload)):
+                    where = "the server" if isinstance(action, Upload) else "this folder"
+                    outcome.unstorable[action.path] = f"{where} cannot store it: {error}"
+                    return
                 log.warn("{path}: {error}", path=action.path, error=error)
                 outcome.failed.append(f"{action.path}: {error}")
                 outcome.dirty.add(action.path)
@@ -253,6 +340,7 @@ class Applier:
                 return False
             copy = self.unique_copy(action.copy)
             os.rename(self._full(action.path), self._full(copy))
+            self._renamed(action.path, copy)
             entry = self.state.cache.get(action.path)
             if entry is not None:
                 self.state.set_cache(copy, entry.hash, entry.stat)
@@ -308,7 +396,14 @@ class Applier:
         """Runs in a thread, one hop for all of a download's blocking steps: write
         ``body`` (already verified) to the temp file when given, make the temp file
         durable, check the target still holds what the plan assumed, rename over it;
-        return the new file's stat (``None``: left alone)."""
+        return the new file's stat (``None``: left alone).
+
+        The target's stat key is taken before the check and compared again right before
+        ``os.replace``: a user's edit made meanwhile (the check may hash a large file)
+        keeps its bytes, and the path is planned again (a conflict copy, not a loss)."""
+        refuse_links(self.root, target_path)
+        target = self._full(target_path)
+        before = _stat_key(target)
         if body is not None:
             make_dirs(self.root, temp.parent.relative_to(self.root))
             with open(temp, "wb") as handle:
@@ -325,8 +420,11 @@ class Applier:
             return None
         if mtime:
             os.utime(temp, (mtime, mtime))
-        target = self._full(target_path)
+        refuse_links(self.root, target_path)
+        if _stat_key(target) != before:
+            return None  # changed under us: keep the temp file, plan the path again
         os.replace(temp, target)
+        self._renamed(target_path)
         return Stat.of(os.stat(target))
 
     async def _download(self, action: Download) -> bool:
@@ -353,6 +451,7 @@ class Applier:
             return await self._mkdir_remote(action.path, expect)
         if expect is not None and expect.is_dir:
             return False  # the planner sends a directory/file clash through a conflict
+        await deferToThread(refuse_links, self.root, action.path)
         meta = await self.remote.upload(
             action.path,
             self._full(action.path),
@@ -377,7 +476,14 @@ class Applier:
         remote_ops: list[tuple[str, SyncOperation]] = []
         for action in sorted(actions, key=lambda a: a.path.count("/")):
             if isinstance(action, Download):
-                if await self._mkdir_local(action.path, action.expect_local, action.remote):
+                try:
+                    made = await self._mkdir_local(action.path, action.expect_local, action.remote)
+                except (OSError, UnicodeError) as error:
+                    if not cannot_store(error, False):
+                        raise
+                    outcome.unstorable[action.path] = f"this folder cannot store it: {error}"
+                    continue
+                if made:
                     outcome.done += 1
                 else:
                     outcome.dirty.add(action.path)
@@ -402,10 +508,17 @@ class Applier:
                 remote_ops.append((action.path, Delete(action.path, base)))
         await self._remote_batch(remote_ops, outcome, None)
 
-    async def _delete_local(self, action: DeleteLocal) -> bool:
-        if not await self.local_is(action.path, action.expect_local):
-            return False
+    def _remove(self, action: DeleteLocal) -> bool:
+        """Runs in a thread: delete ``action.path`` if it still holds what the plan
+        assumed, re-checking its stat key right before (an edit made during the check
+        keeps the file; the path is planned again)."""
         full = self._full(action.path)
+        before = _stat_key(full)
+        if not self._local_is(action.path, action.expect_local):
+            return False
+        refuse_links(self.root, action.path)
+        if _stat_key(full) != before:
+            return False
         try:
             if action.expect_local.is_dir:
                 os.rmdir(full)
@@ -417,6 +530,11 @@ class Applier:
             if error.errno in (errno.ENOTEMPTY, errno.EEXIST):
                 return False  # new local content inside: it will be uploaded instead
             raise
+        return True
+
+    async def _delete_local(self, action: DeleteLocal) -> bool:
+        if not await deferToThread(self._remove, action):
+            return False
         self.state.set_cache(action.path, None)
         self.state.set_base(action.path, None)
         return True
@@ -431,10 +549,8 @@ class Applier:
         for start in range(0, len(ops), BATCH):
             chunk = ops[start : start + BATCH]
             response = await self.remote.sync([op for _, op in chunk])
-            statuses = {r.index: r.status for r in response.results}
-            for index, (path, _op) in enumerate(chunk):
-                status = statuses.get(index, "applied" if not response.conflicts else "error")
-                if status in ("applied", "unchanged"):
+            for (path, _op), result in zip(chunk, response.results, strict=True):
+                if result.status in ("applied", "unchanged"):
                     self.state.set_remote(path, result_version)
                     self.state.set_base(path, result_version)
                     outcome.done += 1
@@ -449,6 +565,7 @@ class Applier:
             return False
         make_dirs(self.root, Path(action.dst).parent)
         os.rename(self._full(action.src), self._full(action.dst))
+        self._renamed(action.src, action.dst)
         entry = self.state.cache.get(action.src)
         with self.state.batch():
             if entry is not None:
@@ -460,8 +577,7 @@ class Applier:
 
     async def _move_remote(self, action: MoveRemote, outcome: Outcome) -> bool:
         response = await self.remote.sync([Move(action.src, action.dst, action.version.hash)])
-        status = response.results[0].status if response.results else "applied"
-        if status not in ("applied", "unchanged"):
+        if response.results[0].status not in ("applied", "unchanged"):
             outcome.refresh.update((action.src, action.dst))
             outcome.dirty.add(action.src)
             return False

@@ -23,6 +23,8 @@ EXIT_UNREACHABLE = 3
 EXIT_AUTH = 4
 EXIT_FOLDER = 5
 EXIT_MASS_DELETE = 6
+EXIT_SERVER_FOLDER = 7
+EXIT_BAD_ANSWER = 8
 
 EPILOG = """\
 exit status:
@@ -34,6 +36,10 @@ exit status:
   5  the local folder is missing, not a folder, or not writable, or it
      disappeared while running (e.g. unmounted)
   6  a mass deletion was refused (use --allow-mass-delete if intended)
+  7  the server cannot serve its folder (its root or folder marker is missing,
+     e.g. a disk not mounted); nothing was changed
+  8  the server answered something invalid (not the file_sync protocol);
+     the pass stopped there
 
 The token may also come from the SYNCLIENT_TOKEN environment variable.
 Patterns in <local-path>/.syncignore use gitignore syntax, like --exclude.
@@ -103,22 +109,28 @@ def settings_from(args: argparse.Namespace) -> Any:
 
 
 def check_folder(path: Path, create: bool) -> str | None:
-    """A message saying what is wrong with the local folder, or ``None``."""
+    """A message saying what is wrong with the local folder, or ``None``.
+
+    ``create`` (``--initial-sync``) may create a missing folder (not its parents) and
+    re-create a missing folder marker (see :mod:`synclient.folder`)."""
+    from synclient.folder import ensure_marker
+    from synclient.state import STATE_DIR
+
     if not path.exists():
         if create and path.parent.is_dir():
             try:
                 path.mkdir()
             except OSError as error:
                 return f"cannot create {path}: {error.strerror}"
-            return None
-        return f"the local folder {path} does not exist" + (
-            "" if create else " (create it, or pass --initial-sync)"
-        )
+        else:
+            return f"the local folder {path} does not exist" + (
+                "" if create else " (create it, or pass --initial-sync)"
+            )
     if not path.is_dir():
         return f"{path} is not a folder"
     if not os.access(path, os.W_OK | os.X_OK):
         return f"the local folder {path} is not writable"
-    return None
+    return ensure_marker(path, (path / STATE_DIR / "state.db").exists(), create)
 
 
 def start_logging(verbose: bool) -> None:
@@ -147,9 +159,28 @@ def start_logging(verbose: bool) -> None:
     )
 
 
+def exit_code_for(error: Exception) -> tuple[int, str] | None:
+    """The exit status and the closing words for an error that ends a pass, or
+    ``None`` for an error that is a bug (it then shows its traceback)."""
+    from synclient.apply import FolderGone
+    from synclient.remote import AuthFailed, FolderUnavailable, RemoteError, Unreachable
+
+    if isinstance(error, FolderUnavailable):
+        return EXIT_SERVER_FOLDER, "stopped without changing anything more"
+    if isinstance(error, Unreachable):
+        return EXIT_UNREACHABLE, ""
+    if isinstance(error, AuthFailed):
+        return EXIT_AUTH, ""
+    if isinstance(error, RemoteError):
+        return EXIT_BAD_ANSWER, "stopped without changing anything more"
+    if isinstance(error, FolderGone):
+        return EXIT_FOLDER, "stopped without touching the server's copy"
+    return None
+
+
 async def run(reactor: Any, args: argparse.Namespace) -> int:
     from synclient.apply import FolderGone
-    from synclient.remote import AuthFailed, Unreachable
+    from synclient.remote import RemoteError
     from synclient.service import SyncService, build
 
     settings = settings_from(args)
@@ -159,38 +190,34 @@ async def run(reactor: Any, args: argparse.Namespace) -> int:
     def fail(message: str) -> None:
         sys.stderr.write(f"synclient: {message}\n")
 
+    def stopped(error: Exception) -> int:
+        code, words = exit_code_for(error) or (EXIT_NOT_IN_SYNC, "")
+        fail(f"{error}; {words}" if words else str(error))
+        return code
+
     try:
         await engine.pull(full_list=False)
-    except Unreachable as error:
-        fail(str(error))
-        return EXIT_UNREACHABLE
-    except AuthFailed as error:
-        fail(str(error))
-        return EXIT_AUTH
-    if args.once or args.initial_sync:
-        try:
+        if args.once or args.initial_sync:
             report = await engine.cycle(full=True)
             left = await engine.verify() if args.once and report.clean else set()
-        except Unreachable as error:
-            fail(f"lost the server {settings.server}: {error}")
-            return EXIT_UNREACHABLE
-        except FolderGone as error:
-            fail(f"{error}; stopped without touching the server's copy")
-            return EXIT_FOLDER
-        if args.once:
-            await parts.remote.close()
-            parts.state.close()
-            if report.refused_deletes:
-                return EXIT_MASS_DELETE
-            if not report.clean or left:
-                for line in report.failed:
-                    fail(line)
-                if report.unsettled:
-                    fail(f"{len(report.unsettled)} files were still being written")
-                for path in sorted(left | report.left)[:20]:
-                    fail(f"still differs: {path}")
-                return EXIT_NOT_IN_SYNC
-            return EXIT_OK
+    except (RemoteError, FolderGone) as error:
+        return stopped(error)
+    if args.once:
+        await parts.remote.close()
+        parts.state.close()
+        if report.refused_deletes:
+            return EXIT_MASS_DELETE
+        if not report.clean or left:
+            for line in report.failed:
+                fail(line)
+            for path, why in sorted(report.unstorable.items())[:20]:
+                fail(f"cannot sync {path}: {why}")
+            if report.unsettled:
+                fail(f"{len(report.unsettled)} files were still being written")
+            for path in sorted(left | report.left)[:20]:
+                fail(f"still differs: {path}")
+            return EXIT_NOT_IN_SYNC
+        return EXIT_OK
     service = SyncService(settings, parts, reactor)
     service.startService()
     from twisted.internet.defer import Deferred

@@ -8,12 +8,18 @@ being handled) for a few rounds. Triggers while a cycle runs are merged into the
 
 Triggers: the watcher (local paths, debounced), the server's events (a pull), the
 periodic safety net (a full scan), and a retry with backoff while the server is away.
+
+Safety (``shared/SYNC-DESIGN.md``): only journal tombstones delete; any re-list is a
+fresh merge (the base is forgotten, so the plan is a union). Our own files, ignored
+paths, paths at or below a symbolic link and names one side could not store take no
+part in planning.
 """
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,10 +31,12 @@ from twisted.logger import Logger
 from caddytw.sync.protocol import Change
 from synclient import planner
 from synclient.apply import Applier, FolderGone, Outcome, version_of
+from synclient.folder import MARKER
+from synclient.ignore import IgnoreRules
 from synclient.planner import DIR_HASH, DeleteLocal, DeleteRemote, PathState, Strategy, Version
 from synclient.progress import Progress
-from synclient.remote import Remote, RemoteError, Unreachable
-from synclient.scanner import Scanner, ScanResult
+from synclient.remote import BadAnswer, Remote, RemoteError, Unreachable
+from synclient.scanner import Scanner, ScanResult, is_own_path
 from synclient.state import StateDB
 
 log = Logger()
@@ -46,10 +54,13 @@ class CycleReport:
     refused_deletes: int = 0
     unsettled: set[str] = field(default_factory=set)
     left: set[str] = field(default_factory=set)
+    unstorable: dict[str, str] = field(default_factory=dict)
 
     @property
     def clean(self) -> bool:
-        return not (self.failed or self.refused_deletes or self.unsettled or self.left)
+        return not (
+            self.failed or self.refused_deletes or self.unsettled or self.left or self.unstorable
+        )
 
 
 class Engine:
@@ -64,6 +75,7 @@ class Engine:
         allow_mass_delete: bool = False,
         progress: Progress | None = None,
         reactor: Any = None,
+        load_rules: Callable[[], IgnoreRules] | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -77,6 +89,8 @@ class Engine:
         self.strategy = strategy
         self.allow_mass_delete = allow_mass_delete
         self.progress = progress
+        self.load_rules = load_rules
+        """Re-reads ``.syncignore`` (and the ``--exclude`` patterns) for each full pass."""
         self.applier = Applier(
             root,
             state,
@@ -85,6 +99,13 @@ class Engine:
             on_bytes=progress.add_bytes if progress else None,
         )
         self.local: dict[str, Version] = {}
+        self.links: set[str] = set()
+        """Symbolic links in the folder: they and everything below them are left alone."""
+        self._reported_links: set[str] = set()
+        self.unstorable: dict[str, tuple[Version | None, Version | None, str]] = {}
+        """Paths one side could not store, with the (local, remote) versions that failed
+        and why: left out of planning (never a delete, never a retry loop) until either
+        version changes."""
         self.scanned = False
         # Triggers waiting for the next cycle.
         self._pending_local: set[str] = set()
@@ -157,8 +178,13 @@ class Engine:
         try:
             report = await self.cycle(full=full, pull=pull or full, local_paths=local)
             self._retry_delay = 0.0
-        except Unreachable as error:
-            log.warn("server unreachable ({error}); retrying", error=error)
+        except RemoteError as error:
+            # Unreachable, or an answer the client cannot use (e.g. BadAnswer): nothing
+            # was decided on it; say so once per failed pass and try again later.
+            if isinstance(error, Unreachable):
+                log.warn("server unreachable ({error}); retrying", error=error)
+            else:
+                log.error("sync pass stopped: {error}; retrying", error=error)
             self._pending_local |= local
             self._want_full |= full
             self._running = None
@@ -177,6 +203,8 @@ class Engine:
     def _check_folder(self) -> None:
         if not self.root.is_dir() or not self.state.path.exists():
             raise FolderGone(f"the sync folder {self.root} (or its state) is gone")
+        if not os.path.lexists(self.root / MARKER):
+            raise FolderGone(f"the folder marker {MARKER} in {self.root} is gone")
 
     async def cycle(
         self, *, full: bool, pull: bool = True, local_paths: Iterable[str] = ()
@@ -188,6 +216,8 @@ class Engine:
         if pull or full:
             dirty |= await self.pull(full_list=False)
         if full:
+            if self.load_rules is not None:
+                self.scanner.ignore = self.load_rules()
             scan = await self._scan(None)
             dirty = set(self.state.base) | set(self.local) | set(self.state.remote)
         else:
@@ -226,6 +256,10 @@ class Engine:
             if self.progress and show_progress:
                 self.progress.finish()
             report.done += outcome.done
+            for path, why in outcome.unstorable.items():
+                self.unstorable[path] = (self.local.get(path), self.state.remote.get(path), why)
+                report.unstorable[path] = why
+                log.warn("cannot sync {path}: {why}; left as it is", path=path, why=why)
             if outcome.unreachable is not None:
                 raise outcome.unreachable  # type: ignore[misc]
             touched = {a.path for a in result.actions} | {
@@ -240,7 +274,7 @@ class Engine:
         """Refresh what the run left uncertain; return the paths to plan again."""
         for path in outcome.refresh:
             meta = await self.remote.metadata(path)
-            self.state.set_remote(path, None if meta is None else version_of(meta))
+            self.state.set_remote_seen(path, None if meta is None else version_of(meta))
         scan = await self._scan(touched | outcome.dirty)
         self._touched(scan)
         return set(outcome.dirty)
@@ -282,11 +316,13 @@ class Engine:
     def _fold_scan(self, result: ScanResult, complete: bool) -> None:
         if complete:
             self.local = {}
+            self.links = set(result.links)
             self.scanned = True
         else:
             roots = set(result.roots)
             for path in [p for p in self.local if planner.within(p, roots)]:
                 del self.local[path]
+            self.links = {p for p in self.links if not planner.within(p, roots)} | result.links
         with self.state.batch():
             for path, entry in result.entries.items():
                 self.local[path] = entry.version
@@ -308,7 +344,12 @@ class Engine:
         return touched - scan.unsettled
 
     async def pull(self, full_list: bool) -> set[str]:
-        """Bring ``state.remote`` up to date; return the paths that changed."""
+        """Bring ``state.remote`` up to date; return the paths that changed.
+
+        Only the journal's tombstones may remove a path from ``state.remote`` while the
+        base is kept. Any other way of learning the server's tree (a ``reset`` answer, a
+        new index id, a server without a journal) is a re-list, and a re-list is a fresh
+        merge: absence from it is "unknown", never a delete."""
         cursor = self.state.cursor
         if cursor is not None and not full_list:
             index_id, seq = cursor
@@ -316,8 +357,8 @@ class Engine:
             try:
                 while True:
                     page = await self.remote.changes(seq, index_id)
-                    if page.reset:
-                        return await self._relist(page.index_id, page.cursor)
+                    if page.reset or page.index_id != index_id:
+                        return await self._relist(page.index_id, page.cursor, fresh=True)
                     with self.state.batch():
                         for change in page.changes:
                             meta = change.metadata
@@ -337,35 +378,102 @@ class Engine:
                     raise
         try:
             page = await self.remote.changes(0, "")
-            return await self._relist(page.index_id, page.cursor)
-        except Unreachable:
+            fresh = cursor is None or page.index_id != cursor[0]
+            return await self._relist(page.index_id, page.cursor, fresh=fresh)
+        except (Unreachable, BadAnswer):
             raise
         except RemoteError:
-            return await self._relist(None, None)
+            return await self._relist(None, None, fresh=True)
 
-    async def _relist(self, index_id: str | None, seq: int | None) -> set[str]:
+    async def _relist(self, index_id: str | None, seq: int | None, *, fresh: bool) -> set[str]:
+        """Replace ``state.remote`` by a full listing. ``fresh`` (the listing does not
+        continue the journal this client followed) also forgets the whole base, in the
+        same transaction: the next plan is a union (uploads, downloads, conflict copies)
+        and cannot delete anything on either side."""
         before = dict(self.state.remote)
+        forgotten = set(self.state.base) if fresh else set()
         listing = await self.remote.list_all()
-        self.state.replace_remote((m.path, version_of(m)) for m in listing)
-        if index_id is not None and seq is not None:
-            self.state.set_cursor(index_id, seq)
+        with self.state.batch():
+            if fresh and self.state.base:
+                log.warn(
+                    "the server's index is new or was reset (index id {index_id}): merging"
+                    " both sides afresh; nothing is deleted on either side this pass",
+                    index_id=index_id,
+                )
+                self.state.clear_base()
+            self.state.replace_remote((m.path, version_of(m)) for m in listing)
+            if index_id is not None and seq is not None:
+                self.state.set_cursor(index_id, seq)
         after = self.state.remote
-        return {p for p in set(before) | set(after) if before.get(p) != after.get(p)}
+        changed = {p for p in set(before) | set(after) if before.get(p) != after.get(p)}
+        return changed | forgotten
+
+    def excluded(self, path: str, *versions: Version | None) -> bool:
+        """Whether ``path`` takes no part in planning: our own files, or an ignore rule
+        (``--exclude``, ``.syncignore``) covers it. The scanner never reports such paths,
+        so planning them would read their absence as a local deletion."""
+        if is_own_path(path):
+            return True
+        if self.links and planner.within(path, self.links):
+            self._report_link(path, versions)
+            return True
+        rules = self.scanner.ignore
+        if not rules:
+            return False
+        return rules.covers(path, any(v is not None and v.is_dir for v in versions))
+
+    def _report_link(self, path: str, versions: tuple[Version | None, ...]) -> None:
+        """A link where the server has something is a conflict left as it is: say so
+        (once per link and run); neither side changes, and the base is dropped so the
+        server's copy is never deleted because the client cannot see through the link."""
+        remote = versions[-1] if versions else None
+        if remote is None:
+            return
+        link = path
+        while link not in self.links:
+            link = link.rpartition("/")[0]
+        if link in self._reported_links:
+            return
+        self._reported_links.add(link)
+        log.warn(
+            "conflict on {link}: a symbolic link here, {what} on the server; left alone on"
+            " both sides (synclient never writes, reads or deletes through a link)",
+            link=link,
+            what="a folder" if link != path or remote.is_dir else "a file",
+        )
 
     def plan(self, paths: Iterable[str]) -> planner.Plan:
         local_dirs = planner.parents(self.local)
-        remote_dirs = planner.parents(self.state.remote)
+        remote = self.state.remote
+        if self.scanner.ignore or self.links:
+            # A folder the server has only because of ignored content is not created here.
+            visible = (p for p, v in remote.items() if not self.excluded(p, v))
+            remote_dirs = planner.parents(visible)
+        else:
+            remote_dirs = planner.parents(remote)
         states = []
+        forget: list[planner.Action] = []
         for path in sorted(set(paths)):
             base = self.state.base.get(path)
             local = self.local.get(path)
-            remote = self.state.remote.get(path)
+            there = remote.get(path)
             if local is None and path in local_dirs:
                 local = planner.directory()
-            if remote is None and path in remote_dirs:
-                remote = planner.directory()
-            states.append(PathState(path, base, local, remote))
-        return planner.plan(states, self.strategy, self.state.client_id, time.time())
+            if there is None and path in remote_dirs:
+                there = planner.directory()
+            stuck = self.unstorable.get(path)
+            if stuck is not None and stuck[:2] == (local, there):
+                continue  # reported when it failed; neither side changed since
+            if self.excluded(path, base, local, there):
+                # Ignored means untouched, and dropped from the base: un-ignoring it
+                # later is a fresh merge for the path (union), never a delete.
+                if base is not None:
+                    forget.append(planner.SetBase(path, None))
+                continue
+            states.append(PathState(path, base, local, there))
+        result = planner.plan(states, self.strategy, self.state.client_id, time.time())
+        result.actions += forget
+        return result
 
     async def verify(self) -> set[str]:
         """After a full sync: the paths where the two sides still differ."""

@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TypeAlias
 
+NAME_BYTES = 255
+"""The longest file name (one path segment) in bytes on common filesystems."""
+
 DIR_HASH = "<dir>"
 """The pseudo-hash of a directory: two directories are always "the same content"."""
 
@@ -203,7 +206,9 @@ def conflict_name(path: str, when: float, client: str) -> str:
     """``dir/stem.sync-conflict-YYYYMMDD-HHMMSS-<client7>.ext`` for ``dir/stem.ext``.
 
     ``when`` is a UTC timestamp. The extension is the last suffix, so ``a.tar.gz`` becomes
-    ``a.tar.sync-conflict-...gz``; a dot file such as ``.bashrc`` has no extension.
+    ``a.tar.sync-conflict-...gz``; a dot file such as ``.bashrc`` has no extension. The
+    stem (then the extension) is shortened, by whole characters, so the name stays within
+    255 UTF-8 bytes: a conflict on a long name must not produce a name no one can store.
     """
     folder, _, name = path.rpartition("/")
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(when))
@@ -213,7 +218,13 @@ def conflict_name(path: str, when: float, client: str) -> str:
         stem, ext = name[:dot], name[dot:]
     else:
         stem, ext = name, ""
-    new = f"{stem}.sync-conflict-{stamp}-{tag}{ext}"
+    middle = f".sync-conflict-{stamp}-{tag}"
+    room = NAME_BYTES - len(middle.encode("utf-8"))
+    while len(ext.encode("utf-8")) > room // 2:
+        ext = ext[:-1]
+    while len((stem + ext).encode("utf-8")) > room:
+        stem = stem[:-1]
+    new = f"{stem}{middle}{ext}"
     return f"{folder}/{new}" if folder else new
 
 

@@ -15,7 +15,7 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
 from twisted.internet.defer import Deferred
@@ -42,6 +42,8 @@ from caddytw.sync.protocol import (
 
 CHUNK = 1 << 16
 
+T = TypeVar("T")
+
 
 class RemoteError(Exception):
     """The server answered something the client cannot use."""
@@ -53,6 +55,11 @@ class RemoteError(Exception):
 
 class Unreachable(RemoteError):
     """No connection to the server (refused, DNS, reset)."""
+
+
+class FolderUnavailable(Unreachable):
+    """503: the server is up but cannot serve its folder (root or marker missing, e.g.
+    a disk not mounted). Like :class:`Unreachable`, nothing can be decided this pass."""
 
 
 class AuthFailed(RemoteError):
@@ -73,6 +80,11 @@ class Stale(RemoteError):
 
 class NotFound(RemoteError):
     pass
+
+
+class BadAnswer(RemoteError):
+    """The server answered 2xx with something that is not a valid answer (bad JSON, a
+    missing or ill-typed field, no result for an operation): nothing is decided on it."""
 
 
 class HashMismatch(RemoteError):
@@ -170,6 +182,8 @@ class Remote:
             raise AuthFailed(f"{what}: the server refused the token ({code}) {text}", code)
         if code == 404:
             raise NotFound(f"{what}: not found", code)
+        if code == 503:
+            raise FolderUnavailable(f"the server cannot serve its folder: {_reason(body)}", code)
         if code == 412:
             try:
                 raise Stale(ConflictInfo.from_json(loads(body)))
@@ -185,23 +199,30 @@ class Remote:
         named = response.headers.getRawHeaders(HEADER_CLIENT_ID)
         if named and self.token:  # with a token the server names the client: use its id
             self.client_id = named[0]
-        return loads(await response.content())
+        try:
+            return loads(await response.content())
+        except ProtocolError as error:
+            raise BadAnswer(f"{what}: the server's answer is not JSON: {error}") from None
 
     # -- listings -----------------------------------------------------------------------
 
     async def list_all(self) -> list[FileMetadata]:
-        return metadata_list_from_json(await self._json("GET", self.url("list"), "list"))
+        data = await self._json("GET", self.url("list"), "list")
+        return _parsed("list", metadata_list_from_json, data)
 
     async def changes(self, since: int, index_id: str, limit: int = 1000) -> ChangesPage:
         url = self.url("list", since=since, index_id=index_id, limit=limit)
-        return ChangesPage.from_json(await self._json("GET", url, "list changes"))
+        return _parsed("list changes", ChangesPage.from_json, await self._json("GET", url, "list"))
 
     async def metadata(self, path: str) -> FileMetadata | None:
         try:
             data = await self._json("GET", self.url("metadata", path=path), f"metadata {path}")
         except NotFound:
             return None
-        return FileMetadata.from_json(data)
+        meta = _parsed(f"metadata {path}", FileMetadata.from_json, data)
+        if meta.path != path:
+            raise BadAnswer(f"metadata {path}: the answer is about {meta.path!r}")
+        return meta
 
     async def sync(self, operations: list[SyncOperation]) -> SyncResponse:
         body = SyncRequest(tuple(operations), self.client_id).to_json()
@@ -212,7 +233,16 @@ class Remote:
             data=json.dumps(body).encode(),
             headers=self.headers({"Content-Type": "application/json"}),
         )
-        return SyncResponse.from_json(data)
+        response = _parsed("sync", SyncResponse.from_json, data)
+        # Every operation needs its own result: an answer that does not say what became
+        # of an operation must not be read as "applied" (or as anything else).
+        indexes = [r.index for r in response.results]
+        if indexes != list(range(len(operations))):
+            raise BadAnswer(
+                f"sync: the answer has results for operations {indexes[:10]},"
+                f" expected one for each of the {len(operations)} sent"
+            )
+        return response
 
     # -- transfers ----------------------------------------------------------------------
 
@@ -238,7 +268,7 @@ class Remote:
             from datetime import UTC, datetime
 
             extra[HEADER_MODIFIED] = format_time(datetime.fromtimestamp(mtime, UTC))
-        with open(source, "rb") as handle:
+        with os.fdopen(os.open(source, os.O_RDONLY | os.O_NOFOLLOW), "rb") as handle:
             producer = FileBodyProducer(handle, readSize=CHUNK)
             response = await self._request(
                 "POST", self.url("upload", path=path), headers=self.headers(extra), data=producer
@@ -344,6 +374,27 @@ class Remote:
             temp.unlink(missing_ok=True)
             raise HashMismatch(f"download {path}: content does not match its hash")
         return temp
+
+
+def _parsed(what: str, parse: Callable[[Any], T], data: Any) -> T:
+    """``parse(data)``, with a :class:`ProtocolError` turned into :class:`BadAnswer`."""
+    try:
+        return parse(data)
+    except ProtocolError as error:
+        raise BadAnswer(f"{what}: invalid answer from the server: {error}") from None
+
+
+def _reason(body: bytes) -> str:
+    """The ``error``/``reason`` of a JSON error body, else its text (shortened)."""
+    try:
+        data = loads(body)
+    except ProtocolError:
+        data = None
+    if isinstance(data, dict):
+        for key in ("reason", "error", "message"):
+            if isinstance(data.get(key), str):
+                return data[key][:300]
+    return body.decode("utf-8", "replace").strip()[:300] or "HTTP 503"
 
 
 def _hash_prefix(path: Path, digest: Any, length: int) -> None:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from caddytw.sync.localfs import stable_hash, walk
 from caddytw.sync.protocol import ProtocolError, is_reserved_name, validate_path
-from synclient.ignore import IgnoreRules
+from synclient.folder import MARKER
+from synclient.ignore import IGNORE_FILE, IgnoreRules
 from synclient.planner import DIR_HASH, Version, within
 from synclient.state import STATE_DIR, CacheEntry, Stat
 
@@ -44,11 +45,25 @@ class ScanResult:
     roots: list[str] = field(default_factory=list)
     unsettled: set[str] = field(default_factory=set)
     skipped: list[str] = field(default_factory=list)
+    links: set[str] = field(default_factory=set)
+    """Symbolic links found: never followed, never synced, and nothing below them is."""
+
+
+LOCAL_ONLY = frozenset({STATE_DIR, IGNORE_FILE, MARKER})
+"""Top-level names that belong to this client, not to the user: never synced either way
+(``.syncignore`` is local, like Syncthing's ``.stignore``)."""
 
 
 def is_hidden(name: str, top_level: bool) -> bool:
-    """Names the client never syncs: its state folder and in-progress temp files."""
-    return (top_level and name == STATE_DIR) or is_reserved_name(name)
+    """Names the client never syncs: its own files and in-progress temp files."""
+    return (top_level and name in LOCAL_ONLY) or is_reserved_name(name)
+
+
+def is_own_path(path: str) -> bool:
+    """Whether a sync path (from either side) is one of :func:`is_hidden`'s names or lies
+    below one: such a path takes no part in planning."""
+    parts = path.split("/")
+    return any(is_hidden(name, index == 0) for index, name in enumerate(parts))
 
 
 class Scanner:
@@ -86,6 +101,8 @@ class Scanner:
             elif entry.syncable:
                 files.append((entry.path, entry.info))
             else:  # symlinks, sockets, devices, invalid names, unreadable folders
+                if entry.kind == "link":
+                    result.links.add(entry.path)
                 result.skipped.append(entry.path)
 
     def _hash_one(
@@ -151,6 +168,12 @@ class Scanner:
             if parent and within(parent, taken):
                 continue  # under a root already examined whole
             name = rel.rpartition("/")[2]
+            link = self._link_above(rel)
+            if link is not None:  # never look through a link: the link is the root
+                result.links.add(link)
+                result.roots.append(link)
+                taken.add(link)
+                continue
             try:
                 info = os.stat(self.root / rel, follow_symlinks=False)
             except (FileNotFoundError, NotADirectoryError):
@@ -169,8 +192,22 @@ class Scanner:
                 self._walk(rel, result, files)
             elif stat_module.S_ISREG(info.st_mode):
                 files.append((rel, info))
+            elif stat_module.S_ISLNK(info.st_mode):
+                result.links.add(rel)
         self._hash_all(files, cache, now, result)
         return result
+
+    def _link_above(self, rel: str) -> str | None:
+        """The first proper parent of ``rel`` that is a symbolic link, if any."""
+        parts = rel.split("/")
+        for depth in range(1, len(parts)):
+            parent = "/".join(parts[:depth])
+            try:
+                if os.path.islink(self.root / parent):
+                    return parent
+            except OSError:
+                return None
+        return None
 
 
 def _cached(item: tuple[str, os.stat_result], cache: Mapping[str, CacheEntry]) -> bool:

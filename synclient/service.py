@@ -64,6 +64,7 @@ def build(settings: Settings, reactor: Any = None) -> Parts:
         allow_mass_delete=settings.allow_mass_delete,
         progress=progress,
         reactor=reactor,
+        load_rules=lambda: IgnoreRules.load(root, settings.excludes),
     )
     return Parts(state, remote, engine, progress)
 

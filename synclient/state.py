@@ -7,16 +7,19 @@ unchanged files, the last known server listing, and the server cursor and index 
 
 Everything is loaded into dictionaries at open and written through, so lookups during a
 sync never touch SQLite; writes are batched in one transaction per sync step, a whole
-pass of transfers included, committed every so often (WAL mode, ``synchronous=NORMAL``:
-a crash may lose the last stretch, which only causes a rehash or a repeated, idempotent
-transfer; the files themselves are fsynced before they are renamed into place).
+pass of transfers included, committed every so often. WAL mode with
+``synchronous=FULL``: a committed row survives a power cut, and a file's rename into
+place is made durable (file and folder fsynced) before the row naming it is written, so
+the state never claims a file was synced when the disk does not hold it (with
+``NORMAL`` a power cut could roll back commits and leave the base naming bytes that
+were never durable, or forget a sync that was).
 """
 
 from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,9 +61,10 @@ class StateDB:
         self.path = folder / "state.db"
         self._db = sqlite3.connect(self.path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
         self._depth = 0
+        self.before_commit: list[Callable[[], None]] = []
         self.meta: dict[str, str] = dict(self._db.execute("SELECT key, value FROM meta"))
         self.base: dict[str, Version] = {
             path: Version(hash_, size, mtime)
@@ -95,18 +99,26 @@ class StateDB:
         except BaseException:
             self._depth -= 1
             if self._depth == 0:
-                self._db.execute("COMMIT" if keep_on_error else "ROLLBACK")
+                self._end(commit=keep_on_error)
             raise
         self._depth -= 1
         if self._depth == 0:
-            self._db.execute("COMMIT")
+            self._end(commit=True)
 
     def checkpoint(self) -> None:
         """Commit what the outermost open batch wrote so far and carry on in a new
         transaction (a crash in a long pass then loses only the last stretch)."""
         if self._depth == 1:
-            self._db.execute("COMMIT")
+            self._end(commit=True)
             self._db.execute("BEGIN")
+
+    def _end(self, commit: bool) -> None:
+        """End the open transaction; before a commit, run ``before_commit`` (which makes
+        the files the new rows describe durable, so a row never outlives its file)."""
+        if commit:
+            for hook in self.before_commit:
+                hook()
+        self._db.execute("COMMIT" if commit else "ROLLBACK")
 
     # -- meta -------------------------------------------------------------------------
 
@@ -147,6 +159,11 @@ class StateDB:
             (path, version.hash, version.size, version.mtime),
         )
 
+    def clear_base(self) -> None:
+        """Forget every merge base (a fresh merge follows)."""
+        self.base = {}
+        self._db.execute("DELETE FROM base")
+
     # -- local hash cache -------------------------------------------------------------
 
     def cached_hash(self, path: str, stat: Stat) -> str | None:
@@ -176,6 +193,15 @@ class StateDB:
             "INSERT OR REPLACE INTO remote VALUES (?, ?, ?, ?, ?)",
             (path, version.hash, version.size, version.mtime, version.origin),
         )
+
+    def set_remote_seen(self, path: str, version: Version | None) -> None:
+        """Record what one look at the server found for ``path`` outside the journal (a
+        metadata lookup, a 412's current state). Absence seen that way is no tombstone:
+        the base is dropped too, so it can never turn into a local delete."""
+        with self.batch():
+            self.set_remote(path, version)
+            if version is None:
+                self.set_base(path, None)
 
     def replace_remote(self, listing: Iterable[tuple[str, Version]]) -> None:
         """Swap in a complete server listing."""

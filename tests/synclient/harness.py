@@ -32,6 +32,8 @@ def tree(root: Path, dirs: bool = False) -> dict[str, str]:
                 rel_folder == "." and name in HIDDEN
             ):
                 continue
+            if rel_folder == "." and name in HIDDEN:
+                continue
             rel = os.path.normpath(os.path.join(rel_folder, name))
             with open(os.path.join(folder, name), "rb") as handle:
                 found[rel] = hashlib.file_digest(handle, "sha256").hexdigest()
@@ -148,10 +150,15 @@ class Client:
             *extra,
         ]
 
+    def env(self) -> dict[str, str]:
+        """The client's environment: its list of marked folders (``XDG_DATA_HOME``) is
+        kept beside its folder, not in the home directory of whoever runs the tests."""
+        return {**server_env(), "XDG_DATA_HOME": str(self.root.parent / "xdg")}
+
     def once(self, *extra: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             self.command("--once", *extra),
-            env=server_env(),
+            env=self.env(),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -163,7 +170,7 @@ class Client:
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 self.command("--interval", "3", *extra),
-                env=server_env(),
+                env=self.env(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=REPO,

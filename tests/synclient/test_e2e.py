@@ -11,7 +11,6 @@ import hashlib
 import os
 import random
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,15 +18,6 @@ import pytest
 from tests.synclient.harness import Client, SyncServer, converged, tree, wait_until
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[SyncServer]:
-    srv = SyncServer(tmp_path).start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 def write(root: Path, rel: str, data: bytes) -> None:
@@ -314,7 +304,7 @@ def test_twistd_plugin_runs_continuous_sync(server: SyncServer, tmp_path: Path) 
     command = [*TWISTD, "-n", "--pidfile=", "synclient", "--server", server.url]
     process = subprocess.Popen(
         [*command, "--local-path", str(local)],
-        env=server_env(),
+        env={**server_env(), "XDG_DATA_HOME": str(tmp_path / "xdg")},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -370,7 +360,7 @@ def test_once_stops_with_status_5_when_the_folder_disappears_mid_run(
     local = tmp_path / "a"
     process = subprocess.Popen(
         Client(server, local).command("--once", "--initial-sync"),
-        env=server_env(),
+        env={**server_env(), "XDG_DATA_HOME": str(tmp_path / "xdg")},
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -76,8 +76,7 @@ def test_scan_hashes_reuses_cache_and_hides_private_names(tmp_path: Path) -> Non
     assert versions["d/b.bin"] == Version(sha(b""), 0, versions["d/b.bin"].mtime)
     assert versions["d/e/\u00e9t\u00e9.txt"].hash == sha(b"summer")
     assert versions["empty"].hash == DIR_HASH and versions["d/e"].hash == DIR_HASH
-    assert set(versions) == {
-        ".syncignore",
+    assert set(versions) == {  # .syncignore is local, like Syncthing's .stignore
         "a.txt",
         "d",
         "d/b.bin",
@@ -146,3 +145,63 @@ def test_progress_line_and_quiet_when_not_a_tty() -> None:
     quiet.add_bytes(1)
     quiet.finish()
     assert silent.getvalue() == ""
+
+
+def test_state_commits_are_durable(tmp_path: Path) -> None:
+    """A commit must survive a power cut (issue 12: synchronous=NORMAL may roll back)."""
+    state = StateDB(tmp_path)
+    assert state._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    state.close()
+
+
+def user_edits_while_hashed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the user append to a file right after the applier hashed it (for its check
+    that the file holds what the plan assumed): the race window of issue 12, opened
+    deterministically. The hashing itself stays real."""
+    from synclient import apply
+
+    real = apply.hash_file
+
+    def hash_then_user_edits(path: Path) -> str:
+        digest = real(path)
+        with open(path, "ab") as handle:
+            handle.write(b" + the user's edit")
+        return digest
+
+    monkeypatch.setattr(apply, "hash_file", hash_then_user_edits)
+
+
+def test_a_local_edit_during_the_check_is_not_overwritten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12: a local edit made between the planner's check and ``os.replace`` was
+    overwritten. The edit is made to happen while the applier hashes the target (its
+    check), the moment the old code's window opened."""
+    from synclient.apply import Applier
+
+    make(tmp_path, "f.txt", b"old")
+    state = StateDB(tmp_path)
+    applier = Applier(tmp_path, state, remote=None)  # type: ignore[arg-type]
+    user_edits_while_hashed(monkeypatch)
+    temp = tmp_path / ".f.txt.0123456789abcdef.tmp"
+    written = applier._install(temp, "f.txt", Version(sha(b"old"), 3), 0.0, b"server bytes")
+    assert written is None
+    assert (tmp_path / "f.txt").read_bytes() == b"old + the user's edit"
+    state.close()
+
+
+def test_a_local_edit_during_the_delete_check_is_not_deleted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same race for a delete the server asked for: the edit wins (it is uploaded
+    by the next pass: a modification beats a deletion)."""
+    from synclient.apply import Applier
+    from synclient.planner import DeleteLocal
+
+    make(tmp_path, "f.txt", b"old")
+    state = StateDB(tmp_path)
+    applier = Applier(tmp_path, state, remote=None)  # type: ignore[arg-type]
+    user_edits_while_hashed(monkeypatch)
+    assert not applier._remove(DeleteLocal("f.txt", Version(sha(b"old"), 3)))
+    assert (tmp_path / "f.txt").read_bytes() == b"old + the user's edit"
+    state.close()

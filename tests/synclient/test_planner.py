@@ -285,3 +285,22 @@ REL_PATHS = st.one_of(st.just(""), st.lists(SEGMENTS, min_size=1, max_size=4).ma
 def test_within_is_the_prefix_test_without_its_cost(path: str, roots: set[str]) -> None:
     expected = any(path == root or path.startswith(root + "/") for root in roots)
     assert planner.within(path, roots) is expected
+
+
+@given(
+    st.text(
+        st.characters(blacklist_characters="/\x00", blacklist_categories=("Cs",)),
+        min_size=60,
+        max_size=300,
+    ),
+    st.text(st.characters(blacklist_characters="/.\x00", blacklist_categories=("Cs",))),
+)
+def test_conflict_names_fit_in_255_bytes(stem: str, ext: str) -> None:
+    """A conflict on a long name must yield a name the filesystem can store."""
+    name = f"{stem}.{ext}" if ext else stem
+    while len(name.encode("utf-8")) > 255:
+        name = name[:-1]
+    copy = planner.conflict_name(f"dir/{name}", 0.0, "abcdefghij")
+    folder, _, base = copy.rpartition("/")
+    assert folder == "dir" and ".sync-conflict-19700101-000000-abcdefg" in base
+    assert len(base.encode("utf-8")) <= 255
