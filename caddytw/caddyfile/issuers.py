@@ -224,3 +224,67 @@ def parse_cert_manager(d: Dispenser) -> dict[str, Any]:
             f"module not registered: tls.get_certificate.{name}"
         )
     return parse(Dispenser(d.next_segment()))
+
+
+def parse_cert_issuer_option(d: Dispenser, existing: Any) -> list[Issuer]:
+    """Global ``cert_issuer NAME {...}`` (repeatable: issuers accumulate)."""
+    issuers: list[Issuer] = list(existing or [])
+    while d.next():
+        if not d.next():
+            raise d.arg_err()
+        issuers.append(parse_issuer(d))
+    return issuers
+
+
+def parse_acme_eab_option(d: Dispenser, _existing: Any) -> dict[str, str]:
+    """Global ``acme_eab { key_id ...  mac_key ... }``."""
+    eab: dict[str, str] = {}
+    while d.next():
+        if d.next_arg():
+            raise d.arg_err()
+        nesting = d.nesting
+        while d.next_block(nesting):
+            if d.val not in ("key_id", "mac_key"):
+                d.fail(f"unrecognized parameter '{d.val}'")
+            key = d.val
+            if not d.next_arg():
+                raise d.arg_err()
+            eab[key] = d.val
+    return eab
+
+
+def parse_preferred_chains_option(d: Dispenser, _existing: Any) -> dict[str, Any]:
+    d.next()
+    return _preferred_chains(d)
+
+
+def parse_on_demand_option(d: Dispenser, _existing: Any) -> dict[str, Any]:
+    """Global ``on_demand_tls { ask URL  interval D  burst N }``."""
+    config: dict[str, Any] = {}
+    while d.next():
+        if d.next_arg():
+            raise d.arg_err()
+        nesting = d.nesting
+        while d.next_block(nesting):
+            sub = d.val
+            if sub not in ("ask", "interval", "burst"):
+                d.fail(f"unrecognized parameter '{sub}'")
+            if not d.next_arg():
+                raise d.arg_err()
+            if sub == "ask":
+                config["ask"] = d.val
+            elif sub == "interval":
+                config.setdefault("rate_limit", {})["interval"] = _duration(d, "interval")
+            else:
+                try:
+                    config.setdefault("rate_limit", {})["burst"] = atoi(d.val)
+                except ValueError as exc:
+                    d.fail(str(exc))
+    if not config:
+        d.fail("expected at least one config parameter for on_demand_tls")
+    return config
+
+
+def parse_acme_dns_option(d: Dispenser, _existing: Any) -> dict[str, Any]:
+    d.next()
+    return parse_dns_provider(d)

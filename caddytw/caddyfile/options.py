@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from . import issuers
 from .dispenser import Dispenser
 from .pkiapp import parse_pki_option
 from .values import atoi, parse_bytes, parse_duration
@@ -264,4 +265,9 @@ GLOBAL_OPTIONS: dict[str, OptionFunc] = {
     "servers": _servers,
     "log": _log,
     "pki": parse_pki_option,
+    "cert_issuer": issuers.parse_cert_issuer_option,
+    "acme_eab": issuers.parse_acme_eab_option,
+    "acme_dns": issuers.parse_acme_dns_option,
+    "on_demand_tls": issuers.parse_on_demand_option,
+    "preferred_chains": issuers.parse_preferred_chains_option,
 }
