@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..dispenser import Dispenser
 from ..issuers import parse_cert_manager, parse_issuer
 from ..values import atoi, parse_bytes, parse_duration
 from .registry import ConfigValue, Helper, directive
@@ -101,6 +102,12 @@ def parse_tls(h: Helper) -> list[ConfigValue]:
                     raise d.arg_err()
                 acme = acme or {"module": "acme"}
                 acme["external_account"] = {"key_id": args[0], "mac_key": args[1]}
+            elif sub == "client_auth":
+                policy["client_authentication"] = _client_auth(d)
+            elif sub == "insecure_secrets_log":
+                if not d.next_arg():
+                    raise d.arg_err()
+                policy["insecure_secrets_log"] = d.val
             elif sub == "issuer":
                 if not d.next_arg():
                     raise d.arg_err()
@@ -143,6 +150,50 @@ def parse_tls(h: Helper) -> list[ConfigValue]:
         policy["certificate_selection"] = {"any_tag": any_tag}
     values.append(ConfigValue("tls.connection_policy", policy))
     return values
+
+
+def _client_auth(d: Dispenser) -> dict[str, Any]:
+    """``client_auth { mode M  trusted_ca_cert B64  trusted_leaf_cert_file F ... }``."""
+    auth: dict[str, Any] = {}
+    nesting = d.nesting
+    while d.next_block(nesting):
+        sub = d.val
+        if sub == "mode":
+            args = d.remaining_args()
+            if len(args) != 1:
+                raise d.arg_err()
+            auth["mode"] = args[0]
+        elif sub in ("trusted_ca_cert", "trusted_leaf_cert"):
+            if not d.next_arg():
+                raise d.arg_err()
+            auth.setdefault(sub + "s", []).append(d.val)
+        elif sub in ("trusted_ca_cert_file", "trusted_leaf_cert_file"):
+            if not d.next_arg():
+                raise d.arg_err()
+            key = sub.removesuffix("_file") + "s"
+            auth.setdefault(key, []).append(_pem_certificate_b64(d, d.val))
+        else:
+            d.fail(f"unknown subdirective for client_auth: {sub}")
+    return auth
+
+
+def _pem_certificate_b64(d: Dispenser, filename: str) -> str:
+    """The first PEM CERTIFICATE block of ``filename`` as base64 DER (Caddy reads
+    the file at adapt time)."""
+    import base64
+    import ssl
+
+    try:
+        with open(filename, encoding="ascii", errors="replace") as handle:
+            text = handle.read()
+    except OSError as exc:
+        d.fail(f"open {filename}: {exc.strerror}")
+    begin = text.find("-----BEGIN CERTIFICATE-----")
+    end = text.find("-----END CERTIFICATE-----", begin)
+    if begin < 0 or end < 0:
+        d.fail(f"no CERTIFICATE pem block found in {filename}")
+    der = ssl.PEM_cert_to_DER_cert(text[begin : end + len("-----END CERTIFICATE-----")])
+    return base64.b64encode(der).decode()
 
 
 _LOG_OUTPUTS = ("stdout", "stderr", "discard")
