@@ -6,6 +6,7 @@ from typing import Any
 
 from ..dispenser import Dispenser
 from ..issuers import parse_cert_manager, parse_issuer
+from ..logfilters import parse_filter_encoder
 from ..values import atoi, parse_bytes, parse_duration
 from .registry import ConfigValue, Helper, directive
 
@@ -309,10 +310,16 @@ def _roll_option(h: Helper, out: dict[str, Any], sub: str) -> None:
 
 
 def _log_encoder(h: Helper) -> dict[str, Any]:
-    d = h.d
+    return log_encoder(h.d)
+
+
+def log_encoder(d: Dispenser) -> dict[str, Any]:
+    """At ``format NAME``'s name token: that encoder module from its segment."""
     name = d.val
     if name not in ("console", "json", "filter", "single_field"):
         d.fail(f"getting module named 'caddy.logging.encoders.{name}': module not registered")
+    if name == "filter":
+        return parse_filter_encoder(Dispenser(d.next_segment()), log_encoder)
     out: dict[str, Any] = {"format": name}
     nesting = d.nesting
     while d.next_block(nesting):
