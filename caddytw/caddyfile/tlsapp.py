@@ -65,9 +65,16 @@ def _match_wildcard(subject: str, wildcard: str) -> bool:
         return True
     if "*" not in wildcard:
         return False
+    # certmagic.MatchWildcard: replace labels left to right, one more each time,
+    # so "www.foo.tld" is matched by "*.foo.tld" and by "*.*.tld".
     labels = subject.split(".")
-    labels[0] = "*"
-    return ".".join(labels) == wildcard
+    for index, label in enumerate(labels):
+        if not label:
+            continue
+        labels[index] = "*"
+        if ".".join(labels) == wildcard:
+            return True
+    return False
 
 
 def _is_subset(a: AP, b: AP) -> bool:
