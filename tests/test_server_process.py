@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.support.ports import free_port
 from tests.support.server import REPO, TWISTD, running_server, server_env, simple_config
 
@@ -170,6 +172,42 @@ def test_access_log_in_caddy_shape(tmp_path):
     assert entry["request"]["proto"] == "HTTP/1.1"
     assert entry["request"]["headers"]["User-Agent"] == ["probe"]
     assert entry["resp_headers"]["Server"] == ["Caddy"]
+
+
+def access_entries(server):
+    return [
+        json.loads(line[line.index("{") :])
+        for line in server.log().splitlines()
+        if '"handled request"' in line
+    ]
+
+
+@pytest.mark.parametrize("credentials", [False, True])
+def test_access_log_leaves_credentials_out(tmp_path, credentials):
+    """As Caddy 2.6.2 (checked against it): Authorization, Proxy-Authorization, Cookie
+    and Set-Cookie are logged as [] unless should_log_credentials; so is a file_sync
+    token offered as a WebSocket subprotocol."""
+    port = free_port()
+    logs = {"should_log_credentials": True} if credentials else {}
+    with running_server(simple_config(port, hello_routes(), logs=logs), tmp_path, [port]) as srv:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        headers = {
+            "Authorization": "Bearer secret-token-1",
+            "Cookie": "session=secret-cookie-2",
+            "Sec-WebSocket-Protocol": "caddytw.events, caddytw.bearer.c2VjcmV0LTM",
+        }
+        connection.request("GET", "/x", headers=headers)
+        connection.getresponse().read()
+        time.sleep(0.3)
+        entry = access_entries(srv)[-1]
+    logged = entry["request"]["headers"]
+    if credentials:
+        assert logged["Authorization"] == ["Bearer secret-token-1"]
+        assert logged["Sec-Websocket-Protocol"] == [headers["Sec-WebSocket-Protocol"]]
+    else:
+        assert logged["Authorization"] == [] and logged["Cookie"] == []
+        assert logged["Sec-Websocket-Protocol"] == ["caddytw.events, caddytw.bearer.REDACTED"]
+        assert "secret" not in json.dumps(entry) and "c2VjcmV0LTM" not in json.dumps(entry)
 
 
 def test_malformed_requests_never_get_a_traceback(tmp_path):

@@ -35,6 +35,7 @@ class AccessLogConfig:
     logger_names: dict[str, str] = field(default_factory=dict)
     skip_hosts: tuple[str, ...] = ()
     skip_unmapped_hosts: bool = False
+    should_log_credentials: bool = False
 
 
 @dataclass(frozen=True)
@@ -226,6 +227,7 @@ def _parse_logs(data: Any, path: str) -> AccessLogConfig:
     names = reader.mapping("logger_names")
     skip = tuple(reader.strings("skip_hosts"))
     skip_unmapped = reader.flag("skip_unmapped_hosts")
-    reader.ignore("should_log_credentials", "trace")
+    credentials = reader.flag("should_log_credentials")
+    reader.ignore("trace")
     reader.done()
-    return AccessLogConfig(default, dict(names), skip, skip_unmapped)
+    return AccessLogConfig(default, dict(names), skip, skip_unmapped, credentials)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -17,15 +18,29 @@ _encode = json.JSONEncoder(separators=(",", ":")).encode
 _NAME_CACHE_SIZE = 1024
 
 
-def _headers(headers: Any) -> dict[str, list[str]]:
-    return {
-        name.decode("latin-1"): [v.decode("latin-1") for v in values]
-        for name, values in headers.getAllRawHeaders()
-    }
+#: Headers whose values Caddy logs as ``[]`` unless ``should_log_credentials`` is set.
+CREDENTIAL_HEADERS = frozenset({b"authorization", b"proxy-authorization", b"cookie", b"set-cookie"})
+#: A bearer token offered as a WebSocket subprotocol (the file_sync events API).
+_BEARER_PROTOCOL = re.compile(r"caddytw\.bearer\.[A-Za-z0-9_-]*")
 
 
-def access_entry(request: Any, logger_name: str) -> dict[str, Any]:
-    """One "handled request" record with the fields Caddy writes."""
+def _headers(headers: Any, credentials: bool = True) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for name, values in headers.getAllRawHeaders():
+        lower = name.lower()
+        if not credentials and lower in CREDENTIAL_HEADERS:
+            out[name.decode("latin-1")] = []
+            continue
+        texts = [v.decode("latin-1") for v in values]
+        if not credentials and lower == b"sec-websocket-protocol":
+            texts = [_BEARER_PROTOCOL.sub("caddytw.bearer.REDACTED", t) for t in texts]
+        out[name.decode("latin-1")] = texts
+    return out
+
+
+def access_entry(request: Any, logger_name: str, credentials: bool = False) -> dict[str, Any]:
+    """One "handled request" record with the fields Caddy writes; credentials (tokens,
+    cookies) are left out as Caddy does unless ``credentials``."""
     now = time.time()
     return {
         "level": "error" if request.code >= 500 else "info",
@@ -40,14 +55,14 @@ def access_entry(request: Any, logger_name: str) -> dict[str, Any]:
             "method": request.method.decode("latin-1"),
             "host": request.request_hostport,
             "uri": request.uri.decode("latin-1"),
-            "headers": _headers(request.requestHeaders),
+            "headers": _headers(request.requestHeaders, credentials),
         },
         "bytes_read": request.body.received,
         "user_id": request.caddy_vars.get("http.auth.user.id", ""),
         "duration": now - request.started_at,
         "size": request.sentLength,
         "status": request.code,
-        "resp_headers": _headers(request.responseHeaders),
+        "resp_headers": _headers(request.responseHeaders, credentials),
     }
 
 
@@ -96,7 +111,7 @@ class AccessLogger:
         name = self._cached_name(request.request_hostport)
         if name is None:
             return
-        line = _encode(access_entry(request, name)) + "\n"
+        line = _encode(access_entry(request, name, self.config.should_log_credentials)) + "\n"
         if self.call_later is None:
             self._write(line)
             return

@@ -1,7 +1,10 @@
 """Who may use the sync API: bearer-token clients, or this machine only when none are set.
 
 With ``clients`` configured, every request needs ``Authorization: Bearer TOKEN`` (401
-otherwise) and a read-only client's writes get 403; the client is the token's ``id``.
+otherwise) and a read-only client's writes get 403; the client is the token's ``id``. A
+browser cannot set headers on a WebSocket, so the ``events`` upgrade may carry the token
+as a subprotocol instead (:data:`BEARER_PROTOCOL_PREFIX`), never in the URL, where it
+would end up in logs and history.
 
 With no clients the API has no authentication at all, so it answers only what can only
 come from a program on this machine (403 with a JSON reason otherwise):
@@ -23,6 +26,8 @@ programs, which is the seed's single-user setup.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import ipaddress
 from collections.abc import Iterable, Sequence
@@ -32,6 +37,30 @@ from typing import Any
 from caddytw.config.errors import ConfigError
 from caddytw.config.reader import ObjectReader, join_path
 from caddytw.sync.folder import StoreError
+
+#: The subprotocol a WebSocket client offers to be served (and the one the server picks).
+EVENTS_PROTOCOL = "caddytw.events"
+#: ``caddytw.bearer.<base64url of the token, unpadded>``: a token offered as a WebSocket
+#: subprotocol, next to :data:`EVENTS_PROTOCOL` (subprotocols must be HTTP tokens, hence
+#: the encoding). The server never echoes it back.
+BEARER_PROTOCOL_PREFIX = "caddytw.bearer."
+
+
+def websocket_token(request: Any) -> bytes | None:
+    """The token a WebSocket upgrade offers as a subprotocol, or ``None``."""
+    if (request.getHeader(b"upgrade") or b"").lower() != b"websocket":
+        return None
+    prefix = BEARER_PROTOCOL_PREFIX.encode("ascii")
+    for line in request.requestHeaders.getRawHeaders(b"sec-websocket-protocol") or []:
+        for offered in line.split(b","):
+            offered = offered.strip()
+            if offered.startswith(prefix):
+                encoded = offered[len(prefix) :]
+                try:
+                    return base64.urlsafe_b64decode(encoded + b"=" * (-len(encoded) % 4))
+                except (binascii.Error, ValueError):
+                    return None
+    return None
 
 
 @dataclass(frozen=True)
@@ -163,8 +192,10 @@ class AccessPolicy:
                     403, f"no sync clients are configured: only this machine is served ({why})"
                 )
             return None
-        header = request.getHeader(b"authorization") or b""
-        scheme, _, token = header.partition(b" ")
+        header = request.getHeader(b"authorization")
+        if header is None and (offered := websocket_token(request)) is not None:
+            header = b"Bearer " + offered
+        scheme, _, token = (header or b"").partition(b" ")
         if scheme.lower() != b"bearer" or not token.strip():
             raise StoreError(401, "missing bearer token")
         found = None

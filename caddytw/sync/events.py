@@ -16,6 +16,7 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from twisted.logger import Logger
 
 from caddytw import metrics
+from caddytw.sync.access import EVENTS_PROTOCOL
 from caddytw.sync.protocol import Change, dumps
 
 log = Logger()
@@ -28,6 +29,11 @@ class EventProtocol(WebSocketServerProtocol):
     """One subscriber; it only listens (messages it sends are ignored)."""
 
     hub: EventHub
+
+    def onConnect(self, request: Any) -> str | None:
+        """Pick :data:`EVENTS_PROTOCOL` when offered (a browser that offered its token as
+        a subprotocol needs one picked, and the token one must never be echoed)."""
+        return EVENTS_PROTOCOL if EVENTS_PROTOCOL in request.protocols else None
 
     def onOpen(self) -> None:
         self.hub.connections.add(self)

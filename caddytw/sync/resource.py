@@ -1,5 +1,5 @@
 """The sync HTTP API: ``list``, ``sync``, ``upload``, ``download``, ``metadata``,
-``file`` (DELETE) and ``events`` (WebSocket), as the last segment of the request path
+``file`` (DELETE), ``whoami`` and ``events`` (WebSocket), as the last segment of the request path
 (so the handler works under ``/api/*`` or any other prefix).
 
 Every answer is JSON (``{"error": "..."}`` for failures, a ``ConflictInfo`` for 412 and,
@@ -188,6 +188,7 @@ class FileSyncResource(LeafResource):
         self.endpoints: dict[str, tuple[tuple[bytes, ...], bool, Endpoint]] = {
             "list": (READ_METHODS, False, self.list),
             "metadata": (READ_METHODS, False, self.metadata),
+            "whoami": (READ_METHODS, False, self.whoami),
             "download": (READ_METHODS, False, self.download),
             "sync": ((b"POST",), False, self.sync),
             "upload": ((b"POST", b"PUT"), True, self.upload),
@@ -313,6 +314,20 @@ class FileSyncResource(LeafResource):
             self.origin(request, client),
         )
         self.send(request, 200, dumps(page))
+
+    async def whoami(self, request: CaddyRequest, client: SyncClient | None) -> None:
+        """What the caller may do, so a user interface can show a read-only view up front
+        instead of letting people try changes that will be refused:
+        ``{"client_id": str|null, "read_only": bool, "upload_enabled": bool,
+        "can_write": bool}``."""
+        read_only = client is not None and client.read_only
+        body = {
+            "client_id": client.id if client is not None else None,
+            "read_only": read_only,
+            "upload_enabled": self.enable_upload,
+            "can_write": self.enable_upload and not read_only,
+        }
+        self.send(request, 200, dumps(body))
 
     async def metadata(self, request: CaddyRequest, client: SyncClient | None) -> None:
         path = query_value(request, "path") or ""

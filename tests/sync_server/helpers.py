@@ -131,6 +131,7 @@ class WebSocket:
         path: str = "/api/events",
         token: str | None = None,
         origin: str | None = None,
+        protocols: list[str] | None = None,
     ) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         key = base64.b64encode(os.urandom(16)).decode()
@@ -146,6 +147,8 @@ class WebSocket:
             lines.append(f"Authorization: Bearer {token}")
         if origin:
             lines.append(f"Origin: {origin}")
+        if protocols:
+            lines.append(f"Sec-WebSocket-Protocol: {', '.join(protocols)}")
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
         head = b""
         while b"\r\n\r\n" not in head:

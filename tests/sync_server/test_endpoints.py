@@ -258,6 +258,12 @@ def test_prefix_independence(tmp_path):
         assert api.call("DELETE", f"file?path={q('x')}").status == 403
         assert api.sync([{"Delete": {"path": "x"}}]).status == 403
         assert api.sync([]).status == 200
+        assert api.call("GET", "whoami").json() == {
+            "client_id": None,
+            "read_only": False,
+            "upload_enabled": False,
+            "can_write": False,
+        }
         api.close()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from urllib.parse import quote
 
 import pytest
@@ -174,7 +175,16 @@ def test_bearer_tokens(tmp_path):
         assert viewer.upload("x.txt", b"x").status == 403
         assert viewer.sync([{"Delete": {"path": "x.txt"}}]).status == 403
 
+        assert anonymous.call("GET", "whoami").status == 401
+        assert viewer.call("GET", "whoami").json() == {
+            "client_id": "viewer",
+            "read_only": True,
+            "upload_enabled": True,
+            "can_write": False,
+        }
+
         laptop = Api(port, token="t" * 32)
+        assert laptop.call("GET", "whoami").json()["can_write"] is True
         assert laptop.upload("x.txt", b"x").status == 201
         page = laptop.call("GET", "list?since=0").json()
         assert [c["origin"] for c in page["changes"]] == ["laptop"]
@@ -182,6 +192,41 @@ def test_bearer_tokens(tmp_path):
         assert ws.accepted
         ws.close()
         assert "2 client(s) with bearer tokens" in srv.log()
+
+
+def bearer_protocol(token: str) -> str:
+    return "caddytw.bearer." + base64.urlsafe_b64encode(token.encode()).decode().rstrip("=")
+
+
+def test_websocket_token_as_subprotocol(tmp_path):
+    """A browser cannot set Authorization on a WebSocket: it offers the token as a
+    subprotocol; the server picks caddytw.events and never echoes the token back."""
+    port = free_port()
+    token = "p+/" * 8  # base64url needs to differ from base64 here
+    clients = [{"id": "browser", "token": token}, {"id": "viewer", "token": "v" * 32}]
+    route = sync_route(tmp_path / "data", enable_upload=True, clients=clients)
+    with running_server(simple_config(port, route), tmp_path, [port]):
+        ws = WebSocket(port, protocols=["caddytw.events", bearer_protocol(token)])
+        assert ws.accepted, ws.head
+        assert "sec-websocket-protocol: caddytw.events\r\n" in ws.head.lower()
+        assert "bearer" not in ws.head.lower()
+        Api(port, token=token).upload("pushed.txt", b"x")
+        assert ws.message()["path"] == "pushed.txt"
+        ws.close()
+        read_only = WebSocket(port, protocols=["caddytw.events", bearer_protocol("v" * 32)])
+        assert read_only.accepted
+        read_only.close()
+        for offered in (
+            ["caddytw.events", bearer_protocol("w" * 32)],  # unknown token
+            ["caddytw.events", "caddytw.bearer.!!"],  # not base64url
+            ["caddytw.events"],
+        ):
+            assert WebSocket(port, protocols=offered).status == 401, offered
+        # only on an upgrade: a plain request cannot use the subprotocol header
+        plain = Api(port).call(
+            "GET", "list", headers={"Sec-WebSocket-Protocol": bearer_protocol(token)}
+        )
+        assert plain.status == 401
 
 
 def test_parse_clients_errors():

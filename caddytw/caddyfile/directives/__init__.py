@@ -8,6 +8,7 @@ from __future__ import annotations
 from . import (  # noqa: F401  (imported for their registrations)
     builtins,
     file_sync,
+    file_sync_ui,
     fileserver,
     forward_auth,
     headers,

@@ -36,7 +36,7 @@ __all__ = [
 Route = dict[str, Any]
 Handler = dict[str, Any]
 
-# Caddy 2.6.2's order, plus the later alias basic_auth and our file_sync.
+# Caddy 2.6.2's order, plus the later alias basic_auth and our file_sync(_ui).
 DEFAULT_ORDER: tuple[str, ...] = (
     "tracing",
     "map",
@@ -68,6 +68,7 @@ DEFAULT_ORDER: tuple[str, ...] = (
     "metrics",
     "reverse_proxy",
     "file_sync",
+    "file_sync_ui",
     "php_fastcgi",
     "file_server",
     "acme_server",
