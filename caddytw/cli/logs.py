@@ -80,3 +80,12 @@ def begin_json_logging(stream: IO[str], level: LogLevel = LogLevel.info) -> None
     predicate = LogLevelFilterPredicate(defaultLogLevel=level)
     observer = FilteringLogObserver(json_observer(stream), [predicate])
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+
+
+def caddy_log_observer() -> ILogObserver:
+    """For ``twistd --logger caddytw.cli.logs.caddy_log_observer``: the same Caddy
+    JSON lines on stderr when running under ``twistd -n caddy``."""
+    import sys
+
+    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
+    return FilteringLogObserver(json_observer(sys.stderr), [predicate])

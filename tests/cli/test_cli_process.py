@@ -229,3 +229,19 @@ def test_run_tells_systemd_it_is_ready(tmp_path: Path) -> None:
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+def test_twistd_logs_caddy_json_with_the_logger_option(tmp_path: Path) -> None:
+    """`twistd -n --logger caddytw.cli.logs.caddy_log_observer caddy` logs Caddy's shape."""
+    from tests.support.server import TWISTD
+
+    port = free_port()
+    (tmp_path / "Caddyfile").write_text(loopback_site(port, 'respond "x"'))
+    command = [*TWISTD, "-n", "--pidfile=", "--logger", "caddytw.cli.logs.caddy_log_observer"]
+    command += ["caddy", "-c", "Caddyfile", "--adapter", "caddyfile"]
+    with running(command, port, tmp_path, tmp_path / "twistd.log"):
+        pass
+    lines = (tmp_path / "twistd.log").read_text().splitlines()
+    entries = [json.loads(line) for line in lines]
+    assert all({"level", "ts", "msg"} <= set(entry) for entry in entries)
+    assert any(entry.get("logger") == "app" and "listening" in entry["msg"] for entry in entries)
