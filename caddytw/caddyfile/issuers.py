@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .dispenser import Dispenser
+from .errors import unregistered
 from .values import atoi, parse_duration
 
 Issuer = dict[str, Any]
@@ -74,9 +75,7 @@ def parse_dns_provider(d: Dispenser) -> dict[str, Any]:
     if not d.next_arg():
         raise d.arg_err()
     name = d.val
-    d.fail(
-        f"getting module named 'dns.providers.{name}': module not registered: dns.providers.{name}"
-    )
+    d.fail(unregistered(f"dns.providers.{name}"))
 
 
 def unmarshal_acme(d: Dispenser, iss: Issuer) -> None:
@@ -129,26 +128,21 @@ def unmarshal_acme(d: Dispenser, iss: Issuer) -> None:
             d.fail(f"unrecognized ACME issuer property: {sub}")
 
 
-def _acme(d: Dispenser) -> Issuer:
-    iss: Issuer = {"module": "acme"}
-    while d.next():
-        if d.next_arg():
-            iss["ca"] = d.val
-            if d.next_arg():
-                raise d.arg_err()
-        unmarshal_acme(d, iss)
-    return iss
+def _acme_like(module: str, argument: str) -> Callable[[Dispenser], Issuer]:
+    """``acme [ca]`` and ``zerossl [api_key]``: one optional argument, then the
+    ACME issuer's block (ZeroSSL's issuer embeds it)."""
 
-
-def _zerossl(d: Dispenser) -> Issuer:
-    iss: Issuer = {"module": "zerossl"}
-    while d.next():
-        if d.next_arg():
-            iss["api_key"] = d.val
+    def parse(d: Dispenser) -> Issuer:
+        iss: Issuer = {"module": module}
+        while d.next():
             if d.next_arg():
-                raise d.arg_err()
-        unmarshal_acme(d, iss)
-    return iss
+                iss[argument] = d.val
+                if d.next_arg():
+                    raise d.arg_err()
+            unmarshal_acme(d, iss)
+        return iss
+
+    return parse
 
 
 def _internal(d: Dispenser) -> Issuer:
@@ -170,8 +164,8 @@ def _internal(d: Dispenser) -> Issuer:
 
 
 ISSUERS: dict[str, Callable[[Dispenser], Issuer]] = {
-    "acme": _acme,
-    "zerossl": _zerossl,
+    "acme": _acme_like("acme", "ca"),
+    "zerossl": _acme_like("zerossl", "api_key"),
     "internal": _internal,
 }
 
@@ -181,10 +175,7 @@ def parse_issuer(d: Dispenser) -> Issuer:
     name = d.val
     parse = ISSUERS.get(name)
     if parse is None:
-        d.fail(
-            f"getting module named 'tls.issuance.{name}': "
-            f"module not registered: tls.issuance.{name}"
-        )
+        d.fail(unregistered(f"tls.issuance.{name}"))
     return parse(Dispenser(d.next_segment()))
 
 
@@ -219,10 +210,7 @@ def parse_cert_manager(d: Dispenser) -> dict[str, Any]:
     name = d.val
     parse = CERT_MANAGERS.get(name)
     if parse is None:
-        d.fail(
-            f"getting module named 'tls.get_certificate.{name}': "
-            f"module not registered: tls.get_certificate.{name}"
-        )
+        d.fail(unregistered(f"tls.get_certificate.{name}"))
     return parse(Dispenser(d.next_segment()))
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .dispenser import Dispenser
+from .errors import unregistered
 from .values import atoi
 
 Encoder = dict[str, Any]
@@ -112,10 +113,7 @@ def parse_filter_encoder(d: Dispenser, parse_encoder: Callable[[Dispenser], Enco
                     name = d.val
                     parse = FILTERS.get(name)
                     if parse is None:
-                        d.fail(
-                            f"getting module named 'caddy.logging.encoders.filter.{name}': "
-                            f"module not registered: caddy.logging.encoders.filter.{name}"
-                        )
+                        d.fail(unregistered(f"caddy.logging.encoders.filter.{name}"))
                     filt = {"filter": name, **parse(Dispenser(d.next_segment()))}
                     out.setdefault("fields", {})[field] = filt
             else:

@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..dispenser import Dispenser
+from ..errors import unregistered
 from ..matchers import parse_nested_matcher_set
 from ..netaddr import join_host_port, split_host_port
 from ..values import atoi, parse_bytes, parse_duration, weak_string
@@ -471,10 +472,7 @@ def _parse_block_line(p: _Proxy, h: Helper) -> None:
         if p.transport is not None or p.preset_transport is not None:
             d.fail("transport already specified")
         if name not in _TRANSPORTS:
-            d.fail(
-                f"getting module named 'http.reverse_proxy.transport.{name}': "
-                f"module not registered: http.reverse_proxy.transport.{name}"
-            )
+            d.fail(unregistered(f"http.reverse_proxy.transport.{name}"))
         p.transport_name = name
         p.transport = _TRANSPORTS[name](Dispenser(d.next_segment()))
     elif sub == "handle_response":
