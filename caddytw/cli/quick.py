@@ -128,10 +128,17 @@ def _bind_host(host: str) -> str:
 
 
 def respond_config(args: argparse.Namespace) -> dict[str, Any]:
-    body = args.body if args.body is not None else args.body_arg
+    body = args.body
+    status = args.status
+    if args.body_arg is not None:
+        # Caddy's positional argument: a 3-digit status code, else the body.
+        if len(args.body_arg) == 3 and args.body_arg.isdigit():
+            status = int(args.body_arg)
+        elif body is None:
+            body = args.body_arg
     if body is None and not sys.stdin.isatty():
         body = sys.stdin.read()
-    handler: dict[str, Any] = {"handler": "static_response", "status_code": args.status}
+    handler: dict[str, Any] = {"handler": "static_response", "status_code": status}
     if body:
         handler["body"] = body
     headers: dict[str, list[str]] = {}

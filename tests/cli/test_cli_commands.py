@@ -174,3 +174,21 @@ def test_log_entries_have_caddys_shape() -> None:
         failure = Failure()
     entry = caddy_entry({**event, "log_level": LogLevel.error, "log_failure": failure})
     assert entry["level"] == "error" and "ValueError: boom" in entry["error"]
+
+
+def test_respond_positional_argument_is_status_or_body() -> None:
+    from caddytw.cli.quick import respond_config
+
+    def handler(**values: Any) -> dict[str, Any]:
+        # body "" rather than None: None means "read the body from stdin" (Caddy's too)
+        base = dict(body="", body_arg=None, status=200, header=[], listen="", access_log=False)
+        base.update(values)
+        config = respond_config(argparse.Namespace(**base))
+        route = config["apps"]["http"]["servers"]["static"]["routes"][0]
+        return dict(route["handle"][0])
+
+    assert handler(body_arg="404")["status_code"] == 404
+    assert handler(body=None, body_arg="hello")["body"] == "hello"
+    assert handler(header=["X-A: b", "X-A: c"])["headers"] == {"X-A": ["b", "c"]}
+    with pytest.raises(FlagError):
+        handler(header=["no colon"])
