@@ -159,3 +159,23 @@ def test_seed_short_matcher_form():
 
 def test_empty_config_is_valid():
     assert validate({}) == []
+
+
+def test_caddy_tls_features_caddytw_lacks_are_named():
+    """ZeroSSL, EAB and get_certificate are Caddy's, so not "unknown": say they are unsupported."""
+    for policy, path, what in (
+        ({"issuers": [{"module": "zerossl"}]}, "issuers[0].module", "zerossl issuer"),
+        (
+            {"issuers": [{"module": "acme", "external_account": {"key_id": "k"}}]},
+            "issuers[0].external_account",
+            "external account binding",
+        ),
+        ({"get_certificate": [{"via": "http"}]}, "get_certificate", "get_certificate"),
+    ):
+        config = server()
+        config["apps"]["tls"] = {"automation": {"policies": [policy]}}
+        errors = validate(config)
+        where = "apps.tls.automation.policies[0]." + path
+        assert any(where in e and what in e and "not supported by caddytw" in e for e in errors), (
+            errors
+        )
