@@ -118,6 +118,9 @@ def make_parser() -> argparse.ArgumentParser:
     sub = add("environ", tools.cmd_environ, "Prints the environment")
     sub.add_argument("--envfile", action="append", default=[])
 
+    sub = add("help", _help, "Shows help for caddytw or one of its commands")
+    sub.add_argument("topic", nargs="?", default=None)
+
     storage = add("storage", tools.cmd_storage_usage, "Commands for the storage (certificates)")
     actions = storage.add_subparsers(dest="action", metavar="<action>", parser_class=_Parser)
     sub = actions.add_parser("export", help="Exports the storage as a tar archive")
@@ -129,6 +132,21 @@ def make_parser() -> argparse.ArgumentParser:
     sub.add_argument("--input", "-i", required=True, help="tar file, or - for stdin")
     sub.set_defaults(run=tools.cmd_storage_import)
     return parser
+
+
+def _help(args: argparse.Namespace) -> int:
+    """``caddytw help [command]`` as ``caddy help``: 0, or 1 for an unknown command."""
+    parser = make_parser()
+    if args.topic is None:
+        parser.print_help()
+        return 0
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    sub = commands.choices.get(args.topic)
+    if sub is None:
+        print(f"Error: unknown command: {args.topic}", file=sys.stderr)
+        return 1
+    sub.print_help()
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

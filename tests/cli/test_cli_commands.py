@@ -192,3 +192,9 @@ def test_respond_positional_argument_is_status_or_body() -> None:
     assert handler(header=["X-A: b", "X-A: c"])["headers"] == {"X-A": ["b", "c"]}
     with pytest.raises(FlagError):
         handler(header=["no colon"])
+
+
+def test_help_names_a_commands_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "help", "reverse-proxy")
+    assert status == 0 and "--change-host-header" in out and "--from" in out
+    assert run(capsys, "help", "nope")[0] == 1
