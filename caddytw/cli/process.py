@@ -46,15 +46,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.pidfile:
         with open(args.pidfile, "w", encoding="ascii") as handle:
             handle.write(f"{os.getpid()}\n")
-    return serve(data, config if args.watch else None, adapter, args.workers, args.ready_fd)
+    if args.workers > 1 and not config:
+        print("Error: --workers needs a config file", file=sys.stderr)
+        return 1
+    return serve(data, config, adapter, args.workers, args.ready_fd, watch=args.watch)
 
 
 def serve(
     data: dict[str, Any],
-    watch: str | None = None,
+    config: str | None = None,
     adapter: str | None = None,
     workers: int = 1,
     ready_fd: int | None = None,
+    watch: bool = False,
 ) -> int:
     """Run the service until it is stopped (signal or admin ``/stop``); 1 if it can't start."""
     from twisted.internet import reactor
@@ -67,7 +71,9 @@ def serve(
         if workers > 1:
             from caddytw.tap import worker_supervisor
 
-            service: Any = worker_supervisor(data, {"config": watch, "adapter": adapter})
+            service: Any = worker_supervisor(
+                data, {"config": config, "adapter": adapter, "workers": workers}
+            )
         else:
             service = CaddyService(data)
         service.startService()
@@ -82,8 +88,8 @@ def serve(
     # so a SIGTERM right after "ready" is a clean stop, not a kill.
     reactor.callWhenRunning(_announce_ready, ready_fd)  # type: ignore[attr-defined]
     reactor.addSystemEventTrigger("before", "shutdown", notify_systemd, b"STOPPING=1")  # type: ignore[attr-defined]
-    if watch:
-        LoopingCall(_Watcher(watch, adapter, service)).start(WATCH_INTERVAL, now=False)
+    if watch and config:
+        LoopingCall(_Watcher(config, adapter, service)).start(WATCH_INTERVAL, now=False)
     reactor.run()  # type: ignore[attr-defined]
     return 0
 
