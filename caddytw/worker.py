@@ -21,6 +21,9 @@ from twisted.protocols.basic import LineReceiver
 from caddytw import peers
 from caddytw.workers import CONFIG_IN_FD, CONFIG_OUT_FD, CONFIG_TAG, EVENT_TAG, worker_index
 
+#: Set to ``json`` by ``caddytw run``: workers then log Caddy's JSON lines as it does.
+LOG_FORMAT_ENV = "CADDYTW_LOG_FORMAT"
+
 
 class ConfigLink(LineReceiver):
     """The worker's side of the link to the supervisor: ``config`` lines in are configs
@@ -73,7 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     from caddytw.configfile import is_caddyfile, load_config_file
     from caddytw.reuseport import ReusePortReactor
 
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
+    if os.environ.get(LOG_FORMAT_ENV) == "json":  # started by `caddytw run --workers`
+        from caddytw.cli.logs import json_observer
+
+        globalLogBeginner.beginLoggingTo([json_observer(sys.stdout)])
+    else:
+        globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
     try:
         data = load_config_file(args.config, args.adapter)
         service = CaddyService(data, reactor=ReusePortReactor(reactor))

@@ -70,6 +70,9 @@ def serve(
     try:
         if workers > 1:
             from caddytw.tap import worker_supervisor
+            from caddytw.worker import LOG_FORMAT_ENV
+
+            os.environ[LOG_FORMAT_ENV] = "json"
 
             service: Any = worker_supervisor(
                 data, {"config": config, "adapter": adapter, "workers": workers}

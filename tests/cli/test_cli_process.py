@@ -245,3 +245,16 @@ def test_twistd_logs_caddy_json_with_the_logger_option(tmp_path: Path) -> None:
     entries = [json.loads(line) for line in lines]
     assert all({"level", "ts", "msg"} <= set(entry) for entry in entries)
     assert any(entry.get("logger") == "app" and "listening" in entry["msg"] for entry in entries)
+
+
+def test_run_with_workers_serves_and_logs_json(tmp_path: Path) -> None:
+    port = free_port()
+    (tmp_path / "Caddyfile").write_text(loopback_site(port, 'respond "w"'))
+    command = [sys.executable, "-m", "caddytw", "run", "--workers", "2"]
+    with running(command, port, tmp_path, tmp_path / "run.log") as process:
+        assert get(f"http://127.0.0.1:{port}/")[2] == b"w"
+    assert process.returncode == 0
+    entries = [json.loads(line) for line in (tmp_path / "run.log").read_text().splitlines()]
+    messages = [entry["msg"] for entry in entries]
+    assert any("worker 1 started" in m for m in messages)
+    assert any("listening on" in m for m in messages)
