@@ -215,7 +215,9 @@ def test_file_matcher(tmp_path):
             }
         ]
     )
-    assert server.request(target="/dir/").body == b"/dir/"
+    # Caddy 2.6.2 never matches a directory; a file asked for with a slash matches.
+    assert server.request(target="/dir/").body == b"/index.html"
+    assert server.request(target="/small.txt/").body == b"/small.txt"
     assert server.request(target="/missing").body == b"/index.html"
     smallest = memory_server(
         [

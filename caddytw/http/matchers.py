@@ -336,7 +336,6 @@ def build_file(value: Any, path: str) -> Matcher:
             if rel.startswith("="):
                 # ``=404`` style fallbacks are only meaningful to try_files rewrites.
                 continue
-            suffix = rel.endswith("/")
             remainder = ""
             for delimiter in split_path:
                 index = rel.lower().find(delimiter.lower())
@@ -344,14 +343,18 @@ def build_file(value: Any, path: str) -> Matcher:
                     remainder = rel[index + len(delimiter) :]
                     rel = rel[: index + len(delimiter)]
                     break
-            clean = caddy_clean_path(_rooted(rel))
+            clean = caddy_clean_path(_rooted(rel)).rstrip("/") or "/"
             full = os.path.join(base, clean.lstrip("/"))
             try:
                 info = os.stat(full)
             except OSError:
                 continue
             is_dir = os.path.isdir(full)
-            if suffix != is_dir:
+            # Caddy 2.6.2 joins with the trailing slash cleaned away and then wants a
+            # directory only where the joined path ends in "/": so a directory never
+            # matches (``/`` and ``/sub/`` fall through to ``{path}/index.php``), and
+            # ``/a.txt/`` matches the file ``/a.txt`` (both checked against caddy).
+            if is_dir:
                 continue
             candidates.append((clean, full, info, is_dir, remainder))
             if policy == "first_exist":

@@ -34,6 +34,7 @@ pytestmark = pytest.mark.skipif(shutil.which("caddy") is None, reason="needs Deb
 FIXTURES = {
     "respond": ':8080 {\n\trespond "hi"\n}\n',
     "php": ":8080 {\n\tphp_fastcgi 127.0.0.1:9000\n}\n",
+    "acme": ":8080 {\n\tacme_server\n}\n",
     "not_caddy_262": ":8080 {\n\tnot_a_directive\n}\n",
 }
 
@@ -54,11 +55,12 @@ def test_corpus_counts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     out = tmp_path / "results.json"
     assert caddy_corpus.main(["--repo", str(work / ".git"), "--json", str(out), "-v"]) == 0
     text = capsys.readouterr().out
-    assert "adapted by caddy 2.6.2: 2" in text
-    assert "caddytw adapt identical: 2/2" in text
-    # php_fastcgi adapts identically but has no runtime here: named, with its path.
-    assert "caddytw validate accepts: 1/2" in text
-    assert "transport.protocol" in text and "fastcgi" in text
+    assert "adapted by caddy 2.6.2: 3" in text
+    assert "caddytw adapt identical: 3/3" in text
+    # acme_server adapts identically but has no runtime here: named, with its path;
+    # php_fastcgi (the fastcgi transport) validates.
+    assert "caddytw validate accepts: 2/3" in text
+    assert "acme_server" in text
 
 
 def test_first_difference_names_the_path() -> None:

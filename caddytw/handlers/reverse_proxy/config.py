@@ -39,6 +39,8 @@ class UpstreamConfig:
     host: str
     port: int
     max_requests: int = 0
+    #: ``unix`` for ``unix//path`` dials (``host`` is then the socket path, port 0).
+    network: str = "tcp"
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,17 @@ class KeepAliveConfig:
 
 
 @dataclass(frozen=True)
+class FastCGIConfig:
+    """``transport`` with ``protocol: fastcgi`` (Caddy's fastcgi.Transport)."""
+
+    root: str = "{http.vars.root}"
+    split_path: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    resolve_root_symlink: bool = False
+    capture_stderr: bool = False
+
+
+@dataclass(frozen=True)
 class TransportConfig:
     dial_timeout: float = 3.0
     response_header_timeout: float | None = None
@@ -70,6 +83,7 @@ class TransportConfig:
     max_response_header_size: int = 10 << 20
     keepalive: KeepAliveConfig = field(default_factory=KeepAliveConfig)
     tls: TLSConfig | None = None
+    fastcgi: FastCGIConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -122,11 +136,16 @@ class ProxyConfig:
 
 
 def parse_dial(text: str, path: str) -> tuple[str, int]:
-    """``host:port`` (IPv6 in brackets); a scheme or a missing port is an error."""
+    """``host:port`` (IPv6 in brackets), or ``unix/PATH`` (returned as ``(PATH, 0)``);
+    a scheme or a missing port is an error."""
     if "://" in text:
         raise ConfigError(path, f"upstream dial {text!r} must be host:port without a scheme")
-    if text.startswith(("unix/", "unix+h2c/")):
-        raise ConfigError(path, f"unix socket upstreams ({text!r}) are not supported by caddytw")
+    if text.startswith("unix+h2c/"):
+        raise ConfigError(path, f"h2c upstreams ({text!r}) are not supported by caddytw")
+    if text.startswith("unix/"):
+        if "{" in text or len(text) == len("unix/"):
+            raise ConfigError(path, f"invalid unix socket upstream {text!r}")
+        return text[len("unix/") :], 0
     if "{" in text:
         raise ConfigError(
             path, f"placeholders in upstream addresses ({text!r}) are not supported by caddytw"
@@ -148,7 +167,8 @@ def parse_upstreams(reader: ObjectReader) -> tuple[UpstreamConfig, ...]:
         host, port = parse_dial(dial, up.at("dial"))
         max_requests = up.integer("max_requests", 0, minimum=0)
         up.done()
-        result.append(UpstreamConfig(dial, host, port, max_requests))
+        network = "unix" if dial.startswith("unix/") else "tcp"
+        result.append(UpstreamConfig(dial, host, port, max_requests, network))
     return tuple(result)
 
 
@@ -164,8 +184,12 @@ def parse_transport(reader: ObjectReader) -> TransportConfig:
         reader.done()
         return TransportConfig()
     protocol = reader.text("protocol")
+    if protocol == "fastcgi":
+        return parse_fastcgi(reader)
     if protocol != "http":
-        raise ConfigError(reader.at("protocol"), f"unsupported transport {protocol!r} (use http)")
+        raise ConfigError(
+            reader.at("protocol"), f"unsupported transport {protocol!r} (use http or fastcgi)"
+        )
     versions = reader.strings("versions")
     for index, version in enumerate(versions):
         if version != "1.1":
@@ -202,6 +226,31 @@ def parse_transport(reader: ObjectReader) -> TransportConfig:
         or (10 << 20),
         keepalive=keepalive,
         tls=tls,
+    )
+    reader.done()
+    return config
+
+
+def parse_fastcgi(reader: ObjectReader) -> TransportConfig:
+    """The ``fastcgi`` transport: its CGI settings and its three timeouts (Caddy has
+    no response header timeout or keep-alive for it: one connection per request)."""
+    env = reader.mapping("env")
+    for name, value in env.items():
+        if not isinstance(value, str):
+            raise ConfigError(join_path(reader.at("env"), name), "expected a string")
+    fastcgi = FastCGIConfig(
+        root=reader.text("root") or "{http.vars.root}",
+        split_path=tuple(reader.strings("split_path")),
+        env=tuple(env.items()),
+        resolve_root_symlink=reader.flag("resolve_root_symlink"),
+        capture_stderr=reader.flag("capture_stderr"),
+    )
+    config = TransportConfig(
+        dial_timeout=_positive_duration(reader, "dial_timeout", 3.0) or 3.0,
+        read_timeout=_positive_duration(reader, "read_timeout", None),
+        write_timeout=_positive_duration(reader, "write_timeout", None),
+        keepalive=KeepAliveConfig(enabled=False),
+        fastcgi=fastcgi,
     )
     reader.done()
     return config

@@ -25,11 +25,13 @@ from twisted.web.server import NOT_DONE_YET
 
 from caddytw.config.ipranges import ip_in
 from caddytw.config.reader import ObjectReader
+from caddytw.handlers.reverse_proxy.cgienv import build_env, finish_env
 from caddytw.handlers.reverse_proxy.config import (
     PassiveHealthConfig,
     ProxyConfig,
     parse_proxy_config,
 )
+from caddytw.handlers.reverse_proxy.fastcgi import FastCGIExchange, fastcgi_request
 from caddytw.handlers.reverse_proxy.headers import (
     hop_by_hop_names,
     merge_response_headers,
@@ -122,6 +124,9 @@ class ReverseProxy(LeafResource):
         self.header_timeout = min(timeouts) if timeouts else None
 
     def render(self, request: CaddyRequest) -> Any:
+        if self.config.transport.fastcgi is not None and "\x00" in request.decoded_path:
+            # PHP may run a non-PHP file as code when a NUL cuts the path (Caddy #4574).
+            raise HandlerError(400, "invalid request path")
         call = ProxyCall(self, request)
         body = request.body
         if body.length is not None and not (call.upgrade and body.length):
@@ -412,6 +417,10 @@ class ProxyCall:
             if producer is None:
                 self._start_header_timer()
 
+        if self.proxy.config.transport.fastcgi is not None:
+            d = self._send_fastcgi(upstream, headers, producer, on_connection)
+            d.addCallback(self._got_response, attempt)
+            return d
         d = self.proxy.connector.lean.request(
             upstream.host,
             upstream.port,
@@ -423,6 +432,29 @@ class ProxyCall:
         )
         d.addCallback(self._got_response, attempt)
         return d
+
+    def _send_fastcgi(
+        self, upstream: Upstream, headers: Headers, producer: Any, on_connection: Any
+    ) -> Deferred[Any]:
+        """The request as a FastCGI exchange (Caddy's fastcgi transport)."""
+        config = self.proxy.config.transport
+        assert config.fastcgi is not None
+        fields = [(name, value) for name, values in headers.getAllRawHeaders() for value in values]
+        # Go keeps the client's Content-Length among the headers (HTTP_CONTENT_LENGTH).
+        for value in self.request.requestHeaders.getRawHeaders(b"content-length") or ():
+            fields.append((b"content-length", value))
+        env = build_env(config.fastcgi, self.request, fields)
+        content_type = self.request.header_text("content-type") or ""
+        finish_env(env, self.request.method, content_type, self.length)
+        exchange = FastCGIExchange(
+            env,
+            producer,
+            on_connection,
+            config.fastcgi.capture_stderr,
+            config.max_response_header_size,
+        )
+        endpoint = self.proxy.connector.endpoint(upstream.host, upstream.port)
+        return fastcgi_request(endpoint, exchange)
 
     def _got_response(self, response: LeanResponse, attempt: _Attempt) -> None:
         self._cancel_header_timer()

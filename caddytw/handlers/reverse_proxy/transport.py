@@ -19,6 +19,7 @@ from twisted.internet.endpoints import (
     HostnameEndpoint,
     TCP4ClientEndpoint,
     TCP6ClientEndpoint,
+    UNIXClientEndpoint,
     wrapClientTLS,
 )
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IStreamClientEndpoint
@@ -183,6 +184,9 @@ class UpstreamConnector:
     def endpoint(
         self, host: str, port: int, on_connection: Callable[[Any], None] | None = None
     ) -> DialEndpoint:
+        if port == 0:  # a unix socket: ``host`` is its path (see ``parse_dial``)
+            unix = UNIXClientEndpoint(self.reactor, host, timeout=self.config.dial_timeout)
+            return DialEndpoint(unix, f"unix/{host}", 0.0, on_connection)
         inner = tcp_endpoint(self.reactor, host, port, self.config.dial_timeout)
         if self.config.tls is not None:
             inner = wrapClientTLS(tls_creator(self.config.tls, host), inner)
