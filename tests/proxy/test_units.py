@@ -173,7 +173,11 @@ def test_config_full():
         ({"upstreams": [{"dial": "http://x:1"}]}, "h.upstreams[0].dial"),
         ({"upstreams": [{"dial": "x"}]}, "h.upstreams[0].dial"),
         ({"upstreams": [{"dial": "x:1", "weight": 2}]}, "h.upstreams[0].weight"),
-        ({"transport": {"protocol": "fastcgi"}}, "h.transport.protocol"),
+        ({"transport": {"protocol": "scgi"}}, "h.transport.protocol"),
+        ({"transport": {"protocol": "fastcgi", "env": {"A": 1}}}, "h.transport.env.A"),
+        ({"transport": {"protocol": "fastcgi", "keep_alive": {}}}, "h.transport.keep_alive"),
+        ({"transport": {"protocol": "fastcgi", "split_path": "x"}}, "h.transport.split_path"),
+        ({"upstreams": [{"dial": "unix+h2c//tmp/s"}]}, "h.upstreams[0].dial"),
         ({"transport": {"protocol": "http", "versions": ["2"]}}, "h.transport.versions[0]"),
         ({"transport": {"protocol": "http", "tls": {"bogus": 1}}}, "h.transport.tls.bogus"),
         ({"transport": {"protocol": "http", "dial_timeout": "soon"}}, "h.transport.dial_timeout"),
@@ -351,11 +355,11 @@ def test_config_errors_carry_the_full_json_path():
 
 
 def test_caddy_upstream_forms_caddytw_lacks_are_named():
-    """unix sockets and placeholders are valid in Caddy: say "not supported", not "invalid"."""
+    """h2c sockets and placeholders are valid in Caddy: say "not supported", not "invalid"."""
     from caddytw.server.build import validate
 
     for dial, what in (
-        ("unix//run/app.sock", "unix socket upstreams"),
+        ("unix+h2c//run/app.sock", "h2c upstreams"),
         ("{http.regexp.host.1}:8080", "placeholders in upstream addresses"),
     ):
         handler = {"handler": "reverse_proxy", "upstreams": [{"dial": dial}]}

@@ -217,6 +217,7 @@ class FastCGIConnection(Protocol):
         self.ended = False
         self.lost = False
         self.stderr = bytearray()
+        self.status = 0
 
     def connectionMade(self) -> None:
         exchange = self.exchange
@@ -280,6 +281,7 @@ class FastCGIConnection(Protocol):
     def _answer(self, head: bytes, rest: bytes) -> None:
         code, headers, length = parse_head(head)
         self.head_done = True
+        self.status = code
         deferred = self.exchange.deferred
         if deferred.called:
             self.abort()
@@ -323,10 +325,15 @@ class FastCGIConnection(Protocol):
             self.transport.loseConnection()
 
     def _log_stderr(self) -> None:
+        """With ``capture_stderr``, what the application wrote to FCGI_STDERR, once the
+        request ends: a warning, an error for a 4xx/5xx answer (as Caddy logs it)."""
         if self.stderr and self.exchange.capture_stderr:
             text = self.stderr.decode("utf-8", "replace")
-            log.warn("stderr: {body}", body=text, log_level=None)
-            self.stderr = bytearray()
+            if self.status >= 400:
+                log.error("stderr: {body}", body=text)
+            else:
+                log.warn("stderr: {body}", body=text)
+        self.stderr = bytearray()
 
     def _end_body(self, reason: Failure) -> None:
         body, self.body = self.body, None
