@@ -178,6 +178,10 @@ def test_config_full():
         ({"transport": {"protocol": "fastcgi", "keep_alive": {}}}, "h.transport.keep_alive"),
         ({"transport": {"protocol": "fastcgi", "split_path": "x"}}, "h.transport.split_path"),
         ({"upstreams": [{"dial": "unix+h2c//tmp/s"}]}, "h.upstreams[0].dial"),
+        (
+            {"upstreams": [{"dial": "unix//s"}], "health_checks": {"active": {}}},
+            "h.health_checks.active",
+        ),
         ({"transport": {"protocol": "http", "versions": ["2"]}}, "h.transport.versions[0]"),
         ({"transport": {"protocol": "http", "tls": {"bogus": 1}}}, "h.transport.tls.bogus"),
         ({"transport": {"protocol": "http", "dial_timeout": "soon"}}, "h.transport.dial_timeout"),

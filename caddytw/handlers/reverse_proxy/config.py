@@ -383,6 +383,14 @@ def parse_proxy_config(reader: ObjectReader, rng: random.Random | None = None) -
     passive = parse_passive(health.reader("passive")) if health.has("passive") else None
     health.ignore("active", "passive")
     health.done()
+    if active is not None and (
+        transport.fastcgi is not None or any(u.network == "unix" for u in upstreams)
+    ):
+        # The probe speaks HTTP over TCP; Caddy's would go through the transport.
+        raise ConfigError(
+            health.at("active"),
+            "active health checks of fastcgi or unix socket upstreams are not supported by caddytw",
+        )
     headers = reader.reader("headers")
     request_reader = headers.reader("request")
     request_headers = compile_header_ops(request_reader)

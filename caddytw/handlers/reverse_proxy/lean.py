@@ -417,9 +417,13 @@ class LeanClient:
         producer: Any = None,
         on_connection: Any = None,
     ) -> Deferred[LeanResponse]:
-        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if port == 0:  # a unix socket (``host`` is its path): a Host only if none came
+            authority = b"localhost"
+        else:
+            text = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            authority = text.encode("idna")
         length = producer.length if producer is not None else 0
-        head = self.head(method, target, headers, authority.encode("idna"), length)
+        head = self.head(method, target, headers, authority, length)
         exchange = _Exchange((host, port), method, head, producer, on_connection)
         idle = self.idle.get(exchange.key)
         if idle:
