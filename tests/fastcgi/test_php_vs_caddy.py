@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,9 +36,20 @@ def adapt(caddyfile: str, workdir: Path) -> dict[str, Any]:
     return config
 
 
+WORKDIR: list[Path] = []
+
+
+def _server_logs() -> dict[str, str]:
+    """What each server logged so far (Caddy's file, then caddytw's)."""
+    work = WORKDIR[0]
+    ours = "".join(p.read_text(errors="replace") for p in (work / "ours").glob("server-*.log"))
+    return {"caddy": (work / "caddy" / "caddy.log").read_text(errors="replace"), "ours": ours}
+
+
 @pytest.fixture(scope="module")
 def servers(php_fpm: PhpFpm, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int]]:
     workdir = tmp_path_factory.mktemp("php-vs-caddy")
+    WORKDIR[:] = [workdir]
     caddyfile = (
         ":80 {\n"
         f"\troot * {php_fpm.docroot}\n"
@@ -126,3 +138,19 @@ def test_head_matches_caddy(servers: tuple[int, int]) -> None:
     # PHP turns a Location header into a 302 (whatever http_response_code said).
     assert (mine.status, mine.body) == (theirs.status, theirs.body) == (302, b"")
     assert mine.headers.get("x-teapot") == theirs.headers.get("x-teapot") == "yes"
+
+
+def test_stderr_is_captured(servers: tuple[int, int]) -> None:
+    """``capture_stderr``: caddytw logs what PHP wrote to FCGI_STDERR and answers as
+    Caddy does. Caddy 2.6.2 itself logs nothing: its RoundTrip never hands
+    ``CaptureStderr`` to its client (fixed in later Caddy), so the option's documented
+    behaviour is what caddytw follows."""
+    caddy, ours = servers
+    for port, tag in ((caddy, "caddy"), (ours, "ours")):
+        answer = fetch(port, "GET", f"/stderr.php?tag={tag}")
+        assert (answer.status, answer.body) == (200, b"logged")
+    deadline = time.monotonic() + 5
+    while "fastcgi-stderr-marker ours" not in _server_logs()["ours"]:
+        assert time.monotonic() < deadline, _server_logs()["ours"]
+        time.sleep(0.05)
+    assert "fastcgi-stderr-marker" not in _server_logs()["caddy"]
