@@ -351,3 +351,46 @@ def decompress(data: bytes, limit: int | None = None) -> bytes:
     decoder.write(data)
     decoder.close()
     return b"".join(pieces)
+
+
+class DecodingReader:
+    """A read-only file over a compressed ``source``: ``read(n)`` returns decoded bytes.
+
+    What consumes a plain body (the store's staging, which hashes and writes as it
+    reads) consumes a compressed one through this unchanged, so the verify-then-rename
+    path exists once. Memory: one decoded block plus ``n``. :class:`DecodedTooLarge`
+    past ``limit``; :class:`DecodeError` on a bad or truncated stream, at the read that
+    finds it (so the staged temp file is removed, never renamed into place).
+    """
+
+    def __init__(self, source: BinaryIO, limit: int | None, chunk: int = 64 * 1024) -> None:
+        self._source = source
+        self._chunk = chunk
+        self._pending: list[bytes] = []
+        self._size = 0
+        self._decoder = Decoder(self._keep, limit)
+        self._ended = False
+
+    def _keep(self, data: bytes) -> None:
+        self._pending.append(data)
+        self._size += len(data)
+
+    def read(self, n: int = -1) -> bytes:
+        while not self._ended and (n < 0 or self._size < n):
+            data = self._source.read(self._chunk)
+            if not data:
+                self._decoder.close()
+                self._ended = True
+                break
+            self._decoder.write(data)
+        joined = b"".join(self._pending)
+        if n < 0 or n >= len(joined):
+            self._pending, self._size = [], 0
+            return joined
+        self._pending, self._size = [joined[n:]], len(joined) - n
+        return joined[:n]
+
+    @property
+    def decoded(self) -> int:
+        """Decoded bytes so far."""
+        return self._decoder.decoded
