@@ -390,6 +390,23 @@ class DecodingReader:
         self._pending, self._size = [joined[n:]], len(joined) - n
         return joined[:n]
 
+    def readline(self, limit: int = -1) -> bytes:
+        """Up to and including the next newline (at most ``limit`` bytes), like a file."""
+        while True:
+            joined = b"".join(self._pending)
+            self._pending = [joined] if joined else []
+            newline = joined.find(b"\n")
+            if newline >= 0 and (limit < 0 or newline < limit):
+                return self.read(newline + 1)
+            if (limit >= 0 and len(joined) >= limit) or self._ended:
+                return self.read(limit)
+            data = self._source.read(self._chunk)
+            if not data:
+                self._decoder.close()
+                self._ended = True
+            else:
+                self._decoder.write(data)
+
     @property
     def decoded(self) -> int:
         """Decoded bytes so far."""

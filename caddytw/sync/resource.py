@@ -1,6 +1,7 @@
 """The sync HTTP API: ``list``, ``sync``, ``upload``, ``download``, ``metadata``,
-``file`` (DELETE), ``whoami`` and ``events`` (WebSocket), as the last segment of the request path
-(so the handler works under ``/api/*`` or any other prefix).
+``file`` (DELETE), ``whoami``, ``events`` (WebSocket) and ``batch/upload`` /
+``batch/download`` (:mod:`caddytw.sync.batch`), as the last segment(s) of the request
+path (so the handler works under ``/api/*`` or any other prefix).
 
 Every answer is JSON (``{"error": "..."}`` for failures, a ``ConflictInfo`` for 412 and,
 with ``error`` and ``existing_path`` added, for a 409 case/normalisation name clash) or
@@ -24,9 +25,11 @@ from twisted.web.server import NOT_DONE_YET
 from caddytw.http.body import BodyAborted, BodyTooLarge, collect_file
 from caddytw.http.request import CaddyRequest, transport_of
 from caddytw.http.routing import LeafResource
+from caddytw.sync import batch_api
 from caddytw.sync.access import AccessPolicy, SyncClient
 from caddytw.sync.compression import (
     ENCODING,
+    MIN_SIZE,
     DecodedTooLarge,
     DecodeError,
     DecodingReader,
@@ -209,12 +212,17 @@ class FileSyncResource(LeafResource):
             "sync": ((b"POST",), False, self.sync),
             "upload": ((b"POST", b"PUT"), True, self.upload),
             "file": ((b"DELETE",), True, self.delete),
+            "batch/upload": ((b"POST",), True, self.batch_upload),
+            "batch/download": ((b"POST",), False, self.batch_download),
         }
 
     # -- dispatch ----------------------------------------------------------------------
 
     def render(self, request: CaddyRequest) -> Any:
-        name = request.decoded_path.rstrip("/").rsplit("/", 1)[-1]
+        segments = request.decoded_path.rstrip("/").rsplit("/", 2)
+        name = segments[-1]
+        if len(segments) == 3 and segments[-2] == "batch":
+            name = f"batch/{name}"
         try:
             client = self.access.authenticate(request)
             if client is not None:  # who the server takes the caller for: the token's id
@@ -234,7 +242,7 @@ class FileSyncResource(LeafResource):
                 raise ApiError(405, f"{name} accepts {', '.join(m.decode() for m in methods)}")
             if writes:
                 self.check_write(client)
-            if name == "upload":
+            if name in ("upload", "batch/upload"):
                 self.check_upload_size(request)
         except StoreError as error:
             return self.error_body(request, error)
@@ -468,6 +476,7 @@ class FileSyncResource(LeafResource):
         request.setHeader(b"vary", b"Accept-Encoding")
         if (
             request.code == 200
+            and length >= MIN_SIZE
             and accepts_zstd(request.getHeader(b"accept-encoding"))
             and await self.in_thread(should_compress, source, length)
         ):
@@ -484,6 +493,14 @@ class FileSyncResource(LeafResource):
             request.finish()
             return
         await FileRangeProducer(source, start, length, request).begin()
+
+    async def batch_upload(self, request: CaddyRequest, client: SyncClient | None) -> None:
+        """Many small files in one request: see :mod:`caddytw.sync.batch`."""
+        await batch_api.batch_upload(self, request, client)
+
+    async def batch_download(self, request: CaddyRequest, client: SyncClient | None) -> None:
+        """Many small files in one answer: see :mod:`caddytw.sync.batch`."""
+        await batch_api.batch_download(self, request, client)
 
     def in_thread(self, work: Callable[..., Any], *args: Any) -> Deferred[Any]:
         """Blocking file work (samples, compression) off the reactor thread."""
