@@ -96,6 +96,13 @@ def parser() -> argparse.ArgumentParser:
         "(auto, the default), or never (off)",
     )
     p.add_argument(
+        "--batch",
+        choices=["auto", "off"],
+        default="auto",
+        help="send and fetch small files many per request when the server has batches "
+        "(auto, the default), or one request each (off)",
+    )
+    p.add_argument(
         "--settle",
         type=float,
         default=0.4,
@@ -121,6 +128,7 @@ def settings_from(args: argparse.Namespace) -> Any:
         allow_mass_delete=args.allow_mass_delete,
         initial_sync=args.initial_sync,
         compression=args.compression != "off",
+        batches=args.batch != "off",
         settle=max(float(args.settle), 0.0),
     )
 

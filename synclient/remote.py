@@ -28,7 +28,10 @@ from caddytw.sync.compression import (
     DecodeError,
     Decoder,
     accepts_zstd,
+    compress,
+    compressible,
     file_compressible,
+    is_identity,
     is_zstd,
 )
 from caddytw.sync.localfs import temp_name
@@ -137,6 +140,11 @@ class Remote:
         #: it takes it (``Accept-Encoding: zstd`` in any answer). ``False`` turns both off.
         self.compression = True
         self.server_takes_zstd = False
+        #: Small files travel in batches (``False``: one request each, as before).
+        self.batches = True
+        from synclient.batch import SmallFiles
+
+        self.small = SmallFiles(self, reactor)
 
     def close(self) -> Deferred[None]:
         return self.pool.closeCachedConnections()
@@ -262,6 +270,28 @@ class Remote:
 
     # -- transfers ----------------------------------------------------------------------
 
+    def _upload_headers(
+        self, sha256: str, expect: str | None, mtime: float | None
+    ) -> dict[str, str]:
+        extra = {HEADER_CONTENT_SHA256: sha256, "Content-Type": "application/octet-stream"}
+        if expect is None:
+            extra["If-None-Match"] = "*"
+        else:
+            extra["If-Match"] = format_etag(expect)
+        if mtime is not None:
+            from datetime import UTC, datetime
+
+            extra[HEADER_MODIFIED] = format_time(datetime.fromtimestamp(mtime, UTC))
+        return extra
+
+    async def _uploaded(self, response: Any, path: str) -> FileMetadata | None:
+        await self._check(response, f"upload {path}")
+        body = await response.content()
+        try:
+            return FileMetadata.from_json(loads(body))
+        except ProtocolError:
+            return None
+
     async def upload(
         self,
         path: str,
@@ -275,15 +305,7 @@ class Remote:
         server sent it."""
         from twisted.web.client import FileBodyProducer
 
-        extra = {HEADER_CONTENT_SHA256: sha256, "Content-Type": "application/octet-stream"}
-        if expect is None:
-            extra["If-None-Match"] = "*"
-        else:
-            extra["If-Match"] = format_etag(expect)
-        if mtime is not None:
-            from datetime import UTC, datetime
-
-            extra[HEADER_MODIFIED] = format_time(datetime.fromtimestamp(mtime, UTC))
+        extra = self._upload_headers(sha256, expect, mtime)
         with os.fdopen(os.open(source, os.O_RDONLY | os.O_NOFOLLOW), "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
             producer: Any = FileBodyProducer(handle, readSize=CHUNK)
@@ -295,12 +317,28 @@ class Remote:
             response = await self._request(
                 "POST", self.url("upload", path=path), headers=self.headers(extra), data=producer
             )
-            await self._check(response, f"upload {path}")
-        body = await response.content()
-        try:
-            return FileMetadata.from_json(loads(body))
-        except ProtocolError:
-            return None
+            return await self._uploaded(response, path)
+
+    async def upload_bytes(
+        self, path: str, data: bytes, sha256: str, expect: str | None, mtime: float | None
+    ) -> FileMetadata | None:
+        """A small file's bytes (already read and checked against ``sha256``): batched
+        with others when the server has batches, else one request."""
+        if self.batches:
+            return await self.small.upload(path, data, sha256, expect, mtime)
+        return await self.upload_bytes_one(path, data, sha256, expect, mtime)
+
+    async def upload_bytes_one(
+        self, path: str, data: bytes, sha256: str, expect: str | None, mtime: float | None
+    ) -> FileMetadata | None:
+        extra = self._upload_headers(sha256, expect, mtime)
+        if self.compression and self.server_takes_zstd and compressible(data[:65536]):
+            data = compress(data)
+            extra["Content-Encoding"] = ENCODING
+        response = await self._request(
+            "POST", self.url("upload", path=path), headers=self.headers(extra), data=data
+        )
+        return await self._uploaded(response, path)
 
     async def _compress_upload(self, source: Path, size: int) -> bool:
         """zstd for this upload: the server takes it and a sample compresses."""
@@ -322,6 +360,22 @@ class Remote:
         return headers
 
     async def fetch(
+        self,
+        path: str,
+        expected_hash: str,
+        expected_size: int,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> bytes:
+        """A small file's verified bytes: batched with others when the server has
+        batches (see :mod:`synclient.batch`), else :meth:`fetch_one`."""
+        if not (self.batches and self.small.enabled):
+            return await self.fetch_one(path, expected_hash, expected_size, on_bytes)
+        body = await self.small.fetch(path, expected_hash, expected_size)
+        if on_bytes is not None:
+            on_bytes(len(body))
+        return body
+
+    async def fetch_one(
         self,
         path: str,
         expected_hash: str,
@@ -415,9 +469,9 @@ async def _collect(
     ``expected_size`` decoded bytes: a bomb stops at once)."""
     import treq
 
-    coding = response.headers.getRawHeaders("content-encoding") or []
+    coding = [c for c in response.headers.getRawHeaders("content-encoding") or [] if c.strip()]
     decoder = None
-    if coding:
+    if coding and not (len(coding) == 1 and is_identity(coding[0])):
         if not is_zstd(coding[-1]) or len(coding) > 1:
             raise BadAnswer(f"download {path}: unexpected Content-Encoding {coding!r}")
         decoder = Decoder(write, expected_size)

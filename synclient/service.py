@@ -40,6 +40,7 @@ class Settings:
     debounce: float = 0.1
     initial_sync: bool = False
     compression: bool = True
+    batches: bool = True
 
 
 @dataclass(slots=True)
@@ -55,6 +56,7 @@ def build(settings: Settings, reactor: Any = None) -> Parts:
     state = StateDB(root)
     remote = Remote(settings.server, state.client_id, settings.token, reactor=reactor)
     remote.compression = settings.compression
+    remote.batches = settings.batches
     scanner = Scanner(root, IgnoreRules.load(root, settings.excludes), settle=settings.settle)
     progress = Progress(sys.stderr)
     engine = Engine(
