@@ -1,8 +1,10 @@
 """Small files in batches: many concurrent single-file calls become a few requests.
 
 The applier starts many small transfers at once; each asks this coalescer instead of
-the server. Requests made within :data:`WINDOW` seconds of each other (or until
-:data:`MAX_ENTRIES` / :data:`MAX_BYTES`) go out as one ``batch/upload`` or
+the server. Like Nagle's algorithm: with fewer than :data:`IN_FLIGHT` batch requests
+of a kind under way, what was asked for in this reactor turn goes out at once (a lone
+file waits for nothing); otherwise requests pile up (to :data:`MAX_ENTRIES` /
+:data:`MAX_BYTES`) until one comes back. They go out as one ``batch/upload`` or
 ``batch/download`` (see :mod:`caddytw.sync.batch`), and each caller gets its own
 entry's result, so the applier's per-file logic (verify, install, record) is unchanged.
 A server without the batch endpoints (404/405) turns batching off for the session and
@@ -26,7 +28,7 @@ from caddytw.sync.protocol import ConflictInfo, FileMetadata, ProtocolError, for
 if TYPE_CHECKING:
     from synclient.remote import Remote
 
-WINDOW = 0.005
+IN_FLIGHT = 2
 MAX_ENTRIES = 1000
 MAX_BYTES = 8 * 1024 * 1024
 #: Largest entry the server takes in a batch (``caddytw.sync.batch_api``).
@@ -38,6 +40,7 @@ class _Queue:
     items: list[Any] = field(default_factory=list)
     size: int = 0
     call: Any = None
+    in_flight: int = 0
 
 
 @dataclass
@@ -91,16 +94,27 @@ class SmallFiles:
         queue.size += size
         if len(queue.items) >= MAX_ENTRIES or queue.size >= MAX_BYTES:
             self._flush(queue, send)
-        elif queue.call is None:
-            queue.call = self.reactor.callLater(WINDOW, self._flush, queue, send)
+        else:
+            self._soon(queue, send)
+
+    def _soon(self, queue: _Queue, send: Any) -> None:
+        if queue.items and queue.call is None and queue.in_flight < IN_FLIGHT:
+            queue.call = self.reactor.callLater(0, self._flush, queue, send)
 
     def _flush(self, queue: _Queue, send: Any) -> None:
         if queue.call is not None and queue.call.active():
             queue.call.cancel()
         queue.call = None
         items, queue.items, queue.size = queue.items, [], 0
-        if items:
-            Deferred.fromCoroutine(self._run(send, items))
+        if not items:
+            return
+        queue.in_flight += 1
+
+        def over(_: object) -> None:
+            queue.in_flight -= 1
+            self._soon(queue, send)
+
+        Deferred.fromCoroutine(self._run(send, items)).addBoth(over)
 
     async def _run(self, send: Any, items: list[Any]) -> None:
         try:

@@ -18,23 +18,36 @@ class Counts:
     up: int = 0
     down: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: What the client sent (only when ``byte_relay(record=True)``): to count requests.
+    sent: bytearray | None = None
 
-    def add(self, upward: bool, n: int) -> None:
+    def add(self, upward: bool, data: bytes) -> None:
         with self.lock:
             if upward:
-                self.up += n
+                self.up += len(data)
+                if self.sent is not None:
+                    self.sent += data
             else:
-                self.down += n
+                self.down += len(data)
+
+    def requests(self, start: bytes) -> int:
+        """How many requests began with ``start`` (e.g. ``b"POST /api/upload"``)."""
+        with self.lock:
+            sent = bytes(self.sent or b"")
+        # A request may follow a body directly, so no line break is required before it.
+        return sent.count(start)
 
     def reset(self) -> None:
         with self.lock:
             self.up = self.down = 0
+            if self.sent is not None:
+                self.sent = bytearray()
 
 
 def _pump(source: socket.socket, sink: socket.socket, counts: Counts, upward: bool) -> None:
     try:
         while data := source.recv(65536):
-            counts.add(upward, len(data))
+            counts.add(upward, data)
             sink.sendall(data)
     except OSError:
         pass
@@ -45,10 +58,10 @@ def _pump(source: socket.socket, sink: socket.socket, counts: Counts, upward: bo
 
 
 @contextmanager
-def byte_relay(target_port: int) -> Iterator[tuple[int, Counts]]:
+def byte_relay(target_port: int, record: bool = False) -> Iterator[tuple[int, Counts]]:
     """``(relay port, counts)`` while the block runs."""
     listener = socket.create_server(("127.0.0.1", 0))
-    counts = Counts()
+    counts = Counts(sent=bytearray() if record else None)
     stopping = threading.Event()
 
     def accept() -> None:

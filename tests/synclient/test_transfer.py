@@ -92,3 +92,35 @@ def test_compression_off_sends_identity(server: SyncServer, tmp_path: Path) -> N
         assert result.returncode == 0, result.stderr
         assert counts.up > len(text)
     assert (server.root / "app.log").read_bytes() == text
+
+
+def test_many_small_files_take_a_few_batch_requests_each_way(
+    server: SyncServer, tmp_path: Path
+) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    for i in range(600):
+        path = a / f"d{i % 7}" / f"f{i}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(os.urandom(1024))
+    aged(a)
+    with byte_relay(server.port, record=True) as (port, counts):
+        view = relayed(server, port)
+        result = Client(view, a).once()
+        assert result.returncode == 0, result.stderr
+        assert counts.requests(b"POST /api/upload") == 0
+        assert 1 <= counts.requests(b"POST /api/batch/upload") <= 20
+        counts.reset()
+        result = Client(view, b, "--initial-sync").once()
+        assert result.returncode == 0, result.stderr
+        assert counts.requests(b"GET /api/download") == 0
+        assert 1 <= counts.requests(b"POST /api/batch/download") <= 20
+        counts.reset()
+        # The old one-request-per-file path still works against the same server.
+        (a / "late.txt").write_bytes(b"late")
+        aged(a)
+        assert Client(view, a, "--batch", "off").once().returncode == 0
+        assert counts.requests(b"POST /api/upload") == 1
+    assert tree(a) == tree(server.root)
+    assert {k: v for k, v in tree(b).items()} == {
+        k: v for k, v in tree(server.root).items() if k != "late.txt"
+    }
