@@ -28,7 +28,6 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from caddytw.http.request import transport_of
 from caddytw.sync.compression import (
     ENCODING,
     MIN_SIZE,
@@ -36,6 +35,7 @@ from caddytw.sync.compression import (
     sample_of,
     worth_compressing,
 )
+from caddytw.sync.transfer import finish_response
 
 CHUNK = 256 * 1024
 
@@ -53,6 +53,84 @@ def file_worth_compressing(path: str | os.PathLike[str]) -> bool:
         return should_compress(source, os.fstat(source.fileno()).st_size)
 
 
+class EncodingPump:
+    """Reads ``size`` bytes of ``source`` (from where it stands) and zstd-encodes them,
+    one chunk per ``run_in_thread`` call, handing output to ``emit`` in the reactor
+    thread; ``finished(ok)`` once at the end (``ok`` false: the file ended early or a
+    read failed). ``pause``/``resume``/``stop`` follow the transport. Shared by the
+    server's download producer and the client's upload body producer."""
+
+    def __init__(
+        self,
+        source: BinaryIO,
+        size: int,
+        run_in_thread: RunInThread,
+        emit: Callable[[bytes], None],
+        finished: Callable[[bool], None],
+    ) -> None:
+        self.source = source
+        self.remaining = size
+        self.run_in_thread = run_in_thread
+        self.emit = emit
+        self.finished = finished
+        self.encoder = Encoder(size=size)
+        self.sent = 0
+        self._paused = False
+        self._busy = False
+        self._stopped = False
+        self._over = False
+
+    def _step(self) -> tuple[bytes, bool]:
+        """One chunk read and encoded (thread). Returns (output, last)."""
+        data = self.source.read(min(CHUNK, self.remaining)) if self.remaining > 0 else b""
+        if not data and self.remaining > 0:
+            raise EOFError("the file shrank while it was being sent")
+        self.remaining -= len(data)
+        out = self.encoder.encode(data)
+        if self.remaining <= 0:
+            return out + self.encoder.finish(), True
+        return out, False
+
+    def resume(self) -> None:
+        self._paused = False
+        if self._busy or self._stopped or self._over:
+            return
+        self._busy = True
+        working = self.run_in_thread(self._step)
+        working.addCallbacks(self._got, self._failed)
+
+    def pause(self) -> None:
+        self._paused = True
+
+    def stop(self) -> None:
+        self._stopped = True
+        if not self._busy:
+            self._end(False)
+
+    def _got(self, result: tuple[bytes, bool]) -> None:
+        self._busy = False
+        if self._stopped:
+            self._end(False)
+            return
+        out, last = result
+        if out:
+            self.sent += len(out)
+            self.emit(out)
+        if last:
+            self._end(True)
+        elif not self._paused:
+            self.resume()
+
+    def _failed(self, _failure: Failure) -> None:
+        self._busy = False
+        self._end(False)
+
+    def _end(self, ok: bool) -> None:
+        if not self._over:
+            self._over = True
+            self.finished(ok)
+
+
 @implementer(IPushProducer)
 class CompressedFileProducer:
     """Writes ``source`` (``size`` bytes from its start) zstd-encoded into ``request``,
@@ -63,79 +141,27 @@ class CompressedFileProducer:
     def __init__(
         self, source: BinaryIO, size: int, request: Any, run_in_thread: RunInThread
     ) -> None:
-        self.source = source
-        self.remaining = size
-        self.request = request
-        self.run_in_thread = run_in_thread
-        self.encoder = Encoder(size=size)
-        self.done: Deferred[None] = Deferred()
-        self._paused = False
-        self._busy = False
-        self._stopped = False
         source.seek(0)
+        self.source = source
+        self.request = request
+        self.pump = EncodingPump(source, size, run_in_thread, request.write, self._finish)
+        self.done: Deferred[None] = Deferred()
 
     def begin(self) -> Deferred[None]:
         self.request.setHeader(b"content-encoding", ENCODING.encode("ascii"))
         self.request.registerProducer(self, True)
-        self._next()
+        self.pump.resume()
         return self.done
 
-    def _step(self) -> tuple[bytes, bool]:
-        """One chunk read and encoded (thread). Returns (output, finished)."""
-        data = self.source.read(min(CHUNK, self.remaining))
-        if not data:
-            raise EOFError("the file shrank while it was being sent")
-        self.remaining -= len(data)
-        out = self.encoder.encode(data)
-        if self.remaining <= 0:
-            return out + self.encoder.finish(), True
-        return out, False
-
-    def _next(self) -> None:
-        if self._busy or self._paused or self._stopped or self.done.called:
-            return
-        self._busy = True
-        working = self.run_in_thread(self._step)
-        working.addCallbacks(self._got, self._failed)
-
-    def _got(self, result: tuple[bytes, bool]) -> None:
-        self._busy = False
-        if self._stopped:
-            self._finish(False)
-            return
-        out, finished = result
-        if out:
-            self.request.write(out)
-        if finished:
-            self._finish(True)
-        else:
-            self._next()
-
-    def _failed(self, _failure: Failure) -> None:
-        self._busy = False
-        self._finish(False)
-
     def pauseProducing(self) -> None:
-        self._paused = True
+        self.pump.pause()
 
     def resumeProducing(self) -> None:
-        self._paused = False
-        self._next()
+        self.pump.resume()
 
     def stopProducing(self) -> None:
-        self._stopped = True
-        if not self._busy:
-            self._finish(False)
+        self.pump.stop()
 
     def _finish(self, complete: bool) -> None:
-        if self.done.called:
-            return
-        self.source.close()
-        if self.request.producer is self:
-            self.request.unregisterProducer()
-        if not self.request.client_gone:
-            if complete:
-                self.request.finish()
-            else:
-                transport_of(self.request).abortConnection()
+        finish_response(self.source, self.request, self, complete)
         self.done.callback(None)
