@@ -134,6 +134,7 @@ def initial_sync(work: Path, label: str, populate: object, *args: str) -> tuple[
 
 
 def latency(work: Path, count: int) -> tuple[list[float], int, int, int]:
+    (work / "latency").mkdir()
     server = SyncServer(work / "latency")
     (server.root / "seed.txt").write_bytes(b"seed")
     server.start()
@@ -183,63 +184,78 @@ def small_files(root: Path, count: int) -> None:
         (folder / f"f{i}.txt").write_bytes(os.urandom(4096))
 
 
+class Rows(list[tuple[str, str, str]]):
+    """The table so far; each row also goes to stderr at once (a late failure keeps
+    what was measured)."""
+
+    def append(self, row: tuple[str, str, str]) -> None:
+        super().append(row)
+        print(f"| {row[0]} | {row[1]} | {row[2]} |", file=sys.stderr, flush=True)
+
+
 def main() -> None:
     options = argparse.ArgumentParser()
     options.add_argument("--quick", action="store_true", help="smaller sizes")
+    options.add_argument("--only", choices=["compression", "initial", "latency"], default=None)
     args = options.parse_args()
     small, big, changes = (2000, 256 << 20, 30) if args.quick else (10_000, 1 << 30, 100)
-    rows: list[tuple[str, str, str]] = []
+    rows = Rows()
     with tempfile.TemporaryDirectory(prefix="sync-transfer-bench-") as tmp:
         work = Path(tmp)
-        text = log_lines(22 * MB)
-        noise = os.urandom(22 * MB)
-        for name, data in (("JSON log lines", text), ("random data", noise)):
-            on = compression_case(work, name.replace(" ", "-"), data, "auto")
-            off = compression_case(work, name.replace(" ", "-") + "-off", data, "off")
+        if args.only in (None, "latency"):
+            samples, rss_a, rss_b, server_rss = latency(work, changes)
+            samples.sort()
+            median = statistics.median(samples) * 1000
+            p95 = samples[int(0.95 * (len(samples) - 1))] * 1000
             rows.append(
                 (
-                    f"22 MB {name}: bytes on the wire up / down",
-                    f"{on['up'] / MB:.1f} / {on['down'] / MB:.1f} MB "
-                    f"({on['up'] / len(data):.0%} / {on['down'] / len(data):.0%})",
-                    f"off: {off['up'] / MB:.1f} / {off['down'] / MB:.1f} MB",
+                    f"A->B latency, 3 KB file, {changes} changes",
+                    f"median {median:.0f} ms, p95 {p95:.0f} ms",
+                    f"peak RSS: clients {rss_a} / {rss_b} MiB, server {server_rss} MiB",
                 )
+            )
+        if args.only in (None, "compression"):
+            text = log_lines(22 * MB)
+            noise = os.urandom(22 * MB)
+            for name, data in (("JSON log lines", text), ("random data", noise)):
+                on = compression_case(work, name.replace(" ", "-"), data, "auto")
+                off = compression_case(work, name.replace(" ", "-"), data, "off")
+                rows.append(
+                    (
+                        f"22 MB {name}: bytes on the wire up / down",
+                        f"{on['up'] / MB:.1f} / {on['down'] / MB:.1f} MB "
+                        f"({on['up'] / len(data):.0%} / {on['down'] / len(data):.0%})",
+                        f"off: {off['up'] / MB:.1f} / {off['down'] / MB:.1f} MB",
+                    )
+                )
+                rows.append(
+                    (
+                        f"22 MB {name}: time up / down",
+                        f"{on['up_s']:.2f} / {on['down_s']:.2f} s",
+                        f"off: {off['up_s']:.2f} / {off['down_s']:.2f} s",
+                    )
+                )
+        if args.only in (None, "initial"):
+            ours, theirs, rss = initial_sync(
+                work, f"{small} x 4 KiB", lambda root: small_files(root, small)
             )
             rows.append(
-                (
-                    f"22 MB {name}: time up / down",
-                    f"{on['up_s']:.2f} / {on['down_s']:.2f} s",
-                    f"off: {off['up_s']:.2f} / {off['down_s']:.2f} s",
-                )
+                (f"initial sync, {small} x 4 KiB files", ours, f"rsync daemon {theirs}; {rss}")
             )
-        ours, theirs, rss = initial_sync(
-            work, f"{small} x 4 KiB", lambda root: small_files(root, small)
-        )
-        rows.append((f"initial sync, {small} x 4 KiB files", ours, f"rsync daemon {theirs}; {rss}"))
-        off, _theirs, _rss = initial_sync(
-            work,
-            f"{small} x 4 KiB unbatched",
-            lambda root: small_files(root, small),
-            "--batch",
-            "off",
-        )
-        rows.append((f"initial sync, {small} x 4 KiB files, --batch off", off, ""))
-        ours, theirs, rss = initial_sync(
-            work, f"one {big >> 20} MiB", lambda root: _big_file(root, big)
-        )
-        rows.append(
-            (f"initial sync, one {big >> 20} MiB file", ours, f"rsync daemon {theirs}; {rss}")
-        )
-        samples, rss_a, rss_b, server_rss = latency(work, changes)
-        samples.sort()
-        median = statistics.median(samples) * 1000
-        p95 = samples[int(0.95 * (len(samples) - 1))] * 1000
-        rows.append(
-            (
-                f"A->B latency, 3 KB file, {changes} changes",
-                f"median {median:.0f} ms, p95 {p95:.0f} ms",
-                f"peak RSS: clients {rss_a} / {rss_b} MiB, server {server_rss} MiB",
+            off, _theirs, _rss = initial_sync(
+                work,
+                f"{small} x 4 KiB unbatched",
+                lambda root: small_files(root, small),
+                "--batch",
+                "off",
             )
-        )
+            rows.append((f"initial sync, {small} x 4 KiB files, --batch off", off, ""))
+            ours, theirs, rss = initial_sync(
+                work, f"one {big >> 20} MiB", lambda root: _big_file(root, big)
+            )
+            rows.append(
+                (f"initial sync, one {big >> 20} MiB file", ours, f"rsync daemon {theirs}; {rss}")
+            )
     print("| measure | synclient | reference / notes |\n| --- | --- | --- |")
     for name, value, note in rows:
         print(f"| {name} | {value} | {note} |")
