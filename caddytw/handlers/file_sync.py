@@ -93,4 +93,6 @@ def build(config: ObjectReader, context: Any, next: Any) -> FileSyncResource:
             root=root_path,
             where=where,
         )
-    return FileSyncResource(store, AccessPolicy(clients), hub, enable_upload, max_upload)
+    return FileSyncResource(
+        store, AccessPolicy(clients), hub, enable_upload, max_upload, context.reactor
+    )

@@ -412,26 +412,19 @@ class ProxyCall:
             if producer is None:
                 self._start_header_timer()
 
-        connector = self.proxy.connector
-        d: Deferred[Any]
-        if connector.lean is not None:
-            d = connector.lean.request(
-                upstream.host,
-                upstream.port,
-                self.request.method,
-                self.request.uri,
-                headers,
-                producer,
-                on_connection,
-            )
-        else:
-            agent = connector.agent(on_connection)
-            url = connector.url(upstream.host, upstream.port, self.request.uri)
-            d = agent.request(self.request.method, url, headers, producer)
+        d = self.proxy.connector.lean.request(
+            upstream.host,
+            upstream.port,
+            self.request.method,
+            self.request.uri,
+            headers,
+            producer,
+            on_connection,
+        )
         d.addCallback(self._got_response, attempt)
         return d
 
-    def _got_response(self, response: Any, attempt: _Attempt) -> None:
+    def _got_response(self, response: LeanResponse, attempt: _Attempt) -> None:
         self._cancel_header_timer()
         self.pending = None
         latency = self.reactor.seconds() - attempt.started
@@ -441,7 +434,7 @@ class ProxyCall:
             response.deliverBody(_Discard())
             return
         request = self.request
-        self._copy_response_head(response.code, self._response_headers(response))
+        self._copy_response_head(response.code, response.headers)
         if (
             isinstance(response.length, int)
             and request.method != b"HEAD"
@@ -460,20 +453,6 @@ class ProxyCall:
         relay.done.addCallbacks(
             self._body_done, self._body_failed, callbackArgs=(attempt,), errbackArgs=(attempt,)
         )
-
-    def _response_headers(self, response: Any) -> Headers:
-        """The response headers plus its ``Connection`` field, which Twisted's client keeps
-        apart, so that the fields it names are stripped as hop-by-hop. (The lean client's
-        headers have it already.)"""
-        if isinstance(response, LeanResponse):
-            return response.headers
-        parser = getattr(self.connection, "_parser", None)
-        connection = getattr(parser, "connHeaders", Headers()).getRawHeaders(b"connection")
-        if not connection:
-            return response.headers  # type: ignore[no-any-return]
-        headers = response.headers.copy()
-        headers.setRawHeaders(b"connection", connection)
-        return headers  # type: ignore[no-any-return]
 
     def _copy_response_head(self, code: int, upstream: Headers) -> None:
         ops = self.proxy.config.response_headers

@@ -1,4 +1,4 @@
-"""A lean HTTP/1.1 client for plain-TCP upstreams: the proxy's hot path.
+"""A lean HTTP/1.1 client for upstreams (plain TCP or TLS): the proxy's hot path.
 
 Profiling the 1 KiB proxy case showed most of the handler's CPU in
 ``twisted.web.client.Agent``: per-request Agent and Request objects, a chain of Deferreds
@@ -14,7 +14,8 @@ transport, so the client request can pause the upstream socket (backpressure), a
 ``stopProducing`` drops the connection (client gone, read timeout). A pooled connection
 that turns out to be stale (closed before any byte of the answer) is retried once on a
 new connection for idempotent requests without a body, as Agent's pool does. TLS
-upstreams keep using Agent.
+upstreams use it too (the connector's endpoints wrap TLS), so the response head limit
+holds for them as well; Agent is left to active health checks.
 """
 
 from __future__ import annotations

@@ -165,9 +165,12 @@ class StreamingBodyProducer:
         if self.body.started:
             return fail(BodyAborted("the request body was already sent upstream"))
         self._consumer = consumer
-        self._done = Deferred()
+        # Kept apart from ``self._done``: a body that already arrived whole is delivered
+        # (and ended, clearing ``_done``) inside ``start``.
+        done: Deferred[None] = Deferred()
+        self._done = done
         self.body.start(self)
-        return self._done
+        return done
 
     def body_data(self, data: bytes) -> None:
         if self._consumer is not None:

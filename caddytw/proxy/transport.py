@@ -175,8 +175,10 @@ class UpstreamConnector:
         self.pool.maxPersistentPerHost = max(1, config.keepalive.max_idle_conns_per_host)
         self.pool.cachedConnectionTimeout = config.keepalive.idle_timeout or 120.0  # type: ignore[assignment]
         self.scheme = b"https" if config.tls is not None else b"http"
-        # Plain-TCP upstreams go through the lean client (the hot path); TLS through Agent.
-        self.lean: LeanClient | None = LeanClient(self, reactor) if config.tls is None else None
+        # Proxied requests go through the lean client, over TCP or TLS alike (its dials
+        # are this connector's endpoints), so the response head limit holds for both;
+        # Agent remains for active health checks.
+        self.lean = LeanClient(self, reactor)
 
     def endpoint(
         self, host: str, port: int, on_connection: Callable[[Any], None] | None = None
@@ -200,6 +202,5 @@ class UpstreamConnector:
         return self.scheme + b"://" + authority.encode("idna") + target
 
     def close(self) -> Any:
-        if self.lean is not None:
-            self.lean.close()
+        self.lean.close()
         return self.pool.closeCachedConnections()

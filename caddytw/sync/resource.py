@@ -22,7 +22,7 @@ from twisted.python.failure import Failure
 from twisted.web.http import datetimeToString
 from twisted.web.server import NOT_DONE_YET
 
-from caddytw.http.body import BodyAborted, BodyTooLarge, collect_file
+from caddytw.http.body import BodyAborted, BodyTooLarge, ThreadReader, collect_file
 from caddytw.http.request import CaddyRequest, transport_of
 from caddytw.http.routing import LeafResource
 from caddytw.sync import batch_api
@@ -310,6 +310,10 @@ class FileSyncResource(LeafResource):
         error = failure.value
         if isinstance(error, ProtocolError):
             error = ApiError(400, str(error))
+        elif isinstance(error, BodyTooLarge):
+            error = ApiError(413, str(error))
+        elif isinstance(error, BodyAborted):  # before OSError: it is a ConnectionError
+            error = ApiError(400, str(error))
         elif isinstance(error, OSError):
             request_id = report_unexpected(failure, "disk error")
             error = ApiError(500, f"disk error: {error.strerror or error} (request {request_id})")
@@ -403,26 +407,32 @@ class FileSyncResource(LeafResource):
             raise ApiError(415, f"Content-Encoding {coding!r}: only zstd or identity")
         gone: list[bool] = []
         request.notifyFinish().addErrback(lambda _: gone.append(True))
+        # The handler's own limit rules its route, above or below the server's default
+        # max_request_body (0: no limit), as a route's request_body does.
         limit = self.max_upload_size or None
-        with await body_of(request, limit) as content:
-            # A zstd body is decoded as the store stages it (the same hash, verify and
-            # atomic rename as a plain one); the limit holds for the decoded size too,
-            # so a bomb is refused mid-stream and its temp file removed.
-            source = DecodingReader(content, limit) if is_zstd(coding) else content
-            try:
-                meta, status = await self.store.put(
-                    path,
-                    cast(BinaryIO, source),
-                    expected,
-                    preconditions(request),
-                    modified_ns,
-                    self.origin(request, client),
-                    lambda: bool(gone) or request.client_gone,
-                )
-            except DecodedTooLarge:
-                raise ApiError(413, f"uploads are limited to {limit} bytes (decoded)") from None
-            except DecodeError as error:
-                raise ApiError(400, f"zstd body: {error}") from None
+        request.body.limit_to(limit)
+        # Streamed straight into the store's staged temp file by one thread (asked for
+        # only once the preconditions held): written once, memory flat. A zstd body is
+        # decoded on the way (same hash, verify and atomic rename as a plain one); the
+        # limit holds for the decoded size too, so a bomb is refused mid-stream and its
+        # temp file removed.
+        content: Any = ThreadReader(request.body, self.reactor)
+        if is_zstd(coding):
+            content = DecodingReader(content, limit)
+        try:
+            meta, status = await self.store.put(
+                path,
+                cast(BinaryIO, content),
+                expected,
+                preconditions(request),
+                modified_ns,
+                self.origin(request, client),
+                lambda: bool(gone) or request.client_gone,
+            )
+        except DecodedTooLarge:
+            raise ApiError(413, f"uploads are limited to {limit} bytes (decoded)") from None
+        except DecodeError as error:
+            raise ApiError(400, f"zstd body: {error}") from None
         metadata_headers(request, meta)
         self.send(request, 201 if status == "created" else 200, dumps(meta))
 
