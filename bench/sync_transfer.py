@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.synclient import _big_file, rsync_time, run_measured
+from bench.synclient import _big_file, arrival, rsync_time, run_measured
 from tests.support.byte_relay import byte_relay
 from tests.synclient.harness import Client, SyncServer, tree, wait_until
 
@@ -151,17 +151,7 @@ def latency(work: Path, count: int) -> tuple[list[float], int, int, int]:
             (a.root / "lat").mkdir(exist_ok=True)
             start = time.monotonic()
             (a.root / name).write_bytes(data)
-            target = b.root / name
-            while True:
-                try:
-                    if target.read_bytes() == data:
-                        break
-                except FileNotFoundError:
-                    pass
-                if time.monotonic() - start > 30:
-                    raise RuntimeError(f"change {i} did not arrive")
-                time.sleep(0.001)
-            samples.append(time.monotonic() - start)
+            samples.append(arrival(b.root / name, data, start, f"change {i}"))
             time.sleep(0.05)
         server_rss = server_peak_rss(server)
     finally:

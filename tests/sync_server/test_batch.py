@@ -17,20 +17,14 @@ from caddytw.sync import compression
 from caddytw.sync.batch import EntryParser, end_line, header_line
 from tests.support.ports import free_port
 from tests.support.server import running_server, simple_config
-from tests.sync_server.helpers import Api, folder_view, sha, sync_route
+from tests.sync_server.helpers import Api, everything, folder_view, sha, sync_route, upload_server
 
 LIMIT = 2 * 1024 * 1024
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("batch")
-    port = free_port()
-    root = tmp_path / "data"
-    root.mkdir()
-    config = simple_config(port, sync_route(root, enable_upload=True, max_upload_size=LIMIT))
-    with running_server(config, tmp_path, [port]) as srv:
-        srv.root = root
+    with upload_server(tmp_path_factory.mktemp("batch"), LIMIT) as srv:
         yield srv
 
 
@@ -42,10 +36,6 @@ def batch(entries: list[tuple[dict[str, Any], bytes]]) -> bytes:
 def post(api: Api, endpoint: str, body: bytes, **headers: str) -> Any:
     fixed = {"Content-Type": "application/x-caddytw-batch", **headers}
     return api.call("POST", endpoint, body, {k.replace("_", "-"): v for k, v in fixed.items()})
-
-
-def everything(root: Path) -> list[str]:
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
 
 
 def test_batch_upload_stores_each_entry_with_its_own_result(server) -> None:

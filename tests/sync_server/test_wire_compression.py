@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 import zstandard
 
 from caddytw.sync import compression
-from tests.support.ports import free_port
-from tests.support.server import running_server, simple_config
-from tests.sync_server.helpers import Api, folder_view, sha, sync_route
+from tests.sync_server.helpers import Api, everything, folder_view, sha, upload_server
 
 LOG = b"".join(
     json.dumps({"ts": n, "level": "info", "msg": "request done", "path": f"/a/{n % 97}"}).encode()
@@ -27,18 +24,8 @@ LIMIT = 4 * 1024 * 1024
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("zstd")
-    port = free_port()
-    root = tmp_path / "data"
-    root.mkdir()
-    config = simple_config(port, sync_route(root, enable_upload=True, max_upload_size=LIMIT))
-    with running_server(config, tmp_path, [port]) as srv:
-        srv.root = root
+    with upload_server(tmp_path_factory.mktemp("zstd"), LIMIT) as srv:
         yield srv
-
-
-def everything(root: Path) -> list[str]:
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
 
 
 def test_download_is_compressed_only_when_asked_and_worth_it(server) -> None:
