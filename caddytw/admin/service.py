@@ -20,7 +20,7 @@ from twisted.web import resource, server
 from caddytw.admin.api import AdminAPI, AdminResponse, ApiError, error_response
 from caddytw.admin.origins import AdminAddress, parse_admin_listen
 from caddytw.config.model import AdminConfig, Config
-from caddytw.drain import drain
+from caddytw.wire.drain import drain
 
 log = Logger()
 

@@ -18,9 +18,9 @@ from caddytw.http.body import (
     ThreadReader,
     collect,
 )
-from caddytw.http.fastchannel import BODY_MIN_RATE, BODY_RATE_WINDOW
 from caddytw.http.request import CaddyRequest
 from caddytw.http.routing import LeafResource
+from caddytw.wire.h1 import BODY_MIN_RATE, BODY_RATE_WINDOW
 from tests.fast.test_channels import Connection, Echo, responses
 from tests.support.memory import parse_response
 

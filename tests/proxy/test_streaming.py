@@ -10,13 +10,13 @@ from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 from zope.interface import implementer
 
-from caddytw.http.body import RequestBody
-from caddytw.proxy.streaming import (
+from caddytw.handlers.reverse_proxy.streaming import (
     ReplayableBodyProducer,
     ResponseRelay,
     StreamingBodyProducer,
     body_length,
 )
+from caddytw.http.body import RequestBody
 
 
 class Consumer:
