@@ -8,7 +8,6 @@ import http.client
 import json
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 
 from tests.compat.harness import fetch
 from tests.fastcgi.phpfpm import PhpFpm
-from tests.proxy.harness import rss_bytes
+from tests.proxy.harness import PeakRSS
 from tests.support.configs import plain_and_tls
 from tests.support.ports import free_port
 from tests.support.server import ServerProcess, running_server
@@ -128,33 +127,19 @@ def test_fifty_megabytes_with_flat_memory(site: tuple[ServerProcess, int, int, s
     server, plain, _, _ = site
     pid = server.process.pid
     fetch(plain, "GET", "/big.php?mb=2")  # warm up
-    baseline = rss_bytes(pid)
-    peak = [baseline]
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            peak[0] = max(peak[0], rss_bytes(pid))
-            time.sleep(0.05)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
     sock = socket.create_connection(("127.0.0.1", plain), timeout=30)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
     received = 0
-    try:
+    with PeakRSS(pid) as rss, sock:
         sock.sendall(b"GET /big.php?mb=50 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         time.sleep(1.5)  # not reading: php-fpm could have sent everything by now
-        slow_peak = peak[0]
+        slow_peak = rss.peak
         while chunk := sock.recv(1 << 20):
             received += len(chunk)
-    finally:
-        sock.close()
-        stop.set()
-        sampler.join()
+    baseline = rss.baseline
     assert received > 50 << 20
     assert slow_peak - baseline < 20 << 20
-    assert peak[0] - baseline < 20 << 20
+    assert rss.peak - baseline < 20 << 20
 
 
 def test_application_down_is_502(php_fpm: PhpFpm, tmp_path: Path) -> None:

@@ -5,9 +5,8 @@ The response head (``Status:``, ``Location`` and the other CGI header lines) is 
 from the first FCGI_STDOUT bytes; what follows is handed to the proxy's
 :class:`~.streaming.ResponseRelay` through ``deliverBody`` as it arrives, with the
 upstream socket as its push producer, so a slow client pauses php-fpm rather than
-filling memory. The response object offers what the proxy uses of the lean HTTP
-client's (``code``, ``headers``, ``length``, ``deliverBody``), so the handler's
-response path, header operations and health accounting are shared.
+filling memory. The response is the lean HTTP client's :class:`~.lean.LeanResponse`,
+so the handler's response path, header operations and health accounting are shared.
 """
 
 from __future__ import annotations
@@ -18,14 +17,14 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH
-from zope.interface import implementer
+
+from caddytw.handlers.reverse_proxy.lean import BodyTransport, LeanResponse
 
 log = Logger()
 
@@ -163,19 +162,6 @@ def parse_head(head: bytes) -> tuple[int, Headers, Any]:
     return code, headers, length
 
 
-class FastCGIResponse:
-    __slots__ = ("_connection", "code", "headers", "length")
-
-    def __init__(self, code: int, headers: Headers, length: Any, connection: FastCGIConnection):
-        self.code = code
-        self.headers = headers
-        self.length = length
-        self._connection = connection
-
-    def deliverBody(self, protocol: Any) -> None:
-        self._connection.deliver_body(protocol)
-
-
 class _StdinConsumer:
     """What a body producer writes to: each write goes out as FCGI_STDIN records."""
 
@@ -185,23 +171,6 @@ class _StdinConsumer:
     def write(self, data: bytes) -> None:
         if data:
             self.transport.write(stream(STDIN, data))
-
-
-@implementer(IPushProducer)
-class _BodyTransport:
-    def __init__(self, connection: FastCGIConnection) -> None:
-        self.connection = connection
-
-    def pauseProducing(self) -> None:
-        if not self.connection.lost:
-            self.connection.transport.pauseProducing()  # type: ignore[union-attr]
-
-    def resumeProducing(self) -> None:
-        if not self.connection.lost:
-            self.connection.transport.resumeProducing()  # type: ignore[union-attr]
-
-    def stopProducing(self) -> None:
-        self.connection.abort()
 
 
 class FastCGIConnection(Protocol):
@@ -214,6 +183,8 @@ class FastCGIConnection(Protocol):
         self.head_done = False
         self.pending: list[bytes] = []
         self.body: Any = None
+        self.body_transport: BodyTransport | None = None
+        self.paused = False
         self.ended = False
         self.lost = False
         self.stderr = bytearray()
@@ -288,7 +259,7 @@ class FastCGIConnection(Protocol):
             return
         if rest:
             self.pending.append(rest)
-        deferred.callback(FastCGIResponse(code, headers, length, self))
+        deferred.callback(LeanResponse(code, headers, length, self))
 
     def _body_data(self, data: bytes) -> None:
         if self.body is not None:
@@ -298,7 +269,8 @@ class FastCGIConnection(Protocol):
 
     def deliver_body(self, protocol: Any) -> None:
         self.body = protocol
-        protocol.makeConnection(_BodyTransport(self))
+        self.body_transport = BodyTransport(self)
+        protocol.makeConnection(self.body_transport)
         pending, self.pending = self.pending, []
         for data in pending:
             protocol.dataReceived(data)
@@ -336,9 +308,21 @@ class FastCGIConnection(Protocol):
         self.stderr = bytearray()
 
     def _end_body(self, reason: Failure) -> None:
+        if self.body_transport is not None:
+            self.body_transport.active = False
         body, self.body = self.body, None
         if body is not None:
             body.connectionLost(reason)
+
+    def pause(self) -> None:
+        if not self.paused and not self.lost:
+            self.paused = True
+            self.transport.pauseProducing()  # type: ignore[union-attr]
+
+    def resume(self) -> None:
+        if self.paused and not self.lost:
+            self.paused = False
+            self.transport.resumeProducing()  # type: ignore[union-attr]
 
     def abort(self) -> None:
         if not self.lost and self.transport is not None:
@@ -383,7 +367,7 @@ class FastCGIExchange:
         self.max_head = max_head
         self.dial: Deferred[Any] | None = None
         self.connection: FastCGIConnection | None = None
-        self.deferred: Deferred[FastCGIResponse] = Deferred(self._cancel)
+        self.deferred: Deferred[LeanResponse] = Deferred(self._cancel)
 
     def _cancel(self, _: Any) -> None:
         if self.dial is not None and not self.dial.called:
@@ -404,7 +388,7 @@ class _ExchangeFactory(Factory):
         return connection
 
 
-def fastcgi_request(endpoint: Any, exchange: FastCGIExchange) -> Deferred[FastCGIResponse]:
+def fastcgi_request(endpoint: Any, exchange: FastCGIExchange) -> Deferred[LeanResponse]:
     """Dial ``endpoint`` (a :class:`~.transport.DialEndpoint`) and run ``exchange``."""
     dial: Deferred[Any] = endpoint.connect(_ExchangeFactory(exchange))
     exchange.dial = dial

@@ -46,11 +46,12 @@ class UpstreamResponseError(Exception):
 
 
 class LeanResponse:
-    """The response head; ``deliverBody`` starts the body's delivery."""
+    """The response head; ``deliverBody`` starts the body's delivery (the FastCGI
+    transport's connections deliver theirs through it too)."""
 
     __slots__ = ("_connection", "code", "headers", "length")
 
-    def __init__(self, code: int, headers: Headers, length: Any, connection: LeanConnection):
+    def __init__(self, code: int, headers: Headers, length: Any, connection: Any):
         self.code = code
         self.headers = headers
         self.length = length
@@ -61,13 +62,14 @@ class LeanResponse:
 
 
 @implementer(IPushProducer)
-class _BodyTransport:
+class BodyTransport:
     """The body protocol's view of the connection, valid for one response only (a
-    late pause/resume from the client side must not touch the next request's reads)."""
+    late pause/resume from the client side must not touch the next request's reads).
+    ``connection`` offers ``pause``, ``resume`` and ``abort``."""
 
     __slots__ = ("active", "connection")
 
-    def __init__(self, connection: LeanConnection) -> None:
+    def __init__(self, connection: Any) -> None:
         self.connection = connection
         self.active = True
 
@@ -146,7 +148,7 @@ class LeanConnection(Protocol):
         self.upload_done = True
         self.keep_alive = False
         self.body: Any = None
-        self.body_transport: _BodyTransport | None = None
+        self.body_transport: BodyTransport | None = None
         self.pending: list[bytes] = []
         self.paused = False
         self.failed = False
@@ -266,7 +268,7 @@ class LeanConnection(Protocol):
     def deliver_body(self, protocol: Any) -> None:
         self.delivered = True
         self.body = protocol
-        self.body_transport = _BodyTransport(self)
+        self.body_transport = BodyTransport(self)
         protocol.makeConnection(self.body_transport)
         pending, self.pending = self.pending, []
         for data in pending:
