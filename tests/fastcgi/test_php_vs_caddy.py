@@ -112,7 +112,9 @@ def test_post_environment_matches_caddy(servers: tuple[int, int]) -> None:
         assert _normalized(mine, ours) == _normalized(theirs, caddy)
 
 
-@pytest.mark.parametrize("target", ["/pretty/url/here?page=2", "/", "/missing.php", "/a.php/b"])
+@pytest.mark.parametrize(
+    "target", ["/pretty/url/here?page=2", "/", "/sub/", "/sub", "/missing.php", "/a.php/b"]
+)
 def test_pretty_urls_go_through_index_php(servers: tuple[int, int], target: str) -> None:
     caddy, ours = servers
     theirs, mine = fetch(caddy, "GET", target), fetch(ours, "GET", target)
@@ -154,3 +156,15 @@ def test_stderr_is_captured(servers: tuple[int, int]) -> None:
         assert time.monotonic() < deadline, _server_logs()["ours"]
         time.sleep(0.05)
     assert "fastcgi-stderr-marker" not in _server_logs()["caddy"]
+
+
+def test_unix_socket_upstream_matches_caddy(php_fpm: PhpFpm, tmp_path: Path) -> None:
+    caddyfile = f":80 {{\n\troot * {php_fpm.docroot}\n\tphp_fastcgi unix/{php_fpm.socket}\n}}\n"
+    with both_servers(adapt(caddyfile, tmp_path), tmp_path) as (caddy, ours):
+        target = "/sub/info.php/x?y=1"
+        theirs, mine = (
+            fetch(caddy, "POST", target, {}, b"a=b"),
+            fetch(ours, "POST", target, {}, b"a=b"),
+        )
+        assert mine.status == theirs.status == 200
+        assert _normalized(mine, ours) == _normalized(theirs, caddy)
