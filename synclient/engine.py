@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredLock
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
@@ -44,6 +44,15 @@ log = Logger()
 ROUNDS = 4
 """Re-plans of dirty paths within one cycle before leaving them to the next."""
 
+LOCAL_KINDS = (
+    planner.Download,
+    planner.DeleteLocal,
+    planner.MoveLocal,
+    planner.RenameLocal,
+    planner.SaveRemoteCopy,
+)
+"""The actions that change the local folder."""
+
 
 @dataclass(slots=True)
 class CycleReport:
@@ -55,6 +64,9 @@ class CycleReport:
     unsettled: set[str] = field(default_factory=set)
     left: set[str] = field(default_factory=set)
     unstorable: dict[str, str] = field(default_factory=dict)
+    local_changes: set[str] = field(default_factory=set)
+    """Paths this pass may have changed in the local folder (downloads, local deletes
+    and moves, conflict copies): the folder's other servers must look at them."""
 
     @property
     def clean(self) -> bool:
@@ -76,6 +88,10 @@ class Engine:
         progress: Progress | None = None,
         reactor: Any = None,
         load_rules: Callable[[], IgnoreRules] | None = None,
+        lock: DeferredLock | None = None,
+        label: str = "",
+        on_local_change: Callable[[set[str]], None] | None = None,
+        on_gone: Callable[[FolderGone], None] | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -90,6 +106,15 @@ class Engine:
         self.allow_mass_delete = allow_mass_delete
         self.progress = progress
         self.load_rules = load_rules
+        self.lock = lock or DeferredLock()
+        """Held for a whole pass. A folder synced with several servers shares one lock
+        among their engines: passes never interleave, so each plans against a local
+        tree no other pass is changing."""
+        self.label = label
+        """Names this folder and server in messages when the process runs several."""
+        self.log = Logger(namespace=log.namespace, source=self)
+        self.on_local_change = on_local_change
+        self.on_gone = on_gone
         """Re-reads ``.syncignore`` (and the ``--exclude`` patterns) for each full pass."""
         self.applier = Applier(
             root,
@@ -156,13 +181,15 @@ class Engine:
     def _crashed(self, failure: Any) -> None:
         self._running = None
         if failure.check(FolderGone):
-            log.error("{error}; stopping", error=failure.value)
+            self.log.error("{error}; stopping", error=failure.value)
             self.gone = failure.value
             self.stopped = True
-            if self.reactor.running:
+            if self.on_gone is not None:
+                self.on_gone(failure.value)
+            elif self.reactor.running:
                 self.reactor.stop()
             return
-        log.failure("sync cycle failed", failure)
+        self.log.failure("sync cycle failed", failure)
         self._retry()
 
     def _retry(self) -> None:
@@ -182,9 +209,9 @@ class Engine:
             # Unreachable, or an answer the client cannot use (e.g. BadAnswer): nothing
             # was decided on it; say so once per failed pass and try again later.
             if isinstance(error, Unreachable):
-                log.warn("server unreachable ({error}); retrying", error=error)
+                self.log.warn("server unreachable ({error}); retrying", error=error)
             else:
-                log.error("sync pass stopped: {error}; retrying", error=error)
+                self.log.error("sync pass stopped: {error}; retrying", error=error)
             self._pending_local |= local
             self._want_full |= full
             self._running = None
@@ -192,6 +219,8 @@ class Engine:
             return CycleReport()
         self._running = None
         self.last_report = report
+        if report.local_changes and self.on_local_change is not None:
+            self.on_local_change(report.local_changes)
         if report.unsettled:
             self.local_changed(report.unsettled, delay=self.scanner.settle)
         if self._pending_local or self._want_pull or self._want_full:
@@ -210,6 +239,10 @@ class Engine:
         self, *, full: bool, pull: bool = True, local_paths: Iterable[str] = ()
     ) -> CycleReport:
         """Sync once. ``full`` scans the whole tree and plans every path."""
+        async with self.lock:
+            return await self._cycle(full, pull, local_paths)
+
+    async def _cycle(self, full: bool, pull: bool, local_paths: Iterable[str]) -> CycleReport:
         self._check_folder()
         report = CycleReport()
         dirty: set[str] = set()
@@ -243,7 +276,7 @@ class Engine:
             report.planned += len(result.transfers())
             report.conflicts += result.conflicts
             for conflict in result.conflicts:
-                log.warn(
+                self.log.warn(
                     "conflict on {path}: kept the {winner} version; the other is {copy}",
                     path=conflict.path,
                     winner=conflict.winner,
@@ -259,12 +292,16 @@ class Engine:
             for path, why in outcome.unstorable.items():
                 self.unstorable[path] = (self.local.get(path), self.state.remote.get(path), why)
                 report.unstorable[path] = why
-                log.warn("cannot sync {path}: {why}; left as it is", path=path, why=why)
+                self.log.warn("cannot sync {path}: {why}; left as it is", path=path, why=why)
             if outcome.unreachable is not None:
                 raise outcome.unreachable  # type: ignore[misc]
             touched = {a.path for a in result.actions} | {
                 a.src for a in result.actions if isinstance(a, planner.MoveLocal)
             }
+            report.local_changes |= {
+                a.path for a in result.actions if isinstance(a, LOCAL_KINDS)
+            } | {a.src for a in result.actions if isinstance(a, planner.MoveLocal)}
+            report.local_changes |= outcome.dirty  # conflict copies under their real names
             dirty = await self._after(outcome, touched)
             if _round == ROUNDS - 1:
                 report.failed = outcome.failed
@@ -290,7 +327,7 @@ class Engine:
             refused = [a for a in result.actions if isinstance(a, kinds)]
             result.actions = [a for a in result.actions if not isinstance(a, kinds)]
             report.refused_deletes += len(refused)
-            log.error(
+            self.log.error(
                 "refusing to delete {count} of {tracked} files (local {local}, server {remote}):"
                 " this looks like an emptied or unmounted folder. Run once with"
                 " --allow-mass-delete if it is intended.",
@@ -395,7 +432,7 @@ class Engine:
         listing = await self.remote.list_all()
         with self.state.batch():
             if fresh and self.state.base:
-                log.warn(
+                self.log.warn(
                     "the server's index is new or was reset (index id {index_id}): merging"
                     " both sides afresh; nothing is deleted on either side this pass",
                     index_id=index_id,
@@ -435,7 +472,7 @@ class Engine:
         if link in self._reported_links:
             return
         self._reported_links.add(link)
-        log.warn(
+        self.log.warn(
             "conflict on {link}: a symbolic link here, {what} on the server; left alone on"
             " both sides (synclient never writes, reads or deletes through a link)",
             link=link,
@@ -477,6 +514,10 @@ class Engine:
 
     async def verify(self) -> set[str]:
         """After a full sync: the paths where the two sides still differ."""
+        async with self.lock:
+            return await self._verify()
+
+    async def _verify(self) -> set[str]:
         await self.pull(full_list=True)
         await self._scan(None)
         paths = set(self.state.base) | set(self.local) | set(self.state.remote)

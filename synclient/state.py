@@ -17,12 +17,14 @@ were never durable, or forget a sync that was).
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from caddytw.sync.localfs import StatKey as Stat
 from synclient.planner import Version
@@ -52,17 +54,60 @@ class CacheEntry:
     stat: Stat
 
 
-class StateDB:
-    """Open (creating if needed) the state of the folder ``root``."""
+def server_key(url: str) -> str:
+    """The identity of a server URL for its state (``http://H:P/`` = ``http://h:p``)."""
+    parts = urlsplit(url.strip())
+    return urlunsplit(
+        (parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"), parts.query, "")
+    )
 
-    def __init__(self, root: Path) -> None:
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.executescript(_SCHEMA)
+    return db
+
+
+def _meta(db: sqlite3.Connection, key: str) -> str | None:
+    row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+class StateDB:
+    """Open (creating if needed) the state of the folder ``root`` with one server.
+
+    Each server a folder syncs with has its own merge base, listing and cursor: a
+    three-way decision against server 2 must compare with what *server 2* last agreed
+    on, not server 1 (otherwise a download from server 1 would look like "nothing
+    changed" to server 2, and the change would never reach it). ``state.db`` belongs to
+    the first server that opens it (as before, with a single server; a state written
+    before servers were recorded is adopted by the first one, and the index id still
+    decides whether its base is valid); every other server gets ``state-<key>.db``.
+    All of them share the primary file's client id: one folder is one client. The local
+    hash cache is per file, which only costs a rehash of a changed file per server.
+    ``server=None`` opens ``state.db`` whoever owns it (tools and tests)."""
+
+    def __init__(self, root: Path, server: str | None = None) -> None:
         folder = root / STATE_DIR
         folder.mkdir(exist_ok=True)
         self.path = folder / "state.db"
-        self._db = sqlite3.connect(self.path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._db = _connect(self.path)
+        if server is not None:
+            key = server_key(server)
+            owner = _meta(self._db, "server")
+            if owner is None:
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('server', ?)", (key,))
+            elif owner != key:
+                client_id = _meta(self._db, "client_id") or uuid.uuid4().hex
+                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('client_id', ?)", (client_id,))
+                self._db.close()
+                digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+                self.path = folder / f"state-{digest}.db"
+                self._db = _connect(self.path)
+                for name, value in (("server", key), ("client_id", client_id)):
+                    self._db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (name, value))
         self._depth = 0
         self.before_commit: list[Callable[[], None]] = []
         self.meta: dict[str, str] = dict(self._db.execute("SELECT key, value FROM meta"))
