@@ -181,14 +181,16 @@ def test_two_servers_converge_keep_both_conflict_versions_and_never_echo(
     assert tree(local) == files
 
 
-def test_continuous_sync_with_two_servers(
+def test_continuous_sync_with_two_servers_one_of_them_down_at_first(
     servers: tuple[SyncServer, SyncServer], tmp_path: Path
 ) -> None:
     s1, s2 = servers
+    s2.stop()
+    write(s2.root, "from-s2.txt", b"two")
     local = tmp_path / "local"
     local.mkdir()
     log = tmp_path / "client.log"
-    args = ["--server", s1.url, "--server", s2.url, "--local-path", str(local)]
+    args = ["--server", s2.url, "--server", s1.url, "--local-path", str(local)]
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "synclient", *args, "--interval", "1"],
@@ -197,52 +199,64 @@ def test_continuous_sync_with_two_servers(
             stderr=subprocess.STDOUT,
             cwd=REPO,
         )
+
+    def output() -> str:
+        return log.read_text(errors="replace")
+
     try:
-        wait_until(lambda: (local / ".synclient" / "state.db").exists(), 30, "the client")
+        # The first server is down: the second is synced all the same, both ways.
         write(s1.root, "a/from-s1.txt", b"one")
-        write(s2.root, "from-s2.txt", b"two")
         write(local, "from-local.txt", b"three")
+        wait_until(lambda: converged(local, s1.root) and len(tree(s1.root)) == 2, 45, output())
+        assert f"local @ {s2.url}: server unreachable" in output()
+        # Back up: retried with backoff, it catches up; live changes on each side flow.
+        s2.start()
+        wait_until(lambda: converged(local, s1.root, s2.root), 45, output())
+        write(s2.root, "later/from-s2.txt", b"live two")
+        write(s1.root, "a/from-s1.txt", b"live one")
 
         def done() -> bool:
-            return converged(local, s1.root, s2.root) and len(tree(local)) == 3
+            files = tree(local)
+            return (
+                converged(local, s1.root, s2.root)
+                and files.get("later/from-s2.txt") == sha(b"live two")
+                and files.get("a/from-s1.txt") == sha(b"live one")
+            )
 
-        wait_until(done, 45, f"convergence\n{log.read_text(errors='replace')}")
-        # Echo: once the last changes are in, passes keep running (every second) and
-        # must not upload anything again.
+        wait_until(done, 45, output())
+        # Echo: passes keep running (every second) and must not upload anything again.
         wait_until(lambda: listed(s1) == listed(s2) == set(tree(local)), 30, "the indexes")
         cursors = journal(s1)[0], journal(s2)[0]
         time.sleep(2.5)
         assert (journal(s1)[0], journal(s2)[0]) == cursors
-        assert process.poll() is None, log.read_text(errors="replace")
+        assert process.poll() is None, output()
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=15)
-    assert "Traceback" not in log.read_text(errors="replace")
+    assert "Traceback" not in output()
 
 
-def test_one_server_down_does_not_stop_the_other(
-    servers: tuple[SyncServer, SyncServer], tmp_path: Path
-) -> None:
-    s1, s2 = servers
-    local = tmp_path / "local"
-    local.mkdir()
-    s2.stop()
-    write(s1.root, "from-s1.txt", b"one")
-    write(local, "from-local.txt", b"here")
-    wait_listed(s1)
-    result = synclient(
-        tmp_path, "--server", s2.url, "--server", s1.url, "--local-path", str(local), "--once"
-    )
+def test_once_reports_a_server_down_after_syncing_the_other(tmp_path: Path) -> None:
+    (tmp_path / "up").mkdir()
+    (tmp_path / "down").mkdir()
+    up, down = SyncServer(tmp_path / "up").start(), SyncServer(tmp_path / "down")
+    try:
+        local = tmp_path / "local"
+        local.mkdir()
+        write(up.root, "from-up.txt", b"one")
+        write(local, "from-local.txt", b"here")
+        wait_listed(up)
+        result = synclient(
+            tmp_path, "--server", down.url, "--server", up.url, "--local-path", str(local), "--once"
+        )
+    finally:
+        up.stop()
     # The first server cannot be reached; the second is synced all the same, and the
     # run ends with the unreachable status, naming the folder and server.
     assert result.returncode == 3, result.stderr
-    assert f"local @ {s2.url}: cannot reach" in result.stderr
+    assert f"local @ {down.url}: cannot reach" in result.stderr
     assert "Traceback" not in result.stderr
-    assert converged(local, s1.root) and set(tree(s1.root)) == {"from-s1.txt", "from-local.txt"}
-    # Back up: the next run brings it in step too.
-    s2.start()
-    once(tmp_path, local, s1, s2)
-    assert converged(local, s1.root, s2.root)
+    assert converged(local, up.root) and set(tree(up.root)) == {"from-up.txt", "from-local.txt"}
 
 
 def test_config_file_with_two_folders(tmp_path: Path) -> None:
