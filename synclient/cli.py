@@ -254,8 +254,10 @@ async def sync_once(parts: list[Any], verify: bool) -> list[tuple[int, str]]:
             try:
                 report = await parts[index].engine.cycle(full=True)
             except RemoteError as error:
+                # It may have changed local files before it stopped: the others look again.
                 failures[index] = error
                 active.remove(index)
+                seen = set()
                 continue
             except FolderGone as error:
                 return [_words(error)]

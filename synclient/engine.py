@@ -198,12 +198,19 @@ class Engine:
         self.schedule(self._retry_delay)
 
     async def _cycle_from_triggers(self) -> CycleReport:
+        # The triggers are taken once the folder is ours: a pass of another server that
+        # ran meanwhile has handed over the paths it changed, so none is planned from a
+        # stale view of the folder.
+        async with self.lock:
+            return await self._triggered()
+
+    async def _triggered(self) -> CycleReport:
         local = self._pending_local
         self._pending_local = set()
         full, pull = self._want_full or not self.scanned, self._want_pull
         self._want_full = self._want_pull = False
         try:
-            report = await self.cycle(full=full, pull=pull or full, local_paths=local)
+            report = await self._locked_cycle(full, pull or full, local)
             self._retry_delay = 0.0
         except RemoteError as error:
             # Unreachable, or an answer the client cannot use (e.g. BadAnswer): nothing
@@ -219,8 +226,6 @@ class Engine:
             return CycleReport()
         self._running = None
         self.last_report = report
-        if report.local_changes and self.on_local_change is not None:
-            self.on_local_change(report.local_changes)
         if report.unsettled:
             self.local_changed(report.unsettled, delay=self.scanner.settle)
         if self._pending_local or self._want_pull or self._want_full:
@@ -240,11 +245,26 @@ class Engine:
     ) -> CycleReport:
         """Sync once. ``full`` scans the whole tree and plans every path."""
         async with self.lock:
-            return await self._cycle(full, pull, local_paths)
+            return await self._locked_cycle(full, pull, local_paths)
 
-    async def _cycle(self, full: bool, pull: bool, local_paths: Iterable[str]) -> CycleReport:
-        self._check_folder()
+    async def _locked_cycle(
+        self, full: bool, pull: bool, local_paths: Iterable[str]
+    ) -> CycleReport:
+        """A pass while holding the folder's lock. The local paths it changed are handed
+        to the folder's other engines before the lock is released, even when the pass
+        stops half way (what was written is written)."""
         report = CycleReport()
+        try:
+            await self._cycle(report, full, pull, local_paths)
+        finally:
+            if report.local_changes and self.on_local_change is not None:
+                self.on_local_change(report.local_changes)
+        return report
+
+    async def _cycle(
+        self, report: CycleReport, full: bool, pull: bool, local_paths: Iterable[str]
+    ) -> None:
+        self._check_folder()
         dirty: set[str] = set()
         if pull or full:
             dirty |= await self.pull(full_list=False)
@@ -262,7 +282,6 @@ class Engine:
                 scan = ScanResult()
         report.unsettled = set(scan.unsettled)
         await self._plan_and_apply(dirty, report, show_progress=full)
-        return report
 
     async def _plan_and_apply(
         self, dirty: set[str], report: CycleReport, show_progress: bool
@@ -293,15 +312,15 @@ class Engine:
                 self.unstorable[path] = (self.local.get(path), self.state.remote.get(path), why)
                 report.unstorable[path] = why
                 self.log.warn("cannot sync {path}: {why}; left as it is", path=path, why=why)
+            report.local_changes |= {
+                a.path for a in result.actions if isinstance(a, LOCAL_KINDS)
+            } | {a.src for a in result.actions if isinstance(a, planner.MoveLocal)}
+            report.local_changes |= outcome.dirty  # conflict copies under their real names
             if outcome.unreachable is not None:
                 raise outcome.unreachable  # type: ignore[misc]
             touched = {a.path for a in result.actions} | {
                 a.src for a in result.actions if isinstance(a, planner.MoveLocal)
             }
-            report.local_changes |= {
-                a.path for a in result.actions if isinstance(a, LOCAL_KINDS)
-            } | {a.src for a in result.actions if isinstance(a, planner.MoveLocal)}
-            report.local_changes |= outcome.dirty  # conflict copies under their real names
             dirty = await self._after(outcome, touched)
             if _round == ROUNDS - 1:
                 report.failed = outcome.failed
