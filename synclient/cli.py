@@ -361,7 +361,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         folders = settings_from(args)
     except ConfigError as error:
-        parser().print_usage(sys.stderr)
+        if args.config is None:
+            parser().print_usage(sys.stderr)
         sys.stderr.write(f"synclient: {error}\n")
         raise SystemExit(EXIT_USAGE) from None
     for folder in folders:

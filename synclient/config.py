@@ -123,6 +123,8 @@ def servers(values: list[Server], where: str) -> list[Server]:
     seen: dict[str, int] = {}
     for index, server in enumerate(values):
         key = server_key(server.url)
+        if key in seen and where.startswith("--"):
+            raise ConfigError(f"{where} {server.url}: given twice")
         if key in seen:
             raise ConfigError(f"{where}[{index}].url: {server.url} is already {where}[{seen[key]}]")
         seen[key] = index

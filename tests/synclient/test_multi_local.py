@@ -152,3 +152,30 @@ def test_one_progress_line_names_every_folder_and_server() -> None:
     assert board.line().startswith("photos @ http://b: 0/1 files")
     photos.finish()
     assert board.active == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--server", URL, "--server", URL + "/", "--local-path", "x"], f"--server {URL}: given"),
+        (["--server", "file:///x", "--local-path", "x"], "--server: 'file:///x' is not an http"),
+        (["--local-path", "x"], "--server and --local-path are required (or --config FILE)"),
+        (["--config", "c.toml", "--server", URL], "--config replaces --server and --local-path"),
+        (["--config", "c.toml", "--exclude", "*.tmp"], "--exclude: set per folder in the config"),
+    ],
+)
+def test_command_line_mistakes(argv: list[str], message: str) -> None:
+    from synclient.cli import parser, settings_from
+
+    with pytest.raises(ConfigError) as raised:
+        settings_from(parser().parse_args(argv))
+    assert message in str(raised.value)
+
+
+def test_several_servers_on_the_command_line_share_the_token(tmp_path: Path) -> None:
+    from synclient.cli import parser, settings_from
+
+    argv = ["--server", URL, "--server", "https://b.example", "--local-path", str(tmp_path)]
+    (only,) = settings_from(parser().parse_args([*argv, "--token", "t", "--interval", "5"]))
+    assert [(s.url, s.token) for s in only.servers] == [(URL, "t"), ("https://b.example", "t")]
+    assert only.local_path == tmp_path and only.interval == 5
