@@ -275,7 +275,9 @@ async def sync_once(parts: list[Any], verify: bool) -> list[tuple[int, str]]:
     for index, part in enumerate(parts):
         name = f"{part.engine.label}: " if part.engine.label else ""
         code, said = _judge(reports.get(index), failures.get(index), left.get(index, set()))
-        problems += [(code, name + line) for line in said or ([""] if code else [])]
+        if code and not said:
+            problems.append((code, ""))  # already logged (a refused mass deletion)
+        problems += [(code, name + line) for line in said]
     return problems
 
 

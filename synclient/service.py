@@ -195,6 +195,7 @@ class SyncService(Service):
         for part in self.parts or []:
             part.engine.stopped = True
         if self.on_gone is not None:
+            self.stopService()  # the process's other folders carry on
             self.on_gone(self)
         elif self.reactor.running:
             self.reactor.stop()
