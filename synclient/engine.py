@@ -198,32 +198,31 @@ class Engine:
         self.schedule(self._retry_delay)
 
     async def _cycle_from_triggers(self) -> CycleReport:
-        # The triggers are taken once the folder is ours: a pass of another server that
-        # ran meanwhile has handed over the paths it changed, so none is planned from a
-        # stale view of the folder.
+        # The server's journal is read before the folder's lock is taken (it changes
+        # only this server's state), so a server that answers slowly or not at all never
+        # holds up the folder's other servers. The local triggers are taken once the
+        # folder is ours: a pass of another server that ran meanwhile has handed over
+        # the paths it changed, so none is planned from a stale view of the folder.
+        pull = self._want_pull or self._want_full or not self.scanned
+        self._want_pull = False
+        try:
+            dirty = await self.pull(full_list=False) if pull else set()
+        except RemoteError as error:
+            return self._failed(error, set(), full=False)
         async with self.lock:
-            return await self._triggered()
+            return await self._triggered(dirty, pulled=pull)
 
-    async def _triggered(self) -> CycleReport:
+    async def _triggered(self, dirty: set[str], pulled: bool) -> CycleReport:
         local = self._pending_local
         self._pending_local = set()
-        full, pull = self._want_full or not self.scanned, self._want_pull
-        self._want_full = self._want_pull = False
+        full = (self._want_full and pulled) or not self.scanned
+        if full:
+            self._want_full = False
         try:
-            report = await self._locked_cycle(full, pull or full, local)
+            report = await self._locked_cycle(dirty, full, local)
             self._retry_delay = 0.0
         except RemoteError as error:
-            # Unreachable, or an answer the client cannot use (e.g. BadAnswer): nothing
-            # was decided on it; say so once per failed pass and try again later.
-            if isinstance(error, Unreachable):
-                self.log.warn("server unreachable ({error}); retrying", error=error)
-            else:
-                self.log.error("sync pass stopped: {error}; retrying", error=error)
-            self._pending_local |= local
-            self._want_full |= full
-            self._running = None
-            self._retry()
-            return CycleReport()
+            return self._failed(error, local, full)
         self._running = None
         self.last_report = report
         if report.unsettled:
@@ -231,6 +230,19 @@ class Engine:
         if self._pending_local or self._want_pull or self._want_full:
             self.schedule(0.0)
         return report
+
+    def _failed(self, error: RemoteError, local: set[str], full: bool) -> CycleReport:
+        """Unreachable, or an answer the client cannot use (e.g. BadAnswer): nothing was
+        decided on it; say so once per failed pass and try again later."""
+        if isinstance(error, Unreachable):
+            self.log.warn("server unreachable ({error}); retrying", error=error)
+        else:
+            self.log.error("sync pass stopped: {error}; retrying", error=error)
+        self._pending_local |= local
+        self._want_full |= full
+        self._running = None
+        self._retry()
+        return CycleReport()
 
     # -- one cycle ------------------------------------------------------------------------
 
@@ -244,30 +256,30 @@ class Engine:
         self, *, full: bool, pull: bool = True, local_paths: Iterable[str] = ()
     ) -> CycleReport:
         """Sync once. ``full`` scans the whole tree and plans every path."""
+        dirty = await self.pull(full_list=False) if pull or full else set()
         async with self.lock:
-            return await self._locked_cycle(full, pull, local_paths)
+            return await self._locked_cycle(dirty, full, local_paths)
 
     async def _locked_cycle(
-        self, full: bool, pull: bool, local_paths: Iterable[str]
+        self, dirty: set[str], full: bool, local_paths: Iterable[str]
     ) -> CycleReport:
         """A pass while holding the folder's lock. The local paths it changed are handed
         to the folder's other engines before the lock is released, even when the pass
         stops half way (what was written is written)."""
         report = CycleReport()
         try:
-            await self._cycle(report, full, pull, local_paths)
+            await self._cycle(report, dirty, full, local_paths)
         finally:
             if report.local_changes and self.on_local_change is not None:
                 self.on_local_change(report.local_changes)
         return report
 
     async def _cycle(
-        self, report: CycleReport, full: bool, pull: bool, local_paths: Iterable[str]
+        self, report: CycleReport, dirty: set[str], full: bool, local_paths: Iterable[str]
     ) -> None:
+        """``dirty``: the paths the pull just before found changed on the server."""
         self._check_folder()
-        dirty: set[str] = set()
-        if pull or full:
-            dirty |= await self.pull(full_list=False)
+        dirty = set(dirty)
         if full:
             if self.load_rules is not None:
                 self.scanner.ignore = self.load_rules()
