@@ -91,7 +91,7 @@ def build(
     lock = DeferredLock()
     parts: list[Parts] = []
     for server in settings.servers:
-        state = StateDB(root, server.url)
+        state = StateDB(root, server.url, [s.url for s in settings.servers])
         remote = Remote(server.url, state.client_id, server.token, reactor=reactor)
         scanner = Scanner(root, IgnoreRules.load(root, settings.excludes), settle=settings.settle)
         name = label(settings, server, several)

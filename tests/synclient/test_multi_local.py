@@ -108,26 +108,35 @@ def test_config_mistakes_name_their_key(tmp_path: Path, data: Any, message: str)
 
 
 def test_each_server_has_its_own_state_and_the_folder_one_client_id(tmp_path: Path) -> None:
+    one, two = "http://127.0.0.1:1/", "http://127.0.0.1:2"
+    both = [one, two]
     legacy = StateDB(tmp_path)  # a folder synced before servers were recorded
     legacy.set_base("old.txt", Version("1" * 64))
     client = legacy.client_id
     legacy.close()
-    first = StateDB(tmp_path, "http://127.0.0.1:1/")
+    first = StateDB(tmp_path, one, both)
     assert "old.txt" in first.base and first.path.name == "state.db"  # adopted
-    second = StateDB(tmp_path, "http://127.0.0.1:2")
+    second = StateDB(tmp_path, two, both)
     assert second.path.name.startswith("state-") and second.base == {}
     assert first.client_id == second.client_id == client
     second.set_base("two.txt", Version("2" * 64))
     second.set_cursor("index-2", 5)
     first.close()
     second.close()
-    # Reopened in the other order, each server finds its own base and cursor.
-    again2 = StateDB(tmp_path, "HTTP://127.0.0.1:2/")
-    again1 = StateDB(tmp_path, "http://127.0.0.1:1")
-    assert set(again2.base) == {"two.txt"} and again2.cursor == ("index-2", 5)
-    assert set(again1.base) == {"old.txt"} and again1.cursor is None
-    again1.close()
-    again2.close()
+    # In the other order, or alone, each server finds its own base and cursor.
+    for servers in ([two, one], [two], [one]):
+        states = {url: StateDB(tmp_path, url, servers) for url in servers}
+        if two in states:
+            assert set(states[two].base) == {"two.txt"}
+            assert states[two].cursor == ("index-2", 5)
+        if one in states:
+            assert set(states[one].base) == {"old.txt"} and states[one].cursor is None
+        for state in states.values():
+            state.close()
+    # One server reached under a new URL (a proxy) carries on with the folder's state.
+    moved = StateDB(tmp_path, "http://proxy.example", ["http://proxy.example"])
+    assert set(moved.base) == {"old.txt"} and moved.path.name == "state.db"
+    moved.close()
     assert server_key("HTTP://Host:1/x/") == "http://host:1/x"
 
 
