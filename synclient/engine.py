@@ -9,6 +9,13 @@ being handled) for a few rounds. Triggers while a cycle runs are merged into the
 Triggers: the watcher (local paths, debounced), the server's events (a pull), the
 periodic safety net (a full scan), and a retry with backoff while the server is away.
 
+Several servers (``synclient.service``): one engine per server, each with its own state
+(merge base, listing, cursor), sharing the folder's lock. An engine reads its server's
+journal, then takes the lock for scan, plan and apply, and before releasing it hands the
+local paths it changed to the other engines, which then see them as local changes
+against their own base and send them on. Their servers' events for those uploads carry
+this client's id and are ignored, so nothing loops.
+
 Safety (``shared/SYNC-DESIGN.md``): only journal tombstones delete; any re-list is a
 fresh merge (the base is forgotten, so the plan is a union). Our own files, ignored
 paths, paths at or below a symbolic link and names one side could not store take no
