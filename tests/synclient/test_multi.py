@@ -308,19 +308,11 @@ token = "{token}"
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[[folders]]\npath = 'a'\n", "folders[0].servers: missing"),
+        # The rest of the checks are tested in memory (test_multi_local.py).
         (
             "[[folders]]\npath = 'a'\nservers = ['http://127.0.0.1:1']\n"
             "[[folders]]\npath = 'b'\n[[folders.servers]]\nurl = 'ftp://x'\n",
             "folders[1].servers[0].url: 'ftp://x' is not an http:// or https:// URL",
-        ),
-        (
-            "[[folders]]\npath = 'a'\nexlude = ['*.tmp']\nservers = ['http://127.0.0.1:1']\n",
-            "folders[0].exlude: unknown key",
-        ),
-        (
-            "[[folders]]\npath = 'a'\nconflict = 'mine'\nservers = ['http://127.0.0.1:1']\n",
-            "folders[0].conflict: must be one of keep-client, keep-server, rename",
         ),
         ("[[folders]\n", "not valid TOML"),
     ],
