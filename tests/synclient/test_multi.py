@@ -208,7 +208,8 @@ def test_continuous_sync_with_two_servers_one_of_them_down_at_first(
         write(s1.root, "a/from-s1.txt", b"one")
         write(local, "from-local.txt", b"three")
         wait_until(lambda: converged(local, s1.root) and len(tree(s1.root)) == 2, 45, output())
-        assert f"local @ {s2.url}: server unreachable" in output()
+        message = f"local @ {s2.url}: server unreachable"
+        wait_until(lambda: message in output(), 30, f"{message!r} in\n{output()}")
         # Back up: retried with backoff, it catches up; live changes on each side flow.
         s2.start()
         wait_until(lambda: converged(local, s1.root, s2.root), 45, output())
