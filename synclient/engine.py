@@ -146,6 +146,8 @@ class Engine:
         self._running: Deferred[CycleReport] | None = None
         self._scheduled: Any = None
         self._retry_delay = 0.0
+        self._away = False
+        """Whether the last pass found the server unreachable (reported once)."""
         self.last_report = CycleReport()
         self.stopped = False
         self.gone: FolderGone | None = None
@@ -228,6 +230,9 @@ class Engine:
         try:
             report = await self._locked_cycle(dirty, full, local)
             self._retry_delay = 0.0
+            if self._away:
+                self.log.warn("server reachable again")
+                self._away = False
         except RemoteError as error:
             return self._failed(error, local, full)
         self._running = None
@@ -242,7 +247,13 @@ class Engine:
         """Unreachable, or an answer the client cannot use (e.g. BadAnswer): nothing was
         decided on it; say so once per failed pass and try again later."""
         if isinstance(error, Unreachable):
-            self.log.warn("server unreachable ({error}); retrying", error=error)
+            # Said once per outage: a server away for hours (one of several, say) must
+            # not fill the log with a line per retry.
+            if not self._away:
+                self.log.warn(
+                    "server unreachable ({error}); retrying until it answers", error=error
+                )
+            self._away = True
         else:
             self.log.error("sync pass stopped: {error}; retrying", error=error)
         self._pending_local |= local
