@@ -112,6 +112,28 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow deleting more than half of the synced files in one pass",
     )
+    p.add_argument(
+        "--compression",
+        choices=["auto", "off"],
+        default="auto",
+        help="zstd on the wire when the server takes it and the data compresses "
+        "(auto, the default), or never (off)",
+    )
+    p.add_argument(
+        "--batch",
+        choices=["auto", "off"],
+        default="auto",
+        help="send and fetch small files many per request when the server has batches "
+        "(auto, the default), or one request each (off)",
+    )
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=0.4,
+        metavar="SECONDS",
+        help="how long a file must be left alone before it is uploaded when no "
+        "close-after-write event says it is finished (default 0.4)",
+    )
     p.add_argument("--verbose", "-v", action="store_true", help="log every transfer")
     return p
 
@@ -146,6 +168,9 @@ def settings_from(args: argparse.Namespace) -> list[Any]:
     for folder in folders:
         folder.allow_mass_delete |= args.allow_mass_delete
         folder.initial_sync = args.initial_sync
+        folder.compression = args.compression != "off"
+        folder.batches = args.batch != "off"
+        folder.settle = max(float(args.settle), 0.0)
     return folders
 
 

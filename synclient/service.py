@@ -12,7 +12,7 @@ one process. The CLI and the ``twistd synclient`` plugin both use it.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,8 @@ class Settings:
     settle: float = 0.4
     debounce: float = 0.1
     initial_sync: bool = False
+    compression: bool = True
+    batches: bool = True
     name: str = ""
     """How messages name the folder when the process runs several ("" for one)."""
 
@@ -93,6 +95,8 @@ def build(
     for server in settings.servers:
         state = StateDB(root, server.url, [s.url for s in settings.servers])
         remote = Remote(server.url, state.client_id, server.token, reactor=reactor)
+        remote.compression = settings.compression
+        remote.batches = settings.batches
         scanner = Scanner(root, IgnoreRules.load(root, settings.excludes), settle=settings.settle)
         name = label(settings, server, several)
         progress = Progress(board.stream, label=name, board=board)
@@ -163,9 +167,10 @@ class SyncService(Service):
         for engine in engines:
             engine.on_gone = self._folder_gone
 
-        def changed(paths: set[str]) -> None:
+        def changed(paths: set[str], finished: Iterable[str] = ()) -> None:
+            finished = set(finished)
             for engine in engines:
-                engine.local_changed(paths)
+                engine.local_changed(paths, finished=finished)
 
         self.watcher = Watcher(
             self.settings.local_path, changed, self.settings.debounce, self.reactor
