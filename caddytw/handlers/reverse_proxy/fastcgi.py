@@ -17,14 +17,14 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH
 
-from caddytw.handlers.reverse_proxy.lean import BodyTransport, LeanResponse
+from caddytw.handlers.reverse_proxy.lean import BodyTransport, LeanResponse, PausableConnection
 
 log = Logger()
 
@@ -173,7 +173,7 @@ class _StdinConsumer:
             self.transport.write(stream(STDIN, data))
 
 
-class FastCGIConnection(Protocol):
+class FastCGIConnection(PausableConnection):
     """One FastCGI request on its own connection."""
 
     def __init__(self, exchange: FastCGIExchange) -> None:
@@ -268,12 +268,7 @@ class FastCGIConnection(Protocol):
             self.pending.append(data)
 
     def deliver_body(self, protocol: Any) -> None:
-        self.body = protocol
-        self.body_transport = BodyTransport(self)
-        protocol.makeConnection(self.body_transport)
-        pending, self.pending = self.pending, []
-        for data in pending:
-            protocol.dataReceived(data)
+        self._start_body(protocol)
         if self.ended:
             self._end_body(Failure(ResponseDone()))
         elif self.lost:
@@ -306,23 +301,6 @@ class FastCGIConnection(Protocol):
             else:
                 log.warn("stderr: {body}", body=text)
         self.stderr = bytearray()
-
-    def _end_body(self, reason: Failure) -> None:
-        if self.body_transport is not None:
-            self.body_transport.active = False
-        body, self.body = self.body, None
-        if body is not None:
-            body.connectionLost(reason)
-
-    def pause(self) -> None:
-        if not self.paused and not self.lost:
-            self.paused = True
-            self.transport.pauseProducing()  # type: ignore[union-attr]
-
-    def resume(self) -> None:
-        if self.paused and not self.lost:
-            self.paused = False
-            self.transport.resumeProducing()  # type: ignore[union-attr]
 
     def abort(self) -> None:
         if not self.lost and self.transport is not None:

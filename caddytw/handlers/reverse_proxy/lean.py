@@ -121,7 +121,45 @@ class _Exchange:
             self.connection.abort()
 
 
-class LeanConnection(Protocol):
+class PausableConnection(Protocol):
+    """An upstream connection's side of a response body: handing it to the body
+    protocol (with what arrived before), ending it, and pausing and resuming reads
+    once each (the body protocol's :class:`BodyTransport` and the end of an exchange
+    may both ask). Shared by the HTTP and FastCGI clients."""
+
+    paused = False
+    lost = False
+    body: Any = None
+    body_transport: BodyTransport | None = None
+    pending: list[bytes]
+
+    def _start_body(self, protocol: Any) -> None:
+        self.body = protocol
+        self.body_transport = BodyTransport(self)
+        protocol.makeConnection(self.body_transport)
+        pending, self.pending = self.pending, []
+        for data in pending:
+            protocol.dataReceived(data)
+
+    def _end_body(self, reason: Failure) -> None:
+        body, self.body = self.body, None
+        if self.body_transport is not None:
+            self.body_transport.active = False
+        if body is not None:
+            body.connectionLost(reason)
+
+    def pause(self) -> None:
+        if not self.paused and not self.lost:
+            self.paused = True
+            self.transport.pauseProducing()  # type: ignore[union-attr]
+
+    def resume(self) -> None:
+        if self.paused and not self.lost:
+            self.paused = False
+            self.transport.resumeProducing()  # type: ignore[union-attr]
+
+
+class LeanConnection(PausableConnection):
     """One persistent connection to an upstream, serving one exchange at a time."""
 
     def __init__(self, client: LeanClient, key: tuple[str, int]) -> None:
@@ -267,24 +305,12 @@ class LeanConnection(Protocol):
 
     def deliver_body(self, protocol: Any) -> None:
         self.delivered = True
-        self.body = protocol
-        self.body_transport = BodyTransport(self)
-        protocol.makeConnection(self.body_transport)
-        pending, self.pending = self.pending, []
-        for data in pending:
-            protocol.dataReceived(data)
+        self._start_body(protocol)
         if self.message_done:
             self._end_body(Failure(ResponseDone()))
         elif self.lost:
             self._end_body(Failure(UpstreamResponseError("upstream closed mid-body")))
         self._maybe_settle()
-
-    def _end_body(self, reason: Failure) -> None:
-        body, self.body = self.body, None
-        if self.body_transport is not None:
-            self.body_transport.active = False
-        if body is not None:
-            body.connectionLost(reason)
 
     def _maybe_settle(self) -> None:
         """Once the exchange is over both ways (and the body was handed over): pool the
@@ -300,16 +326,6 @@ class LeanConnection(Protocol):
             self.transport.loseConnection()  # type: ignore[union-attr]
 
     # -- flow control and failure ----------------------------------------------------
-
-    def pause(self) -> None:
-        if not self.paused and not self.lost:
-            self.paused = True
-            self.transport.pauseProducing()  # type: ignore[union-attr]
-
-    def resume(self) -> None:
-        if self.paused and not self.lost:
-            self.paused = False
-            self.transport.resumeProducing()  # type: ignore[union-attr]
 
     def abort(self) -> None:
         self.keep_alive = False
