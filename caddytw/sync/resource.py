@@ -26,6 +26,7 @@ from caddytw.http.request import CaddyRequest, transport_of
 from caddytw.http.routing import LeafResource
 from caddytw.sync.access import AccessPolicy, SyncClient
 from caddytw.sync.core import Conflict, NameClash, Preconditions, Unstorable
+from caddytw.sync.delta import DeltaService, delta_name
 from caddytw.sync.events import EventHub
 from caddytw.sync.folder import StoreError
 from caddytw.sync.protocol import (
@@ -43,7 +44,7 @@ from caddytw.sync.protocol import (
     parse_time,
     validate_hash,
 )
-from caddytw.sync.store import ISyncStore, UploadCancelled
+from caddytw.sync.store import ISyncStore, LocalSyncStore, UploadCancelled
 from caddytw.sync.transfer import FileRangeProducer, parse_range
 
 log = Logger()
@@ -194,11 +195,15 @@ class FileSyncResource(LeafResource):
             "upload": ((b"POST", b"PUT"), True, self.upload),
             "file": ((b"DELETE",), True, self.delete),
         }
+        if isinstance(store, LocalSyncStore):  # delta transfers need the local chunk cache
+            self.endpoints.update(DeltaService(self, store).endpoints())
 
     # -- dispatch ----------------------------------------------------------------------
 
     def render(self, request: CaddyRequest) -> Any:
-        name = request.decoded_path.rstrip("/").rsplit("/", 1)[-1]
+        name = (
+            delta_name(request.decoded_path) or request.decoded_path.rstrip("/").rsplit("/", 1)[-1]
+        )
         try:
             client = self.access.authenticate(request)
             if client is not None:  # who the server takes the caller for: the token's id
