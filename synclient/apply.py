@@ -26,10 +26,12 @@ from twisted.internet.defer import DeferredSemaphore, gatherResults
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
+from caddytw.sync.chunks import DELTA_MIN_SIZE
 from caddytw.sync.folder import fsync_dir
 from caddytw.sync.localfs import hash_file
 from caddytw.sync.protocol import Create, Delete, FileMetadata, Move, SyncOperation
 from synclient import planner
+from synclient.delta import DeltaClient
 from synclient.planner import (
     DIR_HASH,
     Action,
@@ -159,8 +161,10 @@ class Applier:
         parallel: int = 8,
         on_file: Callable[[str, int], None] | None = None,
         on_bytes: Callable[[int], None] | None = None,
+        delta: DeltaClient | None = None,
     ) -> None:
         self.root = root
+        self.delta = delta
         self.state = state
         self.remote = remote
         self.semaphore = DeferredSemaphore(parallel)
@@ -368,7 +372,15 @@ class Applier:
         ``expect_local``."""
         target = self._full(target_path)
         body: bytes | None = None
-        if remote.size <= SMALL_FILE:
+        built = None
+        if self.delta is not None and remote.size >= DELTA_MIN_SIZE:
+            make_dirs(self.root, Path(target_path).parent)
+            built = await self.delta.download(
+                path, target, remote.hash, remote.size, on_bytes=self.on_bytes
+            )
+        if built is not None:
+            temp = built[0]
+        elif remote.size <= SMALL_FILE:
             temp = download_temp(target, remote.hash)
             body = await self.remote.fetch(path, remote.hash, remote.size, self.on_bytes)
         else:
@@ -381,6 +393,8 @@ class Applier:
         )
         if written is None:
             return False  # keep the temp file: the next attempt resumes from it
+        if built is not None and self.delta is not None:
+            await deferToThread(self.delta.remember, target_path, written, remote.hash, built[1])
         self.state.set_cache(target_path, remote.hash, written)
         self.on_file(target_path, remote.size)
         return True
@@ -452,13 +466,19 @@ class Applier:
         if expect is not None and expect.is_dir:
             return False  # the planner sends a directory/file clash through a conflict
         await deferToThread(refuse_links, self.root, action.path)
-        meta = await self.remote.upload(
-            action.path,
-            self._full(action.path),
-            local.hash,
-            None if expect is None else expect.hash,
-            local.mtime or None,
-        )
+        meta = None
+        if self.delta is not None and local.size >= DELTA_MIN_SIZE:
+            meta = await self.delta.upload(
+                action.path, local.hash, None if expect is None else expect.hash, local.mtime
+            )
+        if meta is None:  # small, or a server without delta transfers
+            meta = await self.remote.upload(
+                action.path,
+                self._full(action.path),
+                local.hash,
+                None if expect is None else expect.hash,
+                local.mtime or None,
+            )
         version = version_of(meta, self.state.client_id) if meta else local
         if version.hash != local.hash:
             return False

@@ -88,6 +88,12 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow deleting more than half of the synced files in one pass",
     )
+    p.add_argument(
+        "--no-delta",
+        dest="delta",
+        action="store_false",
+        help="always transfer whole files (no chunk-level delta transfers)",
+    )
     p.add_argument("--verbose", "-v", action="store_true", help="log every transfer")
     return p
 
@@ -105,6 +111,7 @@ def settings_from(args: argparse.Namespace) -> Any:
         excludes=list(args.exclude),
         allow_mass_delete=args.allow_mass_delete,
         initial_sync=args.initial_sync,
+        delta=args.delta,
     )
 
 

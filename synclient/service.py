@@ -16,6 +16,7 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
 
+from synclient.delta import DeltaClient
 from synclient.engine import Engine
 from synclient.events import events_service
 from synclient.ignore import IgnoreRules
@@ -39,6 +40,8 @@ class Settings:
     settle: float = 0.4
     debounce: float = 0.1
     initial_sync: bool = False
+    delta: bool = True
+    """Delta transfers (only changed chunks) for files of 256 KiB and more."""
 
 
 @dataclass(slots=True)
@@ -65,6 +68,7 @@ def build(settings: Settings, reactor: Any = None) -> Parts:
         progress=progress,
         reactor=reactor,
         load_rules=lambda: IgnoreRules.load(root, settings.excludes),
+        delta=DeltaClient.open(remote, root, state.path.parent) if settings.delta else None,
     )
     return Parts(state, remote, engine, progress)
 
