@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import treq
 from twisted.internet.defer import DeferredSemaphore, gatherResults
 from twisted.internet.threads import deferToThread
 
@@ -89,7 +90,7 @@ class DeltaClient:
     async def _post_json(self, endpoint: str, value: Any) -> Any:
         response = await self._post(endpoint, json.dumps(value).encode(), "application/json")
         await self._checked(response, endpoint)
-        return loads(await response.content())
+        return loads(await treq.content(response))
 
     async def _checked(self, response: Any, what: str) -> None:
         try:
@@ -117,8 +118,8 @@ class DeltaClient:
                 response = await self._commit(path, tree, whole, expect, mtime)
                 if response.code != 409:
                     await self._checked(response, f"delta upload {path}")
-                    return FileMetadata.from_json(loads(await response.content()))
-                data = _json_or_none(await response.content())
+                    return FileMetadata.from_json(loads(await treq.content(response)))
+                data = _json_or_none(await treq.content(response))
                 again = data.get("missing_chunks") if isinstance(data, dict) else None
                 if not isinstance(again, list) or not again:
                     raise RemoteError(f"delta upload {path}: HTTP 409 {data}", 409)
@@ -183,7 +184,7 @@ class DeltaClient:
         body = await deferToThread(frames)
         response = await self._post("delta/chunks", body, "application/octet-stream")
         await self._checked(response, f"delta upload {path}")
-        await response.content()
+        await treq.content(response)
 
     async def _commit(
         self, path: str, tree: Tree, whole: str, expect: str | None, mtime: float | None
@@ -216,10 +217,10 @@ class DeltaClient:
         try:
             response = await self.remote._get(self.remote.url("chunks", path=path))
             if response.code == 409:
-                await response.content()
+                await treq.content(response)
                 return None
             await self._checked(response, f"delta download {path}")
-            info = loads(await response.content())
+            info = loads(await treq.content(response))
             if not isinstance(info, dict) or info.get("sha256") != expected_hash:
                 return None
             tree = await self._resolve(info)
@@ -300,7 +301,7 @@ class DeltaClient:
         async def one(key: str) -> None:
             response = await self.remote._get(self.remote.url(f"chunk/{key}"))
             await self._checked(response, f"chunk {key[:16]}")
-            data = await response.content()
+            data = await treq.content(response)
             if hashlib.sha256(data).hexdigest() != key:
                 raise HashMismatch(f"chunk {key[:16]}... does not match its hash")
             out[key] = data

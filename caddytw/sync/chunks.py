@@ -3,7 +3,7 @@ pieces both the server (:mod:`caddytw.sync.delta`) and the client
 (:mod:`synclient.delta`) use for delta transfers.
 
 A file is cut with FastCDC (``pyfastcdc``: Cython, streams a file object, so one pass
-cuts and hashes), average 16 KiB, between 4 KiB and 64 KiB: an edit changes one or two
+cuts and hashes), average 8 KiB, between 2 KiB and 32 KiB: an edit changes one or two
 chunks, and a 1-byte edit of 64 MiB costs one chunk plus a few kB of hashes.
 
 The chunks' SHA-256s are the leaves of a tree whose nodes are themselves cut by content
@@ -38,9 +38,9 @@ import pyfastcdc
 
 from caddytw.sync.localfs import StatKey, open_regular
 
-MIN_CHUNK = 4 * 1024
-AVG_CHUNK = 16 * 1024
-MAX_CHUNK = 64 * 1024
+MIN_CHUNK = 2 * 1024
+AVG_CHUNK = 8 * 1024
+MAX_CHUNK = 32 * 1024
 #: Files smaller than this keep the whole-file path (a delta saves little on them).
 DELTA_MIN_SIZE = 256 * 1024
 MAX_FANOUT = 64

@@ -50,7 +50,7 @@ honour ``Range`` / ``If-Range``. ``GET /api/list`` also answers ``X-Sync-Index-I
 ``X-Sync-Cursor`` headers: the cursor the listing corresponds to.
 
 Delta transfers (additive; :mod:`caddytw.sync.delta`, :mod:`caddytw.sync.chunks`). A
-file of 256 KiB or more is cut into content-defined chunks (FastCDC, 4-64 KiB); a
+file of 256 KiB or more is cut into content-defined chunks (FastCDC, 2-32 KiB, 8 KiB on average); a
 ``Node`` lists children as ``[sha256, bytes covered]`` (chunks at height 1, nodes above)
 and its hash is SHA-256 over ``height`` (1 byte) and each child's raw hash + 8-byte length::
 
