@@ -29,7 +29,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -199,6 +199,27 @@ def expand(root: str, lookup: Any) -> list[Ref]:
     return out
 
 
+def diff_round(
+    nodes: Iterable[Node],
+    knows_node: Callable[[str], bool],
+    has_chunks: Callable[[list[str]], set[str]],
+) -> tuple[list[str], list[str]]:
+    """One round of finding what the receiving side lacks: of the children of the
+    ``nodes`` the sender just sent, the nodes it should send next (unknown to the
+    receiver) and the chunks it must upload (the receiver cannot produce them)."""
+    unknown: list[str] = []
+    leaves: list[str] = []
+    for node in nodes:
+        for child, _length in node.children:
+            if node.height == 1:
+                leaves.append(child)
+            elif not knows_node(child):
+                unknown.append(child)
+    have = has_chunks(leaves)
+    missing = [k for k in leaves if k not in have]
+    return list(dict.fromkeys(unknown)), list(dict.fromkeys(missing))
+
+
 def chunk_stream(source: Any) -> tuple[list[Ref], str]:
     """Cut and hash a binary stream in one pass: its chunks and whole SHA-256."""
     whole = hashlib.sha256()
@@ -248,7 +269,8 @@ CREATE TABLE IF NOT EXISTS chunks (
 CREATE INDEX IF NOT EXISTS chunks_by_hash ON chunks (hash);
 CREATE INDEX IF NOT EXISTS chunks_by_path ON chunks (path);
 CREATE TABLE IF NOT EXISTS nodes (
-    hash TEXT PRIMARY KEY, height INTEGER NOT NULL, children TEXT NOT NULL
+    hash TEXT PRIMARY KEY, height INTEGER NOT NULL, children TEXT NOT NULL,
+    in_file INTEGER NOT NULL
 );
 """
 
@@ -307,7 +329,7 @@ class ChunkCache:
                 rows.append((key, path, offset, length))
                 offset += length
             db.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?)", rows)
-            self._put_nodes(db, tree.nodes.values())
+            self._put_nodes(db, tree.nodes.values(), in_file=True)
 
     def forget(self, path: str) -> None:
         with self._tx() as db:
@@ -315,21 +337,31 @@ class ChunkCache:
             db.execute("DELETE FROM files WHERE path = ?", (path,))
 
     def add_nodes(self, nodes: Iterable[Node]) -> None:
+        """Keep nodes an upload sent (for its commit); they vouch for no chunks."""
         with self._tx() as db:
-            self._put_nodes(db, nodes)
+            self._put_nodes(db, nodes, in_file=False)
 
     @staticmethod
-    def _put_nodes(db: sqlite3.Connection, nodes: Iterable[Node]) -> None:
-        db.executemany(
-            "INSERT OR IGNORE INTO nodes VALUES (?, ?, ?)",
-            [(n.hash, n.height, json.dumps(n.children, separators=(",", ":"))) for n in nodes],
-        )
+    def _put_nodes(db: sqlite3.Connection, nodes: Iterable[Node], in_file: bool) -> None:
+        rows = [
+            (n.hash, n.height, json.dumps(n.children, separators=(",", ":")), int(in_file))
+            for n in nodes
+        ]
+        if in_file:
+            db.executemany(
+                "INSERT OR REPLACE INTO nodes VALUES (?, ?, ?, 1)", [r[:3] for r in rows]
+            )
+        else:
+            db.executemany("INSERT OR IGNORE INTO nodes VALUES (?, ?, ?, 0)", [r[:3] for r in rows])
 
-    def node(self, key: str) -> Node | None:
+    def node(self, key: str, in_file: bool = False) -> Node | None:
+        """A node by hash; with ``in_file``, only one that is part of a chunked file
+        (whose chunks were then on disk), not one an upload merely sent."""
+        query = "SELECT height, children FROM nodes WHERE hash = ?"
+        if in_file:
+            query += " AND in_file = 1"
         with self._lock:
-            row = self._db.execute(
-                "SELECT height, children FROM nodes WHERE hash = ?", (key,)
-            ).fetchone()
+            row = self._db.execute(query, (key,)).fetchone()
         if row is None:
             return None
         return Node(row[0], tuple((c, n) for c, n in json.loads(row[1])))

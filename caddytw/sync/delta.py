@@ -37,6 +37,7 @@ from caddytw.sync.chunks import (
     Ref,
     Tree,
     TreeError,
+    diff_round,
     expand,
     is_hash,
 )
@@ -242,18 +243,10 @@ class DeltaService:
         self.chunk_current(plan.path)  # the version it replaces: its chunks are reusable
         nodes = [Node.from_json(raw) for raw in plan.nodes]
         self.cache.add_nodes(nodes)
-        unknown: list[str] = []
-        leaves: list[str] = []
-        for node in nodes:
-            for child, _length in node.children:
-                if node.height > 1:
-                    if self.cache.node(child) is None:
-                        unknown.append(child)
-                else:
-                    leaves.append(child)
-        have = self.available(leaves)
-        missing = list(dict.fromkeys(k for k in leaves if k not in have))
-        return {"unknown_nodes": list(dict.fromkeys(unknown)), "missing_chunks": missing}
+        unknown, missing = diff_round(
+            nodes, lambda key: self.cache.node(key, in_file=True) is not None, self.available
+        )
+        return {"unknown_nodes": unknown, "missing_chunks": missing}
 
     def _chunks_for(self, commit: DeltaCommit) -> list[Ref]:
         try:
