@@ -4,6 +4,7 @@ interrupt an upload half-way)."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -45,10 +46,8 @@ class Relay:
         self._closed = True
         self._listener.close()
         for sock in list(self._sockets):
-            try:
+            with contextlib.suppress(OSError):
                 sock.close()
-            except OSError:
-                pass
 
     def _accept(self) -> None:
         while not self._closed:
@@ -80,7 +79,5 @@ class Relay:
             pass
         finally:
             for sock in (source, sink):
-                try:
+                with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass

@@ -60,7 +60,9 @@ def test_chunks_cover_the_data_within_bounds() -> None:
     insert=st.binary(min_size=0, max_size=2048),
     remove=st.integers(0, 2048),
 )
-def test_an_edit_costs_a_few_chunks_and_a_few_nodes(offset: int, insert: bytes, remove: int) -> None:
+def test_an_edit_costs_a_few_chunks_and_a_few_nodes(
+    offset: int, insert: bytes, remove: int
+) -> None:
     edited = BASE[:offset] + insert + BASE[offset + remove :]
     old, new = build_tree(cut(BASE)), build_tree(cut(edited))
     missing, sent = exchange(new, old)
@@ -86,6 +88,7 @@ def test_nodes_verify_against_their_hash() -> None:
     forged["children"][0][1] += 1
     with pytest.raises(TreeError):
         Node.from_json(forged)
+    bad: object
     for bad in ({"height": 0}, [], {"hash": "x", "height": 1, "children": [["a", 1]]}):
         with pytest.raises(TreeError):
             Node.from_json(bad)
@@ -99,7 +102,7 @@ def test_cache_is_keyed_by_stat_and_locates_chunks(tmp_path: Path) -> None:
     tree, whole, stat = cache.tree_of(root, "a.bin")
     assert cache.file("a.bin", stat) == (whole, tree.root)
     assert cache.file("a.bin", StatKey(stat.size, stat.mtime_ns + 1, stat.inode)) is None
-    key, length = tree.chunks[3]
+    key, _length = tree.chunks[3]
     assert cache.read_chunk(root, key) is not None
     assert cache.has_chunks([key, "0" * 64]) == {key}
     # A location whose bytes changed is not trusted.

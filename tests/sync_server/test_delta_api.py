@@ -29,10 +29,13 @@ def served(tmp_path_factory: Any) -> Any:
     port = free_port()
     root = tmp_path / "data"
     root.mkdir()
-    clients = [{"id": "writer", "token": WRITER}, {"id": "viewer", "token": READER, "read_only": True}]
+    clients = [
+        {"id": "writer", "token": WRITER},
+        {"id": "viewer", "token": READER, "read_only": True},
+    ]
     config = simple_config(port, sync_route(root, enable_upload=True, clients=clients))
     with running_server(config, tmp_path, [port]) as srv:
-        srv.root = root
+        srv.root = root  # type: ignore[attr-defined]
         yield srv
 
 
