@@ -265,8 +265,8 @@ class DeltaService:
         except OSError:
             return
         os.close(fd)
-        if info.st_size == commit.size:
-            tree = Tree(tuple(chunks), {}, commit.root)
+        tree = self.cache.load_tree(commit.root)  # with its nodes: now vouched for
+        if info.st_size == commit.size and tree is not None:
             self.cache.record(commit.path, StatKey.of(info), commit.sha256, tree)
         for key, _length in chunks:
             self.staging.discard(key)
