@@ -42,7 +42,9 @@ MIN_CHUNK = 2 * 1024
 AVG_CHUNK = 8 * 1024
 MAX_CHUNK = 32 * 1024
 #: Files smaller than this keep the whole-file path (a delta saves little on them).
-DELTA_MIN_SIZE = 256 * 1024
+#: ``CADDYTW_SYNC_DELTA_MIN`` (bytes) overrides it on both sides, so the adversarial
+#: model test can run its small files through the delta path.
+DELTA_MIN_SIZE = int(os.environ.get("CADDYTW_SYNC_DELTA_MIN", 256 * 1024))
 MAX_FANOUT = 64
 MAX_HEIGHT = 16
 
