@@ -21,8 +21,9 @@ import contextlib
 import hashlib
 import os
 import secrets
+import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Container, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
@@ -173,9 +174,25 @@ class DeltaService:
     def __init__(self, resource: FileSyncResource, store: LocalSyncStore) -> None:
         self.resource = resource
         self.store = store
-        home = store.core.index_path.parent
-        self.cache = ChunkCache(home / "chunks.db")
-        self.staging = ChunkStaging(home / "chunk-staging")
+        self._cache: ChunkCache | None = None
+        self._staging: ChunkStaging | None = None
+        self._opening = threading.Lock()
+
+    @property
+    def cache(self) -> ChunkCache:
+        """Opened on first use (a pool thread), beside the index: never in the served
+        tree, and nothing is created when a config is only loaded."""
+        with self._opening:
+            if self._cache is None:
+                self._cache = ChunkCache(self.store.core.index_path.parent / "chunks.db")
+            return self._cache
+
+    @property
+    def staging(self) -> ChunkStaging:
+        with self._opening:
+            if self._staging is None:
+                self._staging = ChunkStaging(self.store.core.index_path.parent / "chunk-staging")
+            return self._staging
 
     def endpoints(self) -> dict[str, tuple[tuple[bytes, ...], bool, Endpoint]]:
         """Entries for the resource's routing table (name -> methods, writes, handler)."""
@@ -407,12 +424,14 @@ class DeltaService:
         request.finish()
 
 
-def delta_name(path: str) -> str | None:
-    """The routing name of a delta endpoint path (``.../delta/plan`` -> ``delta/plan``,
-    ``.../chunk/<hash>`` -> ``chunk``), or ``None`` for other paths."""
+def delta_name(path: str, known: Container[str]) -> str:
+    """The routing name of a sync API path: its last segment, except for the delta
+    endpoints (``.../delta/plan`` -> ``delta/plan``, ``.../chunk/<hash>`` -> ``chunk``)
+    when they are in ``known`` (a prefix that happens to end in ``delta`` or ``chunk``
+    keeps the seed's endpoints working; ``chunk`` only before a SHA-256)."""
     parts = path.rstrip("/").rsplit("/", 2)
-    if len(parts) >= 2 and parts[-2] == "delta":
-        return f"delta/{parts[-1]}"
-    if len(parts) >= 2 and parts[-2] == "chunk":
-        return "chunk"
-    return None
+    if len(parts) >= 2:
+        name = f"delta/{parts[-1]}" if parts[-2] == "delta" else parts[-2]
+        if name in known and (parts[-2] == "delta" or (name == "chunk" and is_hash(parts[-1]))):
+            return name
+    return parts[-1]

@@ -201,9 +201,7 @@ class FileSyncResource(LeafResource):
     # -- dispatch ----------------------------------------------------------------------
 
     def render(self, request: CaddyRequest) -> Any:
-        name = (
-            delta_name(request.decoded_path) or request.decoded_path.rstrip("/").rsplit("/", 1)[-1]
-        )
+        name = delta_name(request.decoded_path, self.endpoints)
         try:
             client = self.access.authenticate(request)
             if client is not None:  # who the server takes the caller for: the token's id

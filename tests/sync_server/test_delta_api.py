@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from caddytw.sync.chunks import Tree, build_tree, cut
+from caddytw.sync.delta import delta_name
 from tests.support.ports import free_port
 from tests.support.server import running_server, simple_config
 from tests.sync_server.helpers import Api, Reply, folder_view, q, sha, sync_route
@@ -155,7 +156,7 @@ def test_the_download_side_serves_tree_nodes_and_verified_chunks(served: Any) ->
     got = api.call("GET", f"/api/chunk/{key}")
     assert got.status == 200 and len(got.body) == length and sha(got.body) == key
     assert api.call("GET", f"/api/chunk/{'0' * 64}").status == 404
-    assert api.call("GET", "/api/chunk/nothex").status == 400
+    assert api.call("GET", "/api/chunk/nothex").status == 404
     assert api.call("GET", f"chunks?path={q('missing.bin')}").status == 404
     api.close()
 
@@ -193,3 +194,12 @@ def test_an_oversized_chunk_batch_is_refused_before_its_body(served: Any) -> Non
 def test_nothing_is_staged_in_the_served_folder(served: Any) -> None:
     names = {p.name for p in Path(served.root).rglob("*")}
     assert not any(name.endswith(".tmp") or len(name) == 64 for name in names)
+
+
+def test_routing_names_keep_the_seed_endpoints_under_any_prefix() -> None:
+    known = {"list", "delta/plan", "chunk", "chunks"}
+    assert delta_name("/api/delta/plan", known) == "delta/plan"
+    assert delta_name(f"/api/chunk/{'a' * 64}", known) == "chunk"
+    assert delta_name("/delta/list", known) == "list"  # a prefix that ends in "delta"
+    assert delta_name("/chunk/list", known) == "list"
+    assert delta_name("/api/list", known) == "list"
