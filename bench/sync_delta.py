@@ -15,7 +15,6 @@ download of it over the old local copy. Prints a Markdown table.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import shutil
 import subprocess
@@ -25,7 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.ports import free_port, wait_for_port
+from common import rsync_daemon
+
 from tests.support.relay import Relay
 from tests.synclient.harness import Client, SyncServer
 
@@ -70,6 +70,42 @@ def apply_edit(path: Path, edit: str, rng: random.Random) -> None:
     path.write_bytes(data)
 
 
+def measure(
+    work: Path,
+    server: SyncServer,
+    relay: Relay,
+    rrelay: Relay,
+    mib: int,
+    extra: list[str],
+    rng: random.Random,
+) -> list[tuple[str, int, int, int, int]]:
+    """Sync the file once, then each edit: (edit, synclient up, synclient down, rsync
+    up, rsync down) bytes."""
+    a, b = Client(server, work / "a"), Client(server, work / "b")
+    for client in (a, b):
+        client.root.mkdir()
+    big = a.root / "big.bin"
+    big.write_bytes(rng.randbytes(mib * 1024 * 1024))
+    url = f"rsync://127.0.0.1:{rrelay.port}/m/big.bin"
+    local = work / "rsync-local.bin"
+    first_up = run_once(a, relay, extra)
+    first_down = run_once(b, relay, extra)
+    rsync_run(rrelay, str(big), url)
+    shutil.copy(big, local)
+    print(f"initial sync: synclient {first_up:,} bytes (upload run), {first_down:,} (download)")
+    rows = []
+    for edit in EDITS:
+        apply_edit(big, edit, rng)
+        up = run_once(a, relay, extra)
+        down = run_once(b, relay, extra)
+        assert (b.root / "big.bin").read_bytes() == big.read_bytes()
+        rsync_up = rsync_run(rrelay, str(big), url)  # the daemon holds the old version
+        rsync_down = rsync_run(rrelay, url, str(local))  # the local copy is the old one
+        rows.append((edit, up, down, rsync_up, rsync_down))
+    rrelay.close()
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mib", type=int, default=64)
@@ -78,55 +114,16 @@ def main() -> None:
     extra = ["--no-delta"] if args.no_delta else []
     rng = random.Random(64)
     work = Path(tempfile.mkdtemp(prefix="bench-delta-"))
-    rows: list[tuple[str, int, int, int, int]] = []
+    server = SyncServer(work).start()
+    relay = Relay(server.port)
+    module = work / "rsync-root"
+    module.mkdir()
     try:
-        server = SyncServer(work).start()
-        relay = Relay(server.port)
-        a, b = Client(server, work / "a"), Client(server, work / "b")
-        for client in (a, b):
-            client.root.mkdir()
-        big = a.root / "big.bin"
-        big.write_bytes(rng.randbytes(args.mib * 1024 * 1024))
-
-        rport = free_port()
-        module = work / "rsync-root"
-        module.mkdir()
-        conf = work / "rsyncd.conf"
-        conf.write_text(
-            f"use chroot = no\npid file = {work}/rsyncd.pid\nport = {rport}\n"
-            f"address = 127.0.0.1\n[m]\npath = {module}\nread only = no\n"
-            f"uid = {os.getuid()}\ngid = {os.getgid()}\n"
-        )
-        daemon = subprocess.Popen(
-            ["rsync", "--daemon", "--no-detach", f"--config={conf}"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        rrelay = Relay(rport)
-        try:
-            assert wait_for_port(rport, 10)
-            url = f"rsync://127.0.0.1:{rrelay.port}/m/big.bin"
-            local = work / "rsync-local.bin"
-            first_up = run_once(a, relay, extra)
-            first_down = run_once(b, relay, extra)
-            rsync_run(rrelay, str(big), url)
-            shutil.copy(big, local)
-            print(f"initial: synclient {first_up} up-run, {first_down} down-run bytes")
-            for edit in EDITS:
-                apply_edit(big, edit, rng)
-                up = run_once(a, relay, extra)
-                down = run_once(b, relay, extra)
-                assert (b.root / "big.bin").read_bytes() == big.read_bytes()
-                rsync_up = rsync_run(rrelay, str(big), url)  # daemon holds the old version
-                rsync_down = rsync_run(rrelay, url, str(local))  # local holds the old one
-                rows.append((edit, up, down, rsync_up, rsync_down))
-        finally:
-            daemon.terminate()
-            daemon.wait(10)
-            rrelay.close()
-            relay.close()
-            server.stop()
+        with rsync_daemon(work, module) as rport:
+            rows = measure(work, server, relay, Relay(rport), args.mib, extra, rng)
     finally:
+        relay.close()
+        server.stop()
         shutil.rmtree(work, ignore_errors=True)
 
     mode = "whole files (--no-delta)" if args.no_delta else "delta"

@@ -269,13 +269,20 @@ class FileSyncResource(LeafResource):
         request.setHeader(b"content-length", str(len(body)).encode("ascii"))
         return body
 
-    def send(self, request: CaddyRequest, status: int, body: bytes) -> None:
+    def send(
+        self,
+        request: CaddyRequest,
+        status: int,
+        body: bytes,
+        content_type: bytes = b"application/json",
+        cache_control: bytes = b"no-store",
+    ) -> None:
         if request.client_gone:
             return
         request.setResponseCode(status)
-        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"content-type", content_type)
         request.setHeader(b"content-length", str(len(body)).encode("ascii"))
-        request.setHeader(b"cache-control", b"no-store")
+        request.setHeader(b"cache-control", cache_control)
         if request.method != b"HEAD":
             request.write(body)
         request.finish()
