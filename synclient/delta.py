@@ -92,11 +92,15 @@ class DeltaClient:
         await self._checked(response, endpoint)
         return loads(await treq.content(response))
 
-    async def _checked(self, response: Any, what: str) -> None:
+    async def _checked(self, response: Any, what: str, about_path: bool = False) -> None:
+        """Raise for a non-2xx answer. A 404 from an endpoint that never answers 404
+        for a path means a server without delta transfers: stop trying them. (``about_path``:
+        the 404 may be about the file or chunk asked for.)"""
         try:
             await self.remote._check(response, what)
         except NotFound:
-            self.supported = False
+            if not about_path:
+                self.supported = False
             raise
 
     # -- uploads ------------------------------------------------------------------------
@@ -219,7 +223,7 @@ class DeltaClient:
             if response.code == 409:
                 await treq.content(response)
                 return None
-            await self._checked(response, f"delta download {path}")
+            await self._checked(response, f"delta download {path}", about_path=True)
             info = loads(await treq.content(response))
             if not isinstance(info, dict) or info.get("sha256") != expected_hash:
                 return None
@@ -300,7 +304,7 @@ class DeltaClient:
 
         async def one(key: str) -> None:
             response = await self.remote._get(self.remote.url(f"chunk/{key}"))
-            await self._checked(response, f"chunk {key[:16]}")
+            await self._checked(response, f"chunk {key[:16]}", about_path=True)
             data = await treq.content(response)
             if hashlib.sha256(data).hexdigest() != key:
                 raise HashMismatch(f"chunk {key[:16]}... does not match its hash")
