@@ -57,6 +57,10 @@ BATCH_BYTES = 1024 * 1024
 #: Fetch at most this much as separate chunks; more (or over half the file) goes whole.
 MAX_FETCH_BYTES = 32 * 1024 * 1024
 FETCH_PARALLEL = 4
+#: Nodes per ``delta/plan`` or ``delta/nodes`` request (bodies stay far below the limits).
+NODES_PER_REQUEST = 512
+#: A download whose tree is more than half unknown past this many nodes goes whole.
+FEW_NODES = 64
 
 
 class LocalChanged(OSError):
@@ -140,10 +144,14 @@ class DeltaClient:
         sending = [tree.nodes[tree.root]]
         missing: set[str] = set()
         for _round in range(MAX_HEIGHT + 1):
-            plan = DeltaPlan(path, tree.size, whole, tree.root, tuple(n.to_json() for n in sending))
-            answer = await self._post_json("delta/plan", plan.to_json())
-            missing.update(map(str, answer.get("missing_chunks", [])))
-            unknown = [tree.nodes[h] for h in answer.get("unknown_nodes", []) if h in tree.nodes]
+            unknown: list[Node] = []
+            for start in range(0, len(sending), NODES_PER_REQUEST):
+                part = tuple(n.to_json() for n in sending[start : start + NODES_PER_REQUEST])
+                plan = DeltaPlan(path, tree.size, whole, tree.root, part)
+                answer = await self._post_json("delta/plan", plan.to_json())
+                missing.update(map(str, answer.get("missing_chunks", [])))
+                named = answer.get("unknown_nodes", [])
+                unknown += [tree.nodes[h] for h in named if h in tree.nodes]
             if not unknown:
                 return missing
             sending = unknown
@@ -261,27 +269,33 @@ class DeltaClient:
             known[node.hash] = node
         root = str(info.get("root"))
         for _round in range(MAX_HEIGHT + 1):
-            unknown = await deferToThread(self._unknown, root, known)
+            unknown, looked_up = await deferToThread(self._unknown, root, known)
             if not unknown:
                 chunks = expand(root, known.get)
                 return Tree(tuple(chunks), known, root)
-            answer = await self._post_json("delta/nodes", {"hashes": unknown})
-            for raw in answer.get("nodes", []):
-                node = Node.from_json(raw)
-                known[node.hash] = node
+            if len(unknown) > FEW_NODES and 2 * len(unknown) > looked_up:
+                return None  # mostly new to this folder: the whole file is cheaper
+            for start in range(0, len(unknown), NODES_PER_REQUEST):
+                part = unknown[start : start + NODES_PER_REQUEST]
+                answer = await self._post_json("delta/nodes", {"hashes": part})
+                for raw in answer.get("nodes", []):
+                    node = Node.from_json(raw)
+                    known[node.hash] = node
             if any(h not in known for h in unknown):
                 return None
         return None
 
-    def _unknown(self, root: str, known: dict[str, Node]) -> list[str]:
+    def _unknown(self, root: str, known: dict[str, Node]) -> tuple[list[str], int]:
         """Nodes under ``root`` neither in ``known`` nor in the cache (cached ones are
-        added to ``known``)."""
+        added to ``known``), and how many nodes were looked up in the cache."""
         unknown: list[str] = []
+        looked_up = 0
         stack = [root]
         while stack:
             key = stack.pop()
             node = known.get(key)
             if node is None:
+                looked_up += 1
                 node = self.cache.node(key)
                 if node is None:
                     unknown.append(key)
@@ -289,7 +303,7 @@ class DeltaClient:
                 known[key] = node
             if node.height > 1:
                 stack.extend(child for child, _ in node.children)
-        return list(dict.fromkeys(unknown))
+        return list(dict.fromkeys(unknown)), looked_up
 
     def _missing(self, tree: Tree) -> list[Ref]:
         have = self.cache.has_chunks(k for k, _ in tree.chunks)
