@@ -9,7 +9,8 @@ uploads, B downloads) and a Debian ``rsync --daemon``, each behind a counting TC
 changed in the middle, 1 KiB inserted in the middle, 1 MiB appended) it measures the
 bytes (both directions, headers included) of A's upload run, B's download run, an
 ``rsync`` upload of the edited file over the old one on the daemon, and an ``rsync``
-download of it over the old local copy. Prints a Markdown table.
+download of it over the old local copy (``--ignore-times --no-whole-file``: rsync's delta
+algorithm every time, as synclient decides by hash). Prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def run_once(client: Client, relay: Relay, extra: list[str]) -> int:
 
 def rsync_run(relay: Relay, *argv: str) -> int:
     relay.reset()
-    subprocess.run(["rsync", "-t", "--no-whole-file", *argv], check=True)
+    subprocess.run(["rsync", "-t", "--ignore-times", "--no-whole-file", *argv], check=True)
     up, down = relay.reset()
     return up + down
 
