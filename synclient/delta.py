@@ -39,6 +39,7 @@ from caddytw.sync.chunks import (
     expand,
     read_verified,
 )
+from caddytw.sync.compression import compress, compressible
 from caddytw.sync.localfs import StatKey
 from caddytw.sync.protocol import (
     HEADER_MODIFIED,
@@ -193,8 +194,18 @@ class DeltaClient:
                 parts.append(bytes.fromhex(key) + length.to_bytes(4, "big") + data)
             return b"".join(parts)
 
-        body = await deferToThread(frames)
-        response = await self._post("delta/chunks", body, "application/octet-stream")
+        remote = self.remote
+        zstd = remote.compression and remote.server_takes_zstd
+
+        def framed() -> tuple[bytes, bool]:
+            body = frames()
+            if zstd and compressible(body[:65536]):
+                return compress(body), True
+            return body, False
+
+        body, packed = await deferToThread(framed)
+        extra = {"Content-Encoding": "zstd"} if packed else None
+        response = await self._post("delta/chunks", body, "application/octet-stream", extra)
         await self._checked(response, f"delta upload {path}")
         await treq.content(response)
 

@@ -24,6 +24,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Container, Coroutine
+from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
@@ -41,6 +42,13 @@ from caddytw.sync.chunks import (
     diff_round,
     expand,
     is_hash,
+)
+from caddytw.sync.compression import (
+    DecodedTooLarge,
+    DecodeError,
+    decompress,
+    is_identity,
+    is_zstd,
 )
 from caddytw.sync.folder import StoreError, checked_path
 from caddytw.sync.localfs import StatKey, open_regular
@@ -323,8 +331,22 @@ class DeltaService:
         from caddytw.sync.resource import body_of
 
         self._refuse_large(request, MAX_CHUNK_BATCH)
+        coding = request.header_text("Content-Encoding")
+        if not (is_identity(coding) or is_zstd(coding)):
+            raise StoreError(415, f"Content-Encoding {coding!r}: only zstd or identity")
+
+        def frames_of(content: BinaryIO) -> list[tuple[str, bytes]]:
+            if is_zstd(coding):  # the decoded size is limited as well (a zstd bomb: 413)
+                try:
+                    content = BytesIO(decompress(content.read(), MAX_CHUNK_BATCH))
+                except DecodedTooLarge:
+                    raise StoreError(413, f"at most {MAX_CHUNK_BATCH} bytes decoded") from None
+                except DecodeError as error:
+                    raise StoreError(400, f"zstd body: {error}") from None
+            return parse_frames(content)
+
         with await body_of(request, MAX_CHUNK_BATCH) as content:
-            frames = await self._pool(parse_frames, content)
+            frames = await self._pool(frames_of, content)
 
         def keep() -> None:
             for key, data in frames:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from caddytw.sync.chunks import Tree, build_tree, cut
+from caddytw.sync.compression import compress
 from caddytw.sync.delta import delta_name
 from tests.support.ports import free_port
 from tests.support.server import running_server, simple_config
@@ -203,3 +204,17 @@ def test_routing_names_keep_the_seed_endpoints_under_any_prefix() -> None:
     assert delta_name("/delta/list", known) == "list"  # a prefix that ends in "delta"
     assert delta_name("/chunk/list", known) == "list"
     assert delta_name("/api/list", known) == "list"
+
+
+def test_chunk_batches_may_travel_as_zstd(served: Any) -> None:
+    api = Api(served.ports[0], WRITER)
+    text = b"".join(b"line %d of a log that compresses well\n" % i for i in range(20_000))
+    tree = build_tree(cut(text))
+    body = compress(frames(text, tree, plan(api, "log.txt", text, tree)))
+    zstd = {"Content-Encoding": "zstd"}
+    assert len(body) < len(text) // 3
+    assert api.call("POST", "delta/chunks", body, zstd).status == 200
+    assert plan(api, "log.txt", text, tree) == set()
+    assert api.call("POST", "delta/chunks", b"not zstd", zstd).status == 400
+    assert api.call("POST", "delta/chunks", b"x", {"Content-Encoding": "br"}).status == 415
+    api.close()
