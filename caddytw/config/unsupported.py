@@ -18,8 +18,6 @@ CADDY_HANDLERS = {
     "push": "push (HTTP/2 server push)",
     "templates": "templates",
     "tracing": "tracing (OpenTelemetry)",
-    "copy_response": "copy_response (only valid inside handle_response)",
-    "copy_response_headers": "copy_response_headers (only valid inside handle_response)",
     "invoke": "invoke",
     "intercept": "intercept",
 }

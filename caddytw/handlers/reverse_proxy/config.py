@@ -23,8 +23,6 @@ from caddytw.http.request import split_host_port
 UNSUPPORTED = (
     "circuit_breaker",
     "dynamic_upstreams",
-    "handle_response",
-    "rewrite",
     "buffer_responses",
     "max_buffer_size",
     "response_buffers",
