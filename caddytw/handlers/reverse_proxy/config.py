@@ -347,6 +347,8 @@ def parse_proxy_config(reader: ObjectReader, rng: random.Random | None = None) -
     reader.flag("buffer_requests")  # twisted.web always spools request bodies (bounded memory)
     reader.integer("request_buffers", 0)
     reader.flag("verbose_logs")
+    # Read by the handler's build: their routes need the build context.
+    reader.ignore("handle_response", "rewrite")
     reader.done()
     return ProxyConfig(
         upstreams=upstreams,
