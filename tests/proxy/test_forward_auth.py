@@ -48,6 +48,13 @@ CADDYFILE = """
             }
         }
     }
+    handle /st/* {
+        reverse_proxy 127.0.0.1:AUTH {
+            header_up X-Forwarded-Uri {uri}
+            @denied status 4xx
+            replace_status @denied 418
+        }
+    }
     handle {
         forward_auth 127.0.0.1:AUTH {
             uri /verify?from=proxy
@@ -115,11 +122,12 @@ def test_denied_answers_with_the_auth_service_response(ports, method, target) ->
     assert ours.headers["x-auth-saw"].startswith(f"GET /verify?from=proxy {method} {target}")
 
 
-@pytest.mark.parametrize("target", ["/rp/nope", "/rp/login", "/rp/ok"])
+@pytest.mark.parametrize("target", ["/rp/nope", "/rp/login", "/rp/ok", "/st/nope", "/st/ok"])
 def test_handle_response_routes_and_copy_response(ports, target) -> None:
     caddy, ours = both(ports, "GET", target)
     assert ours.comparable(AUTH_HEADERS) == caddy.comparable(AUTH_HEADERS)
-    expected = {"/rp/nope": 403, "/rp/login": 203, "/rp/ok": 200}[target]
-    assert ours.status == expected
+    expected = {"/rp/nope": 403, "/rp/login": 203, "/rp/ok": 200, "/st/nope": 418, "/st/ok": 200}
+    assert ours.body == caddy.body
+    assert ours.status == expected[target]
     if target == "/rp/nope":
         assert ours.body == b"status 401 / 401 Unauthorized / no"
