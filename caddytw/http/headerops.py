@@ -114,9 +114,9 @@ class HeaderOps:
     set: tuple[tuple[Template, tuple[Template, ...]], ...] = ()
     delete: tuple[Template, ...] = ()
     replace: tuple[tuple[Template, tuple[Replacement, ...]], ...] = ()
-    #: A ``set`` field was written ``>Field``: Caddy's "set, deferred" (the response
-    #: operations then wait until the headers are written, as with ``deferred``).
-    deferred_set: bool = False
+    #: A ``set`` or ``replace`` field was written ``>Field``: Caddy's "deferred" prefix
+    #: (the response operations then wait until the headers are written).
+    deferred_prefix: bool = False
 
     @classmethod
     def parse(cls, data: Any, path: str) -> HeaderOps:
@@ -129,12 +129,13 @@ class HeaderOps:
     def from_reader(cls, reader: ObjectReader) -> HeaderOps:
         """Read the four operation fields of ``reader`` (the caller calls ``done``)."""
         set_data = reader.mapping("set")
+        replace_data = reader.mapping("replace")
         return cls(
             add=_parse_field_values(reader.mapping("add"), reader.at("add")),
             set=_parse_field_values(set_data, reader.at("set"), deferrable=True),
             delete=tuple(Template(name) for name in reader.strings("delete")),
-            replace=_parse_replacements(reader.mapping("replace"), reader.at("replace")),
-            deferred_set=any(name.startswith(">") for name in set_data),
+            replace=_parse_replacements(replace_data, reader.at("replace")),
+            deferred_prefix=any(name.startswith(">") for name in [*set_data, *replace_data]),
         )
 
     def __bool__(self) -> bool:
@@ -206,7 +207,7 @@ def _parse_replacements(
             Replacement.parse(item, join_path(field_path, index))
             for index, item in enumerate(expect_list(items, field_path))
         )
-        fields.append((Template(name), replacements))
+        fields.append((Template(name.removeprefix(">")), replacements))
     return tuple(fields)
 
 
@@ -240,7 +241,7 @@ class ResponseHeaderOps:
     @property
     def waits(self) -> bool:
         """True when the operations must wait for the response to be written."""
-        return self.deferred or self.ops.deferred_set or self.require is not None
+        return self.deferred or self.ops.deferred_prefix or self.require is not None
 
     def applies_to(self, status: int, headers: Headers) -> bool:
         return self.require is None or self.require.matches(status, headers)

@@ -15,8 +15,9 @@ CADDYFILE = """
 :80 {
     header >Server "front {http.request.method}"
     header X-Now now
+    header >X-Up "up-yes" "replaced"
     reverse_proxy UPSTREAM {
-        header_down >X-Up "yes"
+        header_down >X-Up "up-yes"
     }
 }
 """
@@ -33,7 +34,7 @@ def test_deferred_set_wins_over_the_upstream(tmp_path: Path) -> None:
             reply = get(port, "/")
     assert reply.status == 200
     assert reply.headers.get_all("Server") == ["front GET"]  # the upstream said "upstream"
-    assert reply.headers["X-Up"] == "yes"
+    assert reply.headers["X-Up"] == "replaced"  # deferred replace after header_down
     assert reply.headers["X-Now"] == "now"
     assert reply.json()["name"] == "a"
 
@@ -43,3 +44,5 @@ def test_a_deferred_set_makes_the_response_ops_wait() -> None:
     assert ops.waits
     assert [name.source for name, _ in ops.ops.set] == ["X-A", "X-B"]
     assert not ResponseHeaderOps.parse({"set": {"X-A": ["1"]}}, "r").waits
+    replace = {"replace": {">X-A": [{"search": "a", "replace": "b"}]}}
+    assert ResponseHeaderOps.parse(replace, "r").waits
