@@ -404,3 +404,11 @@ def test_copy_response_outside_handle_response_is_a_500_not_a_traceback():
     with pytest.raises(HandlerError) as error:
         pending_of(object(), "copy_response")  # type: ignore[arg-type]
     assert error.value.status == 500
+
+
+def test_a_dial_without_host_is_the_local_system():
+    from caddytw.handlers.reverse_proxy.config import parse_dial
+
+    assert parse_dial(":9091", "d") == ("localhost", 9091)
+    with pytest.raises(ConfigError):
+        parse_dial(":0", "d")

@@ -130,9 +130,10 @@ def parse_dial(text: str, path: str) -> tuple[str, int]:
             path, f"placeholders in upstream addresses ({text!r}) are not supported by caddytw"
         )
     host, port = split_host_port(text)
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not port.isdigit() or not 0 < int(port) < 65536 or (not host and text.startswith("[")):
         raise ConfigError(path, f"invalid upstream dial address {text!r} (want host:port)")
-    return host, int(port)
+    # ``:9091`` (as Authelia's forward_auth examples write it): Go dials the local system.
+    return host or "localhost", int(port)
 
 
 def parse_upstreams(reader: ObjectReader) -> tuple[UpstreamConfig, ...]:
