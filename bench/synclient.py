@@ -79,6 +79,19 @@ def rsync_time(source: Path, work: Path) -> float:
         daemon.wait(10)
 
 
+def arrival(target: Path, data: bytes, start: float, what: str, limit: float = 30) -> float:
+    """Seconds from ``start`` until ``target`` holds ``data`` (polled every ms)."""
+    while True:
+        try:
+            if target.read_bytes() == data:
+                return time.monotonic() - start
+        except FileNotFoundError:
+            pass
+        if time.monotonic() - start > limit:
+            raise RuntimeError(f"{what} did not arrive")
+        time.sleep(0.001)
+
+
 def latency(server: SyncServer, work: Path, count: int) -> tuple[list[float], int, int]:
     a = Client(server, work / "lat-a").start()
     b = Client(server, work / "lat-b").start()
@@ -97,16 +110,7 @@ def latency(server: SyncServer, work: Path, count: int) -> tuple[list[float], in
             path = a.root / f"lat/{i % 10}.txt"
             path.parent.mkdir(exist_ok=True)
             path.write_bytes(data)
-            while True:
-                try:
-                    if target.read_bytes() == data:
-                        break
-                except FileNotFoundError:
-                    pass
-                if time.monotonic() - start > 30:
-                    raise RuntimeError(f"change {i} did not arrive")
-                time.sleep(0.002)
-            samples.append(time.monotonic() - start)
+            samples.append(arrival(target, data, start, f"change {i}"))
     finally:
         rss = []
         for client in (a, b):

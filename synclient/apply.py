@@ -13,6 +13,7 @@ recognised as "nothing new".
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import stat as stat_module
 import threading
@@ -51,6 +52,8 @@ log = Logger()
 
 BATCH = 500
 SMALL_FILE = 256 * 1024
+#: Small transfers in flight at once (they share batch requests).
+SMALL_PARALLEL = 256
 """Files up to this size are downloaded into memory and written out in one thread hop."""
 CHECKPOINT = 1000
 """A pass's state writes are one transaction, committed every this many steps."""
@@ -164,6 +167,9 @@ class Applier:
         self.state = state
         self.remote = remote
         self.semaphore = DeferredSemaphore(parallel)
+        # Small files go in batches (synclient.batch): many in flight at once is what
+        # lets them share requests; memory stays under SMALL_PARALLEL * SMALL_FILE.
+        self.small_slots = DeferredSemaphore(SMALL_PARALLEL)
         self.on_file = on_file or (lambda path, size: None)
         self.on_bytes = on_bytes
         self._renamed_in: set[Path] = set()
@@ -271,7 +277,7 @@ class Applier:
                 await self._group(group, outcome)
             await self._directories([g[0] for g in mkdirs], outcome)
             await gatherResults(
-                [self.semaphore.run(self._group_d, group, outcome) for group in transfers],
+                [self._slots_for(group).run(self._group_d, group, outcome) for group in transfers],
                 consumeErrors=True,
             ).addErrback(_first_error)
             await self._deletes([g[0] for g in file_deletes], outcome)
@@ -285,6 +291,16 @@ class Applier:
         except Unreachable as error:
             outcome.unreachable = error
         return outcome
+
+    def _slots_for(self, group: list[Action]) -> DeferredSemaphore:
+        """Small single transfers share batches; everything else runs 8 at a time."""
+        if self.remote.batches and len(group) == 1:
+            action = group[0]
+            if isinstance(action, Download) and action.remote.size <= SMALL_FILE:
+                return self.small_slots
+            if isinstance(action, Upload) and action.local.size <= SMALL_FILE:
+                return self.small_slots
+        return self.semaphore
 
     def _group_d(self, group: list[Action], outcome: Outcome) -> Any:
         from twisted.internet.defer import Deferred
@@ -451,14 +467,19 @@ class Applier:
             return await self._mkdir_remote(action.path, expect)
         if expect is not None and expect.is_dir:
             return False  # the planner sends a directory/file clash through a conflict
-        await deferToThread(refuse_links, self.root, action.path)
-        meta = await self.remote.upload(
-            action.path,
-            self._full(action.path),
-            local.hash,
-            None if expect is None else expect.hash,
-            local.mtime or None,
-        )
+        base = None if expect is None else expect.hash
+        if local.size <= SMALL_FILE and self.remote.batches:
+            data = await deferToThread(self._read_small, action.path)
+            if data is None or hashlib.sha256(data).hexdigest() != local.hash:
+                return False  # changed since the scan: plan it again
+            meta = await self.remote.upload_bytes(
+                action.path, data, local.hash, base, local.mtime or None
+            )
+        else:
+            await deferToThread(refuse_links, self.root, action.path)
+            meta = await self.remote.upload(
+                action.path, self._full(action.path), local.hash, base, local.mtime or None
+            )
         version = version_of(meta, self.state.client_id) if meta else local
         if version.hash != local.hash:
             return False
@@ -466,6 +487,14 @@ class Applier:
         self.state.set_base(action.path, local)
         self.on_file(action.path, local.size)
         return True
+
+    def _read_small(self, path: str) -> bytes | None:
+        """A small file's bytes for a batch (thread), never through a link; ``None``
+        when it grew past the small-file size since the scan."""
+        refuse_links(self.root, path)
+        with os.fdopen(os.open(self._full(path), os.O_RDONLY | os.O_NOFOLLOW), "rb") as handle:
+            data = handle.read(SMALL_FILE + 1)
+        return data if len(data) <= SMALL_FILE else None
 
     async def _mkdir_remote(self, path: str, expect: Version | None) -> bool:
         await self._directories([Upload(path, planner.directory(), expect)], Outcome())

@@ -88,6 +88,28 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow deleting more than half of the synced files in one pass",
     )
+    p.add_argument(
+        "--compression",
+        choices=["auto", "off"],
+        default="auto",
+        help="zstd on the wire when the server takes it and the data compresses "
+        "(auto, the default), or never (off)",
+    )
+    p.add_argument(
+        "--batch",
+        choices=["auto", "off"],
+        default="auto",
+        help="send and fetch small files many per request when the server has batches "
+        "(auto, the default), or one request each (off)",
+    )
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=0.4,
+        metavar="SECONDS",
+        help="how long a file must be left alone before it is uploaded when no "
+        "close-after-write event says it is finished (default 0.4)",
+    )
     p.add_argument("--verbose", "-v", action="store_true", help="log every transfer")
     return p
 
@@ -105,6 +127,9 @@ def settings_from(args: argparse.Namespace) -> Any:
         excludes=list(args.exclude),
         allow_mass_delete=args.allow_mass_delete,
         initial_sync=args.initial_sync,
+        compression=args.compression != "off",
+        batches=args.batch != "off",
+        settle=max(float(args.settle), 0.0),
     )
 
 

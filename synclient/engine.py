@@ -109,6 +109,8 @@ class Engine:
         self.scanned = False
         # Triggers waiting for the next cycle.
         self._pending_local: set[str] = set()
+        #: Paths the watcher saw closed after writing, until a scan has hashed them.
+        self._finished: set[str] = set()
         self._want_pull = False
         self._want_full = False
         self._running: Deferred[CycleReport] | None = None
@@ -121,8 +123,13 @@ class Engine:
 
     # -- triggers -------------------------------------------------------------------------
 
-    def local_changed(self, paths: Iterable[str], delay: float = 0.0) -> None:
+    def local_changed(
+        self, paths: Iterable[str], delay: float = 0.0, *, finished: Iterable[str] = ()
+    ) -> None:
+        """Local paths changed; ``finished`` ones were closed after writing (or moved
+        in), so the scanner need not wait for them to settle."""
         self._pending_local.update(paths)
+        self._finished.update(finished)
         self.schedule(delay)
 
     def remote_changed(self, change: Change | None = None) -> None:
@@ -305,10 +312,12 @@ class Engine:
     async def _scan(self, paths: set[str] | None) -> ScanResult:
         cache = dict(self.state.cache)
         now = time.time()
+        finished = frozenset(self._finished)
         if paths is None:
-            result: ScanResult = await deferToThread(self.scanner.scan, cache, now)
+            result: ScanResult = await deferToThread(self.scanner.scan, cache, now, finished)
         else:
-            result = await deferToThread(self.scanner.scan_paths, paths, cache, now)
+            result = await deferToThread(self.scanner.scan_paths, paths, cache, now, finished)
+        self._finished -= set(result.entries)
         self._check_folder()
         self._fold_scan(result, complete=paths is None)
         return result

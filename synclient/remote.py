@@ -22,6 +22,18 @@ from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectError, ConnectionRefusedError, DNSLookupError
 from twisted.web.client import HTTPConnectionPool, ResponseFailed
 
+from caddytw.sync.compression import (
+    ENCODING,
+    MIN_SIZE,
+    DecodeError,
+    Decoder,
+    accepts_zstd,
+    compress,
+    compressible,
+    file_compressible,
+    is_identity,
+    is_zstd,
+)
 from caddytw.sync.localfs import temp_name
 from caddytw.sync.protocol import (
     HEADER_CLIENT_ID,
@@ -124,6 +136,15 @@ class Remote:
         self.pool.retryAutomatically = False
         self.agent = Agent(reactor, pool=self.pool)
         self.http = treq.client.HTTPClient(self.agent)
+        #: zstd on the wire: downloads ask for it; uploads use it once the server said
+        #: it takes it (``Accept-Encoding: zstd`` in any answer). ``False`` turns both off.
+        self.compression = True
+        self.server_takes_zstd = False
+        #: Small files travel in batches (``False``: one request each, as before).
+        self.batches = True
+        from synclient.batch import SmallFiles
+
+        self.small = SmallFiles(self, reactor)
 
     def close(self) -> Deferred[None]:
         return self.pool.closeCachedConnections()
@@ -174,6 +195,9 @@ class Remote:
         import treq
 
         code = response.code
+        if not self.server_takes_zstd and self.compression:
+            offered = response.headers.getRawHeaders("accept-encoding") or []
+            self.server_takes_zstd = accepts_zstd(", ".join(offered))
         if 200 <= code < 300:
             return
         body = await treq.content(response)
@@ -246,6 +270,28 @@ class Remote:
 
     # -- transfers ----------------------------------------------------------------------
 
+    def _upload_headers(
+        self, sha256: str, expect: str | None, mtime: float | None
+    ) -> dict[str, str]:
+        extra = {HEADER_CONTENT_SHA256: sha256, "Content-Type": "application/octet-stream"}
+        if expect is None:
+            extra["If-None-Match"] = "*"
+        else:
+            extra["If-Match"] = format_etag(expect)
+        if mtime is not None:
+            from datetime import UTC, datetime
+
+            extra[HEADER_MODIFIED] = format_time(datetime.fromtimestamp(mtime, UTC))
+        return extra
+
+    async def _uploaded(self, response: Any, path: str) -> FileMetadata | None:
+        await self._check(response, f"upload {path}")
+        body = await response.content()
+        try:
+            return FileMetadata.from_json(loads(body))
+        except ProtocolError:
+            return None
+
     async def upload(
         self,
         path: str,
@@ -259,28 +305,77 @@ class Remote:
         server sent it."""
         from twisted.web.client import FileBodyProducer
 
-        extra = {HEADER_CONTENT_SHA256: sha256, "Content-Type": "application/octet-stream"}
-        if expect is None:
-            extra["If-None-Match"] = "*"
-        else:
-            extra["If-Match"] = format_etag(expect)
-        if mtime is not None:
-            from datetime import UTC, datetime
-
-            extra[HEADER_MODIFIED] = format_time(datetime.fromtimestamp(mtime, UTC))
+        extra = self._upload_headers(sha256, expect, mtime)
         with os.fdopen(os.open(source, os.O_RDONLY | os.O_NOFOLLOW), "rb") as handle:
-            producer = FileBodyProducer(handle, readSize=CHUNK)
+            size = os.fstat(handle.fileno()).st_size
+            producer: Any = FileBodyProducer(handle, readSize=CHUNK)
+            if await self._compress_upload(source, size):
+                from synclient.compressed import CompressedBodyProducer
+
+                extra["Content-Encoding"] = ENCODING
+                producer = CompressedBodyProducer(handle, size, self.reactor)
             response = await self._request(
                 "POST", self.url("upload", path=path), headers=self.headers(extra), data=producer
             )
-            await self._check(response, f"upload {path}")
-        body = await response.content()
+            return await self._uploaded(response, path)
+
+    async def upload_bytes(
+        self, path: str, data: bytes, sha256: str, expect: str | None, mtime: float | None
+    ) -> FileMetadata | None:
+        """A small file's bytes (already read and checked against ``sha256``): batched
+        with others when the server has batches, else one request."""
+        if self.batches:
+            return await self.small.upload(path, data, sha256, expect, mtime)
+        return await self.upload_bytes_one(path, data, sha256, expect, mtime)
+
+    async def upload_bytes_one(
+        self, path: str, data: bytes, sha256: str, expect: str | None, mtime: float | None
+    ) -> FileMetadata | None:
+        extra = self._upload_headers(sha256, expect, mtime)
+        if self.compression and self.server_takes_zstd and compressible(data[:65536]):
+            data = compress(data)
+            extra["Content-Encoding"] = ENCODING
+        response = await self._request(
+            "POST", self.url("upload", path=path), headers=self.headers(extra), data=data
+        )
+        return await self._uploaded(response, path)
+
+    async def _compress_upload(self, source: Path, size: int) -> bool:
+        """zstd for this upload: the server takes it and a sample compresses."""
+        if not (self.compression and self.server_takes_zstd and size >= MIN_SIZE):
+            return False
+        from twisted.internet.threads import deferToThreadPool
+
+        pool = self.reactor.getThreadPool()
         try:
-            return FileMetadata.from_json(loads(body))
-        except ProtocolError:
-            return None
+            return bool(await deferToThreadPool(self.reactor, pool, file_compressible, source))
+        except OSError:
+            return False
+
+    def _accept(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """``extra`` plus ``Accept-Encoding: zstd`` for a whole-file download."""
+        headers = dict(extra or {})
+        if self.compression and "Range" not in headers:
+            headers["Accept-Encoding"] = ENCODING
+        return headers
 
     async def fetch(
+        self,
+        path: str,
+        expected_hash: str,
+        expected_size: int,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> bytes:
+        """A small file's verified bytes: batched with others when the server has
+        batches (see :mod:`synclient.batch`), else :meth:`fetch_one`."""
+        if not (self.batches and self.small.enabled):
+            return await self.fetch_one(path, expected_hash, expected_size, on_bytes)
+        body = await self.small.fetch(path, expected_hash, expected_size)
+        if on_bytes is not None:
+            on_bytes(len(body))
+        return body
+
+    async def fetch_one(
         self,
         path: str,
         expected_hash: str,
@@ -290,7 +385,7 @@ class Remote:
         """A small file's bytes, in memory, verified against ``expected_hash`` (the
         caller writes them out, in the thread hop it needs anyway: no temp file is
         created on the reactor thread for each of many small files)."""
-        response = await self._get(self.url("download", path=path))
+        response = await self._get(self.url("download", path=path), self._accept())
         await self._check(response, f"download {path}")
         chunks: list[bytes] = []
         received = 0
@@ -304,12 +399,7 @@ class Remote:
             if on_bytes is not None:
                 on_bytes(len(chunk))
 
-        import treq
-
-        try:
-            await treq.collect(response, keep)
-        except ResponseFailed as error:
-            raise Unreachable(f"download {path} interrupted: {error}") from error
+        await _collect(response, keep, path, expected_size)
         body = b"".join(chunks)
         if hashlib.sha256(body).hexdigest() != expected_hash:
             raise HashMismatch(f"download {path}: content does not match its hash")
@@ -329,7 +419,6 @@ class Remote:
         verify the SHA-256 and, unless ``sync`` is false (the caller then fsyncs it in
         the thread hop it needs anyway), fsync. Returns the temp file (the caller
         renames it)."""
-        import treq
         from twisted.internet.threads import deferToThread
 
         temp = download_temp(target, expected_hash)
@@ -344,7 +433,7 @@ class Remote:
         extra = {"Range": f"bytes={offset}-"} if 0 < offset < expected_size else {}
         if offset >= expected_size and expected_size > 0 and digest.hexdigest() == expected_hash:
             return temp  # a previous run fetched everything but did not rename
-        response = await self._get(self.url("download", path=path), extra)
+        response = await self._get(self.url("download", path=path), self._accept(extra))
         await self._check(response, f"download {path}")
         if response.code != 206 or not _range_starts_at(response, offset):
             offset = 0
@@ -360,10 +449,7 @@ class Remote:
                 if on_bytes is not None:
                     on_bytes(len(chunk))
 
-            try:
-                await treq.collect(response, write)
-            except ResponseFailed as error:
-                raise Unreachable(f"download {path} interrupted: {error}") from error
+            await _collect(response, write, path, expected_size)
             if sync:
                 await deferToThread(_flush, handle)
             else:
@@ -374,6 +460,29 @@ class Remote:
             temp.unlink(missing_ok=True)
             raise HashMismatch(f"download {path}: content does not match its hash")
         return temp
+
+
+async def _collect(
+    response: Any, write: Callable[[bytes], None], path: str, expected_size: int
+) -> None:
+    """The body into ``write``, decoded when the server sent zstd (never more than
+    ``expected_size`` decoded bytes: a bomb stops at once)."""
+    import treq
+
+    coding = [c for c in response.headers.getRawHeaders("content-encoding") or [] if c.strip()]
+    decoder = None
+    if coding and not (len(coding) == 1 and is_identity(coding[0])):
+        if not is_zstd(coding[-1]) or len(coding) > 1:
+            raise BadAnswer(f"download {path}: unexpected Content-Encoding {coding!r}")
+        decoder = Decoder(write, expected_size)
+    try:
+        await treq.collect(response, decoder.write if decoder is not None else write)
+        if decoder is not None:
+            decoder.close()
+    except ResponseFailed as error:
+        raise Unreachable(f"download {path} interrupted: {error}") from error
+    except DecodeError as error:
+        raise HashMismatch(f"download {path}: bad zstd body: {error}") from None
 
 
 def _parsed(what: str, parse: Callable[[Any], T], data: Any) -> T:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import stat as stat_module
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,14 +107,23 @@ class Scanner:
                 result.skipped.append(entry.path)
 
     def _hash_one(
-        self, rel: str, first: os.stat_result, cache: Mapping[str, CacheEntry], now: float
+        self,
+        rel: str,
+        first: os.stat_result,
+        cache: Mapping[str, CacheEntry],
+        now: float,
+        finished: AbstractSet[str] = frozenset(),
     ) -> LocalEntry | str | None:
-        """The entry, ``None`` when the file vanished, or ``"unsettled"``."""
+        """The entry, ``None`` when the file vanished, or ``"unsettled"``.
+
+        A ``finished`` file (closed after writing, says the watcher) is hashed at once;
+        any other recently modified one waits ``settle`` seconds, since it may still be
+        open for writing. Either way the stat before and after hashing must agree."""
         key = Stat.of(first)
         known = cache.get(rel)
         if known is not None and known.stat == key:
             return LocalEntry(rel, known.hash, key, first.st_mtime)
-        if 0 <= now - first.st_mtime < self.settle:
+        if rel not in finished and 0 <= now - first.st_mtime < self.settle:
             return "unsettled"
         try:
             found = stable_hash(self.root / rel)
@@ -131,9 +141,10 @@ class Scanner:
         cache: Mapping[str, CacheEntry],
         now: float,
         result: ScanResult,
+        finished: AbstractSet[str] = frozenset(),
     ) -> None:
         def job(item: tuple[str, os.stat_result]) -> tuple[str, LocalEntry | str | None]:
-            return item[0], self._hash_one(item[0], item[1], cache, now)
+            return item[0], self._hash_one(item[0], item[1], cache, now, finished)
 
         todo = [f for f in files if not _cached(f, cache)]
         done = [job(f) for f in files if _cached(f, cache)]
@@ -148,16 +159,25 @@ class Scanner:
             elif outcome == "unsettled":
                 result.unsettled.add(rel)
 
-    def scan(self, cache: Mapping[str, CacheEntry], now: float) -> ScanResult:
+    def scan(
+        self,
+        cache: Mapping[str, CacheEntry],
+        now: float,
+        finished: AbstractSet[str] = frozenset(),
+    ) -> ScanResult:
         """The whole tree."""
         result = ScanResult(roots=[""])
         files: list[tuple[str, os.stat_result]] = []
         self._walk("", result, files)
-        self._hash_all(files, cache, now, result)
+        self._hash_all(files, cache, now, result, finished)
         return result
 
     def scan_paths(
-        self, paths: Iterable[str], cache: Mapping[str, CacheEntry], now: float
+        self,
+        paths: Iterable[str],
+        cache: Mapping[str, CacheEntry],
+        now: float,
+        finished: AbstractSet[str] = frozenset(),
     ) -> ScanResult:
         """Only ``paths`` (each one a root; a directory is rescanned whole)."""
         result = ScanResult()
@@ -194,7 +214,7 @@ class Scanner:
                 files.append((rel, info))
             elif stat_module.S_ISLNK(info.st_mode):
                 result.links.add(rel)
-        self._hash_all(files, cache, now, result)
+        self._hash_all(files, cache, now, result, finished)
         return result
 
     def _link_above(self, rel: str) -> str | None:

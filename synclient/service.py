@@ -39,6 +39,8 @@ class Settings:
     settle: float = 0.4
     debounce: float = 0.1
     initial_sync: bool = False
+    compression: bool = True
+    batches: bool = True
 
 
 @dataclass(slots=True)
@@ -53,6 +55,8 @@ def build(settings: Settings, reactor: Any = None) -> Parts:
     root = settings.local_path
     state = StateDB(root)
     remote = Remote(settings.server, state.client_id, settings.token, reactor=reactor)
+    remote.compression = settings.compression
+    remote.batches = settings.batches
     scanner = Scanner(root, IgnoreRules.load(root, settings.excludes), settle=settings.settle)
     progress = Progress(sys.stderr)
     engine = Engine(

@@ -322,10 +322,11 @@ def relative_event_path(root: str, raw: str | bytes, hidden: Hidden) -> str | No
 
 
 class FolderEvents:
-    """A watchdog handler: relative paths into the reactor thread."""
+    """A watchdog handler: relative paths into the reactor thread, as
+    ``report(path, folder_appeared, finished)``."""
 
     def __init__(
-        self, root: str, hidden: Hidden, report: Callable[[str, bool], None], reactor: Any
+        self, root: str, hidden: Hidden, report: Callable[[str, bool, bool], None], reactor: Any
     ):
         self.root = root
         self.hidden = hidden
@@ -345,14 +346,18 @@ class FolderEvents:
                 continue
             # A folder that appears may hold content no event will report.
             appeared = is_dir and (kind == "created" or which == "dest_path")
-            self.reactor.callFromThread(self.report, rel, appeared)
+            # A file closed after writing (IN_CLOSE_WRITE) or renamed into place is
+            # complete now: no settle window needed to guess that it is.
+            finished = not is_dir and (kind == "closed" or which == "dest_path")
+            self.reactor.callFromThread(self.report, rel, appeared, finished)
 
 
 def start_watch(
-    root: Path | str, hidden: Hidden, report: Callable[[str, bool], None], reactor: Any
+    root: Path | str, hidden: Hidden, report: Callable[[str, bool, bool], None], reactor: Any
 ) -> Any:
     """Watch ``root`` recursively (content-changing events only) and call
-    ``report(relative_path, folder_appeared)`` in the reactor thread; returns the
+    ``report(relative_path, folder_appeared, finished)`` in the reactor thread
+    (``finished``: a file closed after writing or moved into place); returns the
     started observer (``stop()`` and ``join()`` it)."""
     from watchdog.observers import Observer
 
@@ -371,7 +376,11 @@ def start_watch(
 class PathBatcher:
     """Reported paths collected until ``delay`` seconds pass without a new one (at most
     ``max_wait`` after the first, so a folder that never stops changing is still
-    looked at), then handed to ``deliver(paths, new_folders)`` in one batch.
+    looked at), then handed to ``deliver(paths, new_folders, finished)`` in one batch.
+
+    A *finished* path (closed after writing, or moved into place) is delivered at
+    once, with whatever else is pending: waiting longer cannot make it more complete,
+    and every millisecond here is latency another client sees.
 
     ``deliver`` returning ``False`` means "busy, not now": the batch is kept and
     offered again after ``delay``. Runs in the reactor thread.
@@ -381,7 +390,7 @@ class PathBatcher:
         self,
         reactor: Any,
         delay: float,
-        deliver: Callable[[set[str], set[str]], bool | None],
+        deliver: Callable[[set[str], set[str], set[str]], bool | None],
         max_wait: float | None = None,
     ) -> None:
         self.reactor = reactor
@@ -390,18 +399,26 @@ class PathBatcher:
         self.deliver = deliver
         self.pending: set[str] = set()
         self.folders: set[str] = set()
+        self.finished: set[str] = set()
         self._call: Any = None
         self._first = 0.0
 
-    def add(self, path: str, new_folder: bool = False) -> None:
+    def add(self, path: str, new_folder: bool = False, finished: bool = False) -> None:
         if not self.pending:
             self._first = self.reactor.seconds()
         self.pending.add(path)
         if new_folder:
             self.folders.add(path)
-        wait = min(self.delay, max(0.0, self._first + self.max_wait - self.reactor.seconds()))
+        if finished:
+            self.finished.add(path)
+            wait = 0.0
+        else:
+            left = self._first + self.max_wait - self.reactor.seconds()
+            wait = min(self.delay, max(0.0, left))
         if self._call is not None and self._call.active():
-            self._call.reset(wait)
+            # A finished path already asked for a flush at once: never postpone that.
+            if finished or not self.finished:
+                self._call.reset(wait)
         else:
             self._call = self.reactor.callLater(wait, self._flush)
 
@@ -409,11 +426,12 @@ class PathBatcher:
         self._call = None
         if not self.pending:
             return
-        paths, folders = self.pending, self.folders
-        self.pending, self.folders = set(), set()
-        if self.deliver(paths, folders) is False:
+        paths, folders, finished = self.pending, self.folders, self.finished
+        self.pending, self.folders, self.finished = set(), set(), set()
+        if self.deliver(paths, folders, finished) is False:
             self.pending |= paths
             self.folders |= folders
+            self.finished |= finished
             self._call = self.reactor.callLater(self.delay, self._flush)
 
     def cancel(self) -> None:

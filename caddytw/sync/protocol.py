@@ -49,6 +49,24 @@ origin when no bearer token names the client). Downloads carry ``ETag: "<sha256>
 honour ``Range`` / ``If-Range``. ``GET /api/list`` also answers ``X-Sync-Index-Id`` and
 ``X-Sync-Cursor`` headers: the cursor the listing corresponds to.
 
+Transfers (additive): ``Accept-Encoding: zstd`` on a whole-file download may be answered
+with ``Content-Encoding: zstd`` (never for ``Range``); upload bodies may be
+``Content-Encoding: zstd`` (every answer says ``Accept-Encoding: zstd``); hashes and ETags
+are always of the decoded bytes, and ``max_upload_size`` holds for the decoded size (see
+:mod:`caddytw.sync.compression`). ``POST /api/batch/upload`` and
+``POST /api/batch/download`` move many small files per request; their framing and JSON
+shapes are in :mod:`caddytw.sync.batch`::
+
+    batch entry    {"path": "a.txt", "size": 5, "sha256": "<hex>",
+                    "if_match": "<hex>" | "if_none_match": "*", "modified": "..."}
+                   + 5 bytes, ...; then {"end": true, "count": N}
+    batch result   {"results": [{"index": 0, "path": "a.txt", "status": 201,
+                                 "metadata": FileMetadata},
+                                {"index": 1, "path": "b.txt", "status": 412,
+                                 "error": "...", "conflict": ConflictInfo}]}
+    batch download {"paths": ["a.txt", ...]} -> entries {"path", "status": 200, "size",
+                   "sha256", "modified"} + bytes, or {"path", "status", "error"}
+
 Paths are relative POSIX paths: see :func:`validate_path`.
 """
 

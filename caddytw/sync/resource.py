@@ -1,6 +1,7 @@
 """The sync HTTP API: ``list``, ``sync``, ``upload``, ``download``, ``metadata``,
-``file`` (DELETE), ``whoami`` and ``events`` (WebSocket), as the last segment of the request path
-(so the handler works under ``/api/*`` or any other prefix).
+``file`` (DELETE), ``whoami``, ``events`` (WebSocket) and ``batch/upload`` /
+``batch/download`` (:mod:`caddytw.sync.batch`), as the last segment(s) of the request
+path (so the handler works under ``/api/*`` or any other prefix).
 
 Every answer is JSON (``{"error": "..."}`` for failures, a ``ConflictInfo`` for 412 and,
 with ``error`` and ``existing_path`` added, for a 409 case/normalisation name clash) or
@@ -24,8 +25,20 @@ from twisted.web.server import NOT_DONE_YET
 from caddytw.http.body import BodyAborted, BodyTooLarge, ThreadReader, collect_file
 from caddytw.http.request import CaddyRequest, transport_of
 from caddytw.http.routing import LeafResource
+from caddytw.sync import batch_api
 from caddytw.sync.access import AccessPolicy, SyncClient
+from caddytw.sync.compression import (
+    ENCODING,
+    MIN_SIZE,
+    DecodedTooLarge,
+    DecodeError,
+    DecodingReader,
+    accepts_zstd,
+    is_identity,
+    is_zstd,
+)
 from caddytw.sync.core import Conflict, NameClash, Preconditions, Unstorable
+from caddytw.sync.encoded import CompressedFileProducer, should_compress
 from caddytw.sync.events import EventHub
 from caddytw.sync.folder import StoreError
 from caddytw.sync.protocol import (
@@ -199,16 +212,24 @@ class FileSyncResource(LeafResource):
             "sync": ((b"POST",), False, self.sync),
             "upload": ((b"POST", b"PUT"), True, self.upload),
             "file": ((b"DELETE",), True, self.delete),
+            "batch/upload": ((b"POST",), True, self.batch_upload),
+            "batch/download": ((b"POST",), False, self.batch_download),
         }
 
     # -- dispatch ----------------------------------------------------------------------
 
     def render(self, request: CaddyRequest) -> Any:
-        name = request.decoded_path.rstrip("/").rsplit("/", 1)[-1]
+        segments = request.decoded_path.rstrip("/").rsplit("/", 2)
+        name = segments[-1]
+        if len(segments) == 3 and segments[-2] == "batch":
+            name = f"batch/{name}"
         try:
             client = self.access.authenticate(request)
             if client is not None:  # who the server takes the caller for: the token's id
                 request.setHeader(HEADER_CLIENT_ID.encode("ascii"), client.id.encode("utf-8"))
+            # RFC 9110 12.5.3: in a response, the codings accepted in request bodies,
+            # so a client knows it may send zstd uploads to this server.
+            request.setHeader(b"accept-encoding", ENCODING.encode("ascii"))
             if self.store.problem is not None:  # missing folder or marker: logged once
                 raise ApiError(503, self.store.problem)
             if name == "events":
@@ -221,7 +242,7 @@ class FileSyncResource(LeafResource):
                 raise ApiError(405, f"{name} accepts {', '.join(m.decode() for m in methods)}")
             if writes:
                 self.check_write(client)
-            if name == "upload":
+            if name in ("upload", "batch/upload"):
                 self.check_upload_size(request)
         except StoreError as error:
             return self.error_body(request, error)
@@ -381,23 +402,37 @@ class FileSyncResource(LeafResource):
                 modified_ns = int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
         except ProtocolError as error:
             raise ApiError(400, str(error)) from None
+        coding = request.header_text("Content-Encoding")
+        if not (is_identity(coding) or is_zstd(coding)):
+            raise ApiError(415, f"Content-Encoding {coding!r}: only zstd or identity")
         gone: list[bool] = []
         request.notifyFinish().addErrback(lambda _: gone.append(True))
         # The handler's own limit rules its route, above or below the server's default
         # max_request_body (0: no limit), as a route's request_body does.
-        request.body.limit_to(self.max_upload_size or None)
+        limit = self.max_upload_size or None
+        request.body.limit_to(limit)
         # Streamed straight into the store's staged temp file by one thread (asked for
-        # only once the preconditions held): written once, memory flat.
-        content = ThreadReader(request.body, self.reactor)
-        meta, status = await self.store.put(
-            path,
-            cast(BinaryIO, content),
-            expected,
-            preconditions(request),
-            modified_ns,
-            self.origin(request, client),
-            lambda: bool(gone) or request.client_gone,
-        )
+        # only once the preconditions held): written once, memory flat. A zstd body is
+        # decoded on the way (same hash, verify and atomic rename as a plain one); the
+        # limit holds for the decoded size too, so a bomb is refused mid-stream and its
+        # temp file removed.
+        content: Any = ThreadReader(request.body, self.reactor)
+        if is_zstd(coding):
+            content = DecodingReader(content, limit)
+        try:
+            meta, status = await self.store.put(
+                path,
+                cast(BinaryIO, content),
+                expected,
+                preconditions(request),
+                modified_ns,
+                self.origin(request, client),
+                lambda: bool(gone) or request.client_gone,
+            )
+        except DecodedTooLarge:
+            raise ApiError(413, f"uploads are limited to {limit} bytes (decoded)") from None
+        except DecodeError as error:
+            raise ApiError(400, f"zstd body: {error}") from None
         metadata_headers(request, meta)
         self.send(request, 201 if status == "created" else 200, dumps(meta))
 
@@ -448,12 +483,40 @@ class FileSyncResource(LeafResource):
                     b"content-range", f"bytes {chosen[0]}-{chosen[1]}/{meta.size}".encode("ascii")
                 )
         request.setHeader(b"content-type", b"application/octet-stream")
+        request.setHeader(b"vary", b"Accept-Encoding")
+        if (
+            request.code == 200
+            and length >= MIN_SIZE
+            and accepts_zstd(request.getHeader(b"accept-encoding"))
+            and await self.in_thread(should_compress, source, length)
+        ):
+            if request.method == b"HEAD" or request.client_gone:
+                source.close()
+                request.setHeader(b"content-encoding", ENCODING.encode("ascii"))
+                request.finish()
+                return
+            await CompressedFileProducer(source, length, request, self.in_thread).begin()
+            return
         request.setHeader(b"content-length", str(length).encode("ascii"))
         if request.method == b"HEAD" or length == 0:
             source.close()
             request.finish()
             return
         await FileRangeProducer(source, start, length, request).begin()
+
+    async def batch_upload(self, request: CaddyRequest, client: SyncClient | None) -> None:
+        """Many small files in one request: see :mod:`caddytw.sync.batch`."""
+        await batch_api.batch_upload(self, request, client)
+
+    async def batch_download(self, request: CaddyRequest, client: SyncClient | None) -> None:
+        """Many small files in one answer: see :mod:`caddytw.sync.batch`."""
+        await batch_api.batch_download(self, request, client)
+
+    def in_thread(self, work: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        """Blocking file work (samples, compression) off the reactor thread."""
+        from twisted.internet.threads import deferToThreadPool
+
+        return deferToThreadPool(self.reactor, self.reactor.getThreadPool(), work, *args)
 
     def events(self, request: CaddyRequest) -> Any:
         if request.method != b"GET":

@@ -103,12 +103,13 @@ class SyncService(Service):
     def _start_observer(self) -> None:
         self._observer = start_watch(self.store.root, hidden, self.touched, self.reactor)
 
-    def touched(self, path: str, new_folder: bool) -> None:
-        """A path changed on disk (reactor thread): refresh it soon, and everything below
-        it when it is a folder that just appeared."""
-        self._batch.add(path, new_folder)
+    def touched(self, path: str, new_folder: bool, finished: bool = False) -> None:
+        """A path changed on disk (reactor thread): refresh it soon (at once when it
+        was closed after writing), and everything below it when it is a folder that
+        just appeared."""
+        self._batch.add(path, new_folder, finished)
 
-    def _flush(self, paths: set[str], folders: set[str]) -> bool:
+    def _flush(self, paths: set[str], folders: set[str], _finished: set[str]) -> bool:
         if self.store.problem is not None:
             return True  # dropped: the folder is rescanned whole when it is back
         if self._busy is not None:

@@ -85,12 +85,19 @@ class FileRangeProducer:
     def _finish(self, complete: bool) -> None:
         if self.done.called:
             return
-        self.source.close()
-        if self.request.producer is self:
-            self.request.unregisterProducer()
-        if not self.request.client_gone:
-            if complete:
-                self.request.finish()
-            else:
-                transport_of(self.request).abortConnection()
+        finish_response(self.source, self.request, self, complete)
         self.done.callback(None)
+
+
+def finish_response(source: BinaryIO, request: Any, producer: object, complete: bool) -> None:
+    """End a streamed file answer: close the file, drop the producer, then finish the
+    response, or abort the connection when it is incomplete (a short body must not
+    look like a whole one)."""
+    source.close()
+    if request.producer is producer:
+        request.unregisterProducer()
+    if not request.client_gone:
+        if complete:
+            request.finish()
+        else:
+            transport_of(request).abortConnection()

@@ -10,6 +10,8 @@ import json
 import os
 import socket
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -200,3 +202,23 @@ class WebSocket:
 
     def close(self) -> None:
         self.sock.close()
+
+
+@contextmanager
+def upload_server(tmp_path: Path, max_upload_size: int) -> Iterator[Any]:
+    """A real server with uploads on and ``max_upload_size``; ``.root`` is its folder."""
+    from tests.support.ports import free_port
+    from tests.support.server import running_server, simple_config
+
+    port = free_port()
+    root = tmp_path / "data"
+    root.mkdir()
+    route = sync_route(root, enable_upload=True, max_upload_size=max_upload_size)
+    with running_server(simple_config(port, route), tmp_path, [port]) as srv:
+        srv.root = root
+        yield srv
+
+
+def everything(root: Path) -> list[str]:
+    """Every name under ``root`` (temp files and the index included)."""
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))

@@ -128,7 +128,7 @@ def test_batcher_waits_for_quiet_but_not_forever() -> None:
     clock = Clock()
     batches: list[tuple[set[str], set[str]]] = []
     batcher = localfs.PathBatcher(
-        clock, 0.1, lambda p, f: batches.append((p, f)) and None, max_wait=1.0
+        clock, 0.1, lambda p, f, _done: batches.append((p, f)) and None, max_wait=1.0
     )
     batcher.add("a")
     clock.advance(0.05)
@@ -148,7 +148,7 @@ def test_batcher_keeps_a_refused_batch() -> None:
     busy = [True]
     got: list[set[str]] = []
 
-    def deliver(paths: set[str], folders: set[str]) -> bool:
+    def deliver(paths: set[str], folders: set[str], finished: set[str]) -> bool:
         if busy[0]:
             return False
         got.append(paths)
@@ -162,3 +162,22 @@ def test_batcher_keeps_a_refused_batch() -> None:
     batcher.add("b")
     clock.advance(0.1)
     assert got == [{"a", "b"}]
+
+
+def test_batcher_delivers_a_finished_file_at_once() -> None:
+    """A file closed after writing is not held for the quiet window (here 10 s): the
+    latency a user sees on the other machine is this delay plus one round trip."""
+    clock = Clock()
+    got: list[tuple[set[str], set[str]]] = []
+    batcher = localfs.PathBatcher(clock, 10.0, lambda p, _f, done: got.append((p, done)) and None)
+    batcher.add("a")  # IN_MODIFY while it is written
+    batcher.add("b")
+    batcher.add("a", finished=True)  # IN_CLOSE_WRITE
+    batcher.add("c")  # a later event does not postpone the pending flush
+    clock.advance(0)
+    assert got == [({"a", "b", "c"}, {"a"})]
+    batcher.add("d")
+    clock.advance(9.9)
+    assert len(got) == 1  # unfinished paths still wait for quiet
+    clock.advance(0.1)
+    assert got[1] == ({"d"}, set())

@@ -13,6 +13,7 @@ from watchdog.events import (
     DirCreatedEvent,
     DirModifiedEvent,
     DirMovedEvent,
+    FileClosedEvent,
     FileCreatedEvent,
     FileModifiedEvent,
     FileMovedEvent,
@@ -29,14 +30,37 @@ class FakeReactor:
         work(*args)
 
 
-def dispatched(root: Path, *events: Any) -> list[tuple[str, bool]]:
-    calls: list[tuple[str, bool]] = []
+def dispatched_all(root: Path, *events: Any) -> list[tuple[str, bool, bool]]:
+    calls: list[tuple[str, bool, bool]] = []
     handler = FolderEvents(
-        str(root), hidden, lambda path, new: calls.append((path, new)), FakeReactor()
+        str(root), hidden, lambda path, new, done: calls.append((path, new, done)), FakeReactor()
     )
     for event in events:
         handler.dispatch(event)
     return calls
+
+
+def dispatched(root: Path, *events: Any) -> list[tuple[str, bool]]:
+    return [(path, new) for path, new, _done in dispatched_all(root, *events)]
+
+
+def test_closed_after_writing_and_moved_in_files_are_finished(tmp_path: Path) -> None:
+    """The client and the server act on these at once instead of waiting for quiet."""
+    root = str(tmp_path)
+    calls = dispatched_all(
+        tmp_path,
+        FileModifiedEvent(f"{root}/a.txt"),
+        FileClosedEvent(f"{root}/a.txt"),
+        FileMovedEvent(f"{root}/.b.0123456789abcdef.tmp", f"{root}/b.txt"),
+        DirMovedEvent(f"{root}/old", f"{root}/new"),
+    )
+    assert calls == [
+        ("a.txt", False, False),
+        ("a.txt", False, True),
+        ("b.txt", False, True),
+        ("old", False, False),
+        ("new", True, False),
+    ]
 
 
 def test_folder_modified_events_are_ignored(tmp_path: Path) -> None:

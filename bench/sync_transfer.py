@@ -1,0 +1,255 @@
+"""Sync transfer benchmark (not run in CI): compression, batches, latency, peak RSS.
+
+    PYTHONPATH=. python bench/sync_transfer.py [--quick]
+
+Against a real caddytw ``file_sync`` server on loopback, side by side in one run:
+
+- compression: 22 MB of JSON log lines and 22 MB of random data, up (client A
+  ``--once``) and down (client B ``--initial-sync``), bytes counted by a TCP relay
+  between client and server, time with ``--compression auto`` and ``off``;
+- initial sync (``--once --initial-sync``) of 10,000 x 4 KiB files and of one 1 GiB
+  file, against an rsync daemon on the same data (``rsync -a --whole-file``);
+- A->B latency of a 3 KB file written and closed on A until the bytes are on B
+  (median and p95);
+- peak RSS of the clients (``wait4``) and of the server (``VmHWM``).
+
+``--quick`` uses 2,000 small files, a 256 MiB big file and 30 latency samples.
+Prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.synclient import _big_file, arrival, rsync_time, run_measured
+from tests.support.byte_relay import byte_relay
+from tests.synclient.harness import Client, SyncServer, tree, wait_until
+
+MB = 1_000_000
+
+
+def server_peak_rss(server: SyncServer) -> int:
+    """The server's peak RSS in MiB (``VmHWM``), read before it stops."""
+    assert server.process is not None
+    try:
+        status = Path(f"/proc/{server.process.process.pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) // 1024
+    return 0
+
+
+def log_lines(size: int) -> bytes:
+    rng = random.Random(7)
+    out: list[bytes] = []
+    total = 0
+    while total < size:
+        line = (
+            json.dumps(
+                {
+                    "ts": f"2026-12-04T23:{rng.randrange(60):02d}:{rng.random() * 60:06.3f}Z",
+                    "level": rng.choice(["info", "info", "warn", "error"]),
+                    "msg": rng.choice(["request done", "cache miss", "upstream slow"]),
+                    "method": rng.choice(["GET", "POST"]),
+                    "path": f"/api/v1/items/{rng.randrange(100_000)}",
+                    "status": rng.choice([200, 200, 200, 404, 500]),
+                    "duration_ms": round(rng.random() * 300, 3),
+                    "request_id": f"{rng.getrandbits(128):032x}",
+                }
+            ).encode()
+            + b"\n"
+        )
+        out.append(line)
+        total += len(line)
+    return b"".join(out)[:size]
+
+
+def relayed(server: SyncServer, port: int) -> SyncServer:
+    view = SyncServer.__new__(SyncServer)
+    view.__dict__.update(server.__dict__)
+    view.port = port
+    return view
+
+
+def compression_case(work: Path, name: str, data: bytes, mode: str) -> dict[str, float]:
+    case = work / f"{name}-{mode}"
+    case.mkdir()
+    server = SyncServer(case).start()
+    try:
+        a = case / "a"
+        a.mkdir()
+        (a / f"{name}.bin").write_bytes(data)
+        os.utime(a / f"{name}.bin", (1.6e9, 1.6e9))
+        with byte_relay(server.port) as (port, counts):
+            view = relayed(server, port)
+            up_s, code, _ = run_measured(Client(view, a, "--compression", mode).command("--once"))
+            assert code == 0
+            up = counts.up
+            counts.reset()
+            down_s, code, _ = run_measured(
+                Client(view, case / "b", "--compression", mode).command("--once", "--initial-sync")
+            )
+            assert code == 0
+            down = counts.down
+        assert (case / "b" / f"{name}.bin").read_bytes() == data
+        return {"up": up, "down": down, "up_s": up_s, "down_s": down_s}
+    finally:
+        server.stop()
+
+
+def initial_sync(work: Path, label: str, populate: object, *args: str) -> tuple[str, str, str]:
+    case = work / label.replace(" ", "-").replace("x", "x")
+    case.mkdir()
+    server = SyncServer(case)
+    populate(server.root)  # type: ignore[operator]
+    server.start()
+    try:
+        local = case / "client"
+        seconds, code, rss = run_measured(
+            Client(server, local, *args).command("--once", "--initial-sync")
+        )
+        assert code == 0, f"synclient exit {code}"
+        assert tree(local) == tree(server.root), "trees differ after initial sync"
+        server_rss = server_peak_rss(server)
+        reference = rsync_time(server.root, case)
+        return (
+            f"{seconds:.2f} s",
+            f"{reference:.2f} s ({seconds / reference:.1f}x)",
+            (f"client {rss} MiB, server {server_rss} MiB"),
+        )
+    finally:
+        server.stop()
+
+
+def latency(work: Path, count: int) -> tuple[list[float], int, int, int]:
+    (work / "latency").mkdir()
+    server = SyncServer(work / "latency")
+    (server.root / "seed.txt").write_bytes(b"seed")
+    server.start()
+    a = Client(server, work / "lat-a").start()
+    b = Client(server, work / "lat-b").start()
+    samples: list[float] = []
+    try:
+        for client in (a, b):
+            wait_until(lambda c=client: (c.root / "seed.txt").exists(), 60, "first pass")
+        time.sleep(1.0)
+        for i in range(count):
+            data = os.urandom(1500).hex().encode()  # 3 KB
+            name = f"lat/{i % 10}.txt"
+            (a.root / "lat").mkdir(exist_ok=True)
+            start = time.monotonic()
+            (a.root / name).write_bytes(data)
+            samples.append(arrival(b.root / name, data, start, f"change {i}"))
+            time.sleep(0.05)
+        server_rss = server_peak_rss(server)
+    finally:
+        rss = []
+        for client in (a, b):
+            assert client.process is not None
+            pid = client.process.pid
+            client.process.terminate()
+            _pid, _status, usage = os.wait4(pid, 0)
+            client.process = None
+            rss.append(usage.ru_maxrss // 1024)
+        server.stop()
+    return samples, rss[0], rss[1], server_rss
+
+
+def small_files(root: Path, count: int) -> None:
+    for i in range(count):
+        folder = root / f"d{i % 100}"
+        folder.mkdir(exist_ok=True)
+        (folder / f"f{i}.txt").write_bytes(os.urandom(4096))
+
+
+class Rows(list[tuple[str, str, str]]):
+    """The table so far; each row also goes to stderr at once (a late failure keeps
+    what was measured)."""
+
+    def append(self, row: tuple[str, str, str]) -> None:
+        super().append(row)
+        print(f"| {row[0]} | {row[1]} | {row[2]} |", file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    options = argparse.ArgumentParser()
+    options.add_argument("--quick", action="store_true", help="smaller sizes")
+    options.add_argument("--only", choices=["compression", "initial", "latency"], default=None)
+    args = options.parse_args()
+    small, big, changes = (2000, 256 << 20, 30) if args.quick else (10_000, 1 << 30, 100)
+    rows = Rows()
+    with tempfile.TemporaryDirectory(prefix="sync-transfer-bench-") as tmp:
+        work = Path(tmp)
+        if args.only in (None, "latency"):
+            samples, rss_a, rss_b, server_rss = latency(work, changes)
+            samples.sort()
+            median = statistics.median(samples) * 1000
+            p95 = samples[int(0.95 * (len(samples) - 1))] * 1000
+            rows.append(
+                (
+                    f"A->B latency, 3 KB file, {changes} changes",
+                    f"median {median:.0f} ms, p95 {p95:.0f} ms",
+                    f"peak RSS: clients {rss_a} / {rss_b} MiB, server {server_rss} MiB",
+                )
+            )
+        if args.only in (None, "compression"):
+            text = log_lines(22 * MB)
+            noise = os.urandom(22 * MB)
+            for name, data in (("JSON log lines", text), ("random data", noise)):
+                on = compression_case(work, name.replace(" ", "-"), data, "auto")
+                off = compression_case(work, name.replace(" ", "-"), data, "off")
+                rows.append(
+                    (
+                        f"22 MB {name}: bytes on the wire up / down",
+                        f"{on['up'] / MB:.1f} / {on['down'] / MB:.1f} MB "
+                        f"({on['up'] / len(data):.0%} / {on['down'] / len(data):.0%})",
+                        f"off: {off['up'] / MB:.1f} / {off['down'] / MB:.1f} MB",
+                    )
+                )
+                rows.append(
+                    (
+                        f"22 MB {name}: time up / down",
+                        f"{on['up_s']:.2f} / {on['down_s']:.2f} s",
+                        f"off: {off['up_s']:.2f} / {off['down_s']:.2f} s",
+                    )
+                )
+        if args.only in (None, "initial"):
+            ours, theirs, rss = initial_sync(
+                work, f"{small} x 4 KiB", lambda root: small_files(root, small)
+            )
+            rows.append(
+                (f"initial sync, {small} x 4 KiB files", ours, f"rsync daemon {theirs}; {rss}")
+            )
+            off, _theirs, _rss = initial_sync(
+                work,
+                f"{small} x 4 KiB unbatched",
+                lambda root: small_files(root, small),
+                "--batch",
+                "off",
+            )
+            rows.append((f"initial sync, {small} x 4 KiB files, --batch off", off, ""))
+            ours, theirs, rss = initial_sync(
+                work, f"one {big >> 20} MiB", lambda root: _big_file(root, big)
+            )
+            rows.append(
+                (f"initial sync, one {big >> 20} MiB file", ours, f"rsync daemon {theirs}; {rss}")
+            )
+    print("| measure | synclient | reference / notes |\n| --- | --- | --- |")
+    for name, value, note in rows:
+        print(f"| {name} | {value} | {note} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Transfers end to end through a byte-counting TCP relay: zstd both ways for text,
+identity for random data, and ``--compression off`` as the control."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from tests.support.byte_relay import byte_relay
+from tests.synclient.harness import Client, SyncServer, tree
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def log_lines(size: int, seed: int = 1) -> bytes:
+    """JSON log lines like a web server writes (timestamps, ids, paths)."""
+    rng = random.Random(seed)
+    out: list[bytes] = []
+    total = 0
+    while total < size:
+        line = (
+            json.dumps(
+                {
+                    "ts": 1_700_000_000 + rng.random() * 1e5,
+                    "level": rng.choice(["info", "warn", "error"]),
+                    "msg": rng.choice(["request done", "cache miss", "upstream slow"]),
+                    "path": f"/api/v1/items/{rng.randrange(100_000)}",
+                    "status": rng.choice([200, 200, 404, 500]),
+                    "request_id": f"{rng.getrandbits(128):032x}",
+                }
+            ).encode()
+            + b"\n"
+        )
+        out.append(line)
+        total += len(line)
+    return b"".join(out)
+
+
+def relayed(server: SyncServer, port: int) -> SyncServer:
+    view = SyncServer.__new__(SyncServer)
+    view.__dict__.update(server.__dict__)
+    view.port = port
+    return view
+
+
+def aged(root: Path) -> None:
+    for path in root.rglob("*"):
+        os.utime(path, (1_600_000_000, 1_600_000_000))
+
+
+def test_text_travels_compressed_both_ways_and_random_data_as_is(
+    server: SyncServer, tmp_path: Path
+) -> None:
+    text = log_lines(2_000_000)
+    noise = os.urandom(1_000_000)
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    (a / "app.log").write_bytes(text)
+    aged(a)
+    with byte_relay(server.port) as (port, counts):
+        view = relayed(server, port)
+        first = Client(view, a).once()
+        assert first.returncode == 0, first.stderr
+        assert counts.up < 0.3 * len(text), counts.up
+        counts.reset()
+        got = Client(view, b, "--initial-sync").once()
+        assert got.returncode == 0, got.stderr
+        assert counts.down < 0.3 * len(text), counts.down
+        assert (b / "app.log").read_bytes() == text
+
+        (a / "noise.bin").write_bytes(noise)
+        aged(a)
+        counts.reset()
+        assert Client(view, a).once().returncode == 0
+        assert Client(view, b).once().returncode == 0
+        assert counts.up >= len(noise) and counts.down >= len(noise)
+    assert tree(a) == tree(b) == tree(server.root)
+
+
+def test_compression_off_sends_identity(server: SyncServer, tmp_path: Path) -> None:
+    text = log_lines(300_000, seed=2)
+    a = tmp_path / "a"
+    a.mkdir()
+    (a / "app.log").write_bytes(text)
+    aged(a)
+    with byte_relay(server.port) as (port, counts):
+        result = Client(relayed(server, port), a, "--compression", "off").once()
+        assert result.returncode == 0, result.stderr
+        assert counts.up > len(text)
+    assert (server.root / "app.log").read_bytes() == text
+
+
+def test_many_small_files_take_a_few_batch_requests_each_way(
+    server: SyncServer, tmp_path: Path
+) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    for i in range(600):
+        path = a / f"d{i % 7}" / f"f{i}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(os.urandom(1024))
+    aged(a)
+    with byte_relay(server.port, record=True) as (port, counts):
+        view = relayed(server, port)
+        result = Client(view, a).once()
+        assert result.returncode == 0, result.stderr
+        assert counts.requests(b"POST /api/upload") == 0
+        assert 1 <= counts.requests(b"POST /api/batch/upload") <= 20
+        counts.reset()
+        result = Client(view, b, "--initial-sync").once()
+        assert result.returncode == 0, result.stderr
+        assert counts.requests(b"GET /api/download") == 0
+        assert 1 <= counts.requests(b"POST /api/batch/download") <= 20
+        counts.reset()
+        # The old one-request-per-file path still works against the same server.
+        (a / "late.txt").write_bytes(b"late")
+        aged(a)
+        assert Client(view, a, "--batch", "off").once().returncode == 0
+        assert counts.requests(b"POST /api/upload") == 1
+    assert tree(a) == tree(server.root)
+    assert {k: v for k, v in tree(b).items()} == {
+        k: v for k, v in tree(server.root).items() if k != "late.txt"
+    }
