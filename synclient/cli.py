@@ -41,9 +41,24 @@ exit status:
   8  the server answered something invalid (not the file_sync protocol);
      the pass stopped there
 
+With several --server, the folder is kept in step with every one of them:
+a change made through any server, or locally, reaches all of them. With
+several servers or folders, a server that cannot be reached is retried
+while the others carry on; --once then reports it and exits with its
+status after syncing the rest.
+
+--config FILE (TOML) syncs several folders, each with its own servers,
+tokens, excludes, interval and conflict strategy; see the README.
+
 The token may also come from the SYNCLIENT_TOKEN environment variable.
 Patterns in <local-path>/.syncignore use gitignore syntax, like --exclude.
 """
+
+STOPS = frozenset({EXIT_UNREACHABLE, EXIT_AUTH, EXIT_FOLDER, EXIT_SERVER_FOLDER, EXIT_BAD_ANSWER})
+"""Statuses of errors that end a pass (the others say what a finished pass left)."""
+
+FOLDER_FLAGS = ("token", "interval", "conflict", "exclude")
+"""Flags that describe one folder; with --config they belong in the file."""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -53,25 +68,35 @@ def parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--server", required=True, help="server URL, e.g. http://127.0.0.1:8080")
-    p.add_argument("--local-path", required=True, type=Path, help="local folder to mirror")
+    p.add_argument(
+        "--server",
+        action="append",
+        metavar="URL",
+        help="server URL, e.g. http://127.0.0.1:8080 (repeat to sync with several servers)",
+    )
+    p.add_argument("--local-path", type=Path, help="local folder to mirror")
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="TOML file naming several folders and their servers (instead of --server "
+        "and --local-path)",
+    )
     p.add_argument(
         "--initial-sync",
         action="store_true",
         help="reconcile the whole tree (downloading the remote tree) with a progress bar "
         "before watching; creates --local-path if missing",
     )
-    p.add_argument("--token", default=os.environ.get("SYNCLIENT_TOKEN"), help="bearer token")
+    p.add_argument("--token", help="bearer token (sent to every --server)")
     p.add_argument(
         "--interval",
         type=float,
-        default=30.0,
         help="seconds between full safety-net passes (default 30)",
     )
     p.add_argument(
         "--conflict",
         choices=[s.value for s in Strategy],
-        default=Strategy.KEEP_CLIENT.value,
         help="who keeps the path when both sides changed a file: keep-client (default; the "
         "server's version becomes a conflict copy), keep-server, or rename (newer wins)",
     )
@@ -79,7 +104,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--exclude",
         action="append",
-        default=[],
         metavar="PATTERN",
         help="gitignore-style pattern to leave out (repeatable)",
     )
@@ -114,23 +138,40 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def settings_from(args: argparse.Namespace) -> Any:
-    from synclient.service import Settings
+def settings_from(args: argparse.Namespace) -> list[Any]:
+    """The folders to sync (``service.Settings``), from the flags or ``--config``;
+    raises ``config.ConfigError`` for a command line or file that cannot be used."""
+    from synclient.config import ConfigError, load, servers, url
+    from synclient.service import Server, Settings
 
-    interval = max(float(args.interval), 1.0)
-    return Settings(
-        server=args.server,
-        local_path=args.local_path.resolve(),
-        token=args.token or None,
-        interval=interval,
-        strategy=Strategy(args.conflict),
-        excludes=list(args.exclude),
-        allow_mass_delete=args.allow_mass_delete,
-        initial_sync=args.initial_sync,
-        compression=args.compression != "off",
-        batches=args.batch != "off",
-        settle=max(float(args.settle), 0.0),
-    )
+    if args.config is not None:
+        if args.server or args.local_path:
+            raise ConfigError("--config replaces --server and --local-path; give one or the other")
+        given = [f"--{name}" for name in FOLDER_FLAGS if getattr(args, name) is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)}: set per folder in the config file instead")
+        folders = load(args.config)
+    else:
+        if not args.server or args.local_path is None:
+            raise ConfigError("--server and --local-path are required (or --config FILE)")
+        token = args.token or os.environ.get("SYNCLIENT_TOKEN") or None
+        found = [Server(url(u, "--server"), token) for u in args.server]
+        folders = [
+            Settings(
+                local_path=args.local_path.resolve(),
+                servers=servers(found, "--server"),
+                interval=max(float(args.interval or 30.0), 1.0),
+                strategy=Strategy(args.conflict or Strategy.KEEP_CLIENT.value),
+                excludes=list(args.exclude or []),
+            )
+        ]
+    for folder in folders:
+        folder.allow_mass_delete |= args.allow_mass_delete
+        folder.initial_sync = args.initial_sync
+        folder.compression = args.compression != "off"
+        folder.batches = args.batch != "off"
+        folder.settle = max(float(args.settle), 0.0)
+    return folders
 
 
 def check_folder(path: Path, create: bool) -> str | None:
@@ -169,6 +210,9 @@ def start_logging(verbose: bool) -> None:
 
     def emit(event: dict[str, Any]) -> None:
         text = formatEvent(event)
+        label = getattr(event.get("log_source"), "label", "")
+        if label:
+            text = f"{label}: {text}"
         failure = event.get("log_failure")
         if failure is not None and verbose:
             text += "\n" + failure.getTraceback()
@@ -203,71 +247,161 @@ def exit_code_for(error: Exception) -> tuple[int, str] | None:
     return None
 
 
-async def run(reactor: Any, args: argparse.Namespace) -> int:
+def _words(error: Exception) -> tuple[int, str]:
+    code, words = exit_code_for(error) or (EXIT_NOT_IN_SYNC, "")
+    return code, f"{error}; {words}" if words else str(error)
+
+
+async def sync_once(parts: list[Any], verify: bool) -> list[tuple[int, str]]:
+    """Full passes over one folder's servers until all of them have planned against the
+    same local tree; then (``verify``) check nothing differs. Returns the problems, in
+    server order: an exit status and a line saying what is left.
+
+    A pass that changed local files (downloads, conflict copies) must be followed by a
+    pass of every other server, which uploads those changes; a pass that changed
+    nothing locally leaves the others' view valid. One server that cannot be reached or
+    fails is reported and left out; the others carry on. A folder that disappeared
+    stops them all."""
     from synclient.apply import FolderGone
+    from synclient.remote import RemoteError
+
+    failures: dict[int, Exception] = {}
+    reports: dict[int, Any] = {}
+    left: dict[int, set[str]] = {}
+    seen: set[int] = set()
+    active = list(range(len(parts)))
+    for _round in range(2 * len(parts) + 1):
+        if set(active) <= seen:
+            break
+        for index in list(active):
+            if index in seen:
+                continue
+            try:
+                report = await parts[index].engine.cycle(full=True)
+            except RemoteError as error:
+                # It may have changed local files before it stopped: the others look again.
+                failures[index] = error
+                active.remove(index)
+                seen = set()
+                continue
+            except FolderGone as error:
+                return [_words(error)]
+            reports[index] = report
+            seen = {index} if report.local_changes else seen | {index}
+    for index in active:
+        if verify and reports[index].clean:
+            try:
+                left[index] = await parts[index].engine.verify()
+            except RemoteError as error:
+                failures[index] = error
+            except FolderGone as error:
+                return [_words(error)]
+    problems: list[tuple[int, str]] = []
+    for index, part in enumerate(parts):
+        name = f"{part.engine.label}: " if part.engine.label else ""
+        code, said = _judge(reports.get(index), failures.get(index), left.get(index, set()))
+        if code and not said:
+            problems.append((code, ""))  # already logged (a refused mass deletion)
+        problems += [(code, name + line) for line in said]
+    return problems
+
+
+def _judge(report: Any, error: Exception | None, left: set[str]) -> tuple[int, list[str]]:
+    """One server's exit status and the lines explaining it."""
+    if error is not None:
+        code, words = _words(error)
+        return code, [words]
+    if report.refused_deletes:
+        return EXIT_MASS_DELETE, []
+    if report.clean and not left:
+        return EXIT_OK, []
+    lines = list(report.failed)
+    lines += [f"cannot sync {p}: {why}" for p, why in sorted(report.unstorable.items())[:20]]
+    if report.unsettled:
+        lines.append(f"{len(report.unsettled)} files were still being written")
+    lines += [f"still differs: {p}" for p in sorted(left | report.left)[:20]]
+    return EXIT_NOT_IN_SYNC, lines
+
+
+async def run(reactor: Any, args: argparse.Namespace, folders: list[Any]) -> int:
+    from twisted.internet.defer import Deferred, gatherResults
+
+    from synclient.apply import FolderGone
+    from synclient.progress import Board
     from synclient.remote import RemoteError
     from synclient.service import SyncService, build
 
-    settings = settings_from(args)
-    parts = build(settings, reactor)
-    engine = parts.engine
+    board = Board(sys.stderr)
+    several = len(folders) > 1 or len(folders[0].servers) > 1
+    built = [build(settings, reactor, board, several) for settings in folders]
 
     def fail(message: str) -> None:
         sys.stderr.write(f"synclient: {message}\n")
 
-    def stopped(error: Exception) -> int:
-        code, words = exit_code_for(error) or (EXIT_NOT_IN_SYNC, "")
-        fail(f"{error}; {words}" if words else str(error))
-        return code
-
-    try:
-        await engine.pull(full_list=False)
-        if args.once or args.initial_sync:
-            report = await engine.cycle(full=True)
-            left = await engine.verify() if args.once and report.clean else set()
-    except (RemoteError, FolderGone) as error:
-        return stopped(error)
-    if args.once:
-        await parts.remote.close()
-        parts.state.close()
-        if report.refused_deletes:
-            return EXIT_MASS_DELETE
-        if not report.clean or left:
-            for line in report.failed:
+    if not several:
+        # One server: a server that cannot be reached at start ends the run at once.
+        try:
+            await built[0][0].engine.pull(full_list=False)
+        except (RemoteError, FolderGone) as error:
+            code, words = _words(error)
+            fail(words)
+            return code
+    if args.once or args.initial_sync:
+        results = await gatherResults(
+            [Deferred.fromCoroutine(sync_once(parts, verify=args.once)) for parts in built]
+        )
+        problems = [p for found in results for p in found if args.once or p[0] in STOPS]
+        for _code, line in problems:
+            if line:
                 fail(line)
-            for path, why in sorted(report.unstorable.items())[:20]:
-                fail(f"cannot sync {path}: {why}")
-            if report.unsettled:
-                fail(f"{len(report.unsettled)} files were still being written")
-            for path in sorted(left | report.left)[:20]:
-                fail(f"still differs: {path}")
-            return EXIT_NOT_IN_SYNC
-        return EXIT_OK
-    service = SyncService(settings, parts, reactor)
-    service.startService()
-    from twisted.internet.defer import Deferred
-
+        if args.once or (problems and not several):
+            for parts in built:
+                for part in parts:
+                    await part.remote.close()
+                    part.state.close()
+            return problems[0][0] if problems else EXIT_OK
+    services: list[SyncService] = []
     done: Deferred[int] = Deferred()
-    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
+
+    def folder_gone(service: SyncService) -> None:
+        if all(s.gone is not None for s in services) and reactor.running:
+            reactor.stop()
+
+    for settings, parts in zip(folders, built, strict=True):
+        service = SyncService(settings, parts, reactor, folder_gone if several else None)
+        service.startService()
+        services.append(service)
+        reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     reactor.addSystemEventTrigger(
-        "before", "shutdown", lambda: done.callback(EXIT_FOLDER if engine.gone else EXIT_OK)
+        "before",
+        "shutdown",
+        lambda: done.callback(EXIT_FOLDER if any(s.gone for s in services) else EXIT_OK),
     )
     return await done
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parser().parse_args(argv)
-    problem = check_folder(args.local_path.resolve(), create=args.initial_sync)
-    if problem:
-        sys.stderr.write(f"synclient: {problem}\n")
-        raise SystemExit(EXIT_FOLDER)
-    try:
-        from synclient.state import StateDB
+    from synclient.config import ConfigError
+    from synclient.state import StateDB
 
-        StateDB(args.local_path.resolve()).close()
-    except OSError as error:
-        sys.stderr.write(f"synclient: cannot keep state in {args.local_path}: {error}\n")
-        raise SystemExit(EXIT_FOLDER) from None
+    args = parser().parse_args(argv)
+    try:
+        folders = settings_from(args)
+    except ConfigError as error:
+        if args.config is None:
+            parser().print_usage(sys.stderr)
+        sys.stderr.write(f"synclient: {error}\n")
+        raise SystemExit(EXIT_USAGE) from None
+    for folder in folders:
+        problem = check_folder(folder.local_path, create=args.initial_sync)
+        if problem:
+            sys.stderr.write(f"synclient: {problem}\n")
+            raise SystemExit(EXIT_FOLDER)
+        try:
+            StateDB(folder.local_path).close()
+        except OSError as error:
+            sys.stderr.write(f"synclient: cannot keep state in {folder.local_path}: {error}\n")
+            raise SystemExit(EXIT_FOLDER) from None
     start_logging(args.verbose)
     from twisted.internet.defer import Deferred
     from twisted.internet.task import react
@@ -277,6 +411,6 @@ def main(argv: list[str] | None = None) -> None:
             if code:
                 raise SystemExit(code)
 
-        return Deferred.fromCoroutine(run(reactor, args)).addCallback(finish)
+        return Deferred.fromCoroutine(run(reactor, args, folders)).addCallback(finish)
 
     react(start)

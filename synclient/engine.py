@@ -9,6 +9,13 @@ being handled) for a few rounds. Triggers while a cycle runs are merged into the
 Triggers: the watcher (local paths, debounced), the server's events (a pull), the
 periodic safety net (a full scan), and a retry with backoff while the server is away.
 
+Several servers (``synclient.service``): one engine per server, each with its own state
+(merge base, listing, cursor), sharing the folder's lock. An engine reads its server's
+journal, then takes the lock for scan, plan and apply, and before releasing it hands the
+local paths it changed to the other engines, which then see them as local changes
+against their own base and send them on. Their servers' events for those uploads carry
+this client's id and are ignored, so nothing loops.
+
 Safety (``shared/SYNC-DESIGN.md``): only journal tombstones delete; any re-list is a
 fresh merge (the base is forgotten, so the plan is a union). Our own files, ignored
 paths, paths at or below a symbolic link and names one side could not store take no
@@ -24,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredLock
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
@@ -44,6 +51,15 @@ log = Logger()
 ROUNDS = 4
 """Re-plans of dirty paths within one cycle before leaving them to the next."""
 
+LOCAL_KINDS = (
+    planner.Download,
+    planner.DeleteLocal,
+    planner.MoveLocal,
+    planner.RenameLocal,
+    planner.SaveRemoteCopy,
+)
+"""The actions that change the local folder."""
+
 
 @dataclass(slots=True)
 class CycleReport:
@@ -55,6 +71,9 @@ class CycleReport:
     unsettled: set[str] = field(default_factory=set)
     left: set[str] = field(default_factory=set)
     unstorable: dict[str, str] = field(default_factory=dict)
+    local_changes: set[str] = field(default_factory=set)
+    """Paths this pass may have changed in the local folder (downloads, local deletes
+    and moves, conflict copies): the folder's other servers must look at them."""
 
     @property
     def clean(self) -> bool:
@@ -76,6 +95,10 @@ class Engine:
         progress: Progress | None = None,
         reactor: Any = None,
         load_rules: Callable[[], IgnoreRules] | None = None,
+        lock: DeferredLock | None = None,
+        label: str = "",
+        on_local_change: Callable[[set[str]], None] | None = None,
+        on_gone: Callable[[FolderGone], None] | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -90,6 +113,15 @@ class Engine:
         self.allow_mass_delete = allow_mass_delete
         self.progress = progress
         self.load_rules = load_rules
+        self.lock = lock or DeferredLock()
+        """Held for a whole pass. A folder synced with several servers shares one lock
+        among their engines: passes never interleave, so each plans against a local
+        tree no other pass is changing."""
+        self.label = label
+        """Names this folder and server in messages when the process runs several."""
+        self.log = Logger(namespace=log.namespace, source=self)
+        self.on_local_change = on_local_change
+        self.on_gone = on_gone
         """Re-reads ``.syncignore`` (and the ``--exclude`` patterns) for each full pass."""
         self.applier = Applier(
             root,
@@ -116,6 +148,8 @@ class Engine:
         self._running: Deferred[CycleReport] | None = None
         self._scheduled: Any = None
         self._retry_delay = 0.0
+        self._away = False
+        """Whether the last pass found the server unreachable (reported once)."""
         self.last_report = CycleReport()
         self.stopped = False
         self.gone: FolderGone | None = None
@@ -163,13 +197,15 @@ class Engine:
     def _crashed(self, failure: Any) -> None:
         self._running = None
         if failure.check(FolderGone):
-            log.error("{error}; stopping", error=failure.value)
+            self.log.error("{error}; stopping", error=failure.value)
             self.gone = failure.value
             self.stopped = True
-            if self.reactor.running:
+            if self.on_gone is not None:
+                self.on_gone(failure.value)
+            elif self.reactor.running:
                 self.reactor.stop()
             return
-        log.failure("sync cycle failed", failure)
+        self.log.failure("sync cycle failed", failure)
         self._retry()
 
     def _retry(self) -> None:
@@ -178,25 +214,34 @@ class Engine:
         self.schedule(self._retry_delay)
 
     async def _cycle_from_triggers(self) -> CycleReport:
+        # The server's journal is read before the folder's lock is taken (it changes
+        # only this server's state), so a server that answers slowly or not at all never
+        # holds up the folder's other servers. The local triggers are taken once the
+        # folder is ours: a pass of another server that ran meanwhile has handed over
+        # the paths it changed, so none is planned from a stale view of the folder.
+        pull = self._want_pull or self._want_full or not self.scanned
+        self._want_pull = False
+        try:
+            dirty = await self.pull(full_list=False) if pull else set()
+        except RemoteError as error:
+            return self._failed(error, set(), full=False)
+        async with self.lock:
+            return await self._triggered(dirty, pulled=pull)
+
+    async def _triggered(self, dirty: set[str], pulled: bool) -> CycleReport:
         local = self._pending_local
         self._pending_local = set()
-        full, pull = self._want_full or not self.scanned, self._want_pull
-        self._want_full = self._want_pull = False
+        full = (self._want_full and pulled) or not self.scanned
+        if full:
+            self._want_full = False
         try:
-            report = await self.cycle(full=full, pull=pull or full, local_paths=local)
+            report = await self._locked_cycle(dirty, full, local)
             self._retry_delay = 0.0
+            if self._away:
+                self.log.warn("server reachable again")
+                self._away = False
         except RemoteError as error:
-            # Unreachable, or an answer the client cannot use (e.g. BadAnswer): nothing
-            # was decided on it; say so once per failed pass and try again later.
-            if isinstance(error, Unreachable):
-                log.warn("server unreachable ({error}); retrying", error=error)
-            else:
-                log.error("sync pass stopped: {error}; retrying", error=error)
-            self._pending_local |= local
-            self._want_full |= full
-            self._running = None
-            self._retry()
-            return CycleReport()
+            return self._failed(error, local, full)
         self._running = None
         self.last_report = report
         if report.unsettled:
@@ -204,6 +249,25 @@ class Engine:
         if self._pending_local or self._want_pull or self._want_full:
             self.schedule(0.0)
         return report
+
+    def _failed(self, error: RemoteError, local: set[str], full: bool) -> CycleReport:
+        """Unreachable, or an answer the client cannot use (e.g. BadAnswer): nothing was
+        decided on it; say so once per failed pass and try again later."""
+        if isinstance(error, Unreachable):
+            # Said once per outage: a server away for hours (one of several, say) must
+            # not fill the log with a line per retry.
+            if not self._away:
+                self.log.warn(
+                    "server unreachable ({error}); retrying until it answers", error=error
+                )
+            self._away = True
+        else:
+            self.log.error("sync pass stopped: {error}; retrying", error=error)
+        self._pending_local |= local
+        self._want_full |= full
+        self._running = None
+        self._retry()
+        return CycleReport()
 
     # -- one cycle ------------------------------------------------------------------------
 
@@ -217,11 +281,30 @@ class Engine:
         self, *, full: bool, pull: bool = True, local_paths: Iterable[str] = ()
     ) -> CycleReport:
         """Sync once. ``full`` scans the whole tree and plans every path."""
-        self._check_folder()
+        dirty = await self.pull(full_list=False) if pull or full else set()
+        async with self.lock:
+            return await self._locked_cycle(dirty, full, local_paths)
+
+    async def _locked_cycle(
+        self, dirty: set[str], full: bool, local_paths: Iterable[str]
+    ) -> CycleReport:
+        """A pass while holding the folder's lock. The local paths it changed are handed
+        to the folder's other engines before the lock is released, even when the pass
+        stops half way (what was written is written)."""
         report = CycleReport()
-        dirty: set[str] = set()
-        if pull or full:
-            dirty |= await self.pull(full_list=False)
+        try:
+            await self._cycle(report, dirty, full, local_paths)
+        finally:
+            if report.local_changes and self.on_local_change is not None:
+                self.on_local_change(report.local_changes)
+        return report
+
+    async def _cycle(
+        self, report: CycleReport, dirty: set[str], full: bool, local_paths: Iterable[str]
+    ) -> None:
+        """``dirty``: the paths the pull just before found changed on the server."""
+        self._check_folder()
+        dirty = set(dirty)
         if full:
             if self.load_rules is not None:
                 self.scanner.ignore = self.load_rules()
@@ -236,7 +319,6 @@ class Engine:
                 scan = ScanResult()
         report.unsettled = set(scan.unsettled)
         await self._plan_and_apply(dirty, report, show_progress=full)
-        return report
 
     async def _plan_and_apply(
         self, dirty: set[str], report: CycleReport, show_progress: bool
@@ -250,7 +332,7 @@ class Engine:
             report.planned += len(result.transfers())
             report.conflicts += result.conflicts
             for conflict in result.conflicts:
-                log.warn(
+                self.log.warn(
                     "conflict on {path}: kept the {winner} version; the other is {copy}",
                     path=conflict.path,
                     winner=conflict.winner,
@@ -266,7 +348,11 @@ class Engine:
             for path, why in outcome.unstorable.items():
                 self.unstorable[path] = (self.local.get(path), self.state.remote.get(path), why)
                 report.unstorable[path] = why
-                log.warn("cannot sync {path}: {why}; left as it is", path=path, why=why)
+                self.log.warn("cannot sync {path}: {why}; left as it is", path=path, why=why)
+            report.local_changes |= {
+                a.path for a in result.actions if isinstance(a, LOCAL_KINDS)
+            } | {a.src for a in result.actions if isinstance(a, planner.MoveLocal)}
+            report.local_changes |= outcome.dirty  # conflict copies under their real names
             if outcome.unreachable is not None:
                 raise outcome.unreachable  # type: ignore[misc]
             touched = {a.path for a in result.actions} | {
@@ -297,7 +383,7 @@ class Engine:
             refused = [a for a in result.actions if isinstance(a, kinds)]
             result.actions = [a for a in result.actions if not isinstance(a, kinds)]
             report.refused_deletes += len(refused)
-            log.error(
+            self.log.error(
                 "refusing to delete {count} of {tracked} files (local {local}, server {remote}):"
                 " this looks like an emptied or unmounted folder. Run once with"
                 " --allow-mass-delete if it is intended.",
@@ -404,7 +490,7 @@ class Engine:
         listing = await self.remote.list_all()
         with self.state.batch():
             if fresh and self.state.base:
-                log.warn(
+                self.log.warn(
                     "the server's index is new or was reset (index id {index_id}): merging"
                     " both sides afresh; nothing is deleted on either side this pass",
                     index_id=index_id,
@@ -444,7 +530,7 @@ class Engine:
         if link in self._reported_links:
             return
         self._reported_links.add(link)
-        log.warn(
+        self.log.warn(
             "conflict on {link}: a symbolic link here, {what} on the server; left alone on"
             " both sides (synclient never writes, reads or deletes through a link)",
             link=link,
@@ -486,6 +572,10 @@ class Engine:
 
     async def verify(self) -> set[str]:
         """After a full sync: the paths where the two sides still differ."""
+        async with self.lock:
+            return await self._verify()
+
+    async def _verify(self) -> set[str]:
         await self.pull(full_list=True)
         await self._scan(None)
         paths = set(self.state.base) | set(self.local) | set(self.state.remote)

@@ -27,7 +27,13 @@ def duration(seconds: float) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
-class Progress:
+class Board:
+    """The one status line of a process, shared by every folder and server it syncs.
+
+    Each running pass has a :class:`Progress`; the line shows all of them, each named by
+    its label (``folder @ server``). A pass that ends leaves its final line above the
+    status line, so the terminal keeps a record of what each pass did."""
+
     def __init__(
         self,
         stream: TextIO,
@@ -37,37 +43,14 @@ class Progress:
         self.stream = stream
         self.clock = clock
         self.enabled = stream.isatty() if enabled is None else enabled
-        self.total_files = self.total_bytes = 0
-        self.files = self.bytes = 0
-        self.started = clock()
+        self.active: list[Progress] = []
         self._drawn = 0.0
 
-    def start(self, files: int, size: int) -> None:
-        self.total_files, self.total_bytes = files, size
-        self.files = self.bytes = 0
-        self.started = self.clock()
-
-    def add_bytes(self, count: int) -> None:
-        self.bytes += count
-        self.draw()
-
-    def file_done(self, path: str, size: int) -> None:
-        self.files += 1
-        self.draw()
-
     def line(self) -> str:
-        elapsed = max(self.clock() - self.started, 1e-6)
-        rate = self.bytes / elapsed
-        left = max(self.total_bytes - self.bytes, 0)
-        eta = duration(left / rate) if rate > 0 and self.total_bytes else "--:--"
-        return (
-            f"{self.files}/{self.total_files} files  "
-            f"{human(self.bytes)}/{human(self.total_bytes)}  "
-            f"{human(rate)}/s  ETA {eta}"
-        )
+        return "  |  ".join(p.line() for p in self.active)
 
     def draw(self, force: bool = False) -> None:
-        if not self.enabled or self.total_files == 0:
+        if not self.enabled or not self.active:
             return
         now = self.clock()
         if not force and now - self._drawn < 0.1:
@@ -76,9 +59,66 @@ class Progress:
         self.stream.write("\r\x1b[K" + self.line())
         self.stream.flush()
 
-    def finish(self) -> None:
-        if self.enabled and self.total_files:
+    def begin(self, progress: Progress) -> None:
+        if progress not in self.active:
+            self.active.append(progress)
+
+    def end(self, progress: Progress) -> None:
+        if progress not in self.active:
+            return
+        if self.enabled:
+            self.stream.write("\r\x1b[K" + progress.line() + "\n")
+        self.active.remove(progress)
+        if self.enabled:
             self.draw(force=True)
-            self.stream.write("\n")
             self.stream.flush()
+
+
+class Progress:
+    """One pass's files and bytes, drawn on its :class:`Board` (its own by default)."""
+
+    def __init__(
+        self,
+        stream: TextIO,
+        clock: Callable[[], float] = time.monotonic,
+        enabled: bool | None = None,
+        *,
+        label: str = "",
+        board: Board | None = None,
+    ) -> None:
+        self.board = board or Board(stream, clock, enabled)
+        self.clock = self.board.clock
+        self.label = label
+        self.total_files = self.total_bytes = 0
+        self.files = self.bytes = 0
+        self.started = self.clock()
+
+    def start(self, files: int, size: int) -> None:
+        self.total_files, self.total_bytes = files, size
+        self.files = self.bytes = 0
+        self.started = self.clock()
+        if files:
+            self.board.begin(self)
+
+    def add_bytes(self, count: int) -> None:
+        self.bytes += count
+        self.board.draw()
+
+    def file_done(self, path: str, size: int) -> None:
+        self.files += 1
+        self.board.draw()
+
+    def line(self) -> str:
+        elapsed = max(self.clock() - self.started, 1e-6)
+        rate = self.bytes / elapsed
+        left = max(self.total_bytes - self.bytes, 0)
+        eta = duration(left / rate) if rate > 0 and self.total_bytes else "--:--"
+        return (
+            (f"{self.label}: " if self.label else "") + f"{self.files}/{self.total_files} files  "
+            f"{human(self.bytes)}/{human(self.total_bytes)}  "
+            f"{human(rate)}/s  ETA {eta}"
+        )
+
+    def finish(self) -> None:
+        self.board.end(self)
         self.total_files = 0

@@ -17,12 +17,14 @@ were never durable, or forget a sync that was).
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from caddytw.sync.localfs import StatKey as Stat
 from synclient.planner import Version
@@ -52,17 +54,79 @@ class CacheEntry:
     stat: Stat
 
 
-class StateDB:
-    """Open (creating if needed) the state of the folder ``root``."""
+def server_key(url: str) -> str:
+    """The identity of a server URL for its state (``http://H:P/`` = ``http://h:p``)."""
+    parts = urlsplit(url.strip())
+    return urlunsplit(
+        (parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"), parts.query, "")
+    )
 
-    def __init__(self, root: Path) -> None:
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.executescript(_SCHEMA)
+    return db
+
+
+def _meta(db: sqlite3.Connection, key: str) -> str | None:
+    row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _keyed(folder: Path, key: str) -> Path:
+    return folder / f"state-{hashlib.sha256(key.encode('utf-8')).hexdigest()[:16]}.db"
+
+
+def _owns_primary(folder: Path, owner: str | None, key: str, keys: list[str]) -> bool:
+    """Whether the server ``key`` (one of the folder's ``keys``, in order) keeps its
+    state in ``state.db``, whose recorded server is ``owner``."""
+    if owner == key:
+        return True
+    if owner in keys or _keyed(folder, key).exists():
+        return False
+    # Nobody configured owns it: a single server reached under another URL (a proxy, a
+    # new host name) carries on with it, as it always did; the index id still decides
+    # whether its base is valid.
+    waiting = [k for k in keys if not _keyed(folder, k).exists()]
+    return bool(waiting) and waiting[0] == key
+
+
+class StateDB:
+    """Open (creating if needed) the state of the folder ``root`` with one server.
+
+    Each server a folder syncs with has its own merge base, listing and cursor: a
+    three-way decision against server 2 must compare with what *server 2* last agreed
+    on, not server 1 (otherwise a download from server 1 would look like "nothing
+    changed" to server 2, and the change would never reach it). The state is found by
+    the server's URL (``servers``: all of the folder's, in order) and checked by its
+    index id (another index is a fresh merge). ``state.db`` belongs to the server
+    recorded in it, or else to the first server without a state of its own (so a
+    single server keeps its state whatever URL reaches it, and a state written before
+    servers were recorded is adopted); every other server has ``state-<key>.db``.
+    All of them share the primary file's client id: one folder is one client. The local
+    hash cache is per file, which only costs a rehash of a changed file per server.
+    ``server=None`` opens ``state.db`` whoever owns it (tools and tests)."""
+
+    def __init__(self, root: Path, server: str | None = None, servers: Iterable[str] = ()) -> None:
         folder = root / STATE_DIR
         folder.mkdir(exist_ok=True)
         self.path = folder / "state.db"
-        self._db = sqlite3.connect(self.path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._db = _connect(self.path)
+        if server is not None:
+            key = server_key(server)
+            keys = [server_key(s) for s in servers] or [key]
+            if _owns_primary(folder, _meta(self._db, "server"), key, keys):
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('server', ?)", (key,))
+            else:
+                client_id = _meta(self._db, "client_id") or uuid.uuid4().hex
+                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('client_id', ?)", (client_id,))
+                self._db.close()
+                self.path = _keyed(folder, key)
+                self._db = _connect(self.path)
+                for name, value in (("server", key), ("client_id", client_id)):
+                    self._db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (name, value))
         self._depth = 0
         self.before_commit: list[Callable[[], None]] = []
         self.meta: dict[str, str] = dict(self._db.execute("SELECT key, value FROM meta"))

@@ -15,7 +15,6 @@ class Options(usage.Options):
     synopsis = "--server URL --local-path DIR [options]"
     longdesc = "Keep DIR and a caddytw file_sync server in sync, both ways, continuously."
     optParameters = [
-        ["server", None, None, "Server URL, e.g. http://127.0.0.1:8080."],
         ["local-path", None, None, "Local folder to mirror."],
         ["token", None, None, "Bearer token (or SYNCLIENT_TOKEN)."],
         ["interval", None, 30.0, "Seconds between full safety-net passes.", float],
@@ -26,6 +25,11 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["exclude"] = []
+        self["server"] = []
+
+    def opt_server(self, url: str) -> None:
+        """Server URL, e.g. http://127.0.0.1:8080 (repeat to sync with several)."""
+        self["server"].append(url)
 
     def opt_exclude(self, pattern: str) -> None:
         """A gitignore-style pattern to leave out (repeatable)."""
@@ -42,17 +46,22 @@ def makeService(options: Any) -> Any:
     import os
 
     from synclient.cli import EXIT_FOLDER, check_folder
-    from synclient.service import Settings, SyncService
+    from synclient.config import ConfigError, servers, url
+    from synclient.service import Server, Settings, SyncService
 
     root = Path(options["local-path"]).resolve()
     problem = check_folder(root, create=False)
     if problem:
         sys.stderr.write(f"synclient: {problem}\n")
         raise SystemExit(EXIT_FOLDER)
+    token = options["token"] or os.environ.get("SYNCLIENT_TOKEN") or None
+    try:
+        found = servers([Server(url(u, "--server"), token) for u in options["server"]], "--server")
+    except ConfigError as error:
+        raise usage.UsageError(str(error)) from None
     settings = Settings(
-        server=options["server"],
         local_path=root,
-        token=options["token"] or os.environ.get("SYNCLIENT_TOKEN") or None,
+        servers=found,
         interval=max(float(options["interval"]), 1.0),
         strategy=Strategy(options["conflict"]),
         excludes=list(options["exclude"]),
