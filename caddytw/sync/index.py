@@ -9,12 +9,16 @@ one row per path with its latest state, tombstones included.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import sqlite3
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 from caddytw.sync.protocol import Change, ChangeOp, ChangesPage, FileMetadata, fold_key
 
@@ -84,12 +88,114 @@ def _entry(row: sqlite3.Row) -> Entry:
     )
 
 
+class Index(Protocol):
+    """What :class:`~caddytw.sync.core.LocalStoreCore` needs of an index: the SQLite
+    :class:`SyncIndex` (one node) or :class:`caddytw.sync.pgindex.PgSyncIndex` (several
+    nodes on one PostgreSQL). Blocking; used from the store's index thread only.
+
+    ``transaction()`` groups writes; ``serialized()`` makes a check-then-commit sequence
+    atomic against every other writer of the index (other nodes); ``snapshot()`` makes
+    several reads see one state. ``shared`` says whether other processes write the same
+    index (then temp files of uploads in flight may be theirs)."""
+
+    created: bool
+    index_id: str
+    temp_secret: bytes
+    shared: bool
+
+    @property
+    def seq(self) -> int: ...
+    def close(self) -> None: ...
+    def transaction(self) -> AbstractContextManager[object]: ...
+    def serialized(self) -> AbstractContextManager[object]: ...
+    def snapshot(self) -> AbstractContextManager[object]: ...
+    def try_lock_rescan(self) -> bool: ...
+    def unlock_rescan(self) -> None: ...
+    def get(self, path: str) -> Entry | None: ...
+    def live(self, path: str) -> Entry | None: ...
+    def clash(self, path: str) -> Entry | None: ...
+    def all_live(self) -> list[Entry]: ...
+    def top_level_live(self) -> list[str]: ...
+    def children(self, path: str) -> list[Entry]: ...
+    def changes(self, since: int, index_id: str | None, limit: int) -> ChangesPage: ...
+    def client_cursor(self, client_id: str) -> int | None: ...
+    def record(
+        self,
+        path: str,
+        observed_is_dir: bool,
+        size: int,
+        mtime_ns: int,
+        inode: int,
+        hash_hex: str,
+        origin: str | None,
+    ) -> Entry: ...
+    def touch(self, path: str, mtime_ns: int, inode: int) -> None: ...
+    def tombstone(self, path: str, origin: str | None) -> Entry | None: ...
+    def set_client_cursor(self, client_id: str, cursor: int) -> None: ...
+    def purge_tombstones(self, older_than: float) -> int: ...
+
+
+class IndexLocation(Protocol):
+    """Where a folder's index lives, so :meth:`LocalStoreCore.open` can tell a new index
+    from an existing one before opening it (see :mod:`caddytw.sync.home`)."""
+
+    def describe(self) -> str:
+        """For messages: the file, or the database and schema."""
+
+    def prepare(self, root: Path) -> bool:
+        """Move an index from an older place; True when something was moved."""
+
+    def exists(self) -> bool: ...
+
+    def open(self, existed: bool) -> Index:
+        """Open the index, creating it when it does not exist."""
+
+    def watch(self, on_change: Callable[[], None]) -> Callable[[], None] | None:
+        """Call ``on_change`` (from any thread) when another process committed changes;
+        the function that stops watching, or ``None`` when nobody else writes."""
+
+    def close(self) -> None:
+        """Release what the location holds (a database pool) when the store stops."""
+
+
+class SqliteLocation:
+    """The default: one SQLite file in Caddy's data directory (:mod:`caddytw.sync.home`)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def describe(self) -> str:
+        return str(self.path)
+
+    def prepare(self, root: Path) -> bool:
+        from caddytw.sync.home import migrate_legacy
+
+        return migrate_legacy(root, self.path)
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def open(self, existed: bool) -> Index:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not existed:  # a WAL left by a lost index must not be replayed into a new one
+            for suffix in ("-wal", "-shm"):
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        return SyncIndex(self.path)
+
+    def watch(self, on_change: Callable[[], None]) -> Callable[[], None] | None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
 class SyncIndex:
     """The SQLite index at ``db_path``; ``created`` tells whether it was new (so the
     caller rebuilds it from the folder)."""
 
     def __init__(self, db_path: Path, clock: object = time.time) -> None:
         self.created = not db_path.exists()
+        self.shared = False
         self.db = sqlite3.connect(db_path, isolation_level=None)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -124,6 +230,19 @@ class SyncIndex:
     def transaction(self) -> sqlite3.Connection:
         """``with index.transaction():`` groups writes (BEGIN IMMEDIATE ... COMMIT)."""
         return _Transaction(self)  # type: ignore[return-value]
+
+    def serialized(self) -> AbstractContextManager[object]:
+        """Nothing to do: one process, one index thread, every call runs alone."""
+        return contextlib.nullcontext()
+
+    def snapshot(self) -> AbstractContextManager[object]:
+        return contextlib.nullcontext()
+
+    def try_lock_rescan(self) -> bool:
+        return True
+
+    def unlock_rescan(self) -> None:
+        pass
 
     def _add_fold_keys(self) -> None:
         """Give an index made before fold keys existed its ``fold`` column, filled in
