@@ -193,6 +193,8 @@ class LocalStoreCore:
         self._index: Index | None = None
         self._changes: list[Change] = []
         self._serial_depth = 0
+        #: The index's sequence when it was opened (other nodes' later commits are news).
+        self.opened_seq = 0
         #: Set when the folder went away mid-run: every call answers 503 until reopened.
         self.problem: str | None = None
         #: Signs temp file names (from the index, read-only once open: any thread).
@@ -226,6 +228,7 @@ class LocalStoreCore:
                 "sides, never delete)"
             )
         index = self.location.open(existed)
+        self.opened_seq = index.seq
         try:
             if marker is not None and marker != index.index_id:
                 raise FolderUnavailable(
@@ -265,6 +268,19 @@ class LocalStoreCore:
         if self._index is not None:
             self._index.close()
             self._index = None
+
+    def shutdown(self) -> None:
+        """Close the index and what its location holds (the store stops)."""
+        self.close()
+        self.location.close()
+
+    def try_lock_rescan(self) -> bool:
+        """Whether this node may run a full rescan now (always, on its own index)."""
+        return self.index.try_lock_rescan()
+
+    def unlock_rescan(self) -> None:
+        if self._index is not None:
+            self._index.unlock_rescan()
 
     def check_folder(self) -> None:
         """Before recording anything as gone: the folder must still be there, marker
