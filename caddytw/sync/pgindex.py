@@ -42,7 +42,8 @@ from typing import Any
 from twisted.logger import Logger
 
 from caddytw.postgres import Database, DatabaseUnavailable, is_unavailable, release_database
-from caddytw.sync.folder import StoreError, keeps_work
+from caddytw.sync.folder import keeps_work
+from caddytw.sync.home import FolderUnavailable
 from caddytw.sync.index import MAX_CLIENTS, Entry
 from caddytw.sync.protocol import ChangeOp, ChangesPage, fold_key
 
@@ -85,12 +86,10 @@ CREATE TABLE IF NOT EXISTS {s}.clients (
 """
 
 
-class IndexUnavailable(StoreError):
+class IndexUnavailable(FolderUnavailable):
     """The index database cannot be reached: HTTP 503 (retry later); nothing was
-    committed by the request that got it."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(503, message)
+    committed by the request that got it. At start it is a folder that cannot be
+    served yet: the store tries again every few seconds, as for an unmounted disk."""
 
 
 def schema_name(name: str) -> str:
