@@ -9,6 +9,7 @@ one row per path with its latest state, tombstones included.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import secrets
 import sqlite3
@@ -88,7 +89,7 @@ def _entry(row: sqlite3.Row) -> Entry:
     )
 
 
-class Index(Protocol):
+class Index(abc.ABC):
     """What :class:`~caddytw.sync.core.LocalStoreCore` needs of an index: the SQLite
     :class:`SyncIndex` (one node) or :class:`caddytw.sync.pgindex.PgSyncIndex` (several
     nodes on one PostgreSQL). Blocking; used from the store's index thread only.
@@ -104,21 +105,51 @@ class Index(Protocol):
     shared: bool
 
     @property
+    @abc.abstractmethod
     def seq(self) -> int: ...
+    @abc.abstractmethod
     def close(self) -> None: ...
+    @abc.abstractmethod
     def transaction(self) -> AbstractContextManager[object]: ...
+    @abc.abstractmethod
     def serialized(self) -> AbstractContextManager[object]: ...
+    @abc.abstractmethod
     def snapshot(self) -> AbstractContextManager[object]: ...
+    @abc.abstractmethod
     def try_lock_rescan(self) -> bool: ...
+    @abc.abstractmethod
     def unlock_rescan(self) -> None: ...
+    @abc.abstractmethod
     def get(self, path: str) -> Entry | None: ...
-    def live(self, path: str) -> Entry | None: ...
+    @abc.abstractmethod
     def clash(self, path: str) -> Entry | None: ...
+    @abc.abstractmethod
     def all_live(self) -> list[Entry]: ...
+    @abc.abstractmethod
     def top_level_live(self) -> list[str]: ...
+    @abc.abstractmethod
     def children(self, path: str) -> list[Entry]: ...
+    @abc.abstractmethod
     def changes(self, since: int, index_id: str | None, limit: int) -> ChangesPage: ...
+    @abc.abstractmethod
     def client_cursor(self, client_id: str) -> int | None: ...
+    @abc.abstractmethod
+    def touch(self, path: str, mtime_ns: int, inode: int) -> None: ...
+    @abc.abstractmethod
+    def set_client_cursor(self, client_id: str, cursor: int) -> None: ...
+    @abc.abstractmethod
+    def purge_tombstones(self, older_than: float) -> int: ...
+    @abc.abstractmethod
+    def _write(self, entry: Entry) -> Entry:
+        """Store ``entry`` under the next sequence number (inside a transaction)."""
+
+    # The journal's rules, the same over any storage: a recorded path gets the next
+    # sequence number (``create`` or ``update``), a deletion is a tombstone with one.
+
+    def live(self, path: str) -> Entry | None:
+        entry = self.get(path)
+        return None if entry is None or entry.deleted else entry
+
     def record(
         self,
         path: str,
@@ -128,11 +159,18 @@ class Index(Protocol):
         inode: int,
         hash_hex: str,
         origin: str | None,
-    ) -> Entry: ...
-    def touch(self, path: str, mtime_ns: int, inode: int) -> None: ...
-    def tombstone(self, path: str, origin: str | None) -> Entry | None: ...
-    def set_client_cursor(self, client_id: str, cursor: int) -> None: ...
-    def purge_tombstones(self, older_than: float) -> int: ...
+    ) -> Entry:
+        """A path now exists with this state: a new sequence number and its change."""
+        op: ChangeOp = "create" if self.live(path) is None else "update"
+        return self._write(
+            Entry(path, observed_is_dir, size, mtime_ns, inode, hash_hex, False, 0, op, origin)
+        )
+
+    def tombstone(self, path: str, origin: str | None) -> Entry | None:
+        previous = self.live(path)
+        if previous is None:
+            return None
+        return self._write(Entry(path, previous.is_dir, 0, 0, 0, "", True, 0, "delete", origin))
 
 
 class IndexLocation(Protocol):
@@ -189,7 +227,7 @@ class SqliteLocation:
         pass
 
 
-class SyncIndex:
+class SyncIndex(Index):
     """The SQLite index at ``db_path``; ``created`` tells whether it was new (so the
     caller rebuilds it from the folder)."""
 
@@ -272,10 +310,6 @@ class SyncIndex:
         row = self.db.execute("SELECT * FROM entries WHERE path = ?", (path,)).fetchone()
         return None if row is None else _entry(row)
 
-    def live(self, path: str) -> Entry | None:
-        entry = self.get(path)
-        return None if entry is None or entry.deleted else entry
-
     def clash(self, path: str) -> Entry | None:
         """A live row whose path differs from ``path`` only in case or Unicode
         normalisation (the two would be one file on macOS or Windows)."""
@@ -329,34 +363,11 @@ class SyncIndex:
 
     # -- writes (call inside a transaction) ---------------------------------------------
 
-    def record(
-        self,
-        path: str,
-        observed_is_dir: bool,
-        size: int,
-        mtime_ns: int,
-        inode: int,
-        hash_hex: str,
-        origin: str | None,
-    ) -> Entry:
-        """A path now exists with this state: a new sequence number and its change."""
-        previous = self.live(path)
-        op: ChangeOp = "create" if previous is None else "update"
-        return self._write(
-            Entry(path, observed_is_dir, size, mtime_ns, inode, hash_hex, False, 0, op, origin)
-        )
-
     def touch(self, path: str, mtime_ns: int, inode: int) -> None:
         """Same content, new stat (e.g. ``touch``): no change for clients, no new seq."""
         self.db.execute(
             "UPDATE entries SET mtime_ns = ?, inode = ? WHERE path = ?", (mtime_ns, inode, path)
         )
-
-    def tombstone(self, path: str, origin: str | None) -> Entry | None:
-        previous = self.live(path)
-        if previous is None:
-            return None
-        return self._write(Entry(path, previous.is_dir, 0, 0, 0, "", True, 0, "delete", origin))
 
     def _write(self, entry: Entry) -> Entry:
         seq = self.seq + 1

@@ -44,8 +44,8 @@ from twisted.logger import Logger
 from caddytw.postgres import Database, DatabaseUnavailable, is_unavailable, release_database
 from caddytw.sync.folder import keeps_work
 from caddytw.sync.home import FolderUnavailable
-from caddytw.sync.index import MAX_CLIENTS, Entry
-from caddytw.sync.protocol import ChangeOp, ChangesPage, fold_key
+from caddytw.sync.index import MAX_CLIENTS, Entry, Index
+from caddytw.sync.protocol import ChangesPage, fold_key
 
 log = Logger()
 
@@ -174,7 +174,7 @@ class PgLocation:
         return listener.stop
 
 
-class PgSyncIndex:
+class PgSyncIndex(Index):
     """The index in schema ``schema`` (created on first use)."""
 
     shared = True
@@ -337,10 +337,6 @@ class PgSyncIndex:
         row = self._one("SELECT * FROM {s}.entries WHERE path = %s", (path,))
         return None if row is None else _entry(row)
 
-    def live(self, path: str) -> Entry | None:
-        entry = self.get(path)
-        return None if entry is None or entry.deleted else entry
-
     def clash(self, path: str) -> Entry | None:
         row = self._one(
             "SELECT * FROM {s}.entries WHERE fold = %s AND NOT deleted AND path <> %s LIMIT 1",
@@ -385,32 +381,11 @@ class PgSyncIndex:
 
     # -- writes (inside a transaction) --------------------------------------------------
 
-    def record(
-        self,
-        path: str,
-        observed_is_dir: bool,
-        size: int,
-        mtime_ns: int,
-        inode: int,
-        hash_hex: str,
-        origin: str | None,
-    ) -> Entry:
-        op: ChangeOp = "create" if self.live(path) is None else "update"
-        return self._write(
-            Entry(path, observed_is_dir, size, mtime_ns, inode, hash_hex, False, 0, op, origin)
-        )
-
     def touch(self, path: str, mtime_ns: int, inode: int) -> None:
         self._run(
             "UPDATE {s}.entries SET mtime_ns = %s, inode = %s WHERE path = %s",
             (mtime_ns, _db_inode(inode), path),
         )
-
-    def tombstone(self, path: str, origin: str | None) -> Entry | None:
-        previous = self.live(path)
-        if previous is None:
-            return None
-        return self._write(Entry(path, previous.is_dir, 0, 0, 0, "", True, 0, "delete", origin))
 
     def _write(self, entry: Entry) -> Entry:
         if self._tx is None or self._read_only:

@@ -229,3 +229,26 @@ def test_postgres_restarted_under_load_loses_nothing(
         missing = {p for p, h in acknowledged.items() if listed.get(p, {}).get("hash") != h}
         assert not missing, (node.port, sorted(missing))
     assert json.dumps(sorted(acknowledged)) and len(acknowledged) >= 20
+
+
+def test_a_node_started_while_postgres_is_down_serves_once_it_is_up(
+    tmp_path: Path, pg_url: str, postgres: PostgresCluster
+) -> None:
+    node = Node(tmp_path / "node", tmp_path / "shared", pg_url)
+    postgres.stop()
+    try:
+        node.start()
+        reply = Api(node.port).call("GET", "list")
+        assert reply.status == 503, reply
+        assert "error" in reply.json()
+    finally:
+        postgres.start()
+    try:
+        wait_until(
+            lambda: Api(node.port).call("GET", "list").status == 200, 60, "the node to serve"
+        )
+        assert Api(node.port).upload("late.txt", b"late").status == 201
+        assert node.process is not None
+        assert "the sync index database postgres://postgres@127.0.0.1" in node.process.log()
+    finally:
+        node.stop()
