@@ -6,7 +6,7 @@
 One caddytw process serves a ``file_server`` root on two listeners: cleartext with
 ``h2c`` and TLS (ALPN h2/http1.1, certificate from the test CA). Each row is the median
 of ``--rounds`` runs. ``--caddy`` adds the same rows for Debian's Caddy. Prints Markdown;
-not run in CI. Used to measure ``caddytw.http.h2`` before and after its tuning.
+not run in CI. Used to measure ``caddytw.wire.h2`` before and after its tuning.
 """
 
 from __future__ import annotations

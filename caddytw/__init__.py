@@ -6,15 +6,26 @@ config dict, and mount it in your own Twisted program::
     from caddytw import build_resource, build_service
     site_root = build_resource(config)           # IResource of the first server
     service = build_service(config)              # an IService that listens as configured
+
+Where each concept lives (a request goes down this list and its answer comes back up;
+docs/architecture.md follows one hop by hop):
+
+- ``config/``, ``caddyfile/``: JSON (or a Caddyfile) in, validated frozen objects out.
+- ``server/``: build a config (one automatic-HTTPS plan), listen, reload; ``workers/``.
+- ``wire/``: bytes <-> requests: ``h1.py``, ``h2.py``, ``h3/``; graceful ``drain.py``.
+- ``http/``: the request (``request.py``), routing, matchers, placeholders, the Site.
+- ``handlers/``: one module or package per JSON ``"handler"``, found as plugins.
+- ``tls/`` certificates and ACME; ``admin/`` the admin API; ``sync/`` the file store
+  behind the ``file_sync`` handler; ``metrics.py``, ``peers.py`` (worker events).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from caddytw.app import CaddyService
-from caddytw.builder import build_app, validate
 from caddytw.config.errors import ConfigError, ConfigErrors
+from caddytw.server.build import build_app, validate
+from caddytw.server.service import CaddyService
 
 __all__ = [
     "CaddyService",
@@ -53,6 +64,6 @@ def build_resource(config: dict[str, Any], server: str | None = None, reactor: A
 
 def load_config_file(path: str) -> dict[str, Any]:
     """Read a JSON config file (a ``Caddyfile`` is adapted to JSON first)."""
-    from caddytw.configfile import load_config_file as load
+    from caddytw.server.configfile import load_config_file as load
 
     return load(path)

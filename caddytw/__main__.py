@@ -1,4 +1,4 @@
-"""``python -m caddytw``: validate (and, as they land, adapt/reload/stop) from the shell."""
+"""``python -m caddytw``: the shell commands (see ``python -m caddytw --help``)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from caddytw.config.errors import ConfigError
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from caddytw.builder import validate
-    from caddytw.configfile import load_config_file
+    from caddytw.server.build import validate
+    from caddytw.server.configfile import load_config_file
 
     try:
         data = load_config_file(args.config, args.adapter)
@@ -32,7 +32,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_reload(args: argparse.Namespace) -> int:
     from caddytw.admin import client
-    from caddytw.configfile import load_config_file
+    from caddytw.server.configfile import load_config_file
 
     try:
         data = load_config_file(args.config, args.adapter)
@@ -79,8 +79,8 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else argv
     if arguments[:1] == ["adapt"]:
-        from caddytw.builder import validate as validate_config
         from caddytw.caddyfile.cli import main as adapt_main
+        from caddytw.server.build import validate as validate_config
 
         return adapt_main(arguments[1:], validate=validate_config)
     args = make_parser().parse_args(arguments)

@@ -4,7 +4,7 @@ Each worker keeps its own in-memory state; a few pieces of it must agree across
 workers (an upstream one worker found dead should not keep getting traffic from the
 others). Code that owns such state ``publish``es a JSON message on a topic when it
 changes, and ``subscribe``s to the topic to apply the other workers' messages. The
-worker (:mod:`caddytw.worker`) connects this module to the supervisor, which hands
+worker (:mod:`caddytw.server.workers.worker`) connects this module to the supervisor, which hands
 each message to every other worker; outside a worker nothing is connected, and
 ``publish`` does nothing.
 

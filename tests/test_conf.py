@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from caddytw.builder import validate
-from caddytw.configfile import load_config_file
+from caddytw.server.build import validate
+from caddytw.server.configfile import load_config_file
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

@@ -4,11 +4,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from caddytw.builder import validate
 from caddytw.config.duration import parse_duration
 from caddytw.config.errors import ConfigError
 from caddytw.config.listen import parse_listen
 from caddytw.config.model import parse_config
+from caddytw.server.build import validate
 
 
 def server(**fields):

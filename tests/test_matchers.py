@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from caddytw.http.matchers import clean_path, host_match, path_pattern_match, wildcard_match
+from caddytw.http.gourl import caddy_clean_path
+from caddytw.http.matchers import host_match, path_pattern_match, wildcard_match
 from tests.support.memory import MemoryServer, memory_server
 
 
@@ -48,9 +49,9 @@ def test_path_matches_decoded_path():
 
 @given(st.text(alphabet="/ab.", max_size=20))
 def test_clean_path_is_idempotent_and_rooted(path):
-    cleaned = clean_path(path)
+    cleaned = caddy_clean_path("/" + path)
     assert cleaned.startswith("/")
-    assert clean_path(cleaned) == cleaned
+    assert caddy_clean_path(cleaned) == cleaned
     assert "/../" not in cleaned + "/" and "//" not in cleaned
 
 
@@ -236,7 +237,7 @@ def test_file_matcher(tmp_path):
 
 
 def test_unknown_matcher_and_cel_are_config_errors():
-    from caddytw.builder import validate
+    from caddytw.server.build import validate
 
     config = {
         "apps": {

@@ -76,7 +76,7 @@ def load_error(error: BaseException, what: str) -> ApiError:
 
 
 class AdminAPI:
-    """Admin endpoints over a :class:`caddytw.runtime.Runtime`-like object (``raw``,
+    """Admin endpoints over a :class:`caddytw.server.reload.Runtime`-like object (``raw``,
     ``config``, ``load(data)``), plus ``stop`` to call after answering ``/stop``."""
 
     def __init__(self, runtime: Any, stop: Callable[[], None]) -> None:

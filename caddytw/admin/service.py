@@ -8,6 +8,7 @@ instances on one machine (tests) do not fail over the default ``localhost:2019``
 
 from __future__ import annotations
 
+from io import BytesIO
 from typing import Any
 
 from twisted.application.service import Service
@@ -19,11 +20,64 @@ from twisted.web import resource, server
 from caddytw.admin.api import AdminAPI, AdminResponse, ApiError, error_response
 from caddytw.admin.origins import AdminAddress, parse_admin_listen
 from caddytw.config.model import AdminConfig, Config
-from caddytw.drain import drain
+from caddytw.wire.drain import drain
 
 log = Logger()
 
 ADMIN_GRACE = 5.0
+#: The largest admin request body (a config to load). Caddy reads admin bodies without a
+#: bound; configs are small JSON, so 100 MiB leaves room for huge generated ones while a
+#: runaway client can neither fill the disk (twisted spools bodies to a temporary file)
+#: nor the memory ``render`` reads it into.
+MAX_ADMIN_BODY = 100 << 20
+
+
+class AdminRequest(server.Request):
+    """twisted.web's request with a bounded body: 413 and close past
+    :data:`MAX_ADMIN_BODY`, declared (refused before ``100 Continue`` and before a byte
+    is stored) or chunked (stopped where it passes the bound)."""
+
+    refused = False
+    received = 0
+
+    def gotLength(self, length: int | None) -> None:
+        if length is not None and length > MAX_ADMIN_BODY:
+            # No ``100 Continue`` after the refusal (the channel sends it next).
+            self.requestHeaders.removeHeader(b"expect")
+            self.content = BytesIO()
+            self._refuse()
+            return
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self.refused:
+            return
+        self.received += len(data)
+        if self.received > MAX_ADMIN_BODY:
+            self._refuse()
+            return
+        super().handleContentChunk(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if not self.refused:
+            super().requestReceived(command, path, version)
+
+    def _refuse(self) -> None:
+        """Answer 413 in the admin API's error shape and close: the rest of the body
+        is never read."""
+        self.refused = True
+        if self.content is not None:
+            self.content.close()
+        self.content = BytesIO()
+        body = error_response(
+            ApiError(413, f"request body too large (limit {MAX_ADMIN_BODY} bytes)")
+        ).body
+        transport: Any = self.channel.transport
+        transport.write(
+            b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+        )
+        self.channel.loseConnection()
 
 
 class AdminResource(resource.Resource):
@@ -76,6 +130,7 @@ class AdminResource(resource.Resource):
 class AdminSite(server.Site):
     displayTracebacks = False
     noisy = False
+    requestFactory = AdminRequest
 
     def __init__(self, root: Any, reactor: Any) -> None:
         super().__init__(root, reactor=reactor)

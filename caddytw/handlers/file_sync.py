@@ -1,5 +1,6 @@
-"""``file_sync``: the seed's file-sync server, ``{"handler": "file_sync", "root": ...,
-"enable_upload": true}``.
+"""``file_sync``: the file-sync server of the project's original design brief (the
+"seed": its endpoints and JSON shapes are a compatibility contract),
+``{"handler": "file_sync", "root": ..., "enable_upload": true}``.
 
 Fields: ``root`` (required; relative to the working directory, as Caddy resolves
 paths), ``enable_upload`` (default false: every write endpoint answers 403), and the
@@ -126,4 +127,6 @@ def build(config: ObjectReader, context: Any, next: Any) -> FileSyncResource:
             root=root_path,
             where=where,
         )
-    return FileSyncResource(store, AccessPolicy(clients), hub, enable_upload, max_upload)
+    return FileSyncResource(
+        store, AccessPolicy(clients), hub, enable_upload, max_upload, context.reactor
+    )

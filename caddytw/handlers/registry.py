@@ -5,21 +5,16 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from twisted.plugin import IPlugin, getPlugins
+from twisted.plugin import IPlugin
 from zope.interface import implementer
 
-from caddytw.interfaces import IHandlerFactory
+from caddytw.interfaces import IHandlerFactory, find_plugins
 
 
 @cache
 def handler_factories() -> dict[str, Any]:
     """Every ``IHandlerFactory`` plugin on ``sys.path``, by name (first one found wins)."""
-    import twisted.plugins
-
-    found: dict[str, Any] = {}
-    for factory in getPlugins(IHandlerFactory, twisted.plugins):
-        found.setdefault(factory.name, factory)
-    return found
+    return find_plugins(IHandlerFactory)
 
 
 @implementer(IPlugin, IHandlerFactory)

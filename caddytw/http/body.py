@@ -10,8 +10,9 @@ HTTP/2 and HTTP/3 adopt it the same way).
 Protocol side (the connection), through a :class:`BodySource` it passes in:
 
 - ``RequestBody(source, length, limit)``: ``length`` is the declared size (None when
-  unknown, e.g. chunked or an h2 stream without ``content-length``), ``limit`` the most
-  the server will read (None: no limit);
+  unknown, e.g. chunked or an h2 stream without ``content-length``), ``limit`` the
+  server's default for the most it will read (None: no limit), which applies unless the
+  route states its own (see :meth:`RequestBody.limit_to`);
 - :meth:`RequestBody.feed` for each piece received, :meth:`RequestBody.finish` at the
   end, :meth:`RequestBody.abort` when the connection or stream is lost;
 - the body calls ``source.pause_reading()`` when more than :data:`HIGH_WATER` bytes wait
@@ -33,8 +34,15 @@ Handler side:
   bytes, or failing with :class:`BodyTooLarge` (answer 413) past a bound;
   :func:`collect_file` the same into a temporary file (memory up to
   :data:`SPOOL_BYTES`), rewound, for bodies too big for memory;
-- :meth:`RequestBody.limit_to` lowers the limit before reading (``request_body``
-  ``max_size``); a body whose declared length is already over it fails at once.
+- :class:`ThreadReader` for a worker thread that writes the body somewhere itself (a
+  ``file_sync`` upload into its staged file): a blocking ``read`` fed as the body
+  arrives, memory bounded, the body paused while the thread is behind;
+- :meth:`RequestBody.limit_to` states the route's own limit before reading
+  (``request_body`` ``max_size``, ``file_sync`` ``max_upload_size``): it replaces the
+  server's default (``max_request_body``), up or down, as Caddy has only per-route
+  limits; several stated limits keep the lowest. A body whose declared length is over
+  the limit in force fails when it is read (or at once for a stated limit), without
+  ``100 Continue`` and without reading it.
 
 A handler that answers without reading leaves the body to the connection, which drains
 a little of it (:data:`DRAIN_BYTES`) to keep the connection or else closes it.
@@ -43,9 +51,10 @@ a little of it (:data:`DRAIN_BYTES`) to keep the connection or else closes it.
 from __future__ import annotations
 
 import tempfile
+import threading
 from collections import deque
 from io import BytesIO
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
@@ -113,8 +122,10 @@ class RequestBody:
         self._paused = False  # by the consumer
         self._source_paused = False
         self._ended = False  # body_end delivered
-        if limit is not None and length is not None and length > limit:
-            self._fail(BodyTooLarge(limit))  # refused before a byte is read
+        # Whether a handler stated the route's own limit: until then ``limit`` is the
+        # server's default, which a handler may still raise, so a declared length over
+        # it is refused only when the body is read (``start``) or a limit is stated.
+        self._stated = False
 
     @staticmethod
     def empty() -> RequestBody:
@@ -142,20 +153,26 @@ class RequestBody:
         """Whether nothing more will arrive (complete, failed or too large)."""
         return self.complete or self.error is not None
 
-    def limit_to(self, limit: int) -> None:
-        """Lower the limit (``request_body`` ``max_size``); fails now if the declared
-        length or what already arrived is over it."""
-        if self.limit is None or limit < self.limit:
+    def limit_to(self, limit: int | None) -> None:
+        """State the route's own limit (``request_body`` ``max_size``, ``file_sync``
+        ``max_upload_size``; None: no limit of its own). The first one replaces the
+        server's default, raising or lowering it (Caddy has no server-wide limit: a
+        route's ``request_body`` is what its users set); later ones only lower it, as
+        nested ``MaxBytesReader`` readers do. Fails now if the declared length or what
+        already arrived is over the result."""
+        if not self._stated:
+            self._stated = True
             self.limit = limit
-        over = self.length if self.length is not None else self.received
-        if over > limit and self.error is None and not self._ended:
-            self._fail(BodyTooLarge(limit))
+        elif limit is not None and (self.limit is None or limit < self.limit):
+            self.limit = limit
+        self._check_limit()
 
     def start(self, sink: BodySink) -> None:
         """Deliver the body to ``sink`` from now on (once per body)."""
         if self.sink is not None:
             raise RuntimeError("request body already being read")
         self.sink = sink
+        self._check_limit()  # the server's default, when no handler stated a limit
         if not self.done and self.source is not None:
             self.source.body_wanted()
         self._flush()
@@ -181,8 +198,11 @@ class RequestBody:
         if self.error is not None or not data:
             return
         self.received += len(data)
-        if self.limit is not None and self.received > self.limit:
-            self._fail(BodyTooLarge(self.limit))
+        # Not read yet, a route may still raise the server's default: the bytes are kept
+        # (the buffer is bounded: reading pauses past HIGH_WATER).
+        limit = self.limit
+        if limit is not None and self.received > limit and (self._stated or self.started):
+            self._fail(BodyTooLarge(limit))
             return
         if self._ended:
             return  # stopped by the consumer: discard
@@ -207,6 +227,15 @@ class RequestBody:
             self._flush()
 
     # -- inside ----------------------------------------------------------------------
+
+    def _check_limit(self) -> None:
+        """Fail with :class:`BodyTooLarge` if the body is (or says it will be) over the
+        limit now in force."""
+        if self.limit is None or self.error is not None or self._ended:
+            return
+        size = self.length if self.length is not None else self.received
+        if max(size, self.received) > self.limit:
+            self._fail(BodyTooLarge(self.limit))
 
     def _fail(self, error: BaseException) -> None:
         self.error = error
@@ -246,7 +275,7 @@ class _EmptyBody(RequestBody):
     def start(self, sink: BodySink) -> None:
         sink.body_end(None)
 
-    def limit_to(self, limit: int) -> None:
+    def limit_to(self, limit: int | None) -> None:
         pass
 
     def pauseProducing(self) -> None:
@@ -320,3 +349,97 @@ def collect(body: RequestBody, limit: int | None = None) -> Deferred[bytes]:
         return data
 
     return collector.done.addCallback(read)
+
+
+class ThreadReader:
+    """A request body as a blocking file for one worker thread (``read`` only).
+
+    Why: a handler that writes the body to disk itself (``file_sync`` streams an upload
+    into its staged temporary file, hashing as it goes) would otherwise spool it first
+    and copy it after: twice the disk traffic. Disk writes must not run on the reactor,
+    and a thread per chunk is too slow, so one thread reads this: the reactor side
+    queues what arrives and pauses the body past ``high`` bytes queued (resumed below
+    half of it), so memory stays flat whatever the upload's size; ``read`` waits for
+    ``batch`` bytes (or the end), so the thread writes in large pieces.
+
+    The body is asked for (``100 Continue``) on the first ``read``, so checks done
+    before it refuse without inviting the body. ``read`` raises what ended the body
+    (:class:`BodyTooLarge`, :class:`BodyAborted`).
+    """
+
+    def __init__(
+        self,
+        body: RequestBody,
+        reactor: Any,
+        high: int = 1 << 20,
+        batch: int = 256 * 1024,
+    ) -> None:
+        self.body = body
+        self.reactor = reactor
+        self.high = high
+        self.batch = min(batch, high)
+        self._lock = threading.Condition()
+        self._chunks: deque[bytes] = deque()
+        self._queued = 0
+        self._ended = False
+        self._error: BaseException | None = None
+        self._asked = False  # worker side: the body was asked for
+        self._paused = False  # reactor side
+
+    # -- reactor thread (a BodySink) -------------------------------------------------
+
+    def body_data(self, data: bytes) -> None:
+        with self._lock:
+            self._chunks.append(data)
+            self._queued += len(data)
+            over = self._queued > self.high
+            self._lock.notify()
+        if over and not self._paused:
+            self._paused = True
+            self.body.pauseProducing()
+
+    def body_end(self, error: BaseException | None) -> None:
+        with self._lock:
+            self._ended = True
+            self._error = error
+            self._lock.notify()
+
+    def _resume(self) -> None:
+        with self._lock:
+            if self._queued > self.high // 2:
+                return
+        if self._paused:
+            self._paused = False
+            self.body.resumeProducing()
+
+    def _start(self) -> None:
+        if not self.body.started:
+            self.body.start(self)
+
+    # -- worker thread ---------------------------------------------------------------
+
+    def read(self, size: int) -> bytes:
+        """Up to ``size`` bytes (at least ``min(size, batch)`` unless the body ends
+        first); ``b""`` at the end."""
+        with self._lock:
+            if not self._asked:
+                self._asked = True
+                self.reactor.callFromThread(self._start)
+            want = min(size, self.batch)
+            while self._queued < want and not self._ended:
+                self._lock.wait()
+            if self._error is not None:
+                raise self._error
+            taken: list[bytes] = []
+            got = 0
+            while self._chunks and got < size:
+                chunk = self._chunks.popleft()
+                if got + len(chunk) > size:
+                    chunk, rest = chunk[: size - got], chunk[size - got :]
+                    self._chunks.appendleft(rest)
+                taken.append(chunk)
+                got += len(chunk)
+            self._queued -= got
+            if self._queued <= self.high // 2:
+                self.reactor.callFromThread(self._resume)
+        return b"".join(taken)

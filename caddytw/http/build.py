@@ -1,7 +1,13 @@
-"""What handler factories get to build with: the reactor, the server, shared services."""
+"""What handler factories get to build with: the reactor, the server, shared services.
+
+The handler factories themselves are passed in (``factories``, found by
+:mod:`caddytw.handlers.registry` from the plugins), so this layer never imports the
+handlers it builds: :mod:`caddytw.server.build` wires the two together.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -9,8 +15,8 @@ from twisted.application.service import IService
 
 from caddytw.config.errors import ConfigError
 from caddytw.config.reader import ObjectReader
-from caddytw.handlers.registry import handler_factories
 from caddytw.http.routing import LeafResource, RouteList, build_routes
+from caddytw.interfaces import IHandlerFactory
 
 
 class NamedHandler(LeafResource):
@@ -35,10 +41,12 @@ class BuildContext:
 
     ``services`` collects background work (health checkers, folder watchers) that starts
     and stops with the server; ``shared`` is state that survives a config reload, keyed
-    by whatever identifies it (an upstream address, a sync root).
+    by whatever identifies it (an upstream address, a sync root); ``factories`` maps a
+    JSON ``"handler"`` name to the plugin that builds it.
     """
 
     reactor: Any
+    factories: Mapping[str, IHandlerFactory] = field(default_factory=dict)
     server_name: str = ""
     listen: tuple[str, ...] = ()
     services: list[IService] = field(default_factory=list)
@@ -50,7 +58,7 @@ class BuildContext:
         name = reader.text("handler")
         if not name:
             raise ConfigError(reader.at("handler"), "missing handler name")
-        factory = handler_factories().get(name)
+        factory = self.factories.get(name)
         if factory is None:
             raise ConfigError(
                 reader.at("handler"), f"unknown handler module {name!r} (no plugin provides it)"

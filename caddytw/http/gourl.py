@@ -9,6 +9,7 @@ with undecodable bytes kept as surrogate escapes (see ``caddytw.http.request.dec
 
 from __future__ import annotations
 
+import posixpath
 import string
 from urllib.parse import quote_plus
 
@@ -134,7 +135,10 @@ def caddy_clean_path(path: str, merge_slashes: bool = True) -> str:
                 marked.append(_SLASH_MARK)
             marked.append(char)
         return caddy_clean_path("".join(marked)).replace(_SLASH_MARK, "")
-    cleaned = go_clean(path)
+    # On a rooted path, posixpath.normpath (in C) is Go's path.Clean but for keeping a
+    # leading "//", which lstrip drops: this is the hot path of every path matcher.
+    rooted = path.startswith("/")
+    cleaned = "/" + posixpath.normpath(path).lstrip("/") if rooted else go_clean(path)
     if cleaned != "/" and path.endswith("/"):
         cleaned += "/"
     return cleaned

@@ -7,7 +7,6 @@ config-time work (patterns compiled, CIDRs parsed) so that matching is cheap per
 from __future__ import annotations
 
 import os
-import posixpath
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -23,7 +22,9 @@ from caddytw.config.reader import (
     join_path,
     type_name,
 )
+from caddytw.http.gourl import caddy_clean_path
 from caddytw.http.placeholders import Template, resolve
+from caddytw.interfaces import IMatcherFactory, find_plugins
 
 if TYPE_CHECKING:
     from caddytw.http.request import CaddyRequest
@@ -32,15 +33,9 @@ Matcher = Callable[["CaddyRequest"], bool]
 MatcherBuilder = Callable[[Any, str], Matcher]
 
 
-def clean_path(path: str) -> str:
-    """Collapse ``//``, ``.`` and ``..`` like Go's ``path.Clean``, keeping a trailing slash."""
-    if not path:
-        return "/"
-    cleaned = posixpath.normpath("/" + path.lstrip("/"))
-    cleaned = "/" + cleaned.lstrip("/")
-    if path.endswith("/") and cleaned != "/":
-        cleaned += "/"
-    return cleaned
+def _rooted(path: str) -> str:
+    """Matchers compare rooted paths: ``a/b`` and ``""`` are read as ``/a/b`` and ``/``."""
+    return path if path.startswith("/") else "/" + path
 
 
 def wildcard_match(pattern: str, value: str) -> bool:
@@ -76,7 +71,7 @@ def build_path(value: Any, path: str) -> Matcher:
             raise ConfigError(join_path(path, index), "empty path pattern")
 
     def match(request: CaddyRequest) -> bool:
-        request_path = clean_path(request.decoded_path).lower()
+        request_path = caddy_clean_path(_rooted(request.decoded_path)).lower()
         return any(path_pattern_match(p, request_path) for p in patterns)
 
     return match
@@ -145,7 +140,7 @@ def build_path_regexp(value: Any, path: str) -> Matcher:
     name, regex = _regexp(value, path)
 
     def match(request: CaddyRequest) -> bool:
-        found = regex.search(clean_path(request.decoded_path))
+        found = regex.search(caddy_clean_path(_rooted(request.decoded_path)))
         if found is None:
             return False
         record_captures(request, name, found)
@@ -349,7 +344,7 @@ def build_file(value: Any, path: str) -> Matcher:
                     remainder = rel[index + len(delimiter) :]
                     rel = rel[: index + len(delimiter)]
                     break
-            clean = clean_path(rel)
+            clean = caddy_clean_path(_rooted(rel))
             full = os.path.join(base, clean.lstrip("/"))
             try:
                 info = os.stat(full)
@@ -405,7 +400,8 @@ MATCHERS: dict[str, MatcherBuilder] = {
 
 
 def normalize_short_form(value: dict[str, Any], path: str) -> dict[str, Any]:
-    """The seed's ``{"matcher": "path", "paths": [...]}`` as Caddy's ``{"path": [...]}``."""
+    """``{"matcher": "path", "paths": [...]}`` (the short form the original design brief's
+    sample configs use) as Caddy's ``{"path": [...]}``."""
     if "matcher" not in value:
         return value
     kind = value["matcher"]
@@ -428,7 +424,10 @@ def build_matcher_set(value: Any, path: str) -> Matcher:
             continue
         builder = MATCHERS.get(name)
         if builder is None:
-            raise ConfigError(join_path(path, name), f"unknown matcher module {name!r}")
+            plugin = find_plugins(IMatcherFactory).get(name)
+            if plugin is None:
+                raise ConfigError(join_path(path, name), f"unknown matcher module {name!r}")
+            builder = plugin.build
         matchers.append(builder(argument, join_path(path, name)))
     if len(matchers) == 1:
         return matchers[0]

@@ -16,10 +16,10 @@ from urllib.parse import unquote_to_bytes
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http, server
-from twisted.web.http import datetimeToString
 
 from caddytw import metrics
 from caddytw.http.body import BodyAborted, BodyTooLarge, RequestBody, body_from_file
+from caddytw.http.dates import date_now
 from caddytw.http.errors import HandlerError, status_text
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ class CaddyRequest(server.Request):
         # run for every request, and setHeader's checks cost more than the rest of it.
         headers = self.responseHeaders._rawHeaders
         headers[b"Server"] = [b"Caddy"]
-        headers[b"Date"] = [http_date()]
+        headers[b"Date"] = [date_now()]
         self.prepath = []
         self.postpath = []
         try:
@@ -318,20 +318,6 @@ def decode_path(raw: bytes) -> str:
     if b"%" not in raw:
         return raw.decode("utf-8", "surrogateescape")
     return unquote_to_bytes(raw).decode("utf-8", "surrogateescape")
-
-
-_date_cache: tuple[int, bytes] = (0, b"")
-
-
-def http_date(now: float | None = None) -> bytes:
-    """The ``Date`` header value for now, formatted once per second."""
-    global _date_cache
-    second = int(time.time() if now is None else now)
-    cached_second, text = _date_cache
-    if second != cached_second:
-        text = datetimeToString(second)
-        _date_cache = (second, text)
-    return text
 
 
 def split_host_port(hostport: str) -> tuple[str, str]:

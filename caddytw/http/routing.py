@@ -4,6 +4,10 @@ Each route's handlers are built back to front, so every handler gets the resourc
 follows it as ``next``. The ``next`` of a route's last handler is a continuation that
 evaluates the remaining routes of the same list (or leaves the list when the route is
 ``terminal``), which is exactly Caddy's "all matching routes chained in order".
+
+A terminal route ends the whole request, not just its own list: Caddy's ``wrapRoute``
+(caddyhttp/routes.go) compiles it onto an empty handler, so a terminal route inside a
+``subroute`` does not carry on with the routes after the subroute either.
 """
 
 from __future__ import annotations
@@ -53,6 +57,19 @@ class ErrorStatusResponse(LeafResource):
         status = request.caddy_error.status if request.caddy_error else 500
         request.setResponseCode(status)
         return b""
+
+
+class TerminalEnd(LeafResource):
+    """The ``next`` of a terminal route: nothing else runs. As Caddy's ``emptyHandler``
+    (an empty 200), or ``errorEmptyHandler`` (the error's status) inside an error chain."""
+
+    def render(self, request: CaddyRequest) -> bytes:
+        if request.caddy_error is not None:
+            request.setResponseCode(request.caddy_error.status)
+        return b""
+
+
+TERMINAL_END = TerminalEnd()
 
 
 @dataclass
@@ -118,7 +135,7 @@ def build_routes(
     # Chains are built after every route exists so continuations can index the list.
     for index, route in enumerate(route_list.routes):
         if route.chain is None:
-            follow = next if route.terminal else _Continue(route_list, index + 1)
+            follow = TERMINAL_END if route.terminal else _Continue(route_list, index + 1)
             route.chain = _build_chain(
                 items[index], join_path(path, index), context, follow, collector
             )

@@ -10,9 +10,9 @@ from caddytw import metrics
 from caddytw.config.model import ServerConfig
 from caddytw.http.accesslog import AccessLogger
 from caddytw.http.body import DEFAULT_LIMIT
-from caddytw.http.fastchannel import fast_channel_protocol
 from caddytw.http.request import CaddyRequest, render_and_answer
 from caddytw.http.routing import LeafResource, RouteList
+from caddytw.wire.h1 import fast_channel_protocol
 
 DEFAULT_IDLE_TIMEOUT = 300.0
 

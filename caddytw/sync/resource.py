@@ -21,7 +21,7 @@ from twisted.python.failure import Failure
 from twisted.web.http import datetimeToString
 from twisted.web.server import NOT_DONE_YET
 
-from caddytw.http.body import BodyAborted, BodyTooLarge, collect_file
+from caddytw.http.body import BodyAborted, BodyTooLarge, ThreadReader, collect_file
 from caddytw.http.request import CaddyRequest, transport_of
 from caddytw.http.routing import LeafResource
 from caddytw.sync.access import AccessPolicy, SyncClient
@@ -179,7 +179,13 @@ class FileSyncResource(LeafResource):
         hub: EventHub,
         enable_upload: bool,
         max_upload_size: int = DEFAULT_MAX_UPLOAD,
+        reactor: Any = None,
     ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
+        self.reactor = reactor
         self.store = store
         self.access = access
         self.hub = hub
@@ -283,6 +289,10 @@ class FileSyncResource(LeafResource):
         error = failure.value
         if isinstance(error, ProtocolError):
             error = ApiError(400, str(error))
+        elif isinstance(error, BodyTooLarge):
+            error = ApiError(413, str(error))
+        elif isinstance(error, BodyAborted):  # before OSError: it is a ConnectionError
+            error = ApiError(400, str(error))
         elif isinstance(error, OSError):
             request_id = report_unexpected(failure, "disk error")
             error = ApiError(500, f"disk error: {error.strerror or error} (request {request_id})")
@@ -373,17 +383,21 @@ class FileSyncResource(LeafResource):
             raise ApiError(400, str(error)) from None
         gone: list[bool] = []
         request.notifyFinish().addErrback(lambda _: gone.append(True))
-        limit = self.max_upload_size or None
-        with await body_of(request, limit) as content:
-            meta, status = await self.store.put(
-                path,
-                content,
-                expected,
-                preconditions(request),
-                modified_ns,
-                self.origin(request, client),
-                lambda: bool(gone) or request.client_gone,
-            )
+        # The handler's own limit rules its route, above or below the server's default
+        # max_request_body (0: no limit), as a route's request_body does.
+        request.body.limit_to(self.max_upload_size or None)
+        # Streamed straight into the store's staged temp file by one thread (asked for
+        # only once the preconditions held): written once, memory flat.
+        content = ThreadReader(request.body, self.reactor)
+        meta, status = await self.store.put(
+            path,
+            cast(BinaryIO, content),
+            expected,
+            preconditions(request),
+            modified_ns,
+            self.origin(request, client),
+            lambda: bool(gone) or request.client_gone,
+        )
         metadata_headers(request, meta)
         self.send(request, 201 if status == "created" else 200, dumps(meta))
 

@@ -12,6 +12,7 @@ reactor nor other clients wait for a large file.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, TypeVar
@@ -84,7 +85,11 @@ class ISyncStore(Interface):
         origin: str | None,
         cancelled: Callable[[], bool],
     ) -> Deferred[tuple[FileMetadata, PutStatus]]:
-        """Store ``source`` at ``path`` atomically if ``conditions`` hold."""
+        """Store ``source`` at ``path`` atomically if ``conditions`` hold.
+
+        ``source`` is read (``read(n)`` only) off the reactor thread, and only once the
+        conditions were checked: it may block, as a request body still arriving does
+        (:class:`~caddytw.http.body.ThreadReader`)."""
 
     def delete(path: str, base_hash: str | None, origin: str | None) -> Deferred[Any]:
         """Delete a file or empty folder if its hash is ``base_hash`` (when given)."""
@@ -234,6 +239,23 @@ class LocalSyncStore:
     def _on_pool(self, work: Callable[..., T], *args: Any) -> Deferred[T]:
         return deferToThreadPool(self.reactor, self.reactor.getThreadPool(), work, *args)
 
+    def _on_thread(self, work: Callable[..., T], *args: Any) -> Deferred[T]:
+        """Run ``work`` on a thread of its own: an upload's staging waits on the network
+        (its body is written as it arrives), which must not hold one of the reactor
+        pool's few threads for the upload's duration."""
+        done: Deferred[T] = Deferred()
+
+        def run() -> None:
+            try:
+                result = work(*args)
+            except BaseException:
+                self.reactor.callFromThread(done.errback, Failure())
+            else:
+                self.reactor.callFromThread(done.callback, result)
+
+        threading.Thread(target=run, name="caddytw-sync-upload", daemon=True).start()
+        return done
+
     def _notify(self, changes: list[Change], local: bool = True) -> None:
         if local and self._unwatch is not None:
             self._local_seqs.update(change.seq for change in changes)
@@ -353,7 +375,7 @@ class LocalSyncStore:
         async def upload() -> tuple[FileMetadata, PutStatus]:
             await self._on_index(self.core.precheck, path, conditions, expected_hash)
             token = self.core.temp_token(path)
-            staged = await self._on_pool(
+            staged = await self._on_thread(
                 stage, self.root, path, source, expected_hash, modified_ns, token
             )
             if cancelled():

@@ -27,10 +27,10 @@ from zope.interface import implementer
 from caddytw.tls.certs import Certificate, CertificateSelector, normalize_name
 from caddytw.tls.challenges import ChallengeRegistry
 from caddytw.tls.config import CIPHER_SUITES, CURVES, ConnectionPolicy
+from caddytw.wire.negotiate import ACME_TLS_ALPN
 
 log = Logger()
 
-ACME_TLS_ALPN = b"acme-tls/1"
 DEFAULT_CIPHERS = (
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
@@ -49,18 +49,6 @@ _OPTIONS = (
     | SSL.OP_SINGLE_ECDH_USE
     | SSL.OP_SINGLE_DH_USE
 )
-
-
-def alpn_for(protocols: Sequence[str], policy_alpn: Sequence[str] = ()) -> list[bytes]:
-    """ALPN names to offer, most preferred first (``h2`` before ``http/1.1``)."""
-    if policy_alpn:
-        return [p.encode("ascii") for p in policy_alpn]
-    offered = []
-    if "h2" in protocols:
-        offered.append(b"h2")
-    if "h1" in protocols:
-        offered.append(b"http/1.1")
-    return offered
 
 
 def make_context(

@@ -1,9 +1,9 @@
 """The TLS side of a running config: certificates, challenges, automation, contexts.
 
-One :class:`TLSRuntime` per :class:`~caddytw.app.CaddyService`. It owns the
+One :class:`TLSRuntime` per :class:`~caddytw.server.service.CaddyService`. It owns the
 :class:`CertificateSelector` (what HTTP/3 asks for certificates too), the challenge
 registry shared by the ACME issuer and the listeners, and the certificate manager
-service; :mod:`caddytw.tls.listeners` asks it whether a server speaks TLS and for the
+service; :mod:`caddytw.server.listeners` asks it whether a server speaks TLS and for the
 server's connection creator.
 """
 
@@ -20,11 +20,12 @@ from caddytw.tls.automation import HTTPSPlan, plan_automatic_https
 from caddytw.tls.certs import CertificateSelector
 from caddytw.tls.challenges import ChallengeRegistry
 from caddytw.tls.config import IssuerConfig
-from caddytw.tls.context import SNIConnectionCreator, alpn_for
+from caddytw.tls.context import SNIConnectionCreator
 from caddytw.tls.internal import InternalIssuer
 from caddytw.tls.manager import CertificateManager
 from caddytw.tls.solvers import listen_solvers
 from caddytw.tls.store import Storage
+from caddytw.wire.negotiate import alpn_for
 
 
 class TLSRuntime(MultiService):
@@ -81,7 +82,7 @@ class TLSRuntime(MultiService):
         return creator
 
     def certificate_provider(self, server_name: str | None) -> tuple[list[Any], Any] | None:
-        """``caddytw.h3``'s ``CertificateProvider``: (chain, key) for a name, or None.
+        """``caddytw.wire.h3``'s ``CertificateProvider``: (chain, key) for a name, or None.
 
         The chain is ``cryptography`` certificates, leaf first; the same certificate
         the TLS listeners present (renewals and on-disk reloads included).

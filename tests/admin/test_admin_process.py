@@ -345,3 +345,48 @@ def test_admin_disabled(tmp_path):
     with running_server(config, tmp_path, [port], env=ENV):
         assert get(port) == (200, b"v0")
         assert refused(admin_port)
+
+
+def read_answer(sock):
+    data = b""
+    sock.settimeout(10)
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except (ConnectionResetError, TimeoutError):
+        pass
+    return data
+
+
+def test_admin_bodies_are_bounded(server):
+    """A config body over 100 MiB gets 413 and a closed connection: a declared one
+    before ``100 Continue``, a chunked one where it passes the bound (twisted's stock
+    Site spooled either whole, without a bound)."""
+    from caddytw.admin.service import MAX_ADMIN_BODY
+
+    port = server.admin.port
+    head = b"POST /load HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head + b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % (200 << 20))
+        answer = read_answer(sock)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert b"100 Continue" not in answer and b"Connection: close" in answer
+    assert b'{"error":"request body too large' in answer
+
+    piece = b" " * (1 << 20)
+    chunk = b"%x\r\n%s\r\n" % (len(piece), piece)
+    sent = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head + b"Transfer-Encoding: chunked\r\n\r\n")
+        try:
+            while sent <= MAX_ADMIN_BODY + (8 << 20):
+                sock.sendall(chunk)
+                sent += len(piece)
+        except OSError:
+            pass
+        answer = read_answer(sock)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert sent <= MAX_ADMIN_BODY + (8 << 20)  # reading stopped near the bound
+    # The admin API still works, with the config unchanged.
+    status, _, body = server.admin.call("GET", "/config/")
+    assert status == 200 and json.loads(body) == server.config

@@ -11,7 +11,7 @@ from caddytw.admin import upstreams
 from caddytw.admin.api import AdminAPI
 from caddytw.admin.gojson import encode, etag
 from caddytw.admin.origins import parse_admin_listen
-from caddytw.runtime import Runtime
+from caddytw.server.reload import Runtime
 
 JSON = {"content-type": "application/json", "host": "localhost:2019"}
 

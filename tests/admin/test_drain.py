@@ -2,7 +2,7 @@
 
 from twisted.internet.task import Clock
 
-from caddytw.drain import drain
+from caddytw.wire.drain import drain
 
 
 class Transport:

@@ -72,6 +72,33 @@ CONFIG = {
                             ],
                         },
                         {
+                            "match": [{"path": ["/term/*"]}],
+                            "handle": [
+                                {
+                                    "handler": "subroute",
+                                    "routes": [
+                                        {
+                                            "match": [{"path": ["/term/stop"]}],
+                                            "terminal": True,
+                                            "handle": [
+                                                {
+                                                    "handler": "headers",
+                                                    "response": {"set": {"X-Term": ["1"]}},
+                                                }
+                                            ],
+                                        },
+                                        {"handle": [{"handler": "vars", "v": "inner"}]},
+                                    ],
+                                }
+                            ],
+                        },
+                        {
+                            "match": [{"path": ["/term/*"]}],
+                            "handle": [
+                                {"handler": "static_response", "body": "after {http.vars.v}"}
+                            ],
+                        },
+                        {
                             "match": [{"path": ["/sub/*"]}],
                             "handle": [
                                 {
@@ -136,6 +163,8 @@ REQUESTS = [
     ("GET", "/no?q=1", {}),
     ("GET", "/re/word", {}),
     ("GET", "/re/two/parts", {}),
+    ("GET", "/term/stop", {}),
+    ("GET", "/term/go", {}),
     ("GET", "/sub/a", {}),
     ("GET", "/sub/b", {}),
     ("HEAD", "/json", {}),

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.conformance.test_h1 import read_all
 from tests.support.ports import free_port
 from tests.support.server import simple_config, start_server
 
@@ -57,17 +58,52 @@ def test_listen_backlog_defaults_to_the_kernel_maximum_and_is_configurable(
         configured.stop()
 
 
-def test_max_request_body_refuses_larger_bodies(tmp_path: Path) -> None:
+def post(port: int, path: str, framing: bytes, body: bytes) -> bytes:
+    """One request on its own connection; the status code of the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            b"POST "
+            + path.encode()
+            + b" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n"
+            + framing
+            + b"\r\n\r\n"
+            + body
+        )
+        answer = read_all(sock, 5.0, 10.0)
+    return answer.split(b" ")[1]
+
+
+def test_max_request_body_is_the_default_a_route_limit_replaces(tmp_path: Path) -> None:
+    """``max_request_body`` limits routes that state no limit (here a reverse_proxy
+    collecting a chunked body); a route's ``request_body`` ``max_size`` replaces it,
+    above or below, as Caddy users set limits per route."""
     port = free_port()
-    server = start_server(server_config(port, max_request_body=1000), tmp_path, [port])
+    routes = [
+        {
+            "match": [{"path": ["/raised"]}],
+            "handle": [
+                {"handler": "request_body", "max_size": 2000},
+                {"handler": "static_response", "body": "ok"},
+            ],
+        },
+        {
+            "match": [{"path": ["/lowered"]}],
+            "handle": [
+                {"handler": "request_body", "max_size": 10},
+                {"handler": "static_response", "body": "ok"},
+            ],
+        },
+        {"handle": [{"handler": "reverse_proxy", "upstreams": [{"dial": f"127.0.0.1:{port}"}]}]},
+    ]
+    config = simple_config(port, routes, max_request_body=1000)
+    server = start_server(config, tmp_path, [port])
     try:
-        for size, status in ((1000, b"200"), (1001, b"413")):
-            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-                sock.sendall(
-                    b"POST / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n"
-                    b"Content-Length: %d\r\n\r\n" % size + b"x" * size
-                )
-                answer = sock.recv(65536)
-            assert answer.split(b" ")[1] == status
+        length = b"Content-Length: %d"
+        assert post(port, "/raised", length % 2000, b"x" * 2000) == b"200"
+        assert post(port, "/raised", length % 2001, b"x" * 2001) == b"413"
+        assert post(port, "/lowered", length % 11, b"x" * 11) == b"413"
+        chunked = b"Transfer-Encoding: chunked"
+        # The proxy collects a chunked body first, up to the server's default.
+        assert post(port, "/", chunked, b"3e9\r\n" + b"x" * 1001 + b"\r\n0\r\n\r\n") == b"413"
     finally:
         server.stop()

@@ -10,10 +10,10 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.web import server
 
-from caddytw.http.fastchannel import fast_channel_protocol
+from caddytw.handlers.file_server.sendfile import send_span, sendfile_ready
 from caddytw.http.request import CaddyRequest
 from caddytw.http.routing import LeafResource
-from caddytw.http.sendfile import send_span, sendfile_ready
+from caddytw.wire.h1 import fast_channel_protocol
 
 
 class FileResource(LeafResource):

@@ -1,4 +1,4 @@
-"""HTTP/1.1 behaviour of the lean channel (``caddytw.http.fastchannel``), driven in
+"""HTTP/1.1 behaviour of the lean channel (``caddytw.wire.h1``), driven in
 memory: real parsing, a StringTransport, a MemoryReactorClock."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.web import server
 
 from caddytw.http.body import collect
-from caddytw.http.fastchannel import FastHTTPChannel, fast_channel_protocol
 from caddytw.http.request import CaddyRequest
 from caddytw.http.routing import LeafResource
+from caddytw.wire.h1 import FastHTTPChannel, fast_channel_protocol
 from tests.support.memory import parse_response
 
 

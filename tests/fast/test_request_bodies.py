@@ -7,12 +7,20 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from twisted.web import server
 
-from caddytw.http.body import HIGH_WATER, BodyAborted, collect
-from caddytw.http.fastchannel import BODY_MIN_RATE, BODY_RATE_WINDOW
+from caddytw.http.body import (
+    HIGH_WATER,
+    BodyAborted,
+    BodyTooLarge,
+    RequestBody,
+    ThreadReader,
+    collect,
+)
 from caddytw.http.request import CaddyRequest
 from caddytw.http.routing import LeafResource
+from caddytw.wire.h1 import BODY_MIN_RATE, BODY_RATE_WINDOW
 from tests.fast.test_channels import Connection, Echo, responses
 from tests.support.memory import parse_response
 
@@ -231,3 +239,74 @@ def test_chunked_upgrade_body_is_refused() -> None:
     )
     assert [parse_response(r).status for r in responses(out)] == [400]
     assert echo.seen == []
+
+
+class Stating(Failing):
+    """Reads the body under a limit of its own, as ``file_sync``'s ``max_upload_size``."""
+
+    def __init__(self, *limits: int | None) -> None:
+        super().__init__()
+        self.limits = limits
+
+    def render(self, request: Any) -> Any:
+        for limit in self.limits:
+            request.body.limit_to(limit)
+        return super().render(request)
+
+
+def test_a_handler_limit_raises_the_server_default_for_its_route() -> None:
+    # max_request_body is the default for routes that state none: a handler's own limit
+    # replaces it, above or below (Caddy has only per-route request_body limits).
+    for framing in (b"Content-Length: 150\r\n\r\n", b"Transfer-Encoding: chunked\r\n\r\n"):
+        conn = Connection(Stating(200), max_body_bytes=100)
+        body = b"q" * 150
+        if b"chunked" in framing:
+            body = b"96\r\n" + body + b"\r\n0\r\n\r\n"
+        out = conn.send(b"POST /big HTTP/1.1\r\nHost: a\r\n" + framing + body)
+        response = parse_response(out)
+        assert response.status == 200 and response.body == b"q" * 150
+
+
+def test_stated_limits_keep_the_lowest_and_none_lifts_the_default() -> None:
+    conn = Connection(Stating(200, 120), max_body_bytes=100)
+    out = conn.send(b"POST /big HTTP/1.1\r\nHost: a\r\nContent-Length: 150\r\n\r\n")
+    assert parse_response(out).status == 413
+    conn = Connection(Stating(None), max_body_bytes=100)
+    out = conn.send(b"POST /big HTTP/1.1\r\nHost: a\r\nContent-Length: 150\r\n\r\n" + b"q" * 150)
+    assert parse_response(out).status == 200
+    conn = Connection(Stating(50, None), max_body_bytes=100)
+    out = conn.send(b"POST /big HTTP/1.1\r\nHost: a\r\nContent-Length: 60\r\n\r\n")
+    assert parse_response(out).status == 413
+
+
+class Immediate:
+    """A reactor whose ``callFromThread`` runs at once (the reader runs on this thread)."""
+
+    def callFromThread(self, f: Any, *args: Any) -> None:
+        f(*args)
+
+
+def test_thread_reader_batches_and_holds_the_body_back() -> None:
+    body = RequestBody(None, None, None)
+    for _ in range(30):
+        body.feed(b"x" * 100)
+    reader = ThreadReader(body, Immediate(), high=1000, batch=300)
+    assert not body.started  # asked for on the first read only
+    sizes = []
+    for _ in range(3):
+        sizes.append(len(reader.read(10_000)))
+        assert reader._queued <= 1100  # the body was paused past ``high``
+    assert sizes == [1100, 1100, 800]
+    body.finish()
+    assert reader.read(10_000) == b""
+
+
+def test_thread_reader_raises_what_ended_the_body() -> None:
+    body = RequestBody(None, None, None)
+    body.limit_to(500)
+    reader = ThreadReader(body, Immediate(), high=1000, batch=300)
+    body.feed(b"y" * 200)
+    assert reader.read(150) == b"y" * 150
+    body.feed(b"y" * 400)
+    with pytest.raises(BodyTooLarge):
+        reader.read(1000)

@@ -1,6 +1,6 @@
 """What workers share, in memory: the event bus (:mod:`caddytw.peers`), upstream
-health messages (:mod:`caddytw.proxy.sharedhealth`) between two simulated workers, and
-the supervisor's relay and metrics bookkeeping."""
+health messages (:mod:`caddytw.handlers.reverse_proxy.sharedhealth`) between two simulated
+workers, and the supervisor's relay and metrics bookkeeping."""
 
 from __future__ import annotations
 
@@ -18,11 +18,16 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 
 from caddytw import peers
-from caddytw.proxy.config import ActiveHealthConfig, PassiveHealthConfig
-from caddytw.proxy.health import ActiveHealthChecker, PassiveHealth, ProbeResult
-from caddytw.proxy.sharedhealth import TOPIC, SharedHealth
-from caddytw.proxy.upstreams import HostRegistry, Upstream
-from caddytw.workers import CONFIG_IN_FD, MAX_EVENT, WorkerSupervisor, _WorkerProtocol
+from caddytw.handlers.reverse_proxy.config import ActiveHealthConfig, PassiveHealthConfig
+from caddytw.handlers.reverse_proxy.health import ActiveHealthChecker, PassiveHealth, ProbeResult
+from caddytw.handlers.reverse_proxy.sharedhealth import TOPIC, SharedHealth
+from caddytw.handlers.reverse_proxy.upstreams import HostRegistry, Upstream
+from caddytw.server.workers.supervisor import (
+    CONFIG_IN_FD,
+    MAX_EVENT,
+    WorkerSupervisor,
+    _WorkerProtocol,
+)
 
 
 @pytest.fixture

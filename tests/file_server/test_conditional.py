@@ -14,12 +14,11 @@ from caddytw.handlers.file_server.conditional import (
     Verdict,
     base36,
     evaluate,
-    http_date,
     make_etag,
-    parse_http_date,
     range_allowed,
     scan_etag,
 )
+from caddytw.http.dates import http_date, parse_http_date
 
 MTIME = calendar.timegm((2023, 1, 2, 3, 4, 5, 0, 0, 0))  # what Caddy answered "rnu8itc" for
 ETAG = make_etag(MTIME, 12)

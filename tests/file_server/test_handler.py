@@ -9,9 +9,9 @@ import re
 
 import pytest
 
-from caddytw.builder import build_app
 from caddytw.config.errors import ConfigErrors
 from caddytw.handlers.file_server.conditional import make_etag
+from caddytw.server.build import build_app
 from tests.file_server.tree import (
     HELLO,
     HELLO_ETAG,

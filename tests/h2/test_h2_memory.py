@@ -18,7 +18,7 @@ from twisted.web import http
 from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
-from caddytw.http import h2 as ours
+from caddytw.wire import h2 as ours
 
 
 @implementer(IPushProducer)

@@ -1,4 +1,4 @@
-"""HTTP/2 transfers through ``caddytw.http.h2.CaddyH2Connection`` in a real server: large
+"""HTTP/2 transfers through ``caddytw.wire.h2.CaddyH2Connection`` in a real server: large
 downloads and uploads byte for byte (curl, h2c and TLS), many concurrent streams
 (h2load), and a bounded server memory while a client that opened a 1 GiB window does
 not read."""

@@ -1,4 +1,4 @@
-"""The private twisted names ``caddytw.http.h2`` relies on still exist (twisted is
+"""The private twisted names ``caddytw.wire.h2`` relies on still exist (twisted is
 pinned below 27; this fails first if an upgrade renames them), and the lean channel
 switches to our HTTP/2 connection."""
 
@@ -9,7 +9,8 @@ import inspect
 from twisted.internet.task import Clock
 from twisted.web import _http2
 
-from caddytw.http import fastchannel, h2
+from caddytw.wire import h1 as fastchannel
+from caddytw.wire import h2
 
 
 def test_private_twisted_names_exist() -> None:

@@ -2,7 +2,7 @@
 
 Until the TLS listener is on main, ``CaddyService`` cannot start h3 by itself; this
 script does what it will do: ``build_app``, a TLS listener per server address (ALPN h2,
-http/1.1) and :func:`caddytw.h3.integration.start_h3` on the same port. A second,
+http/1.1) and :func:`caddytw.wire.h3.integration.start_h3` on the same port. A second,
 plain-HTTP port answers ``GET /stats`` with the h3 listener's counters and the reactor's
 pending delayed calls (leak checks in the tests).
 
@@ -20,9 +20,9 @@ from twisted.internet import ssl
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from caddytw.builder import build_app
-from caddytw.h3.certs import load_pem_provider
-from caddytw.h3.integration import start_h3
+from caddytw.server.build import build_app
+from caddytw.wire.h3.certs import load_pem_provider
+from caddytw.wire.h3.integration import start_h3
 
 reactor: Any = _reactor
 

@@ -17,10 +17,10 @@ from aioquic.quic.connection import QuicConnection
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock
 
-from caddytw.builder import build_app
-from caddytw.h3.certs import CertificateProvider, QuicConfigurations
-from caddytw.h3.protocol import H3ServerProtocol
 from caddytw.handlers.registry import LazyHandlerFactory, handler_factories
+from caddytw.server.build import build_app
+from caddytw.wire.h3.certs import CertificateProvider, QuicConfigurations
+from caddytw.wire.h3.protocol import H3ServerProtocol
 
 SERVER = ("127.0.0.1", 4433)
 CLIENT = ("127.0.0.1", 50000)
@@ -148,5 +148,5 @@ class MemoryH3:
         return [
             call
             for call in calls
-            if getattr(call.func, "__module__", "").startswith(("caddytw.h3", "tests.h3"))
+            if getattr(call.func, "__module__", "").startswith(("caddytw.wire.h3", "tests.h3"))
         ]

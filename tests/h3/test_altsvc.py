@@ -7,8 +7,8 @@ from typing import Any
 from twisted.internet.address import IPv4Address
 from twisted.web.http_headers import Headers
 
-from caddytw.h3.altsvc import AltSvcRequestFactory, advertise_h3, alt_svc_value
-from caddytw.h3.stream import H3Stream
+from caddytw.wire.h3.altsvc import AltSvcRequestFactory, advertise_h3, alt_svc_value
+from caddytw.wire.h3.stream import H3Stream
 
 
 class FakeRequest:
@@ -60,7 +60,7 @@ def test_not_on_http3_streams() -> None:
 
 
 def test_public_names_exist() -> None:
-    import caddytw.h3
+    import caddytw.wire.h3
 
-    for name in caddytw.h3.__all__:
-        assert getattr(caddytw.h3, name) is not None
+    for name in caddytw.wire.h3.__all__:
+        assert getattr(caddytw.wire.h3, name) is not None

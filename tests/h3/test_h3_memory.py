@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from caddytw.h3.certs import static_provider
-from caddytw.h3.stream import HIGH_WATER, stream_backlog
+from caddytw.wire.h3.certs import static_provider
+from caddytw.wire.h3.stream import HIGH_WATER, stream_backlog
 from tests.h3.h3client import pattern
 from tests.h3.memory_quic import MemoryH3
 
@@ -169,7 +169,7 @@ def test_client_reset_stops_the_producer_and_keeps_the_connection(localhost_cert
 
 
 def test_private_aioquic_name_the_stream_errors_rely_on() -> None:
-    """``caddytw.h3.connection.StreamErrorH3Connection`` wraps this aioquic method."""
+    """``caddytw.wire.h3.connection.StreamErrorH3Connection`` wraps this aioquic method."""
     import inspect
 
     from aioquic.h3.connection import H3Connection

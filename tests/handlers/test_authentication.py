@@ -11,10 +11,10 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.testing import StringTransport
 
-from caddytw.builder import validate
 from caddytw.config.reader import ObjectReader
-from caddytw.handlers import authentication
-from caddytw.http.passwords import PasswordChecker, parse_basic_authorization
+from caddytw.handlers.authentication import handler as authentication
+from caddytw.handlers.authentication.passwords import PasswordChecker, parse_basic_authorization
+from caddytw.server.build import validate
 from tests.handlers.helpers import chain, echo, serve, serve_resource
 from tests.support.memory import memory_server, parse_response
 
@@ -269,7 +269,7 @@ def test_a_failing_check_counts_as_a_mismatch():
 
 def test_long_passwords_compare_their_first_72_bytes_like_go():
     hashed = bcrypt.hashpw(b"a" * 72, bcrypt.gensalt(4))
-    from caddytw.http.passwords import bcrypt_matches
+    from caddytw.handlers.authentication.passwords import bcrypt_matches
 
     assert bcrypt_matches(hashed, b"a" * 80)
     assert not bcrypt_matches(b"not a hash", b"x")

@@ -10,10 +10,10 @@ import pytest
 import zstandard
 from twisted.web.server import NOT_DONE_YET
 
-from caddytw.builder import validate
 from caddytw.config.reader import ObjectReader
-from caddytw.handlers import encode
+from caddytw.handlers.encode import handler as encode
 from caddytw.http.routing import LeafResource
+from caddytw.server.build import validate
 from tests.handlers.helpers import chain, echo, serve, serve_resource
 from tests.support.memory import Response, memory_server
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from caddytw.builder import validate
 from caddytw.caddyfile import CaddyfileError, adapt
+from caddytw.server.build import validate
 
 
 def config(handler: dict[str, Any]) -> dict[str, Any]:

@@ -111,3 +111,14 @@ def test_caddy_clean_path_keeps_trailing_slash_and_optionally_doubled_slashes():
     assert caddy_clean_path("/a//b/../c/") == "/a/c/"
     assert caddy_clean_path("/a//b/../c/", merge_slashes=False) == "/a//c/"
     assert caddy_clean_path("/") == "/"
+
+
+@given(st.text(alphabet="/ab.", max_size=24))
+def test_clean_path_fast_route_is_go_path_clean(path):
+    """Rooted paths take posixpath.normpath; it must agree with Go's path.Clean
+    (``go_clean``) keeping a trailing slash, as Caddy's CleanPath does."""
+    rooted = "/" + path
+    expected = go_clean(rooted)
+    if expected != "/" and rooted.endswith("/"):
+        expected += "/"
+    assert caddy_clean_path(rooted) == expected

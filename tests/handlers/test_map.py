@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from caddytw.builder import validate
 from caddytw.handlers.map import to_text
+from caddytw.server.build import validate
 from tests.handlers.helpers import chain, echo, serve
 
 ECHO = echo("a={my_a} b={my_b}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from caddytw.builder import validate
+from caddytw.server.build import validate
 from tests.handlers.helpers import chain, echo, serve
 from tests.support.memory import memory_server
 

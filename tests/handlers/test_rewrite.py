@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from caddytw.builder import validate
 from caddytw.config.reader import ObjectReader
-from caddytw.handlers.rewrite import build
+from caddytw.handlers.rewrite.handler import build
+from caddytw.server.build import validate
 from tests.handlers.helpers import chain, echo, serve, serve_resource
 from tests.support.memory import memory_server
 

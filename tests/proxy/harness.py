@@ -130,6 +130,17 @@ class Client:
             self.connection = None
 
 
+def read_head(sock: Any) -> tuple[bytes, bytes]:
+    """Read a response head off a raw socket: the head and what followed it."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, data
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return head, rest
+
+
 def get(port: int, path: str = "/", **headers: str) -> Reply:
     client = Client(port)
     try:

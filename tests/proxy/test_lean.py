@@ -14,8 +14,8 @@ from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH
 
-from caddytw.proxy.config import KeepAliveConfig, TransportConfig
-from caddytw.proxy.lean import LeanClient, LeanConnection, UpstreamResponseError
+from caddytw.handlers.reverse_proxy.config import KeepAliveConfig, TransportConfig
+from caddytw.handlers.reverse_proxy.lean import LeanClient, LeanConnection, UpstreamResponseError
 
 
 class Endpoint:

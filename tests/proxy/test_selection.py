@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from caddytw.config.errors import ConfigError
 from caddytw.config.reader import ObjectReader
-from caddytw.proxy.selection import (
+from caddytw.handlers.reverse_proxy.selection import (
     POLICIES,
     StaticRequest,
     cookie_value,

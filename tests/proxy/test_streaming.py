@@ -10,7 +10,13 @@ from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 from zope.interface import implementer
 
-from caddytw.proxy.streaming import ReplayableBodyProducer, ResponseRelay, body_length
+from caddytw.handlers.reverse_proxy.streaming import (
+    ReplayableBodyProducer,
+    ResponseRelay,
+    StreamingBodyProducer,
+    body_length,
+)
+from caddytw.http.body import RequestBody
 
 
 class Consumer:
@@ -94,6 +100,22 @@ def test_body_producer_write_timeout_stops_a_stalled_upload():
     assert not failures
     clock.advance(0.2)
     assert failures and failures[0].check(ConnectionAbortedError)
+
+
+def test_streaming_producer_of_a_body_already_whole_returns_a_fired_deferred():
+    # The body arrived before the upstream connection was there (a pooled connection is
+    # used at once): it is all delivered inside startProducing, which still returns the
+    # Deferred (it returned None, a 500 on every reused connection).
+    clock = Clock()
+    written: list[int] = []
+    producer = StreamingBodyProducer(
+        RequestBody.of(b"whole"), clock, on_written=lambda: written.append(1)
+    )
+    consumer = Consumer()
+    done = producer.startProducing(consumer)
+    results: list[object] = []
+    done.addBoth(results.append)
+    assert results == [None] and consumer.data == b"whole" and written == [1]
 
 
 def relay_with(

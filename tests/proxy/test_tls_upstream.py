@@ -102,3 +102,15 @@ def test_unverifiable_certificate_is_a_bad_gateway(tmp_path, pki, tls_upstream):
 def test_insecure_skip_verify(tmp_path, tls_upstream):
     with proxy(tmp_path, tls_route(tls_upstream, insecure_skip_verify=True)) as server:
         assert get(port_of(server)).upstream == "secure"
+
+
+def test_endless_head_from_a_tls_upstream_is_a_502(tmp_path, tls_upstream):
+    """``max_response_header_size`` holds for TLS upstreams as for plain ones: 502 at
+    the limit, the proxy's memory flat (Twisted's Agent, used for TLS before, read an
+    endless head without a limit)."""
+    route = tls_route(tls_upstream, insecure_skip_verify=True)
+    route["transport"]["max_response_header_size"] = 256 * 1024
+    with proxy(tmp_path, route) as server:
+        port = port_of(server)
+        assert get(port, "/huge-head").status == 502
+        assert get(port, "/x").upstream == "secure"  # the proxy is fine

@@ -9,19 +9,19 @@ from twisted.web.http_headers import Headers
 
 from caddytw.config.errors import ConfigError
 from caddytw.config.reader import ObjectReader
-from caddytw.proxy.config import (
+from caddytw.handlers.reverse_proxy.config import (
     ActiveHealthConfig,
     PassiveHealthConfig,
     parse_proxy_config,
     status_matches,
 )
-from caddytw.proxy.headers import (
+from caddytw.handlers.reverse_proxy.headers import (
     merge_response_headers,
     set_forwarded,
     strip_hop_by_hop,
     upgrade_type,
 )
-from caddytw.proxy.health import (
+from caddytw.handlers.reverse_proxy.health import (
     ActiveHealthChecker,
     PassiveHealth,
     ProbeResult,
@@ -29,7 +29,7 @@ from caddytw.proxy.health import (
     probe_healthy,
     record_probe,
 )
-from caddytw.proxy.upstreams import HostRegistry, Upstream, upstreams_view
+from caddytw.handlers.reverse_proxy.upstreams import HostRegistry, Upstream, upstreams_view
 
 
 def headers(**fields: str) -> Headers:
@@ -308,19 +308,19 @@ def test_upstream_limits_and_admin_view():
 
 
 def test_package_exports_and_plugin():
-    import caddytw.proxy as package
+    import caddytw.handlers.reverse_proxy as package
     from caddytw.handlers.registry import handler_factories
 
     for name in package.__all__:
         assert hasattr(package, name)
     factory = handler_factories()["reverse_proxy"]
-    assert factory.module == "caddytw.proxy.handler"
+    assert factory.module == "caddytw.handlers.reverse_proxy.handler"
 
 
 def test_build_registers_upstreams_and_a_service_in_the_context():
+    from caddytw.handlers.reverse_proxy import registry_of, upstreams_view
+    from caddytw.handlers.reverse_proxy.handler import build
     from caddytw.http.build import BuildContext
-    from caddytw.proxy import registry_of, upstreams_view
-    from caddytw.proxy.handler import build
 
     context = BuildContext(reactor=Clock())
     data = {"upstreams": [{"dial": "127.0.0.1:7001"}, {"dial": "127.0.0.1:7002"}]}
@@ -337,7 +337,7 @@ def test_build_registers_upstreams_and_a_service_in_the_context():
 
 
 def test_config_errors_carry_the_full_json_path():
-    from caddytw.builder import validate
+    from caddytw.server.build import validate
 
     handler = {"handler": "reverse_proxy", "upstreams": [{"dial": "nope"}]}
     config = {

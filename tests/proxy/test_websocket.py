@@ -8,7 +8,15 @@ import os
 import socket
 import time
 
-from tests.proxy.harness import get, open_fds, port_of, proxy, proxy_route, upstreams
+from tests.proxy.harness import (
+    get,
+    open_fds,
+    port_of,
+    proxy,
+    proxy_route,
+    read_head,
+    upstreams,
+)
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -21,12 +29,7 @@ def handshake(port: int, early: bytes = b"") -> tuple[socket.socket, bytes, byte
         b"Connection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\n"
         b"Sec-WebSocket-Key: " + key + b"\r\n\r\n" + early
     )
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(4096)
-        assert chunk, data
-        data += chunk
-    head, _, rest = data.partition(b"\r\n\r\n")
+    head, rest = read_head(sock)
     return sock, head, key, rest
 
 

@@ -6,6 +6,7 @@ MODE ``http`` (default) answers:
   ``/sse``           three ``text/event-stream`` events 0.3 s apart, then a pause
   ``/slow?s=X``      waits X seconds, then answers
   ``/status?code=N`` answers N
+  ``/huge-head``     a response head that never ends
   WebSocket upgrade  101 with the right Sec-WebSocket-Accept, then echoes raw bytes
                      (a lone ``bye`` makes it close)
   anything else      JSON {"name", "method", "path", "headers", "body_len"}
@@ -93,6 +94,15 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.write(block[: min(size, len(block))])
                 size -= len(block)
             return None
+        if url.path == "/huge-head":  # a head that never ends, until the peer gives up
+            line = b"X-Filler: " + b"f" * 1000 + b"\r\n"
+            try:
+                self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                while True:
+                    self.wfile.write(line * 64)
+            except OSError:
+                self.close_connection = True
+                return None
         if url.path == "/sse":
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")

@@ -12,7 +12,7 @@ from typing import Any
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
-from caddytw.builder import build_app
+from caddytw.server.build import build_app
 
 
 @dataclass

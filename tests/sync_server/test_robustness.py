@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from caddytw.builder import validate
+from caddytw.server.build import validate
 from caddytw.sync.protocol import Change
 from tests.support.ports import free_port
 from tests.support.server import running_server, simple_config

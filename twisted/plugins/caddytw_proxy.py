@@ -2,4 +2,4 @@
 
 from caddytw.handlers.registry import LazyHandlerFactory
 
-reverse_proxy = LazyHandlerFactory("reverse_proxy", "caddytw.proxy.handler")
+reverse_proxy = LazyHandlerFactory("reverse_proxy", "caddytw.handlers.reverse_proxy.handler")

@@ -3,5 +3,5 @@
 from twisted.application.service import ServiceMaker
 
 caddy = ServiceMaker(
-    "caddytw", "caddytw.tap", "A Caddy-v2-compatible web server (JSON config).", "caddy"
+    "caddytw", "caddytw.server.tap", "A Caddy-v2-compatible web server (JSON config).", "caddy"
 )

@@ -7,17 +7,14 @@ which is also what Go's ``ServeContent`` (under Caddy) implements.
 
 from __future__ import annotations
 
-import calendar
 import enum
-import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
+from caddytw.http.dates import parse_http_date
+
 _DIGITS36 = "0123456789abcdefghijklmnopqrstuvwxyz"
-_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _OWS = " \t\r\n"
 
 
@@ -37,61 +34,6 @@ def base36(value: int) -> str:
 def make_etag(mtime: int, size: int) -> str:
     """Caddy's strong ETag for a file: ``"<mtime base36><size base36>"``."""
     return f'"{base36(mtime)}{base36(size)}"'
-
-
-@lru_cache(maxsize=1024)
-def http_date(seconds: int) -> str:
-    """IMF-fixdate, e.g. ``Mon, 02 Jan 2023 03:04:05 GMT`` (locale independent)."""
-    t = time.gmtime(seconds)
-    return (
-        f"{_WEEKDAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
-        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
-    )
-
-
-_MONTH = "(" + "|".join(_MONTHS) + ")"
-_TIME = r"(\d\d):(\d\d):(\d\d)"
-_DATE_FORMATS = (
-    # IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT
-    re.compile(
-        r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d\d) " + _MONTH + r" (\d{4}) " + _TIME + " GMT"
-    ),
-    # RFC 850: Sunday, 06-Nov-94 08:49:37 GMT
-    re.compile(
-        r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday), (\d\d)-"
-        + _MONTH
-        + r"-(\d\d) "
-        + _TIME
-        + " GMT"
-    ),
-    # asctime: Sun Nov  6 08:49:37 1994
-    re.compile(r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) " + _MONTH + r" ([ \d]\d) " + _TIME + r" (\d{4})"),
-)
-
-
-def parse_http_date(text: str) -> int | None:
-    """Unix seconds from the three date formats HTTP allows (as Go's ``http.ParseTime``),
-    or None when ``text`` is none of them or not a real date."""
-    text = text.strip(_OWS)
-    fixdate, rfc850, asctime = _DATE_FORMATS
-    if match := fixdate.fullmatch(text):
-        day, month, year, hour, minute, second = match.groups()
-    elif match := rfc850.fullmatch(text):
-        day, month, short_year, hour, minute, second = match.groups()
-        year = str(1900 + int(short_year) if int(short_year) >= 69 else 2000 + int(short_year))
-    elif match := asctime.fullmatch(text):
-        month, day, hour, minute, second, year = match.groups()
-    else:
-        return None
-    fields = (int(year), _MONTHS.index(month) + 1, int(day), int(hour), int(minute), int(second))
-    if fields[5] > 59:
-        return None  # no leap seconds, as Go
-    try:
-        # strptime validates day-of-month and ranges; timegm does the arithmetic in UTC.
-        time.strptime(" ".join(str(f) for f in fields), "%Y %m %d %H %M %S")
-    except ValueError:
-        return None
-    return calendar.timegm((*fields, 0, 0, 0))
 
 
 def scan_etag(text: str) -> tuple[str, str]:

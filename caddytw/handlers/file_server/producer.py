@@ -19,7 +19,7 @@ from twisted.internet.interfaces import IPullProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from caddytw.http.sendfile import send_span, sendfile_ready
+from caddytw.handlers.file_server.sendfile import send_span, sendfile_ready
 
 log = Logger()
 

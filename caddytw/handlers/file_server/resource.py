@@ -27,7 +27,6 @@ from caddytw.handlers.file_server.conditional import (
     Conditions,
     Verdict,
     evaluate,
-    http_date,
     make_etag,
     range_allowed,
 )
@@ -65,6 +64,7 @@ from caddytw.handlers.file_server.responses import (
     original_path,
     redirect,
 )
+from caddytw.http.dates import http_date
 from caddytw.http.errors import HandlerError
 from caddytw.http.placeholders import Template, resolve
 from caddytw.http.request import CaddyRequest

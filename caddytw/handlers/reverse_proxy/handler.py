@@ -1,0 +1,615 @@
+"""The ``reverse_proxy`` handler: pick an upstream, forward, stream back, retry, account.
+
+One :class:`ProxyCall` per client request runs Caddy's loop: select an available
+upstream (503 when there is none), try it, and on failure count it against the
+upstream's passive health and decide whether to try again (``retries``,
+``try_duration``, ``try_interval``; dial errors always, other failures only for GET or
+``retry_match``). Failures answer 502, timeouts 504. A client that goes away cancels the
+upstream request or drops the upstream connection mid-body.
+"""
+
+from __future__ import annotations
+
+import random
+from functools import cached_property
+from typing import IO, Any
+from urllib.parse import parse_qs
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import UNKNOWN_LENGTH
+from twisted.web.server import NOT_DONE_YET
+
+from caddytw.config.ipranges import ip_in
+from caddytw.config.reader import ObjectReader
+from caddytw.handlers.reverse_proxy.config import (
+    PassiveHealthConfig,
+    ProxyConfig,
+    parse_proxy_config,
+)
+from caddytw.handlers.reverse_proxy.headers import (
+    hop_by_hop_names,
+    merge_response_headers,
+    set_forwarded,
+    strip_hop_by_hop,
+    upgrade_type,
+)
+from caddytw.handlers.reverse_proxy.health import ActiveHealthChecker, HTTPProbe, PassiveHealth
+from caddytw.handlers.reverse_proxy.lean import LeanResponse
+from caddytw.handlers.reverse_proxy.sharedhealth import share_health
+from caddytw.handlers.reverse_proxy.streaming import (
+    ReplayableBodyProducer,
+    ResponseRelay,
+    StreamingBodyProducer,
+    body_length,
+    cooperator_for,
+)
+from caddytw.handlers.reverse_proxy.transport import DialError, UpstreamConnector
+from caddytw.handlers.reverse_proxy.upstreams import HostRegistry, Upstream, registry_of
+from caddytw.handlers.reverse_proxy.websocket import (
+    UpstreamSide,
+    UpstreamSideFactory,
+    request_head,
+    response_head,
+    response_upgrade_ok,
+    take_over_client,
+)
+from caddytw.http.body import BodyAborted, BodyTooLarge, collect_file
+from caddytw.http.errors import HandlerError
+from caddytw.http.matchers import client_ip
+from caddytw.http.request import CaddyRequest
+from caddytw.http.routing import LeafResource
+
+log = Logger()
+
+NO_BODY_STATUSES = frozenset({204, 304})
+
+
+class ProxyService(Service):
+    """Starts and stops what a handler owns: health checks, pooled connections, and its
+    claim on the shared upstream table."""
+
+    def __init__(self, proxy: ReverseProxy, checker: ActiveHealthChecker | None) -> None:
+        self.proxy = proxy
+        self.checker = checker
+
+    def startService(self) -> None:
+        super().startService()
+        if self.checker is not None:
+            self.checker.startService()
+
+    def stopService(self) -> Any:
+        super().stopService()
+        if self.checker is not None and self.checker.running:
+            self.checker.stopService()
+        self.proxy.passive.forget_all()
+        for upstream in self.proxy.upstreams:
+            self.proxy.registry.release(upstream.dial)
+        return self.proxy.connector.close()
+
+
+class ReverseProxy(LeafResource):
+    def __init__(
+        self,
+        config: ProxyConfig,
+        registry: HostRegistry,
+        reactor: Any,
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self.reactor = reactor
+        passive = config.passive_health
+        max_fails = passive.max_fails if passive and passive.fail_duration > 0 else None
+        self.upstreams = [
+            Upstream(
+                dial=u.dial,
+                host=u.host,
+                port=u.port,
+                state=registry.acquire(u.dial),
+                max_requests=u.max_requests or (passive.unhealthy_request_count if passive else 0),
+                max_fails=max_fails,
+            )
+            for u in config.upstreams
+        ]
+        self.connector = UpstreamConnector(config.transport, reactor)
+        self.cooperator = cooperator_for(reactor)
+        self.passive = PassiveHealth(passive or PassiveHealthConfig(), reactor)
+        transport = config.transport
+        timeouts = [t for t in (transport.response_header_timeout, transport.read_timeout) if t]
+        self.header_timeout = min(timeouts) if timeouts else None
+
+    def render(self, request: CaddyRequest) -> Any:
+        call = ProxyCall(self, request)
+        body = request.body
+        if body.length is not None and not (call.upgrade and body.length):
+            call.start()  # streamed (or no body)
+        else:
+            # A chunked body (the upstream request needs its length) or an Upgrade
+            # request's body: collected first, bounded by the body's limit.
+            collect_file(body).addCallbacks(call.start_with, call.body_failed)
+        return NOT_DONE_YET
+
+    def trusted(self, request: CaddyRequest) -> bool:
+        """Is the peer a trusted proxy (handler's or server's ``trusted_proxies``)?"""
+        ranges = list(self.config.trusted_proxies)
+        server = getattr(getattr(request, "site", None), "caddy_server", None)
+        ranges.extend(getattr(server, "trusted_proxies", None) or [])
+        return bool(ranges) and ip_in(request.remote_host, ranges)
+
+
+class RequestView:
+    """The live request as a :class:`SelectionRequest`; each value is computed only when
+    a policy asks for it (random or round robin ask for nothing)."""
+
+    def __init__(self, request: CaddyRequest, trusted: bool) -> None:
+        self.request = request
+        self.trusted = trusted
+
+    @property
+    def remote_host(self) -> str:
+        return self.request.remote_host
+
+    @cached_property
+    def client_ip(self) -> str:
+        return client_ip(self.request)
+
+    @property
+    def uri(self) -> str:
+        return self.request.uri.decode("latin-1")
+
+    @cached_property
+    def query(self) -> dict[str, list[str]]:
+        return parse_qs(self.request.query_string, keep_blank_values=False)
+
+    @cached_property
+    def cookies(self) -> dict[str, str]:
+        cookies: dict[str, str] = {}
+        for part in self.header("cookie").split(";"):
+            name, sep, value = part.strip().partition("=")
+            if sep and name not in cookies:
+                cookies[name] = value
+        return cookies
+
+    @property
+    def secure(self) -> bool:
+        if self.request.isSecure():
+            return True
+        proto = self.header("x-forwarded-proto").split(",")[-1].strip()
+        return self.trusted and proto == "https"
+
+    def header(self, name: str) -> str:
+        if name.lower() == "host":
+            return self.request.request_hostport
+        return self.request.header_text(name) or ""
+
+
+def upstream_headers(request: CaddyRequest, trusted: bool) -> tuple[Headers, bytes | None]:
+    """The request headers as the upstream gets them, and the Upgrade type if any."""
+    headers = request.requestHeaders.copy()
+    upgrade = upgrade_type(headers) if request.clientproto == b"HTTP/1.1" else None
+    strip_hop_by_hop(headers, keep_te_trailers=True)
+    headers.removeHeader(b"content-length")
+    if upgrade:
+        headers.setRawHeaders(b"connection", [b"Upgrade"])
+        headers.setRawHeaders(b"upgrade", [upgrade])
+    set_forwarded(
+        headers,
+        peer=request.remote_host,
+        scheme=request.scheme,
+        host=request.request_hostport,
+        trusted=trusted,
+    )
+    return headers, upgrade
+
+
+class _Attempt:
+    """One try against one upstream: holds its request count until released."""
+
+    def __init__(self, upstream: Upstream, started: float) -> None:
+        self.upstream = upstream
+        self.started = started
+        self.released = False
+        upstream.state.num_requests += 1
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.upstream.state.num_requests -= 1
+
+
+class ProxyCall:
+    """Proxies one client request (see the module docstring for the loop)."""
+
+    def __init__(self, proxy: ReverseProxy, request: CaddyRequest) -> None:
+        self.proxy = proxy
+        self.request = request
+        self.reactor = proxy.reactor
+        self.started = self.reactor.seconds()
+        self.retries = 0
+        self.last_error: HandlerError | None = None
+        self.gone = False
+        self.timed_out = False
+        self.pending: Deferred[Any] | None = None
+        self.relay: ResponseRelay | None = None
+        self.tunnel: UpstreamSide | None = None
+        self.retry_call: Any = None
+        self.header_timer: Any = None
+        self.connection: Any = None
+        self.trusted = proxy.trusted(request)
+        self.base_headers, self.upgrade = upstream_headers(request, self.trusted)
+        self.content: IO[bytes] | None = None  # a body collected before forwarding
+        self.length = request.body.length or 0
+        request.notifyFinish().addErrback(self._client_gone)
+
+    # -- the loop --------------------------------------------------------------------
+
+    def start_with(self, content: IO[bytes]) -> None:
+        """Forward ``content``, a body collected whole (see ``ReverseProxy.render``)."""
+        self.content = content
+        self.length = body_length(content)
+        self.request.notifyFinish().addBoth(lambda _: content.close())
+        self.start()
+
+    def body_failed(self, reason: Failure) -> None:
+        if not self.gone:
+            self.request.fail(reason)
+
+    def start(self) -> None:
+        if self.gone:
+            return
+        choice = self.proxy.config.load_balancing.policy.select(
+            self.proxy.upstreams, RequestView(self.request, self.trusted)
+        )
+        if choice.upstream is None:
+            error = self.last_error or HandlerError(503, "no upstreams available")
+            self._retry_or_fail(error, dial=True)
+            return
+        attempt = _Attempt(choice.upstream, self.reactor.seconds())
+        self._set_placeholders(attempt.upstream)
+        ops = self.proxy.config.request_headers
+        headers = self.base_headers
+        if ops is not None or self.upgrade:  # both change the copy they get
+            headers = headers.copy()
+        if ops is not None:
+            ops.apply(headers, self.request)
+        if choice.set_cookie:
+            self.request.responseHeaders.addRawHeader(b"set-cookie", choice.set_cookie.encode())
+        self.timed_out = False
+        send = self._send_upgrade if self.upgrade else self._send
+        d = send(attempt, headers)
+        self.pending = d
+        d.addErrback(self._attempt_failed, attempt)
+        d.addErrback(self._internal_error)
+
+    def _set_placeholders(self, upstream: Upstream) -> None:
+        values = self.request.placeholder_values
+        values["http.reverse_proxy.upstream.address"] = upstream.dial
+        values["http.reverse_proxy.upstream.hostport"] = upstream.dial
+        values["http.reverse_proxy.upstream.host"] = upstream.host
+        values["http.reverse_proxy.upstream.port"] = str(upstream.port)
+        values["http.reverse_proxy.upstream.requests"] = str(upstream.num_requests)
+        values["http.reverse_proxy.upstream.max_requests"] = str(upstream.max_requests)
+        values["http.reverse_proxy.upstream.fails"] = str(upstream.state.fails)
+
+    def _attempt_failed(self, reason: Failure, attempt: _Attempt) -> None:
+        attempt.release()
+        self._cancel_header_timer()
+        self.pending = None
+        if self.gone:
+            return
+        client_side = _client_body_error(reason)
+        if client_side is not None:
+            # The client's body was too large or cut short: the client's fault (413,
+            # 400), not the upstream's.
+            self.request.fail(client_side)
+            return
+        dial = reason.check(DialError) is not None
+        if self.timed_out:
+            error = HandlerError(504, f"upstream {attempt.upstream.dial}: timeout")
+        else:
+            error = HandlerError(
+                502, f"upstream {attempt.upstream.dial}: {reason.getErrorMessage()}"
+            )
+        self.proxy.passive.count_failure(attempt.upstream)
+        self.last_error = error
+        self._retry_or_fail(error, dial=dial)
+
+    def _retry_or_fail(self, error: HandlerError, *, dial: bool) -> None:
+        if not self._try_again(dial):
+            if not self.gone:
+                self.request.fail(error)
+            return
+        self.retries += 1
+        interval = self.proxy.config.load_balancing.try_interval
+        self.retry_call = self.reactor.callLater(interval, self._retry)
+
+    def _retry(self) -> None:
+        self.retry_call = None
+        self.start()
+
+    def _try_again(self, dial: bool) -> bool:
+        lb = self.proxy.config.load_balancing
+        if not lb.try_duration and not lb.retries:
+            return False
+        if lb.try_duration and self.reactor.seconds() - self.started >= lb.try_duration:
+            return False
+        if lb.retries and self.retries >= lb.retries:
+            return False
+        if self.content is None and self.request.body.started:
+            return False  # a streamed body cannot be sent again
+        if dial:
+            return True
+        if lb.retry_match is None:
+            return self.request.method == b"GET"
+        return not lb.retry_match or any(m(self.request) for m in lb.retry_match)
+
+    def _internal_error(self, reason: Failure) -> None:
+        log.failure("reverse_proxy failed", failure=reason)
+        if not self.gone:
+            self.request.fail(reason)
+
+    # -- timers and cancellation -----------------------------------------------------
+
+    def _start_header_timer(self) -> None:
+        timeout = self.proxy.header_timeout
+        if timeout and self.header_timer is None:
+            self.header_timer = self.reactor.callLater(timeout, self._header_timed_out)
+
+    def _header_timed_out(self) -> None:
+        self.header_timer = None
+        self.timed_out = True
+        self._abandon_pending()
+
+    def _abandon_pending(self) -> None:
+        """Stop the attempt waiting for a response head (its failure path runs next)."""
+        tunnel, self.tunnel = self.tunnel, None
+        if tunnel is not None and not tunnel.head.called and tunnel.transport is not None:
+            tunnel.transport.abortConnection()  # type: ignore[attr-defined]
+        if self.pending is not None:
+            self.pending.cancel()
+
+    def _cancel_header_timer(self) -> None:
+        if self.header_timer is not None and self.header_timer.active():
+            self.header_timer.cancel()
+        self.header_timer = None
+
+    def _client_gone(self, reason: Failure) -> None:
+        self.gone = True
+        self._cancel_header_timer()
+        if self.retry_call is not None and self.retry_call.active():
+            self.retry_call.cancel()
+        self._abandon_pending()
+        if self.relay is not None:
+            self.relay.stop()
+
+    # -- plain HTTP ------------------------------------------------------------------
+
+    def _send(self, attempt: _Attempt, headers: Headers) -> Deferred[Any]:
+        upstream = attempt.upstream
+        producer: StreamingBodyProducer | ReplayableBodyProducer | None = None
+        if self.length and self.content is None:
+            producer = StreamingBodyProducer(
+                self.request.body,
+                self.reactor,
+                self.proxy.config.transport.write_timeout,
+                on_written=self._start_header_timer,
+            )
+        elif self.length and self.content is not None:
+            producer = ReplayableBodyProducer(
+                self.content,
+                self.length,
+                self.proxy.cooperator,
+                self.reactor,
+                self.proxy.config.transport.write_timeout,
+                on_written=self._start_header_timer,
+            )
+
+        def on_connection(protocol: Any) -> None:
+            self.connection = protocol
+            if producer is None:
+                self._start_header_timer()
+
+        d = self.proxy.connector.lean.request(
+            upstream.host,
+            upstream.port,
+            self.request.method,
+            self.request.uri,
+            headers,
+            producer,
+            on_connection,
+        )
+        d.addCallback(self._got_response, attempt)
+        return d
+
+    def _got_response(self, response: LeanResponse, attempt: _Attempt) -> None:
+        self._cancel_header_timer()
+        self.pending = None
+        latency = self.reactor.seconds() - attempt.started
+        self.proxy.passive.judge_response(attempt.upstream, response.code, latency)
+        if self.gone:
+            attempt.release()
+            response.deliverBody(_Discard())
+            return
+        request = self.request
+        self._copy_response_head(response.code, response.headers)
+        if (
+            isinstance(response.length, int)
+            and request.method != b"HEAD"
+            and response.code not in NO_BODY_STATUSES
+            and response.code >= 200
+        ):
+            request.setHeader(b"content-length", b"%d" % response.length)
+        relay = ResponseRelay(
+            request,
+            self.reactor,
+            flush_interval=self._flush_interval(response),
+            read_timeout=self.proxy.config.transport.read_timeout,
+        )
+        self.relay = relay
+        response.deliverBody(relay)
+        relay.done.addCallbacks(
+            self._body_done, self._body_failed, callbackArgs=(attempt,), errbackArgs=(attempt,)
+        )
+
+    def _copy_response_head(self, code: int, upstream: Headers) -> None:
+        ops = self.proxy.config.response_headers
+        self.request.placeholder_values["http.reverse_proxy.status_code"] = str(code)
+        # Go writes its own reason phrase whatever the upstream said; so do we.
+        self.request.setResponseCode(code)
+        if ops is None:
+            # The common case: one filtered pass, no intermediate copy.
+            drop = hop_by_hop_names(upstream)
+            merge_response_headers(self.request.responseHeaders, upstream, drop)
+            return
+        headers = Headers()
+        for name, values in upstream.getAllRawHeaders():
+            headers.setRawHeaders(name, list(values))
+        strip_hop_by_hop(headers)
+        require = self.proxy.config.response_require
+        if require is None or require(code, headers):
+            ops.apply(headers, self.request)
+        merge_response_headers(self.request.responseHeaders, headers)
+
+    def _flush_interval(self, response: Any) -> float:
+        content_type = (response.headers.getRawHeaders(b"content-type") or [b""])[0]
+        if content_type.split(b";")[0].strip().lower() == b"text/event-stream":
+            return -1.0
+        if response.length is UNKNOWN_LENGTH:
+            return -1.0
+        return self.proxy.config.flush_interval
+
+    def _body_done(self, _: None, attempt: _Attempt) -> None:
+        attempt.release()
+        self.relay = None
+        if not self.request.client_gone:
+            self.request.finish()
+
+    def _body_failed(self, reason: Failure, attempt: _Attempt) -> None:
+        attempt.release()
+        self.relay = None
+        if not self.request.client_gone:
+            log.info("upstream body failed: {why}", why=reason.getErrorMessage())
+            # Headers are out: the only honest signal left is to drop the connection.
+            self.request.loseConnection()
+
+    # -- Upgrade (WebSocket) ---------------------------------------------------------
+
+    def _send_upgrade(self, attempt: _Attempt, headers: Headers) -> Deferred[Any]:
+        upstream = attempt.upstream
+        if not headers.hasHeader(b"host"):
+            headers.setRawHeaders(b"host", [upstream.dial.encode()])
+        if self.length:
+            # The body is framed for the upstream too: without a length it would read
+            # the body as the next request (smuggling through the proxy).
+            headers.setRawHeaders(b"content-length", [b"%d" % self.length])
+        head = request_head(self.request.method, self.request.uri, headers)
+        side = UpstreamSide(head, self.content, self.length)
+        self.tunnel = side
+        endpoint = self.proxy.connector.endpoint(upstream.host, upstream.port)
+        d: Deferred[Any] = endpoint.connect(UpstreamSideFactory(side))
+
+        def connected(_: Any) -> Deferred[Any]:
+            self._start_header_timer()
+            return side.head
+
+        d.addCallback(connected)
+        d.addCallback(self._got_upgrade_head, attempt, side)
+        return d
+
+    def _got_upgrade_head(self, head: Any, attempt: _Attempt, side: UpstreamSide) -> None:
+        self._cancel_header_timer()
+        self.pending = None
+        request = self.request
+        if self.gone:
+            attempt.release()
+            side.transport.loseConnection()  # type: ignore[union-attr]
+            return
+        if not head.upgraded:
+            self._copy_response_head(head.status, head.headers)
+            if head.headers.hasHeader(b"content-length"):
+                request.setHeader(
+                    b"content-length", head.headers.getRawHeaders(b"content-length")[0]
+                )
+            request.registerProducer(side.transport, True)
+            side.body_sink = request.write
+
+            def ended(error: Failure | None) -> None:
+                attempt.release()
+                if request.client_gone:
+                    return
+                request.unregisterProducer()
+                if error is None:
+                    request.finish()
+                else:
+                    request.loseConnection()
+
+            side.end_sink = ended
+            return
+        if not response_upgrade_ok(self.upgrade or b"", head):
+            attempt.release()
+            side.transport.loseConnection()  # type: ignore[union-attr]
+            request.fail(HandlerError(502, "upstream switched to a different protocol"))
+            return
+        self._copy_response_head(101, head.headers)
+        request.responseHeaders.removeHeader(b"content-length")
+        request.responseHeaders.setRawHeaders(b"connection", [b"Upgrade"])
+        request.responseHeaders.setRawHeaders(b"upgrade", [self.upgrade or b""])
+        reason = b"Switching Protocols"
+        raw_head = response_head(101, reason, request.responseHeaders)
+        upstream_transport: Any = side.transport
+
+        def client_lost(reason: Any = None) -> None:
+            upstream_transport.loseConnection()
+
+        client = take_over_client(request, upstream_transport.write, client_lost)
+        request.long_lived = True  # an open tunnel must not hold up shutdown
+        request.startedWriting = 1
+        client.write(raw_head)
+        side.tunnel_to(client)
+        client.registerProducer(upstream_transport, True)
+        if getattr(upstream_transport, "producer", None) is None:
+            upstream_transport.registerProducer(client, True)
+        side.closed.addBoth(lambda _: attempt.release())
+
+
+def _client_body_error(reason: Failure) -> BaseException | None:
+    """A :class:`BodyTooLarge` or :class:`BodyAborted` behind an upstream failure (the
+    Agent wraps it in ``RequestGenerationFailed``)."""
+    pending = [reason.value]
+    while pending:
+        error = pending.pop()
+        if isinstance(error, (BodyTooLarge, BodyAborted)):
+            return error
+        for inner in getattr(error, "reasons", None) or ():
+            pending.append(inner.value if isinstance(inner, Failure) else inner)
+    return None
+
+
+class _Discard:
+    """Body protocol for a response nobody wants any more: drop the connection."""
+
+    def makeConnection(self, transport: Any) -> None:
+        transport.stopProducing()
+
+    def dataReceived(self, data: bytes) -> None:
+        pass
+
+    def connectionLost(self, reason: Any) -> None:
+        pass
+
+
+def build(config: ObjectReader, context: Any, next: Any) -> ReverseProxy:
+    """Handler factory entry point (see ``twisted/plugins/caddytw_proxy.py``)."""
+    parsed = parse_proxy_config(config, random.Random())
+    registry = registry_of(context.shared)
+    share_health(context.shared, registry, context.reactor)
+    proxy = ReverseProxy(parsed, registry, context.reactor)
+    checker = None
+    if parsed.active_health is not None:
+        probe = HTTPProbe(parsed.active_health, proxy.connector, context.reactor)
+        checker = ActiveHealthChecker(proxy.upstreams, parsed.active_health, probe, context.reactor)
+    context.services.append(ProxyService(proxy, checker))
+    return proxy

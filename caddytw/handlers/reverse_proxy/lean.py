@@ -1,0 +1,476 @@
+"""A lean HTTP/1.1 client for upstreams (plain TCP or TLS): the proxy's hot path.
+
+Profiling the 1 KiB proxy case showed most of the handler's CPU in
+``twisted.web.client.Agent``: per-request Agent and Request objects, a chain of Deferreds
+through the connection pool, a line-by-line response parser and several header copies.
+This client does the same job for the common case with less: one request head written
+in one call, responses parsed by ``httptools`` (llhttp), persistent connections kept in a
+small pool keyed by address, one Deferred per request.
+
+What the handler sees is the subset of Agent's ``IResponse`` it uses: ``code``,
+``headers`` (including ``Connection``, so the fields it names can be stripped),
+``length`` and ``deliverBody(protocol)``. The body protocol gets an ``IPushProducer``
+transport, so the client request can pause the upstream socket (backpressure), and
+``stopProducing`` drops the connection (client gone, read timeout). A pooled connection
+that turns out to be stale (closed before any byte of the answer) is retried once on a
+new connection for idempotent requests without a body, as Agent's pool does. TLS
+upstreams use it too (the connector's endpoints wrap TLS), so the response head limit
+holds for them as well; Agent is left to active health checks.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from httptools import HttpParserError, HttpResponseParser
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Factory, Protocol
+from twisted.python.failure import Failure
+from twisted.web.client import ResponseDone
+from twisted.web.http import PotentialDataLoss
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import UNKNOWN_LENGTH
+from zope.interface import implementer
+
+#: Methods a stale pooled connection may be retried for (Agent's list).
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"DELETE", b"TRACE"})
+_BAD_TARGET = re.compile(rb"[\x00-\x20\x7f]")
+_BAD_METHOD = re.compile(rb"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
+
+
+class UpstreamResponseError(Exception):
+    """The upstream's answer was not HTTP/1.1, or its connection ended too early."""
+
+
+class LeanResponse:
+    """The response head; ``deliverBody`` starts the body's delivery."""
+
+    __slots__ = ("_connection", "code", "headers", "length")
+
+    def __init__(self, code: int, headers: Headers, length: Any, connection: LeanConnection):
+        self.code = code
+        self.headers = headers
+        self.length = length
+        self._connection = connection
+
+    def deliverBody(self, protocol: Any) -> None:
+        self._connection.deliver_body(protocol)
+
+
+@implementer(IPushProducer)
+class _BodyTransport:
+    """The body protocol's view of the connection, valid for one response only (a
+    late pause/resume from the client side must not touch the next request's reads)."""
+
+    __slots__ = ("active", "connection")
+
+    def __init__(self, connection: LeanConnection) -> None:
+        self.connection = connection
+        self.active = True
+
+    def pauseProducing(self) -> None:
+        if self.active:
+            self.connection.pause()
+
+    def resumeProducing(self) -> None:
+        if self.active:
+            self.connection.resume()
+
+    def stopProducing(self) -> None:
+        if self.active:
+            self.connection.abort()
+
+
+class _Exchange:
+    """One request: what to write, and the Deferred waiting for the response head."""
+
+    __slots__ = (
+        "connection",
+        "deferred",
+        "dial",
+        "head",
+        "key",
+        "method",
+        "on_connection",
+        "producer",
+    )
+
+    def __init__(
+        self, key: tuple[str, int], method: bytes, head: bytes, producer: Any, on_connection: Any
+    ) -> None:
+        self.key = key
+        self.method = method
+        self.head = head
+        self.producer = producer
+        self.on_connection = on_connection
+        self.deferred: Deferred[LeanResponse] = Deferred(self._cancel)
+        self.dial: Deferred[Any] | None = None
+        self.connection: LeanConnection | None = None
+
+    def _cancel(self, _: Any) -> None:
+        """Cancelled before the head arrived: stop dialing, or drop the connection (its
+        state is unknown now), as Agent does."""
+        if self.dial is not None:
+            self.dial.cancel()
+        if self.connection is not None:
+            self.connection.abort()
+
+
+class LeanConnection(Protocol):
+    """One persistent connection to an upstream, serving one exchange at a time."""
+
+    def __init__(self, client: LeanClient, key: tuple[str, int]) -> None:
+        self.client = client
+        self.key = key
+        self.parser = HttpResponseParser(self)
+        self.exchange: _Exchange | None = None
+        self.served = 0
+        self.idle_call: Any = None
+        self.lost = False
+        self.in_use = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self.received = False
+        self.head_bytes = 0  # received before the response head was complete
+        self.head_done = False
+        self.delivered = False
+        self.fields: list[tuple[bytes, bytes]] = []
+        self.informational = False
+        self.head_only = False
+        self.until_eof = False
+        self.message_done = False
+        self.upload_done = True
+        self.keep_alive = False
+        self.body: Any = None
+        self.body_transport: _BodyTransport | None = None
+        self.pending: list[bytes] = []
+        self.paused = False
+        self.failed = False
+
+    # -- sending ---------------------------------------------------------------------
+
+    def send(self, exchange: _Exchange) -> None:
+        self._reset()
+        self.exchange = exchange
+        self.in_use = True
+        exchange.dial = None
+        exchange.connection = self
+        self.served += 1
+        if exchange.on_connection is not None:
+            exchange.on_connection(self)
+        self.head_only = exchange.method == b"HEAD"
+        transport: Any = self.transport
+        transport.write(exchange.head)
+        producer = exchange.producer
+        if producer is not None:
+            self.upload_done = False
+            transport.registerProducer(producer, True)
+            producer.startProducing(transport).addCallbacks(self._uploaded, self._upload_failed)
+
+    def _uploaded(self, _: Any) -> None:
+        self.upload_done = True
+        if self.transport is not None and not self.lost:
+            self.transport.unregisterProducer()  # type: ignore[attr-defined]
+        self._maybe_settle()
+
+    def _upload_failed(self, reason: Failure) -> None:
+        self.upload_done = True
+        if self.transport is not None and not self.lost:
+            self.transport.unregisterProducer()  # type: ignore[attr-defined]
+        self._fail(reason)
+
+    # -- receiving -------------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self.in_use:
+            self.abort()  # an idle connection has nothing to say
+            return
+        self.received = True
+        if not self.head_done:
+            # A hostile upstream's endless head: 502 at the limit, memory flat (Go's
+            # MaxResponseHeaderBytes, so Caddy's max_response_header_size).
+            self.head_bytes += len(data)
+            if self.head_bytes > self.client.max_head and not self.failed:
+                self._fail(Failure(UpstreamResponseError("response head too large")))
+                return
+        try:
+            self.parser.feed_data(data)
+        except HttpParserError as error:
+            if self.head_only and self.message_done:
+                self.parser = HttpResponseParser(self)  # a HEAD answer has no body
+            elif not self.failed:
+                self._fail(Failure(UpstreamResponseError(f"malformed response: {error}")))
+
+    def on_message_begin(self) -> None:
+        self.fields = []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.fields.append((name, value.strip(b" \t")))  # llhttp keeps trailing OWS
+
+    def on_headers_complete(self) -> None:
+        code = self.parser.get_status_code()
+        if 100 <= code < 200:
+            if code == 101:
+                raise UpstreamResponseError("unexpected 101 Switching Protocols")
+            self.informational = True  # 100 Continue and friends: wait for the answer
+            return
+        self.head_done = True
+        headers = Headers()
+        length: Any = UNKNOWN_LENGTH
+        chunked = False
+        for name, value in self.fields:
+            headers.addRawHeader(name, value)
+            lower = name.lower()
+            if lower == b"content-length":
+                length = int(value)
+            elif lower == b"transfer-encoding":
+                chunked = True
+        if self.head_only or code in (204, 304):
+            length = 0
+        elif chunked:
+            length = UNKNOWN_LENGTH
+        self.until_eof = length is UNKNOWN_LENGTH and not chunked
+        self.keep_alive = self.client.persistent and self.parser.should_keep_alive()
+        exchange = self.exchange
+        self.exchange = None
+        if exchange is None or exchange.deferred.called:
+            self.abort()
+            return
+        exchange.connection = None
+        exchange.deferred.callback(LeanResponse(code, headers, length, self))
+        if self.head_only:
+            self.on_message_complete()
+            raise _HeadAnswered()
+
+    def on_body(self, data: bytes) -> None:
+        if self.body is not None:
+            self.body.dataReceived(data)
+        else:
+            self.pending.append(data)
+
+    def on_message_complete(self) -> None:
+        if self.informational:
+            self.informational = False
+            return
+        if self.message_done:
+            return
+        self.message_done = True
+        if self.body is not None:
+            self._end_body(Failure(ResponseDone()))
+        self._maybe_settle()
+
+    def deliver_body(self, protocol: Any) -> None:
+        self.delivered = True
+        self.body = protocol
+        self.body_transport = _BodyTransport(self)
+        protocol.makeConnection(self.body_transport)
+        pending, self.pending = self.pending, []
+        for data in pending:
+            protocol.dataReceived(data)
+        if self.message_done:
+            self._end_body(Failure(ResponseDone()))
+        elif self.lost:
+            self._end_body(Failure(UpstreamResponseError("upstream closed mid-body")))
+        self._maybe_settle()
+
+    def _end_body(self, reason: Failure) -> None:
+        body, self.body = self.body, None
+        if self.body_transport is not None:
+            self.body_transport.active = False
+        if body is not None:
+            body.connectionLost(reason)
+
+    def _maybe_settle(self) -> None:
+        """Once the exchange is over both ways (and the body was handed over): pool the
+        connection or close it."""
+        if not (self.in_use and self.message_done and self.upload_done and self.delivered):
+            return
+        self.in_use = False
+        if self.paused:
+            self.resume()
+        if self.keep_alive and not self.lost and self.body is None:
+            self.client.release(self)
+        elif not self.lost:
+            self.transport.loseConnection()  # type: ignore[union-attr]
+
+    # -- flow control and failure ----------------------------------------------------
+
+    def pause(self) -> None:
+        if not self.paused and not self.lost:
+            self.paused = True
+            self.transport.pauseProducing()  # type: ignore[union-attr]
+
+    def resume(self) -> None:
+        if self.paused and not self.lost:
+            self.paused = False
+            self.transport.resumeProducing()  # type: ignore[union-attr]
+
+    def abort(self) -> None:
+        self.keep_alive = False
+        if not self.lost and self.transport is not None:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+
+    def _fail(self, reason: Failure) -> None:
+        self.failed = True
+        self.in_use = False
+        exchange, self.exchange = self.exchange, None
+        self.abort()
+        if exchange is not None and not exchange.deferred.called:
+            exchange.deferred.errback(reason)
+        elif self.body is not None:
+            self._end_body(reason)
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
+        self.lost = True
+        self.in_use = False
+        self.client.forget(self)
+        exchange, self.exchange = self.exchange, None
+        if exchange is not None and not exchange.deferred.called:
+            stale = self.served > 1 and not self.received
+            if stale and exchange.producer is None and exchange.method in IDEMPOTENT:
+                self.client.dial(exchange)  # a stale pooled connection: once more, fresh
+                return
+            message = "upstream closed the connection before answering"
+            exchange.deferred.errback(Failure(UpstreamResponseError(message)))
+            return
+        if self.message_done:
+            return
+        if self.until_eof:
+            self.message_done = True
+            if self.body is not None:
+                self._end_body(Failure(PotentialDataLoss()))
+            return
+        if self.body is not None:
+            self._end_body(Failure(UpstreamResponseError("upstream closed mid-body")))
+
+
+class _HeadAnswered(Exception):
+    """Stops the parser after a HEAD answer's head (llhttp would wait for a body)."""
+
+
+class _ConnectionFactory(Factory):
+    noisy = False
+
+    def __init__(self, client: LeanClient, key: tuple[str, int]) -> None:
+        self.client = client
+        self.key = key
+
+    def buildProtocol(self, addr: Any) -> LeanConnection:
+        return LeanConnection(self.client, self.key)
+
+
+class LeanClient:
+    """Idle connections per upstream address, and the requests that use them.
+
+    ``connector`` is the handler's :class:`~.transport.UpstreamConnector`:
+    its endpoints dial (with ``dial_timeout``, TCP_NODELAY and keep-alive probes, and
+    :class:`~.transport.DialError` on failure) and its keep-alive settings
+    bound the pool.
+    """
+
+    def __init__(self, connector: Any, reactor: Any) -> None:
+        keepalive = connector.config.keepalive
+        self.connector = connector
+        self.reactor = reactor
+        self.persistent = bool(keepalive.enabled)
+        self.max_head = connector.config.max_response_header_size
+        self.max_idle = max(1, keepalive.max_idle_conns_per_host)
+        self.idle_timeout = keepalive.idle_timeout or 120.0
+        self.idle: dict[tuple[str, int], list[LeanConnection]] = {}
+
+    def head(
+        self, method: bytes, target: bytes, headers: Headers, host: bytes, length: int
+    ) -> bytes:
+        """The request head as bytes, framed the way Agent frames it."""
+        if _BAD_METHOD.search(method) or not method:
+            raise ValueError(f"invalid method {method!r}")
+        if not target.startswith(b"/"):
+            target = b"/" + target
+        if _BAD_TARGET.search(target):
+            raise ValueError(f"invalid request target {target!r}")
+        parts = [method, b" ", target, b" HTTP/1.1\r\n"]
+        if not self.persistent:
+            parts.append(b"Connection: close\r\n")
+        if length:
+            parts.append(b"Content-Length: %d\r\n" % length)
+        elif method in (b"PUT", b"POST"):
+            parts.append(b"Content-Length: 0\r\n")
+        if not headers.hasHeader(b"host"):
+            parts += (b"Host: ", host, b"\r\n")
+        for name, values in headers.getAllRawHeaders():
+            for value in values:
+                parts += (name, b": ", value, b"\r\n")
+        parts.append(b"\r\n")
+        return b"".join(parts)
+
+    def request(
+        self,
+        host: str,
+        port: int,
+        method: bytes,
+        target: bytes,
+        headers: Headers,
+        producer: Any = None,
+        on_connection: Any = None,
+    ) -> Deferred[LeanResponse]:
+        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        length = producer.length if producer is not None else 0
+        head = self.head(method, target, headers, authority.encode("idna"), length)
+        exchange = _Exchange((host, port), method, head, producer, on_connection)
+        idle = self.idle.get(exchange.key)
+        if idle:
+            connection = idle.pop()
+            if connection.idle_call is not None and connection.idle_call.active():
+                connection.idle_call.cancel()
+            connection.idle_call = None
+            connection.send(exchange)
+        else:
+            self.dial(exchange)
+        return exchange.deferred
+
+    def dial(self, exchange: _Exchange) -> None:
+        host, port = exchange.key
+        endpoint = self.connector.endpoint(host, port)
+        dial: Deferred[Any] = endpoint.connect(_ConnectionFactory(self, exchange.key))
+        exchange.dial = dial
+
+        def connected(connection: LeanConnection) -> None:
+            if exchange.deferred.called:  # cancelled meanwhile
+                connection.transport.loseConnection()  # type: ignore[union-attr]
+                return
+            connection.send(exchange)
+
+        def failed(reason: Failure) -> None:
+            exchange.dial = None
+            if not exchange.deferred.called:
+                exchange.deferred.errback(reason)
+
+        dial.addCallbacks(connected, failed)
+
+    def release(self, connection: LeanConnection) -> None:
+        """Back to the idle pool (or closed when the pool for its address is full)."""
+        idle = self.idle.setdefault(connection.key, [])
+        if len(idle) >= self.max_idle:
+            connection.transport.loseConnection()  # type: ignore[union-attr]
+            return
+        idle.append(connection)
+        connection.idle_call = self.reactor.callLater(self.idle_timeout, connection.abort)
+
+    def forget(self, connection: LeanConnection) -> None:
+        if connection.idle_call is not None and connection.idle_call.active():
+            connection.idle_call.cancel()
+        connection.idle_call = None
+        idle = self.idle.get(connection.key)
+        if idle and connection in idle:
+            idle.remove(connection)
+
+    def close(self) -> None:
+        """Close the idle connections (busy ones end with their exchange)."""
+        for idle in list(self.idle.values()):
+            for connection in list(idle):
+                connection.abort()
+        self.idle.clear()
