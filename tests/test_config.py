@@ -130,9 +130,12 @@ def test_keys_of_other_parts_are_carried():
 def test_unknown_protocol_and_app():
     config = server(protocols=["h4"])
     config["apps"]["pki"] = {}
+    config["apps"]["bogus"] = {}
     errors = validate(config)
     assert any("apps.http.servers.s.protocols[0]" in e for e in errors)
-    assert any("apps.pki: unknown app module" in e for e in errors)
+    assert any("apps.bogus: unknown app module" in e for e in errors)
+    # Caddy's own modules caddytw lacks are named as such, not called unknown.
+    assert any("apps.pki: the pki app (acme_server" in e and "not supported" in e for e in errors)
 
 
 def test_duplicate_listener_is_an_error():
@@ -156,3 +159,23 @@ def test_seed_short_matcher_form():
 
 def test_empty_config_is_valid():
     assert validate({}) == []
+
+
+def test_caddy_tls_features_caddytw_lacks_are_named():
+    """ZeroSSL, EAB and get_certificate are Caddy's, so not "unknown": say they are unsupported."""
+    for policy, path, what in (
+        ({"issuers": [{"module": "zerossl"}]}, "issuers[0].module", "zerossl issuer"),
+        (
+            {"issuers": [{"module": "acme", "external_account": {"key_id": "k"}}]},
+            "issuers[0].external_account",
+            "external account binding",
+        ),
+        ({"get_certificate": [{"via": "http"}]}, "get_certificate", "get_certificate"),
+    ):
+        config = server()
+        config["apps"]["tls"] = {"automation": {"policies": [policy]}}
+        errors = validate(config)
+        where = "apps.tls.automation.policies[0]." + path
+        assert any(where in e and what in e and "not supported by caddytw" in e for e in errors), (
+            errors
+        )

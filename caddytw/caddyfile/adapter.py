@@ -25,6 +25,7 @@ from .matchers import parse_matcher_definitions
 from .netaddr import join_host_port, uses_port_other_than
 from .options import GLOBAL_OPTIONS, apply_order
 from .parser import ServerBlock, parse
+from .pkiapp import build_pki_app
 from .placeholders import expand
 from .tlsapp import build_tls_app
 
@@ -553,6 +554,9 @@ def adapt(
     tls_app = build_tls_app(pairings, opts, http_port)
     if tls_app:
         apps["tls"] = tls_app
+    pki_app = build_pki_app((sb.pile for pair in pairings for sb in pair.blocks), opts)
+    if pki_app:
+        apps["pki"] = pki_app
     if "storage" in opts:
         config["storage"] = opts["storage"]
     if "admin" in opts:

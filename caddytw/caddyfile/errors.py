@@ -15,3 +15,8 @@ class CaddyfileError(Exception):
         self.filename = filename
         self.line = line
         self.message = message
+
+
+def unregistered(module_id: str) -> str:
+    """Caddy's message for a module name it has no module for (``caddyfile.UnmarshalModule``)."""
+    return f"getting module named '{module_id}': module not registered: {module_id}"

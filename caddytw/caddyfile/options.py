@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from . import issuers
 from .dispenser import Dispenser
+from .pkiapp import parse_pki_option
 from .values import atoi, parse_bytes, parse_duration
 
 __all__ = ["GLOBAL_OPTIONS", "apply_order"]
@@ -262,4 +264,10 @@ GLOBAL_OPTIONS: dict[str, OptionFunc] = {
     "auto_https": _auto_https,
     "servers": _servers,
     "log": _log,
+    "pki": parse_pki_option,
+    "cert_issuer": issuers.parse_cert_issuer_option,
+    "acme_eab": issuers.parse_acme_eab_option,
+    "acme_dns": issuers.parse_acme_dns_option,
+    "on_demand_tls": issuers.parse_on_demand_option,
+    "preferred_chains": issuers.parse_preferred_chains_option,
 }

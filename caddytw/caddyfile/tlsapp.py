@@ -65,9 +65,16 @@ def _match_wildcard(subject: str, wildcard: str) -> bool:
         return True
     if "*" not in wildcard:
         return False
+    # certmagic.MatchWildcard: replace labels left to right, one more each time,
+    # so "www.foo.tld" is matched by "*.foo.tld" and by "*.*.tld".
     labels = subject.split(".")
-    labels[0] = "*"
-    return ".".join(labels) == wildcard
+    for index, label in enumerate(labels):
+        if not label:
+            continue
+        labels[index] = "*"
+        if ".".join(labels) == wildcard:
+            return True
+    return False
 
 
 def _is_subset(a: AP, b: AP) -> bool:
@@ -157,17 +164,41 @@ def _fill_acme_defaults(issuer: dict[str, Any], options: dict[str, Any]) -> None
     root = options.get("acme_ca_root")
     if root is not None and root not in issuer.get("trusted_roots_pem_files", []):
         issuer.setdefault("trusted_roots_pem_files", []).append(root)
+    if "acme_eab" in options and "external_account" not in issuer:
+        issuer["external_account"] = dict(options["acme_eab"])
+    if "preferred_chains" in options and "preferred_chains" not in issuer:
+        issuer["preferred_chains"] = copy.deepcopy(options["preferred_chains"])
+
+
+_GLOBAL_ACME_DEFAULTS = (
+    "email",
+    "acme_ca",
+    "acme_ca_root",
+    "acme_dns",
+    "acme_eab",
+    "preferred_chains",
+)
 
 
 def _base_policy(options: dict[str, Any], always: bool) -> AP | None:
     has_local = "local_certs" in options
     has_key_type = "key_type" in options
-    if not (has_local or has_key_type):
+    has_issuers = "cert_issuer" in options
+    if not (has_local or has_key_type or has_issuers):
         return {} if always else None
     ap: AP = {}
     if has_key_type:
         ap["key_type"] = options["key_type"]
-    if has_local:
+    if has_issuers and has_local:
+        raise CaddyfileError(
+            "Caddyfile",
+            0,
+            "global options are ambiguous: local_certs is confusing when combined with "
+            "cert_issuer, because local_certs is also a specific kind of issuer",
+        )
+    if has_issuers:
+        ap["issuers"] = copy.deepcopy(options["cert_issuer"])
+    elif has_local:
         ap["issuers"] = [{"module": "internal"}]
     return ap
 
@@ -226,6 +257,8 @@ def build_tls_app(
                         "because of key without hostname, and the two are in conflict",
                     )
                 ap["issuers"] = issuers
+            for cv in sb.pile.get("tls.cert_manager", []):
+                ap.setdefault("get_certificate", []).append(copy.deepcopy(cv.value))
             if not hosts and catch_all is None:
                 catch_all = ap
             ap["subjects"] = sorted(sb.hosts_not_http(http_port))
@@ -271,7 +304,7 @@ def build_tls_app(
         policies.append(internal_ap)
 
     if policies or automate or loaders:
-        has_defaults = any(k in options for k in ("email", "acme_ca", "acme_ca_root"))
+        has_defaults = any(k in options for k in _GLOBAL_ACME_DEFAULTS)
         if has_defaults:
             for ap in policies:
                 if not ap.get("issuers") and _all_public(ap):
@@ -305,9 +338,20 @@ def build_tls_app(
                 seen.add(s)
         if policies:
             tls["automation"] = {"policies": policies}
+    for option, key in _AUTOMATION_OPTIONS:
+        if option in options:
+            tls.setdefault("automation", {})[key] = copy.deepcopy(options[option])
     if certificates:
         tls["certificates"] = certificates
     return tls
+
+
+_AUTOMATION_OPTIONS = (
+    ("on_demand_tls", "on_demand"),
+    ("storage_clean_interval", "storage_clean_interval"),
+    ("renew_interval", "renew_interval"),
+    ("ocsp_interval", "ocsp_interval"),
+)
 
 
 def _where(sb: SiteBlock) -> tuple[str, int]:

@@ -15,6 +15,7 @@ from caddytw.config.errors import ConfigError, ErrorCollector
 from caddytw.config.ipranges import IPNetwork, parse_ranges
 from caddytw.config.listen import ListenAddress, parse_listen
 from caddytw.config.reader import ObjectReader, expect_str, join_path
+from caddytw.config.unsupported import app_message
 
 KNOWN_PROTOCOLS = {"h1", "h2", "h2c", "h3"}
 
@@ -92,7 +93,7 @@ def parse_config(data: Any, collector: ErrorCollector | None = None) -> Config:
     tls = apps.mapping("tls")
     for key in list(apps.data):
         if key not in ("http", "tls"):
-            own.add(ConfigError(apps.at(key), f"unknown app module {key!r}"))
+            own.add(ConfigError(apps.at(key), app_message(key)))
             apps.ignore(key)
     _guard(own, apps.done, None)
     _guard(own, reader.done, None)

@@ -15,6 +15,7 @@ from twisted.application.service import IService
 
 from caddytw.config.errors import ConfigError
 from caddytw.config.reader import ObjectReader
+from caddytw.config.unsupported import handler_message
 from caddytw.http.routing import LeafResource, RouteList, build_routes
 from caddytw.interfaces import IHandlerFactory
 
@@ -60,9 +61,7 @@ class BuildContext:
             raise ConfigError(reader.at("handler"), "missing handler name")
         factory = self.factories.get(name)
         if factory is None:
-            raise ConfigError(
-                reader.at("handler"), f"unknown handler module {name!r} (no plugin provides it)"
-            )
+            raise ConfigError(reader.at("handler"), handler_message(name))
         return NamedHandler(name, factory.build(reader, self, next))
 
     def build_routes(self, data: Any, path: str, next: Any) -> RouteList:

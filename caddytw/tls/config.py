@@ -217,6 +217,11 @@ def _parse_policy(data: Any, path: str) -> AutomationPolicy:
     key_type = reader.text("key_type", "p256") or "p256"
     if key_type not in ("p256", "p384", "rsa2048", "rsa4096"):
         raise ConfigError(reader.at("key_type"), f"unsupported key type {key_type!r}")
+    if reader.has("get_certificate"):
+        raise ConfigError(
+            reader.at("get_certificate"),
+            "get_certificate (external certificate managers) is not supported by caddytw",
+        )
     reader.ignore("must_staple", "storage", "disable_ocsp_stapling", "ocsp_overrides")
     reader.done()
     return AutomationPolicy(subjects, issuers, on_demand, float(ratio), key_type)
@@ -231,8 +236,15 @@ def _parse_issuer(data: Any, path: str) -> IssuerConfig:
         reader.ignore("sign_with_root")
         reader.done()
         return IssuerConfig("internal", ca=ca, lifetime=lifetime)
+    if module == "zerossl":
+        raise ConfigError(reader.at("module"), "the zerossl issuer is not supported by caddytw")
     if module != "acme":
         raise ConfigError(reader.at("module"), f"unsupported issuer module {module!r}")
+    if reader.has("external_account"):
+        raise ConfigError(
+            reader.at("external_account"),
+            "ACME external account binding (eab) is not supported by caddytw",
+        )
     ca = reader.text("ca") or LETS_ENCRYPT
     email = reader.text("email")
     roots = tuple(reader.strings("trusted_roots_pem_files"))

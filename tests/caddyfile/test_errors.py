@@ -53,3 +53,16 @@ def test_import_cycle_is_an_error(tmp_path: pytest.TempPathFactory) -> None:
     main.write_text(":80 {\n\timport a.conf\n}\n")
     with pytest.raises(CaddyfileError, match="a cycle of imports exists"):
         adapt(main.read_text(), str(main))
+
+
+def test_validate_names_caddy_modules_caddytw_lacks() -> None:
+    """An adapted acme_server/metrics config is rejected naming the module and path."""
+    from caddytw.caddyfile import adapt
+    from caddytw.server.build import validate
+
+    config, _ = adapt(":8080 {\n\tacme_server\n\tmetrics /metrics\n}\n")
+    problems = validate(config)
+    assert any(
+        "pki" not in p and "handle[0].handler: acme_server" in p and "not supported by caddytw" in p
+        for p in problems
+    ), problems

@@ -348,3 +348,22 @@ def test_config_errors_carry_the_full_json_path():
         "apps.http.servers.s.routes[0].handle[0].upstreams[0].dial: "
         "invalid upstream dial address 'nope' (want host:port)"
     ]
+
+
+def test_caddy_upstream_forms_caddytw_lacks_are_named():
+    """unix sockets and placeholders are valid in Caddy: say "not supported", not "invalid"."""
+    from caddytw.server.build import validate
+
+    for dial, what in (
+        ("unix//run/app.sock", "unix socket upstreams"),
+        ("{http.regexp.host.1}:8080", "placeholders in upstream addresses"),
+    ):
+        handler = {"handler": "reverse_proxy", "upstreams": [{"dial": dial}]}
+        config = {
+            "apps": {
+                "http": {"servers": {"s": {"listen": [":0"], "routes": [{"handle": [handler]}]}}}
+            }
+        }
+        (problem,) = validate(config, Clock())
+        assert problem.startswith("apps.http.servers.s.routes[0].handle[0].upstreams[0].dial: ")
+        assert what in problem and "not supported by caddytw" in problem

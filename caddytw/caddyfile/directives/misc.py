@@ -25,7 +25,11 @@ def parse_response_matcher(d: Dispenser, defs: dict[str, dict[str, Any]]) -> Non
         while d.next_arg() or d.next_block(nesting):
             if d.val == "header":
                 headers = parse_header_matcher(Dispenser(d.next_segment()))
-                matcher.setdefault("headers", {}).update(headers)
+                into = matcher.setdefault("headers", {})
+                for field, values in headers.items():
+                    # a repeated field adds values (Go's Header.Add), absent-ness replaces
+                    known = into.get(field)
+                    into[field] = None if values is None else (known or []) + values
             elif d.val == "status":
                 args = d.remaining_args()
                 if not args:
@@ -73,18 +77,27 @@ def parse_encode(h: Helper) -> Handler:
                 parse_response_matcher(Dispenser(d.next_segment()), resp_matchers)
                 out["match"] = resp_matchers["match"]
             else:
-                config: dict[str, Any] = {}
-                if sub == "gzip" and d.next_arg():
-                    try:
-                        config["level"] = atoi(d.val)
-                    except ValueError as exc:
-                        d.fail(str(exc))
-                add(sub, config)
+                # The encoder module takes its whole segment (gzip: an optional
+                # level; 2.6.2's zstd ignores whatever it is given).
+                if sub not in _ENCODERS:
+                    add(sub, {})
+                add(sub, _encoder_config(Dispenser(d.next_segment())))
     if encodings:
         out["encodings"] = encodings
     if prefer:
         out["prefer"] = prefer
     return out
+
+
+def _encoder_config(d: Dispenser) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    while d.next():
+        if d.val == "gzip" and d.next_arg():
+            try:
+                config["level"] = atoi(d.val)
+            except ValueError as exc:
+                d.fail(str(exc))
+    return config
 
 
 @handler_directive("basicauth", "basic_auth")

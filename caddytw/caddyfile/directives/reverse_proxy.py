@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..dispenser import Dispenser
+from ..errors import unregistered
 from ..matchers import parse_nested_matcher_set
 from ..netaddr import join_host_port, split_host_port
 from ..values import atoi, parse_bytes, parse_duration, weak_string
@@ -221,6 +222,54 @@ def _http_transport(d: Dispenser) -> dict[str, Any]:
     return t
 
 
+def fastcgi_transport(d: Dispenser) -> dict[str, Any]:
+    """``transport fastcgi { ... }``: the ``fastcgi`` transport's fields."""
+    t: dict[str, Any] = {}
+    while d.next():
+        while d.next_block(0):
+            sub = d.val
+            if sub == "root":
+                if not d.next_arg():
+                    raise d.arg_err()
+                t["root"] = d.val
+            elif sub == "split":
+                t["split_path"] = d.remaining_args()
+                if not t["split_path"]:
+                    raise d.arg_err()
+            elif sub == "env":
+                args = d.remaining_args()
+                if len(args) != 2:
+                    raise d.arg_err()
+                t.setdefault("env", {})[args[0]] = args[1]
+            elif sub in ("resolve_root_symlink", "capture_stderr"):
+                if d.next_arg():
+                    raise d.arg_err()
+                t[sub] = True
+            elif sub in FASTCGI_TIMEOUTS:
+                if not d.next_arg():
+                    raise d.arg_err()
+                t[sub] = fastcgi_timeout(d)
+            else:
+                d.fail(f"unrecognized subdirective {sub}")
+    return t
+
+
+FASTCGI_TIMEOUTS = ("dial_timeout", "read_timeout", "write_timeout")
+
+
+def fastcgi_timeout(d: Dispenser) -> int:
+    try:
+        return parse_duration(d.val)
+    except ValueError as exc:
+        d.fail(f"bad timeout value {d.val}: {exc}")
+
+
+_TRANSPORTS: dict[str, Callable[[Dispenser], dict[str, Any]]] = {
+    "http": _http_transport,
+    "fastcgi": fastcgi_transport,
+}
+
+
 def _duration(d: Dispenser) -> int:
     try:
         return parse_duration(d.val)
@@ -256,6 +305,9 @@ class _Proxy:
         self.scheme = ""
         self.transport: dict[str, Any] | None = None
         self.transport_name = ""
+        #: A transport set before parsing (``php_fastcgi``'s); a ``transport``
+        #: subdirective is then an error, as in Caddy.
+        self.preset_transport: dict[str, Any] | None = None
         self.resp_matchers: dict[str, dict[str, Any]] = {}
         self.handle_response: list[list[Any]] = []
 
@@ -417,15 +469,12 @@ def _parse_block_line(p: _Proxy, h: Helper) -> None:
             raise d.arg_err()
     elif sub == "transport":
         name = p.one_arg()
-        if p.transport is not None:
+        if p.transport is not None or p.preset_transport is not None:
             d.fail("transport already specified")
-        if name != "http":
-            d.fail(
-                f"getting module named 'http.reverse_proxy.transport.{name}': "
-                f"module not registered: http.reverse_proxy.transport.{name}"
-            )
+        if name not in _TRANSPORTS:
+            d.fail(unregistered(f"http.reverse_proxy.transport.{name}"))
         p.transport_name = name
-        p.transport = _http_transport(Dispenser(d.next_segment()))
+        p.transport = _TRANSPORTS[name](Dispenser(d.next_segment()))
     elif sub == "handle_response":
         p.handle_response.append([Dispenser(d.next_segment()), h])
     elif sub == "replace_status":
@@ -484,8 +533,18 @@ def _finalize_handle_response(p: _Proxy) -> None:
 
 @handler_directive("reverse_proxy")
 def parse_reverse_proxy(h: Helper) -> Handler:
+    return build_reverse_proxy(h)
+
+
+def build_reverse_proxy(h: Helper, preset: Handler | None = None) -> Handler:
+    """The handler from ``h``'s tokens on top of ``preset`` (fields a wrapping
+    directive such as ``php_fastcgi`` or ``forward_auth`` sets first; a preset
+    ``transport`` stands unless the upstream scheme needs HTTP's)."""
     d = h.d
     p = _Proxy(d)
+    if preset:
+        p.out.update(preset)
+        p.preset_transport = preset.get("transport")
     while d.next():
         for up in d.remaining_args():
             p.add_upstream(up)
@@ -496,6 +555,8 @@ def parse_reverse_proxy(h: Helper) -> Handler:
         transport = {}
         p.transport_name = "http"
     if transport is not None:
+        if p.transport_name != "http" and p.scheme == "https":
+            d.fail("upstreams are configured for HTTPS but transport module does not support TLS")
         if p.scheme == "https" and "tls" not in transport:
             transport["tls"] = {}
         if p.scheme == "http" and "tls" in transport:
@@ -504,7 +565,41 @@ def parse_reverse_proxy(h: Helper) -> Handler:
             )
         if p.scheme == "h2c":
             transport["versions"] = ["h2c", "2"]
-        if transport:
+        if transport or p.transport_name != "http":
             p.out["transport"] = {"protocol": p.transport_name, **transport}
     _finalize_handle_response(p)
     return p.out
+
+
+@handler_directive("copy_response")
+def parse_copy_response(h: Helper) -> Handler:
+    """``copy_response [status]`` inside ``handle_response``."""
+    d = h.d
+    out: Handler = {"handler": "copy_response"}
+    while d.next():
+        args = d.remaining_args()
+        if len(args) == 1 and args[0].isdigit() and int(args[0]) > 0:
+            out["status_code"] = weak_string(args[0])
+            break
+        while d.next_block(0):
+            if d.val != "status":
+                d.fail(f"unrecognized subdirective '{d.val}'")
+            if not d.next_arg():
+                raise d.arg_err()
+            out["status_code"] = weak_string(d.val)
+    return out
+
+
+@handler_directive("copy_response_headers")
+def parse_copy_response_headers(h: Helper) -> Handler:
+    """``copy_response_headers { include ... exclude ... }`` inside ``handle_response``."""
+    d = h.d
+    out: Handler = {"handler": "copy_response_headers"}
+    while d.next():
+        if d.remaining_args():
+            raise d.arg_err()
+        while d.next_block(0):
+            if d.val not in ("include", "exclude"):
+                d.fail(f"unrecognized subdirective '{d.val}'")
+            out.setdefault(d.val, []).extend(d.remaining_args())
+    return out

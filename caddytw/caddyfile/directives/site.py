@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..dispenser import Dispenser
+from ..issuers import parse_cert_manager, parse_issuer
+from ..logfilters import parse_filter_encoder
 from ..values import atoi, parse_bytes, parse_duration
 from .registry import ConfigValue, Helper, directive
 
@@ -27,6 +30,8 @@ def parse_tls(h: Helper) -> list[ConfigValue]:
     internal = False
     key_type = ""
     on_demand = False
+    issuers: list[dict[str, Any]] = []
+    managers: list[dict[str, Any]] = []
     while d.next():
         first = d.remaining_args()
         if len(first) == 1:
@@ -98,6 +103,20 @@ def parse_tls(h: Helper) -> list[ConfigValue]:
                     raise d.arg_err()
                 acme = acme or {"module": "acme"}
                 acme["external_account"] = {"key_id": args[0], "mac_key": args[1]}
+            elif sub == "client_auth":
+                policy["client_authentication"] = _client_auth(d)
+            elif sub == "insecure_secrets_log":
+                if not d.next_arg():
+                    raise d.arg_err()
+                policy["insecure_secrets_log"] = d.val
+            elif sub == "issuer":
+                if not d.next_arg():
+                    raise d.arg_err()
+                issuers.append(parse_issuer(d))
+            elif sub == "get_certificate":
+                if not d.next_arg():
+                    raise d.arg_err()
+                managers.append(parse_cert_manager(d))
             else:
                 d.fail(f"unknown subdirective: {sub}")
         if not first and not has_block:
@@ -105,9 +124,16 @@ def parse_tls(h: Helper) -> list[ConfigValue]:
     values: list[ConfigValue] = []
     if file_loader:
         values.append(ConfigValue("tls.cert_loader", file_loader))
+    if issuers and (acme is not None or internal):
+        d.fail(
+            "cannot mix issuer subdirective (explicit issuers) with other "
+            "issuer-specific subdirectives (implicit issuers)"
+        )
     if acme is not None and internal:
         d.fail("cannot create both ACME and internal certificate issuers")
-    if acme is not None:
+    if issuers:
+        values += [ConfigValue("tls.cert_issuer", issuer) for issuer in issuers]
+    elif acme is not None:
         if "ca" in acme:
             values.append(ConfigValue("tls.cert_issuer", acme))
         else:
@@ -120,10 +146,55 @@ def parse_tls(h: Helper) -> list[ConfigValue]:
         values.append(ConfigValue("tls.key_type", key_type))
     if on_demand:
         values.append(ConfigValue("tls.on_demand", True))
+    values += [ConfigValue("tls.cert_manager", manager) for manager in managers]
     if any_tag:
         policy["certificate_selection"] = {"any_tag": any_tag}
     values.append(ConfigValue("tls.connection_policy", policy))
     return values
+
+
+def _client_auth(d: Dispenser) -> dict[str, Any]:
+    """``client_auth { mode M  trusted_ca_cert B64  trusted_leaf_cert_file F ... }``."""
+    auth: dict[str, Any] = {}
+    nesting = d.nesting
+    while d.next_block(nesting):
+        sub = d.val
+        if sub == "mode":
+            args = d.remaining_args()
+            if len(args) != 1:
+                raise d.arg_err()
+            auth["mode"] = args[0]
+        elif sub in ("trusted_ca_cert", "trusted_leaf_cert"):
+            if not d.next_arg():
+                raise d.arg_err()
+            auth.setdefault(sub + "s", []).append(d.val)
+        elif sub in ("trusted_ca_cert_file", "trusted_leaf_cert_file"):
+            if not d.next_arg():
+                raise d.arg_err()
+            key = sub.removesuffix("_file") + "s"
+            auth.setdefault(key, []).append(_pem_certificate_b64(d, d.val))
+        else:
+            d.fail(f"unknown subdirective for client_auth: {sub}")
+    return auth
+
+
+def _pem_certificate_b64(d: Dispenser, filename: str) -> str:
+    """The first PEM CERTIFICATE block of ``filename`` as base64 DER (Caddy reads
+    the file at adapt time)."""
+    import base64
+    import ssl
+
+    try:
+        with open(filename, encoding="ascii", errors="replace") as handle:
+            text = handle.read()
+    except OSError as exc:
+        d.fail(f"open {filename}: {exc.strerror}")
+    begin = text.find("-----BEGIN CERTIFICATE-----")
+    end = text.find("-----END CERTIFICATE-----", begin)
+    if begin < 0 or end < 0:
+        d.fail(f"no CERTIFICATE pem block found in {filename}")
+    der = ssl.PEM_cert_to_DER_cert(text[begin : end + len("-----END CERTIFICATE-----")])
+    return base64.b64encode(der).decode()
 
 
 _LOG_OUTPUTS = ("stdout", "stderr", "discard")
@@ -239,10 +310,16 @@ def _roll_option(h: Helper, out: dict[str, Any], sub: str) -> None:
 
 
 def _log_encoder(h: Helper) -> dict[str, Any]:
-    d = h.d
+    return log_encoder(h.d)
+
+
+def log_encoder(d: Dispenser) -> dict[str, Any]:
+    """At ``format NAME``'s name token: that encoder module from its segment."""
     name = d.val
     if name not in ("console", "json", "filter", "single_field"):
         d.fail(f"getting module named 'caddy.logging.encoders.{name}': module not registered")
+    if name == "filter":
+        return parse_filter_encoder(Dispenser(d.next_segment()), log_encoder)
     out: dict[str, Any] = {"format": name}
     nesting = d.nesting
     while d.next_block(nesting):

@@ -125,6 +125,12 @@ def parse_dial(text: str, path: str) -> tuple[str, int]:
     """``host:port`` (IPv6 in brackets); a scheme or a missing port is an error."""
     if "://" in text:
         raise ConfigError(path, f"upstream dial {text!r} must be host:port without a scheme")
+    if text.startswith(("unix/", "unix+h2c/")):
+        raise ConfigError(path, f"unix socket upstreams ({text!r}) are not supported by caddytw")
+    if "{" in text:
+        raise ConfigError(
+            path, f"placeholders in upstream addresses ({text!r}) are not supported by caddytw"
+        )
     host, port = split_host_port(text)
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(path, f"invalid upstream dial address {text!r} (want host:port)")

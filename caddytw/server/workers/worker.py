@@ -27,6 +27,9 @@ from caddytw.server.workers.supervisor import (
     worker_index,
 )
 
+#: Set to ``json`` by ``caddytw run``: workers then log Caddy's JSON lines as it does.
+LOG_FORMAT_ENV = "CADDYTW_LOG_FORMAT"
+
 
 class ConfigLink(LineReceiver):
     """The worker's side of the link to the supervisor: ``config`` lines in are configs
@@ -79,7 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     from caddytw.server.service import CaddyService
     from caddytw.server.workers.reuseport import ReusePortReactor
 
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
+    if os.environ.get(LOG_FORMAT_ENV) == "json":  # started by `caddytw run --workers`
+        from caddytw.cli.logs import json_observer
+
+        globalLogBeginner.beginLoggingTo([json_observer(sys.stdout)])
+    else:
+        globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
     try:
         data = load_config_file(args.config, args.adapter)
         service = CaddyService(data, reactor=ReusePortReactor(reactor))
