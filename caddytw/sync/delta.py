@@ -192,14 +192,14 @@ class DeltaService:
         tree, and nothing is created when a config is only loaded."""
         with self._opening:
             if self._cache is None:
-                self._cache = ChunkCache(self.store.core.index_path.parent / "chunks.db")
+                self._cache = ChunkCache(self.store.core.work_dir / "chunks.db")
             return self._cache
 
     @property
     def staging(self) -> ChunkStaging:
         with self._opening:
             if self._staging is None:
-                self._staging = ChunkStaging(self.store.core.index_path.parent / "chunk-staging")
+                self._staging = ChunkStaging(self.store.core.work_dir / "chunk-staging")
             return self._staging
 
     def endpoints(self) -> dict[str, tuple[tuple[bytes, ...], bool, Endpoint]]:
