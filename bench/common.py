@@ -16,18 +16,20 @@ defaults). Scripts may use, from here:
 - :func:`peak_rss_mib` and :func:`cpu_seconds`: from ``/proc``, over a process and
   its children (worker processes count);
 - :func:`wrk`: one wrk run, parsed;
-- :func:`markdown_table`.
+- :func:`markdown_table`;
+- :func:`rsync_daemon`: a Debian ``rsync --daemon`` with one writable module ``m``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import statistics
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -209,3 +211,30 @@ def percent(fraction: float) -> str:
 
 def have(program: str) -> bool:
     return shutil.which(program) is not None
+
+
+@contextlib.contextmanager
+def rsync_daemon(work: Path, module: Path) -> Iterator[int]:
+    """An ``rsync --daemon`` on a free loopback port serving ``module`` as ``m``
+    (read-write, as this user); yields the port."""
+    from tests.support.ports import free_port, wait_for_port
+
+    port = free_port()
+    conf = work / "rsyncd.conf"
+    conf.write_text(
+        f"use chroot = no\npid file = {work}/rsyncd.pid\nport = {port}\n"
+        f"address = 127.0.0.1\n[m]\npath = {module}\nread only = no\n"
+        f"uid = {os.getuid()}\ngid = {os.getgid()}\n"
+    )
+    daemon = subprocess.Popen(
+        ["rsync", "--daemon", "--no-detach", f"--config={conf}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        if not wait_for_port(port, 10):
+            raise RuntimeError("rsync --daemon did not start")
+        yield port
+    finally:
+        daemon.terminate()
+        daemon.wait(10)

@@ -26,7 +26,9 @@ from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.ports import free_port, wait_for_port
+from common import rsync_daemon
+
+from tests.support.ports import free_port
 from tests.support.server import simple_config, start_server
 
 CHUNK = 1024 * 1024
@@ -155,22 +157,9 @@ def main() -> None:
             server.stop()
 
         # -- rsync daemon --
-        rport = free_port()
         module = work / "rsync-root"
         module.mkdir()
-        conf = work / "rsyncd.conf"
-        conf.write_text(
-            f"use chroot = no\npid file = {work}/rsyncd.pid\nport = {rport}\n"
-            f"address = 127.0.0.1\n[m]\npath = {module}\nread only = no\n"
-            f"uid = {os.getuid()}\ngid = {os.getgid()}\n"
-        )
-        daemon = subprocess.Popen(
-            ["rsync", "--daemon", "--no-detach", f"--config={conf}"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            assert wait_for_port(rport, 10)
+        with rsync_daemon(work, module) as rport:
             url = f"rsync://127.0.0.1:{rport}/m/"
 
             def rsync(*argv: str) -> None:
@@ -184,9 +173,6 @@ def main() -> None:
             rows.append(("rsync", f"upload {args.small_count} x 4 KiB", t, small_bytes / t))
             t = timed(lambda: rsync(url + "small", str(work / "down-small")))
             rows.append(("rsync", f"download {args.small_count} x 4 KiB", t, small_bytes / t))
-        finally:
-            daemon.terminate()
-            daemon.wait(10)
 
         print("| server | transfer | seconds | MiB/s |")
         print("| --- | --- | ---: | ---: |")

@@ -25,7 +25,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
@@ -210,10 +210,28 @@ def sync_client_disconnected(root: str) -> None:
     SYNC_CLIENTS.labels(root).dec()
 
 
-def render() -> tuple[bytes, str]:
-    """The current metrics in Prometheus text format, and their Content-Type."""
+#: What Caddy 2.6's Prometheus library labels its formats (prometheus_client's own
+#: labels follow its newer format versions, with the same text for these metrics).
+TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=0.0.1; charset=utf-8"
+
+
+def render(openmetrics: bool = False) -> tuple[bytes, str]:
+    """The current metrics in Prometheus text format (or OpenMetrics), and their
+    Content-Type. Shared by the admin ``/metrics`` and the ``metrics`` handler."""
+    registry = REGISTRY
     if MULTIPROCESS:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    if openmetrics:
+        return generate_openmetrics(registry), OPENMETRICS_CONTENT_TYPE
+    return generate_latest(registry), TEXT_CONTENT_TYPE
+
+
+def wants_openmetrics(accept: str) -> bool:
+    """Content negotiation as Prometheus' Go handler: OpenMetrics when the Accept header
+    lists ``application/openmetrics-text``."""
+    return any(
+        part.split(";")[0].strip().lower() == "application/openmetrics-text"
+        for part in accept.split(",")
+    )

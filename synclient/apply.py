@@ -27,10 +27,12 @@ from twisted.internet.defer import DeferredSemaphore, gatherResults
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
+from caddytw.sync.chunks import DELTA_MIN_SIZE
 from caddytw.sync.folder import fsync_dir
 from caddytw.sync.localfs import hash_file
 from caddytw.sync.protocol import Create, Delete, FileMetadata, Move, SyncOperation
 from synclient import planner
+from synclient.delta import DeltaClient
 from synclient.planner import (
     DIR_HASH,
     Action,
@@ -162,8 +164,10 @@ class Applier:
         parallel: int = 8,
         on_file: Callable[[str, int], None] | None = None,
         on_bytes: Callable[[int], None] | None = None,
+        delta: DeltaClient | None = None,
     ) -> None:
         self.root = root
+        self.delta = delta
         self.state = state
         self.remote = remote
         self.semaphore = DeferredSemaphore(parallel)
@@ -384,7 +388,15 @@ class Applier:
         ``expect_local``."""
         target = self._full(target_path)
         body: bytes | None = None
-        if remote.size <= SMALL_FILE:
+        built = None
+        if self.delta is not None and remote.size >= DELTA_MIN_SIZE:
+            make_dirs(self.root, Path(target_path).parent)
+            built = await self.delta.download(
+                path, target, remote.hash, remote.size, on_bytes=self.on_bytes
+            )
+        if built is not None:
+            temp = built[0]
+        elif remote.size <= SMALL_FILE:
             temp = download_temp(target, remote.hash)
             body = await self.remote.fetch(path, remote.hash, remote.size, self.on_bytes)
         else:
@@ -397,6 +409,8 @@ class Applier:
         )
         if written is None:
             return False  # keep the temp file: the next attempt resumes from it
+        if built is not None and self.delta is not None:
+            await deferToThread(self.delta.remember, target_path, written, remote.hash, built[1])
         self.state.set_cache(target_path, remote.hash, written)
         self.on_file(target_path, remote.size)
         return True
@@ -468,14 +482,20 @@ class Applier:
         if expect is not None and expect.is_dir:
             return False  # the planner sends a directory/file clash through a conflict
         base = None if expect is None else expect.hash
-        if local.size <= SMALL_FILE and self.remote.batches:
+        meta = None
+        if self.delta is not None and local.size >= DELTA_MIN_SIZE:
+            await deferToThread(refuse_links, self.root, action.path)
+            meta = await self.delta.upload(action.path, local.hash, base, local.mtime)
+        if meta is not None:
+            pass  # sent as a delta
+        elif local.size <= SMALL_FILE and self.remote.batches:
             data = await deferToThread(self._read_small, action.path)
             if data is None or hashlib.sha256(data).hexdigest() != local.hash:
                 return False  # changed since the scan: plan it again
             meta = await self.remote.upload_bytes(
                 action.path, data, local.hash, base, local.mtime or None
             )
-        else:
+        else:  # a server without delta transfers
             await deferToThread(refuse_links, self.root, action.path)
             meta = await self.remote.upload(
                 action.path, self._full(action.path), local.hash, base, local.mtime or None

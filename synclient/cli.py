@@ -134,6 +134,12 @@ def parser() -> argparse.ArgumentParser:
         help="how long a file must be left alone before it is uploaded when no "
         "close-after-write event says it is finished (default 0.4)",
     )
+    p.add_argument(
+        "--no-delta",
+        dest="delta",
+        action="store_false",
+        help="always transfer whole files (no chunk-level delta transfers)",
+    )
     p.add_argument("--verbose", "-v", action="store_true", help="log every transfer")
     return p
 
@@ -171,6 +177,7 @@ def settings_from(args: argparse.Namespace) -> list[Any]:
         folder.compression = args.compression != "off"
         folder.batches = args.batch != "off"
         folder.settle = max(float(args.settle), 0.0)
+        folder.delta = args.delta
     return folders
 
 

@@ -38,6 +38,7 @@ from twisted.logger import Logger
 from caddytw.sync.protocol import Change
 from synclient import planner
 from synclient.apply import Applier, FolderGone, Outcome, version_of
+from synclient.delta import DeltaClient
 from synclient.folder import MARKER
 from synclient.ignore import IgnoreRules
 from synclient.planner import DIR_HASH, DeleteLocal, DeleteRemote, PathState, Strategy, Version
@@ -99,6 +100,7 @@ class Engine:
         label: str = "",
         on_local_change: Callable[[set[str]], None] | None = None,
         on_gone: Callable[[FolderGone], None] | None = None,
+        delta: DeltaClient | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -129,6 +131,7 @@ class Engine:
             remote,
             on_file=progress.file_done if progress else None,
             on_bytes=progress.add_bytes if progress else None,
+            delta=delta,
         )
         self.local: dict[str, Version] = {}
         self.links: set[str] = set()

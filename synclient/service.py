@@ -22,6 +22,7 @@ from twisted.internet.defer import DeferredLock, gatherResults
 from twisted.internet.task import LoopingCall
 
 from synclient.apply import FolderGone
+from synclient.delta import DeltaClient
 from synclient.engine import Engine
 from synclient.events import events_service
 from synclient.ignore import IgnoreRules
@@ -58,6 +59,8 @@ class Settings:
     batches: bool = True
     name: str = ""
     """How messages name the folder when the process runs several ("" for one)."""
+    delta: bool = True
+    """Delta transfers (only changed chunks) for files of 256 KiB and more."""
 
 
 @dataclass(slots=True)
@@ -112,6 +115,7 @@ def build(
             load_rules=lambda: IgnoreRules.load(root, settings.excludes),
             lock=lock,
             label=name,
+            delta=DeltaClient.open(remote, root, state.path.parent) if settings.delta else None,
         )
         parts.append(Parts(server, state, remote, engine, progress))
     for part in parts:

@@ -247,7 +247,10 @@ def test_unknown_matcher_and_cel_are_config_errors():
                 "servers": {
                     "s": {
                         "listen": [":1"],
-                        "routes": [{"match": [{"nope": 1}]}, {"match": [{"expression": "true"}]}],
+                        "routes": [
+                            {"match": [{"nope": 1}]},
+                            {"match": [{"expression": "true &&"}]},
+                        ],
                     }
                 }
             }

@@ -14,12 +14,9 @@ CADDY_APPS = {
 #: HTTP handlers of a standard Caddy build.
 CADDY_HANDLERS = {
     "acme_server": "acme_server (a built-in ACME certificate authority)",
-    "metrics": "the metrics handler",
     "push": "push (HTTP/2 server push)",
     "templates": "templates",
     "tracing": "tracing (OpenTelemetry)",
-    "copy_response": "copy_response (only valid inside handle_response)",
-    "copy_response_headers": "copy_response_headers (only valid inside handle_response)",
     "invoke": "invoke",
     "intercept": "intercept",
 }

@@ -13,10 +13,14 @@ missing), ``create_root`` (default false: a missing root is never created, it an
 until it appears, as an unmounted disk must not look like an empty folder; true for a
 new folder: created when no index exists for it yet) and ``max_upload_size`` (bytes,
 default 10 GiB, ``0`` for no limit: a larger upload gets 413 and leaves nothing on
-disk).
+disk), ``index`` (where the index lives: ``{"module": "sqlite"}``, the default, in
+Caddy's data directory; or ``{"module": "postgres", "connection_string":
+"postgres://...", "name": "..."}`` for several nodes serving one shared folder, see
+:mod:`caddytw.sync.pgindex`; ``name`` defaults to ``default`` and tells folders in one
+database apart).
 
-The index lives in Caddy's data directory, not in the served folder; the folder carries
-a marker, ``.caddytw-folder`` (see :mod:`caddytw.sync.home`).
+The SQLite index lives in Caddy's data directory, not in the served folder; the folder
+carries a marker, ``.caddytw-folder`` (see :mod:`caddytw.sync.home`).
 
 Handlers that name the same root in one config share one store, event hub and
 background service (kept in ``context.shared``).
@@ -25,19 +29,45 @@ background service (kept in ``context.shared``).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from twisted.logger import Logger
 
 from caddytw.config.errors import ConfigError
 from caddytw.config.reader import ObjectReader
+from caddytw.postgres import check_connection_string, shared_database
 from caddytw.sync.access import AccessPolicy, all_loopback, parse_clients
 from caddytw.sync.events import EventHub
+from caddytw.sync.index import IndexLocation
+from caddytw.sync.pgindex import PgLocation, schema_name
 from caddytw.sync.resource import DEFAULT_MAX_UPLOAD, FileSyncResource
 from caddytw.sync.scanner import SyncService
 from caddytw.sync.store import LocalSyncStore
 
 log = Logger()
+
+
+def index_location(config: ObjectReader) -> Callable[[], IndexLocation] | None:
+    """The ``index`` field: ``None`` for the default (SQLite), else a factory of the
+    location (called only when the folder gets a new store, so a reload that keeps the
+    folder opens no second pool)."""
+    module = config.text("module", "sqlite")
+    if module == "sqlite":
+        config.done()
+        return None
+    if module != "postgres":
+        raise ConfigError(
+            config.at("module"), f'unknown index module "{module}" (sqlite, postgres)'
+        )
+    url = check_connection_string(config.raw("connection_string"), config.at("connection_string"))
+    name = config.text("name", "default")
+    try:
+        schema_name(name)
+    except ValueError as error:
+        raise ConfigError(config.at("name"), str(error)) from None
+    config.done()
+    return lambda: PgLocation(shared_database(url), name)
 
 
 def build(config: ObjectReader, context: Any, next: Any) -> FileSyncResource:
@@ -49,6 +79,7 @@ def build(config: ObjectReader, context: Any, next: Any) -> FileSyncResource:
     portable_names = config.flag("portable_names", True)
     create_root = config.flag("create_root")
     max_upload = config.integer("max_upload_size", DEFAULT_MAX_UPLOAD, minimum=0)
+    index = index_location(config.reader("index"))
     config.done()
     if not root:
         raise ConfigError(config.at("root"), "file_sync needs a root folder")
@@ -61,7 +92,9 @@ def build(config: ObjectReader, context: Any, next: Any) -> FileSyncResource:
     key = f"caddytw.file_sync:{root_path}"
     shared = context.shared.get(key)
     if shared is None:
-        store = LocalSyncStore(root_path, context.reactor, portable_names, create_root)
+        store = LocalSyncStore(
+            root_path, context.reactor, portable_names, create_root, index() if index else None
+        )
         hub = EventHub(root_path)
         service = SyncService(store, hub, context.reactor, interval or None, watch)
         shared = context.shared[key] = (store, hub, service)

@@ -114,6 +114,9 @@ class HeaderOps:
     set: tuple[tuple[Template, tuple[Template, ...]], ...] = ()
     delete: tuple[Template, ...] = ()
     replace: tuple[tuple[Template, tuple[Replacement, ...]], ...] = ()
+    #: A ``set`` or ``replace`` field was written ``>Field``: Caddy's "deferred" prefix
+    #: (the response operations then wait until the headers are written).
+    deferred_prefix: bool = False
 
     @classmethod
     def parse(cls, data: Any, path: str) -> HeaderOps:
@@ -125,11 +128,14 @@ class HeaderOps:
     @classmethod
     def from_reader(cls, reader: ObjectReader) -> HeaderOps:
         """Read the four operation fields of ``reader`` (the caller calls ``done``)."""
+        set_data = reader.mapping("set")
+        replace_data = reader.mapping("replace")
         return cls(
             add=_parse_field_values(reader.mapping("add"), reader.at("add")),
-            set=_parse_field_values(reader.mapping("set"), reader.at("set")),
+            set=_parse_field_values(set_data, reader.at("set"), deferrable=True),
             delete=tuple(Template(name) for name in reader.strings("delete")),
-            replace=_parse_replacements(reader.mapping("replace"), reader.at("replace")),
+            replace=_parse_replacements(replace_data, reader.at("replace")),
+            deferred_prefix=any(name.startswith(">") for name in [*set_data, *replace_data]),
         )
 
     def __bool__(self) -> bool:
@@ -179,11 +185,11 @@ class HeaderOps:
 
 
 def _parse_field_values(
-    data: dict[str, Any], path: str
+    data: dict[str, Any], path: str, deferrable: bool = False
 ) -> tuple[tuple[Template, tuple[Template, ...]], ...]:
     fields = []
     for name, values in data.items():
-        template = Template(name)
+        template = Template(name[1:] if deferrable and name.startswith(">") else name)
         if template.constant is not None and not valid_field_name(template.constant):
             raise ConfigError(join_path(path, name), f"invalid header field name {name!r}")
         strings = expect_str_list(values, join_path(path, name))
@@ -201,7 +207,7 @@ def _parse_replacements(
             Replacement.parse(item, join_path(field_path, index))
             for index, item in enumerate(expect_list(items, field_path))
         )
-        fields.append((Template(name), replacements))
+        fields.append((Template(name.removeprefix(">")), replacements))
     return tuple(fields)
 
 
@@ -235,7 +241,7 @@ class ResponseHeaderOps:
     @property
     def waits(self) -> bool:
         """True when the operations must wait for the response to be written."""
-        return self.deferred or self.require is not None
+        return self.deferred or self.ops.deferred_prefix or self.require is not None
 
     def applies_to(self, status: int, headers: Headers) -> bool:
         return self.require is None or self.require.matches(status, headers)

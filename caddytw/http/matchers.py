@@ -381,7 +381,9 @@ def build_file(value: Any, path: str) -> Matcher:
 
 
 def build_expression(value: Any, path: str) -> Matcher:
-    raise ConfigError(path, "CEL expression matchers are not supported by caddytw")
+    from caddytw.http.celmatcher import build_expression as build_cel
+
+    return build_cel(value, path)
 
 
 MATCHERS: dict[str, MatcherBuilder] = {

@@ -11,14 +11,16 @@ state no longer matches the index are rehashed here.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import functools
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Concatenate, Literal, ParamSpec, TypeVar
 
 from twisted.logger import Logger
 
@@ -29,6 +31,7 @@ from caddytw.sync.folder import (
     checked_path,
     fsync_dir,
     hash_observed,
+    keeps_work,
     lstat_or_none,
     observe,
     remove_temp_files,
@@ -40,12 +43,11 @@ from caddytw.sync.home import (
     any_present,
     default_index_path,
     marker_present,
-    migrate_legacy,
     missing_marker,
     read_marker,
     write_marker,
 )
-from caddytw.sync.index import Entry, SyncIndex
+from caddytw.sync.index import Entry, Index, IndexLocation, SqliteLocation
 from caddytw.sync.localfs import signed_by, signed_temp_token
 from caddytw.sync.protocol import (
     FOLDER_MARKER,
@@ -69,6 +71,9 @@ log = Logger()
 #: What a file looks like on disk during a scan: its stat and hash ("" for folders),
 #: or ``None`` when it kept changing while being hashed (left for the next scan).
 Seen = tuple[Observed, str] | None
+#: Seconds after which a signed temp file nobody wrote to is a crashed upload's leftover
+#: when other nodes share the folder (alone, every one found at start is).
+STALE_TEMP_AGE = 3600.0
 
 
 class Conflict(StoreError):
@@ -147,6 +152,23 @@ def observe_folder(
     return found
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _serial(
+    method: Callable[Concatenate[LocalStoreCore, P], R],
+) -> Callable[Concatenate[LocalStoreCore, P], R]:
+    """A write whose checks and commit run as one (:meth:`LocalStoreCore.serialized`)."""
+
+    @functools.wraps(method)
+    def call(self: LocalStoreCore, *args: P.args, **kwargs: P.kwargs) -> R:
+        with self.serialized():
+            return method(self, *args, **kwargs)
+
+    return call
+
+
 def now_ns() -> int:
     return int(datetime.now(UTC).timestamp() * 1_000_000_000)
 
@@ -160,13 +182,27 @@ class LocalStoreCore:
         portable_names: bool = True,
         create_root: bool = False,
         index_path: Path | None = None,
+        location: IndexLocation | None = None,
     ) -> None:
         self.root = Path(os.path.realpath(root))
         self.portable_names = portable_names
         self.create_root = create_root
-        self.index_path = index_path or default_index_path(self.root)
-        self._index: SyncIndex | None = None
+        self.location: IndexLocation = location or SqliteLocation(
+            index_path or default_index_path(self.root)
+        )
+        #: This node's own folder for working files (the delta chunk cache and staging):
+        #: beside a SQLite index; for a shared (PostgreSQL) index, Caddy's data directory
+        #: keyed by the folder, as a SQLite index would be, so it never lands in the tree.
+        self.work_dir = (
+            self.location.path.parent
+            if isinstance(self.location, SqliteLocation)
+            else default_index_path(self.root).parent
+        )
+        self._index: Index | None = None
         self._changes: list[Change] = []
+        self._serial_depth = 0
+        #: The index's sequence when it was opened (other nodes' later commits are news).
+        self.opened_seq = 0
         #: Set when the folder went away mid-run: every call answers 503 until reopened.
         self.problem: str | None = None
         #: Signs temp file names (from the index, read-only once open: any thread).
@@ -180,35 +216,31 @@ class LocalStoreCore:
         when the index was new. Raises :class:`FolderUnavailable` instead of guessing."""
         self.close()
         root = self.root
+        where = self.location.describe()
         if not root.is_dir():
-            if not self.create_root or self.index_path.exists():
+            if not self.create_root or self.location.exists():
                 raise FolderUnavailable(
                     f"the folder {root} does not exist (disk not mounted?); file_sync "
                     'creates a missing root only for a new folder ("create_root": true)'
                 )
             root.mkdir(parents=True)
-        if migrate_legacy(root, self.index_path):
-            log.info(
-                "file_sync: moved the index of {root} to {path}", root=root, path=self.index_path
-            )
+        if self.location.prepare(root):
+            log.info("file_sync: moved the index of {root} to {path}", root=root, path=where)
         marker = read_marker(root)
-        existed = self.index_path.exists()
+        existed = self.location.exists()
         if marker is not None and not existed:
             raise FolderUnavailable(
                 f"{root}: the folder marker names index {marker}, but that index "
-                f"({self.index_path}) is missing. Restore it, or delete "
+                f"({where}) is missing. Restore it, or delete "
                 f"{root / FOLDER_MARKER} to start a new index (clients then merge both "
                 "sides, never delete)"
             )
-        self.index_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not existed:  # a WAL left by a lost index must not be replayed into a new one
-            for suffix in ("-wal", "-shm"):
-                Path(f"{self.index_path}{suffix}").unlink(missing_ok=True)
-        index = SyncIndex(self.index_path)
+        index = self.location.open(existed)
+        self.opened_seq = index.seq
         try:
             if marker is not None and marker != index.index_id:
                 raise FolderUnavailable(
-                    f"{root}: the folder marker names index {marker} but {self.index_path} "
+                    f"{root}: the folder marker names index {marker} but {where} "
                     f"is index {index.index_id}: not the same folder"
                 )
             if marker is None:
@@ -217,7 +249,7 @@ class LocalStoreCore:
                     raise FolderUnavailable(
                         f"{root} has no folder marker and none of the {len(names)} top-level "
                         "names its index lists (an empty mount point?); mount the disk, or "
-                        f"delete {self.index_path} to start a new index"
+                        f"delete {where} to start a new index"
                     )
                 write_marker(root, index.index_id)
                 log.info("file_sync: wrote the folder marker of {root}", root=root)
@@ -227,7 +259,10 @@ class LocalStoreCore:
         self._index = index
         self.temp_secret = index.temp_secret
         self.problem = None
-        remove_temp_files(root, lambda name: signed_by(self.temp_secret, name))
+        # Other nodes sharing the index may be streaming into temp files right now: then
+        # only temp files untouched for an hour are leftovers of a crash.
+        min_age = STALE_TEMP_AGE if index.shared else 0.0
+        remove_temp_files(root, lambda name: signed_by(self.temp_secret, name), min_age)
         self.rescan()
         return index.created
 
@@ -242,6 +277,19 @@ class LocalStoreCore:
             self._index.close()
             self._index = None
 
+    def shutdown(self) -> None:
+        """Close the index and what its location holds (the store stops)."""
+        self.close()
+        self.location.close()
+
+    def try_lock_rescan(self) -> bool:
+        """Whether this node may run a full rescan now (always, on its own index)."""
+        return self.index.try_lock_rescan()
+
+    def unlock_rescan(self) -> None:
+        if self._index is not None:
+            self._index.unlock_rescan()
+
     def check_folder(self) -> None:
         """Before recording anything as gone: the folder must still be there, marker
         and all (an unmounted disk is not a deletion)."""
@@ -251,12 +299,31 @@ class LocalStoreCore:
             raise error
 
     @property
-    def index(self) -> SyncIndex:
+    def index(self) -> Index:
         if self.problem is not None:
             raise FolderUnavailable(self.problem)
         if self._index is None:
             raise StoreError(503, "the sync index is not open")
         return self._index
+
+    @contextlib.contextmanager
+    def serialized(self) -> Iterator[None]:
+        """Run a check-then-commit sequence atomically against every other writer of the
+        index (:meth:`Index.serialized`: nothing more than this thread alone on SQLite,
+        one transaction under the folder's lock on PostgreSQL). When that transaction
+        rolls back, the changes it announced are dropped too."""
+        before = len(self._changes)
+        outermost = not self._serial_depth
+        self._serial_depth += 1
+        try:
+            with self.index.serialized():
+                yield
+        except BaseException as error:
+            if outermost and self.index.shared and not keeps_work(error):
+                del self._changes[before:]
+            raise
+        finally:
+            self._serial_depth -= 1
 
     def drain(self) -> list[Change]:
         """The changes committed since the last call, in sequence order."""
@@ -297,6 +364,10 @@ class LocalStoreCore:
         if matches(entry, seen):
             return entry
         with self.index.transaction():
+            if self.index.shared:  # another node may have recorded it meanwhile
+                entry = self.index.live(path)
+                if matches(entry, seen):
+                    return entry
             if seen is None:
                 self._forget(path, None)
                 return None
@@ -356,7 +427,8 @@ class LocalStoreCore:
     def listing(self) -> tuple[list[FileMetadata], str, int]:
         """Every live path, the index id and the cursor this listing corresponds to."""
         index = self.index
-        return [e.metadata() for e in index.all_live()], index.index_id, index.seq
+        with index.snapshot():
+            return [e.metadata() for e in index.all_live()], index.index_id, index.seq
 
     def metadata(self, path: str) -> FileMetadata | None:
         entry = self.lookup(checked_path(path))
@@ -373,6 +445,15 @@ class LocalStoreCore:
 
     def client_cursor(self, client_id: str) -> int | None:
         return self.index.client_cursor(client_id)
+
+    def changes_since(self, since: int) -> tuple[list[Change], int]:
+        """Changes committed after ``since`` (by any node) and the new cursor, for
+        pushing other nodes' commits to this node's event clients; nothing when the
+        journal no longer reaches back that far."""
+        page = self.index.changes(since, None, 1000)
+        if page.reset:
+            return [], self.index.seq
+        return list(page.changes), page.cursor
 
     def open_file(self, path: str) -> tuple[BinaryIO, FileMetadata]:
         """An open file and the metadata of exactly the bytes it holds."""
@@ -412,6 +493,7 @@ class LocalStoreCore:
         if current is None or current.hash != expected_hash:
             raise self._conflict(path, None, current, why)
 
+    @_serial
     def commit_upload(
         self,
         path: str,
@@ -480,6 +562,7 @@ class LocalStoreCore:
         modified = datetime.fromtimestamp((modified_ns or now_ns()) / 1e9, UTC)
         return FileMetadata(path, staged.size, modified, staged.hash)
 
+    @_serial
     def delete(self, path: str, base_hash: str | None, origin: str | None) -> Entry | None:
         """Delete a file or an empty folder; ``None`` when it was already gone."""
         path = checked_path(path)
@@ -501,6 +584,7 @@ class LocalStoreCore:
             self._forget(path, origin)
         return self.index.get(path)
 
+    @_serial
     def mkdir(self, path: str, origin: str | None) -> Entry | None:
         """Create a folder (and its parents); ``None`` when it already existed."""
         path = checked_path(path)
@@ -516,6 +600,7 @@ class LocalStoreCore:
             fsync_dir((self.root / path).parent)
             return self._record(path, Observed.of(os.lstat(self.root / path)), "", origin)
 
+    @_serial
     def move(
         self, source: str, target: str, base_hash: str | None, origin: str | None
     ) -> Entry | None:
@@ -551,6 +636,7 @@ class LocalStoreCore:
 
     # -- POST /api/sync ----------------------------------------------------------------
 
+    @_serial
     def apply_sync(self, request: SyncRequest, origin: str | None) -> SyncResponse:
         """Apply each operation in order; report each one; return what the client lacks."""
         results: list[OperationResult] = []

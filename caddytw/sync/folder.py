@@ -13,6 +13,7 @@ import hashlib
 import os
 import secrets
 import stat
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,14 @@ class StoreError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+def keeps_work(error: BaseException) -> bool:
+    """Whether a transaction that ends in ``error`` still commits: a refusal (412, 409,
+    404, ...) is an answer, not a failure, so what was learned on the way (a change
+    another program made, recorded by a lookup) is kept; anything else (a bug, a full
+    disk, the folder or the database gone: 503) rolls back."""
+    return isinstance(error, StoreError) and error.status != 503
 
 
 @dataclass(frozen=True)
@@ -193,12 +202,18 @@ def walk(root: Path, under: str | None = None) -> Iterator[tuple[str, os.stat_re
             yield entry.path, entry.info
 
 
-def remove_temp_files(root: Path, ours: Callable[[str], bool]) -> int:
+def remove_temp_files(root: Path, ours: Callable[[str], bool], min_age: float = 0.0) -> int:
     """Delete leftover temp files of ours (uploads cut by a crash): regular files named
     like :func:`~caddytw.sync.localfs.temp_name` *and* signed by this folder's index
-    (``ours``), never through a link. A user's ``.notes.0123456789abcdef.tmp`` stays."""
+    (``ours``), never through a link. A user's ``.notes.0123456789abcdef.tmp`` stays.
+    With ``min_age``, only those whose inode changed (``st_ctime``: written to, or their
+    time set) longer ago than that many seconds: younger ones may be another node's
+    upload in flight."""
     removed = 0
+    now = time.time()
     for entry in localfs_walk(root, validate=False):
+        if min_age and now - entry.info.st_ctime < min_age:
+            continue
         if entry.kind == "file" and is_temp_name(entry.name) and ours(entry.name):
             try:
                 os.unlink(root / entry.path)

@@ -9,12 +9,17 @@ one row per path with its latest state, tombstones included.
 
 from __future__ import annotations
 
+import abc
+import contextlib
 import secrets
 import sqlite3
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 from caddytw.sync.protocol import Change, ChangeOp, ChangesPage, FileMetadata, fold_key
 
@@ -84,12 +89,151 @@ def _entry(row: sqlite3.Row) -> Entry:
     )
 
 
-class SyncIndex:
+class Index(abc.ABC):
+    """What :class:`~caddytw.sync.core.LocalStoreCore` needs of an index: the SQLite
+    :class:`SyncIndex` (one node) or :class:`caddytw.sync.pgindex.PgSyncIndex` (several
+    nodes on one PostgreSQL). Blocking; used from the store's index thread only.
+
+    ``transaction()`` groups writes; ``serialized()`` makes a check-then-commit sequence
+    atomic against every other writer of the index (other nodes); ``snapshot()`` makes
+    several reads see one state. ``shared`` says whether other processes write the same
+    index (then temp files of uploads in flight may be theirs)."""
+
+    created: bool
+    index_id: str
+    temp_secret: bytes
+    shared: bool
+
+    @property
+    @abc.abstractmethod
+    def seq(self) -> int: ...
+    @abc.abstractmethod
+    def close(self) -> None: ...
+    @abc.abstractmethod
+    def transaction(self) -> AbstractContextManager[object]: ...
+    @abc.abstractmethod
+    def serialized(self) -> AbstractContextManager[object]: ...
+    @abc.abstractmethod
+    def snapshot(self) -> AbstractContextManager[object]: ...
+    @abc.abstractmethod
+    def try_lock_rescan(self) -> bool: ...
+    @abc.abstractmethod
+    def unlock_rescan(self) -> None: ...
+    @abc.abstractmethod
+    def get(self, path: str) -> Entry | None: ...
+    @abc.abstractmethod
+    def clash(self, path: str) -> Entry | None: ...
+    @abc.abstractmethod
+    def all_live(self) -> list[Entry]: ...
+    @abc.abstractmethod
+    def top_level_live(self) -> list[str]: ...
+    @abc.abstractmethod
+    def children(self, path: str) -> list[Entry]: ...
+    @abc.abstractmethod
+    def changes(self, since: int, index_id: str | None, limit: int) -> ChangesPage: ...
+    @abc.abstractmethod
+    def client_cursor(self, client_id: str) -> int | None: ...
+    @abc.abstractmethod
+    def touch(self, path: str, mtime_ns: int, inode: int) -> None: ...
+    @abc.abstractmethod
+    def set_client_cursor(self, client_id: str, cursor: int) -> None: ...
+    @abc.abstractmethod
+    def purge_tombstones(self, older_than: float) -> int: ...
+    @abc.abstractmethod
+    def _write(self, entry: Entry) -> Entry:
+        """Store ``entry`` under the next sequence number (inside a transaction)."""
+
+    # The journal's rules, the same over any storage: a recorded path gets the next
+    # sequence number (``create`` or ``update``), a deletion is a tombstone with one.
+
+    def live(self, path: str) -> Entry | None:
+        entry = self.get(path)
+        return None if entry is None or entry.deleted else entry
+
+    def record(
+        self,
+        path: str,
+        observed_is_dir: bool,
+        size: int,
+        mtime_ns: int,
+        inode: int,
+        hash_hex: str,
+        origin: str | None,
+    ) -> Entry:
+        """A path now exists with this state: a new sequence number and its change."""
+        op: ChangeOp = "create" if self.live(path) is None else "update"
+        return self._write(
+            Entry(path, observed_is_dir, size, mtime_ns, inode, hash_hex, False, 0, op, origin)
+        )
+
+    def tombstone(self, path: str, origin: str | None) -> Entry | None:
+        previous = self.live(path)
+        if previous is None:
+            return None
+        return self._write(Entry(path, previous.is_dir, 0, 0, 0, "", True, 0, "delete", origin))
+
+
+class IndexLocation(Protocol):
+    """Where a folder's index lives, so :meth:`LocalStoreCore.open` can tell a new index
+    from an existing one before opening it (see :mod:`caddytw.sync.home`)."""
+
+    def describe(self) -> str:
+        """For messages: the file, or the database and schema."""
+
+    def prepare(self, root: Path) -> bool:
+        """Move an index from an older place; True when something was moved."""
+
+    def exists(self) -> bool: ...
+
+    def open(self, existed: bool) -> Index:
+        """Open the index, creating it when it does not exist."""
+
+    def watch(self, on_change: Callable[[], None]) -> Callable[[], None] | None:
+        """Call ``on_change`` (from any thread) when another process committed changes;
+        the function that stops watching, or ``None`` when nobody else writes."""
+
+    def close(self) -> None:
+        """Release what the location holds (a database pool) when the store stops."""
+
+
+class SqliteLocation:
+    """The default: one SQLite file in Caddy's data directory (:mod:`caddytw.sync.home`)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def describe(self) -> str:
+        return str(self.path)
+
+    def prepare(self, root: Path) -> bool:
+        from caddytw.sync.home import migrate_legacy
+
+        return migrate_legacy(root, self.path)
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def open(self, existed: bool) -> Index:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not existed:  # a WAL left by a lost index must not be replayed into a new one
+            for suffix in ("-wal", "-shm"):
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        return SyncIndex(self.path)
+
+    def watch(self, on_change: Callable[[], None]) -> Callable[[], None] | None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+class SyncIndex(Index):
     """The SQLite index at ``db_path``; ``created`` tells whether it was new (so the
     caller rebuilds it from the folder)."""
 
     def __init__(self, db_path: Path, clock: object = time.time) -> None:
         self.created = not db_path.exists()
+        self.shared = False
         self.db = sqlite3.connect(db_path, isolation_level=None)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -125,6 +269,19 @@ class SyncIndex:
         """``with index.transaction():`` groups writes (BEGIN IMMEDIATE ... COMMIT)."""
         return _Transaction(self)  # type: ignore[return-value]
 
+    def serialized(self) -> AbstractContextManager[object]:
+        """Nothing to do: one process, one index thread, every call runs alone."""
+        return contextlib.nullcontext()
+
+    def snapshot(self) -> AbstractContextManager[object]:
+        return contextlib.nullcontext()
+
+    def try_lock_rescan(self) -> bool:
+        return True
+
+    def unlock_rescan(self) -> None:
+        pass
+
     def _add_fold_keys(self) -> None:
         """Give an index made before fold keys existed its ``fold`` column, filled in
         (once), and the lookup index on it."""
@@ -152,10 +309,6 @@ class SyncIndex:
         """The row for ``path`` (tombstones included)."""
         row = self.db.execute("SELECT * FROM entries WHERE path = ?", (path,)).fetchone()
         return None if row is None else _entry(row)
-
-    def live(self, path: str) -> Entry | None:
-        entry = self.get(path)
-        return None if entry is None or entry.deleted else entry
 
     def clash(self, path: str) -> Entry | None:
         """A live row whose path differs from ``path`` only in case or Unicode
@@ -210,34 +363,11 @@ class SyncIndex:
 
     # -- writes (call inside a transaction) ---------------------------------------------
 
-    def record(
-        self,
-        path: str,
-        observed_is_dir: bool,
-        size: int,
-        mtime_ns: int,
-        inode: int,
-        hash_hex: str,
-        origin: str | None,
-    ) -> Entry:
-        """A path now exists with this state: a new sequence number and its change."""
-        previous = self.live(path)
-        op: ChangeOp = "create" if previous is None else "update"
-        return self._write(
-            Entry(path, observed_is_dir, size, mtime_ns, inode, hash_hex, False, 0, op, origin)
-        )
-
     def touch(self, path: str, mtime_ns: int, inode: int) -> None:
         """Same content, new stat (e.g. ``touch``): no change for clients, no new seq."""
         self.db.execute(
             "UPDATE entries SET mtime_ns = ?, inode = ? WHERE path = ?", (mtime_ns, inode, path)
         )
-
-    def tombstone(self, path: str, origin: str | None) -> Entry | None:
-        previous = self.live(path)
-        if previous is None:
-            return None
-        return self._write(Entry(path, previous.is_dir, 0, 0, 0, "", True, 0, "delete", origin))
 
     def _write(self, entry: Entry) -> Entry:
         seq = self.seq + 1

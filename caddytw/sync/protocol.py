@@ -49,6 +49,29 @@ origin when no bearer token names the client). Downloads carry ``ETag: "<sha256>
 honour ``Range`` / ``If-Range``. ``GET /api/list`` also answers ``X-Sync-Index-Id`` and
 ``X-Sync-Cursor`` headers: the cursor the listing corresponds to.
 
+Delta transfers (additive; :mod:`caddytw.sync.delta`, :mod:`caddytw.sync.chunks`). A
+file of 256 KiB or more is cut into content-defined chunks (FastCDC, 2-32 KiB, 8 KiB on average); a
+``Node`` lists children as ``[sha256, bytes covered]`` (chunks at height 1, nodes above)
+and its hash is SHA-256 over ``height`` (1 byte) and each child's raw hash + 8-byte length::
+
+    Node           {"hash": "<hex>", "height": 1, "children": [["<hex>", 16384], ...]}
+    POST /api/delta/plan    DeltaPlan {"path": "a.bin", "size": 67108864,
+                        "sha256": "<hex>", "root": "<node hex>", "nodes": [Node, ...]}
+                   -> {"unknown_nodes": ["<hex>"...],      # send these Nodes next round
+                       "missing_chunks": ["<hex>"...]}     # upload these chunks
+    POST /api/delta/chunks  body: frames of 32-byte SHA-256, 4-byte big-endian length,
+                   bytes (at most 8 MiB a request); each verified (422), staged outside
+                   the served tree until used (expires after a day): resumable.
+                   -> {"stored": ["<hex>"...]}
+    POST /api/delta/commit  DeltaCommit {"path", "size", "sha256", "root"} with
+                   If-Match / If-None-Match / X-Sync-Modified as on upload
+                   -> 201/200 FileMetadata, 412 ConflictInfo,
+                      409 {"error", "missing_chunks": [...]} (upload them, commit again)
+    GET  /api/chunks?path=a.bin  -> {"path", "size", "sha256", "root", "nodes": [root Node]}
+                   (409: the file is small or changing: download it whole)
+    POST /api/delta/nodes   {"hashes": ["<hex>"...]} -> {"nodes": [Node...]} (known ones)
+    GET  /api/chunk/<sha256>     -> the chunk's bytes (verified), 404 when unknown
+
 Transfers (additive): ``Accept-Encoding: zstd`` on a whole-file download may be answered
 with ``Content-Encoding: zstd`` (never for ``Range``); upload bodies may be
 ``Content-Encoding: zstd`` (every answer says ``Accept-Encoding: zstd``); hashes and ETags
@@ -793,3 +816,57 @@ def loads(data: bytes | str, where: str = "$") -> Any:
         raise ProtocolError(where, f"invalid JSON: {error}") from None
     except RecursionError:  # ``[`` x 100,000: deeper than any message of ours
         raise ProtocolError(where, "invalid JSON: nested too deeply") from None
+
+
+@dataclass(frozen=True)
+class DeltaPlan:
+    """``POST /api/delta/plan`` body: one round of a delta upload's tree exchange."""
+
+    path: str
+    size: int
+    sha256: str
+    root: str
+    nodes: tuple[Any, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "size": self.size,
+            "sha256": self.sha256,
+            "root": self.root,
+            "nodes": list(self.nodes),
+        }
+
+    @classmethod
+    def from_json(cls, value: object, where: str = "$") -> DeltaPlan:
+        data = _object(value, where, ("path", "size", "sha256", "root", "nodes"))
+        return cls(
+            validate_path(data["path"], f"{where}.path"),
+            _int(data["size"], f"{where}.size"),
+            validate_hash(data["sha256"], f"{where}.sha256"),
+            validate_hash(data["root"], f"{where}.root"),
+            tuple(_list(data["nodes"], f"{where}.nodes")),
+        )
+
+
+@dataclass(frozen=True)
+class DeltaCommit:
+    """``POST /api/delta/commit`` body: place the file whose tree is ``root``."""
+
+    path: str
+    size: int
+    sha256: str
+    root: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "size": self.size, "sha256": self.sha256, "root": self.root}
+
+    @classmethod
+    def from_json(cls, value: object, where: str = "$") -> DeltaCommit:
+        data = _object(value, where, ("path", "size", "sha256", "root"))
+        return cls(
+            validate_path(data["path"], f"{where}.path"),
+            _int(data["size"], f"{where}.size"),
+            validate_hash(data["sha256"], f"{where}.sha256"),
+            validate_hash(data["root"], f"{where}.root"),
+        )

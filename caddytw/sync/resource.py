@@ -38,6 +38,7 @@ from caddytw.sync.compression import (
     is_zstd,
 )
 from caddytw.sync.core import Conflict, NameClash, Preconditions, Unstorable
+from caddytw.sync.delta import DeltaService, delta_name
 from caddytw.sync.encoded import CompressedFileProducer, should_compress
 from caddytw.sync.events import EventHub
 from caddytw.sync.folder import StoreError
@@ -56,7 +57,7 @@ from caddytw.sync.protocol import (
     parse_time,
     validate_hash,
 )
-from caddytw.sync.store import ISyncStore, UploadCancelled
+from caddytw.sync.store import ISyncStore, LocalSyncStore, UploadCancelled
 from caddytw.sync.transfer import FileRangeProducer, parse_range
 
 log = Logger()
@@ -215,14 +216,16 @@ class FileSyncResource(LeafResource):
             "batch/upload": ((b"POST",), True, self.batch_upload),
             "batch/download": ((b"POST",), False, self.batch_download),
         }
+        if isinstance(store, LocalSyncStore):  # delta transfers need the local chunk cache
+            self.endpoints.update(DeltaService(self, store).endpoints())
 
     # -- dispatch ----------------------------------------------------------------------
 
     def render(self, request: CaddyRequest) -> Any:
+        name = delta_name(request.decoded_path, self.endpoints)
         segments = request.decoded_path.rstrip("/").rsplit("/", 2)
-        name = segments[-1]
         if len(segments) == 3 and segments[-2] == "batch":
-            name = f"batch/{name}"
+            name = f"batch/{segments[-1]}"
         try:
             client = self.access.authenticate(request)
             if client is not None:  # who the server takes the caller for: the token's id
@@ -293,13 +296,20 @@ class FileSyncResource(LeafResource):
         request.setHeader(b"content-length", str(len(body)).encode("ascii"))
         return body
 
-    def send(self, request: CaddyRequest, status: int, body: bytes) -> None:
+    def send(
+        self,
+        request: CaddyRequest,
+        status: int,
+        body: bytes,
+        content_type: bytes = b"application/json",
+        cache_control: bytes = b"no-store",
+    ) -> None:
         if request.client_gone:
             return
         request.setResponseCode(status)
-        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"content-type", content_type)
         request.setHeader(b"content-length", str(len(body)).encode("ascii"))
-        request.setHeader(b"cache-control", b"no-store")
+        request.setHeader(b"cache-control", cache_control)
         if request.method != b"HEAD":
             request.write(body)
         request.finish()

@@ -28,6 +28,7 @@ from zope.interface import Attribute, Interface, implementer
 from caddytw.sync.core import LocalStoreCore, Preconditions, observe_folder
 from caddytw.sync.folder import StoreError, checked_path, stage
 from caddytw.sync.home import FolderUnavailable
+from caddytw.sync.index import IndexLocation
 from caddytw.sync.protocol import Change, ChangesPage, FileMetadata, SyncRequest, SyncResponse
 
 log = Logger()
@@ -148,13 +149,14 @@ class LocalSyncStore:
         reactor: Any = None,
         portable_names: bool = True,
         create_root: bool = False,
+        location: IndexLocation | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
 
             reactor = default_reactor
         self.reactor = reactor
-        self.core = LocalStoreCore(root, portable_names, create_root)
+        self.core = LocalStoreCore(root, portable_names, create_root, location=location)
         self.root = self.core.root
         self.locks = PathLocks()
         self._listeners: list[Listener] = []
@@ -164,6 +166,13 @@ class LocalSyncStore:
         self.problem: str | None = None
         self._retry: LoopingCall | None = None
         self._available: list[Callable[[], None]] = []
+        # Other nodes' commits (shared index): the cursor up to which they were pushed,
+        # and the sequence numbers of ours pushed already (so none is pushed twice).
+        self._remote_cursor: int | None = None
+        self._local_seqs: set[int] = set()
+        self._catching_up = False
+        self._again = False
+        self._unwatch: Callable[[], None] | None = None
 
     # -- threads -----------------------------------------------------------------------
 
@@ -206,6 +215,8 @@ class LocalSyncStore:
                 self._retry.stop()
             self._retry = None
             log.info("file_sync: {root} is back: serving it again", root=self.root)
+            if self._unwatch is None:
+                self._watch_others(False)
             for callback in list(self._available):
                 callback()
 
@@ -245,7 +256,9 @@ class LocalSyncStore:
         threading.Thread(target=run, name="caddytw-sync-upload", daemon=True).start()
         return done
 
-    def _notify(self, changes: list[Change]) -> None:
+    def _notify(self, changes: list[Change], local: bool = True) -> None:
+        if local and self._unwatch is not None:
+            self._local_seqs.update(change.seq for change in changes)
         for listener in list(self._listeners):
             try:
                 listener(changes)
@@ -266,13 +279,61 @@ class LocalSyncStore:
             self._lost(failure.value.message)  # type: ignore[union-attr]
             return False
 
-        return self._on_index(self.core.open).addErrback(refused)
+        opening = self._on_index(self.core.open).addErrback(refused)
+        opening.addCallback(self._watch_others)
+        return opening
+
+    # -- other nodes (a shared index) --------------------------------------------------
+
+    def _watch_others(self, rebuilt: bool) -> bool:
+        """With an index other nodes write too, push their commits to our listeners:
+        start at the current sequence, then catch up after each notification."""
+        if self._pool is None or self.problem is not None:
+            return rebuilt
+        location = self.core.location
+        # From the sequence the index had when it opened (before any request of ours
+        # was served): a client that got an answer from us misses no later commit.
+        self._remote_cursor = self.core.opened_seq
+        self._unwatch = location.watch(lambda: self.reactor.callFromThread(self._others_committed))
+        return rebuilt
+
+    def _others_committed(self) -> None:
+        """A node committed (reactor thread): fetch what we have not pushed yet, one
+        fetch at a time (notifications during a fetch ask for one more)."""
+        if self._catching_up:
+            self._again = True
+            return
+        if self._remote_cursor is None or self._pool is None or self.problem is not None:
+            return
+        self._catching_up = True
+
+        def fetched(result: tuple[list[Change], int]) -> None:
+            changes, cursor = result
+            fresh = [c for c in changes if c.seq not in self._local_seqs]
+            self._local_seqs = {seq for seq in self._local_seqs if seq > cursor}
+            self._remote_cursor = max(cursor, self._remote_cursor or 0)
+            if fresh:
+                self._notify(fresh, local=False)
+
+        def done(result: object) -> None:
+            self._catching_up = False
+            if self._again:
+                self._again = False
+                self._others_committed()
+
+        fetching = self._on_index(self.core.changes_since, self._remote_cursor)
+        fetching.addCallback(fetched)
+        fetching.addErrback(lambda f: log.warn("file_sync: {e}", e=f.getErrorMessage()))
+        fetching.addBoth(done)
 
     def stop(self) -> Deferred[None]:
         self._users -= 1
         if self._users > 0 or self._pool is None:
             return Deferred.fromCoroutine(_value(None))
         pool = self._pool
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
         if self._retry is not None and self._retry.running:
             self._retry.stop()
         self._retry = None
@@ -281,7 +342,7 @@ class LocalSyncStore:
             self._pool = None
             pool.stop()
 
-        return self._on_index(self.core.close).addBoth(stopped)
+        return self._on_index(self.core.shutdown).addBoth(stopped)
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         self._listeners.append(listener)
@@ -351,6 +412,18 @@ class LocalSyncStore:
             known = await self._on_index(self.core.snapshot, under)
             found = await self._on_pool(observe_folder, self.root, known, under)
             return await self._on_index(self.core.apply_scan, known, found)
+
+        async def alone() -> list[Change]:
+            """A full rescan runs on one node at a time (the others skip their turn)."""
+            if not await self._on_index(self.core.try_lock_rescan):
+                return []
+            try:
+                return await work()
+            finally:
+                await self._on_index(self.core.unlock_rescan)
+
+        if under is None:
+            return ensureDeferred(alone())
 
         return ensureDeferred(work())
 

@@ -56,7 +56,7 @@ def test_import_cycle_is_an_error(tmp_path: pytest.TempPathFactory) -> None:
 
 
 def test_validate_names_caddy_modules_caddytw_lacks() -> None:
-    """An adapted acme_server/metrics config is rejected naming the module and path."""
+    """An adapted acme_server config is rejected naming the module and path (metrics is served)."""
     from caddytw.caddyfile import adapt
     from caddytw.server.build import validate
 

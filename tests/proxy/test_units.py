@@ -193,7 +193,7 @@ def test_config_full():
         ),
         ({"health_checks": {"other": {}}}, "h.health_checks.other"),
         ({"headers": {"request": {"sett": {}}}}, "h.headers.request.sett"),
-        ({"handle_response": []}, "h.handle_response"),
+        ({"circuit_breaker": {}}, "h.circuit_breaker"),
         ({"trusted_proxies": ["nope"]}, "h.trusted_proxies[0]"),
         ({"bogus": True}, "h.bogus"),
     ],
@@ -375,3 +375,48 @@ def test_caddy_upstream_forms_caddytw_lacks_are_named():
         (problem,) = validate(config, Clock())
         assert problem.startswith("apps.http.servers.s.routes[0].handle[0].upstreams[0].dial: ")
         assert what in problem and "not supported by caddytw" in problem
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "path"),
+    [
+        (
+            "handle_response",
+            [{"match": {"status_code": ["x"]}}],
+            "handle_response[0].match.status_code[0]",
+        ),
+        (
+            "handle_response",
+            [{"routes": [{"handle": [{"handler": "nope"}]}]}],
+            "routes[0].handle[0]",
+        ),
+        ("handle_response", [{"bogus": 1}], "handle_response[0].bogus"),
+        ("rewrite", {"uri_substring": "x"}, "rewrite.uri_substring"),
+    ],
+)
+def test_handle_response_and_rewrite_errors_name_the_json_path(field, value, path):
+    from caddytw.server.build import validate
+
+    handler = {"handler": "reverse_proxy", "upstreams": [{"dial": "127.0.0.1:1"}], field: value}
+    config = {
+        "apps": {"http": {"servers": {"s": {"listen": [":1"], "routes": [{"handle": [handler]}]}}}}
+    }
+    problems = validate(config)
+    assert any(path in p for p in problems), problems
+
+
+def test_copy_response_outside_handle_response_is_a_500_not_a_traceback():
+    from caddytw.handlers.reverse_proxy.handle_response import pending_of
+    from caddytw.http.errors import HandlerError
+
+    with pytest.raises(HandlerError) as error:
+        pending_of(object(), "copy_response")  # type: ignore[arg-type]
+    assert error.value.status == 500
+
+
+def test_a_dial_without_host_is_the_local_system():
+    from caddytw.handlers.reverse_proxy.config import parse_dial
+
+    assert parse_dial(":9091", "d") == ("localhost", 9091)
+    with pytest.raises(ConfigError):
+        parse_dial(":0", "d")

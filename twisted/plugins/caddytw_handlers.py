@@ -9,3 +9,4 @@ static_response = LazyHandlerFactory("static_response", "caddytw.handlers.static
 subroute = LazyHandlerFactory("subroute", "caddytw.handlers.subroute")
 error = LazyHandlerFactory("error", "caddytw.handlers.error")
 vars_handler = LazyHandlerFactory("vars", "caddytw.handlers.vars")
+metrics_handler = LazyHandlerFactory("metrics", "caddytw.handlers.metrics")

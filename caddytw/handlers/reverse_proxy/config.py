@@ -23,8 +23,6 @@ from caddytw.http.request import split_host_port
 UNSUPPORTED = (
     "circuit_breaker",
     "dynamic_upstreams",
-    "handle_response",
-    "rewrite",
     "buffer_responses",
     "max_buffer_size",
     "response_buffers",
@@ -151,9 +149,10 @@ def parse_dial(text: str, path: str) -> tuple[str, int]:
             path, f"placeholders in upstream addresses ({text!r}) are not supported by caddytw"
         )
     host, port = split_host_port(text)
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not port.isdigit() or not 0 < int(port) < 65536 or (not host and text.startswith("[")):
         raise ConfigError(path, f"invalid upstream dial address {text!r} (want host:port)")
-    return host, int(port)
+    # ``:9091`` (as Authelia's forward_auth examples write it): Go dials the local system.
+    return host or "localhost", int(port)
 
 
 def parse_upstreams(reader: ObjectReader) -> tuple[UpstreamConfig, ...]:
@@ -406,6 +405,8 @@ def parse_proxy_config(reader: ObjectReader, rng: random.Random | None = None) -
     reader.flag("buffer_requests")  # twisted.web always spools request bodies (bounded memory)
     reader.integer("request_buffers", 0)
     reader.flag("verbose_logs")
+    # Read by the handler's build: their routes need the build context.
+    reader.ignore("handle_response", "rewrite")
     reader.done()
     return ProxyConfig(
         upstreams=upstreams,

@@ -32,6 +32,13 @@ from caddytw.handlers.reverse_proxy.config import (
     parse_proxy_config,
 )
 from caddytw.handlers.reverse_proxy.fastcgi import FastCGIExchange, fastcgi_request
+from caddytw.handlers.reverse_proxy.handle_response import (
+    CONTEXT_ATTR,
+    PendingResponse,
+    ResponseHandler,
+    build_response_handlers,
+    set_response_placeholders,
+)
 from caddytw.handlers.reverse_proxy.headers import (
     hop_by_hop_names,
     merge_response_headers,
@@ -59,10 +66,13 @@ from caddytw.handlers.reverse_proxy.websocket import (
     response_upgrade_ok,
     take_over_client,
 )
+from caddytw.handlers.rewrite.handler import parse_rewrite
+from caddytw.handlers.rewrite.requesturi import fill
 from caddytw.http.body import BodyAborted, BodyTooLarge, collect_file
 from caddytw.http.errors import HandlerError
 from caddytw.http.matchers import client_ip
-from caddytw.http.request import CaddyRequest
+from caddytw.http.placeholders import Template
+from caddytw.http.request import CaddyRequest, render_and_answer
 from caddytw.http.routing import LeafResource
 
 log = Logger()
@@ -99,8 +109,12 @@ class ReverseProxy(LeafResource):
         config: ProxyConfig,
         registry: HostRegistry,
         reactor: Any,
+        response_handlers: tuple[ResponseHandler, ...] = (),
+        rewrite: tuple[Template | None, list[Any]] | None = None,
     ) -> None:
         self.config = config
+        self.response_handlers = response_handlers
+        self.rewrite = rewrite
         self.registry = registry
         self.reactor = reactor
         passive = config.passive_health
@@ -129,7 +143,7 @@ class ReverseProxy(LeafResource):
             raise HandlerError(400, "invalid request path")
         call = ProxyCall(self, request)
         body = request.body
-        if body.length is not None and not (call.upgrade and body.length):
+        if call.bodiless or (body.length is not None and not (call.upgrade and body.length)):
             call.start()  # streamed (or no body)
         else:
             # A chunked body (the upstream request needs its length) or an Upgrade
@@ -246,7 +260,11 @@ class ProxyCall:
         self.trusted = proxy.trusted(request)
         self.base_headers, self.upgrade = upstream_headers(request, self.trusted)
         self.content: IO[bytes] | None = None  # a body collected before forwarding
-        self.length = request.body.length or 0
+        self.method, self.uri = upstream_target(request, proxy.rewrite)
+        #: Caddy sends no body when its ``rewrite`` makes the request a GET or HEAD
+        #: (``forward_auth``); the body stays unread for the handlers after the proxy.
+        self.bodiless = _rewrites_to_bodiless(proxy.rewrite)
+        self.length = 0 if self.bodiless else request.body.length or 0
         request.notifyFinish().addErrback(self._client_gone)
 
     # -- the loop --------------------------------------------------------------------
@@ -424,8 +442,8 @@ class ProxyCall:
         d = self.proxy.connector.lean.request(
             upstream.host,
             upstream.port,
-            self.request.method,
-            self.request.uri,
+            self.method,
+            self.uri,
             headers,
             producer,
             on_connection,
@@ -465,13 +483,47 @@ class ProxyCall:
             attempt.release()
             response.deliverBody(_Discard())
             return
+        code = response.code
+        for handler in self.proxy.response_handlers:
+            if handler.match is not None and not handler.match.matches(code, response.headers):
+                continue
+            if handler.status_code is not None:
+                code = _status(fill(handler.status_code, self.request), code)
+                break
+            self._run_response_routes(handler, response, attempt)
+            return
+        self._finalize(response, attempt, code)
+
+    def _run_response_routes(
+        self, handler: ResponseHandler, response: LeanResponse, attempt: _Attempt
+    ) -> None:
+        """Caddy's ``handle_response`` routes: the response waits on the request for
+        ``copy_response``; nobody took it when the routes return, so it is dropped."""
         request = self.request
-        self._copy_response_head(response.code, response.headers)
+        set_response_placeholders(request, response.code, response.headers)
+        pending = PendingResponse(
+            response.code,
+            response.headers,
+            lambda code: self._finalize(response, attempt, code),
+        )
+        setattr(request, CONTEXT_ATTR, pending)
+        assert handler.routes is not None
+        try:
+            render_and_answer(request, handler.routes)
+        finally:
+            if not pending.finalized:
+                attempt.release()
+                response.deliverBody(_Discard())
+
+    def _finalize(self, response: LeanResponse, attempt: _Attempt, code: int) -> None:
+        """Send the upstream's response to the client, streaming its body."""
+        request = self.request
+        self._copy_response_head(code, response.headers)
         if (
             isinstance(response.length, int)
             and request.method != b"HEAD"
-            and response.code not in NO_BODY_STATUSES
-            and response.code >= 200
+            and code not in NO_BODY_STATUSES
+            and code >= 200
         ):
             request.setHeader(b"content-length", b"%d" % response.length)
         relay = ResponseRelay(
@@ -607,6 +659,39 @@ class ProxyCall:
         side.closed.addBoth(lambda _: attempt.release())
 
 
+def upstream_target(
+    request: CaddyRequest, rewrite: tuple[Template | None, list[Any]] | None
+) -> tuple[bytes, bytes]:
+    """The method and target sent upstream: the request's, or as the proxy's ``rewrite``
+    makes them. Caddy rewrites its clone of the request, so the request itself (and its
+    placeholders, for ``X-Forwarded-Uri``) is left as it was."""
+    if rewrite is None:
+        return request.method, request.uri
+    method_template, steps = rewrite
+    method, uri = request.method, request.uri
+    try:
+        for step in steps:
+            step.apply(request)
+        new_method = method
+        if method_template is not None:
+            new_method = fill(method_template, request).upper().encode("latin-1", "replace")
+        return new_method, request.uri
+    finally:
+        request.set_uri(uri)
+
+
+def _rewrites_to_bodiless(rewrite: tuple[Template | None, list[Any]] | None) -> bool:
+    method = rewrite[0] if rewrite is not None else None
+    return method is not None and method.constant in ("GET", "HEAD")
+
+
+def _status(text: str, default: int) -> int:
+    try:
+        return int(text) or default
+    except ValueError:
+        raise HandlerError(500, f"invalid status code {text!r}") from None
+
+
 def _client_body_error(reason: Failure) -> BaseException | None:
     """A :class:`BodyTooLarge` or :class:`BodyAborted` behind an upstream failure (the
     Agent wraps it in ``RequestGenerationFailed``)."""
@@ -635,10 +720,16 @@ class _Discard:
 
 def build(config: ObjectReader, context: Any, next: Any) -> ReverseProxy:
     """Handler factory entry point (see ``twisted/plugins/caddytw_proxy.py``)."""
+    handle_response = config.raw("handle_response")
+    rewrite_data = config.raw("rewrite")
+    rewrite = None
+    if rewrite_data is not None:
+        rewrite = parse_rewrite(ObjectReader(rewrite_data, config.at("rewrite")))
     parsed = parse_proxy_config(config, random.Random())
+    handlers = build_response_handlers(handle_response, config.at("handle_response"), context, next)
     registry = registry_of(context.shared)
     share_health(context.shared, registry, context.reactor)
-    proxy = ReverseProxy(parsed, registry, context.reactor)
+    proxy = ReverseProxy(parsed, registry, context.reactor, handlers, rewrite)
     checker = None
     if parsed.active_health is not None:
         probe = HTTPProbe(parsed.active_health, proxy.connector, context.reactor)

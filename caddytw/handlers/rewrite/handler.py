@@ -48,6 +48,13 @@ class Rewrite(LeafResource):
 
 
 def build(config: ObjectReader, context: Any, next: Any) -> Rewrite:
+    method, steps = parse_rewrite(config)
+    return Rewrite(method, steps, next)
+
+
+def parse_rewrite(config: ObjectReader) -> tuple[Template | None, list[Any]]:
+    """A rewrite object's method template and steps; shared with ``reverse_proxy``'s
+    ``rewrite``, which changes only the request sent upstream."""
     method = config.text("method")
     uri = config.text("uri")
     prefix = config.text("strip_path_prefix")
@@ -74,4 +81,4 @@ def build(config: ObjectReader, context: Any, next: Any) -> Rewrite:
     steps.extend(regexps)
     if query is not None:
         steps.append(query)
-    return Rewrite(Template(method) if method else None, steps, next)
+    return (Template(method) if method else None), steps

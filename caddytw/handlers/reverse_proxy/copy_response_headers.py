@@ -1,0 +1,5 @@
+"""Plugin entry for ``copy_response_headers`` (see :mod:`.handle_response`)."""
+
+from caddytw.handlers.reverse_proxy.handle_response import build_copy_response_headers as build
+
+__all__ = ["build"]
