@@ -31,8 +31,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.synclient import _big_file, arrival, rsync_time, run_measured
-from tests.support.byte_relay import byte_relay
+from bench.synclient import (
+    _big_file,
+    arrival,
+    rsync_time,
+    run_measured,
+    stop_clients_peak_rss,
+)
+from tests.support.relay import byte_relay
 from tests.synclient.harness import Client, SyncServer, tree, wait_until
 
 MB = 1_000_000
@@ -155,14 +161,7 @@ def latency(work: Path, count: int) -> tuple[list[float], int, int, int]:
             time.sleep(0.05)
         server_rss = server_peak_rss(server)
     finally:
-        rss = []
-        for client in (a, b):
-            assert client.process is not None
-            pid = client.process.pid
-            client.process.terminate()
-            _pid, _status, usage = os.wait4(pid, 0)
-            client.process = None
-            rss.append(usage.ru_maxrss // 1024)
+        rss = stop_clients_peak_rss(a, b)
         server.stop()
     return samples, rss[0], rss[1], server_rss
 

@@ -79,6 +79,19 @@ def rsync_time(source: Path, work: Path) -> float:
         daemon.wait(10)
 
 
+def stop_clients_peak_rss(*clients: Client) -> list[int]:
+    """Stop each running client and return its peak RSS in MiB (from ``wait4``)."""
+    rss = []
+    for client in clients:
+        assert client.process is not None
+        pid = client.process.pid
+        client.process.terminate()
+        _pid, _status, usage = os.wait4(pid, 0)
+        client.process = None
+        rss.append(usage.ru_maxrss // 1024)
+    return rss
+
+
 def arrival(target: Path, data: bytes, start: float, what: str, limit: float = 30) -> float:
     """Seconds from ``start`` until ``target`` holds ``data`` (polled every ms)."""
     while True:
@@ -112,14 +125,7 @@ def latency(server: SyncServer, work: Path, count: int) -> tuple[list[float], in
             path.write_bytes(data)
             samples.append(arrival(target, data, start, f"change {i}"))
     finally:
-        rss = []
-        for client in (a, b):
-            assert client.process is not None
-            pid = client.process.pid
-            client.process.terminate()
-            _pid, _status, usage = os.wait4(pid, 0)
-            client.process = None
-            rss.append(usage.ru_maxrss // 1024)
+        rss = stop_clients_peak_rss(a, b)
     return samples, rss[0], rss[1]
 
 

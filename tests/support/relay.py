@@ -1,6 +1,6 @@
 """A counting TCP relay: put it between a client and a server to measure the bytes on the
 wire each way (and optionally slow the client-to-server direction down, so a test can
-interrupt an upload half-way)."""
+interrupt an upload half-way, or record what the client sent to count its requests)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import contextlib
 import socket
 import threading
 import time
+from collections.abc import Iterator
 
 from tests.support.ports import free_port
 
@@ -17,14 +18,16 @@ class Relay:
 
     ``up`` counts client-to-server bytes, ``down`` server-to-client bytes (payload only,
     as TCP carries them). ``up_rate`` (bytes/s, 0 = unlimited) throttles uploads.
+    ``record`` keeps the client-to-server bytes so :meth:`requests` can count requests.
     """
 
-    def __init__(self, target_port: int, up_rate: int = 0) -> None:
+    def __init__(self, target_port: int, up_rate: int = 0, record: bool = False) -> None:
         self.target_port = target_port
         self.port = free_port()
         self.up = 0
         self.down = 0
         self.up_rate = up_rate
+        self.sent: bytearray | None = bytearray() if record else None
         self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", self.port))
         self._sockets: list[socket.socket] = []
@@ -40,7 +43,17 @@ class Relay:
         with self._lock:
             counts = (self.up, self.down)
             self.up = self.down = 0
+            if self.sent is not None:
+                self.sent = bytearray()
         return counts
+
+    def requests(self, start: bytes) -> int:
+        """How many requests the client began with ``start`` (e.g. ``b"POST /api/upload"``)
+        since the last reset; needs ``record``. A request may follow a body directly, so
+        no line break is required before it."""
+        with self._lock:
+            sent = bytes(self.sent or b"")
+        return sent.count(start)
 
     def close(self) -> None:
         self._closed = True
@@ -70,6 +83,8 @@ class Relay:
                 with self._lock:
                     if up:
                         self.up += len(data)
+                        if self.sent is not None:
+                            self.sent += data
                     else:
                         self.down += len(data)
                 sink.sendall(data)
@@ -81,3 +96,13 @@ class Relay:
             for sock in (source, sink):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
+
+
+@contextlib.contextmanager
+def byte_relay(target_port: int, record: bool = False) -> Iterator[tuple[int, Relay]]:
+    """``(relay port, relay)`` while the block runs, closed after it."""
+    relay = Relay(target_port, record=record)
+    try:
+        yield relay.port, relay
+    finally:
+        relay.close()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.byte_relay import byte_relay
+from tests.support.relay import byte_relay
 from tests.synclient.harness import Client, SyncServer, tree
 
 pytestmark = pytest.mark.timeout(120)
