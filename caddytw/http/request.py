@@ -24,6 +24,7 @@ from caddytw.http.errors import HandlerError, status_text
 
 if TYPE_CHECKING:
     from caddytw.http.routing import RouteList
+    from caddytw.wire.channel import Channel
 
 log = Logger()
 
@@ -46,6 +47,9 @@ class CaddyRequest(server.Request):
     defaultContentType = None  # Caddy never invents a Content-Type for an empty answer
     #: Set on WebSocket tunnels and event streams: they must not hold up a graceful stop.
     long_lived = False
+    #: The HTTP/1.1 connection or the HTTP/2 or HTTP/3 stream the request came on
+    #: (twisted types it as its own ``HTTPChannel``, which none of ours is).
+    channel: Channel  # type: ignore[assignment]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -85,7 +89,7 @@ class CaddyRequest(server.Request):
     def process(self) -> None:
         """Hand the request to the server's root resource (no child traversal: routing
         matches on the whole path, as Caddy does)."""
-        self.site = self.channel.site  # type: ignore[attr-defined]
+        self.site = self.channel.site
         self.started_at = time.time()
         if self._answered_by_server():
             return

@@ -55,6 +55,7 @@ from caddytw.http.body import (
     BodyAborted,
     RequestBody,
 )
+from caddytw.wire.channel import ProtocolName
 from caddytw.wire.negotiate import H2_PREFACE, NON_HTTP_ALPN
 
 #: How long a connection closed with a body still arriving waits after its FIN before
@@ -142,6 +143,8 @@ class FastHTTPChannel(Protocol):
     resource tree (set up by ``Site.buildProtocol``: ``site``, ``factory``,
     ``requestFactory``, ``timeOut``, ``callLater``)."""
 
+    #: :class:`caddytw.wire.channel.Channel`: this connection is its requests' channel.
+    protocol_name: ProtocolName = "h1"
     transport: Any
     site: Any = None
     requestFactory: Any = None

@@ -21,6 +21,8 @@ class FakeRequest:
 
 
 class Channel:
+    protocol_name = "h1"
+
     def __init__(self, port: int) -> None:
         self.host = IPv4Address("TCP", "127.0.0.1", port)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from caddytw.wire.h3.stream import H3Stream
+from caddytw.wire.channel import Channel
 
 MAX_AGE = 2592000  # 30 days, quic-go's (and so Caddy's) value
 
@@ -30,9 +30,9 @@ class AltSvcRequestFactory:
         self.inner = inner
         self.ports = list(ports)
 
-    def __call__(self, channel: Any, queued: bool = False) -> Any:
+    def __call__(self, channel: Channel, queued: bool = False) -> Any:
         request = self.inner(channel, queued=queued)
-        if self.ports and not isinstance(channel, H3Stream):
+        if self.ports and channel.protocol_name != "h3":
             request.responseHeaders.setRawHeaders(b"alt-svc", [self.value_for(request)])
         return request
 
