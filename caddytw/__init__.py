@@ -46,8 +46,7 @@ def build_service(config: dict[str, Any], reactor: Any = None) -> CaddyService:
 
 def build_site(config: dict[str, Any], server: str | None = None, reactor: Any = None) -> Any:
     """The ``twisted.web`` Site of one server (the first when ``server`` is None)."""
-    _, servers = build_app(config, reactor)
-    for built in servers:
+    for built in build_app(config, reactor).servers:
         if server is None or built.config.name == server:
             return built.site
     raise KeyError(f"no server named {server!r}")

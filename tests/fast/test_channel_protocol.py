@@ -44,8 +44,7 @@ def recording(site: Any) -> list[Any]:
 
 def plain_site() -> Any:
     server = {"listen": [":0"], "routes": ROUTES, "protocols": ["h1", "h2", "h2c"]}
-    _, servers = build_app({"apps": {"http": {"servers": {"s": server}}}}, Clock())
-    return servers[0].site
+    return build_app({"apps": {"http": {"servers": {"s": server}}}}, Clock()).servers[0].site
 
 
 def connect(site: Any) -> tuple[Any, StringTransport]:

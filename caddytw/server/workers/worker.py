@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         stdio.StandardIO(link, stdin=CONFIG_IN_FD, stdout=CONFIG_OUT_FD)  # type: ignore[call-arg]
         peers.connect(link.send_event)
         if index == 0:
-            service.runtime.on_load.append(lambda _: link.send(service.runtime.raw))
+            service.live.on_load.append(lambda _: link.send(service.live.raw))
     if index not in (None, 0):
         service.admin.disownServiceParent()  # one admin API, in worker 0
     reactor.callWhenRunning(service.startService)  # type: ignore[attr-defined]
