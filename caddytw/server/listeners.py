@@ -15,7 +15,6 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
-from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from caddytw.config.listen import ListenAddress
 from caddytw.http.site import CaddySite
@@ -79,7 +78,7 @@ def stop_listening(listener: Listener) -> Deferred[Any]:
 def _factory(site: CaddySite, tls: TLSRuntime) -> Any:
     server = site.caddy_server.config
     if tls.is_tls(server.name):
-        return TLSMemoryBIOFactory(tls.connection_creator(server), False, site)
+        return tls.tls_factory(server, site)
     return site
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from twisted.application.service import MultiService
 from twisted.internet.threads import blockingCallFromThread
+from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from caddytw.config.model import ServerConfig
 from caddytw.tls.acme import AcmeIssuer, ChallengePublisher
@@ -85,6 +86,10 @@ class TLSRuntime(MultiService):
             )
             self._creators[server.name] = creator
         return creator
+
+    def tls_factory(self, server: ServerConfig, site: Any) -> TLSMemoryBIOFactory:
+        """The listening factory of a TLS server: TLS around ``site``'s connections."""
+        return TLSMemoryBIOFactory(self.connection_creator(server), False, site)
 
     def certificate_provider(self, server_name: str | None) -> tuple[list[Any], Any] | None:
         """``caddytw.wire.h3``'s ``CertificateProvider``: (chain, key) for a name, or None.
