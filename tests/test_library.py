@@ -60,3 +60,15 @@ def test_embedding_in_a_twisted_program(tmp_path):
         cwd=tmp_path,
     )
     assert result.stdout.strip() == '["embedded /mine", "embedded /svc"]', result.stderr
+
+
+def test_top_level_is_a_handful_of_leaves():
+    """Every concept lives in its package (``caddytw/__init__.py`` says which); the top
+    level keeps only the library face and ``python -m caddytw``."""
+    from pathlib import Path
+
+    top = Path(caddytw.__file__).parent
+    modules = sorted(path.name for path in top.glob("*.py"))
+    assert modules == ["__init__.py", "__main__.py"]
+    for package in ("admin", "config", "http", "server", "sync", "tls", "wire"):
+        assert f"``{package}/``" in (caddytw.__doc__ or "")

@@ -19,8 +19,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from caddytw import metrics
-from caddytw.admin import upstreams
+from caddytw.admin import metrics, upstreams
 from caddytw.admin.configtree import ConfigPathError, access, index_ids
 from caddytw.admin.gojson import encode, etag, fnv1a32
 from caddytw.admin.origins import AdminAddress, check

@@ -8,7 +8,7 @@ from typing import Any
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
-from caddytw.interfaces import IHandlerFactory, find_plugins
+from caddytw.http.interfaces import IHandlerFactory, find_plugins
 
 
 @cache

@@ -16,8 +16,8 @@ from twisted.application.service import IService
 from caddytw.config.errors import ConfigError
 from caddytw.config.reader import ObjectReader
 from caddytw.config.unsupported import handler_message
+from caddytw.http.interfaces import IHandlerFactory
 from caddytw.http.routing import LeafResource, RouteList, build_routes
-from caddytw.interfaces import IHandlerFactory
 
 
 class NamedHandler(LeafResource):

@@ -17,7 +17,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http, server
 
-from caddytw import metrics
+from caddytw.admin import metrics
 from caddytw.http.body import BodyAborted, BodyTooLarge, RequestBody, body_from_file
 from caddytw.http.dates import date_now
 from caddytw.http.errors import HandlerError, status_text

@@ -21,7 +21,7 @@ from typing import Any
 
 from twisted.web import server
 
-from caddytw import metrics
+from caddytw.admin import metrics
 from caddytw.config.model import ServerConfig
 from caddytw.http.accesslog import AccessLogger
 from caddytw.http.body import DEFAULT_LIMIT

@@ -26,10 +26,10 @@ from caddytw.config.reader import ObjectReader, join_path
 from caddytw.handlers.encode.encoders import ENCODINGS, StreamEncoder, accepted_encodings
 from caddytw.handlers.encode.sniff import detect_content_type
 from caddytw.http.hooks import before_headers
+from caddytw.http.interfaces import IEncoderFactory, find_plugins
 from caddytw.http.request import CaddyRequest
 from caddytw.http.respmatch import ResponseMatcher
 from caddytw.http.routing import LeafResource
-from caddytw.interfaces import IEncoderFactory, find_plugins
 
 DEFAULT_MINIMUM_LENGTH = 512
 DEFAULT_PREFER = ("zstd", "br", "gzip")
