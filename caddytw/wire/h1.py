@@ -25,9 +25,10 @@ that many bytes as its body before anything else (never as a next request).
 Behaviour kept from the old channel: keep-alive, in-order pipelining, ``Expect:
 100-continue``, chunked request bodies, ``max_header_bytes`` -> 431, ``read_header_timeout`` and
 ``read_timeout``, the idle timeout, HEAD, ``Connection: close``, HTTP/1.0, and the
-switch to HTTP/2 on ALPN ``h2`` or (when enabled) an h2c connection preface, done the way
-Twisted's
-``_GenericHTTPChannelProtocol`` does it. Upgrade requests (WebSocket) leave the bytes
+switch to HTTP/2 on ALPN ``h2`` or (when enabled) an h2c connection preface (decided by
+:func:`caddytw.wire.negotiate.choose`), done the way Twisted's
+``_GenericHTTPChannelProtocol`` does it. The channel is its requests'
+:class:`caddytw.wire.channel.Channel`. Upgrade requests (WebSocket) leave the bytes
 after the request in ``_dataBuffer`` for whoever takes the connection over.
 """
 
