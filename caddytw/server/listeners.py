@@ -11,7 +11,7 @@ is the only caller.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
@@ -20,8 +20,9 @@ from caddytw.config.listen import ListenAddress
 from caddytw.http.site import CaddySite
 from caddytw.server.workers.supervisor import serves_udp
 from caddytw.tls.runtime import TLSRuntime
-from caddytw.wire.h3.integration import start_h3, wants_h3
-from caddytw.wire.h3.listener import H3Port
+
+if TYPE_CHECKING:  # aioquic is imported only by a process that serves HTTP/3
+    from caddytw.wire.h3.listener import H3Port
 
 log = Logger()
 
@@ -91,13 +92,15 @@ def _open_h3(reactor: Any, listener: Listener, tls: TLSRuntime) -> H3Port | None
     if not serves_udp():
         _announce_elsewhere(listener)
         return None
+    from caddytw.wire.h3.integration import start_h3
+
     host = listener.address.host
     return start_h3(reactor, listener.site, host, listener.number, tls.certificate_provider)
 
 
 def _announce_elsewhere(listener: Listener) -> None:
     """Another process serves HTTP/3 on this port number: announce it all the same."""
-    if wants_h3(listener.site.caddy_server.config.protocols):
+    if "h3" in listener.site.caddy_server.config.protocols:
         listener.site.announce_h3(listener.number)
 
 
