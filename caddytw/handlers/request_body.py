@@ -2,9 +2,9 @@
 
 As Caddy's ``MaxBytesReader``, the limit applies to what later handlers read: the body
 arrives as it is read (:mod:`caddytw.http.body`), and reading stops at ``max_size`` with
-413 (:class:`~caddytw.http.body.BodyTooLarge`, answered by ``request.fail``). A body
-whose Content-Length is already over the limit is refused before any later handler
-runs, without reading a byte of it.
+413 (:class:`~caddytw.http.body.BodyTooLarge`, answered by
+:func:`caddytw.http.dispatch.fail`). A body whose Content-Length is already over the
+limit is refused before any later handler runs, without reading a byte of it.
 """
 
 from __future__ import annotations

@@ -29,9 +29,10 @@ from caddytw.handlers.authentication.passwords import (
     parse_basic_authorization,
     thread_runner,
 )
+from caddytw.http.dispatch import dispatch
 from caddytw.http.errors import HandlerError
 from caddytw.http.placeholders import split_template
-from caddytw.http.request import CaddyRequest, render_and_answer
+from caddytw.http.request import CaddyRequest
 from caddytw.http.routing import LeafResource
 
 USER_ID = "http.auth.user.id"
@@ -120,7 +121,7 @@ def parse_http_basic(data: Any, path: str) -> BasicAuth:
 
 
 class _Resume(LeafResource):
-    """Carries the chain on from a callback, through ``render_and_answer``."""
+    """Carries the chain on from a callback, through :func:`caddytw.http.dispatch.dispatch`."""
 
     def __init__(self, step: Any) -> None:
         self.step = step
@@ -161,7 +162,7 @@ class Authentication(LeafResource):
             if request.client_gone:
                 return
             step = _Resume(lambda req: self.decide(req, username, hashed is not None, outcome[0]))
-            render_and_answer(request, step)
+            dispatch(request, step)
 
         checked.addCallback(resume)
         return NOT_DONE_YET
