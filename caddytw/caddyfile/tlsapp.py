@@ -17,7 +17,7 @@ from .errors import CaddyfileError
 from .netaddr import uses_port_other_than
 
 if TYPE_CHECKING:
-    from .adapter import Pairing, SiteBlock
+    from .siteblocks import Pairing, SiteBlock
 
 __all__ = ["build_tls_app", "subject_is_public"]
 
