@@ -60,6 +60,8 @@ class CaddyRequest(server.Request):
     defaultContentType = None  # Caddy never invents a Content-Type for an empty answer
     #: Set on WebSocket tunnels and event streams: they must not hold up a graceful stop.
     long_lived = False
+    #: The JSON name of the last handler the request reached (the metrics' label).
+    caddy_handler: str = ""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

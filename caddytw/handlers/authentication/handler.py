@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,13 +30,16 @@ from caddytw.handlers.authentication.passwords import (
     parse_basic_authorization,
     thread_runner,
 )
-from caddytw.http.dispatch import dispatch
+from caddytw.http.build import BuildContext, Handler
+from caddytw.http.dispatch import Answer, dispatch
 from caddytw.http.errors import HandlerError
 from caddytw.http.placeholders import split_template
 from caddytw.http.request import CaddyRequest
 from caddytw.http.routing import LeafResource
 
 USER_ID = "http.auth.user.id"
+#: One password checker (its cache of verified hashes) per process, across reloads.
+CHECKER_KEY = "authentication.password_checker"
 NOT_AUTHENTICATED = "not authenticated"
 
 
@@ -123,20 +127,20 @@ def parse_http_basic(data: Any, path: str) -> BasicAuth:
 class _Resume(LeafResource):
     """Carries the chain on from a callback, through :func:`caddytw.http.dispatch.dispatch`."""
 
-    def __init__(self, step: Any) -> None:
+    def __init__(self, step: Callable[[CaddyRequest], Answer]) -> None:
         self.step = step
 
-    def render(self, request: CaddyRequest) -> Any:
+    def render(self, request: CaddyRequest) -> Answer:
         return self.step(request)
 
 
 class Authentication(LeafResource):
-    def __init__(self, provider: BasicAuth | None, checker: PasswordChecker, next: Any) -> None:
+    def __init__(self, provider: BasicAuth | None, checker: PasswordChecker, next: Handler) -> None:
         self.provider = provider
         self.checker = checker
         self.next = next
 
-    def render(self, request: CaddyRequest) -> Any:
+    def render(self, request: CaddyRequest) -> Answer:
         provider = self.provider
         if provider is None:
             raise HandlerError(401, NOT_AUTHENTICATED)
@@ -182,7 +186,7 @@ class Authentication(LeafResource):
         raise HandlerError(401, NOT_AUTHENTICATED)
 
 
-def build(config: ObjectReader, context: Any, next: Any) -> Authentication:
+def build(config: ObjectReader, context: BuildContext, next: Handler) -> Authentication:
     providers = config.reader("providers")
     provider: BasicAuth | None = None
     for name, data in providers.data.items():
@@ -193,8 +197,7 @@ def build(config: ObjectReader, context: Any, next: Any) -> Authentication:
             )
         provider = parse_http_basic(data, providers.at(name))
     config.done()
-    checker = context.shared.setdefault("authentication.password_checker", None)
-    if checker is None:
-        checker = PasswordChecker(thread_runner(context.reactor))
-        context.shared["authentication.password_checker"] = checker
+    checker = context.shared.get(CHECKER_KEY)
+    if not isinstance(checker, PasswordChecker):
+        checker = context.shared[CHECKER_KEY] = PasswordChecker(thread_runner(context.reactor))
     return Authentication(provider, checker, next)

@@ -64,7 +64,9 @@ from caddytw.handlers.file_server.responses import (
     original_path,
     redirect,
 )
+from caddytw.http.build import Handler
 from caddytw.http.dates import http_date
+from caddytw.http.dispatch import Answer
 from caddytw.http.errors import HandlerError
 from caddytw.http.placeholders import Template, resolve
 from caddytw.http.request import CaddyRequest
@@ -197,7 +199,7 @@ def conditions_of(request: CaddyRequest) -> Conditions | None:
 class FileServer(LeafResource):
     """Serves files below a root; see the module docstring for the order of decisions."""
 
-    def __init__(self, settings: FileServerSettings, next: Any, reactor: Any = None) -> None:
+    def __init__(self, settings: FileServerSettings, next: Handler, reactor: Any = None) -> None:
         self.settings = settings
         self.next = next
         self.listings = ListingResponder(settings, reactor)
@@ -278,7 +280,7 @@ class FileServer(LeafResource):
         except (OSError, ValueError):
             return None
 
-    def render(self, request: CaddyRequest) -> Any:
+    def render(self, request: CaddyRequest) -> Answer:
         settings = self.settings
         root = render_root(settings.root, request)
         hide = self._hide_patterns(request)

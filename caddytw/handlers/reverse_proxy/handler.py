@@ -69,7 +69,8 @@ from caddytw.handlers.reverse_proxy.websocket import (
 from caddytw.handlers.rewrite.handler import parse_rewrite
 from caddytw.handlers.rewrite.requesturi import fill
 from caddytw.http.body import BodyAborted, BodyTooLarge, collect_file
-from caddytw.http.dispatch import dispatch, fail
+from caddytw.http.build import BuildContext, Handler
+from caddytw.http.dispatch import Answer, dispatch, fail
 from caddytw.http.errors import HandlerError
 from caddytw.http.matchers import client_ip
 from caddytw.http.placeholders import Template
@@ -138,7 +139,7 @@ class ReverseProxy(LeafResource):
         timeouts = [t for t in (transport.response_header_timeout, transport.read_timeout) if t]
         self.header_timeout = min(timeouts) if timeouts else None
 
-    def render(self, request: CaddyRequest) -> Any:
+    def render(self, request: CaddyRequest) -> Answer:
         if self.config.transport.fastcgi is not None and "\x00" in request.decoded_path:
             # PHP may run a non-PHP file as code when a NUL cuts the path (Caddy #4574).
             raise HandlerError(400, "invalid request path")
@@ -719,7 +720,7 @@ class _Discard:
         pass
 
 
-def build(config: ObjectReader, context: Any, next: Any) -> ReverseProxy:
+def build(config: ObjectReader, context: BuildContext, next: Handler) -> ReverseProxy:
     """Handler factory entry point (see ``twisted/plugins/caddytw_proxy.py``)."""
     handle_response = config.raw("handle_response")
     rewrite_data = config.raw("rewrite")
