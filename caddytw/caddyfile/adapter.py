@@ -14,6 +14,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from caddytw.config.netaddr import uses_port_other_than
+
 from .addresses import AddressError, listener_addresses, normalize, parse_address
 from .directives import AdaptContext, ConfigValue, Helper, build_subroute, run_directive
 from .directives.registry import Subroute, consolidate_routes, go_stable_sort
@@ -21,7 +23,6 @@ from .dispenser import Dispenser
 from .errors import CaddyfileError
 from .formatter import formatting_difference
 from .matchers import parse_matcher_definitions
-from .netaddr import uses_port_other_than
 from .options import GLOBAL_OPTIONS, apply_order
 from .parser import ServerBlock, parse
 from .pkiapp import build_pki_app

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from caddytw.config.netaddr import join_host_port
+
 from .addresses import Address
 from .directives import ConfigValue
-from .netaddr import join_host_port
 from .parser import ServerBlock
 
 

@@ -12,9 +12,10 @@ import ipaddress
 import json
 from typing import TYPE_CHECKING, Any
 
+from caddytw.config.netaddr import uses_port_other_than
+
 from .directives.registry import go_stable_sort
 from .errors import CaddyfileError
-from .netaddr import uses_port_other_than
 
 if TYPE_CHECKING:
     from .siteblocks import Pairing, SiteBlock

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from caddytw.config.model import AccessLogConfig
+from caddytw.config.netaddr import host_and_port
 from caddytw.http.matchers import client_ip
 
 #: One encoder for every entry (``json.dumps`` with options builds a new one per call).
@@ -100,9 +101,7 @@ class AccessLogger:
             return self._names[hostport]
         except KeyError:
             pass
-        from caddytw.http.request import split_host_port
-
-        name = self.logger_name(split_host_port(hostport)[0])
+        name = self.logger_name(host_and_port(hostport)[0])
         if len(self._names) < _NAME_CACHE_SIZE:
             self._names[hostport] = name
         return name

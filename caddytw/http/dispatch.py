@@ -19,7 +19,7 @@ from twisted.web.server import NOT_DONE_YET
 
 from caddytw.http.body import BodyAborted, BodyTooLarge
 from caddytw.http.errors import HandlerError
-from caddytw.http.request import Answer, CaddyRequest, ErrorInfo, Handler, transport_of
+from caddytw.http.request import Answer, CaddyRequest, ErrorInfo, Handler
 
 __all__ = ["NOT_DONE_YET", "Answer", "Handler", "dispatch", "fail"]
 
@@ -60,20 +60,17 @@ def fail(request: CaddyRequest, error: BaseException | Failure) -> None:
         failure = error if isinstance(error, Failure) else Failure(exc)
         trace = failure.getTraceback()
         log.failure("handler failed", failure=failure)
-    if request.client_gone:
-        return
-    if request.startedWriting:
-        # Too late for an error answer: all the client can learn is a cut connection.
-        transport_of(request).loseConnection()
+    if request.client_gone or request.startedWriting:
+        request.end_with_status(status)  # too late for an error answer
         return
     if request.caddy_error is not None:
         # The error routes themselves failed: answer the first error's status, empty.
-        _answer_empty(request, status=request.caddy_error.status)
+        request.end_with_status(request.caddy_error.status)
         return
     request.caddy_error = ErrorInfo(status, message, error_id, trace)
     scope = request.error_scopes[-1] if request.error_scopes else _server_error_routes(request)
     if scope is None:
-        _answer_empty(request, status)
+        request.end_with_status(status)
         return
     request.error_scopes = []
     dispatch(request, scope)
@@ -85,9 +82,3 @@ def _server_error_routes(request: CaddyRequest) -> Handler | None:
     server = getattr(request.site, "caddy_server", None)
     routes: Handler | None = getattr(server, "error_routes", None)
     return routes
-
-
-def _answer_empty(request: CaddyRequest, status: int) -> None:
-    request.setResponseCode(status)
-    request.setHeader(b"content-length", b"0")
-    request.finish()

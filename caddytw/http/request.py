@@ -18,6 +18,7 @@ from twisted.python.failure import Failure
 from twisted.web import http, server
 
 from caddytw import metrics
+from caddytw.config.netaddr import host_and_port
 from caddytw.http.body import RequestBody, body_from_file
 from caddytw.http.dates import date_now
 from caddytw.http.errors import status_text
@@ -163,12 +164,19 @@ class CaddyRequest(server.Request):
         them to the error routes): this is a fault of the server's own, answered with an
         empty 500, or a cut connection once the answer started."""
         log.failure("request processing failed", failure=reason)
+        self.end_with_status(500)
+
+    def end_with_status(self, status: int) -> None:
+        """An empty answer with ``status``; once the answer started, all the client can
+        learn is a cut connection; once it left, nothing."""
         if self.client_gone:
             return
         if self.startedWriting:
             transport_of(self).loseConnection()
             return
-        self._answer_empty(500)
+        self.setResponseCode(status)
+        self.setHeader(b"content-length", b"0")
+        self.finish()
 
     def setResponseCode(self, code: int, message: bytes | None = None) -> None:
         """Status lines carry Go's reason phrases, as Caddy's do."""
@@ -214,7 +222,7 @@ class CaddyRequest(server.Request):
 
     @property
     def request_host(self) -> str:
-        return split_host_port(self.request_hostport)[0]
+        return host_and_port(self.request_hostport)[0]
 
     @property
     def scheme(self) -> str:
@@ -253,11 +261,6 @@ class CaddyRequest(server.Request):
     def client_gone(self) -> bool:
         return bool(self._disconnected or self.finished or self.channel is None)
 
-    def _answer_empty(self, status: int) -> None:
-        self.setResponseCode(status)
-        self.setHeader(b"content-length", b"0")
-        self.finish()
-
 
 def transport_of(request: Any) -> Any:
     """The connection under a request (typed loosely: HTTP/1, HTTP/2 and HTTP/3 differ)."""
@@ -288,17 +291,3 @@ def decode_path(raw: bytes) -> str:
     if b"%" not in raw:
         return raw.decode("utf-8", "surrogateescape")
     return unquote_to_bytes(raw).decode("utf-8", "surrogateescape")
-
-
-def split_host_port(hostport: str) -> tuple[str, str]:
-    """Split ``host:port``, ``[v6]:port``, ``host`` into host and port (port may be empty)."""
-    if hostport.startswith("["):
-        end = hostport.find("]")
-        if end == -1:
-            return hostport, ""
-        rest = hostport[end + 1 :]
-        return hostport[1:end], rest[1:] if rest.startswith(":") else ""
-    if hostport.count(":") == 1:
-        host, _, port = hostport.partition(":")
-        return host, port
-    return hostport, ""
