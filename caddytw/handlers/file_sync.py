@@ -1,5 +1,5 @@
-"""``file_sync``: the file-sync server of the project's original design brief (the
-"seed": its endpoints and JSON shapes are a compatibility contract),
+"""``file_sync``: the file-sync server of the project's original design brief (its
+endpoints and JSON shapes are a compatibility contract),
 ``{"handler": "file_sync", "root": ..., "enable_upload": true}``.
 
 Fields: ``root`` (required; relative to the working directory, as Caddy resolves
