@@ -13,7 +13,8 @@ docs/architecture.md follows one hop by hop):
 - ``config/``, ``caddyfile/``: JSON (or a Caddyfile) in, validated frozen objects out.
 - ``server/``: build a config (one automatic-HTTPS plan), listen, reload; ``workers/``.
 - ``wire/``: bytes <-> requests: ``h1.py``, ``h2.py``, ``h3/``; graceful ``drain.py``.
-- ``http/``: the request (``request.py``), routing, matchers, placeholders, the Site.
+- ``http/``: the request (``request.py``), ``dispatch.py`` (runs a handler, answers,
+  routes errors), routing, matchers, placeholders, the Site.
 - ``handlers/``: one module or package per JSON ``"handler"``, found as plugins.
 - ``tls/`` certificates and ACME; ``admin/`` the admin API; ``sync/`` the file store
   behind the ``file_sync`` handler; ``metrics.py``, ``peers.py`` (worker events).
