@@ -17,7 +17,7 @@ import binascii
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET
@@ -171,16 +171,16 @@ class Authentication(LeafResource):
         checked.addCallback(resume)
         return NOT_DONE_YET
 
-    def decide(self, request: CaddyRequest, username: str, exists: bool, same: Any) -> Any:
+    def decide(self, request: CaddyRequest, username: str, exists: bool, same: object) -> Answer:
         if isinstance(same, Failure) or same is not True or not exists:
             return self.deny(request)
         return self.grant(request, username)
 
-    def grant(self, request: CaddyRequest, username: str) -> Any:
+    def grant(self, request: CaddyRequest, username: str) -> Answer:
         request.caddy_vars[USER_ID] = username
         return self.next.render(request)
 
-    def deny(self, request: CaddyRequest) -> Any:
+    def deny(self, request: CaddyRequest) -> NoReturn:
         assert self.provider is not None
         request.responseHeaders.setRawHeaders(b"www-authenticate", [self.provider.challenge])
         raise HandlerError(401, NOT_AUTHENTICATED)

@@ -217,7 +217,7 @@ class FileServer(LeafResource):
             return self._static_hide
         return hiding.prepare([t.render(request) for t in self.settings.hide])
 
-    def not_found(self, request: CaddyRequest) -> Any:
+    def not_found(self, request: CaddyRequest) -> Answer:
         """404 (run through ``errors.routes``) or, with ``pass_thru``, the next handler."""
         if self.settings.pass_thru:
             return self.next.render(request)
@@ -317,7 +317,7 @@ class FileServer(LeafResource):
 
     def _serve_plain(
         self, request: CaddyRequest, filename: str, plain: OpenFile, guard: RootGuard
-    ) -> Any:
+    ) -> Answer:
         """Answer with the opened file or the sidecar the client prefers."""
         try:
             served, coding = self._choose_representation(request, filename, plain, guard)
@@ -384,7 +384,7 @@ class FileServer(LeafResource):
         served: OpenFile,
         coding: str | None,
         plain_info: os.stat_result,
-    ) -> Any:
+    ) -> Answer:
         try:
             return self._answer(request, filename, served, coding, plain_info)
         except BaseException:
@@ -398,7 +398,7 @@ class FileServer(LeafResource):
         served: OpenFile,
         coding: str | None,
         plain_info: os.stat_result,
-    ) -> Any:
+    ) -> Answer:
         size = served.info.st_size
         etag = make_etag(served.info.st_mtime_ns // 1_000_000_000, size)
         seconds = plain_info.st_mtime_ns // 1_000_000_000
@@ -458,7 +458,7 @@ class FileServer(LeafResource):
         return self._send_body(request, served, segments)
 
     @staticmethod
-    def _not_modified_or_failed(request: CaddyRequest, verdict: Verdict) -> Any:
+    def _not_modified_or_failed(request: CaddyRequest, verdict: Verdict) -> Answer:
         headers = request.responseHeaders
         if verdict is Verdict.NOT_MODIFIED:
             # RFC 9110 15.4.5: only validators and cache metadata on a 304.
@@ -473,7 +473,7 @@ class FileServer(LeafResource):
         return finish_with(request, b"")
 
     @staticmethod
-    def _range_not_satisfiable(request: CaddyRequest, exc: InvalidRange, size: int) -> Any:
+    def _range_not_satisfiable(request: CaddyRequest, exc: InvalidRange, size: int) -> Answer:
         """416 with Go's plain-text body; ``bytes */SIZE`` when nothing overlapped."""
         headers = request.responseHeaders
         if isinstance(exc, UnsatisfiableRange):
@@ -488,7 +488,7 @@ class FileServer(LeafResource):
         return finish_with(request, body)
 
     @staticmethod
-    def _send_body(request: CaddyRequest, served: OpenFile, segments: list[Segment]) -> Any:
+    def _send_body(request: CaddyRequest, served: OpenFile, segments: list[Segment]) -> Answer:
         """Headers with the exact Content-Length, then the body: read at once when it is
         small, streamed by a producer otherwise; HEAD sends headers only."""
         single = segments[0] if len(segments) == 1 else None
