@@ -82,3 +82,15 @@ def test_errors_do_not_loop_back_through_the_request():
     server = memory_server([{"handle": [{"handler": "error", "status_code": 418}]}], errors=ERRORS)
     response = server.request()
     assert (response.status, response.body) == (418, b"E 418")
+
+
+class AnswersNothing(LeafResource):
+    def render(self, request: CaddyRequest) -> Answer:
+        return None  # type: ignore[return-value]  # the bug under test
+
+
+def test_a_handler_answering_neither_bytes_nor_not_done_yet_gets_a_500():
+    server = memory_server([{"handle": [{"handler": "static_response"}]}], errors=ERRORS)
+    server.site.caddy_server.routes.routes[0].chain = AnswersNothing()
+    response = server.request()
+    assert (response.status, response.body) == (500, b"E 500")

@@ -33,8 +33,12 @@ def dispatch(request: CaddyRequest, handler: Handler) -> None:
     except Exception as exc:
         fail(request, exc)
         return
-    if not isinstance(body, bytes) or request.client_gone:
+    if not isinstance(body, bytes):
+        if body is not NOT_DONE_YET:  # a handler's bug: a 500, never a hung request
+            fail(request, TypeError(f"{handler!r} answered {body!r}, not bytes"))
         return  # NOT_DONE_YET: the handler took the answer over
+    if request.client_gone:
+        return
     if not request.startedWriting:
         request.setHeader(b"content-length", b"%d" % len(body))
     request.write(body)
