@@ -16,8 +16,9 @@ docs/architecture.md follows one hop by hop):
   ``workers/`` (``--workers N``, and ``peers`` events between them).
 - ``wire/``: bytes <-> requests: ``channel.py`` (what a request sees of its connection),
   ``negotiate.py`` (ALPN, h2c, acme-tls/1), ``h1.py``, ``h2.py``, ``h3/``, ``drain.py``.
-- ``http/``: the request, routing, matchers, placeholders, ``site.py`` (one server's
-  Site, assembled in one place), ``interfaces.py`` (the plugin points).
+- ``http/``: the request (``request.py``), ``dispatch.py`` (runs a handler, answers,
+  routes errors), routing, matchers, placeholders, ``site.py`` (one server's Site,
+  assembled in one place), ``interfaces.py`` (the plugin points).
 - ``handlers/``: one module or package per JSON ``"handler"``, found as plugins.
 - ``tls/`` certificates and ACME; ``admin/`` the admin API and ``metrics``; ``sync/``
   the file store behind the ``file_sync`` handler (and the ``postgres`` driver);
@@ -29,6 +30,7 @@ from __future__ import annotations
 from typing import Any
 
 from caddytw.config.errors import ConfigError, ConfigErrors
+from caddytw.http.site import CaddySite, ServerRoot
 from caddytw.server.build import build_app, validate
 from caddytw.server.service import CaddyService
 
@@ -49,7 +51,7 @@ def build_service(config: dict[str, Any], reactor: Any = None) -> CaddyService:
     return CaddyService(config, reactor=reactor)
 
 
-def build_site(config: dict[str, Any], server: str | None = None, reactor: Any = None) -> Any:
+def build_site(config: dict[str, Any], server: str | None = None, reactor: Any = None) -> CaddySite:
     """The ``twisted.web`` Site of one server (the first when ``server`` is None)."""
     for built in build_app(config, reactor).servers:
         if server is None or built.config.name == server:
@@ -57,13 +59,17 @@ def build_site(config: dict[str, Any], server: str | None = None, reactor: Any =
     raise KeyError(f"no server named {server!r}")
 
 
-def build_resource(config: dict[str, Any], server: str | None = None, reactor: Any = None) -> Any:
+def build_resource(
+    config: dict[str, Any], server: str | None = None, reactor: Any = None
+) -> ServerRoot:
     """The root ``IResource`` of one server, to mount in a Site of your own.
 
     Requests must be :class:`caddytw.http.request.CaddyRequest` (use
     ``Site(resource, requestFactory=CaddyRequest)``) or come through :func:`build_site`.
     """
-    return build_site(config, server, reactor).resource
+    resource = build_site(config, server, reactor).resource
+    assert isinstance(resource, ServerRoot)
+    return resource
 
 
 def load_config_file(path: str) -> dict[str, Any]:
