@@ -11,13 +11,18 @@ Where each concept lives (a request goes down this list and its answer comes bac
 docs/architecture.md follows one hop by hop):
 
 - ``config/``, ``caddyfile/``: JSON (or a Caddyfile) in, validated frozen objects out.
-- ``server/``: build a config (one automatic-HTTPS plan), listen, reload; ``workers/``.
-- ``wire/``: bytes <-> requests: ``h1.py``, ``h2.py``, ``h3/``; graceful ``drain.py``.
+- ``server/``: ``build.py`` (one automatic-HTTPS plan, kept), ``service.py``,
+  ``reload.py`` (the live config: servers, TLS runtime, listeners), ``listeners.py``,
+  ``workers/`` (``--workers N``, and ``peers`` events between them).
+- ``wire/``: bytes <-> requests: ``channel.py`` (what a request sees of its connection),
+  ``negotiate.py`` (ALPN, h2c, acme-tls/1), ``h1.py``, ``h2.py``, ``h3/``, ``drain.py``.
 - ``http/``: the request (``request.py``), ``dispatch.py`` (runs a handler, answers,
-  routes errors), routing, matchers, placeholders, the Site.
+  routes errors), routing, matchers, placeholders, ``site.py`` (one server's Site,
+  assembled in one place), ``interfaces.py`` (the plugin points).
 - ``handlers/``: one module or package per JSON ``"handler"``, found as plugins.
-- ``tls/`` certificates and ACME; ``admin/`` the admin API; ``sync/`` the file store
-  behind the ``file_sync`` handler; ``metrics.py``, ``peers.py`` (worker events).
+- ``tls/`` certificates and ACME; ``admin/`` the admin API and ``metrics``; ``sync/``
+  the file store behind the ``file_sync`` handler (and the ``postgres`` driver);
+  ``syncui/`` its web page; ``cli/`` the ``caddytw`` command (``__main__.py``).
 """
 
 from __future__ import annotations
@@ -48,8 +53,7 @@ def build_service(config: dict[str, Any], reactor: Any = None) -> CaddyService:
 
 def build_site(config: dict[str, Any], server: str | None = None, reactor: Any = None) -> CaddySite:
     """The ``twisted.web`` Site of one server (the first when ``server`` is None)."""
-    _, servers = build_app(config, reactor)
-    for built in servers:
+    for built in build_app(config, reactor).servers:
         if server is None or built.config.name == server:
             return built.site
     raise KeyError(f"no server named {server!r}")

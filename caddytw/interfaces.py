@@ -1,82 +1,17 @@
-"""The extension points: what a handler plugin provides and what it gets to build with."""
+"""Old home of the plugin points, now :mod:`caddytw.http.interfaces`; kept as an alias.
 
-from __future__ import annotations
+Not for new code. Twisted's plugin cache (``twisted/plugins/dropin.cache``) pickles the
+interfaces each plugin provides by module path; a cache written by an earlier caddytw
+names ``caddytw.interfaces``. Without this alias it fails to load, and every process
+then imports every plugin module on ``sys.path`` (Twisted's own ``conch``, autobahn...)
+to rebuild it, for good where site-packages is read-only.
+"""
 
-from typing import Any
+from caddytw.http.interfaces import (
+    IEncoderFactory,
+    IHandlerFactory,
+    IMatcherFactory,
+    ISelectionPolicyFactory,
+)
 
-from zope.interface import Attribute, Interface
-
-
-class IHandlerFactory(Interface):
-    """Builds the resource for one ``{"handler": NAME, ...}`` object of a route.
-
-    Providers are found with ``twisted.plugin.getPlugins(IHandlerFactory)`` (drop a module
-    into any ``twisted/plugins/`` folder on ``sys.path``), keyed by :attr:`name`.
-    """
-
-    name = Attribute("The JSON handler name, e.g. 'static_response'.")
-
-    def build(config, context, next):  # type: ignore[no-untyped-def]
-        """Validate ``config`` and return an ``IResource`` for it.
-
-        :param config: a :class:`caddytw.config.ObjectReader` over the handler's JSON
-            (``handler`` already consumed). Call ``config.done()`` after reading every field
-            so unknown fields are rejected; raise :class:`caddytw.config.ConfigError` for
-            bad values (the reader's ``at(key)`` gives the JSON path).
-        :param context: a :class:`caddytw.http.build.BuildContext`.
-        :param next: the ``IResource`` to delegate to for middleware-style handlers
-            (``headers``, ``encode``, ...). Handlers that answer themselves ignore it.
-
-        The returned resource's ``render(request)`` gets a
-        :class:`caddytw.http.request.CaddyRequest`; it may return ``bytes`` or
-        ``NOT_DONE_YET``, raise :class:`caddytw.http.errors.HandlerError`, or later call
-        ``caddytw.http.dispatch.fail(request, error)``.
-        """
-
-
-class IMatcherFactory(Interface):
-    """A request matcher for route ``match`` sets, beside the built-in ones
-    (:data:`caddytw.http.matchers.MATCHERS`), found like handlers with ``getPlugins``."""
-
-    name = Attribute("The JSON matcher name, e.g. 'path'.")
-
-    def build(argument, path):  # type: ignore[no-untyped-def]
-        """Validate ``argument`` (the JSON value under ``name``; ``path`` is its JSON path
-        for :class:`caddytw.config.ConfigError`) and return ``matcher(request) -> bool``."""
-
-
-class IEncoderFactory(Interface):
-    """A content encoding for the ``encode`` handler's ``encodings`` object, beside the
-    built-in ones (:data:`caddytw.handlers.encode.encoders.ENCODINGS`)."""
-
-    name = Attribute("The encoding's name, as in Accept-Encoding, e.g. 'gzip'.")
-
-    def parse(data, path):  # type: ignore[no-untyped-def]
-        """Validate ``data`` (the JSON under ``encodings.NAME``) and return an encoder
-        with ``new_stream()`` (a :class:`StreamEncoder`) and ``compress(data)``."""
-
-
-class ISelectionPolicyFactory(Interface):
-    """A load-balancing policy for ``reverse_proxy``'s ``load_balancing.selection_policy``,
-    beside the built-in ones (:data:`caddytw.handlers.reverse_proxy.selection.POLICIES`)."""
-
-    name = Attribute("The JSON policy name, e.g. 'round_robin'.")
-
-    def build(reader, rng):  # type: ignore[no-untyped-def]
-        """Read the policy's options from ``reader`` (an ``ObjectReader``; unknown
-        fields are refused after it returns) and return a policy with
-        ``select(pool, request) -> Choice``."""
-
-
-def find_plugins(interface: type[Interface]) -> dict[str, Any]:
-    """Every provider of ``interface`` on ``sys.path``'s ``twisted/plugins/``, by name
-    (first one found wins). Only consulted for names the built-ins do not know."""
-    from twisted.plugin import getPlugins
-
-    import twisted.plugins
-
-    found: dict[str, Any] = {}
-    provider: Any
-    for provider in getPlugins(interface, twisted.plugins):
-        found.setdefault(provider.name, provider)
-    return found
+__all__ = ["IEncoderFactory", "IHandlerFactory", "IMatcherFactory", "ISelectionPolicyFactory"]

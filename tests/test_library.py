@@ -60,3 +60,21 @@ def test_embedding_in_a_twisted_program(tmp_path):
         cwd=tmp_path,
     )
     assert result.stdout.strip() == '["embedded /mine", "embedded /svc"]', result.stderr
+
+
+def test_top_level_is_a_handful_of_leaves():
+    """Every concept lives in its package (``caddytw/__init__.py`` says which); the top
+    level keeps the library face, ``python -m caddytw`` and the alias Twisted's plugin
+    cache needs (``interfaces``: the very objects of ``caddytw.http.interfaces``)."""
+    from pathlib import Path
+
+    import caddytw.http.interfaces
+    import caddytw.interfaces
+
+    top = Path(caddytw.__file__).parent
+    modules = sorted(path.name for path in top.glob("*.py"))
+    assert modules == ["__init__.py", "__main__.py", "interfaces.py"]
+    for name in caddytw.interfaces.__all__:
+        assert getattr(caddytw.interfaces, name) is getattr(caddytw.http.interfaces, name)
+    for package in ("admin", "config", "http", "server", "sync", "tls", "wire"):
+        assert f"``{package}/``" in (caddytw.__doc__ or "")

@@ -23,7 +23,7 @@ from zope.interface import implementer
 
 from caddytw.handlers.encode.encoders import Gzip
 from caddytw.handlers.reverse_proxy.selection import Choice
-from caddytw.interfaces import IEncoderFactory, IMatcherFactory, ISelectionPolicyFactory
+from caddytw.http.interfaces import IEncoderFactory, IMatcherFactory, ISelectionPolicyFactory
 
 
 @implementer(IPlugin, IMatcherFactory)

@@ -200,7 +200,7 @@ def test_handler_from_an_extra_plugin_file(tmp_path):
             """
             from twisted.plugin import IPlugin
             from zope.interface import implementer
-            from caddytw.interfaces import IHandlerFactory
+            from caddytw.http.interfaces import IHandlerFactory
             from caddytw.http.routing import LeafResource
 
             class Hello(LeafResource):

@@ -19,8 +19,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from caddytw import metrics
-from caddytw.admin import upstreams
+from caddytw.admin import metrics, upstreams
 from caddytw.admin.configtree import ConfigPathError, access, index_ids
 from caddytw.admin.gojson import encode, etag, fnv1a32
 from caddytw.admin.origins import AdminAddress, check
@@ -76,11 +75,11 @@ def load_error(error: BaseException, what: str) -> ApiError:
 
 
 class AdminAPI:
-    """Admin endpoints over a :class:`caddytw.server.reload.Runtime`-like object (``raw``,
+    """Admin endpoints over a :class:`caddytw.server.reload.LiveConfig`-like object (``raw``,
     ``config``, ``load(data)``), plus ``stop`` to call after answering ``/stop``."""
 
-    def __init__(self, runtime: Any, stop: Callable[[], None]) -> None:
-        self.runtime = runtime
+    def __init__(self, live: Any, stop: Callable[[], None]) -> None:
+        self.live = live
         self.stop = stop
         self.address: AdminAddress | None = None
         self._ids: dict[str, str] | None = None
@@ -96,10 +95,10 @@ class AdminAPI:
     def _check_origin(self, headers: Mapping[str, str]) -> None:
         if "websocket" in headers.get("upgrade", "").lower():
             raise ApiError(400, "websocket connections aren't allowed")
-        if self.address is None or self.runtime.config is None:
+        if self.address is None or self.live.config is None:
             return
         refusal = check(
-            self.runtime.config.admin, self.address, headers.get("host"), headers.get("origin")
+            self.live.config.admin, self.address, headers.get("host"), headers.get("origin")
         )
         if refusal is not None:
             raise ApiError(403, refusal)
@@ -136,7 +135,7 @@ class AdminAPI:
     def _config(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Answer:
         if method == "GET":
             try:
-                _, value = access(self.runtime.raw, "GET", path)
+                _, value = access(self.live.raw, "GET", path)
             except ConfigPathError as error:
                 raise ApiError(400, str(error)) from None
             encoded = encode(value)
@@ -148,7 +147,7 @@ class AdminAPI:
             value = self._json_body(headers, body, "decoding request body")
         self._check_if_match(headers.get("if-match", ""))
         try:
-            new_config, _ = access(self.runtime.raw, method, path, value)
+            new_config, _ = access(self.live.raw, method, path, value)
         except ConfigPathError as error:
             raise ApiError(400, str(error)) from None
         return self._apply(new_config, headers, "loading new config")
@@ -163,12 +162,12 @@ class AdminAPI:
         return posixpath.normpath("/".join([expanded, *parts[3:]]))
 
     def _id_index(self) -> dict[str, str]:
-        if self._ids is None or self._ids_of is not self.runtime.raw:
+        if self._ids is None or self._ids_of is not self.live.raw:
             try:
-                self._ids = index_ids(self.runtime.raw)
+                self._ids = index_ids(self.live.raw)
             except ConfigPathError as error:
                 raise ApiError(500, f"indexing config: {error}") from None
-            self._ids_of = self.runtime.raw
+            self._ids_of = self.live.raw
         return self._ids
 
     @staticmethod
@@ -194,7 +193,7 @@ class AdminAPI:
         if len(parts) != 2:
             raise ApiError(400, 'malformed If-Match header; expect format "<path> <hash>"')
         try:
-            _, current = access(self.runtime.raw, "GET", parts[0])
+            _, current = access(self.live.raw, "GET", parts[0])
         except ConfigPathError as error:
             raise ApiError(400, str(error)) from None
         if f"{fnv1a32(encode(current)):08x}" != parts[1]:
@@ -204,14 +203,14 @@ class AdminAPI:
         """Load ``new_config`` unless it is unchanged (``Cache-Control: must-revalidate``
         forces a reload); a bad one answers 400 and the running config stays."""
         forced = headers.get("cache-control", "") == "must-revalidate"
-        if not forced and encode(new_config) == encode(self.runtime.raw):
+        if not forced and encode(new_config) == encode(self.live.raw):
             return AdminResponse()
         try:
             index_ids(new_config)
         except ConfigPathError as error:
             raise ApiError(400, f"indexing config: {error}") from None
         try:
-            loaded = self.runtime.load(new_config)
+            loaded = self.live.load(new_config)
         except (ConfigError, ConfigErrors) as error:
             raise load_error(error, what) from None
 

@@ -155,18 +155,18 @@ class AdminSite(server.Site):
 class AdminService(Service):
     """Runs the admin API on the address the current config names."""
 
-    def __init__(self, runtime: Any, reactor: Any) -> None:
-        self.runtime = runtime
+    def __init__(self, live: Any, reactor: Any) -> None:
+        self.live = live
         self.reactor = reactor
-        self.api = AdminAPI(runtime, self._stop_process)
+        self.api = AdminAPI(live, self._stop_process)
         self.site = AdminSite(AdminResource(self.api, reactor), reactor)
         self.port: Any = None
         self.current: AdminConfig | None = None
-        runtime.on_load.append(self._config_loaded)
+        live.on_load.append(self._config_loaded)
 
     def startService(self) -> None:
         super().startService()
-        self._open(self.runtime.config.admin if self.runtime.config else AdminConfig())
+        self._open(self.live.config.admin if self.live.config else AdminConfig())
 
     def stopService(self) -> Deferred[Any]:
         super().stopService()

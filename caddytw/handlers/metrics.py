@@ -1,6 +1,6 @@
 """``metrics``: the server's Prometheus metrics on a route, as Caddy's handler.
 
-The same registry as the admin endpoint's ``/metrics`` (:mod:`caddytw.metrics`);
+The same registry as the admin endpoint's ``/metrics`` (:mod:`caddytw.admin.metrics`);
 OpenMetrics when the client asks for it unless ``disable_openmetrics``, and gzip when
 the client accepts it, as Prometheus' Go handler that Caddy uses.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gzip
 
-from caddytw import metrics
+from caddytw.admin import metrics
 from caddytw.config.reader import ObjectReader
 from caddytw.http.build import BuildContext, Handler
 from caddytw.http.request import CaddyRequest

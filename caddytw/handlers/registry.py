@@ -9,7 +9,7 @@ from zope.interface import implementer
 
 from caddytw.config.reader import ObjectReader
 from caddytw.http.build import BuildContext, Handler, HandlerFactory
-from caddytw.interfaces import IHandlerFactory, find_plugins
+from caddytw.http.interfaces import IHandlerFactory, find_plugins
 
 
 @cache

@@ -24,7 +24,7 @@ __all__ = ["BuildContext", "Handler", "HandlerFactory", "NamedHandler"]
 
 
 class HandlerFactory(Protocol):
-    """A handler plugin as building sees it (:class:`caddytw.interfaces.IHandlerFactory`
+    """A handler plugin as building sees it (:class:`caddytw.http.interfaces.IHandlerFactory`
     says what a provider must do): ``build`` validates ``config`` and returns the
     handler, given the ``next`` one in its chain."""
 

@@ -23,8 +23,8 @@ from caddytw.config.reader import (
     type_name,
 )
 from caddytw.http.gourl import caddy_clean_path
+from caddytw.http.interfaces import IMatcherFactory, find_plugins
 from caddytw.http.placeholders import Template, resolve
-from caddytw.interfaces import IMatcherFactory, find_plugins
 
 if TYPE_CHECKING:
     from caddytw.http.request import CaddyRequest

@@ -10,18 +10,21 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
-from typing import Any, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 from urllib.parse import unquote_to_bytes
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http, server
 
-from caddytw import metrics
+from caddytw.admin import metrics
 from caddytw.config.netaddr import host_and_port
 from caddytw.http.body import RequestBody, body_from_file
 from caddytw.http.dates import date_now
 from caddytw.http.errors import status_text
+
+if TYPE_CHECKING:
+    from caddytw.wire.channel import Channel
 
 log = Logger()
 
@@ -63,6 +66,9 @@ class CaddyRequest(server.Request):
     long_lived = False
     #: The JSON name of the last handler the request reached (the metrics' label).
     caddy_handler: str = ""
+    #: The HTTP/1.1 connection or the HTTP/2 or HTTP/3 stream the request came on
+    #: (twisted types it as its own ``HTTPChannel``, which none of ours is).
+    channel: Channel  # type: ignore[assignment]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -102,7 +108,7 @@ class CaddyRequest(server.Request):
     def process(self) -> None:
         """Hand the request to the server's root resource (no child traversal: routing
         matches on the whole path, as Caddy does)."""
-        self.site = self.channel.site  # type: ignore[attr-defined]
+        self.site = self.channel.site
         self.started_at = time.time()
         if self._answered_by_server():
             return

@@ -1,4 +1,19 @@
-"""One configured server as a twisted.web ``Site``: its routes, errors, logs and limits."""
+"""One configured server as a twisted.web ``Site``, assembled here and nowhere else.
+
+What serves a server's connections, all of it decided in :class:`CaddySite`'s
+constructor (and nothing replaced later):
+
+- ``protocol``: the connection protocol, :func:`caddytw.wire.h1.fast_channel_protocol`
+  (HTTP/1.1, switching to HTTP/2 on ALPN ``h2`` or an h2c preface:
+  :mod:`caddytw.wire.negotiate`); TLS listeners wrap the same site
+  (:mod:`caddytw.server.listeners`), HTTP/3 listeners feed it their streams;
+- ``resource``: :class:`ServerRoot` (the server's routes), behind the ACME HTTP-01
+  gate (:class:`caddytw.tls.challenges.HTTP01Gate`) on a server without TLS, as Caddy
+  answers challenges before any route;
+- ``requestFactory``: :class:`caddytw.http.request.CaddyRequest`; once HTTP/3 listens
+  beside the server (:meth:`CaddySite.announce_h3`), :class:`AltSvcRequests`, which
+  adds Caddy's ``Alt-Svc`` header to HTTP/1.1 and HTTP/2 responses.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +21,19 @@ from typing import Any
 
 from twisted.web import server
 
-from caddytw import metrics
+from caddytw.admin import metrics
 from caddytw.config.model import ServerConfig
 from caddytw.http.accesslog import AccessLogger
 from caddytw.http.body import DEFAULT_LIMIT
 from caddytw.http.dispatch import dispatch
 from caddytw.http.request import CaddyRequest
 from caddytw.http.routing import LeafResource, RouteList
+from caddytw.tls.challenges import ChallengeRegistry, HTTP01Gate
+from caddytw.wire.channel import Channel
 from caddytw.wire.h1 import fast_channel_protocol
 
 DEFAULT_IDLE_TIMEOUT = 300.0
+ALT_SVC_MAX_AGE = 2592000  # 30 days, quic-go's (and so Caddy's) value
 
 
 class ServerRoot(LeafResource):
@@ -31,8 +49,8 @@ class ServerRoot(LeafResource):
         return server.NOT_DONE_YET
 
 
-class ServerRuntime:
-    """What requests need from their server at run time (see ``request.site.caddy_server``)."""
+class RunningServer:
+    """What requests need from their server while they run (``request.site.caddy_server``)."""
 
     def __init__(self, config: ServerConfig, routes: RouteList, errors: RouteList | None) -> None:
         self.config = config
@@ -44,20 +62,43 @@ class ServerRuntime:
 
 
 class CaddySite(server.Site):
-    """A Site with Caddy's request class, channel limits and access log."""
+    """A Site with Caddy's request class, channel limits and access log.
+
+    ``challenges``: answer pending ACME HTTP-01 challenges before the routes (given for
+    a server without TLS by :func:`caddytw.server.build.build_app`).
+    """
 
     displayTracebacks = False
-    requestFactory = CaddyRequest
+    requestFactory: Any = CaddyRequest
 
-    def __init__(self, runtime: ServerRuntime, reactor: Any = None) -> None:
+    def __init__(
+        self,
+        running: RunningServer,
+        reactor: Any = None,
+        challenges: ChallengeRegistry | None = None,
+    ) -> None:
         kwargs = {"reactor": reactor} if reactor is not None else {}
-        super().__init__(ServerRoot(runtime.routes), **kwargs)
-        self.caddy_server = runtime
-        self.timeOut = runtime.config.idle_timeout or DEFAULT_IDLE_TIMEOUT
+        root: LeafResource = ServerRoot(running.routes)
+        if challenges is not None:
+            root = HTTP01Gate(challenges, root)
+        super().__init__(root, **kwargs)
+        self.caddy_server = running
+        self.timeOut = running.config.idle_timeout or DEFAULT_IDLE_TIMEOUT
         self.protocol = fast_channel_protocol  # type: ignore[assignment]
         self.connections: set[Any] = set()
-        if runtime.access_logger is not None:
-            runtime.access_logger.call_later = self.reactor.callLater
+        #: UDP ports HTTP/3 serves this server on, announced in ``Alt-Svc``.
+        self.h3_ports: list[int] = []
+        if running.access_logger is not None:
+            running.access_logger.call_later = self.reactor.callLater
+
+    def announce_h3(self, port: int) -> None:
+        """HTTP/3 listens on ``port`` beside this server: from now on its HTTP/1.1 and
+        HTTP/2 responses say so (``Alt-Svc``), as Caddy's do. Until then requests are
+        built with no wrapper at all (the common, plain-HTTP case pays nothing)."""
+        if port not in self.h3_ports:
+            self.h3_ports.append(port)
+        if not isinstance(self.requestFactory, AltSvcRequests):
+            self.requestFactory = AltSvcRequests(CaddyRequest, self.h3_ports)
 
     def buildProtocol(self, addr: Any) -> Any:
         protocol = super().buildProtocol(addr)
@@ -91,6 +132,33 @@ class CaddySite(server.Site):
         logger = self.caddy_server.access_logger
         if logger is not None:
             logger.log(request)
+
+
+def alt_svc_value(port: int, max_age: int = ALT_SVC_MAX_AGE) -> bytes:
+    return b'h3=":%d"; ma=%d' % (port, max_age)
+
+
+class AltSvcRequests:
+    """Builds requests as ``inner`` does and adds ``Alt-Svc`` to those that did not come
+    over HTTP/3, before any handler runs (so a ``headers`` handler can still change it),
+    as Caddy does."""
+
+    def __init__(self, inner: Any, ports: list[int]) -> None:
+        self.inner = inner
+        self.ports = ports  # the site's list: ports added later are announced too
+
+    def __call__(self, channel: Channel, queued: bool = False) -> Any:
+        request = self.inner(channel, queued=queued)
+        if self.ports and channel.protocol_name != "h3":
+            request.responseHeaders.setRawHeaders(b"alt-svc", [self.value_for(request)])
+        return request
+
+    def value_for(self, request: Any) -> bytes:
+        """Announce the port the request came in on when h3 runs there (Caddy's h3
+        listener shares the TLS listener's port), else the first h3 port."""
+        arrived = getattr(request.getHost(), "port", None)
+        port = arrived if arrived in self.ports else self.ports[0]
+        return alt_svc_value(port)
 
 
 def _forget_when_closed(protocol: Any) -> None:

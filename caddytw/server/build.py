@@ -2,13 +2,14 @@
 
 Everything that can fail (parsing, automatic-HTTPS planning, compiling routes, building
 handlers) happens here, so a bad config is refused whole and a running server (or a
-reload) never sees half of it. :mod:`caddytw.server.service` and
-:mod:`caddytw.server.reload` put what is built here on the network.
+reload) never sees half of it. Automatic HTTPS is planned here once; the plan is kept
+in :class:`BuiltApp` and the TLS side (:class:`caddytw.tls.runtime.TLSRuntime`) runs
+from it. :mod:`caddytw.server.reload` puts what is built here on the network.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from caddytw.config.errors import ConfigError, ErrorCollector
@@ -16,18 +17,28 @@ from caddytw.config.model import Config, ServerConfig, parse_config
 from caddytw.handlers.registry import handler_factories
 from caddytw.http.build import BuildContext
 from caddytw.http.routing import EmptyResponse, ErrorStatusResponse, build_routes
-from caddytw.http.site import CaddySite, ServerRuntime
-from caddytw.tls.automation import plan_automatic_https
+from caddytw.http.site import CaddySite, RunningServer
+from caddytw.tls.automation import HTTPSPlan, plan_automatic_https
+from caddytw.tls.challenges import ChallengeRegistry
 
 
 @dataclass
 class BuiltServer:
-    """A server ready to listen: its site and what must run beside it."""
+    """A server ready to listen: its site and what must run beside it (the services
+    its handlers started, in ``context.services``)."""
 
     config: ServerConfig
     site: CaddySite
     context: BuildContext
-    ports: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class BuiltApp:
+    """A whole config, built: the planned config, the plan itself and the servers."""
+
+    config: Config  # with automatic HTTPS applied (``plan.config``)
+    plan: HTTPSPlan
+    servers: list[BuiltServer]
 
 
 def build_server(
@@ -35,6 +46,7 @@ def build_server(
     reactor: Any,
     collector: ErrorCollector,
     shared: dict[str, Any] | None = None,
+    challenges: ChallengeRegistry | None = None,
 ) -> BuiltServer:
     context = BuildContext(
         reactor=reactor,
@@ -55,8 +67,8 @@ def build_server(
             ErrorStatusResponse(),
             collector,
         )
-    runtime = ServerRuntime(server, routes, errors)
-    return BuiltServer(server, CaddySite(runtime, reactor=reactor), context)
+    site = CaddySite(RunningServer(server, routes, errors), reactor, challenges)
+    return BuiltServer(server, site, context)
 
 
 def default_reactor(reactor: Any) -> Any:
@@ -71,15 +83,18 @@ def build_app(
     data: Any,
     reactor: Any = None,
     shared: dict[str, Any] | None = None,
-) -> tuple[Config, list[BuiltServer]]:
+    challenges: ChallengeRegistry | None = None,
+) -> BuiltApp:
     """Parse and build everything; raise :class:`ConfigErrors` listing every problem.
 
     ``shared`` is the state handlers keep across reloads (see ``BuildContext.shared``).
+    ``challenges``: the registry the ACME issuer publishes into; the sites of servers
+    without TLS answer its HTTP-01 challenges (None: no gate, as for a library site).
     """
     reactor = default_reactor(reactor)
     collector = ErrorCollector()
-    config = parse_config(data, collector)
-    config = plan_automatic_https(config, collector).config  # TLS and redirects, as Caddy
+    plan = plan_automatic_https(parse_config(data, collector), collector)
+    config = plan.config  # TLS and redirects, as Caddy
     shared = shared if shared is not None else {}
     built = []
     seen: dict[tuple[str, int], str] = {}
@@ -94,9 +109,10 @@ def build_app(
                     )
                 )
             seen[key] = server.name
-        built.append(build_server(server, reactor, collector, shared))
+        gate = None if plan.is_tls(server.name) else challenges
+        built.append(build_server(server, reactor, collector, shared, gate))
     collector.raise_if_any()
-    return config, built
+    return BuiltApp(config, plan, built)
 
 
 def validate(data: Any, reactor: Any = None) -> list[str]:

@@ -1,42 +1,107 @@
-"""Opening one listener of a server: plain (HTTP/1.1, h2c) or TLS (h2 + h1).
+"""Opening, re-pointing and closing one listener of a server.
 
-This is what :class:`caddytw.server.service.CaddyService` calls for each TCP address. Plain
-listeners answer pending ACME HTTP-01 challenges before the server's routes; TLS
-listeners pick certificates by SNI; the connection protocol
-(``caddytw.wire.h1``) picks HTTP/1.1 or HTTP/2 by ALPN or the h2c preface.
+A TCP address is served plain (HTTP/1.1, h2c) or with TLS (h2 + h1, certificates by
+SNI) as the automatic-HTTPS plan says (:class:`caddytw.tls.runtime.TLSRuntime`); a TLS
+listener gets HTTP/3 on the same port number over UDP beside it
+(:func:`caddytw.wire.h3.integration.start_h3`). Which protocol each connection then
+speaks is decided by :mod:`caddytw.wire.negotiate`. :class:`caddytw.server.reload.LiveConfig`
+is the only caller.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.logger import Logger
 
 from caddytw.config.listen import ListenAddress
-from caddytw.config.model import ServerConfig
-from caddytw.tls.challenges import install_http01_gate
+from caddytw.http.site import CaddySite
+from caddytw.server.workers.supervisor import serves_udp
 from caddytw.tls.runtime import TLSRuntime
 
+if TYPE_CHECKING:  # aioquic is imported only by a process that serves HTTP/3
+    from caddytw.wire.h3.listener import H3Port
 
-def listen(
-    reactor: Any,
-    address: ListenAddress,
-    site: Any,
-    server: ServerConfig,
-    tls: TLSRuntime | None,
-) -> Any:
-    """Bind ``address`` for ``site``; returns the listening port."""
-    interface = address.host or ""
+log = Logger()
+
+
+@dataclass
+class Listener:
+    """One open TCP port, the site it currently feeds, and its HTTP/3 port if any."""
+
+    address: ListenAddress
+    site: CaddySite
+    port: Any
+    number: int  # the bound port number (known even after the port is closed)
+    h3: H3Port | None = None
+
+
+def open_listener(
+    reactor: Any, address: ListenAddress, site: CaddySite, tls: TLSRuntime
+) -> Listener | None:
+    """Bind ``address`` for ``site`` (None for UDP addresses: HTTP/3 comes with TLS)."""
+    if address.network.startswith("udp"):
+        return None
+    server = site.caddy_server.config
     backlog = server.listen_backlog or kernel_backlog()
-    secure = tls is not None and tls.is_tls(server.name)
-    if secure:
-        assert tls is not None
-        creator = tls.connection_creator(server)
-        factory = TLSMemoryBIOFactory(creator, False, site)
-        return reactor.listenTCP(address.port, factory, backlog=backlog, interface=interface)
-    if tls is not None:
-        install_http01_gate(site, tls.challenges)
-    return reactor.listenTCP(address.port, site, backlog=backlog, interface=interface)
+    port = reactor.listenTCP(
+        address.port, _factory(site, tls), backlog=backlog, interface=address.host or ""
+    )
+    log.info("server {name} listening on {address}", name=server.name, address=port.getHost())
+    listener = Listener(address, site, port, port.getHost().port)
+    if tls.is_tls(server.name):
+        listener.h3 = _open_h3(reactor, listener, tls)
+    return listener
+
+
+def point(listener: Listener, site: CaddySite, tls: TLSRuntime) -> None:
+    """Send an open listener's new connections (TCP and HTTP/3) to ``site`` (a reload
+    kept its address)."""
+    listener.port.factory = _factory(site, tls)
+    listener.site = site
+    if listener.h3 is not None:
+        listener.h3.protocol.site = site
+        site.announce_h3(listener.h3.getHost().port)
+    elif tls.is_tls(site.caddy_server.name) and not serves_udp():
+        _announce_elsewhere(listener)
+
+
+def stop_listening(listener: Listener) -> Deferred[Any]:
+    """Stop accepting on the TCP port (and on its HTTP/3 port, politely)."""
+    if listener.h3 is not None:
+        listener.h3.stopListening()
+        listener.h3 = None
+    return maybeDeferred(listener.port.stopListening)
+
+
+def _factory(site: CaddySite, tls: TLSRuntime) -> Any:
+    server = site.caddy_server.config
+    if tls.is_tls(server.name):
+        return tls.tls_factory(server, site)
+    return site
+
+
+def _open_h3(reactor: Any, listener: Listener, tls: TLSRuntime) -> H3Port | None:
+    """HTTP/3 on the same port number over UDP, as Caddy does for TLS servers.
+
+    With ``--workers``, only worker 0 opens it (QUIC cannot be spread over processes
+    by SO_REUSEPORT); the others still announce it.
+    """
+    if not serves_udp():
+        _announce_elsewhere(listener)
+        return None
+    from caddytw.wire.h3.integration import start_h3
+
+    host = listener.address.host
+    return start_h3(reactor, listener.site, host, listener.number, tls.certificate_provider)
+
+
+def _announce_elsewhere(listener: Listener) -> None:
+    """Another process serves HTTP/3 on this port number: announce it all the same."""
+    if "h3" in listener.site.caddy_server.config.protocols:
+        listener.site.announce_h3(listener.number)
 
 
 def kernel_backlog() -> int:

@@ -1,8 +1,15 @@
-"""The live configuration and its listeners, replaced without dropping a connection.
+"""The live configuration, its TLS side and its listeners, replaced without dropping a
+connection.
 
-``Runtime.load`` builds a new config completely before anything changes (a bad config
-raises :class:`ConfigErrors` and the running one stays). Then:
+:class:`LiveConfig` owns everything a loaded config runs: the built servers
+(:mod:`caddytw.server.build`), the :class:`~caddytw.tls.runtime.TLSRuntime` made from
+their automatic-HTTPS plan, and the listeners (opened, re-pointed and closed by
+:mod:`caddytw.server.listeners`). ``LiveConfig.load`` builds a new config completely
+before anything changes (a bad config raises :class:`ConfigErrors` and the running one
+stays). Then:
 
+- a TLS runtime whose settings changed is replaced (certificates are loaded from
+  storage again; unchanged settings keep the running one);
 - a listening port whose address is in both configs stays open; its factory is
   swapped, so new connections get the new routes, and its live connections are
   adopted by the new site (their next request uses the new routes; a request in
@@ -20,7 +27,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from twisted.application.service import MultiService
@@ -31,21 +37,16 @@ from caddytw.config.errors import ConfigError, ConfigErrors
 from caddytw.config.listen import ListenAddress
 from caddytw.config.model import Config
 from caddytw.http.site import CaddySite
+from caddytw.server.build import BuiltApp, BuiltServer, build_app
+from caddytw.server.listeners import Listener, open_listener, point, stop_listening
+from caddytw.tls.automation import HTTPSPlan
+from caddytw.tls.challenges import ChallengeRegistry
+from caddytw.tls.runtime import TLSRuntime
 from caddytw.wire.drain import drain
 
 log = Logger()
 
 AddressKey = tuple[str, str, int]
-
-
-@dataclass
-class Listener:
-    """One open port and the site it currently feeds."""
-
-    address: ListenAddress
-    site: CaddySite
-    port: Any
-    number: int  # the bound port number (known even after the port is closed)
 
 
 def address_key(address: ListenAddress) -> AddressKey | None:
@@ -55,44 +56,37 @@ def address_key(address: ListenAddress) -> AddressKey | None:
     return (address.network, address.host, address.port)
 
 
-class Runtime:
-    """The current config JSON, its built servers and their listeners.
+class LiveConfig:
+    """The current config JSON, its built servers, its TLS runtime and its listeners.
 
-    ``listen(address, site)`` opens one port (or returns None for addresses it does not
-    handle) and ``swap(listener, site)`` points an open port at a new site; both are
-    supplied by the twistd-facing service so listener kinds (TLS, h2c, QUIC) stay there.
+    Services it runs (the TLS runtime, the handlers' background services) become
+    children of ``parent``, the twistd-facing service.
     """
 
-    def __init__(
-        self,
-        reactor: Any,
-        parent: MultiService,
-        listen: Callable[[ListenAddress, CaddySite], Any],
-        swap: Callable[[Listener, CaddySite], None],
-        on_close: Callable[[Listener], None] | None = None,
-    ) -> None:
+    def __init__(self, reactor: Any, parent: MultiService) -> None:
         self.reactor = reactor
         self.parent = parent
-        self.listen = listen
-        self.swap = swap
         self.shared: dict[str, Any] = {}
         self.raw: Any = None
         self.config: Config | None = None
-        self.servers: list[Any] = []
+        self.servers: list[BuiltServer] = []
         self.listeners: list[Listener] = []
         self.running = False
         self.draining: set[Deferred[Any]] = set()
         self.on_load: list[Callable[[Config], None]] = []
-        self.prepare: list[Callable[[Config], None]] = []
-        self.on_close = on_close
+        #: One for the life of the service: every TLS runtime publishes ACME challenges
+        #: into it and every site without TLS answers HTTP-01 from it.
+        self.challenges = ChallengeRegistry()
+        self.tls: TLSRuntime | None = None
+        self._tls_key: Any = None
         self._tail: Deferred[None] = succeed(None)
 
     # -- building --------------------------------------------------------------------
 
-    def build(self, data: Any) -> tuple[Config, list[Any]]:
-        from caddytw.server.build import build_app
-
-        return build_app(copy.deepcopy(data), self.reactor, shared=self.shared)
+    def build(self, data: Any) -> BuiltApp:
+        return build_app(
+            copy.deepcopy(data), self.reactor, shared=self.shared, challenges=self.challenges
+        )
 
     def load(self, data: Any) -> Deferred[None]:
         """Replace the running config with ``data``.
@@ -102,16 +96,16 @@ class Runtime:
         when one of its addresses cannot be opened (the old config then keeps running).
         Loads are applied one at a time, in the order they were requested.
         """
-        config, servers = self.build(data)
+        app = self.build(data)
         raw = copy.deepcopy(data)
         done: Deferred[None] = Deferred()
         tail: Deferred[None] = Deferred()
 
         def apply(_: Any) -> None:
             if self.running:
-                applied = maybeDeferred(self._apply, config, servers, raw)
+                applied = maybeDeferred(self._apply, app, raw)
             else:
-                applied = maybeDeferred(self._commit, config, servers, raw)
+                applied = maybeDeferred(self._commit, app, raw)
             applied.chainDeferred(done)
 
         def release(result: Any) -> Any:
@@ -123,14 +117,31 @@ class Runtime:
         previous.addCallback(apply)
         return done
 
-    def _commit(self, config: Config, servers: list[Any], raw: Any) -> None:
+    def _commit(self, app: BuiltApp, raw: Any) -> None:
         if not self.running:
-            self._set_services(servers)
+            self._set_services(app.servers)
+            self._use_tls(app.plan)
         self.raw = raw
-        self.config = config
-        self.servers = servers
+        self.config = app.config
+        self.servers = app.servers
         for callback in list(self.on_load):
-            callback(config)
+            callback(app.config)
+
+    def _use_tls(self, plan: HTTPSPlan) -> None:
+        """Run ``plan``'s TLS: a new TLS runtime when its settings differ from the
+        running one's (certificates are loaded from storage again), else the same."""
+        key = _tls_key(plan.config)
+        if self.tls is not None and key == self._tls_key:
+            return
+        old, self.tls = self.tls, TLSRuntime(plan, self.reactor, self.challenges)
+        self._tls_key = key
+        if old is not None:
+            old.disownServiceParent()
+        self.tls.setServiceParent(self.parent)
+
+    def _tls_runtime(self) -> TLSRuntime:
+        assert self.tls is not None, "a config is loaded before anything listens"
+        return self.tls
 
     # -- starting, reloading, stopping ----------------------------------------------
 
@@ -142,12 +153,12 @@ class Runtime:
         )
         self.listeners = opened
 
-    def _open(self, wanted: list[tuple[Any, ListenAddress]]) -> list[Listener]:
+    def _open(self, wanted: list[tuple[BuiltServer, ListenAddress]]) -> list[Listener]:
         """Open ports for ``wanted``; on failure close what was opened and raise."""
         opened: list[Listener] = []
         for server, address in wanted:
             try:
-                port = self.listen(address, server.site)
+                listener = open_listener(self.reactor, address, server.site, self._tls_runtime())
             except Exception as error:
                 for listener in opened:
                     self._stop_port(listener)
@@ -159,17 +170,16 @@ class Runtime:
                         )
                     ]
                 ) from None
-            if port is not None:
-                server.ports.append(port)
-                opened.append(Listener(address, server.site, port, port.getHost().port))
+            if listener is not None:
+                opened.append(listener)
         return opened
 
-    def _apply(self, config: Config, servers: list[Any], raw: Any) -> Deferred[None]:
-        for prepare in list(self.prepare):
-            prepare(config)
+    def _apply(self, app: BuiltApp, raw: Any) -> Deferred[None]:
+        self._use_tls(app.plan)
+        servers = app.servers
         current = {address_key(lst.address): lst for lst in self.listeners}
-        kept: list[tuple[Listener, Any]] = []
-        wanted: list[tuple[Any, ListenAddress]] = []
+        kept: list[tuple[Listener, BuiltServer]] = []
+        wanted: list[tuple[BuiltServer, ListenAddress]] = []
         for server in servers:
             for address in server.config.listen:
                 key = address_key(address)
@@ -185,7 +195,7 @@ class Runtime:
         later = [(s, a) for s, a in wanted if a.port and a.port in removed_numbers]
         opened = self._open([w for w in wanted if w not in later])  # may raise: no change
         if not later:
-            self._switch(config, servers, raw, kept, opened, removed)
+            self._switch(app, raw, kept, opened, removed)
             return succeed(None)
         later_numbers = {address.port for _, address in later}
         blocking = [listener for listener in removed if listener.number in later_numbers]
@@ -197,19 +207,22 @@ class Runtime:
                 for listener in opened:
                     self._stop_port(listener)
                 for listener in blocking:
-                    listener.port = self.listen(listener.address, listener.site)
+                    back = open_listener(
+                        self.reactor, listener.address, listener.site, self._tls_runtime()
+                    )
+                    if back is not None:
+                        listener.port, listener.h3 = back.port, back.h3
                 raise
-            self._switch(config, servers, raw, kept, opened + more, removed)
+            self._switch(app, raw, kept, opened + more, removed)
 
         stops = [self._stop_port(listener) for listener in blocking]
         return DeferredList(stops, consumeErrors=True).addCallback(reopen)
 
     def _switch(
         self,
-        config: Config,
-        servers: list[Any],
+        app: BuiltApp,
         raw: Any,
-        kept: list[tuple[Listener, Any]],
+        kept: list[tuple[Listener, BuiltServer]],
         opened: list[Listener],
         removed: list[Listener],
     ) -> None:
@@ -217,21 +230,19 @@ class Runtime:
         for listener, server in kept:
             self._move(listener, server)
         self._adopt_connections(old_sites, kept)
-        self._set_services(servers)
+        self._set_services(app.servers)
         self._retire(removed)
         self.listeners = [listener for listener, _ in kept] + opened
-        self._commit(config, servers, raw)
+        self._commit(app, raw)
 
-    def _move(self, listener: Listener, server: Any) -> None:
+    def _move(self, listener: Listener, server: BuiltServer) -> None:
         old_site = listener.site
         server.site.doStart()
-        self.swap(listener, server.site)
-        listener.site = server.site
-        server.ports.append(listener.port)
+        point(listener, server.site, self._tls_runtime())
         old_site.doStop()
 
     def _adopt_connections(
-        self, old_sites: set[CaddySite], kept: list[tuple[Listener, Any]]
+        self, old_sites: set[CaddySite], kept: list[tuple[Listener, BuiltServer]]
     ) -> None:
         """Live connections follow their port to its new site; those of removed ports stay
         with their old site, which is drained below."""
@@ -248,7 +259,7 @@ class Runtime:
                     site.connections.discard(protocol)
                     target.adopt(protocol)
 
-    def _set_services(self, servers: list[Any]) -> None:
+    def _set_services(self, servers: list[BuiltServer]) -> None:
         """Stop the old servers' services and start the new ones'; a service both configs
         share (kept in ``BuildContext.shared``, like a sync folder's watcher) runs on."""
         wanted = [service for server in servers for service in server.context.services]
@@ -271,10 +282,8 @@ class Runtime:
             self._track(self._close(listener, connections, grace))
 
     def _stop_port(self, listener: Listener) -> Deferred[Any]:
-        """Stop accepting on ``listener`` (and on what the service runs beside it)."""
-        if self.on_close is not None:
-            self.on_close(listener)
-        return maybeDeferred(listener.port.stopListening)
+        """Stop accepting on ``listener`` (and on its HTTP/3 port)."""
+        return stop_listening(listener)
 
     def _close(
         self, listener: Listener, connections: list[Any], grace: float | None
@@ -297,8 +306,6 @@ class Runtime:
         stops = [self._stop_port(listener) for listener in self.listeners]
         sites = {listener.site for listener in self.listeners}
         self.listeners = []
-        for server in self.servers:
-            server.ports.clear()
         grace = self.config.http.grace_period if self.config else None
         connections = [protocol for site in sites for protocol in list(site.connections)]
 
@@ -320,3 +327,19 @@ def _local_port(protocol: Any) -> int | None:
     if transport is None:
         return None
     return int(transport.getHost().port)
+
+
+def _tls_key(config: Config) -> Any:
+    """What a TLS runtime is built from, to tell whether a reload changes it."""
+    return repr(
+        (
+            config.tls,
+            config.storage,
+            config.http.http_port,
+            config.http.https_port,
+            [
+                (s.name, s.listen, s.tls_connection_policies, s.automatic_https, s.protocols)
+                for s in config.http.servers
+            ],
+        )
+    )

@@ -1,7 +1,10 @@
-"""The running server: one twisted ``Service`` that owns every configured listener.
+"""The running server: the twisted ``Service`` that ``twistd caddy`` (and the library's
+``build_service``) starts.
 
-:mod:`caddytw.server.build` does all the work that can fail before anything listens, so a
-bad config never disturbs a running one.
+It holds a :class:`~caddytw.server.reload.LiveConfig` (the built config, its TLS runtime
+and its listeners) and the admin API, and nothing else: building happens in
+:mod:`caddytw.server.build` before anything listens, listening and reloading in
+:mod:`caddytw.server.reload`, so a bad config never disturbs a running one.
 """
 
 from __future__ import annotations
@@ -9,154 +12,48 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application.service import MultiService
-from twisted.internet.defer import maybeDeferred
-from twisted.logger import Logger
-from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.internet.defer import Deferred, maybeDeferred
 
-from caddytw.config.listen import ListenAddress
 from caddytw.config.model import Config
-from caddytw.http.build import BuildContext
-from caddytw.http.site import CaddySite
 from caddytw.server.build import BuiltServer, default_reactor
-from caddytw.server.listeners import listen
-from caddytw.tls.challenges import install_http01_gate
-from caddytw.tls.runtime import TLSRuntime
-
-log = Logger()
+from caddytw.server.reload import LiveConfig
 
 
 class CaddyService(MultiService):
-    """The twistd-facing service: a :class:`Runtime` (config, servers, listeners), the TLS
-    runtime and the admin API, with graceful shutdown (``apps.http.grace_period``)."""
+    """The twistd-facing service: the live config (servers, TLS, listeners) and the
+    admin API, with graceful shutdown (``apps.http.grace_period``)."""
 
     def __init__(self, data: Any, reactor: Any = None) -> None:
         from caddytw.admin.service import AdminService
-        from caddytw.server.reload import Runtime
 
         super().__init__()
         self.reactor = default_reactor(reactor)
-        self._h3: dict[int, Any] = {}
-        self.runtime = Runtime(self.reactor, self, self._listen, self._swap, on_close=self._closed)
-        self.runtime.load(data)
-        self.tls = TLSRuntime(self.config, self.reactor)
-        self.tls.setServiceParent(self)
-        self._tls_key = _tls_key(self.config)
-        self.runtime.prepare.append(self._prepare_tls)
-        self.admin = AdminService(self.runtime, self.reactor)
+        self.live = LiveConfig(self.reactor, self)
+        self.live.load(data)
+        self.admin = AdminService(self.live, self.reactor)
         self.admin.setServiceParent(self)
 
     @property
     def config(self) -> Config:
-        assert self.runtime.config is not None
-        return self.runtime.config
+        assert self.live.config is not None
+        return self.live.config
 
     @property
     def servers(self) -> list[BuiltServer]:
-        return self.runtime.servers
+        return self.live.servers
 
-    def load(self, data: Any) -> Any:
-        """Switch to a new config without dropping connections (see ``Runtime.load``)."""
-        return self.runtime.load(data)
+    def load(self, data: Any) -> Deferred[None]:
+        """Switch to a new config without dropping connections (see ``LiveConfig.load``)."""
+        return self.live.load(data)
 
     def startService(self) -> None:
-        self.runtime.start()
+        self.live.start()
         super().startService()
 
-    def _prepare_tls(self, config: Config) -> None:
-        """A reload that changes TLS settings gets a new TLS runtime (certificates are
-        loaded from storage again; unchanged settings keep the running one)."""
-        key = _tls_key(config)
-        if key == self._tls_key:
-            return
-        old, self.tls = self.tls, TLSRuntime(config, self.reactor)
-        self._tls_key = key
-        old.disownServiceParent()
-        self.tls.setServiceParent(self)
-
-    def _listen(self, address: ListenAddress, site: CaddySite) -> Any:
-        """Open one listener for ``site`` (None for address kinds served elsewhere)."""
-        if address.network.startswith("udp"):
-            return None
-        server = site.caddy_server.config
-        port = listen(self.reactor, address, site, server, self.tls)
-        log.info(
-            "server {name} listening on {address}",
-            name=site.caddy_server.name,
-            address=port.getHost(),
-        )
-        if self.tls.is_tls(server.name):
-            self._listen_h3(site, address, port)
-        return port
-
-    def _listen_h3(self, site: CaddySite, address: ListenAddress, tcp_port: Any) -> None:
-        """HTTP/3 on the same port number over UDP, as Caddy does for TLS servers.
-
-        With ``--workers``, only worker 0 opens it (QUIC cannot be spread over
-        processes by SO_REUSEPORT); the others still advertise it.
-        """
-        from caddytw.server.workers.supervisor import serves_udp
-        from caddytw.wire.h3.integration import start_h3, wants_h3
-
-        if not serves_udp():
-            if wants_h3(site.caddy_server.config.protocols):
-                from caddytw.wire.h3.altsvc import advertise_h3
-
-                advertise_h3(site, [tcp_port.getHost().port])
-            return
-        built = BuiltServer(site.caddy_server.config, site, BuildContext(self.reactor))
-        h3_port = start_h3(
-            self.reactor,
-            built,
-            address.host,
-            tcp_port.getHost().port,
-            self.tls.certificate_provider,
-        )
-        if h3_port is not None:
-            self._h3[id(tcp_port)] = h3_port
-
-    def _swap(self, listener: Any, site: CaddySite) -> None:
-        """Point an open listener at a new site (a reload kept its address)."""
-        port = listener.port
-        server = site.caddy_server.config
-        secure = self.tls.is_tls(server.name)
-        if secure:
-            creator = self.tls.connection_creator(server)
-            port.factory = TLSMemoryBIOFactory(creator, False, site)
-        else:
-            install_http01_gate(site, self.tls.challenges)
-            port.factory = site
-        h3_port = self._h3.get(id(port))
-        if h3_port is not None:
-            from caddytw.wire.h3.altsvc import advertise_h3
-
-            h3_port.protocol.site = site
-            advertise_h3(site, [h3_port.getHost().port])
-
-    def _closed(self, listener: Any) -> None:
-        h3_port = self._h3.pop(id(listener.port), None)
-        if h3_port is not None:
-            h3_port.stopListening()
-
     def stopService(self) -> Any:
-        stopped = self.runtime.stop()
+        stopped = self.live.stop()
         return stopped.addCallback(lambda _: maybeDeferred(super(CaddyService, self).stopService))
 
     def bound_ports(self, server: str | None = None) -> list[int]:
         """The actual ports (useful with port 0 in tests and embedding)."""
-        return self.runtime.bound_ports(server)
-
-
-def _tls_key(config: Config) -> Any:
-    """What the TLS runtime is built from, to tell whether a reload changes it."""
-    return repr(
-        (
-            config.tls,
-            config.storage,
-            config.http.http_port,
-            config.http.https_port,
-            [
-                (s.name, s.listen, s.tls_connection_policies, s.automatic_https, s.protocols)
-                for s in config.http.servers
-            ],
-        )
-    )
+        return self.live.bound_ports(server)

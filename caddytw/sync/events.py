@@ -15,7 +15,7 @@ from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.logger import Logger
 
-from caddytw import metrics
+from caddytw.admin import metrics
 from caddytw.sync.access import EVENTS_PROTOCOL
 from caddytw.sync.protocol import Change, dumps
 

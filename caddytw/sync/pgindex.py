@@ -41,10 +41,10 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from caddytw.postgres import Database, DatabaseUnavailable, is_unavailable, release_database
 from caddytw.sync.folder import keeps_work
 from caddytw.sync.home import FolderUnavailable
 from caddytw.sync.index import MAX_CLIENTS, Entry, Index
+from caddytw.sync.postgres import Database, DatabaseUnavailable, is_unavailable, release_database
 from caddytw.sync.protocol import ChangesPage, fold_key
 
 log = Logger()

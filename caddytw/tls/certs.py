@@ -28,7 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from caddytw import metrics
+from caddytw.admin import metrics
 from caddytw.tls.config import CertificateSelection
 
 RECHECK_SECONDS = 1.0

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.logger import Logger
-from twisted.web import server
 
 from caddytw.http.routing import LeafResource
 
@@ -45,7 +44,9 @@ class ChallengeRegistry:
 class HTTP01Gate(LeafResource):
     """Answers pending HTTP-01 challenges before any user route, as Caddy does.
 
-    Every other request goes on to the server's own resource tree untouched.
+    Every other request goes on to the server's own resource tree untouched. A server
+    without TLS gets one in front of its root when its site is built
+    (:class:`caddytw.http.site.CaddySite`); the challenge solvers' own ports too.
     """
 
     def __init__(self, registry: ChallengeRegistry, inner: Any) -> None:
@@ -63,9 +64,3 @@ class HTTP01Gate(LeafResource):
                 request.setHeader(b"content-length", b"%d" % len(body))
                 return body if request.method == b"GET" else b""
         return self.inner.render(request)
-
-
-def install_http01_gate(site: server.Site, registry: ChallengeRegistry) -> None:
-    """Put the gate in front of a site's root (once, however many ports it listens on)."""
-    if not isinstance(site.resource, HTTP01Gate):
-        site.resource = HTTP01Gate(registry, site.resource)

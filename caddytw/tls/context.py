@@ -27,7 +27,7 @@ from zope.interface import implementer
 from caddytw.tls.certs import Certificate, CertificateSelector, normalize_name
 from caddytw.tls.challenges import ChallengeRegistry
 from caddytw.tls.config import CIPHER_SUITES, CURVES, ConnectionPolicy
-from caddytw.wire.negotiate import ACME_TLS_ALPN
+from caddytw.wire.negotiate import ACME_TLS_ALPN, select_alpn
 
 log = Logger()
 
@@ -96,18 +96,18 @@ class _AlpnSelector:
         self.challenges = challenges
 
     def __call__(self, connection: SSL.Connection, client: list[bytes]) -> Any:
+        pending = None
         if ACME_TLS_ALPN in client and self.challenges is not None:
             name = normalize_name(connection.get_servername())
             pending = self.challenges.tls_alpn01.get(name)
-            if pending is not None:
-                certificate, key = pending
-                connection.use_certificate(certificate)
-                connection.use_privatekey(key)
-                return ACME_TLS_ALPN
-        for protocol in self.offered:
-            if protocol in client:
-                return protocol
-        return SSL.NO_OVERLAPPING_PROTOCOLS
+        chosen = select_alpn(self.offered, client, pending is not None)
+        if chosen is None:
+            return SSL.NO_OVERLAPPING_PROTOCOLS
+        if chosen == ACME_TLS_ALPN and pending is not None:
+            certificate, key = pending
+            connection.use_certificate(certificate)
+            connection.use_privatekey(key)
+        return chosen
 
 
 @implementer(IOpenSSLServerConnectionCreator)

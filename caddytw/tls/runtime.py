@@ -1,10 +1,13 @@
 """The TLS side of a running config: certificates, challenges, automation, contexts.
 
-One :class:`TLSRuntime` per :class:`~caddytw.server.service.CaddyService`. It owns the
-:class:`CertificateSelector` (what HTTP/3 asks for certificates too), the challenge
-registry shared by the ACME issuer and the listeners, and the certificate manager
-service; :mod:`caddytw.server.listeners` asks it whether a server speaks TLS and for the
-server's connection creator.
+A :class:`TLSRuntime` runs one automatic-HTTPS plan, the one
+:func:`caddytw.server.build.build_app` made (it never plans again);
+:class:`caddytw.server.reload.LiveConfig` makes a new one when a reload changes the
+TLS settings. It owns the :class:`CertificateSelector` (what HTTP/3 asks for
+certificates too) and the certificate manager service, and publishes ACME challenges
+into the live config's :class:`ChallengeRegistry` (which the sites' HTTP-01 gates and
+the TLS contexts read); :mod:`caddytw.server.listeners` asks it whether a server speaks
+TLS and for the server's connection creator.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ from typing import Any
 
 from twisted.application.service import MultiService
 from twisted.internet.threads import blockingCallFromThread
+from twisted.protocols.tls import TLSMemoryBIOFactory
 
-from caddytw.config.model import Config, ServerConfig
+from caddytw.config.model import ServerConfig
 from caddytw.tls.acme import AcmeIssuer, ChallengePublisher
-from caddytw.tls.automation import HTTPSPlan, plan_automatic_https
+from caddytw.tls.automation import HTTPSPlan
 from caddytw.tls.certs import CertificateSelector
 from caddytw.tls.challenges import ChallengeRegistry
 from caddytw.tls.config import IssuerConfig
@@ -31,17 +35,19 @@ from caddytw.wire.negotiate import alpn_for
 class TLSRuntime(MultiService):
     """Certificates and TLS settings for every server of one config."""
 
-    def __init__(self, config: Config, reactor: Any, plan: HTTPSPlan | None = None) -> None:
+    def __init__(
+        self, plan: HTTPSPlan, reactor: Any, challenges: ChallengeRegistry | None = None
+    ) -> None:
         super().__init__()
         self.reactor = reactor
-        self.plan = plan or plan_automatic_https(config)
+        self.plan = plan
         self.selector = CertificateSelector()
         for certificate in self.plan.loaded:
             self.selector.add(certificate)
-        self.challenges = ChallengeRegistry()
+        self.challenges = challenges if challenges is not None else ChallengeRegistry()
         self.storage = Storage(self.plan.tls_app.storage_root)
-        self.http_port = config.http.http_port
-        self.https_port = config.http.https_port
+        self.http_port = plan.config.http.http_port
+        self.https_port = plan.config.http.https_port
         self._creators: dict[str, SNIConnectionCreator] = {}
         self.manager = CertificateManager(
             self.plan.managed,
@@ -80,6 +86,10 @@ class TLSRuntime(MultiService):
             )
             self._creators[server.name] = creator
         return creator
+
+    def tls_factory(self, server: ServerConfig, site: Any) -> TLSMemoryBIOFactory:
+        """The listening factory of a TLS server: TLS around ``site``'s connections."""
+        return TLSMemoryBIOFactory(self.connection_creator(server), False, site)
 
     def certificate_provider(self, server_name: str | None) -> tuple[list[Any], Any] | None:
         """``caddytw.wire.h3``'s ``CertificateProvider``: (chain, key) for a name, or None.

@@ -25,9 +25,10 @@ that many bytes as its body before anything else (never as a next request).
 Behaviour kept from the old channel: keep-alive, in-order pipelining, ``Expect:
 100-continue``, chunked request bodies, ``max_header_bytes`` -> 431, ``read_header_timeout`` and
 ``read_timeout``, the idle timeout, HEAD, ``Connection: close``, HTTP/1.0, and the
-switch to HTTP/2 on ALPN ``h2`` or (when enabled) an h2c connection preface, done the way
-Twisted's
-``_GenericHTTPChannelProtocol`` does it. Upgrade requests (WebSocket) leave the bytes
+switch to HTTP/2 on ALPN ``h2`` or (when enabled) an h2c connection preface (decided by
+:func:`caddytw.wire.negotiate.choose`), done the way Twisted's
+``_GenericHTTPChannelProtocol`` does it. The channel is its requests'
+:class:`caddytw.wire.channel.Channel`. Upgrade requests (WebSocket) leave the bytes
 after the request in ``_dataBuffer`` for whoever takes the connection over.
 """
 
@@ -55,7 +56,8 @@ from caddytw.http.body import (
     BodyAborted,
     RequestBody,
 )
-from caddytw.wire.negotiate import H2_PREFACE, NON_HTTP_ALPN
+from caddytw.wire.channel import ProtocolName
+from caddytw.wire.negotiate import Carried, choose, looks_first
 
 #: How long a connection closed with a body still arriving waits after its FIN before
 #: closing, so the client can read the answer before a reset (Go: 500 ms).
@@ -142,6 +144,8 @@ class FastHTTPChannel(Protocol):
     resource tree (set up by ``Site.buildProtocol``: ``site``, ``factory``,
     ``requestFactory``, ``timeOut``, ``callLater``)."""
 
+    #: :class:`caddytw.wire.channel.Channel`: this connection is its requests' channel.
+    protocol_name: ProtocolName = "h1"
     transport: Any
     site: Any = None
     requestFactory: Any = None
@@ -209,30 +213,30 @@ class FastHTTPChannel(Protocol):
             transport.setTcpNoDelay(True)
         if self.timeOut and self.callLater is not None:
             self._idle_call = self.callLater(self.timeOut, self._idle_timed_out)
-        if self._secure or self.allow_h2c:
+        if looks_first(self._secure, self.allow_h2c):
             self.dataReceived = self._first_data  # type: ignore[method-assign]
 
     def _first_data(self, data: bytes) -> None:
-        """Decide once per connection: HTTP/2 (ALPN h2, or h2c preface) or HTTP/1.1."""
-        negotiated = getattr(self.transport, "negotiatedProtocol", None)
-        if negotiated in NON_HTTP_ALPN:
+        """Ask :func:`caddytw.wire.negotiate.choose` once per connection what it
+        carries, then hand everything received so far on."""
+        received = self._sniffed + data
+        carried = choose(
+            getattr(self.transport, "negotiatedProtocol", None),
+            self._secure,
+            self.allow_h2c,
+            received,
+        )
+        if carried is Carried.UNDECIDED:
+            self._sniffed = received
+            return
+        self._sniffed = b""
+        if carried is Carried.NOTHING:
             self.transport.loseConnection()
-            return
-        if negotiated == b"h2":
-            self._switch_to_h2(data)
-            return
-        if self.allow_h2c and not self._secure:
-            buffered = self._sniffed + data
-            if len(buffered) < len(H2_PREFACE) and H2_PREFACE.startswith(buffered):
-                self._sniffed = buffered
-                return
-            self._sniffed = b""
-            if buffered.startswith(H2_PREFACE):
-                self._switch_to_h2(buffered)
-                return
-            data = buffered
-        del self.dataReceived
-        self.dataReceived(data)
+        elif carried is Carried.H2:
+            self._switch_to_h2(received)
+        else:
+            del self.dataReceived
+            self.dataReceived(received)
 
     def _switch_to_h2(self, data: bytes) -> None:
         """Hand the connection to ``CaddyH2Connection`` (as Twisted's ALPN switch)."""

@@ -63,6 +63,7 @@ from twisted.web._http2 import _END_STREAM_SENTINEL, H2Connection, H2Stream
 from caddytw.http.body import DEFAULT_LIMIT, EMPTY, BodyAborted, RequestBody
 from caddytw.http.framebudget import CREDIT_PER_DATA_FRAME, FrameBudget, FrameScanner
 from caddytw.http.pseudo import BadRequest, RequestLine, request_line
+from caddytw.wire.channel import ProtocolName
 
 #: Receive window advertised for each stream (SETTINGS_INITIAL_WINDOW_SIZE).
 STREAM_WINDOW = 1 << 20
@@ -378,7 +379,10 @@ class CaddyH2Stream(H2Stream):  # type: ignore[misc]
     dispatched at its headers; its body streams through ``request.body``
     (:mod:`caddytw.http.body`), for which the stream is the :class:`BodySource`: while
     the handler is behind, received DATA is not acknowledged, so the client's window
-    (``STREAM_WINDOW``) bounds what it can send ahead."""
+    (``STREAM_WINDOW``) bounds what it can send ahead. The stream is its request's
+    :class:`caddytw.wire.channel.Channel`."""
+
+    protocol_name: ProtocolName = "h2"
 
     def __init__(
         self,

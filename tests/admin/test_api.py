@@ -1,4 +1,4 @@
-"""The admin API's handling over a real (not listening) Runtime, in memory."""
+"""The admin API's handling over a real (not listening) LiveConfig, in memory."""
 
 import json
 
@@ -11,7 +11,7 @@ from caddytw.admin import upstreams
 from caddytw.admin.api import AdminAPI
 from caddytw.admin.gojson import encode, etag
 from caddytw.admin.origins import parse_admin_listen
-from caddytw.server.reload import Runtime
+from caddytw.server.reload import LiveConfig
 
 JSON = {"content-type": "application/json", "host": "localhost:2019"}
 
@@ -35,10 +35,10 @@ def config(body="hi"):
 
 @pytest.fixture
 def api():
-    runtime = Runtime(MemoryReactorClock(), MultiService(), lambda *_: None, lambda *_: None)
-    runtime.load(config())
+    live = LiveConfig(MemoryReactorClock(), MultiService())
+    live.load(config())
     stops = []
-    admin = AdminAPI(runtime, lambda: stops.append(True))
+    admin = AdminAPI(live, lambda: stops.append(True))
     admin.address = parse_admin_listen("localhost:2019")
     admin.stops = stops
     return admin
@@ -75,8 +75,7 @@ def test_mutation_reloads_and_if_match(api):
     response = call(api, "PATCH", path, "new", if_match=tag)
     assert response.status == 200, response.body
     assert (
-        api.runtime.raw["apps"]["http"]["servers"]["srv0"]["routes"][0]["handle"][0]["body"]
-        == "new"
+        api.live.raw["apps"]["http"]["servers"]["srv0"]["routes"][0]["handle"][0]["body"] == "new"
     )
     stale = call(api, "PATCH", path, "newer", if_match=tag)
     assert stale.status == 412
@@ -100,46 +99,46 @@ def test_mutations_need_json(api):
 
 
 def test_bad_config_keeps_running_one(api):
-    before = api.runtime.raw
-    servers = api.runtime.servers
+    before = api.live.raw
+    servers = api.live.servers
     response = call(api, "PUT", "/config/apps/http/servers/srv0/idle_timeout", "xx")
     assert response.status == 400
     body = json.loads(response.body)
     assert "apps.http.servers.srv0.idle_timeout" in body["error"]
     assert body["errors"][0]["path"] == "apps.http.servers.srv0.idle_timeout"
-    assert api.runtime.raw is before and api.runtime.servers is servers
+    assert api.live.raw is before and api.live.servers is servers
 
 
 def test_load_json_and_caddyfile(api):
     assert call(api, "POST", "/load", config("other")).status == 200
-    assert api.runtime.raw == config("other")
+    assert api.live.raw == config("other")
     bad = call(api, "POST", "/load", b"{bad")
     assert bad.status == 400 and error_of(bad).startswith("loading config: decoding request body")
     unknown = call(api, "POST", "/load", {"apps": {"nope": {}}})
     assert unknown.status == 400 and "apps.nope" in error_of(unknown)
-    assert api.runtime.raw == config("other")
+    assert api.live.raw == config("other")
     caddyfile = b':8080 {\n\trespond "cf"\n}\n'
     response = call(api, "POST", "/load", caddyfile, content_type="text/caddyfile")
     assert response.status == 200, response.body
-    assert "srv0" in api.runtime.raw["apps"]["http"]["servers"]
+    assert "srv0" in api.live.raw["apps"]["http"]["servers"]
     wrong = call(api, "POST", "/load", b"x", content_type="text/yaml")
     assert wrong.status == 400 and error_of(wrong) == "unrecognized config adapter 'yaml'"
     assert call(api, "GET", "/load").status == 405
 
 
 def test_unchanged_config_is_not_reloaded(api):
-    servers = api.runtime.servers
+    servers = api.live.servers
     assert call(api, "POST", "/load", config()).status == 200
-    assert api.runtime.servers is servers
+    assert api.live.servers is servers
     assert call(api, "POST", "/load", config(), cache_control="must-revalidate").status == 200
-    assert api.runtime.servers is not servers
+    assert api.live.servers is not servers
 
 
 def test_shared_state_survives_reloads(api):
-    shared = api.runtime.servers[0].context.shared
+    shared = api.live.servers[0].context.shared
     shared["upstream:127.0.0.1:9"] = "healthy"
     assert call(api, "POST", "/load", config("two")).status == 200
-    assert api.runtime.servers[0].context.shared is shared
+    assert api.live.servers[0].context.shared is shared
 
 
 def test_ids(api):

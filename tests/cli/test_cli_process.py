@@ -245,7 +245,8 @@ def test_twistd_logs_caddy_json_with_the_logger_option(tmp_path: Path) -> None:
     entries = [json.loads(line) for line in lines]
     assert all({"level", "ts", "msg"} <= set(entry) for entry in entries)
     assert any(
-        entry.get("logger") == "server.service" and "listening" in entry["msg"] for entry in entries
+        entry.get("logger") == "server.listeners" and "listening" in entry["msg"]
+        for entry in entries
     )
 
 

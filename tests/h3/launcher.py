@@ -1,8 +1,8 @@
 """Test-only launcher: a caddytw server with TLS (h1 + h2) and HTTP/3 on one port.
 
-Until the TLS listener is on main, ``CaddyService`` cannot start h3 by itself; this
-script does what it will do: ``build_app``, a TLS listener per server address (ALPN h2,
-http/1.1) and :func:`caddytw.wire.h3.integration.start_h3` on the same port. A second,
+A TLS listener from a certificate file (no automatic HTTPS, no storage) per server
+address (ALPN h2, http/1.1) and :func:`caddytw.wire.h3.integration.start_h3` on the
+same port, as :mod:`caddytw.server.listeners` does for a TLS server. A second,
 plain-HTTP port answers ``GET /stats`` with the h3 listener's counters and the reactor's
 pending delayed calls (leak checks in the tests).
 
@@ -49,7 +49,7 @@ def main(argv: list[str]) -> None:
     retry = "--retry" in argv
     with open(config_path) as handle:
         data = json.load(handle)
-    _, servers = build_app(data, reactor)
+    servers = build_app(data, reactor).servers
     provider = load_pem_provider(cert, key)
     with open(cert, "rb") as c, open(key, "rb") as k:
         options = ssl.PrivateCertificate.loadPEM(c.read() + k.read()).options()
@@ -62,7 +62,8 @@ def main(argv: list[str]) -> None:
     for built in servers:
         for address in built.config.listen:
             tcp = reactor.listenSSL(address.port, built.site, context, interface=address.host)
-            h3 = start_h3(reactor, built, address.host, tcp.getHost().port, provider, retry=retry)
+            number = tcp.getHost().port
+            h3 = start_h3(reactor, built.site, address.host, number, provider, retry=retry)
             if h3 is not None:
                 h3_ports.append(h3)
     reactor.listenTCP(int(stats_port), Site(Stats(h3_ports)), interface="127.0.0.1")

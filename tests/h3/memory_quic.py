@@ -68,8 +68,7 @@ class MemoryH3:
         register_test_handlers()
         self.reactor = MemoryReactorClock()
         config = {"apps": {"http": {"servers": {"s": {"listen": [":4433"], "routes": routes}}}}}
-        _, built = build_app(config, self.reactor)
-        self.site = built[0].site
+        self.site = build_app(config, self.reactor).servers[0].site
         configurations = QuicConfigurations(provider, idle_timeout=idle_timeout)
         self.server = H3ServerProtocol(self.site, configurations, reactor=self.reactor)
         self.udp = FakeUDP()

@@ -1,14 +1,17 @@
-"""Alt-Svc announcement: value format and which requests get it."""
+"""Alt-Svc announcement (:class:`caddytw.http.site.CaddySite`): value format, which
+requests get it, and that the site builds plain requests until HTTP/3 listens."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
 from twisted.web.http_headers import Headers
 
-from caddytw.wire.h3.altsvc import AltSvcRequestFactory, advertise_h3, alt_svc_value
-from caddytw.wire.h3.stream import H3Stream
+from caddytw.http.request import CaddyRequest
+from caddytw.http.site import AltSvcRequests, CaddySite, alt_svc_value
+from caddytw.server.build import build_app
 
 
 class FakeRequest:
@@ -21,12 +24,14 @@ class FakeRequest:
 
 
 class Channel:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, protocol_name: str = "h1") -> None:
         self.host = IPv4Address("TCP", "127.0.0.1", port)
+        self.protocol_name = protocol_name
 
 
-class Site:
-    requestFactory = FakeRequest
+def site() -> CaddySite:
+    config = {"apps": {"http": {"servers": {"s": {"listen": [":0"]}}}}}
+    return build_app(config, Clock()).servers[0].site
 
 
 def test_value() -> None:
@@ -34,29 +39,26 @@ def test_value() -> None:
 
 
 def test_port_of_arrival_else_first() -> None:
-    site = Site()
-    factory = advertise_h3(site, [8443, 9443])
-    assert site.requestFactory is factory
-    on_9443 = site.requestFactory(Channel(9443))
+    factory = AltSvcRequests(FakeRequest, [8443, 9443])
+    on_9443 = factory(Channel(9443))  # type: ignore[arg-type]
     assert on_9443.responseHeaders.getRawHeaders(b"alt-svc") == [b'h3=":9443"; ma=2592000']
-    elsewhere = site.requestFactory(Channel(8080))
+    elsewhere = factory(Channel(8080))  # type: ignore[arg-type]
     assert elsewhere.responseHeaders.getRawHeaders(b"alt-svc") == [b'h3=":8443"; ma=2592000']
 
 
-def test_advertising_twice_extends_one_wrapper() -> None:
-    site = Site()
-    first = advertise_h3(site, [1])
-    second = advertise_h3(site, [1, 2])
-    assert first is second
-    assert isinstance(site.requestFactory, AltSvcRequestFactory)
-    assert site.requestFactory.ports == [1, 2]
-
-
 def test_not_on_http3_streams() -> None:
-    stream = H3Stream.__new__(H3Stream)  # only its type matters to the factory
-    stream.host = IPv4Address("UDP", "127.0.0.1", 1)  # type: ignore[attr-defined]
-    request = AltSvcRequestFactory(FakeRequest, [1])(stream)
+    request = AltSvcRequests(FakeRequest, [1])(Channel(1, "h3"))  # type: ignore[arg-type]
     assert request.responseHeaders.getRawHeaders(b"alt-svc") is None
+
+
+def test_site_builds_plain_requests_until_h3_listens() -> None:
+    built = site()
+    assert built.requestFactory is CaddyRequest
+    built.announce_h3(8443)
+    built.announce_h3(9443)
+    built.announce_h3(8443)
+    assert isinstance(built.requestFactory, AltSvcRequests)
+    assert built.requestFactory.ports == built.h3_ports == [8443, 9443]
 
 
 def test_public_names_exist() -> None:

@@ -57,7 +57,7 @@ class MemoryServer:
 
     def __init__(self, config: dict[str, Any], server: str | None = None, peer: str = "127.0.0.1"):
         self.reactor = MemoryReactorClock()
-        _, built = build_app(config, self.reactor)
+        built = build_app(config, self.reactor).servers
         chosen = next(b for b in built if server is None or b.config.name == server)
         self.site = chosen.site
         self.peer = peer

@@ -197,6 +197,7 @@ def test_failures_retry_with_exponential_backoff(tmp_path: Path):
 
 def test_runtime_certificate_provider_for_http3(tmp_path: Path):
     from caddytw.config.model import parse_config
+    from caddytw.tls.automation import plan_automatic_https
     from caddytw.tls.runtime import TLSRuntime
 
     ca = TestCA()
@@ -214,7 +215,7 @@ def test_runtime_certificate_provider_for_http3(tmp_path: Path):
             },
         },
     }
-    runtime = TLSRuntime(parse_config(data), Clock())
+    runtime = TLSRuntime(plan_automatic_https(parse_config(data)), Clock())
     chain, key = runtime.certificate_provider("a.test")
     assert chain[0].serial_number == serial
     assert key.public_key().public_numbers() == chain[0].public_key().public_numbers()

@@ -28,10 +28,10 @@ from caddytw.handlers.encode.sniff import detect_content_type
 from caddytw.http.build import BuildContext, Handler
 from caddytw.http.dispatch import Answer
 from caddytw.http.hooks import before_headers
+from caddytw.http.interfaces import IEncoderFactory, find_plugins
 from caddytw.http.request import CaddyRequest
 from caddytw.http.respmatch import ResponseMatcher
 from caddytw.http.routing import LeafResource
-from caddytw.interfaces import IEncoderFactory, find_plugins
 
 DEFAULT_MINIMUM_LENGTH = 512
 DEFAULT_PREFER = ("zstd", "br", "gzip")

@@ -21,7 +21,7 @@ from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 from twisted.web.http_headers import Headers
 
-from caddytw import metrics
+from caddytw.admin import metrics
 from caddytw.handlers.reverse_proxy import sharedhealth
 from caddytw.handlers.reverse_proxy.config import (
     ActiveHealthConfig,

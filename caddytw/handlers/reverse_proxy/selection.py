@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from caddytw.config.errors import ConfigError
 from caddytw.config.reader import ObjectReader
-from caddytw.interfaces import ISelectionPolicyFactory, find_plugins
+from caddytw.http.interfaces import ISelectionPolicyFactory, find_plugins
 
 
 class Candidate(Protocol):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from caddytw import metrics
+from caddytw.admin import metrics
 from caddytw.admin import upstreams as admin_upstreams
 
 REGISTRY_KEY = "reverse_proxy.hosts"

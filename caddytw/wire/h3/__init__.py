@@ -2,16 +2,16 @@
 
 - :func:`listen_h3` binds a UDP port serving a twisted.web ``Site`` (the same resource
   tree as HTTP/1.1 and HTTP/2); :class:`H3Port` stops it politely.
-- :func:`start_h3` is the one call the server core makes per TLS listener.
-- :func:`advertise_h3` adds ``Alt-Svc`` to a site's HTTP/1 and HTTP/2 responses.
+- :func:`start_h3` is the one call :mod:`caddytw.server.listeners` makes per TLS
+  listener (the site then announces it: ``CaddySite.announce_h3``).
 
 Modules: ``protocol`` (datagrams, routing by connection ID), ``connection`` (one QUIC
 connection and its timer), ``stream`` (one request, the request's channel), ``sni``
 (server name from the first INITIAL), ``certs`` (certificate per server name),
-``altsvc``, ``listener``, ``integration``.
+``listener``, ``integration``. Each stream is its request's
+:class:`caddytw.wire.channel.Channel`.
 """
 
-from caddytw.wire.h3.altsvc import advertise_h3, alt_svc_value
 from caddytw.wire.h3.certs import CertificateProvider, static_provider
 from caddytw.wire.h3.integration import start_h3
 from caddytw.wire.h3.listener import H3Port, listen_h3
@@ -19,8 +19,6 @@ from caddytw.wire.h3.listener import H3Port, listen_h3
 __all__ = [
     "CertificateProvider",
     "H3Port",
-    "advertise_h3",
-    "alt_svc_value",
     "listen_h3",
     "start_h3",
     "static_provider",

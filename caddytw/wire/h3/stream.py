@@ -27,6 +27,7 @@ from twisted.web.http_headers import Headers
 
 from caddytw.http.body import EMPTY, BodyAborted, RequestBody
 from caddytw.http.pseudo import BadRequest, request_line
+from caddytw.wire.channel import ProtocolName
 from caddytw.wire.h2 import body_limit
 
 if TYPE_CHECKING:
@@ -71,7 +72,10 @@ def stream_backlog(quic: QuicConnection, stream_id: int) -> int:
 
 
 class H3Stream:
-    """A request/response exchange on one bidirectional QUIC stream."""
+    """A request/response exchange on one bidirectional QUIC stream, its request's
+    :class:`caddytw.wire.channel.Channel`."""
+
+    protocol_name: ProtocolName = "h3"
 
     def __init__(
         self,
