@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.protocols.tls import TLSMemoryBIOFactory
-
 from caddytw.config.listen import ListenAddress
 from caddytw.config.model import ServerConfig
 from caddytw.tls.challenges import install_http01_gate
@@ -31,8 +29,7 @@ def listen(
     secure = tls is not None and tls.is_tls(server.name)
     if secure:
         assert tls is not None
-        creator = tls.connection_creator(server)
-        factory = TLSMemoryBIOFactory(creator, False, site)
+        factory = tls.tls_factory(server, site)
         return reactor.listenTCP(address.port, factory, backlog=backlog, interface=interface)
     if tls is not None:
         install_http01_gate(site, tls.challenges)

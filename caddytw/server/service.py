@@ -11,7 +11,6 @@ from typing import Any
 from twisted.application.service import MultiService
 from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
-from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from caddytw.config.listen import ListenAddress
 from caddytw.config.model import Config
@@ -120,8 +119,7 @@ class CaddyService(MultiService):
         server = site.caddy_server.config
         secure = self.tls.is_tls(server.name)
         if secure:
-            creator = self.tls.connection_creator(server)
-            port.factory = TLSMemoryBIOFactory(creator, False, site)
+            port.factory = self.tls.tls_factory(server, site)
         else:
             install_http01_gate(site, self.tls.challenges)
             port.factory = site

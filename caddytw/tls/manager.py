@@ -61,6 +61,7 @@ class CertificateManager(Service):
         self._retries: dict[str, Any] = {}
         self._loop: LoopingCall | None = None
         self.issued = 0  # orders completed by this process (visible to tests and logs)
+        self.on_demand: set[str] = set()  # names added at handshake: no background retry
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -97,6 +98,32 @@ class CertificateManager(Service):
         if current is not None and not current.needs_renewal(managed.policy.renewal_window_ratio):
             return None
         return self.obtain(name)
+
+    def manage_on_demand(self, managed: ManagedName) -> Deferred[Any]:
+        """Serve ``managed.name`` from storage, or order it now; renew it from then on.
+
+        Fires (with None) once the name has a certificate or the order failed; a failed
+        on-demand order is not retried in the background (the next handshake asks).
+        """
+        self.names[managed.name] = managed
+        self.on_demand.add(managed.name)
+        self._load_stored(managed)
+        if self._loop is None and self.running:
+            self._loop = LoopingCall(self.check_all)
+            self._loop.clock = self.reactor
+            self._loop.start(self.renew_interval, now=False)
+        started = self.check(managed.name)
+        done: Deferred[Any] = Deferred()
+
+        def finished(result: Any) -> Any:
+            done.callback(None)
+            return result
+
+        if started is None:
+            done.callback(None)
+        else:
+            started.addBoth(finished)
+        return done
 
     def obtain(self, name: str) -> Deferred[Any]:
         managed = self.names[name]
@@ -197,6 +224,15 @@ class CertificateManager(Service):
         )
 
     def _failed(self, failure: Failure, name: str) -> None:
+        if name in self.on_demand and self.selector.managed(name) is None:
+            log.error(
+                "could not obtain certificate for {name} on demand: {error}",
+                name=name,
+                error=failure.getErrorMessage(),
+            )
+            self.names.pop(name, None)
+            self.on_demand.discard(name)
+            return
         count = self.failures.get(name, 0) + 1
         self.failures[name] = count
         delay = min(RETRY_FIRST * 2 ** (count - 1), RETRY_MAX)

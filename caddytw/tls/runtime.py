@@ -13,6 +13,7 @@ from typing import Any
 
 from twisted.application.service import MultiService
 from twisted.internet.threads import blockingCallFromThread
+from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from caddytw.config.model import Config, ServerConfig
 from caddytw.tls.acme import AcmeIssuer, ChallengePublisher
@@ -21,8 +22,10 @@ from caddytw.tls.certs import CertificateSelector
 from caddytw.tls.challenges import ChallengeRegistry
 from caddytw.tls.config import IssuerConfig
 from caddytw.tls.context import SNIConnectionCreator
+from caddytw.tls.hello import WaitingTLSFactory
 from caddytw.tls.internal import InternalIssuer
 from caddytw.tls.manager import CertificateManager
+from caddytw.tls.ondemand import HandshakeCertificates
 from caddytw.tls.solvers import listen_solvers
 from caddytw.tls.store import Storage
 from caddytw.wire.negotiate import alpn_for
@@ -52,6 +55,9 @@ class TLSRuntime(MultiService):
             self.plan.tls_app.renew_interval,
         )
         self.manager.setServiceParent(self)
+        self.handshake_certificates = HandshakeCertificates(
+            self.plan, self.selector, self.manager, reactor
+        )
         self.solver_ports: list[Any] = []
 
     def startService(self) -> None:
@@ -80,6 +86,14 @@ class TLSRuntime(MultiService):
             )
             self._creators[server.name] = creator
         return creator
+
+    def tls_factory(self, server: ServerConfig, site: Any) -> TLSMemoryBIOFactory:
+        """The listening factory of a TLS server: when some policy gets certificates
+        at handshake (on_demand, get_certificate), connections wait for them."""
+        creator = self.connection_creator(server)
+        if self.handshake_certificates.active:
+            return WaitingTLSFactory(creator, site, self.handshake_certificates.prepare)
+        return TLSMemoryBIOFactory(creator, False, site)
 
     def certificate_provider(self, server_name: str | None) -> tuple[list[Any], Any] | None:
         """``caddytw.wire.h3``'s ``CertificateProvider``: (chain, key) for a name, or None.
