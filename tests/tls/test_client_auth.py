@@ -1,0 +1,112 @@
+"""Client authentication (mTLS) in connection policies, with curl as the client."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from tests.support.ports import free_port
+from tests.support.server import running_server
+from tests.tls.pki import TestCA
+
+MODES = ("request", "require", "verify_if_given", "require_and_verify")
+
+
+def curl(port: int, server_ca: Path, cert: tuple[Path, Path] | None) -> tuple[int, str]:
+    """(curl's exit code, body): 0 and the body, or a TLS failure code."""
+    command = [
+        "curl",
+        "-sS",
+        "--max-time",
+        "10",
+        "--cacert",
+        str(server_ca),
+        "--resolve",
+        f"localhost:{port}:127.0.0.1",
+        f"https://localhost:{port}/",
+    ]
+    if cert is not None:
+        command += ["--cert", str(cert[0]), "--key", str(cert[1])]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    return result.returncode, result.stdout
+
+
+def test_client_auth_modes_with_curl(tmp_path: Path):
+    server_ca, client_ca, stranger_ca = TestCA("server"), TestCA("clients"), TestCA("stranger")
+    server_ca_file = server_ca.write(tmp_path / "server-ca.pem")
+    cert, key, _ = server_ca.write_leaf(tmp_path, "server", ["localhost"])
+    client_ca_file = client_ca.write(tmp_path / "client-ca.pem")
+    good = client_ca.write_leaf(tmp_path, "good", ["alice.example"], organization="Team")[:2]
+    stranger = stranger_ca.write_leaf(tmp_path, "stranger", ["mallory.example"])[:2]
+    client_ca_b64 = base64.b64encode(client_ca.cert.public_bytes(serialization.Encoding.DER))
+    ports = {mode: free_port() for mode in MODES}
+    leaf_port = free_port()
+    body = "{http.request.tls.client.subject}|{http.request.tls.version}"
+    servers = {
+        mode: {
+            "listen": [f"127.0.0.1:{port}"],
+            "routes": [{"handle": [{"handler": "static_response", "body": body}]}],
+            "tls_connection_policies": [
+                {
+                    "client_authentication": {
+                        "mode": mode,
+                        # Both spellings: base64 DER and a PEM file.
+                        **(
+                            {"trusted_ca_certs": [client_ca_b64.decode()]}
+                            if mode.startswith("require")
+                            else {"trusted_ca_certs_pem_files": [str(client_ca_file)]}
+                        ),
+                    }
+                }
+            ],
+        }
+        for mode, port in ports.items()
+    }
+    # Leaf pinning: only this exact certificate, and no mode given (require_and_verify).
+    good_der = x509.load_pem_x509_certificate(good[0].read_bytes()).public_bytes(
+        serialization.Encoding.DER
+    )
+    servers["leaf"] = {
+        "listen": [f"127.0.0.1:{leaf_port}"],
+        "routes": [{"handle": [{"handler": "static_response", "body": body}]}],
+        "tls_connection_policies": [
+            {
+                "client_authentication": {
+                    "trusted_ca_certs": [client_ca_b64.decode()],
+                    "trusted_leaf_certs": [base64.b64encode(good_der).decode()],
+                }
+            }
+        ],
+    }
+    config = {
+        "storage": {"module": "file_system", "root": str(tmp_path / "storage")},
+        "apps": {
+            "http": {"http_port": free_port(), "servers": servers},
+            "tls": {"certificates": {"load_files": [{"certificate": str(cert), "key": str(key)}]}},
+        },
+    }
+    with running_server(config, tmp_path, [*ports.values(), leaf_port]):
+        outcomes = {
+            mode: tuple(
+                curl(port, server_ca_file, client)[0] == 0 for client in (None, stranger, good)
+            )
+            for mode, port in ports.items()
+        }
+        # (no certificate, untrusted certificate, trusted certificate) -> handshake ok?
+        assert outcomes == {
+            "request": (True, True, True),
+            "require": (False, True, True),
+            "verify_if_given": (True, False, True),
+            "require_and_verify": (False, False, True),
+        }
+        code, text = curl(ports["require_and_verify"], server_ca_file, good)
+        assert (code, text) == (0, "CN=alice.example,O=Team|tls1.3")
+        assert curl(ports["request"], server_ca_file, None) == (0, "|tls1.3")
+        assert curl(leaf_port, server_ca_file, good)[0] == 0
+        other_good = client_ca.write_leaf(tmp_path, "other", ["bob.example"])[:2]
+        assert curl(leaf_port, server_ca_file, other_good)[0] != 0
+        assert curl(leaf_port, server_ca_file, None)[0] != 0
