@@ -119,9 +119,10 @@ def test_on_demand_ask_and_rate_limit(tmp_path: Path):
         with running_server(config, tmp_path, [https_port, http_port]) as server:
             context = client_context(str(root))
             first = served_certificate(https_port, "a.test", context)
-            assert x509.DNSName("a.test") in first.extensions.get_extension_for_class(
-                x509.SubjectAlternativeName
-            ).value
+            assert (
+                x509.DNSName("a.test")
+                in first.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            )
             assert asked == [{"domain": ["a.test"]}]
             # Served from memory now: no second ask, no second order.
             assert served_certificate(https_port, "a.test", context).serial_number == (
