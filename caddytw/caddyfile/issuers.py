@@ -70,12 +70,34 @@ def _preferred_chains(d: Dispenser) -> dict[str, Any]:
 
 
 def parse_dns_provider(d: Dispenser) -> dict[str, Any]:
-    """``dns NAME ...``: no DNS provider module is built in (as in a plain Caddy
-    build), so this is Caddy's "module not registered" error."""
+    """``dns NAME ...`` (at the ``dns`` token): that DNS provider module. ``rfc2136``
+    is built in (the ``caddy-dns/rfc2136`` plugin's syntax); any other name is Caddy's
+    "module not registered" error, as in a Caddy built without it."""
     if not d.next_arg():
         raise d.arg_err()
     name = d.val
-    d.fail(unregistered(f"dns.providers.{name}"))
+    parse = DNS_PROVIDERS.get(name)
+    if parse is None:
+        d.fail(unregistered(f"dns.providers.{name}"))
+    return {"name": name, **parse(Dispenser(d.next_segment()))}
+
+
+def _rfc2136(d: Dispenser) -> dict[str, Any]:
+    """``rfc2136 { key_name N  key_alg A  key SECRET  server HOST:PORT }``."""
+    provider: dict[str, Any] = {}
+    while d.next():
+        if d.next_arg():
+            raise d.arg_err()
+        nesting = d.nesting
+        while d.next_block(nesting):
+            sub = d.val
+            if sub not in ("key_name", "key_alg", "key", "server"):
+                d.fail(f"unrecognized subdirective '{sub}'")
+            provider[sub] = _one(d)
+    return provider
+
+
+DNS_PROVIDERS: dict[str, Callable[[Dispenser], dict[str, Any]]] = {"rfc2136": _rfc2136}
 
 
 def unmarshal_acme(d: Dispenser, iss: Issuer) -> None:
