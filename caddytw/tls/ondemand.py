@@ -25,6 +25,7 @@ from twisted.python.failure import Failure
 
 from caddytw.tls.automation import HTTPSPlan, ManagedName, default_issuers, policy_for
 from caddytw.tls.certs import Certificate, CertificateError, CertificateSelector
+from caddytw.tls.challenges import ChallengeRegistry
 from caddytw.tls.config import AutomationPolicy, OnDemandConfig, subject_matches
 from caddytw.tls.manager import CertificateManager
 
@@ -68,8 +69,10 @@ class HandshakeCertificates:
         selector: CertificateSelector,
         manager: CertificateManager,
         reactor: Any,
+        challenges: ChallengeRegistry,
     ) -> None:
         self.plan = plan
+        self.challenges = challenges
         self.selector = selector
         self.manager = manager
         self.reactor = reactor
@@ -83,6 +86,8 @@ class HandshakeCertificates:
 
     def prepare(self, server_name: str) -> Deferred[Any] | None:
         name = server_name.strip().rstrip(".").lower()
+        if name in self.challenges.tls_alpn01:
+            return None  # the CA validating our own order: answer it now
         policy = policy_for(name, self.plan.tls_app.policies)
         if policy.get_certificate:
             return self._fetch(name, policy)

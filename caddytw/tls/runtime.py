@@ -56,7 +56,7 @@ class TLSRuntime(MultiService):
         )
         self.manager.setServiceParent(self)
         self.handshake_certificates = HandshakeCertificates(
-            self.plan, self.selector, self.manager, reactor
+            self.plan, self.selector, self.manager, reactor, self.challenges
         )
         self.solver_ports: list[Any] = []
 
