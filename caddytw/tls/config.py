@@ -7,9 +7,15 @@ config that caddytw accepts means the same thing it would mean to Caddy.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from dataclasses import dataclass, field
 from typing import Any
+
+import josepy
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from caddytw.config.errors import ConfigError
 from caddytw.config.reader import ObjectReader, join_path
@@ -417,8 +423,6 @@ def _parse_external_account(data: Any, path: str) -> ExternalAccount | None:
     if not key_id:
         raise ConfigError(reader.at("key_id"), "missing key_id")
     try:
-        import josepy
-
         if not josepy.b64.b64decode(mac_key):
             raise ValueError("empty")
     except (ValueError, TypeError):
@@ -530,11 +534,6 @@ def _parse_client_auth(data: Any, path: str) -> ClientAuthentication | None:
     """Caddy's default mode: ``require_and_verify`` when anything is trusted, else none."""
     if data is None:
         return None
-    import base64
-    import binascii
-
-    from cryptography import x509
-
     reader = ObjectReader(data, path)
     ders: dict[str, list[bytes]] = {"ca": [], "leaf": []}
     for kind in ("ca", "leaf"):
@@ -561,8 +560,6 @@ def _parse_client_auth(data: Any, path: str) -> ClientAuthentication | None:
             raise ConfigError(
                 join_path(reader.at(key), index), f"no certificate in {file_name}: {error}"
             ) from None
-        from cryptography.hazmat.primitives.serialization import Encoding
-
         ders["ca"] += [cert.public_bytes(Encoding.DER) for cert in found]
     mode = reader.text("mode")
     reader.done()
