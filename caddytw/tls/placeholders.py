@@ -16,6 +16,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
+from caddytw.tls.config import CIPHER_SUITES
+
+_GO_CIPHER_NAMES = {openssl: go for go, openssl in CIPHER_SUITES.items()}
 _VERSIONS = {"TLSv1": "tls1.0", "TLSv1.1": "tls1.1", "TLSv1.2": "tls1.2", "TLSv1.3": "tls1.3"}
 
 
@@ -42,7 +45,8 @@ def tls_placeholder(request: Any, key: str) -> str:
     if key == "version":
         return _VERSIONS.get(connection.get_protocol_version_name(), "")
     if key == "cipher_suite":
-        return str(connection.get_cipher_name() or "")
+        name = str(connection.get_cipher_name() or "")
+        return _GO_CIPHER_NAMES.get(name, name)  # TLS 1.3 names are the same in both
     if key == "resumed":
         return "true" if connection.session_reused() else "false"
     if key == "proto":

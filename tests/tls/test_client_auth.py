@@ -16,7 +16,9 @@ from tests.tls.pki import TestCA
 MODES = ("request", "require", "verify_if_given", "require_and_verify")
 
 
-def curl(port: int, server_ca: Path, cert: tuple[Path, Path] | None) -> tuple[int, str]:
+def curl(
+    port: int, server_ca: Path, cert: tuple[Path, Path] | None, *extra: str
+) -> tuple[int, str]:
     """(curl's exit code, body): 0 and the body, or a TLS failure code."""
     command = [
         "curl",
@@ -27,6 +29,7 @@ def curl(port: int, server_ca: Path, cert: tuple[Path, Path] | None) -> tuple[in
         str(server_ca),
         "--resolve",
         f"localhost:{port}:127.0.0.1",
+        *extra,
         f"https://localhost:{port}/",
     ]
     if cert is not None:
@@ -45,7 +48,10 @@ def test_client_auth_modes_with_curl(tmp_path: Path):
     client_ca_b64 = base64.b64encode(client_ca.cert.public_bytes(serialization.Encoding.DER))
     ports = {mode: free_port() for mode in MODES}
     leaf_port = free_port()
-    body = "{http.request.tls.client.subject}|{http.request.tls.version}"
+    body = (
+        "{http.request.tls.client.subject}|{http.request.tls.version}"
+        "|{http.request.tls.cipher_suite}"
+    )
     servers = {
         mode: {
             "listen": [f"127.0.0.1:{port}"],
@@ -104,8 +110,12 @@ def test_client_auth_modes_with_curl(tmp_path: Path):
             "require_and_verify": (False, False, True),
         }
         code, text = curl(ports["require_and_verify"], server_ca_file, good)
-        assert (code, text) == (0, "CN=alice.example,O=Team|tls1.3")
-        assert curl(ports["request"], server_ca_file, None) == (0, "|tls1.3")
+        assert (code, text) == (0, "CN=alice.example,O=Team|tls1.3|TLS_AES_256_GCM_SHA384")
+        # Go's (Caddy's) cipher suite names, TLS 1.2 included.
+        assert curl(ports["request"], server_ca_file, None, "--tls-max", "1.2") == (
+            0,
+            "|tls1.2|TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+        )
         assert curl(leaf_port, server_ca_file, good)[0] == 0
         other_good = client_ca.write_leaf(tmp_path, "other", ["bob.example"])[:2]
         assert curl(leaf_port, server_ca_file, other_good)[0] != 0
