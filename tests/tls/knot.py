@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import os
 import shutil
-import signal
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.ports import free_port, wait_for_port
+from tests.tls.pebble import stop_process
 
 KEY_NAME = "acme-key."
 
@@ -89,9 +89,4 @@ zone:
             raise RuntimeError("knotd did not start:\n" + log_path.read_text())
         yield Knot(f"127.0.0.1:{port}", zone, KEY_NAME, secret, log_path)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        stop_process(process)

@@ -18,9 +18,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.support.ports import free_port, wait_for_port
 from tests.tls.pki import TestCA
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a helper server we started, SIGKILL if it lingers."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
 
 
 @dataclass
@@ -40,6 +51,20 @@ class Pebble:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def write_root(self, path: Path) -> Path:
+        path.write_bytes(self.root_pem())
+        return path
+
+    def issuer(self, challenges: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        """An ``acme`` issuer JSON for this pebble."""
+        return {
+            "module": "acme",
+            "ca": self.directory,
+            "trusted_roots_pem_files": [self.ca_file],
+            "challenges": challenges,
+            **extra,
+        }
 
 
 @contextmanager
@@ -89,12 +114,7 @@ def running_pebble(
             raise RuntimeError("pebble did not start:\n" + log_path.read_text())
         yield Pebble(f"https://127.0.0.1:{listen}/dir", management, str(ca_file), process, log_path)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        stop_process(process)
 
 
 @contextmanager
@@ -129,5 +149,4 @@ def running_challtestsrv(workdir: Path) -> Iterator[str]:
             raise RuntimeError("challtestsrv did not start")
         yield f"127.0.0.1:{port}"
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop_process(process)

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from tests.support.ports import free_port
 from tests.support.server import ServerProcess, running_server
 from tests.tls.client import client_context
+from tests.tls.conftest import tls_config
 from tests.tls.pebble import Pebble, running_challtestsrv, running_pebble
 
 KEY_TYPES = {
@@ -25,41 +26,23 @@ KEY_TYPES = {
 
 
 def issuer(pebble: Pebble, **extra: Any) -> dict[str, Any]:
-    return {
-        "module": "acme",
-        "ca": pebble.directory,
-        "trusted_roots_pem_files": [pebble.ca_file],
-        "challenges": {"tls-alpn": {"disabled": True}},
-        **extra,
-    }
+    return pebble.issuer({"tls-alpn": {"disabled": True}}, **extra)
 
 
 def site_config(
     http_port: int, https_port: int, storage: Path, policies: list[dict[str, Any]]
 ) -> dict[str, Any]:
+    """One TLS site for every policy's subjects (HTTP-01 is answered by the redirect
+    server automatic HTTPS starts on ``http_port``)."""
     names = [n for p in policies for n in p["subjects"]]
-    return {
-        "storage": {"module": "file_system", "root": str(storage)},
-        "apps": {
-            "http": {
-                "http_port": http_port,
-                "https_port": https_port,
-                "servers": {
-                    "site": {
-                        "listen": [f"127.0.0.1:{https_port}"],
-                        "routes": [
-                            {
-                                "match": [{"host": names}],
-                                "handle": [{"handler": "static_response", "body": "ok"}],
-                            }
-                        ],
-                    },
-                    "plain": {"listen": [f"127.0.0.1:{http_port}"], "routes": []},
-                },
-            },
-            "tls": {"automation": {"policies": policies}},
-        },
-    }
+    route = {"match": [{"host": names}], "handle": [{"handler": "static_response", "body": "ok"}]}
+    return tls_config(
+        https_port,
+        http_port,
+        storage,
+        routes=[route],
+        tls_extra={"automation": {"policies": policies}},
+    )
 
 
 def served_key(port: int, name: str, root: Path) -> Any:
@@ -96,8 +79,7 @@ def test_key_types_issued_by_pebble(tmp_path: Path):
         running_challtestsrv(tmp_path / "dns") as dns,
         running_pebble(tmp_path / "pebble", http_port, https_port, dns_server=dns) as pebble,
     ):
-        root = tmp_path / "root.pem"
-        root.write_bytes(pebble.root_pem())
+        root = pebble.write_root(tmp_path / "root.pem")
         policies = [
             {"subjects": [f"{kind}.test"], "key_type": kind, "issuers": [issuer(pebble)]}
             for kind in KEY_TYPES
@@ -121,8 +103,7 @@ def test_external_account_binding_acme_and_zerossl(tmp_path: Path):
             tmp_path / "pebble", http_port, https_port, dns_server=dns, eab_keys={"kid-1": mac}
         ) as pebble,
     ):
-        root = tmp_path / "root.pem"
-        root.write_bytes(pebble.root_pem())
+        root = pebble.write_root(tmp_path / "root.pem")
         eab = {"key_id": "kid-1", "mac_key": mac}
         policies = [
             {"subjects": ["acme.test"], "issuers": [issuer(pebble, external_account=eab)]},

@@ -17,6 +17,7 @@ from caddytw.tls.dns01 import DNSError, RFC2136Solver, split_address
 from tests.support.ports import free_port
 from tests.support.server import running_server
 from tests.tls.client import client_context, handshake
+from tests.tls.conftest import tls_config
 from tests.tls.knot import Knot, knotd, running_knot
 from tests.tls.pebble import running_pebble
 
@@ -46,36 +47,16 @@ def test_dns01_rfc2136_with_knot_and_pebble(tmp_path: Path):
         running_knot(tmp_path / "knot") as knot,
         running_pebble(tmp_path / "pebble", http_port, https_port, dns_server=knot.address) as pb,
     ):
-        root = tmp_path / "root.pem"
-        root.write_bytes(pb.root_pem())
-        issuer = {
-            "module": "acme",
-            "ca": pb.directory,
-            "trusted_roots_pem_files": [pb.ca_file],
-            "challenges": {"dns": {"provider": provider(knot), "ttl": "30s"}},
-        }
-        config = {
-            "storage": {"module": "file_system", "root": str(tmp_path / "storage")},
-            "apps": {
-                "http": {
-                    "http_port": http_port,
-                    "https_port": https_port,
-                    "servers": {
-                        "site": {
-                            "listen": [f"127.0.0.1:{https_port}"],
-                            "automatic_https": {"disable_redirects": True},
-                            "routes": [
-                                {
-                                    "match": [{"host": names}],
-                                    "handle": [{"handler": "static_response", "body": "ok"}],
-                                }
-                            ],
-                        }
-                    },
-                },
-                "tls": {"automation": {"policies": [{"subjects": names, "issuers": [issuer]}]}},
-            },
-        }
+        root = pb.write_root(tmp_path / "root.pem")
+        issuer = pb.issuer({"dns": {"provider": provider(knot), "ttl": "30s"}})
+        config = tls_config(
+            https_port,
+            http_port,
+            tmp_path / "storage",
+            routes=[{"match": [{"host": names}], "handle": [{"handler": "static_response"}]}],
+            tls_extra={"automation": {"policies": [{"subjects": names, "issuers": [issuer]}]}},
+            server_extra={"automatic_https": {"disable_redirects": True}},
+        )
         with running_server(config, tmp_path, [https_port]) as server:
             context = client_context(str(root))
             deadline = time.monotonic() + 60

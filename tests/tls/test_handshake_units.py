@@ -21,6 +21,7 @@ from caddytw.tls.ondemand import RateLimiter, certificate_from_bundle
 from tests.support.ports import free_port
 from tests.support.server import running_server
 from tests.tls.client import client_context, handshake
+from tests.tls.conftest import tls_config
 from tests.tls.pki import TestCA
 
 
@@ -123,26 +124,15 @@ def test_automate_loader_manages_names_without_host_matchers(tmp_path: Path) -> 
     """``certificates.automate`` (Caddy's loader; the Caddyfile writes it for site
     addresses like ``:443, ab``): the name gets a certificate though no route names it."""
     port = free_port()
-    config = {
-        "storage": {"module": "file_system", "root": str(tmp_path / "storage")},
-        "apps": {
-            "http": {
-                "http_port": free_port(),
-                "https_port": port,
-                "servers": {
-                    "srv0": {
-                        "listen": [f"127.0.0.1:{port}"],
-                        "routes": [{"handle": [{"handler": "static_response", "body": "ok"}]}],
-                        "tls_connection_policies": [{}],
-                    }
-                },
-            },
-            "tls": {
-                "certificates": {"automate": ["automated.localhost"]},
-                "automation": {"policies": [{"issuers": [{"module": "internal"}]}]},
-            },
+    config = tls_config(
+        port,
+        free_port(),
+        tmp_path / "storage",
+        tls_extra={
+            "certificates": {"automate": ["automated.localhost"]},
+            "automation": {"policies": [{"issuers": [{"module": "internal"}]}]},
         },
-    }
+    )
     with running_server(config, tmp_path, [port]) as server:
         import time
 

@@ -19,6 +19,7 @@ from cryptography import x509
 from tests.support.ports import free_port
 from tests.support.server import running_server
 from tests.tls.client import client_context
+from tests.tls.conftest import tls_config
 from tests.tls.pebble import running_challtestsrv, running_pebble
 from tests.tls.pki import TestCA
 
@@ -64,35 +65,6 @@ def served_certificate(port: int, name: str, context: ssl.SSLContext) -> x509.Ce
         return x509.load_der_x509_certificate(der)
 
 
-def config_for(
-    https_port: int, http_port: int, storage: Path, tls: dict[str, Any]
-) -> dict[str, Any]:
-    return {
-        "storage": {"module": "file_system", "root": str(storage)},
-        "apps": {
-            "http": {
-                "http_port": http_port,
-                "https_port": https_port,
-                "servers": {
-                    "site": {
-                        "listen": [f"127.0.0.1:{https_port}"],
-                        "routes": [
-                            {
-                                "handle": [
-                                    {"handler": "static_response", "body": "{http.request.host}"}
-                                ]
-                            }
-                        ],
-                        "tls_connection_policies": [{}],
-                    },
-                    "plain": {"listen": [f"127.0.0.1:{http_port}"], "routes": []},
-                },
-            },
-            "tls": tls,
-        },
-    }
-
-
 def test_on_demand_ask_and_rate_limit(tmp_path: Path):
     allowed = {"a.test", "b.test", "c.test"}
     http_port, https_port = free_port(), free_port()
@@ -101,22 +73,16 @@ def test_on_demand_ask_and_rate_limit(tmp_path: Path):
         running_challtestsrv(tmp_path / "dns") as dns,
         running_pebble(tmp_path / "pebble", http_port, https_port, dns_server=dns) as pebble,
     ):
-        root = tmp_path / "root.pem"
-        root.write_bytes(pebble.root_pem())
-        issuer = {
-            "module": "acme",
-            "ca": pebble.directory,
-            "trusted_roots_pem_files": [pebble.ca_file],
-            # TLS-ALPN-01: the CA's validation handshake must not wait for the order.
-            "challenges": {"http": {"disabled": True}},
-        }
+        root = pebble.write_root(tmp_path / "root.pem")
+        # TLS-ALPN-01: the CA's validation handshake must not wait for the order.
+        issuer = pebble.issuer({"http": {"disabled": True}})
         tls = {
             "automation": {
                 "policies": [{"on_demand": True, "issuers": [issuer]}],
                 "on_demand": {"ask": ask, "rate_limit": {"interval": "1m", "burst": 2}},
             }
         }
-        config = config_for(https_port, http_port, tmp_path / "storage", tls)
+        config = tls_config(https_port, http_port, tmp_path / "storage", tls_extra=tls)
         with running_server(config, tmp_path, [https_port, http_port]) as server:
             context = client_context(str(root))
             first = served_certificate(https_port, "a.test", context)
@@ -160,7 +126,7 @@ def test_get_certificate_from_http_manager(tmp_path: Path):
                 ]
             }
         }
-        config = config_for(https_port, free_port(), tmp_path / "storage", tls)
+        config = tls_config(https_port, free_port(), tmp_path / "storage", tls_extra=tls)
         with running_server(config, tmp_path, [https_port]):
             ca_file = ca.write(tmp_path / "ca.pem")
             context = client_context(str(ca_file))
