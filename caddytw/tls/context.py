@@ -114,6 +114,8 @@ def apply_client_verification(connection: SSL.Connection, context: SSL.Context) 
     found = _VERIFIERS.get(context)
     if found is not None:
         connection.set_verify(*found)
+    else:  # the base context may have asked for client certificates for policy 0
+        connection.set_verify(SSL.VERIFY_NONE)
 
 
 class _ClientVerifier:

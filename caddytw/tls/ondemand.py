@@ -79,6 +79,11 @@ class HandshakeCertificates:
         self.settings: OnDemandConfig = plan.tls_app.on_demand
         self.limiter = RateLimiter(self.settings.interval, self.settings.burst, reactor)
         self.pending: dict[str, list[Deferred[Any]]] = {}
+        if any(p.on_demand for p in plan.tls_app.policies) and not self.settings.ask:
+            log.warn(
+                "on-demand TLS without an ask endpoint: any name a client sends gets an "
+                "ACME order (set automation.on_demand.ask)"
+            )
 
     @property
     def active(self) -> bool:

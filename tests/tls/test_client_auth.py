@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import base64
+import ssl
 import subprocess
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from tests.support.ports import free_port
 from tests.support.server import running_server
+from tests.tls.client import client_context, https_get
+from tests.tls.conftest import tls_config
 from tests.tls.pki import TestCA
 
 MODES = ("request", "require", "verify_if_given", "require_and_verify")
@@ -120,3 +124,31 @@ def test_client_auth_modes_with_curl(tmp_path: Path):
         other_good = client_ca.write_leaf(tmp_path, "other", ["bob.example"])[:2]
         assert curl(leaf_port, server_ca_file, other_good)[0] != 0
         assert curl(leaf_port, server_ca_file, None)[0] != 0
+
+
+def test_client_auth_only_for_the_policy_that_has_it(tmp_path: Path):
+    """The first policy's client authentication must not leak to a later policy (the
+    listener's base context is built from the first one)."""
+    ca = TestCA("server")
+    cert, key, _ = ca.write_leaf(tmp_path, "server", ["secure.localhost", "open.localhost"])
+    port = free_port()
+    config = tls_config(
+        port,
+        free_port(),
+        tmp_path / "storage",
+        load_files=[{"certificate": str(cert), "key": str(key)}],
+        policies=[
+            {
+                "match": {"sni": ["secure.localhost"]},
+                "client_authentication": {
+                    "mode": "require",
+                    "trusted_ca_certs_pem_files": [str(ca.write(tmp_path / "ca.pem"))],
+                },
+            },
+            {},
+        ],
+    )
+    with running_server(config, tmp_path, [port]):
+        assert https_get(port, "open.localhost", client_context())[0] == 200
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            https_get(port, "secure.localhost", client_context())
