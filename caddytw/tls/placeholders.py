@@ -2,8 +2,9 @@
 
 Read from the pyOpenSSL connection under the request (found by walking ``transport``
 links, so HTTP/1.1 and HTTP/2 over TLS both work); a plain-HTTP request gives "" for
-every key, as Caddy does. Client certificate fields are there once ``client_authentication``
-asked for one.
+every key. Client certificate fields are there once ``client_authentication`` asked for
+one; without a client certificate they are "" (current Caddy, since its issue 7530;
+2.6.2 left the placeholders unreplaced).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
 from caddytw.tls.config import CIPHER_SUITES
@@ -97,10 +99,8 @@ def _client_field(cert: x509.Certificate, field: str) -> str:
     if field == "certificate_der_base64":
         return base64.b64encode(der).decode("ascii")
     if field in ("public_key", "public_key_sha256"):
-        spki = cert.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        return spki.hex() if field == "public_key" else hashlib.sha256(spki).hexdigest()
+        raw = _public_key_bytes(cert.public_key())
+        return raw.hex() if field == "public_key" else hashlib.sha256(raw).hexdigest()
     if field.startswith("san."):
         try:
             san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -118,5 +118,21 @@ def _client_field(cert: x509.Certificate, field: str) -> str:
         values = [str(v) for v in san.get_values_for_type(kinds[kind])]
         if index.isdigit():
             return values[int(index)] if int(index) < len(values) else ""
-        return ",".join(values)
+        return "[" + " ".join(values) + "]"  # how Go prints a list
     return ""
+
+
+def _public_key_bytes(key: Any) -> bytes:
+    """Caddy's ``marshalPublicKey``: PKCS#1 for RSA, the uncompressed point for ECDSA,
+    the raw 32 bytes for Ed25519."""
+    if isinstance(key, rsa.RSAPublicKey):
+        return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return key.public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return key.public_bytes(  # type: ignore[no-any-return]
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
