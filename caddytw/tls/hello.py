@@ -12,6 +12,7 @@ callback then finds the certificate in the selector as for any other name.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -25,6 +26,7 @@ log = Logger()
 HANDSHAKE = 22
 CLIENT_HELLO = 1
 SERVER_NAME_EXTENSION = 0
+SIGNATURE_ALGORITHMS_EXTENSION = 13
 MAX_HELLO = 64 * 1024  # far above any real ClientHello; past it, stop looking
 
 
@@ -32,11 +34,21 @@ class _Incomplete(Exception):
     pass
 
 
-def client_hello_server_name(data: bytes) -> tuple[bool, str | None]:
-    """(complete, server name) from the first bytes of a TLS connection.
+@dataclass(frozen=True)
+class ClientHello:
+    """What a certificate manager is told about a handshake (Go's ClientHelloInfo)."""
 
-    ``complete`` is False while more bytes are needed; a complete hello without SNI,
-    or bytes that are not a ClientHello, give ``(True, None)`` (OpenSSL will judge).
+    server_name: str | None = None
+    cipher_suites: tuple[int, ...] = ()
+    signature_schemes: tuple[int, ...] = ()
+    local_ip: str = ""
+
+
+def parse_client_hello(data: bytes) -> tuple[bool, ClientHello | None]:
+    """(complete, hello) from the first bytes of a TLS connection.
+
+    ``complete`` is False while more bytes are needed; bytes that are not a ClientHello
+    give ``(True, None)`` (OpenSSL will judge them).
     """
     try:
         body = _handshake_message(data)
@@ -45,9 +57,15 @@ def client_hello_server_name(data: bytes) -> tuple[bool, str | None]:
     except (ValueError, IndexError):
         return True, None
     try:
-        return True, _server_name(body)
+        return True, _parse_body(body)
     except (ValueError, IndexError):
         return True, None
+
+
+def client_hello_server_name(data: bytes) -> tuple[bool, str | None]:
+    """(complete, SNI) from the first bytes of a TLS connection."""
+    complete, hello = parse_client_hello(data)
+    return complete, hello.server_name if hello else None
 
 
 def _handshake_message(data: bytes) -> bytes:
@@ -72,37 +90,50 @@ def _handshake_message(data: bytes) -> bytes:
                 return fragments[4 : 4 + size]
 
 
-def _server_name(hello: bytes) -> str | None:
+def _parse_body(hello: bytes) -> ClientHello:
     position = 2 + 32  # client_version, random
     position += 1 + hello[position]  # session_id
-    position += 2 + int.from_bytes(hello[position : position + 2], "big")  # cipher suites
+    suites_length = int.from_bytes(hello[position : position + 2], "big")
+    suites = _uint16s(hello[position + 2 : position + 2 + suites_length])
+    position += 2 + suites_length
     position += 1 + hello[position]  # compression methods
     if position >= len(hello):
-        return None
+        return ClientHello(None, suites)
     end = position + 2 + int.from_bytes(hello[position : position + 2], "big")
     position += 2
+    name: str | None = None
+    schemes: tuple[int, ...] = ()
     while position + 4 <= end:
         kind = int.from_bytes(hello[position : position + 2], "big")
         size = int.from_bytes(hello[position + 2 : position + 4], "big")
         extension = hello[position + 4 : position + 4 + size]
         position += 4 + size
-        if kind != SERVER_NAME_EXTENSION:
-            continue
-        names = extension[2:]
-        while len(names) >= 3:
-            name_type = names[0]
-            length = int.from_bytes(names[1:3], "big")
-            if name_type == 0:
-                return names[3 : 3 + length].decode("ascii", "replace")
-            names = names[3 + length :]
+        if kind == SERVER_NAME_EXTENSION:
+            name = _host_name(extension[2:])
+        elif kind == SIGNATURE_ALGORITHMS_EXTENSION:
+            schemes = _uint16s(extension[2:])
+    return ClientHello(name, suites, schemes)
+
+
+def _uint16s(data: bytes) -> tuple[int, ...]:
+    return tuple(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data) - 1, 2))
+
+
+def _host_name(names: bytes) -> str | None:
+    while len(names) >= 3:
+        name_type = names[0]
+        length = int.from_bytes(names[1:3], "big")
+        if name_type == 0:
+            return names[3 : 3 + length].decode("ascii", "replace")
+        names = names[3 + length :]
     return None
 
 
-Prepare = Callable[[str], "Deferred[Any] | None"]
+Prepare = Callable[[ClientHello], "Deferred[Any] | None"]
 
 
 class _WaitingTLSProtocol(TLSMemoryBIOProtocol):
-    """Buffers the ClientHello, waits for ``factory.prepare(name)``, then goes on."""
+    """Buffers the ClientHello, waits for ``factory.prepare(hello)``, then goes on."""
 
     factory: WaitingTLSFactory
 
@@ -120,13 +151,15 @@ class _WaitingTLSProtocol(TLSMemoryBIOProtocol):
             super().dataReceived(data)
             return
         self._hello += data
-        complete, name = client_hello_server_name(self._hello)
+        complete, hello = parse_client_hello(self._hello)
         if not complete:
             return
         waiting = None
-        if name:
+        name = hello.server_name if hello else None
+        if hello is not None and name:
+            local = getattr(self.transport.getHost(), "host", "")  # type: ignore[union-attr]
             try:
-                waiting = self.factory.prepare(name)
+                waiting = self.factory.prepare(replace(hello, local_ip=local))
             except Exception:
                 log.failure("preparing a certificate for {name} failed", name=name)
         if waiting is None:
@@ -152,7 +185,7 @@ class _WaitingTLSProtocol(TLSMemoryBIOProtocol):
 
 
 class WaitingTLSFactory(TLSMemoryBIOFactory):
-    """``TLSMemoryBIOFactory`` whose connections wait for ``prepare(server_name)``.
+    """``TLSMemoryBIOFactory`` whose connections wait for ``prepare(hello)``.
 
     ``prepare`` returns None when the certificate (if any) is already there, else a
     Deferred that fires when the handshake may go on (with or without one).

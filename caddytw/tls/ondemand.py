@@ -1,8 +1,9 @@
 """Certificates that come into being at handshake: on-demand TLS and ``get_certificate``.
 
 :meth:`HandshakeCertificates.prepare` is what :class:`~caddytw.tls.hello.WaitingTLSFactory`
-calls with a ClientHello's server name. For a name whose automation policy has
-``get_certificate`` managers it asks each ``http`` manager (``GET URL?server_name=...``:
+calls with a ClientHello. For a name whose automation policy has ``get_certificate``
+managers it asks each ``http`` manager (``GET URL?server_name=...&signature_schemes=...
+&cipher_suites=...&local_ip=...``:
 200 with a PEM bundle of chain and key, 204 for "not mine") on every handshake, as Caddy
 does. For an ``on_demand`` policy with no certificate yet it checks, in Caddy's order,
 the policy's allowlist (the names the config itself names, when it names any), the
@@ -27,6 +28,7 @@ from caddytw.tls.automation import HTTPSPlan, ManagedName, default_issuers, poli
 from caddytw.tls.certs import Certificate, CertificateError, CertificateSelector
 from caddytw.tls.challenges import ChallengeRegistry
 from caddytw.tls.config import AutomationPolicy, OnDemandConfig, subject_matches
+from caddytw.tls.hello import ClientHello
 from caddytw.tls.manager import CertificateManager
 
 log = Logger()
@@ -89,13 +91,15 @@ class HandshakeCertificates:
     def active(self) -> bool:
         return any(p.on_demand or p.get_certificate for p in self.plan.tls_app.policies)
 
-    def prepare(self, server_name: str) -> Deferred[Any] | None:
-        name = server_name.strip().rstrip(".").lower()
+    def prepare(self, hello: ClientHello) -> Deferred[Any] | None:
+        name = (hello.server_name or "").strip().rstrip(".").lower()
+        if not name:
+            return None
         if name in self.challenges.tls_alpn01:
             return None  # the CA validating our own order: answer it now
         policy = policy_for(name, self.plan.tls_app.policies)
         if policy.get_certificate:
-            return self._fetch(name, policy)
+            return self._fetch(name, hello, policy)
         if not policy.on_demand or self.selector.has_name(name):
             return None
         return self._on_demand(name, policy)
@@ -148,8 +152,8 @@ class HandshakeCertificates:
 
     # -- get_certificate managers ----------------------------------------------------
 
-    def _fetch(self, name: str, policy: AutomationPolicy) -> Deferred[Any]:
-        fetched = self._fetch_from_managers(name, policy)
+    def _fetch(self, name: str, hello: ClientHello, policy: AutomationPolicy) -> Deferred[Any]:
+        fetched = self._fetch_from_managers(name, hello, policy)
 
         def install(certificate: Certificate | None) -> Any:
             self.selector.set_external(name, certificate)
@@ -161,10 +165,18 @@ class HandshakeCertificates:
         return fetched
 
     @inlineCallbacks
-    def _fetch_from_managers(self, name: str, policy: AutomationPolicy) -> Any:
+    def _fetch_from_managers(self, name: str, hello: ClientHello, policy: AutomationPolicy) -> Any:
+        # Caddy's HTTPCertGetter query: hex code points, comma-separated.
+        query = {
+            "server_name": name,
+            "signature_schemes": ",".join(f"{s:x}" for s in hello.signature_schemes),
+            "cipher_suites": ",".join(f"{s:x}" for s in hello.cipher_suites),
+        }
+        if hello.local_ip:
+            query["local_ip"] = hello.local_ip
         for url in policy.get_certificate:
             separator = "&" if "?" in url else "?"
-            target = url + separator + urlencode({"server_name": name})
+            target = url + separator + urlencode(query)
             try:
                 response = yield treq.get(target, timeout=FETCH_TIMEOUT)
                 body = yield treq.content(response)

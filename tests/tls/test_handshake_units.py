@@ -16,7 +16,7 @@ from twisted.internet.task import Clock
 from caddytw.tls.automation import policy_for
 from caddytw.tls.certs import CertificateError
 from caddytw.tls.config import AutomationPolicy, subject_matches
-from caddytw.tls.hello import client_hello_server_name
+from caddytw.tls.hello import client_hello_server_name, parse_client_hello
 from caddytw.tls.ondemand import RateLimiter, certificate_from_bundle
 from tests.support.ports import free_port
 from tests.support.server import running_server
@@ -49,6 +49,9 @@ def real_client_hello(server_name: str | None) -> bytes:
 def test_client_hello_server_name_from_a_real_hello() -> None:
     hello = real_client_hello("on-demand.example.test")
     assert client_hello_server_name(hello) == (True, "on-demand.example.test")
+    complete, parsed = parse_client_hello(hello)
+    assert complete and parsed is not None
+    assert 0x1302 in parsed.cipher_suites and 0x0403 in parsed.signature_schemes
     # Arriving a few bytes at a time: incomplete until the whole hello is there.
     for cut in (0, 3, 5, 40, len(hello) - 1):
         assert client_hello_server_name(hello[:cut]) == (False, None)

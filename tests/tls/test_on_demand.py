@@ -137,3 +137,7 @@ def test_get_certificate_from_http_manager(tmp_path: Path):
             # Asked at every handshake, as Caddy does.
             served_certificate(https_port, "a.ext.test", context)
         assert [q["server_name"][0] for q in seen] == ["a.ext.test", "b.ext.test", "a.ext.test"]
+        # What else Caddy's HTTPCertGetter tells the service about the ClientHello.
+        assert "1302" in seen[0]["cipher_suites"][0].split(",")  # TLS_AES_256_GCM_SHA384
+        assert "403" in seen[0]["signature_schemes"][0].split(",")  # ecdsa_secp256r1_sha256
+        assert seen[0]["local_ip"] == ["127.0.0.1"]
