@@ -99,15 +99,19 @@ class CertificateManager(Service):
             return None
         return self.obtain(name)
 
-    def manage_on_demand(self, managed: ManagedName) -> Deferred[Any]:
-        """Serve ``managed.name`` from storage, or order it now; renew it from then on.
+    def manage_on_demand(
+        self, managed: ManagedName, stored: Certificate | None = None
+    ) -> Deferred[Any]:
+        """Serve ``stored`` (what :meth:`stored_certificate` found), or order the name
+        now; renew it from then on.
 
         Fires (with None) once the name has a certificate or the order failed; a failed
         on-demand order is not retried in the background (the next handshake asks).
         """
         self.names[managed.name] = managed
         self.on_demand.add(managed.name)
-        self._load_stored(managed)
+        if stored is not None:
+            self.selector.put(managed.name, stored)
         if self._loop is None and self.running:
             self._loop = LoopingCall(self.check_all)
             self._loop.clock = self.reactor
@@ -191,6 +195,14 @@ class CertificateManager(Service):
 
     def _load_stored(self, managed: ManagedName) -> None:
         """Serve what storage has (even if due for renewal: better than nothing)."""
+        certificate = self.stored_certificate(managed)
+        if certificate is not None:
+            self.selector.put(managed.name, certificate)
+            log.info("loaded certificate for {name} from storage", name=managed.name)
+
+    def stored_certificate(self, managed: ManagedName) -> Certificate | None:
+        """An unexpired certificate for the name from storage (reads storage: the
+        on-demand path calls it in a thread)."""
         for issuer_config in managed.issuers:
             stored = self.storage.load_certificate(issuer_config.storage_name, managed.name)
             if stored is None:
@@ -205,9 +217,8 @@ class CertificateManager(Service):
                 )
                 continue
             if certificate.not_after > datetime.now(UTC):
-                self.selector.put(managed.name, certificate)
-                log.info("loaded certificate for {name} from storage", name=managed.name)
-                return
+                return certificate
+        return None
 
     def _obtained(self, result: tuple[str, Certificate, str]) -> None:
         name, certificate, ordered_from = result

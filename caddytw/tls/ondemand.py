@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 
 import treq
 from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -129,10 +130,15 @@ class HandshakeCertificates:
             raise OnDemandRefused(f"{name} is not among the names the config serves")
         if self.settings.ask:
             yield self._ask(name)
-        if not self.limiter.allow():
-            raise OnDemandRefused(f"on-demand rate limit reached; not obtaining {name}")
         managed = ManagedName(name, policy, policy.issuers or default_issuers(name))
-        yield self.manager.manage_on_demand(managed)
+        # One stored earlier (by this process or another) is no new order: no limit.
+        pool = self.reactor.getThreadPool()
+        stored = yield deferToThreadPool(
+            self.reactor, pool, self.manager.stored_certificate, managed
+        )
+        if stored is None and not self.limiter.allow():
+            raise OnDemandRefused(f"on-demand rate limit reached; not obtaining {name}")
+        yield self.manager.manage_on_demand(managed, stored)
         if not self.selector.has_name(name):
             raise OnDemandRefused(f"obtaining a certificate for {name} failed")
 

@@ -108,6 +108,16 @@ def test_on_demand_ask_and_rate_limit(tmp_path: Path):
             log = server.log()
         assert log.count("ordered certificate for") == 2
         assert "rate limit" in log and "denied.test" in log
+        # Restarted with burst 1: certificates in storage load at handshake (asked
+        # again, as Caddy asks) without an order, so they do not use up the limit.
+        tls["automation"]["on_demand"]["rate_limit"]["burst"] = 1
+        with running_server(config, tmp_path, [https_port, http_port]) as server:
+            served = served_certificate(https_port, "a.test", context)
+            assert served.serial_number == first.serial_number
+            served_certificate(https_port, "b.test", context)
+            served_certificate(https_port, "c.test", context)
+            assert asked[-3:] == [{"domain": [n]} for n in ("a.test", "b.test", "c.test")]
+            assert server.log().count("ordered certificate for") == 1
 
 
 def test_get_certificate_from_http_manager(tmp_path: Path):
