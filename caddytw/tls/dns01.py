@@ -57,8 +57,11 @@ class RFC2136Solver:
         )
 
     def record_name(self, identifier: str) -> str:
-        base = self.config.override_domain or identifier.removeprefix("*.")
-        return f"_acme-challenge.{base}".rstrip(".") + "."
+        """``_acme-challenge.NAME`` (a wildcard's base name), or ``override_domain``
+        as it stands (certmagic: a delegated challenge record's full name)."""
+        if self.config.override_domain:
+            return self.config.override_domain.rstrip(".") + "."
+        return f"_acme-challenge.{identifier.removeprefix('*.')}".rstrip(".") + "."
 
     def present(self, identifier: str, value: str) -> None:
         name = dns.name.from_text(self.record_name(identifier))

@@ -96,3 +96,12 @@ def test_rfc2136_update_refused_with_a_wrong_key(tmp_path: Path):
         with pytest.raises(DNSError):
             bad.present("www.example.test", "value-2")
         assert txt_values(knot, "_acme-challenge.www.example.test.") == []
+
+
+def test_record_names() -> None:
+    provider = RFC2136Provider("127.0.0.1:53", "", "")
+    plain = RFC2136Solver(provider, DNSChallengeConfig())
+    assert plain.record_name("www.example.test") == "_acme-challenge.www.example.test."
+    assert plain.record_name("*.example.test") == "_acme-challenge.example.test."
+    delegated = RFC2136Solver(provider, DNSChallengeConfig(override_domain="acme.other.test"))
+    assert delegated.record_name("www.example.test") == "acme.other.test."
