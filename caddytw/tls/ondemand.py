@@ -110,10 +110,12 @@ class HandshakeCertificates:
     def _on_demand(self, name: str, policy: AutomationPolicy) -> Deferred[Any]:
         waiter: Deferred[Any] = Deferred()
         waiters = self.pending.get(name)
-        if waiters is None:
-            waiters = self.pending[name] = []
-            self._decide_and_obtain(name, policy).addBoth(self._settled, name)
-        waiters.append(waiter)
+        if waiters is not None:
+            waiters.append(waiter)
+            return waiter
+        # Registered before starting: a decision made at once (a refusal) settles now.
+        self.pending[name] = [waiter]
+        self._decide_and_obtain(name, policy).addBoth(self._settled, name)
         return waiter
 
     def _settled(self, result: Any, name: str) -> None:

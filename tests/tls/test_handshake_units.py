@@ -148,3 +148,39 @@ def test_automate_loader_manages_names_without_host_matchers(tmp_path: Path) -> 
                 assert time.monotonic() < deadline, server.log()
                 time.sleep(0.2)
         assert names == ["automated.localhost"]
+
+
+def test_on_demand_refuses_names_outside_the_allowlist_at_once(tmp_path: Path) -> None:
+    """Names from host matchers under an on_demand policy are its allowlist: another
+    name is refused without asking anyone, and the held handshake is released."""
+    from twisted.python.failure import Failure
+
+    from caddytw.config.model import parse_config
+    from caddytw.tls.automation import plan_automatic_https
+    from caddytw.tls.certs import CertificateSelector
+    from caddytw.tls.challenges import ChallengeRegistry
+    from caddytw.tls.hello import ClientHello
+    from caddytw.tls.manager import CertificateManager
+    from caddytw.tls.ondemand import HandshakeCertificates, OnDemandRefused
+    from caddytw.tls.store import Storage
+
+    route = {"match": [{"host": ["allowed.test"]}], "handle": []}
+    config = tls_config(
+        free_port(),
+        free_port(),
+        tmp_path,
+        routes=[route],
+        tls_extra={"automation": {"policies": [{"on_demand": True}]}},
+    )
+    plan = plan_automatic_https(parse_config(config))
+    assert plan.managed == {} and list(plan.on_demand) == ["allowed.test"]
+    selector, clock = CertificateSelector(), Clock()
+    manager = CertificateManager({}, Storage(str(tmp_path)), selector, print, clock, 600)
+    certificates = HandshakeCertificates(plan, selector, manager, clock, ChallengeRegistry())
+    held = certificates.prepare(ClientHello("other.test"))
+    assert held is not None
+    outcome: list[object] = []
+    held.addBoth(outcome.append)
+    assert len(outcome) == 1 and isinstance(outcome[0], Failure)
+    assert outcome[0].check(OnDemandRefused)
+    assert certificates.pending == {}
