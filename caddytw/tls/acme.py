@@ -168,23 +168,7 @@ class AcmeIssuer:
         for the ``api_key`` (or the email), as Caddy's ZeroSSL issuer does."""
         if self.config.external_account is not None or self.config.module != "zerossl":
             return self.config.external_account
-        import requests
-
-        if self.config.api_key:
-            url = f"{ZEROSSL_API}/acme/eab-credentials?access_key={self.config.api_key}"
-            form: dict[str, str] = {}
-        elif self.config.email:
-            url, form = f"{ZEROSSL_API}/acme/eab-credentials-email", {"email": self.config.email}
-        else:
-            raise AcmeError("the zerossl issuer needs an api_key, an email or external_account")
-        try:
-            response = requests.post(url, data=form, timeout=30, headers={"User-Agent": USER_AGENT})
-            answer = response.json()
-        except (requests.RequestException, ValueError) as error:
-            raise AcmeError(f"getting EAB credentials from ZeroSSL: {error}") from error
-        if not answer.get("success"):
-            raise AcmeError(f"ZeroSSL refused EAB credentials: {answer.get('error')}")
-        return ExternalAccount(answer["eab_kid"], answer["eab_hmac_key"])
+        return zerossl_eab(self.config.api_key, self.config.email)
 
     # -- issuance --------------------------------------------------------------------
 
@@ -267,3 +251,25 @@ def _quietly(cleanup: Callable[..., None], *args: Any) -> None:
         from twisted.logger import Logger
 
         Logger().warn("cleaning up a challenge failed: {error}", error=error)
+
+
+def zerossl_eab(api_key: str, email: str, api: str = ZEROSSL_API) -> ExternalAccount:
+    """EAB credentials from ZeroSSL's API (blocking): by access key, else by email."""
+    import requests
+
+    form: dict[str, str] = {}
+    if api_key:
+        url = f"{api}/acme/eab-credentials?access_key={api_key}"
+    elif email:
+        url, form = f"{api}/acme/eab-credentials-email", {"email": email}
+    else:
+        raise AcmeError("the zerossl issuer needs an api_key, an email or external_account")
+    try:
+        response = requests.post(url, data=form, timeout=30, headers={"User-Agent": USER_AGENT})
+        answer = response.json()
+    except (requests.RequestException, ValueError) as error:
+        raise AcmeError(f"getting EAB credentials from ZeroSSL: {error}") from error
+    if not isinstance(answer, dict) or not answer.get("success"):
+        reason = answer.get("error") if isinstance(answer, dict) else answer
+        raise AcmeError(f"ZeroSSL refused EAB credentials: {reason}")
+    return ExternalAccount(str(answer["eab_kid"]), str(answer["eab_hmac_key"]))

@@ -124,3 +124,59 @@ def test_external_account_binding_acme_and_zerossl(tmp_path: Path):
                 assert time.monotonic() < deadline, server.log()
                 time.sleep(0.2)
             assert "externalAccountRequired" in server.log() or "External account" in server.log()
+
+
+def test_zerossl_eab_credentials_from_the_api(tmp_path: Path):
+    """Without ``external_account`` the zerossl issuer asks ZeroSSL's API for EAB
+    credentials (by access key, else by email); here a local HTTP service answers as
+    api.zerossl.com does (the EAB itself is tested against pebble above)."""
+    import http.server
+    import json
+    import threading
+    from urllib.parse import parse_qs, urlsplit
+
+    from caddytw.tls.acme import AcmeError, zerossl_eab
+
+    mac = base64.urlsafe_b64encode(b"z" * 32).rstrip(b"=").decode()
+    seen: list[tuple[str, dict[str, list[str]], dict[str, list[str]]]] = []
+
+    class ZeroSSLAPI(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            form = parse_qs(self.rfile.read(length).decode())
+            where = urlsplit(self.path)
+            seen.append((where.path, parse_qs(where.query), form))
+            known = parse_qs(where.query).get("access_key") == ["good"] or form.get("email")
+            answer: dict[str, Any] = (
+                {"success": True, "eab_kid": "kid-z", "eab_hmac_key": mac}
+                if known
+                else {"success": False, "error": {"code": 101, "type": "invalid_access_key"}}
+            )
+            body = json.dumps(answer).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    api = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ZeroSSLAPI)
+    threading.Thread(target=api.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{api.server_address[1]}"
+    try:
+        account = zerossl_eab("good", "", base)
+        assert (account.key_id, account.mac_key) == ("kid-z", mac)
+        assert zerossl_eab("", "me@example.test", base).key_id == "kid-z"
+        with pytest.raises(AcmeError, match="invalid_access_key"):
+            zerossl_eab("bad", "", base)
+        with pytest.raises(AcmeError, match="needs an api_key"):
+            zerossl_eab("", "", base)
+    finally:
+        api.shutdown()
+        api.server_close()
+    assert [(path, query) for path, query, _ in seen[:2]] == [
+        ("/acme/eab-credentials", {"access_key": ["good"]}),
+        ("/acme/eab-credentials-email", {}),
+    ]
+    assert seen[1][2] == {"email": ["me@example.test"]}
