@@ -162,15 +162,16 @@ def test_empty_config_is_valid():
 
 
 def test_caddy_tls_features_caddytw_lacks_are_named():
-    """ZeroSSL, EAB and get_certificate are Caddy's, so not "unknown": say they are unsupported."""
+    """The tailscale certificate manager and DNS providers other than rfc2136 are
+    Caddy's, so not "unknown": say they are unsupported, naming the module."""
+    dns = {"dns": {"provider": {"name": "cloudflare", "api_token": "t"}}}
     for policy, path, what in (
-        ({"issuers": [{"module": "zerossl"}]}, "issuers[0].module", "zerossl issuer"),
+        ({"get_certificate": [{"via": "tailscale"}]}, "get_certificate[0].via", "tailscale"),
         (
-            {"issuers": [{"module": "acme", "external_account": {"key_id": "k"}}]},
-            "issuers[0].external_account",
-            "external account binding",
+            {"issuers": [{"module": "acme", "challenges": dns}]},
+            "issuers[0].challenges.dns.provider.name",
+            "dns.providers.cloudflare",
         ),
-        ({"get_certificate": [{"via": "http"}]}, "get_certificate", "get_certificate"),
     ):
         config = server()
         config["apps"]["tls"] = {"automation": {"policies": [policy]}}
@@ -179,3 +180,36 @@ def test_caddy_tls_features_caddytw_lacks_are_named():
         assert any(where in e and what in e and "not supported by caddytw" in e for e in errors), (
             errors
         )
+
+
+def test_caddy_tls_features_caddytw_runs_validate():
+    """ZeroSSL, EAB, get_certificate, on-demand, ed25519, automate, client auth, rfc2136."""
+    config = server(tls_connection_policies=[{"client_authentication": {"mode": "request"}}])
+    eab = {"key_id": "k", "mac_key": "c2VjcmV0"}
+    rfc2136 = {"name": "rfc2136", "server": "127.0.0.1:53", "key_name": "k.", "key": "c2VjcmV0"}
+    config["apps"]["tls"] = {
+        "certificates": {"automate": ["a.example"]},
+        "automation": {
+            "on_demand": {"ask": "http://127.0.0.1:9/ask", "rate_limit": {"interval": "1m"}},
+            "policies": [
+                {"subjects": ["a.example"], "issuers": [{"module": "zerossl", "api_key": "x"}]},
+                {
+                    "subjects": ["b.example"],
+                    "key_type": "ed25519",
+                    "issuers": [
+                        {
+                            "module": "acme",
+                            "external_account": eab,
+                            "challenges": {"dns": {"provider": rfc2136}},
+                        }
+                    ],
+                },
+                {
+                    "subjects": ["c.example"],
+                    "get_certificate": [{"via": "http", "url": "http://x"}],
+                },
+                {"on_demand": True},
+            ],
+        },
+    }
+    assert validate(config) == []

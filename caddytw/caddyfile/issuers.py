@@ -4,7 +4,7 @@ the ``cert_issuer`` global option)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .dispenser import Dispenser
@@ -70,12 +70,40 @@ def _preferred_chains(d: Dispenser) -> dict[str, Any]:
 
 
 def parse_dns_provider(d: Dispenser) -> dict[str, Any]:
-    """``dns NAME ...``: no DNS provider module is built in (as in a plain Caddy
-    build), so this is Caddy's "module not registered" error."""
+    """``dns NAME ...`` (at the ``dns`` token): that DNS provider module. ``rfc2136``
+    is built in (the ``caddy-dns/rfc2136`` plugin's syntax); any other name is Caddy's
+    "module not registered" error, as in a Caddy built without it."""
     if not d.next_arg():
         raise d.arg_err()
     name = d.val
-    d.fail(unregistered(f"dns.providers.{name}"))
+    parse = DNS_PROVIDERS.get(name)
+    if parse is None:
+        d.fail(unregistered(f"dns.providers.{name}"))
+    return {"name": name, **parse(Dispenser(d.next_segment()))}
+
+
+def _rfc2136(d: Dispenser) -> dict[str, Any]:
+    """``rfc2136 { key_name N  key_alg A  key SECRET  server HOST:PORT }``."""
+    provider: dict[str, Any] = {}
+    for sub in _block_keys(d, ("key_name", "key_alg", "key", "server"), "subdirective"):
+        provider[sub] = _one(d)
+    return provider
+
+
+def _block_keys(d: Dispenser, allowed: tuple[str, ...], what: str) -> Iterator[str]:
+    """``NAME { key value ... }`` with no arguments on the NAME line: each key in turn
+    (the dispenser at it); an unknown key is Caddy's "unrecognized ..." error."""
+    while d.next():
+        if d.next_arg():
+            raise d.arg_err()
+        nesting = d.nesting
+        while d.next_block(nesting):
+            if d.val not in allowed:
+                d.fail(f"unrecognized {what} '{d.val}'")
+            yield d.val
+
+
+DNS_PROVIDERS: dict[str, Callable[[Dispenser], dict[str, Any]]] = {"rfc2136": _rfc2136}
 
 
 def unmarshal_acme(d: Dispenser, iss: Issuer) -> None:
@@ -227,17 +255,10 @@ def parse_cert_issuer_option(d: Dispenser, existing: Any) -> list[Issuer]:
 def parse_acme_eab_option(d: Dispenser, _existing: Any) -> dict[str, str]:
     """Global ``acme_eab { key_id ...  mac_key ... }``."""
     eab: dict[str, str] = {}
-    while d.next():
-        if d.next_arg():
+    for key in _block_keys(d, ("key_id", "mac_key"), "parameter"):
+        if not d.next_arg():
             raise d.arg_err()
-        nesting = d.nesting
-        while d.next_block(nesting):
-            if d.val not in ("key_id", "mac_key"):
-                d.fail(f"unrecognized parameter '{d.val}'")
-            key = d.val
-            if not d.next_arg():
-                raise d.arg_err()
-            eab[key] = d.val
+        eab[key] = d.val
     return eab
 
 
@@ -249,25 +270,18 @@ def parse_preferred_chains_option(d: Dispenser, _existing: Any) -> dict[str, Any
 def parse_on_demand_option(d: Dispenser, _existing: Any) -> dict[str, Any]:
     """Global ``on_demand_tls { ask URL  interval D  burst N }``."""
     config: dict[str, Any] = {}
-    while d.next():
-        if d.next_arg():
+    for sub in _block_keys(d, ("ask", "interval", "burst"), "parameter"):
+        if not d.next_arg():
             raise d.arg_err()
-        nesting = d.nesting
-        while d.next_block(nesting):
-            sub = d.val
-            if sub not in ("ask", "interval", "burst"):
-                d.fail(f"unrecognized parameter '{sub}'")
-            if not d.next_arg():
-                raise d.arg_err()
-            if sub == "ask":
-                config["ask"] = d.val
-            elif sub == "interval":
-                config.setdefault("rate_limit", {})["interval"] = _duration(d, "interval")
-            else:
-                try:
-                    config.setdefault("rate_limit", {})["burst"] = atoi(d.val)
-                except ValueError as exc:
-                    d.fail(str(exc))
+        if sub == "ask":
+            config["ask"] = d.val
+        elif sub == "interval":
+            config.setdefault("rate_limit", {})["interval"] = _duration(d, "interval")
+        else:
+            try:
+                config.setdefault("rate_limit", {})["burst"] = atoi(d.val)
+            except ValueError as exc:
+                d.fail(str(exc))
     if not config:
         d.fail("expected at least one config parameter for on_demand_tls")
     return config

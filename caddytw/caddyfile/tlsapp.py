@@ -165,6 +165,9 @@ def _fill_acme_defaults(issuer: dict[str, Any], options: dict[str, Any]) -> None
     root = options.get("acme_ca_root")
     if root is not None and root not in issuer.get("trusted_roots_pem_files", []):
         issuer.setdefault("trusted_roots_pem_files", []).append(root)
+    if "acme_dns" in options and "dns" not in issuer.get("challenges", {}):
+        # As Caddy 2.6: the global provider replaces the whole challenges object.
+        issuer["challenges"] = {"dns": {"provider": copy.deepcopy(options["acme_dns"])}}
     if "acme_eab" in options and "external_account" not in issuer:
         issuer["external_account"] = dict(options["acme_eab"])
     if "preferred_chains" in options and "preferred_chains" not in issuer:

@@ -123,7 +123,9 @@ def _prefixed(request: CaddyRequest, key: str) -> str | None:
     if key.startswith("env."):
         return os.environ.get(key[4:], "")
     if key.startswith("http.request.tls."):
-        return ""
+        from caddytw.tls.placeholders import tls_placeholder
+
+        return tls_placeholder(request, key[len("http.request.tls.") :])
     return None
 
 

@@ -21,20 +21,22 @@ from collections.abc import Callable
 from typing import Any
 
 import josepy as jose
-from acme import challenges, client, crypto_util, errors, messages
+from acme import challenges, client, errors, messages
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ObjectIdentifier
 from OpenSSL import crypto
 
-from caddytw.tls.config import IssuerConfig
-from caddytw.tls.keys import key_from_pem, key_to_pem, new_private_key
+from caddytw.tls.config import ExternalAccount, IssuerConfig
+from caddytw.tls.dns01 import DNSError, RFC2136Solver
+from caddytw.tls.keys import key_from_pem, key_to_pem, make_csr, new_private_key
 from caddytw.tls.store import Storage
 
 ACME_IDENTIFIER_OID = ObjectIdentifier("1.3.6.1.5.5.7.1.31")
 USER_AGENT = "caddytw"
 FINALIZE_TIMEOUT = 90.0
+ZEROSSL_API = "https://api.zerossl.com"
 
 
 class TLSALPN01Response(challenges.KeyAuthorizationChallengeResponse):
@@ -141,15 +143,17 @@ class AcmeIssuer:
         net = client.ClientNetwork(
             key, alg=jose.ES256, verify_ssl=self._verify(), user_agent=USER_AGENT
         )
-        directory = client.ClientV2.get_directory(self.config.ca, net)
+        directory = client.ClientV2.get_directory(self.config.directory, net)
         acme = client.ClientV2(directory, net)
-        registration = (
-            messages.NewRegistration.from_data(
-                email=self.config.email, terms_of_service_agreed=True
+        fields: dict[str, Any] = {"terms_of_service_agreed": True}
+        if self.config.email:
+            fields["email"] = self.config.email
+        account = self._external_account()
+        if account is not None:
+            fields["external_account_binding"] = messages.ExternalAccountBinding.from_data(
+                key.public_key(), account.key_id, account.mac_key, directory
             )
-            if self.config.email
-            else messages.NewRegistration(terms_of_service_agreed=True)
-        )
+        registration = messages.NewRegistration.from_data(**fields)
         try:
             net.account = acme.new_account(registration)
         except errors.ConflictError as existing:
@@ -159,6 +163,13 @@ class AcmeIssuer:
             )
         return acme
 
+    def _external_account(self) -> ExternalAccount | None:
+        """The configured EAB; for ``zerossl`` without one, ZeroSSL's API hands one out
+        for the ``api_key`` (or the email), as Caddy's ZeroSSL issuer does."""
+        if self.config.external_account is not None or self.config.module != "zerossl":
+            return self.config.external_account
+        return zerossl_eab(self.config.api_key, self.config.email)
+
     # -- issuance --------------------------------------------------------------------
 
     def issue(self, name: str, key_pem: bytes) -> bytes:
@@ -166,12 +177,7 @@ class AcmeIssuer:
         try:
             account_key = self._account_key()
             acme = self._client(account_key)
-            try:
-                ipaddress.ip_address(name)
-                csr = crypto_util.make_csr(key_pem, ipaddrs=[ipaddress.ip_address(name)])
-            except ValueError:
-                csr = crypto_util.make_csr(key_pem, [name])
-            order = acme.new_order(csr)
+            order = acme.new_order(make_csr(key_pem, name))
             cleanups: list[Callable[[], None]] = []
             try:
                 for authorization in order.authorizations:
@@ -183,8 +189,16 @@ class AcmeIssuer:
             finally:
                 for cleanup in cleanups:
                     cleanup()
-        except (errors.Error, messages.Error, jose.DeserializationError, OSError) as error:
-            raise AcmeError(f"ACME order for {name} at {self.config.ca} failed: {error}") from error
+        except (
+            errors.Error,
+            messages.Error,
+            jose.DeserializationError,
+            OSError,
+            DNSError,
+        ) as error:
+            raise AcmeError(
+                f"ACME order for {name} at {self.config.directory} failed: {error}"
+            ) from error
         chain: str = finished.fullchain_pem
         return chain.encode("ascii")
 
@@ -197,10 +211,21 @@ class AcmeIssuer:
     ) -> None:
         identifier = authorization.body.identifier.value
         by_type = {c.chall.typ: c for c in authorization.body.challenges}
-        http, alpn = self.config.http, self.config.tls_alpn
-        if "http-01" in by_type and not http.disabled:
+        http, alpn, dns = self.config.http, self.config.tls_alpn, self.config.dns
+        chall: Any
+        if dns is not None and dns.provider is not None:
+            # As certmagic: a configured DNS provider is the only challenge used.
+            if "dns-01" not in by_type:
+                raise AcmeError(f"the CA offers no dns-01 challenge for {identifier}")
+            chosen = by_type["dns-01"]
+            chall = chosen.chall
+            response, value = chall.response_and_validation(account_key)
+            solver = RFC2136Solver(dns.provider, dns)
+            cleanups.append(lambda: _quietly(solver.cleanup, identifier, value))
+            solver.present(identifier, value)
+        elif "http-01" in by_type and not http.disabled:
             chosen = by_type["http-01"]
-            chall: Any = chosen.chall
+            chall = chosen.chall
             response, validation = chall.response_and_validation(account_key)
             token = chall.encode("token")
             self.publisher.add_http01(token, validation)
@@ -216,3 +241,35 @@ class AcmeIssuer:
             offered = ", ".join(sorted(by_type))
             raise AcmeError(f"no enabled challenge for {identifier} (CA offers: {offered})")
         acme.answer_challenge(chosen, response)
+
+
+def _quietly(cleanup: Callable[..., None], *args: Any) -> None:
+    """A failed cleanup leaves a stale record behind; it must not fail the order."""
+    try:
+        cleanup(*args)
+    except Exception as error:
+        from twisted.logger import Logger
+
+        Logger().warn("cleaning up a challenge failed: {error}", error=error)
+
+
+def zerossl_eab(api_key: str, email: str, api: str = ZEROSSL_API) -> ExternalAccount:
+    """EAB credentials from ZeroSSL's API (blocking): by access key, else by email."""
+    import requests
+
+    form: dict[str, str] = {}
+    if api_key:
+        url = f"{api}/acme/eab-credentials?access_key={api_key}"
+    elif email:
+        url, form = f"{api}/acme/eab-credentials-email", {"email": email}
+    else:
+        raise AcmeError("the zerossl issuer needs an api_key, an email or external_account")
+    try:
+        response = requests.post(url, data=form, timeout=30, headers={"User-Agent": USER_AGENT})
+        answer = response.json()
+    except (requests.RequestException, ValueError) as error:
+        raise AcmeError(f"getting EAB credentials from ZeroSSL: {error}") from error
+    if not isinstance(answer, dict) or not answer.get("success"):
+        reason = answer.get("error") if isinstance(answer, dict) else answer
+        raise AcmeError(f"ZeroSSL refused EAB credentials: {reason}")
+    return ExternalAccount(str(answer["eab_kid"]), str(answer["eab_hmac_key"]))

@@ -57,6 +57,18 @@ class HTTPSPlan:
     loaded: list[Certificate] = field(default_factory=list)
     tls_servers: dict[str, tuple[ConnectionPolicy, ...]] = field(default_factory=dict)
     managed: dict[str, ManagedName] = field(default_factory=dict)
+    # Names whose policy gets certificates at handshake (on_demand, get_certificate):
+    # not ordered at start; for on_demand they are the policy's allowlist.
+    on_demand: dict[str, ManagedName] = field(default_factory=dict)
+
+    def manage(self, name: str) -> None:
+        """Automate ``name`` under its policy (now, or at handshake)."""
+        policy = policy_for(name, self.tls_app.policies)
+        managed = ManagedName(name, policy, policy.issuers or default_issuers(name))
+        if policy.on_demand or policy.get_certificate:
+            self.on_demand.setdefault(name, managed)
+        else:
+            self.managed.setdefault(name, managed)
 
     def is_tls(self, server_name: str) -> bool:
         return server_name in self.tls_servers
@@ -89,9 +101,13 @@ def default_issuers(name: str) -> tuple[IssuerConfig, ...]:
 
 
 def policy_for(name: str, policies: tuple[AutomationPolicy, ...]) -> AutomationPolicy:
-    """The first policy naming ``name``, else the first catch-all, else defaults."""
+    """The first policy naming ``name`` (wildcard subjects count), else the first
+    catch-all, else defaults (Caddy's ``getAutomationPolicyForName``)."""
     for policy in policies:
         if name in policy.subjects:
+            return policy
+    for policy in policies:
+        if policy.covers(name):
             return policy
     for policy in policies:
         if not policy.subjects:
@@ -138,6 +154,8 @@ def plan_automatic_https(config: Config, collector: ErrorCollector | None = None
         tls_app = TLSAppConfig()
     plan = HTTPSPlan(config, tls_app)
     _load_files(plan, own)
+    for name in tls_app.automate:  # the ``automate`` certificate loader
+        plan.manage(name)
     http_port, https_port = config.http.http_port, config.http.https_port
     servers = list(config.http.servers)
     redirects: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
@@ -171,10 +189,7 @@ def plan_automatic_https(config: Config, collector: ErrorCollector | None = None
                     name in c.names for c in plan.loaded
                 ):
                     continue
-                policy = policy_for(name, tls_app.policies)
-                plan.managed.setdefault(
-                    name, ManagedName(name, policy, policy.issuers or default_issuers(name))
-                )
+                plan.manage(name)
         if not policies:
             policies = (ConnectionPolicy(),)
         plan.tls_servers[server.name] = policies
@@ -274,7 +289,7 @@ def _add_redirects(
         if server.name == REDIRECT_SERVER:
             continue  # planned already (this config is a plan's output)
         existing = list(server.routes)
-        if plan.managed:
+        if plan.managed or plan.on_demand:
             insert = max((i + 1 for i, r in enumerate(existing) if _has_host_matcher(r)), default=0)
             new = [r for r in routes if r not in existing]
             existing[insert:insert] = new

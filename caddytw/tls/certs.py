@@ -213,6 +213,8 @@ class CertificateSelector:
         self._checked: dict[int, float] = {}
         self._clock = clock
         self.on_change: list[Callable[[Certificate], None]] = []
+        # ``get_certificate`` answers, fetched for the handshake about to run.
+        self._external: dict[str, Certificate] = {}
 
     # -- contents --------------------------------------------------------------------
 
@@ -228,6 +230,13 @@ class CertificateSelector:
         self._index()
         for callback in self.on_change:
             callback(certificate)
+
+    def set_external(self, name: str, certificate: Certificate | None) -> None:
+        """What a certificate manager answered for ``name`` (None: nothing)."""
+        if certificate is None:
+            self._external.pop(name, None)
+        else:
+            self._external[name] = certificate
 
     def managed(self, name: str) -> Certificate | None:
         for certificate in self._certificates:
@@ -267,7 +276,11 @@ class CertificateSelector:
         ``private_key`` (or ``cert_path``/``key_path``) are what a QUIC configuration
         needs. A certificate replaced on disk is reloaded here before it is returned.
         """
-        found = self._lookup(normalize_name(server_name), selection or CertificateSelection())
+        name = normalize_name(server_name)
+        external = self._external.get(name)
+        if external is not None and external.matches_selection(selection or CertificateSelection()):
+            return external
+        found = self._lookup(name, selection or CertificateSelection())
         if found is not None and found.cert_path and not found.managed:
             found = self._refresh(found)
         return found

@@ -7,14 +7,32 @@ config that caddytw accepts means the same thing it would mean to Caddy.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from dataclasses import dataclass, field
 from typing import Any
+
+import josepy
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from caddytw.config.errors import ConfigError
 from caddytw.config.reader import ObjectReader, join_path
 
 LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+ZEROSSL = "https://acme.zerossl.com/v2/DV90"
+KEY_TYPES = ("ed25519", "p256", "p384", "rsa2048", "rsa4096")
+CLIENT_AUTH_MODES = ("request", "require", "verify_if_given", "require_and_verify")
+TSIG_ALGORITHMS = (
+    "hmac-md5",
+    "hmac-sha1",
+    "hmac-sha224",
+    "hmac-sha256",
+    "hmac-sha384",
+    "hmac-sha512",
+)
+DEFAULT_PROPAGATION_TIMEOUT = 120.0
 DEFAULT_RENEWAL_RATIO = 1 / 3
 DEFAULT_RENEW_INTERVAL = 600.0
 DEFAULT_INTERNAL_LIFETIME = 12 * 3600.0
@@ -64,8 +82,38 @@ class ChallengeConfig:
 
 
 @dataclass(frozen=True)
+class RFC2136Provider:
+    """The ``rfc2136`` DNS provider: dynamic updates (RFC 2136) signed with TSIG."""
+
+    server: str
+    key_name: str
+    key: str
+    key_alg: str = "hmac-sha256"
+
+
+@dataclass(frozen=True)
+class DNSChallengeConfig:
+    """``challenges.dns``; without a provider (Caddy 2.6) it solves nothing."""
+
+    provider: RFC2136Provider | None = None
+    ttl: float = 0.0
+    propagation_delay: float = 0.0
+    propagation_timeout: float = DEFAULT_PROPAGATION_TIMEOUT  # < 0: do not check
+    resolvers: tuple[str, ...] = ()
+    override_domain: str = ""
+
+
+@dataclass(frozen=True)
+class ExternalAccount:
+    """ACME external account binding (RFC 8555 section 7.3.4)."""
+
+    key_id: str
+    mac_key: str  # base64url, as the CA hands it out
+
+
+@dataclass(frozen=True)
 class IssuerConfig:
-    """An ``acme`` or ``internal`` issuer."""
+    """An ``acme``, ``zerossl`` (ACME with EAB from ZeroSSL) or ``internal`` issuer."""
 
     module: str
     ca: str = ""
@@ -74,6 +122,15 @@ class IssuerConfig:
     http: ChallengeConfig = ChallengeConfig()
     tls_alpn: ChallengeConfig = ChallengeConfig()
     lifetime: float = DEFAULT_INTERNAL_LIFETIME
+    external_account: ExternalAccount | None = None
+    api_key: str = ""
+    dns: DNSChallengeConfig | None = None
+
+    @property
+    def directory(self) -> str:
+        if self.ca:
+            return self.ca
+        return ZEROSSL if self.module == "zerossl" else LETS_ENCRYPT
 
     @property
     def storage_name(self) -> str:
@@ -82,7 +139,7 @@ class IssuerConfig:
             return self.ca or "local"
         from urllib.parse import urlsplit
 
-        parts = urlsplit(self.ca or LETS_ENCRYPT)
+        parts = urlsplit(self.directory)
         text = (parts.netloc + parts.path).strip("/")
         return text.replace(":", "-").replace("/", "-").lower()
 
@@ -94,6 +151,30 @@ class AutomationPolicy:
     on_demand: bool = False
     renewal_window_ratio: float = DEFAULT_RENEWAL_RATIO
     key_type: str = "p256"
+    get_certificate: tuple[str, ...] = ()  # URLs of ``http`` certificate managers
+
+    def covers(self, name: str) -> bool:
+        """Whether ``name`` is one of the subjects (``*`` labels match one label)."""
+        return any(subject_matches(name, subject) for subject in self.subjects)
+
+
+def subject_matches(name: str, subject: str) -> bool:
+    """certmagic's ``MatchWildcard``: equal, or equal with ``*`` labels matching any."""
+    if name == subject:
+        return True
+    labels, pattern = name.split("."), subject.split(".")
+    return len(labels) == len(pattern) and all(
+        p == "*" or p == label for label, p in zip(labels, pattern, strict=True)
+    )
+
+
+@dataclass(frozen=True)
+class OnDemandConfig:
+    """``automation.on_demand``: who may have a certificate at handshake, how often."""
+
+    ask: str = ""  # GET ask?domain=NAME must answer 200
+    interval: float = 0.0
+    burst: int = 0
 
 
 @dataclass(frozen=True)
@@ -102,6 +183,8 @@ class TLSAppConfig:
     policies: tuple[AutomationPolicy, ...] = ()
     renew_interval: float = DEFAULT_RENEW_INTERVAL
     storage_root: str = ""
+    automate: tuple[str, ...] = ()
+    on_demand: OnDemandConfig = OnDemandConfig()
 
 
 @dataclass(frozen=True)
@@ -121,6 +204,27 @@ class CertificateSelection:
 
 
 @dataclass(frozen=True)
+class ClientAuthentication:
+    """``client_authentication``: asking TLS clients for certificates (mTLS).
+
+    ``trusted_ca_certs``/``trusted_leaf_certs`` are DER; the PEM files are read when the
+    config is parsed, so a bad file is a config error naming its path.
+    """
+
+    mode: str
+    trusted_ca_certs: tuple[bytes, ...] = ()
+    trusted_leaf_certs: tuple[bytes, ...] = ()
+
+    @property
+    def verifies(self) -> bool:
+        return self.mode in ("verify_if_given", "require_and_verify")
+
+    @property
+    def requires(self) -> bool:
+        return self.mode in ("require", "require_and_verify")
+
+
+@dataclass(frozen=True)
 class ConnectionPolicy:
     """One ``tls_connection_policies`` entry (an empty one enables TLS with defaults)."""
 
@@ -132,6 +236,7 @@ class ConnectionPolicy:
     certificate_selection: CertificateSelection = field(default_factory=CertificateSelection)
     cipher_suites: tuple[str, ...] = ()
     curves: tuple[str, ...] = ()
+    client_authentication: ClientAuthentication | None = None
 
     def matches(self, server_name: str | None) -> bool:
         if not self.sni:
@@ -170,8 +275,9 @@ def parse_tls_app(
         _parse_load_file(item, join_path(certificates.at("load_files"), index))
         for index, item in enumerate(certificates.array("load_files"))
     )
+    automate = tuple(name.lower() for name in certificates.strings("automate"))
     for key in certificates.data:
-        if key not in ("load_files",):
+        if key not in ("load_files", "automate"):
             raise ConfigError(certificates.at(key), f"unsupported certificate loader {key!r}")
     certificates.done()
     automation = reader.reader("automation")
@@ -180,11 +286,36 @@ def parse_tls_app(
         for index, item in enumerate(automation.array("policies"))
     )
     renew = automation.duration("renew_interval") or DEFAULT_RENEW_INTERVAL
-    automation.ignore("ocsp_interval", "storage_clean_interval", "on_demand")
+    on_demand = _parse_on_demand(automation.raw("on_demand"), automation.at("on_demand"))
+    automation.ignore("ocsp_interval", "storage_clean_interval")
     automation.done()
     reader.ignore("session_tickets", "cache", "disable_ocsp_stapling")
     reader.done()
-    return TLSAppConfig(load_files, policies, renew, parse_storage(storage))
+    return TLSAppConfig(load_files, policies, renew, parse_storage(storage), automate, on_demand)
+
+
+def _parse_on_demand(data: Any, path: str) -> OnDemandConfig:
+    """Caddy 2.6's ``{ask, rate_limit: {interval, burst}}`` (and the newer
+    ``permission: {module: "http", endpoint}`` spelling of ``ask``)."""
+    if data is None:
+        return OnDemandConfig()
+    reader = ObjectReader(data, path)
+    ask = reader.text("ask")
+    permission = reader.reader("permission")
+    if permission.data:
+        module = permission.text("module")
+        if module != "http":
+            raise ConfigError(permission.at("module"), f"unsupported permission module {module!r}")
+        ask = ask or permission.text("endpoint")
+    permission.done()
+    if ask and not ask.startswith(("http://", "https://")):
+        raise ConfigError(reader.at("ask"), f"the ask endpoint must be an http(s) URL: {ask!r}")
+    limit = reader.reader("rate_limit")
+    interval = limit.duration("interval") or 0.0
+    burst = limit.integer("burst", 0, minimum=0)
+    limit.done()
+    reader.done()
+    return OnDemandConfig(ask, interval, burst)
 
 
 def _parse_load_file(data: Any, path: str) -> LoadedFile:
@@ -209,22 +340,38 @@ def _parse_policy(data: Any, path: str) -> AutomationPolicy:
         for index, item in enumerate(reader.array("issuers"))
     )
     on_demand = reader.flag("on_demand")
-    if on_demand:
-        raise ConfigError(reader.at("on_demand"), "on-demand TLS is not supported by caddytw")
     ratio = reader.number("renewal_window_ratio", DEFAULT_RENEWAL_RATIO) or DEFAULT_RENEWAL_RATIO
     if not 0 < ratio <= 1:
         raise ConfigError(reader.at("renewal_window_ratio"), "must be between 0 and 1")
     key_type = reader.text("key_type", "p256") or "p256"
-    if key_type not in ("p256", "p384", "rsa2048", "rsa4096"):
+    if key_type not in KEY_TYPES:
         raise ConfigError(reader.at("key_type"), f"unsupported key type {key_type!r}")
-    if reader.has("get_certificate"):
-        raise ConfigError(
-            reader.at("get_certificate"),
-            "get_certificate (external certificate managers) is not supported by caddytw",
-        )
+    managers = tuple(
+        _parse_cert_manager(item, join_path(reader.at("get_certificate"), index))
+        for index, item in enumerate(reader.array("get_certificate"))
+    )
     reader.ignore("must_staple", "storage", "disable_ocsp_stapling", "ocsp_overrides")
     reader.done()
-    return AutomationPolicy(subjects, issuers, on_demand, float(ratio), key_type)
+    return AutomationPolicy(subjects, issuers, on_demand, float(ratio), key_type, managers)
+
+
+def _parse_cert_manager(data: Any, path: str) -> str:
+    """One ``get_certificate`` manager; only ``http`` (a URL asked at handshake)."""
+    reader = ObjectReader(data, path, what="object (certificate manager)")
+    via = reader.text("via")
+    if via == "tailscale":
+        raise ConfigError(
+            reader.at("via"),
+            "the tailscale certificate manager (tls.get_certificate.tailscale) is not "
+            "supported by caddytw: it needs a local Tailscale daemon; use http",
+        )
+    if via != "http":
+        raise ConfigError(reader.at("via"), f"unsupported certificate manager {via!r}")
+    url = reader.text("url")
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(reader.at("url"), f"expected an http(s) URL, got {url!r}")
+    reader.done()
+    return str(url)
 
 
 def _parse_issuer(data: Any, path: str) -> IssuerConfig:
@@ -236,30 +383,97 @@ def _parse_issuer(data: Any, path: str) -> IssuerConfig:
         reader.ignore("sign_with_root")
         reader.done()
         return IssuerConfig("internal", ca=ca, lifetime=lifetime)
-    if module == "zerossl":
-        raise ConfigError(reader.at("module"), "the zerossl issuer is not supported by caddytw")
-    if module != "acme":
+    if module not in ("acme", "zerossl"):
         raise ConfigError(reader.at("module"), f"unsupported issuer module {module!r}")
-    if reader.has("external_account"):
-        raise ConfigError(
-            reader.at("external_account"),
-            "ACME external account binding (eab) is not supported by caddytw",
-        )
-    ca = reader.text("ca") or LETS_ENCRYPT
+    api_key = reader.text("api_key") if module == "zerossl" else ""
+    account = _parse_external_account(reader.raw("external_account"), reader.at("external_account"))
+    ca = reader.text("ca") or (ZEROSSL if module == "zerossl" else LETS_ENCRYPT)
     email = reader.text("email")
     roots = tuple(reader.strings("trusted_roots_pem_files"))
     challenges = reader.reader("challenges")
     http = _parse_challenge(challenges.raw("http"), challenges.at("http"))
     tls_alpn = _parse_challenge(challenges.raw("tls-alpn"), challenges.at("tls-alpn"))
-    if challenges.has("dns"):
-        raise ConfigError(challenges.at("dns"), "DNS challenges are not supported by caddytw")
+    dns = _parse_dns(challenges.raw("dns"), challenges.at("dns"))
     challenges.ignore("bind_host")
     challenges.done()
     reader.ignore("test_ca", "acme_timeout", "preferred_chains")
     reader.done()
-    if http.disabled and tls_alpn.disabled:
+    if http.disabled and tls_alpn.disabled and not (dns and dns.provider):
         raise ConfigError(challenges.path, "every challenge type is disabled")
-    return IssuerConfig("acme", ca, email, roots, http, tls_alpn)
+    return IssuerConfig(
+        module,
+        ca,
+        email,
+        roots,
+        http,
+        tls_alpn,
+        external_account=account,
+        api_key=api_key,
+        dns=dns,
+    )
+
+
+def _parse_external_account(data: Any, path: str) -> ExternalAccount | None:
+    if data is None:
+        return None
+    reader = ObjectReader(data, path)
+    key_id = reader.text("key_id")
+    mac_key = reader.text("mac_key")
+    reader.done()
+    if not key_id:
+        raise ConfigError(reader.at("key_id"), "missing key_id")
+    try:
+        if not josepy.b64.b64decode(mac_key):
+            raise ValueError("empty")
+    except (ValueError, TypeError):
+        raise ConfigError(reader.at("mac_key"), "expected a base64url MAC key") from None
+    return ExternalAccount(key_id, mac_key)
+
+
+def _parse_dns(data: Any, path: str) -> DNSChallengeConfig | None:
+    if data is None:
+        return None
+    reader = ObjectReader(data, path)
+    provider = _parse_dns_provider(reader.raw("provider"), reader.at("provider"))
+    ttl = reader.duration("ttl") or 0.0
+    delay = reader.duration("propagation_delay") or 0.0
+    timeout = reader.duration("propagation_timeout")
+    resolvers = tuple(reader.strings("resolvers"))
+    override = reader.text("override_domain")
+    reader.done()
+    return DNSChallengeConfig(
+        provider,
+        ttl,
+        delay,
+        DEFAULT_PROPAGATION_TIMEOUT if timeout is None or timeout == 0 else timeout,
+        resolvers,
+        override,
+    )
+
+
+def _parse_dns_provider(data: Any, path: str) -> RFC2136Provider | None:
+    if data is None:
+        return None
+    reader = ObjectReader(data, path, what="object (DNS provider)")
+    name = reader.text("name")
+    if name != "rfc2136":
+        raise ConfigError(
+            reader.at("name"),
+            f"DNS provider {name!r} (dns.providers.{name}) is not supported by caddytw "
+            "(only rfc2136)",
+        )
+    server = reader.text("server")
+    key_name = reader.text("key_name")
+    key = reader.text("key")
+    alg = (reader.text("key_alg") or "hmac-sha256").lower().rstrip(".")
+    reader.done()
+    if not server:
+        raise ConfigError(reader.at("server"), "missing DNS server address")
+    if alg not in TSIG_ALGORITHMS:
+        raise ConfigError(reader.at("key_alg"), f"unsupported TSIG algorithm {alg!r}")
+    if bool(key_name) != bool(key):
+        raise ConfigError(reader.at("key"), "key_name and key go together")
+    return RFC2136Provider(server, key_name, key, alg)
 
 
 def _parse_challenge(data: Any, path: str) -> ChallengeConfig:
@@ -306,15 +520,56 @@ def _parse_connection_policy(data: Any, path: str) -> ConnectionPolicy:
     for index, curve in enumerate(curves):
         if curve not in CURVES:
             raise ConfigError(join_path(reader.at("curves"), index), f"unsupported curve {curve!r}")
-    if reader.has("client_authentication"):
-        raise ConfigError(
-            reader.at("client_authentication"), "client authentication is not supported"
-        )
+    client_auth = _parse_client_auth(
+        reader.raw("client_authentication"), reader.at("client_authentication")
+    )
     reader.ignore("fallback_sni", "insecure_secrets_log")
     reader.done()
     return ConnectionPolicy(
-        sni, protocol_min, protocol_max, alpn, default_sni, selection, suites, curves
+        sni, protocol_min, protocol_max, alpn, default_sni, selection, suites, curves, client_auth
     )
+
+
+def _parse_client_auth(data: Any, path: str) -> ClientAuthentication | None:
+    """Caddy's default mode: ``require_and_verify`` when anything is trusted, else none."""
+    if data is None:
+        return None
+    reader = ObjectReader(data, path)
+    ders: dict[str, list[bytes]] = {"ca": [], "leaf": []}
+    for kind in ("ca", "leaf"):
+        key = f"trusted_{kind}_certs"
+        for index, text in enumerate(reader.strings(key)):
+            try:
+                der = base64.b64decode(text, validate=True)
+                x509.load_der_x509_certificate(der)
+            except (binascii.Error, ValueError):
+                raise ConfigError(
+                    join_path(reader.at(key), index), "expected a base64 DER certificate"
+                ) from None
+            ders[kind].append(der)
+    key = "trusted_ca_certs_pem_files"
+    for index, file_name in enumerate(reader.strings(key)):
+        try:
+            with open(file_name, "rb") as handle:
+                found = x509.load_pem_x509_certificates(handle.read())
+        except OSError as error:
+            raise ConfigError(
+                join_path(reader.at(key), index), f"cannot read {file_name}: {error.strerror}"
+            ) from None
+        except ValueError as error:
+            raise ConfigError(
+                join_path(reader.at(key), index), f"no certificate in {file_name}: {error}"
+            ) from None
+        ders["ca"] += [cert.public_bytes(Encoding.DER) for cert in found]
+    mode = reader.text("mode")
+    reader.done()
+    if mode and mode not in CLIENT_AUTH_MODES:
+        raise ConfigError(join_path(path, "mode"), f"client auth mode not recognized: {mode!r}")
+    if not mode:
+        if not (ders["ca"] or ders["leaf"]):
+            return None
+        mode = "require_and_verify"
+    return ClientAuthentication(mode, tuple(ders["ca"]), tuple(ders["leaf"]))
 
 
 def _protocol(reader: ObjectReader, key: str, default: str) -> int:

@@ -15,6 +15,8 @@ challenge certificate for the name.
 
 from __future__ import annotations
 
+import hashlib
+import weakref
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -26,10 +28,12 @@ from zope.interface import implementer
 
 from caddytw.tls.certs import Certificate, CertificateSelector, normalize_name
 from caddytw.tls.challenges import ChallengeRegistry
-from caddytw.tls.config import CIPHER_SUITES, CURVES, ConnectionPolicy
+from caddytw.tls.config import CIPHER_SUITES, CURVES, ClientAuthentication, ConnectionPolicy
 from caddytw.wire.negotiate import ACME_TLS_ALPN, select_alpn
 
 log = Logger()
+
+_VERIFIERS: weakref.WeakKeyDictionary[SSL.Context, tuple[int, Any]] = weakref.WeakKeyDictionary()
 
 DEFAULT_CIPHERS = (
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
@@ -79,7 +83,58 @@ def make_context(
         context.use_privatekey(crypto.PKey.from_cryptography_key(certificate.private_key))
         context.check_privatekey()
     context.set_alpn_select_callback(_AlpnSelector(alpn, challenges))
+    if policy.client_authentication is not None:
+        _require_client_certificates(context, policy.client_authentication)
     return context
+
+
+def _require_client_certificates(context: SSL.Context, auth: ClientAuthentication) -> None:
+    """Go's ``tls.ClientAuthType`` on OpenSSL: ask for a certificate always; fail a
+    handshake without one for ``require*``; check the chain against the trusted CAs
+    (and the leaf against ``trusted_leaf_certs``) only for the verifying modes."""
+    flags = SSL.VERIFY_PEER
+    if auth.requires:
+        flags |= SSL.VERIFY_FAIL_IF_NO_PEER_CERT
+    store = context.get_cert_store()
+    for der in auth.trusted_ca_certs:
+        certificate = crypto.load_certificate(crypto.FILETYPE_ASN1, der)
+        if store is not None:
+            store.add_cert(certificate)
+        context.add_client_ca(certificate)
+    verifier = _ClientVerifier(auth)
+    context.set_verify(flags, verifier)
+    _VERIFIERS[context] = (flags, verifier)
+    # A session resumed from another policy's context must not skip the check.
+    context.set_session_id(b"caddytw-mtls-" + hashlib.sha256(repr(auth).encode()).digest()[:16])
+
+
+def apply_client_verification(connection: SSL.Connection, context: SSL.Context) -> None:
+    """``SSL_set_SSL_CTX`` (the SNI callback's context swap) keeps the verify mode of
+    the context the connection started with: copy the chosen context's onto it."""
+    found = _VERIFIERS.get(context)
+    if found is not None:
+        connection.set_verify(*found)
+    else:  # the base context may have asked for client certificates for policy 0
+        connection.set_verify(SSL.VERIFY_NONE)
+
+
+class _ClientVerifier:
+    """OpenSSL's per-certificate verify callback for one ``client_authentication``."""
+
+    def __init__(self, auth: ClientAuthentication) -> None:
+        self.auth = auth
+        self.leaves = set(auth.trusted_leaf_certs)
+
+    def __call__(
+        self, connection: SSL.Connection, certificate: crypto.X509, error: int, depth: int, ok: int
+    ) -> bool:
+        if not self.auth.verifies:
+            return True
+        chain_ok = bool(ok) or not self.auth.trusted_ca_certs
+        if depth == 0 and self.leaves:
+            der = crypto.dump_certificate(crypto.FILETYPE_ASN1, certificate)
+            return chain_ok and der in self.leaves
+        return chain_ok
 
 
 def _curve_name(curve: str) -> str:
@@ -192,6 +247,8 @@ class SNIConnectionCreator:
     def _on_server_name(self, connection: SSL.Connection) -> None:
         try:
             version = connection.get_protocol_version()
-            connection.set_context(self.context_for(connection.get_servername(), version))
+            context = self.context_for(connection.get_servername(), version)
+            connection.set_context(context)
+            apply_client_verification(connection, context)
         except Exception:  # never let a bad certificate take the reactor down
             log.failure("choosing a TLS certificate failed")

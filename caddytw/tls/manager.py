@@ -61,6 +61,7 @@ class CertificateManager(Service):
         self._retries: dict[str, Any] = {}
         self._loop: LoopingCall | None = None
         self.issued = 0  # orders completed by this process (visible to tests and logs)
+        self.on_demand: set[str] = set()  # names added at handshake: no background retry
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -97,6 +98,36 @@ class CertificateManager(Service):
         if current is not None and not current.needs_renewal(managed.policy.renewal_window_ratio):
             return None
         return self.obtain(name)
+
+    def manage_on_demand(
+        self, managed: ManagedName, stored: Certificate | None = None
+    ) -> Deferred[Any]:
+        """Serve ``stored`` (what :meth:`stored_certificate` found), or order the name
+        now; renew it from then on.
+
+        Fires (with None) once the name has a certificate or the order failed; a failed
+        on-demand order is not retried in the background (the next handshake asks).
+        """
+        self.names[managed.name] = managed
+        self.on_demand.add(managed.name)
+        if stored is not None:
+            self.selector.put(managed.name, stored)
+        if self._loop is None and self.running:
+            self._loop = LoopingCall(self.check_all)
+            self._loop.clock = self.reactor
+            self._loop.start(self.renew_interval, now=False)
+        started = self.check(managed.name)
+        done: Deferred[Any] = Deferred()
+
+        def finished(result: Any) -> Any:
+            done.callback(None)
+            return result
+
+        if started is None:
+            done.callback(None)
+        else:
+            started.addBoth(finished)
+        return done
 
     def obtain(self, name: str) -> Deferred[Any]:
         managed = self.names[name]
@@ -164,6 +195,14 @@ class CertificateManager(Service):
 
     def _load_stored(self, managed: ManagedName) -> None:
         """Serve what storage has (even if due for renewal: better than nothing)."""
+        certificate = self.stored_certificate(managed)
+        if certificate is not None:
+            self.selector.put(managed.name, certificate)
+            log.info("loaded certificate for {name} from storage", name=managed.name)
+
+    def stored_certificate(self, managed: ManagedName) -> Certificate | None:
+        """An unexpired certificate for the name from storage (reads storage: the
+        on-demand path calls it in a thread)."""
         for issuer_config in managed.issuers:
             stored = self.storage.load_certificate(issuer_config.storage_name, managed.name)
             if stored is None:
@@ -178,9 +217,8 @@ class CertificateManager(Service):
                 )
                 continue
             if certificate.not_after > datetime.now(UTC):
-                self.selector.put(managed.name, certificate)
-                log.info("loaded certificate for {name} from storage", name=managed.name)
-                return
+                return certificate
+        return None
 
     def _obtained(self, result: tuple[str, Certificate, str]) -> None:
         name, certificate, ordered_from = result
@@ -197,6 +235,15 @@ class CertificateManager(Service):
         )
 
     def _failed(self, failure: Failure, name: str) -> None:
+        if name in self.on_demand and self.selector.managed(name) is None:
+            log.error(
+                "could not obtain certificate for {name} on demand: {error}",
+                name=name,
+                error=failure.getErrorMessage(),
+            )
+            self.names.pop(name, None)
+            self.on_demand.discard(name)
+            return
         count = self.failures.get(name, 0) + 1
         self.failures[name] = count
         delay = min(RETRY_FIRST * 2 ** (count - 1), RETRY_MAX)

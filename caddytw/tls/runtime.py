@@ -25,8 +25,10 @@ from caddytw.tls.certs import CertificateSelector
 from caddytw.tls.challenges import ChallengeRegistry
 from caddytw.tls.config import IssuerConfig
 from caddytw.tls.context import SNIConnectionCreator
+from caddytw.tls.hello import WaitingTLSFactory
 from caddytw.tls.internal import InternalIssuer
 from caddytw.tls.manager import CertificateManager
+from caddytw.tls.ondemand import HandshakeCertificates
 from caddytw.tls.solvers import listen_solvers
 from caddytw.tls.store import Storage
 from caddytw.wire.negotiate import alpn_for
@@ -58,6 +60,9 @@ class TLSRuntime(MultiService):
             self.plan.tls_app.renew_interval,
         )
         self.manager.setServiceParent(self)
+        self.handshake_certificates = HandshakeCertificates(
+            self.plan, self.selector, self.manager, reactor, self.challenges
+        )
         self.solver_ports: list[Any] = []
 
     def startService(self) -> None:
@@ -88,8 +93,12 @@ class TLSRuntime(MultiService):
         return creator
 
     def tls_factory(self, server: ServerConfig, site: Any) -> TLSMemoryBIOFactory:
-        """The listening factory of a TLS server: TLS around ``site``'s connections."""
-        return TLSMemoryBIOFactory(self.connection_creator(server), False, site)
+        """The listening factory of a TLS server: when some policy gets certificates
+        at handshake (on_demand, get_certificate), connections wait for them."""
+        creator = self.connection_creator(server)
+        if self.handshake_certificates.active:
+            return WaitingTLSFactory(creator, site, self.handshake_certificates.prepare)
+        return TLSMemoryBIOFactory(creator, False, site)
 
     def certificate_provider(self, server_name: str | None) -> tuple[list[Any], Any] | None:
         """``caddytw.wire.h3``'s ``CertificateProvider``: (chain, key) for a name, or None.

@@ -18,9 +18,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.support.ports import free_port, wait_for_port
 from tests.tls.pki import TestCA
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a helper server we started, SIGKILL if it lingers."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
 
 
 @dataclass
@@ -41,9 +52,32 @@ class Pebble:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def write_root(self, path: Path) -> Path:
+        path.write_bytes(self.root_pem())
+        return path
+
+    def issuer(self, challenges: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        """An ``acme`` issuer JSON for this pebble."""
+        return {
+            "module": "acme",
+            "ca": self.directory,
+            "trusted_roots_pem_files": [self.ca_file],
+            "challenges": challenges,
+            **extra,
+        }
+
 
 @contextmanager
-def running_pebble(workdir: Path, http_port: int, tls_port: int) -> Iterator[Pebble]:
+def running_pebble(
+    workdir: Path,
+    http_port: int,
+    tls_port: int,
+    *,
+    eab_keys: dict[str, str] | None = None,
+    dns_server: str | None = None,
+) -> Iterator[Pebble]:
+    """``eab_keys`` (key id -> base64url MAC key) makes EAB required; ``dns_server``
+    (``host:port``) is where pebble resolves names and looks up DNS-01 records."""
     workdir.mkdir(parents=True, exist_ok=True)
     ca = TestCA("pebble test CA")
     cert, key, _ = ca.write_leaf(workdir, "pebble", ["localhost", "127.0.0.1"])
@@ -58,7 +92,8 @@ def running_pebble(workdir: Path, http_port: int, tls_port: int) -> Iterator[Peb
             "httpPort": http_port,
             "tlsPort": tls_port,
             "ocspResponderURL": "",
-            "externalAccountBindingRequired": False,
+            "externalAccountBindingRequired": bool(eab_keys),
+            "externalAccountMACKeys": eab_keys or {},
         }
     }
     config_path = workdir / "pebble.json"
@@ -68,16 +103,50 @@ def running_pebble(workdir: Path, http_port: int, tls_port: int) -> Iterator[Peb
     log_path = workdir / "pebble.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            ["pebble", "-config", str(config_path)], stdout=log, stderr=subprocess.STDOUT, env=env
+            ["pebble", "-config", str(config_path)]
+            + (["-dnsserver", dns_server] if dns_server else []),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
     try:
         if not (wait_for_port(listen, 15) and wait_for_port(management, 15)):
             raise RuntimeError("pebble did not start:\n" + log_path.read_text())
         yield Pebble(f"https://127.0.0.1:{listen}/dir", management, str(ca_file), process, log_path)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        stop_process(process)
+
+
+@contextmanager
+def running_challtestsrv(workdir: Path) -> Iterator[str]:
+    """pebble-challtestsrv answering every name with 127.0.0.1; yields its address."""
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    with open(workdir / "challtestsrv.log", "wb") as log:
+        process = subprocess.Popen(
+            [
+                "pebble-challtestsrv",
+                "-dns01",
+                f"127.0.0.1:{port}",
+                "-http01",
+                "",
+                "-https01",
+                "",
+                "-tlsalpn01",
+                "",
+                "-management",
+                f"127.0.0.1:{free_port()}",
+                "-defaultIPv4",
+                "127.0.0.1",
+                "-defaultIPv6",
+                "",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        if not wait_for_port(port, 15):
+            raise RuntimeError("challtestsrv did not start")
+        yield f"127.0.0.1:{port}"
+    finally:
+        stop_process(process)

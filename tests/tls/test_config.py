@@ -82,7 +82,7 @@ def test_defaults():
         ),
         ({"certificates": {"load_pem": []}}, "apps.tls.certificates.load_pem"),
         (
-            {"automation": {"policies": [{"issuers": [{"module": "zerossl"}]}]}},
+            {"automation": {"policies": [{"issuers": [{"module": "bogus"}]}]}},
             "apps.tls.automation.policies[0].issuers[0].module",
         ),
         (
@@ -96,10 +96,19 @@ def test_defaults():
         (
             {
                 "automation": {
-                    "policies": [{"issuers": [{"module": "acme", "challenges": {"dns": {}}}]}]
+                    "policies": [
+                        {
+                            "issuers": [
+                                {
+                                    "module": "acme",
+                                    "challenges": {"dns": {"provider": {"name": "cloudflare"}}},
+                                }
+                            ]
+                        }
+                    ]
                 }
             },
-            "apps.tls.automation.policies[0].issuers[0].challenges.dns",
+            "apps.tls.automation.policies[0].issuers[0].challenges.dns.provider.name",
         ),
         (
             {
@@ -126,9 +135,32 @@ def test_defaults():
             "apps.tls.automation.policies[0].renewal_window_ratio",
         ),
         (
-            {"automation": {"policies": [{"on_demand": True}]}},
-            "apps.tls.automation.policies[0].on_demand",
+            {"automation": {"policies": [{"get_certificate": [{"via": "tailscale"}]}]}},
+            "apps.tls.automation.policies[0].get_certificate[0].via",
         ),
+        (
+            {"automation": {"policies": [{"key_type": "rsa1024"}]}},
+            "apps.tls.automation.policies[0].key_type",
+        ),
+        (
+            {"automation": {"on_demand": {"ask": "localhost:9/ok"}}},
+            "apps.tls.automation.on_demand.ask",
+        ),
+        (
+            {"automation": {"on_demand": {"rate_limit": {"burst": -1}}}},
+            "apps.tls.automation.on_demand.rate_limit.burst",
+        ),
+        (
+            {
+                "automation": {
+                    "policies": [
+                        {"issuers": [{"module": "acme", "external_account": {"key_id": "k"}}]}
+                    ]
+                }
+            },
+            "apps.tls.automation.policies[0].issuers[0].external_account.mac_key",
+        ),
+        ({"certificates": {"automate": "a.com"}}, "apps.tls.certificates.automate"),
     ],
 )
 def test_tls_app_errors_name_the_path(data, path):
@@ -150,7 +182,15 @@ def test_tls_app_errors_name_the_path(data, path):
             [{"certificate_selection": {"serial_number": [True]}}],
             "s[0].certificate_selection.serial_number[0]",
         ),
-        ([{"client_authentication": {}}], "s[0].client_authentication"),
+        ([{"client_authentication": {"mode": "maybe"}}], "s[0].client_authentication.mode"),
+        (
+            [{"client_authentication": {"trusted_ca_certs": ["not base64!"]}}],
+            "s[0].client_authentication.trusted_ca_certs[0]",
+        ),
+        (
+            [{"client_authentication": {"trusted_ca_certs_pem_files": ["/nonexistent.pem"]}}],
+            "s[0].client_authentication.trusted_ca_certs_pem_files[0]",
+        ),
     ],
 )
 def test_connection_policy_errors(data, path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..dispenser import Dispenser
-from ..issuers import parse_cert_manager, parse_issuer
+from ..issuers import parse_cert_manager, parse_dns_provider, parse_issuer
 from ..logfilters import parse_filter_encoder
 from ..values import atoi, parse_bytes, parse_duration
 from .registry import ConfigValue, Helper, directive
@@ -103,6 +103,10 @@ def parse_tls(h: Helper) -> list[ConfigValue]:
                     raise d.arg_err()
                 acme = acme or {"module": "acme"}
                 acme["external_account"] = {"key_id": args[0], "mac_key": args[1]}
+            elif sub == "dns":
+                acme = acme or {"module": "acme"}
+                challenges = acme.setdefault("challenges", {})
+                challenges.setdefault("dns", {})["provider"] = parse_dns_provider(d)
             elif sub == "client_auth":
                 policy["client_authentication"] = _client_auth(d)
             elif sub == "insecure_secrets_log":
