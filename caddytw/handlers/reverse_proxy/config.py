@@ -18,11 +18,11 @@ from caddytw.config.reader import ObjectReader, expect_str_list, join_path
 from caddytw.handlers.reverse_proxy.headerops import HeaderOps, compile_header_ops
 from caddytw.handlers.reverse_proxy.selection import Policy, parse_policy
 from caddytw.http.matchers import Matcher, build_matcher_set
+from caddytw.http.placeholders import Template
 from caddytw.http.request import split_host_port
 
 UNSUPPORTED = (
     "circuit_breaker",
-    "dynamic_upstreams",
     "buffer_responses",
     "max_buffer_size",
     "response_buffers",
@@ -39,6 +39,11 @@ class UpstreamConfig:
     max_requests: int = 0
     #: ``unix`` for ``unix//path`` dials (``host`` is then the socket path, port 0).
     network: str = "tcp"
+
+    @property
+    def templated(self) -> bool:
+        """A dial with placeholders: ``host``/``port`` are known only per request."""
+        return "{" in self.dial
 
 
 @dataclass(frozen=True)
@@ -135,24 +140,29 @@ class ProxyConfig:
 
 def parse_dial(text: str, path: str) -> tuple[str, int]:
     """``host:port`` (IPv6 in brackets), or ``unix/PATH`` (returned as ``(PATH, 0)``);
-    a scheme or a missing port is an error."""
+    a scheme or a missing port is an error. A dial with placeholders (Caddy resolves
+    them per request) is checked for what can be checked now and returns ``("", 0)``."""
     if "://" in text:
         raise ConfigError(path, f"upstream dial {text!r} must be host:port without a scheme")
     if text.startswith("unix+h2c/"):
-        raise ConfigError(path, f"h2c upstreams ({text!r}) are not supported by caddytw")
+        raise ConfigError(path, f"write {text!r} as unix/PATH with transport versions h2c")
     if text.startswith("unix/"):
-        if "{" in text or len(text) == len("unix/"):
+        if len(text) == len("unix/"):
             raise ConfigError(path, f"invalid unix socket upstream {text!r}")
-        return text[len("unix/") :], 0
+        return ("", 0) if "{" in text else (text[len("unix/") :], 0)
     if "{" in text:
-        raise ConfigError(
-            path, f"placeholders in upstream addresses ({text!r}) are not supported by caddytw"
-        )
+        if Template(text).constant is not None:
+            raise ConfigError(path, f"invalid upstream dial address {text!r}")
+        return "", 0
     host, port = split_host_port(text)
     if not port.isdigit() or not 0 < int(port) < 65536 or (not host and text.startswith("[")):
         raise ConfigError(path, f"invalid upstream dial address {text!r} (want host:port)")
     # ``:9091`` (as Authelia's forward_auth examples write it): Go dials the local system.
     return host or "localhost", int(port)
+
+
+def dial_network(dial: str) -> str:
+    return "unix" if dial.startswith("unix/") else "tcp"
 
 
 def parse_upstreams(reader: ObjectReader) -> tuple[UpstreamConfig, ...]:
@@ -166,8 +176,7 @@ def parse_upstreams(reader: ObjectReader) -> tuple[UpstreamConfig, ...]:
         host, port = parse_dial(dial, up.at("dial"))
         max_requests = up.integer("max_requests", 0, minimum=0)
         up.done()
-        network = "unix" if dial.startswith("unix/") else "tcp"
-        result.append(UpstreamConfig(dial, host, port, max_requests, network))
+        result.append(UpstreamConfig(dial, host, port, max_requests, dial_network(dial)))
     return tuple(result)
 
 

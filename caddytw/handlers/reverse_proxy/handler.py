@@ -127,6 +127,7 @@ class ReverseProxy(LeafResource):
                 state=registry.acquire(u.dial),
                 max_requests=u.max_requests or (passive.unhealthy_request_count if passive else 0),
                 max_fails=max_fails,
+                template=Template(u.dial) if u.templated else None,
             )
             for u in config.upstreams
         ]
@@ -227,10 +228,14 @@ def upstream_headers(request: CaddyRequest, trusted: bool) -> tuple[Headers, byt
 class _Attempt:
     """One try against one upstream: holds its request count until released."""
 
-    def __init__(self, upstream: Upstream, started: float) -> None:
+    def __init__(
+        self, upstream: Upstream, started: float, dial: tuple[str, str, int] | None = None
+    ) -> None:
         self.upstream = upstream
         self.started = started
         self.released = False
+        #: What this try dials: the upstream's address with its placeholders filled in.
+        self.address, self.host, self.port = dial or (upstream.dial, upstream.host, upstream.port)
         upstream.state.num_requests += 1
 
     def release(self) -> None:
@@ -290,8 +295,14 @@ class ProxyCall:
             error = self.last_error or HandlerError(503, "no upstreams available")
             self._retry_or_fail(error, dial=True)
             return
-        attempt = _Attempt(choice.upstream, self.reactor.seconds())
-        self._set_placeholders(attempt.upstream)
+        try:
+            dial = choice.upstream.dial_for(self.request)
+        except ValueError as error:
+            # Caddy: "making dial info" fails the request without trying another.
+            self.request.fail(HandlerError(502, str(error)))
+            return
+        attempt = _Attempt(choice.upstream, self.reactor.seconds(), dial)
+        self._set_placeholders(attempt)
         ops = self.proxy.config.request_headers
         headers = self.base_headers
         if ops is not None or self.upgrade:  # both change the copy they get
@@ -307,12 +318,13 @@ class ProxyCall:
         d.addErrback(self._attempt_failed, attempt)
         d.addErrback(self._internal_error)
 
-    def _set_placeholders(self, upstream: Upstream) -> None:
+    def _set_placeholders(self, attempt: _Attempt) -> None:
+        upstream = attempt.upstream
         values = self.request.placeholder_values
-        values["http.reverse_proxy.upstream.address"] = upstream.dial
-        values["http.reverse_proxy.upstream.hostport"] = upstream.dial
-        values["http.reverse_proxy.upstream.host"] = upstream.host
-        values["http.reverse_proxy.upstream.port"] = str(upstream.port)
+        values["http.reverse_proxy.upstream.address"] = attempt.address
+        values["http.reverse_proxy.upstream.hostport"] = attempt.address
+        values["http.reverse_proxy.upstream.host"] = attempt.host
+        values["http.reverse_proxy.upstream.port"] = str(attempt.port)
         values["http.reverse_proxy.upstream.requests"] = str(upstream.num_requests)
         values["http.reverse_proxy.upstream.max_requests"] = str(upstream.max_requests)
         values["http.reverse_proxy.upstream.fails"] = str(upstream.state.fails)
@@ -331,11 +343,9 @@ class ProxyCall:
             return
         dial = reason.check(DialError) is not None
         if self.timed_out:
-            error = HandlerError(504, f"upstream {attempt.upstream.dial}: timeout")
+            error = HandlerError(504, f"upstream {attempt.address}: timeout")
         else:
-            error = HandlerError(
-                502, f"upstream {attempt.upstream.dial}: {reason.getErrorMessage()}"
-            )
+            error = HandlerError(502, f"upstream {attempt.address}: {reason.getErrorMessage()}")
         self.proxy.passive.count_failure(attempt.upstream)
         self.last_error = error
         self._retry_or_fail(error, dial=dial)
@@ -411,7 +421,6 @@ class ProxyCall:
     # -- plain HTTP ------------------------------------------------------------------
 
     def _send(self, attempt: _Attempt, headers: Headers) -> Deferred[Any]:
-        upstream = attempt.upstream
         producer: StreamingBodyProducer | ReplayableBodyProducer | None = None
         if self.length and self.content is None:
             producer = StreamingBodyProducer(
@@ -436,12 +445,12 @@ class ProxyCall:
                 self._start_header_timer()
 
         if self.proxy.config.transport.fastcgi is not None:
-            d = self._send_fastcgi(upstream, headers, producer, on_connection)
+            d = self._send_fastcgi(attempt, headers, producer, on_connection)
             d.addCallback(self._got_response, attempt)
             return d
         d = self.proxy.connector.lean.request(
-            upstream.host,
-            upstream.port,
+            attempt.host,
+            attempt.port,
             self.method,
             self.uri,
             headers,
@@ -452,7 +461,7 @@ class ProxyCall:
         return d
 
     def _send_fastcgi(
-        self, upstream: Upstream, headers: Headers, producer: Any, on_connection: Any
+        self, attempt: _Attempt, headers: Headers, producer: Any, on_connection: Any
     ) -> Deferred[Any]:
         """The request as a FastCGI exchange (Caddy's fastcgi transport)."""
         config = self.proxy.config.transport
@@ -471,7 +480,7 @@ class ProxyCall:
             config.fastcgi.capture_stderr,
             config.max_response_header_size,
         )
-        endpoint = self.proxy.connector.endpoint(upstream.host, upstream.port)
+        endpoint = self.proxy.connector.endpoint(attempt.host, attempt.port)
         return fastcgi_request(endpoint, exchange)
 
     def _got_response(self, response: LeanResponse, attempt: _Attempt) -> None:
@@ -582,9 +591,8 @@ class ProxyCall:
     # -- Upgrade (WebSocket) ---------------------------------------------------------
 
     def _send_upgrade(self, attempt: _Attempt, headers: Headers) -> Deferred[Any]:
-        upstream = attempt.upstream
         if not headers.hasHeader(b"host"):
-            headers.setRawHeaders(b"host", [upstream.dial.encode()])
+            headers.setRawHeaders(b"host", [attempt.address.encode()])
         if self.length:
             # The body is framed for the upstream too: without a length it would read
             # the body as the next request (smuggling through the proxy).
@@ -592,7 +600,7 @@ class ProxyCall:
         head = request_head(self.request.method, self.request.uri, headers)
         side = UpstreamSide(head, self.content, self.length)
         self.tunnel = side
-        endpoint = self.proxy.connector.endpoint(upstream.host, upstream.port)
+        endpoint = self.proxy.connector.endpoint(attempt.host, attempt.port)
         d: Deferred[Any] = endpoint.connect(UpstreamSideFactory(side))
 
         def connected(_: Any) -> Deferred[Any]:
