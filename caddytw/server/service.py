@@ -75,6 +75,8 @@ class CaddyService(MultiService):
 
     def _listen(self, address: ListenAddress, site: CaddySite) -> Any:
         """Open one listener for ``site`` (None for address kinds served elsewhere)."""
+        if address.network == "fdgram":
+            return self._listen_fdgram(address, site)
         if address.network.startswith("udp"):
             return None
         server = site.caddy_server.config
@@ -114,9 +116,29 @@ class CaddyService(MultiService):
         if h3_port is not None:
             self._h3[id(tcp_port)] = h3_port
 
+    def _listen_fdgram(self, address: ListenAddress, site: CaddySite) -> Any:
+        """HTTP/3 on an inherited datagram socket (``fdgram/N``, Caddy's ``bind
+        fdgram/...`` with ``protocols h3``)."""
+        from caddytw.server.listeners import AdoptedUDP
+        from caddytw.wire.h3.integration import start_h3
+
+        built = BuiltServer(site.caddy_server.config, site, BuildContext(self.reactor))
+        reactor = AdoptedUDP(self.reactor, address.descriptor())
+        port = start_h3(reactor, built, "", 0, self.tls.certificate_provider)
+        if port is not None:
+            log.info(
+                "server {name} serving HTTP/3 on {address}",
+                name=built.config.name,
+                address=port.getHost(),
+            )
+        return port
+
     def _swap(self, listener: Any, site: CaddySite) -> None:
         """Point an open listener at a new site (a reload kept its address)."""
         port = listener.port
+        if listener.address.network == "fdgram":
+            port.protocol.site = site
+            return
         server = site.caddy_server.config
         secure = self.tls.is_tls(server.name)
         if secure:

@@ -69,6 +69,7 @@ def start_server(
     env: dict[str, str] | None = None,
     wait: bool = True,
     cwd: Path | None = None,
+    pass_fds: tuple[int, ...] = (),
 ) -> ServerProcess:
     """Start ``twistd -n caddy -c CONFIG`` in ``workdir``; wait until ``ports`` accept."""
     config_path = workdir / config_name
@@ -79,7 +80,12 @@ def start_server(
     command += extra_args or []
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            command, cwd=cwd or workdir, stdout=log, stderr=subprocess.STDOUT, env=server_env(env)
+            command,
+            cwd=cwd or workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=server_env(env),
+            pass_fds=pass_fds,
         )
     server = ServerProcess(process, log_path, ports)
     if wait:
