@@ -13,6 +13,7 @@ from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
+from caddytw.config.autosave import Autosaver
 from caddytw.config.listen import ListenAddress
 from caddytw.config.model import Config
 from caddytw.http.build import BuildContext
@@ -44,6 +45,9 @@ class CaddyService(MultiService):
         self.runtime.prepare.append(self._prepare_tls)
         self.admin = AdminService(self.runtime, self.reactor)
         self.admin.setServiceParent(self)
+        # Every config that runs is saved for ``caddytw run --resume``, as Caddy does.
+        self.autosave = Autosaver(self.reactor)
+        self.runtime.on_load.append(self._autosave)
 
     @property
     def config(self) -> Config:
@@ -61,6 +65,10 @@ class CaddyService(MultiService):
     def startService(self) -> None:
         self.runtime.start()
         super().startService()
+        self.autosave(self.runtime.raw)
+
+    def _autosave(self, _config: Config) -> None:
+        self.autosave(self.runtime.raw)
 
     def _prepare_tls(self, config: Config) -> None:
         """A reload that changes TLS settings gets a new TLS runtime (certificates are
