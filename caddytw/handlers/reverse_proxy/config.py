@@ -167,7 +167,7 @@ def dial_network(dial: str) -> str:
 
 def parse_upstreams(reader: ObjectReader) -> tuple[UpstreamConfig, ...]:
     items = reader.array("upstreams")
-    if not items:
+    if not items and not reader.has("dynamic_upstreams"):
         raise ConfigError(reader.at("upstreams"), "at least one upstream is required")
     result = []
     for index, item in enumerate(items):
@@ -414,8 +414,8 @@ def parse_proxy_config(reader: ObjectReader, rng: random.Random | None = None) -
     reader.flag("buffer_requests")  # twisted.web always spools request bodies (bounded memory)
     reader.integer("request_buffers", 0)
     reader.flag("verbose_logs")
-    # Read by the handler's build: their routes need the build context.
-    reader.ignore("handle_response", "rewrite")
+    # Read by the handler's build: their routes (and DNS caches) need the build context.
+    reader.ignore("handle_response", "rewrite", "dynamic_upstreams")
     reader.done()
     return ProxyConfig(
         upstreams=upstreams,

@@ -31,6 +31,7 @@ from caddytw.handlers.reverse_proxy.config import (
     ProxyConfig,
     parse_proxy_config,
 )
+from caddytw.handlers.reverse_proxy.dynamic import Source, parse_source
 from caddytw.handlers.reverse_proxy.fastcgi import FastCGIExchange, fastcgi_request
 from caddytw.handlers.reverse_proxy.handle_response import (
     CONTEXT_ATTR,
@@ -98,7 +99,7 @@ class ProxyService(Service):
         if self.checker is not None and self.checker.running:
             self.checker.stopService()
         self.proxy.passive.forget_all()
-        for upstream in self.proxy.upstreams:
+        for upstream in [*self.proxy.upstreams, *self.proxy.dynamic_upstreams.values()]:
             self.proxy.registry.release(upstream.dial)
         return self.proxy.connector.close()
 
@@ -111,14 +112,20 @@ class ReverseProxy(LeafResource):
         reactor: Any,
         response_handlers: tuple[ResponseHandler, ...] = (),
         rewrite: tuple[Template | None, list[Any]] | None = None,
+        dynamic: Source | None = None,
     ) -> None:
         self.config = config
+        #: ``dynamic_upstreams``: the list comes from DNS per request; each address
+        #: seen gets an :class:`Upstream` over the shared counters, kept until stop.
+        self.dynamic = dynamic
+        self.dynamic_upstreams: dict[str, Upstream] = {}
         self.response_handlers = response_handlers
         self.rewrite = rewrite
         self.registry = registry
         self.reactor = reactor
         passive = config.passive_health
         max_fails = passive.max_fails if passive and passive.fail_duration > 0 else None
+        self._max_fails = max_fails
         self.upstreams = [
             Upstream(
                 dial=u.dial,
@@ -137,6 +144,25 @@ class ReverseProxy(LeafResource):
         transport = config.transport
         timeouts = [t for t in (transport.response_header_timeout, transport.read_timeout) if t]
         self.header_timeout = min(timeouts) if timeouts else None
+
+    def upstreams_for(self, addresses: list[tuple[str, int]]) -> list[Upstream]:
+        """The :class:`Upstream` of each looked-up address (made on first sight)."""
+        result = []
+        for host, port in addresses:
+            dial = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            upstream = self.dynamic_upstreams.get(dial)
+            if upstream is None:
+                static = self.upstreams[0] if self.upstreams else None
+                upstream = self.dynamic_upstreams[dial] = Upstream(
+                    dial=dial,
+                    host=host,
+                    port=port,
+                    state=self.registry.acquire(dial),
+                    max_requests=static.max_requests if static else 0,
+                    max_fails=self._max_fails,
+                )
+            result.append(upstream)
+        return result
 
     def render(self, request: CaddyRequest) -> Any:
         if self.config.transport.fastcgi is not None and "\x00" in request.decoded_path:
@@ -288,8 +314,30 @@ class ProxyCall:
     def start(self) -> None:
         if self.gone:
             return
+        dynamic = self.proxy.dynamic
+        if dynamic is None:
+            self._start_with(self.proxy.upstreams)
+            return
+        looked_up = dynamic.lookup(self.request)
+        looked_up.addCallbacks(
+            lambda addresses: self._start_with(self.proxy.upstreams_for(addresses)),
+            self._lookup_failed,
+        )
+        looked_up.addErrback(self._internal_error)
+
+    def _lookup_failed(self, reason: Failure) -> None:
+        """As Caddy: log it and use the static upstreams (if any) this time."""
+        log.error(
+            "failed getting dynamic upstreams; falling back to static upstreams: {error}",
+            error=reason.getErrorMessage(),
+        )
+        self._start_with(self.proxy.upstreams)
+
+    def _start_with(self, upstreams: list[Upstream]) -> None:
+        if self.gone:
+            return
         choice = self.proxy.config.load_balancing.policy.select(
-            self.proxy.upstreams, RequestView(self.request, self.trusted)
+            upstreams, RequestView(self.request, self.trusted)
         )
         if choice.upstream is None:
             error = self.last_error or HandlerError(503, "no upstreams available")
@@ -734,10 +782,13 @@ def build(config: ObjectReader, context: Any, next: Any) -> ReverseProxy:
     if rewrite_data is not None:
         rewrite = parse_rewrite(ObjectReader(rewrite_data, config.at("rewrite")))
     parsed = parse_proxy_config(config, random.Random())
+    dynamic = None
+    if config.has("dynamic_upstreams"):
+        dynamic = parse_source(config.reader("dynamic_upstreams"), context.reactor)
     handlers = build_response_handlers(handle_response, config.at("handle_response"), context, next)
     registry = registry_of(context.shared)
     share_health(context.shared, registry, context.reactor)
-    proxy = ReverseProxy(parsed, registry, context.reactor, handlers, rewrite)
+    proxy = ReverseProxy(parsed, registry, context.reactor, handlers, rewrite, dynamic)
     checker = None
     if parsed.active_health is not None:
         probe = HTTPProbe(parsed.active_health, proxy.connector, context.reactor)
