@@ -87,6 +87,8 @@ class TransportConfig:
     keepalive: KeepAliveConfig = field(default_factory=KeepAliveConfig)
     tls: TLSConfig | None = None
     fastcgi: FastCGIConfig | None = None
+    #: Cleartext HTTP/2 with prior knowledge (``versions`` has ``h2c``, no TLS).
+    h2c: bool = False
 
 
 @dataclass(frozen=True)
@@ -200,11 +202,18 @@ def parse_transport(reader: ObjectReader) -> TransportConfig:
         )
     versions = reader.strings("versions")
     for index, version in enumerate(versions):
-        if version != "1.1":
+        if version not in ("1.1", "2", "h2c"):
             raise ConfigError(
                 join_path(reader.at("versions"), index),
-                f"HTTP version {version!r} to upstreams is not supported (only 1.1)",
+                f"HTTP version {version!r} to upstreams is not supported (1.1, 2 or h2c)",
             )
+    if versions == ["2"] and reader.has("tls"):
+        # "1.1" and "2" together (Caddy's default) are offered by ALPN and 1.1 is a
+        # valid outcome; HTTP/2 alone over TLS would need ALPN h2, not done here.
+        raise ConfigError(
+            reader.at("versions"),
+            "HTTP/2 alone over TLS to upstreams is not supported by caddytw (add 1.1)",
+        )
     keep = reader.reader("keep_alive")
     defaults = KeepAliveConfig()
     per_host = keep.integer("max_idle_conns_per_host", defaults.max_idle_conns_per_host, minimum=0)
@@ -234,6 +243,8 @@ def parse_transport(reader: ObjectReader) -> TransportConfig:
         or (10 << 20),
         keepalive=keepalive,
         tls=tls,
+        # As Caddy: h2c applies to plaintext upstreams; TLS ones negotiate by ALPN.
+        h2c="h2c" in versions and tls is None,
     )
     reader.done()
     return config

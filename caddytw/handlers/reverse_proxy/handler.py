@@ -496,7 +496,8 @@ class ProxyCall:
             d = self._send_fastcgi(attempt, headers, producer, on_connection)
             d.addCallback(self._got_response, attempt)
             return d
-        d = self.proxy.connector.lean.request(
+        client = self.proxy.connector.h2c or self.proxy.connector.lean
+        d = client.request(
             attempt.host,
             attempt.port,
             self.method,

@@ -29,6 +29,7 @@ from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
 from caddytw.handlers.reverse_proxy.config import TLSConfig, TransportConfig
+from caddytw.handlers.reverse_proxy.h2client import H2Client
 from caddytw.handlers.reverse_proxy.lean import LeanClient
 
 
@@ -180,6 +181,8 @@ class UpstreamConnector:
         # are this connector's endpoints), so the response head limit holds for both;
         # Agent remains for active health checks.
         self.lean = LeanClient(self, reactor)
+        #: ``versions: ["h2c", ...]``: requests go out as HTTP/2 streams instead.
+        self.h2c = H2Client(self, reactor) if config.h2c else None
 
     def endpoint(
         self, host: str, port: int, on_connection: Callable[[Any], None] | None = None
@@ -207,4 +210,6 @@ class UpstreamConnector:
 
     def close(self) -> Any:
         self.lean.close()
+        if self.h2c is not None:
+            self.h2c.close()
         return self.pool.closeCachedConnections()

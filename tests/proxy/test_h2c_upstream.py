@@ -1,0 +1,94 @@
+"""``reverse_proxy h2c://...`` (``transport.versions: ["h2c", "2"]``): HTTP/2 with prior
+knowledge to a real h2c upstream, Debian's caddy with ``protocols h1 h2c``."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import subprocess
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from caddytw.caddyfile import adapt
+from tests.compat.harness import CADDY
+from tests.support.ports import free_port, wait_for_port
+from tests.support.server import running_server
+
+pytestmark = pytest.mark.skipif(CADDY is None, reason="Debian's caddy is not installed")
+
+UPSTREAM = """{{
+    admin off
+    servers {{
+        protocols h1 h2c
+    }}
+}}
+http://127.0.0.1:{port} {{
+    bind 127.0.0.1
+    root * {root}
+    file_server /big.bin
+    respond /echo "{{http.request.proto}} {{method}} {{path}} {{header.X-A}} {{http.request.body}}"
+}}
+"""
+
+
+@contextmanager
+def h2c_caddy(workdir: Path) -> Iterator[int]:
+    port = free_port()
+    (workdir / "Caddyfile").write_text(UPSTREAM.format(port=port, root=workdir))
+    env = {"HOME": str(workdir), "XDG_CONFIG_HOME": str(workdir), "XDG_DATA_HOME": str(workdir)}
+    with open(workdir / "caddy.log", "wb") as log:
+        process = subprocess.Popen(
+            [str(CADDY), "run", "--config", "Caddyfile"],
+            cwd=workdir,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        assert wait_for_port(port, timeout=15), (workdir / "caddy.log").read_text()
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def fetch(port: int, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request(method, path, body=body, headers={"X-A": "a1"})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_proxied_over_h2c_with_flow_control_both_ways(tmp_path: Path) -> None:
+    upstream_dir = tmp_path / "upstream"
+    upstream_dir.mkdir()
+    big = bytes(range(256)) * 12289  # ~3 MiB: many windows' worth back from upstream
+    (upstream_dir / "big.bin").write_bytes(big)
+    with h2c_caddy(upstream_dir) as upstream:
+        port = free_port()
+        caddyfile = f"http://127.0.0.1:{port} {{\n\tbind 127.0.0.1\n\treverse_proxy h2c://127.0.0.1:{upstream}\n}}\n"
+        config, _ = adapt(caddyfile)
+        handler = config["apps"]["http"]["servers"]["srv0"]["routes"][0]["handle"][0]
+        handler = handler["routes"][0]["handle"][0] if "routes" in handler else handler
+        assert handler["transport"]["versions"] == ["h2c", "2"]
+        with running_server(config, tmp_path, [port]) as server:
+            assert fetch(port, "GET", "/echo") == (200, b"HTTP/2.0 GET /echo a1 ")
+            # A body larger than HTTP/2's initial 64 KiB window goes out in pieces.
+            upload = b"x" * 300_000
+            status, body = fetch(port, "POST", "/echo", upload)
+            assert (status, body) == (200, b"HTTP/2.0 POST /echo a1 " + upload)
+            status, body = fetch(port, "GET", "/big.bin")
+            assert status == 200
+            assert hashlib.sha256(body).digest() == hashlib.sha256(big).digest()
+            # Concurrent requests share the connection as streams.
+            with ThreadPoolExecutor(6) as pool:
+                answers = list(pool.map(lambda _: fetch(port, "GET", "/echo"), range(12)))
+            assert set(answers) == {(200, b"HTTP/2.0 GET /echo a1 ")}
+            assert "Traceback" not in server.log()
