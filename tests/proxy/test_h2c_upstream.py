@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,22 @@ http://127.0.0.1:{port} {{
     root * {root}
     file_server /big.bin
     respond /echo "{{http.request.proto}} {{method}} {{path}} {{header.X-A}} {{http.request.body}}"
+}}
+http:// {{
+    bind unix/{root}/up.sock
+    respond "unix {{http.request.proto}} {{path}}"
+}}
+"""
+
+
+PROXY = """http://127.0.0.1:{port} {{
+    bind 127.0.0.1
+    handle_path /u/* {{
+        reverse_proxy unix+h2c/{sock}
+    }}
+    handle {{
+        reverse_proxy h2c://127.0.0.1:{upstream}
+    }}
 }}
 """
 
@@ -73,11 +90,9 @@ def test_proxied_over_h2c_with_flow_control_both_ways(tmp_path: Path) -> None:
     (upstream_dir / "big.bin").write_bytes(big)
     with h2c_caddy(upstream_dir) as upstream:
         port = free_port()
-        caddyfile = f"http://127.0.0.1:{port} {{\n\tbind 127.0.0.1\n\treverse_proxy h2c://127.0.0.1:{upstream}\n}}\n"
+        caddyfile = PROXY.format(port=port, upstream=upstream, sock=upstream_dir / "up.sock")
         config, _ = adapt(caddyfile)
-        handler = config["apps"]["http"]["servers"]["srv0"]["routes"][0]["handle"][0]
-        handler = handler["routes"][0]["handle"][0] if "routes" in handler else handler
-        assert handler["transport"]["versions"] == ["h2c", "2"]
+        assert '"versions": ["h2c", "2"]' in json.dumps(config)
         with running_server(config, tmp_path, [port]) as server:
             assert fetch(port, "GET", "/echo") == (200, b"HTTP/2.0 GET /echo a1 ")
             # A body larger than HTTP/2's initial 64 KiB window goes out in pieces.
@@ -91,4 +106,6 @@ def test_proxied_over_h2c_with_flow_control_both_ways(tmp_path: Path) -> None:
             with ThreadPoolExecutor(6) as pool:
                 answers = list(pool.map(lambda _: fetch(port, "GET", "/echo"), range(12)))
             assert set(answers) == {(200, b"HTTP/2.0 GET /echo a1 ")}
+            # unix+h2c//path: HTTP/2 on a unix socket (Caddy's network name for it).
+            assert fetch(port, "GET", "/u/x") == (200, b"unix HTTP/2.0 /x")
             assert "Traceback" not in server.log()

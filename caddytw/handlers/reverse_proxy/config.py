@@ -146,8 +146,8 @@ def parse_dial(text: str, path: str) -> tuple[str, int]:
     them per request) is checked for what can be checked now and returns ``("", 0)``."""
     if "://" in text:
         raise ConfigError(path, f"upstream dial {text!r} must be host:port without a scheme")
-    if text.startswith("unix+h2c/"):
-        raise ConfigError(path, f"write {text!r} as unix/PATH with transport versions h2c")
+    if text.startswith("unix+h2c/"):  # Caddy's network for h2c over a unix socket
+        text = "unix/" + text[len("unix+h2c/") :]
     if text.startswith("unix/"):
         if len(text) == len("unix/"):
             raise ConfigError(path, f"invalid unix socket upstream {text!r}")
@@ -164,6 +164,8 @@ def parse_dial(text: str, path: str) -> tuple[str, int]:
 
 
 def dial_network(dial: str) -> str:
+    if dial.startswith("unix+h2c/"):
+        return "unix+h2c"
     return "unix" if dial.startswith("unix/") else "tcp"
 
 
@@ -403,7 +405,7 @@ def parse_proxy_config(reader: ObjectReader, rng: random.Random | None = None) -
     health.ignore("active", "passive")
     health.done()
     if active is not None and (
-        transport.fastcgi is not None or any(u.network == "unix" for u in upstreams)
+        transport.fastcgi is not None or any(u.network != "tcp" for u in upstreams)
     ):
         # The probe speaks HTTP over TCP; Caddy's would go through the transport.
         raise ConfigError(

@@ -135,6 +135,7 @@ class ReverseProxy(LeafResource):
                 max_requests=u.max_requests or (passive.unhealthy_request_count if passive else 0),
                 max_fails=max_fails,
                 template=Template(u.dial) if u.templated else None,
+                h2c=u.network == "unix+h2c",
             )
             for u in config.upstreams
         ]
@@ -496,7 +497,8 @@ class ProxyCall:
             d = self._send_fastcgi(attempt, headers, producer, on_connection)
             d.addCallback(self._got_response, attempt)
             return d
-        client = self.proxy.connector.h2c or self.proxy.connector.lean
+        connector = self.proxy.connector
+        client = connector.h2c_client() if attempt.upstream.h2c else connector.h2c or connector.lean
         d = client.request(
             attempt.host,
             attempt.port,

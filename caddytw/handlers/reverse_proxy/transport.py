@@ -208,6 +208,12 @@ class UpstreamConnector:
             target = b"/" + target
         return self.scheme + b"://" + authority.encode("idna") + target
 
+    def h2c_client(self) -> H2Client:
+        """The HTTP/2 client, made on first use for ``unix+h2c`` upstreams."""
+        if self.h2c is None:
+            self.h2c = H2Client(self, self.reactor)
+        return self.h2c
+
     def close(self) -> Any:
         self.lean.close()
         if self.h2c is not None:

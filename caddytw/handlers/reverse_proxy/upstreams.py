@@ -92,6 +92,8 @@ class Upstream:
     #: Set when ``dial`` has placeholders: the address is filled in per request
     #: (Caddy's ``fillDialInfo``) while the counters stay keyed by the template.
     template: Template | None = None
+    #: ``unix+h2c//path``: HTTP/2 with prior knowledge on this one (Caddy's network).
+    h2c: bool = False
 
     def dial_for(self, request: Any) -> tuple[str, str, int]:
         """``(address, host, port)`` to dial for ``request`` (port 0: a unix socket).
