@@ -66,6 +66,7 @@ def test_placeholders_become_variables_once_each() -> None:
         ("method == 'GET'", "m.expression", "undeclared reference to method"),
         ("", "m.expression", "non-empty"),
         ({"expr": "1 +", "name": "x"}, "m.expression.expr", "compiling CEL"),
+        ("{http.error.status_code} == `402`", "m.expression", "no `backtick` strings"),
     ],
 )
 def test_bad_expressions_fail_at_load_naming_the_path(value, path, words) -> None:

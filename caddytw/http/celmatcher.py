@@ -294,7 +294,12 @@ def build_expression(value: Any, path: str) -> ExpressionMatcher:
     try:
         program = cel.compile(translated)
     except (ValueError, RuntimeError) as error:
-        raise ConfigError(path, f"compiling CEL expression: {error}") from None
+        hint = ""
+        if "`" in value:
+            # The Caddyfile keeps `...` inside an expression as written; Caddy's cel-go
+            # rejects it too ("token recognition error at: '`'").
+            hint = " (CEL has no `backtick` strings: quote with ' or \")"
+        raise ConfigError(path, f"compiling CEL expression{hint}: {error}") from None
     known = {f"{VARIABLE_PREFIX}{i}" for i in range(len(keys))}
     unknown = sorted(set(program.variables()) - known)
     if unknown:
