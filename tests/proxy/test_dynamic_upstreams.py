@@ -139,3 +139,26 @@ def test_a_srv_multi_from_a_real_dns_server(tmp_path: Path) -> None:
                 log = server.log()
             assert "failed getting dynamic upstreams" in log
             assert "Traceback" not in log
+
+
+def test_lookup_srv_becomes_an_srv_source() -> None:
+    """Caddy 2.6's deprecated ``lookup_srv`` (the Caddyfile's ``srv+`` upstreams)."""
+    from caddytw.config.errors import ConfigError
+    from caddytw.config.reader import ObjectReader
+    from caddytw.handlers.reverse_proxy.config import parse_proxy_config
+    from caddytw.handlers.reverse_proxy.dynamic import (
+        MultiSource,
+        SRVSource,
+        lookup_srv_source,
+    )
+
+    def upstreams(*items: dict[str, str]) -> Any:
+        return parse_proxy_config(ObjectReader({"upstreams": list(items)}, "h")).upstreams
+
+    one = lookup_srv_source(upstreams({"lookup_srv": "_api._tcp.example.com"}), None)
+    assert isinstance(one, SRVSource) and one.name.source == "_api._tcp.example.com"
+    two = lookup_srv_source(upstreams({"lookup_srv": "a"}, {"lookup_srv": "b"}), None)
+    assert isinstance(two, MultiSource) and len(two.sources) == 2
+    assert lookup_srv_source(upstreams({"dial": "x:1"}), None) is None
+    with pytest.raises(ConfigError, match="incompatible with lookup_srv"):
+        upstreams({"lookup_srv": "a", "dial": "x:1"})

@@ -39,6 +39,9 @@ class UpstreamConfig:
     max_requests: int = 0
     #: ``unix`` for ``unix//path`` dials (``host`` is then the socket path, port 0).
     network: str = "tcp"
+    #: Caddy 2.6's deprecated ``lookup_srv``: the address comes from this SRV name
+    #: (the handler turns it into an ``srv`` dynamic source; ``dial`` is then empty).
+    lookup_srv: str = ""
 
     @property
     def templated(self) -> bool:
@@ -177,9 +180,21 @@ def parse_upstreams(reader: ObjectReader) -> tuple[UpstreamConfig, ...]:
     for index, item in enumerate(items):
         up = ObjectReader(item, join_path(reader.at("upstreams"), index))
         dial = up.text("dial")
-        host, port = parse_dial(dial, up.at("dial"))
+        lookup_srv = up.text("lookup_srv")
         max_requests = up.integer("max_requests", 0, minimum=0)
         up.done()
+        if lookup_srv:
+            if dial:
+                raise ConfigError(
+                    up.at("lookup_srv"), "specifying dial address is incompatible with lookup_srv"
+                )
+            if reader.has("dynamic_upstreams"):
+                raise ConfigError(
+                    up.at("lookup_srv"), "lookup_srv cannot be used with dynamic_upstreams"
+                )
+            result.append(UpstreamConfig("", "", 0, max_requests, "tcp", lookup_srv))
+            continue
+        host, port = parse_dial(dial, up.at("dial"))
         result.append(UpstreamConfig(dial, host, port, max_requests, dial_network(dial)))
     return tuple(result)
 

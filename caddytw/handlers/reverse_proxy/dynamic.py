@@ -299,3 +299,23 @@ def parse_source(reader: ObjectReader, reactor: Any) -> Source:
         )
     reader.done()
     return source
+
+
+def lookup_srv_source(upstreams: Any, reactor: Any) -> Source | None:
+    """Caddy 2.6's deprecated ``lookup_srv`` upstreams (the Caddyfile's ``srv+``
+    addresses) as ``srv`` sources over the system resolver; None when there are none."""
+    sources: list[Source] = [
+        SRVSource(
+            Template(""),
+            Template(""),
+            Template(u.lookup_srv),
+            ResolverConfig(),
+            DEFAULT_REFRESH,
+            reactor,
+        )
+        for u in upstreams
+        if u.lookup_srv
+    ]
+    if not sources:
+        return None
+    return sources[0] if len(sources) == 1 else MultiSource(tuple(sources))

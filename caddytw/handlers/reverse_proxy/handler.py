@@ -31,7 +31,7 @@ from caddytw.handlers.reverse_proxy.config import (
     ProxyConfig,
     parse_proxy_config,
 )
-from caddytw.handlers.reverse_proxy.dynamic import Source, parse_source
+from caddytw.handlers.reverse_proxy.dynamic import Source, lookup_srv_source, parse_source
 from caddytw.handlers.reverse_proxy.fastcgi import FastCGIExchange, fastcgi_request
 from caddytw.handlers.reverse_proxy.handle_response import (
     CONTEXT_ATTR,
@@ -138,6 +138,7 @@ class ReverseProxy(LeafResource):
                 h2c=u.network == "unix+h2c",
             )
             for u in config.upstreams
+            if not u.lookup_srv
         ]
         self.connector = UpstreamConnector(config.transport, reactor)
         self.cooperator = cooperator_for(reactor)
@@ -788,6 +789,8 @@ def build(config: ObjectReader, context: Any, next: Any) -> ReverseProxy:
     dynamic = None
     if config.has("dynamic_upstreams"):
         dynamic = parse_source(config.reader("dynamic_upstreams"), context.reactor)
+    else:
+        dynamic = lookup_srv_source(parsed.upstreams, context.reactor)
     handlers = build_response_handlers(handle_response, config.at("handle_response"), context, next)
     registry = registry_of(context.shared)
     share_health(context.shared, registry, context.reactor)
