@@ -54,3 +54,45 @@ def test_fd_addresses_parse_with_env(monkeypatch: pytest.MonkeyPatch) -> None:
         unset.descriptor()
     with pytest.raises(ConfigError):
         parse_listen("fdx/3", "l")
+
+
+def test_http3_on_an_inherited_datagram_socket(tmp_path: Path) -> None:
+    """``fdgram/N`` beside ``fd/N`` (Caddy's ``bind fd/... fdgram/...`` with h3): QUIC
+    served on the UDP socket the parent bound."""
+    from tests.h3.conftest import make_certificate
+    from tests.h3.h3client import run
+
+    cert, key = make_certificate(["localhost", "127.0.0.1"], tmp_path)
+    stream = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    stream.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    stream.bind(("127.0.0.1", 0))
+    stream.listen(16)
+    port = stream.getsockname()[1]
+    datagram = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    datagram.bind(("127.0.0.1", port))
+    fds = (stream.fileno(), datagram.fileno())
+    route = {"handle": [{"handler": "static_response", "body": "{http.request.proto}"}]}
+    server = {
+        "listen": ["fd/{env.CADDY_HTTPS_FD}", "fdgram/{env.CADDY_HTTP3_FD}"],
+        "routes": [route],
+        "tls_connection_policies": [{}],
+        "automatic_https": {"disable": True},
+    }
+    config = {
+        "admin": {"disabled": True},
+        "storage": {"module": "file_system", "root": str(tmp_path / "storage")},
+        "apps": {
+            "http": {"https_port": port, "servers": {"s": server}},
+            "tls": {"certificates": {"load_files": [{"certificate": str(cert), "key": str(key)}]}},
+        },
+    }
+    env = {"CADDY_HTTPS_FD": str(fds[0]), "CADDY_HTTP3_FD": str(fds[1])}
+    try:
+        with running_server(config, tmp_path, [], env=env, pass_fds=fds) as process:
+            result = run({"port": port, "connections": [[{"path": "/"}]]}, timeout=60)
+            [[answer]] = result["connections"]
+            assert (answer["status"], answer["body"]) == (200, "HTTP/3.0"), process.log()
+            assert "Traceback" not in process.log()
+    finally:
+        stream.close()
+        datagram.close()

@@ -94,7 +94,9 @@ class CaddyService(MultiService):
             name=site.caddy_server.name,
             address=port.getHost(),
         )
-        if self.tls.is_tls(server.name):
+        # HTTP/3 beside a TLS listener; not beside an inherited one, whose UDP socket
+        # comes the same way (``fdgram/N``), as in Caddy.
+        if self.tls.is_tls(server.name) and address.network != "fd":
             self._listen_h3(site, address, port)
         return port
 
