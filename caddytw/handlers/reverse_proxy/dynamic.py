@@ -102,20 +102,31 @@ class Source:
         raise NotImplementedError
 
 
-@dataclass
-class ASource(Source):
-    name: Template
-    port: Template
+@dataclass(kw_only=True)
+class DNSSource(Source):
+    """A source that asks DNS: its resolver (made on first use) and answer cache."""
+
     resolver: ResolverConfig
     refresh: float
-    ipv4: bool = True
-    ipv6: bool = True
     reactor: Any = None
     cache: Cache = field(init=False)
     _resolver: Any = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.cache = Cache(self.refresh, self.reactor)
+
+    def dns(self) -> Any:
+        if self._resolver is None:
+            self._resolver = self.resolver.make()
+        return self._resolver
+
+
+@dataclass(kw_only=True)
+class ASource(DNSSource):
+    name: Template
+    port: Template
+    ipv4: bool = True
+    ipv6: bool = True
 
     def lookup(self, request: CaddyRequest) -> Deferred[Addresses]:
         name = self.name.render(request)
@@ -126,13 +137,11 @@ class ASource(Source):
         return self.cache.get(f"{name}:{port}", lambda: self._query(name, port))
 
     def _query(self, name: str, port: int) -> Deferred[Addresses]:
-        if self._resolver is None:
-            self._resolver = self.resolver.make()
         queries = []
         if self.ipv4:
-            queries.append(self._resolver.lookupAddress(name))
+            queries.append(self.dns().lookupAddress(name))
         if self.ipv6:
-            queries.append(self._resolver.lookupIPV6Address(name))
+            queries.append(self.dns().lookupIPV6Address(name))
         both: Deferred[Any] = DeferredList(queries, consumeErrors=True)
 
         def combine(results: list[tuple[bool, Any]]) -> Addresses:
@@ -154,19 +163,11 @@ class ASource(Source):
         return both.addCallback(combine)
 
 
-@dataclass
-class SRVSource(Source):
+@dataclass(kw_only=True)
+class SRVSource(DNSSource):
     service: Template
     proto: Template
     name: Template
-    resolver: ResolverConfig
-    refresh: float
-    reactor: Any = None
-    cache: Cache = field(init=False)
-    _resolver: Any = field(init=False, default=None)
-
-    def __post_init__(self) -> None:
-        self.cache = Cache(self.refresh, self.reactor)
 
     def lookup(self, request: CaddyRequest) -> Deferred[Addresses]:
         service, proto = self.service.render(request), self.proto.render(request)
@@ -176,9 +177,6 @@ class SRVSource(Source):
         return self.cache.get(name, lambda: self._query(name))
 
     def _query(self, name: str) -> Deferred[Addresses]:
-        if self._resolver is None:
-            self._resolver = self.resolver.make()
-
         def addresses(result: Any) -> Addresses:
             records = [r.payload for r in result[0] if r.type == dns.SRV]
             # Lowest priority first; among equals the heavier first (Go randomises by
@@ -189,7 +187,7 @@ class SRVSource(Source):
                 raise LookupError(f"no SRV records for {name!r}")
             return found
 
-        return self._resolver.lookupService(name).addCallback(addresses)
+        return self.dns().lookupService(name).addCallback(addresses)
 
 
 @dataclass
@@ -273,7 +271,15 @@ def parse_source(reader: ObjectReader, reactor: Any) -> Source:
         if not ipv4 and not ipv6:
             ipv4 = ipv6 = True
         port = reader.text("port") or "80"
-        source = ASource(Template(name), Template(port), resolver, refresh, ipv4, ipv6, reactor)
+        source = ASource(
+            name=Template(name),
+            port=Template(port),
+            ipv4=ipv4,
+            ipv6=ipv6,
+            resolver=resolver,
+            refresh=refresh,
+            reactor=reactor,
+        )
     elif kind == "srv":
         resolver, refresh = _common(reader)
         service, proto, name = reader.text("service"), reader.text("proto"), reader.text("name")
@@ -282,7 +288,12 @@ def parse_source(reader: ObjectReader, reactor: Any) -> Source:
         if bool(service) != bool(proto):
             raise ConfigError(reader.path, "service and proto go together (or both empty)")
         source = SRVSource(
-            Template(service), Template(proto), Template(name), resolver, refresh, reactor
+            service=Template(service),
+            proto=Template(proto),
+            name=Template(name),
+            resolver=resolver,
+            refresh=refresh,
+            reactor=reactor,
         )
     elif kind == "multi":
         items = reader.array("sources")
@@ -306,12 +317,12 @@ def lookup_srv_source(upstreams: Any, reactor: Any) -> Source | None:
     addresses) as ``srv`` sources over the system resolver; None when there are none."""
     sources: list[Source] = [
         SRVSource(
-            Template(""),
-            Template(""),
-            Template(u.lookup_srv),
-            ResolverConfig(),
-            DEFAULT_REFRESH,
-            reactor,
+            service=Template(""),
+            proto=Template(""),
+            name=Template(u.lookup_srv),
+            resolver=ResolverConfig(),
+            refresh=DEFAULT_REFRESH,
+            reactor=reactor,
         )
         for u in upstreams
         if u.lookup_srv

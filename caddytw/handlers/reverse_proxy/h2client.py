@@ -30,7 +30,7 @@ from h2.events import (
 from h2.exceptions import H2Error
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 from twisted.web.http_headers import Headers
@@ -38,8 +38,10 @@ from twisted.web.iweb import UNKNOWN_LENGTH
 
 from caddytw.handlers.reverse_proxy.lean import (
     BodyTransport,
+    ConnectionFactory,
     LeanResponse,
     UpstreamResponseError,
+    authority,
 )
 
 #: Fields HTTP/2 forbids (RFC 9113 8.2.2); the proxy strips most hop-by-hop ones already.
@@ -326,17 +328,6 @@ class H2UpstreamConnection(Protocol):
         self._fail_all(Failure(UpstreamResponseError(message)))
 
 
-class _ConnectionFactory(Factory):
-    noisy = False
-
-    def __init__(self, client: H2Client, key: tuple[str, int]) -> None:
-        self.client = client
-        self.key = key
-
-    def buildProtocol(self, addr: Any) -> H2UpstreamConnection:
-        return H2UpstreamConnection(self.client, self.key)
-
-
 class H2Client:
     """One HTTP/2 connection per upstream address (dialed on first use, requests
     arriving meanwhile wait for it), closed after ``idle_timeout`` without streams."""
@@ -359,10 +350,6 @@ class H2Client:
         on_connection: Any = None,
     ) -> Deferred[LeanResponse]:
         key = (host, port)
-        if port == 0:
-            authority = b"localhost"
-        else:
-            authority = (f"[{host}]:{port}" if ":" in host else f"{host}:{port}").encode("idna")
         opened: list[H2Stream] = []
 
         def cancel(_: Any) -> None:
@@ -378,7 +365,11 @@ class H2Client:
             if on_connection is not None:
                 on_connection(connection)
             try:
-                opened.append(connection.open(method, authority, target, headers, producer, result))
+                opened.append(
+                    connection.open(
+                        method, authority(host, port), target, headers, producer, result
+                    )
+                )
             except H2Error as error:
                 result.errback(UpstreamResponseError(f"HTTP/2: {error}"))
 
@@ -413,7 +404,9 @@ class H2Client:
             for each in waiters:
                 each.errback(reason)
 
-        endpoint.connect(_ConnectionFactory(self, key)).addCallbacks(connected, failed)
+        endpoint.connect(ConnectionFactory(self, key, H2UpstreamConnection)).addCallbacks(
+            connected, failed
+        )
         return waiter
 
     def _busy(self, connection: H2UpstreamConnection) -> None:
