@@ -13,6 +13,8 @@ while the window is closed and resumed by the peer's WINDOW_UPDATE.
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from h2.config import H2Configuration
@@ -135,7 +137,7 @@ class H2Stream:
             self.ended = reason
             if self.body is not None:
                 self._end_body(reason)
-        self.connection.maybe_idle()
+        self.connection.stream_closed()
 
     def _end_body(self, reason: Failure) -> None:
         body, self.body = self.body, None
@@ -201,6 +203,35 @@ class H2UpstreamConnection(Protocol):
         self.streams: dict[int, H2Stream] = {}
         self.lost = False
         self.idle_call: Any = None
+        #: Requests waiting for a stream: the peer's SETTINGS_MAX_CONCURRENT_STREAMS
+        #: are all in use (as Go's transport waits rather than fail them).
+        #: Each entry: start on this connection, or go elsewhere (``redo``) when it
+        #: closes or drains first.
+        self.waiting: deque[tuple[Callable[[], None], Callable[[], None]]] = deque()
+        #: The peer sent GOAWAY: the streams it accepted finish, no new ones start.
+        self.draining = False
+
+    def when_room(self, start: Callable[[], None], redo: Callable[[], None]) -> None:
+        """Run ``start`` once a new stream is allowed (at once when it is)."""
+        if self.lost or self.draining:
+            redo()
+        elif len(self.streams) < self.h2.remote_settings.max_concurrent_streams:
+            start()
+        else:
+            self.waiting.append((start, redo))
+
+    def stream_closed(self) -> None:
+        while self.waiting and not (self.lost or self.draining):
+            if len(self.streams) >= self.h2.remote_settings.max_concurrent_streams:
+                return
+            start, _ = self.waiting.popleft()
+            start()
+        self.maybe_idle()
+
+    def _redo_waiting(self) -> None:
+        waiting, self.waiting = self.waiting, deque()
+        for _, redo in waiting:
+            redo()
 
     def connectionMade(self) -> None:
         self.h2.initiate_connection()
@@ -309,16 +340,37 @@ class H2UpstreamConnection(Protocol):
                     if each.outgoing:
                         each.flush()
             elif isinstance(event, ConnectionTerminated):
-                self.client.forget(self)
-                self._fail_all(Failure(UpstreamResponseError("upstream sent GOAWAY")))
+                self._goaway(event.last_stream_id or 0)
         self._flush()
 
     def _fail_all(self, reason: Failure) -> None:
+        self.lost = True  # no new streams on it, whatever comes next
         for stream in list(self.streams.values()):
             stream._finish(reason)
+        self._redo_waiting()
+
+    def _goaway(self, last_stream_id: int) -> None:
+        """The peer closes (an upstream shutting down or reloading): new and waiting
+        requests go to a new connection. The streams in flight fail: those above
+        ``last_stream_id`` were never processed (safe to retry), and h2's state machine
+        refuses every frame after a GOAWAY, so the accepted ones cannot finish here
+        either (Go's transport would let them)."""
+        self.draining = True
+        self.client.forget(self)
+        self._redo_waiting()
+        for stream_id, stream in list(self.streams.items()):
+            processed = "processed" if stream_id <= last_stream_id else "never processed"
+            message = f"upstream sent GOAWAY (request {processed})"
+            stream._finish(Failure(UpstreamResponseError(message)))
+        if self.transport is not None:
+            self.transport.loseConnection()
 
     def maybe_idle(self) -> None:
-        if not self.streams and not self.lost:
+        if self.streams or self.lost:
+            return
+        if self.draining:
+            self.transport.loseConnection()  # type: ignore[union-attr]
+        else:
             self.client.idle(self)
 
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
@@ -377,7 +429,14 @@ class H2Client:
             if not result.called:
                 result.errback(reason)
 
-        self._connection(key).addCallbacks(start, failed)
+        def room(connection: H2UpstreamConnection) -> None:
+            connection.when_room(lambda: start(connection), redo)
+
+        def redo() -> None:
+            if not result.called:
+                self._connection(key).addCallbacks(room, failed)
+
+        redo()
         return result
 
     def _connection(self, key: tuple[str, int]) -> Deferred[H2UpstreamConnection]:
