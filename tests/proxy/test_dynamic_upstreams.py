@@ -162,3 +162,32 @@ def test_lookup_srv_becomes_an_srv_source() -> None:
     assert lookup_srv_source(upstreams({"dial": "x:1"}), None) is None
     with pytest.raises(ConfigError, match="incompatible with lookup_srv"):
         upstreams({"lookup_srv": "a", "dial": "x:1"})
+
+
+@pytest.mark.parametrize(
+    ("source", "path", "words"),
+    [
+        ({"source": "a", "name": "x", "bogus": 1}, "dynamic_upstreams.bogus", "unknown field"),
+        (
+            {"source": "srv", "name": "x", "resolver": {"addresses": ["nope:port"]}},
+            "dynamic_upstreams.resolver.addresses[0]",
+            "invalid resolver address",
+        ),
+        ({"source": "consul"}, "dynamic_upstreams.source", "caddytw has a, srv and multi"),
+        ({"source": "a"}, "dynamic_upstreams.name", "name to look up"),
+        (
+            {"source": "multi", "sources": [{"source": "srv", "name": "x", "proto": "tcp"}]},
+            "dynamic_upstreams.sources[0]",
+            "service and proto go together",
+        ),
+    ],
+)
+def test_bad_sources_name_their_json_path(source: Any, path: str, words: str) -> None:
+    from caddytw.server.build import validate
+
+    handler = {"handler": "reverse_proxy", "dynamic_upstreams": source}
+    route = {"handle": [handler]}
+    config = {"apps": {"http": {"servers": {"s": {"listen": [":0"], "routes": [route]}}}}}
+    (problem,) = validate(config)
+    assert problem.startswith(f"apps.http.servers.s.routes[0].handle[0].{path}: "), problem
+    assert words in problem
