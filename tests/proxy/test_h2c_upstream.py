@@ -1,5 +1,6 @@
-"""``reverse_proxy h2c://...`` (``transport.versions: ["h2c", "2"]``): HTTP/2 with prior
-knowledge to a real h2c upstream, Debian's caddy with ``protocols h1 h2c``."""
+"""HTTP/2 to upstreams: ``reverse_proxy h2c://...`` (``transport.versions: ["h2c",
+"2"]``), prior knowledge to a real h2c upstream (Debian's caddy with ``protocols h1
+h2c``), and ``versions: ["2"]`` over TLS (ALPN h2) to Debian's caddy serving HTTPS."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from caddytw.caddyfile import adapt
 from tests.compat.harness import CADDY
 from tests.support.ports import free_port, wait_for_port
-from tests.support.server import running_server
+from tests.support.server import running_server, simple_config
 
 pytestmark = pytest.mark.skipif(CADDY is None, reason="Debian's caddy is not installed")
 
@@ -109,3 +111,68 @@ def test_proxied_over_h2c_with_flow_control_both_ways(tmp_path: Path) -> None:
             # unix+h2c//path: HTTP/2 on a unix socket (Caddy's network name for it).
             assert fetch(port, "GET", "/u/x") == (200, b"unix HTTP/2.0 /x")
             assert "Traceback" not in server.log()
+
+
+TLS_UPSTREAM = """{{
+    admin off
+    auto_https disable_redirects
+    skip_install_trust
+}}
+https://localhost:{port} {{
+    bind 127.0.0.1
+    tls {cert} {key}
+    respond "{{http.request.proto}} {{http.request.body}}"
+}}
+"""
+
+
+def test_http2_over_tls_when_versions_is_2_alone(tmp_path: Path) -> None:
+    """``versions: ["2"]`` over TLS: HTTP/2 chosen by ALPN; with 1.1 beside it (Caddy's
+    default) either is valid and caddytw stays on HTTP/1.1."""
+    from tests.h3.conftest import make_certificate
+
+    upstream_dir = tmp_path / "upstream"
+    upstream_dir.mkdir()
+    cert, key = make_certificate(["localhost"], upstream_dir)
+    upstream = free_port()
+    (upstream_dir / "Caddyfile").write_text(TLS_UPSTREAM.format(port=upstream, cert=cert, key=key))
+    env = {
+        "HOME": str(upstream_dir),
+        "XDG_CONFIG_HOME": str(upstream_dir),
+        "XDG_DATA_HOME": str(upstream_dir),
+    }
+    with open(upstream_dir / "caddy.log", "wb") as log:
+        process = subprocess.Popen(
+            [str(CADDY), "run", "--config", "Caddyfile"],
+            cwd=upstream_dir,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        assert wait_for_port(upstream, timeout=15), (upstream_dir / "caddy.log").read_text()
+        tls = {"server_name": "localhost", "root_ca_pem_files": [str(cert)]}
+
+        def route(prefix: str, versions: list[str]) -> dict[str, Any]:
+            transport = {"protocol": "http", "versions": versions, "tls": tls}
+            handler = {
+                "handler": "reverse_proxy",
+                "upstreams": [{"dial": f"127.0.0.1:{upstream}"}],
+                "transport": transport,
+                "headers": {"request": {"set": {"Host": ["localhost"]}}},
+            }
+            return {"match": [{"path": [prefix + "*"]}], "handle": [handler]}
+
+        port = free_port()
+        routes = [route("/two/", ["2"]), route("/both/", ["1.1", "2"])]
+        with running_server(simple_config(port, routes), tmp_path, [port]) as server:
+            assert fetch(port, "GET", "/two/x") == (200, b"HTTP/2.0 ")
+            assert fetch(port, "POST", "/two/x", b"y" * 100_000) == (
+                200,
+                b"HTTP/2.0 " + b"y" * 100_000,
+            )
+            assert fetch(port, "GET", "/both/x") == (200, b"HTTP/1.1 ")
+            assert "Traceback" not in server.log()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

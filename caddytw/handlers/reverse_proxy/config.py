@@ -92,6 +92,8 @@ class TransportConfig:
     fastcgi: FastCGIConfig | None = None
     #: Cleartext HTTP/2 with prior knowledge (``versions`` has ``h2c``, no TLS).
     h2c: bool = False
+    #: HTTP/2 over TLS (ALPN ``h2``): ``versions`` has ``2`` and not ``1.1``.
+    h2: bool = False
 
 
 @dataclass(frozen=True)
@@ -224,13 +226,6 @@ def parse_transport(reader: ObjectReader) -> TransportConfig:
                 join_path(reader.at("versions"), index),
                 f"HTTP version {version!r} to upstreams is not supported (1.1, 2 or h2c)",
             )
-    if versions == ["2"] and reader.has("tls"):
-        # "1.1" and "2" together (Caddy's default) are offered by ALPN and 1.1 is a
-        # valid outcome; HTTP/2 alone over TLS would need ALPN h2, not done here.
-        raise ConfigError(
-            reader.at("versions"),
-            "HTTP/2 alone over TLS to upstreams is not supported by caddytw (add 1.1)",
-        )
     keep = reader.reader("keep_alive")
     defaults = KeepAliveConfig()
     per_host = keep.integer("max_idle_conns_per_host", defaults.max_idle_conns_per_host, minimum=0)
@@ -262,6 +257,9 @@ def parse_transport(reader: ObjectReader) -> TransportConfig:
         tls=tls,
         # As Caddy: h2c applies to plaintext upstreams; TLS ones negotiate by ALPN.
         h2c="h2c" in versions and tls is None,
+        # With "1.1" too (Caddy's default) either is a valid outcome of ALPN: caddytw
+        # stays on HTTP/1.1 then; "2" alone over TLS is HTTP/2, negotiated by ALPN.
+        h2="2" in versions and "1.1" not in versions and tls is not None,
     )
     reader.done()
     return config

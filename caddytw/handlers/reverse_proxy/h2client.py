@@ -199,6 +199,8 @@ class H2UpstreamConnection(Protocol):
     def __init__(self, client: H2Client, key: tuple[str, int]) -> None:
         self.client = client
         self.key = key
+        self.scheme = b"https" if getattr(client.connector.config, "tls", None) else b"http"
+        self.checked_alpn = self.scheme == b"http"
         self.h2 = H2Connection(H2Configuration(client_side=True, header_encoding=None))
         self.streams: dict[int, H2Stream] = {}
         self.lost = False
@@ -254,7 +256,7 @@ class H2UpstreamConnection(Protocol):
         stream_id = self.h2.get_next_available_stream_id()
         fields = [
             (b":method", method),
-            (b":scheme", b"http"),
+            (b":scheme", self.scheme),
             (b":authority", (headers.getRawHeaders(b"host") or [authority])[0]),
             (b":path", target if target.startswith(b"/") else b"/" + target),
         ]
@@ -315,6 +317,15 @@ class H2UpstreamConnection(Protocol):
         self._flush()
 
     def dataReceived(self, data: bytes) -> None:
+        if not self.checked_alpn:
+            # Over TLS the first bytes come after the handshake: ALPN must have said h2.
+            self.checked_alpn = True
+            chosen = getattr(self.transport, "negotiatedProtocol", None)
+            if chosen != b"h2":
+                message = f"upstream did not negotiate HTTP/2 over TLS (ALPN: {chosen!r})"
+                self._fail_all(Failure(UpstreamResponseError(message)))
+                self.transport.loseConnection()  # type: ignore[union-attr]
+                return
         try:
             events = self.h2.receive_data(data)
         except H2Error as error:
@@ -450,7 +461,8 @@ class H2Client:
             waiting.append(waiter)
             return waiter
         waiters = self.dialing[key] = [waiter]
-        endpoint = self.connector.endpoint(*key)
+        tls = getattr(self.connector.config, "tls", None) is not None
+        endpoint = self.connector.endpoint(*key, alpn=(b"h2",) if tls else ())
 
         def connected(connection: H2UpstreamConnection) -> None:
             self.dialing.pop(key, None)
