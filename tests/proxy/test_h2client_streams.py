@@ -73,7 +73,7 @@ def setup() -> tuple[H2Client, Peer, Any, list[Peer]]:
 
     connector = SimpleNamespace(
         config=SimpleNamespace(keepalive=SimpleNamespace(idle_timeout=120.0)),
-        endpoint=lambda host, port: Endpoint(),
+        endpoint=lambda host, port, alpn=(): Endpoint(),
     )
     client = H2Client(connector, Clock())
     client.request(*KEY, b"GET", b"/warm", Headers())  # dial the first connection
