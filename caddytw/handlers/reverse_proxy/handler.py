@@ -154,13 +154,13 @@ class ReverseProxy(LeafResource):
             dial = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
             upstream = self.dynamic_upstreams.get(dial)
             if upstream is None:
-                static = self.upstreams[0] if self.upstreams else None
+                passive = self.config.passive_health
                 upstream = self.dynamic_upstreams[dial] = Upstream(
                     dial=dial,
                     host=host,
                     port=port,
                     state=self.registry.acquire(dial),
-                    max_requests=static.max_requests if static else 0,
+                    max_requests=passive.unhealthy_request_count if passive else 0,
                     max_fails=self._max_fails,
                 )
             result.append(upstream)

@@ -14,6 +14,8 @@ from typing import Any
 
 from caddytw import metrics
 from caddytw.admin import upstreams as admin_upstreams
+from caddytw.config.errors import ConfigError
+from caddytw.handlers.reverse_proxy.config import parse_dial
 from caddytw.http.placeholders import Template
 
 REGISTRY_KEY = "reverse_proxy.hosts"
@@ -102,9 +104,6 @@ class Upstream:
         if self.template is None:
             return self.dial, self.host, self.port
         address = self.template.render(request)
-        from caddytw.config.errors import ConfigError
-        from caddytw.handlers.reverse_proxy.config import parse_dial
-
         try:
             host, port = parse_dial(address, "dial")
         except ConfigError as error:
