@@ -28,9 +28,9 @@ from twisted.logger import Logger
 from twisted.names import client, dns
 
 from caddytw.config.errors import ConfigError
+from caddytw.config.netaddr import host_and_port
 from caddytw.config.reader import ObjectReader, join_path
 from caddytw.http.placeholders import Template
-from caddytw.http.request import split_host_port
 
 if TYPE_CHECKING:
     from caddytw.http.request import CaddyRequest
@@ -238,7 +238,7 @@ def _resolver_address(text: str, path: str) -> tuple[str, int]:
         network, rest = "udp", text
     if network not in ("udp", "tcp", "udp4", "udp6", "tcp4", "tcp6"):
         raise ConfigError(path, f"unsupported resolver network {network!r}")
-    host, port = split_host_port(rest)
+    host, port = host_and_port(rest)
     if not port:
         host, port = rest.strip("[]"), "53"
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
