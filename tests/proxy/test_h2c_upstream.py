@@ -55,9 +55,10 @@ PROXY = """http://127.0.0.1:{port} {{
 
 
 @contextmanager
-def h2c_caddy(workdir: Path) -> Iterator[int]:
+def caddy_upstream(workdir: Path, template: str, **values: Any) -> Iterator[int]:
+    """Debian's caddy running ``template`` (filled with ``port`` and ``values``)."""
     port = free_port()
-    (workdir / "Caddyfile").write_text(UPSTREAM.format(port=port, root=workdir))
+    (workdir / "Caddyfile").write_text(template.format(port=port, **values))
     env = {"HOME": str(workdir), "XDG_CONFIG_HOME": str(workdir), "XDG_DATA_HOME": str(workdir)}
     with open(workdir / "caddy.log", "wb") as log:
         process = subprocess.Popen(
@@ -90,7 +91,7 @@ def test_proxied_over_h2c_with_flow_control_both_ways(tmp_path: Path) -> None:
     upstream_dir.mkdir()
     big = bytes(range(256)) * 12289  # ~3 MiB: many windows' worth back from upstream
     (upstream_dir / "big.bin").write_bytes(big)
-    with h2c_caddy(upstream_dir) as upstream:
+    with caddy_upstream(upstream_dir, UPSTREAM, root=upstream_dir) as upstream:
         port = free_port()
         caddyfile = PROXY.format(port=port, upstream=upstream, sock=upstream_dir / "up.sock")
         config, _ = adapt(caddyfile)
@@ -134,23 +135,7 @@ def test_http2_over_tls_when_versions_is_2_alone(tmp_path: Path) -> None:
     upstream_dir = tmp_path / "upstream"
     upstream_dir.mkdir()
     cert, key = make_certificate(["localhost"], upstream_dir)
-    upstream = free_port()
-    (upstream_dir / "Caddyfile").write_text(TLS_UPSTREAM.format(port=upstream, cert=cert, key=key))
-    env = {
-        "HOME": str(upstream_dir),
-        "XDG_CONFIG_HOME": str(upstream_dir),
-        "XDG_DATA_HOME": str(upstream_dir),
-    }
-    with open(upstream_dir / "caddy.log", "wb") as log:
-        process = subprocess.Popen(
-            [str(CADDY), "run", "--config", "Caddyfile"],
-            cwd=upstream_dir,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        assert wait_for_port(upstream, timeout=15), (upstream_dir / "caddy.log").read_text()
+    with caddy_upstream(upstream_dir, TLS_UPSTREAM, cert=cert, key=key) as upstream:
         tls = {"server_name": "localhost", "root_ca_pem_files": [str(cert)]}
 
         def route(prefix: str, versions: list[str]) -> dict[str, Any]:
@@ -173,6 +158,3 @@ def test_http2_over_tls_when_versions_is_2_alone(tmp_path: Path) -> None:
             )
             assert fetch(port, "GET", "/both/x") == (200, b"HTTP/1.1 ")
             assert "Traceback" not in server.log()
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
