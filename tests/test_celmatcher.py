@@ -66,6 +66,7 @@ def test_placeholders_become_variables_once_each() -> None:
         ("method == 'GET'", "m.expression", "undeclared reference to method"),
         ("", "m.expression", "non-empty"),
         ({"expr": "1 +", "name": "x"}, "m.expression.expr", "compiling CEL"),
+        ("{http.error.status_code} == `402`", "m.expression", "no `backtick` strings"),
     ],
 )
 def test_bad_expressions_fail_at_load_naming_the_path(value, path, words) -> None:
@@ -82,3 +83,91 @@ def test_validate_reports_the_route_path() -> None:
     config = {"apps": {"http": {"servers": {"s": {"listen": [":1"], "routes": [route]}}}}}
     problems = validate(config)
     assert any("routes[0].match[0].expression" in p for p in problems), problems
+
+
+MACRO_CADDYFILE = """
+:80 {
+    root * WWW
+    @p expression path('/api/*', '*.json') && method('GET', 'HEAD')
+    respond @p "p"
+    @h expression header({'X-A': 'v'}) || query({'q': ['1', '2']})
+    respond @h "h"
+    @r expression path_regexp('ver', '^/v([0-9]+)/') && !host('nope.example')
+    respond @r "r {re.ver.1}"
+    @hr expression header_regexp('tok', 'X-Token', '^t-([a-z]+)$')
+    respond @hr "hr {re.tok.1}"
+    @ip expression remote_ip('127.0.0.0/8') && protocol('http') && path('/ip')
+    respond @ip "ip"
+    @f expression file({'try_files': [{path}, '/index.html']}) && path('/files/*')
+    respond @f "f {file_match.relative}"
+    @s expression `{path}.startsWith("/s/") && path('*.txt')`
+    respond @s "s"
+    respond "other"
+}
+"""
+
+MACRO_CASES = [
+    ("GET", "/api/x", {}),
+    ("POST", "/api/x", {}),
+    ("HEAD", "/a/b.json", {}),
+    ("GET", "/x", {"X-A": "v"}),
+    ("GET", "/x", {"X-A": "w"}),
+    ("GET", "/x?q=2", {}),
+    ("GET", "/x?q=3", {}),
+    ("GET", "/v12/x", {}),
+    ("GET", "/x", {"X-Token": "t-abc"}),
+    ("GET", "/x", {"X-Token": "t-ABC"}),
+    ("GET", "/ip", {}),
+    ("GET", "/files/a.txt", {}),
+    ("GET", "/files/none.txt", {}),
+    ("GET", "/s/a.txt", {}),
+    ("GET", "/s/a.bin", {}),
+]
+
+
+@pytest.fixture(scope="module")
+def macro_ports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int]]:
+    workdir = tmp_path_factory.mktemp("celmacros")
+    www = workdir / "www"
+    (www / "files").mkdir(parents=True)
+    (www / "index.html").write_text("index")
+    (www / "files" / "a.txt").write_text("a")
+    config, _ = adapt(MACRO_CADDYFILE.replace("WWW", str(www)))
+    with both_servers(config, workdir) as both:
+        yield both
+
+
+@pytest.mark.skipif(CADDY is None, reason="Debian's caddy is not installed")
+@pytest.mark.parametrize(("method", "target", "headers"), MACRO_CASES)
+def test_matcher_functions_match_as_caddy(macro_ports, method, target, headers) -> None:
+    caddy, ours = (fetch(port, method, target, headers) for port in macro_ports)
+    assert (ours.status, ours.body) == (caddy.status, caddy.body)
+
+
+def test_matcher_functions_in_memory() -> None:
+    """Calls inside strings and method calls are left alone; each call becomes one
+    ``caddy_match(N)`` with its literal arguments (bare placeholders as strings)."""
+    from caddytw.http.celmatcher import extract_macros
+
+    text, calls = extract_macros(
+        "path('/a*') && {x}.path('b') == 'host(c)' || file({'try_files': [{path}]})"
+    )
+    assert text == "caddy_match(0) && {x}.path('b') == 'host(c)' || caddy_match(1)"
+    assert calls == [("path", ["/a*"]), ("file", [{"try_files": ["{path}"]}])]
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("path(x)", "arguments of path() must be literals"),
+        ("protocol(1)", "protocol() takes 1 string"),
+        ("file()", "requires at least one argument"),
+        ("header('X')", "one map argument"),
+        ("path_regexp('a', '(')", "path_regexp"),
+    ],
+)
+def test_bad_matcher_function_arguments_fail_at_load(value, words) -> None:
+    with pytest.raises(ConfigError) as error:
+        build_expression(value, "m.expression")
+    assert error.value.path.startswith("m.expression")
+    assert words in str(error.value)

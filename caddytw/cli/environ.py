@@ -47,16 +47,13 @@ def load_envfiles(paths: list[str]) -> None:
 def environ_lines() -> list[str]:
     """What ``caddytw environ`` (and ``run --environ``) prints: our facts, then the env."""
     from caddytw.cli.tools import version_string
+    from caddytw.config.autosave import autosave_path, config_dir
 
-    config_dir = os.path.join(
-        os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config"),
-        "caddytw",
-    )
     facts = [
         f"caddy.HomeDir={os.path.expanduser('~')}",
         f"caddy.AppDataDir={default_storage_root()}",
-        f"caddy.AppConfigDir={config_dir}",
-        f"caddy.ConfigAutosavePath={os.path.join(config_dir, 'autosave.json')}",
+        f"caddy.AppConfigDir={config_dir()}",
+        f"caddy.ConfigAutosavePath={autosave_path()}",
         f"caddy.Version={version_string()}",
         f"runtime.GOOS={sys.platform}",
         f"runtime.GOARCH={platform.machine()}",

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from typing import Any
 
+from caddytw.config.autosave import autosave_path, read
 from caddytw.config.errors import ConfigError, ConfigErrors
 
 from .config_commands import load, resolve_config
@@ -29,6 +30,15 @@ def _config_data(config: str | None, adapter: str | None) -> dict[str, Any]:
     return load(config, adapter) if config else {}
 
 
+def _resume() -> dict[str, Any] | None:
+    """The last autosaved config for ``run --resume`` (None: there is none yet, and
+    ``--config`` is used, as Caddy does)."""
+    data = read()
+    if data is None:
+        print(f"no autosave file exists at {autosave_path()}", file=sys.stderr)
+    return data
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     try:
         load_envfiles(args.envfile)
@@ -39,8 +49,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("\n".join(environ_lines()))
     config, adapter = resolve_config(args.config, args.adapter)
     try:
-        data = _config_data(config, adapter)
-    except (ConfigError, ConfigErrors) as error:
+        resumed = _resume() if args.resume else None
+        if resumed is not None:
+            if config:  # as Caddy: the user should know their file is not used
+                print(
+                    f"--config and --resume flags were used together; ignoring --config "
+                    f"and resuming from last configuration ({autosave_path()})",
+                    file=sys.stderr,
+                )
+            data, config, adapter = resumed, autosave_path(), "json"
+        else:
+            data = _config_data(config, adapter)
+    except (ConfigError, ConfigErrors, ValueError) as error:
         print(f"Error: {error}", file=sys.stderr)
         return 1
     if args.pidfile:

@@ -1,12 +1,18 @@
-"""Caddy listener addresses: ``[network/]host:port[-port]``."""
+"""Caddy listener addresses: ``[network/]host:port[-port]``, and ``fd/N`` / ``fdgram/N``
+(a socket inherited from the parent process, as systemd socket activation passes it)."""
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 
 from caddytw.config.errors import ConfigError
 
-_NETWORKS = {"tcp", "tcp4", "tcp6", "udp", "udp4", "udp6", "unix"}
+_NETWORKS = {"tcp", "tcp4", "tcp6", "udp", "udp4", "udp6", "unix", "fd", "fdgram"}
+#: Inherited descriptors: a stream socket (HTTP/1, HTTP/2) or a datagram one (HTTP/3).
+FD_NETWORKS = ("fd", "fdgram")
+_ENV = re.compile(r"\{env\.([^{}]+)\}")
 
 
 @dataclass(frozen=True)
@@ -22,6 +28,15 @@ class ListenAddress:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
 
+    def descriptor(self) -> int:
+        """The inherited file descriptor of an ``fd``/``fdgram`` address.
+
+        Checked when the listener opens, not at load: as in Caddy, the number usually
+        comes from ``{env.*}`` of the process that starts, not of the one validating."""
+        if not self.host.isdigit():
+            raise ValueError(f"{self.network}/{self.host}: not a file descriptor number")
+        return int(self.host)
+
 
 def parse_listen(text: str, path: str) -> list[ListenAddress]:
     """Expand one listen string (a port range gives several addresses)."""
@@ -33,6 +48,9 @@ def parse_listen(text: str, path: str) -> list[ListenAddress]:
             raise ConfigError(path, f"unsupported network type {network!r}")
     if network == "unix":
         raise ConfigError(path, "unix socket listeners are not supported by caddytw")
+    if network in FD_NETWORKS:
+        # Caddy fills in global placeholders ({env.*}) of listen addresses at load.
+        return [ListenAddress(network, _ENV.sub(lambda m: os.environ.get(m[1], ""), rest), 0)]
     if rest.startswith("["):
         end = rest.find("]")
         if end == -1 or not rest[end + 1 :].startswith(":"):

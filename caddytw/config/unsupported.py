@@ -14,7 +14,6 @@ CADDY_APPS = {
 #: HTTP handlers of a standard Caddy build.
 CADDY_HANDLERS = {
     "acme_server": "acme_server (a built-in ACME certificate authority)",
-    "push": "push (HTTP/2 server push)",
     "templates": "templates",
     "tracing": "tracing (OpenTelemetry)",
     "invoke": "invoke",

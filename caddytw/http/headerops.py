@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from twisted.logger import Logger
 from twisted.web.http_headers import Headers
 
 from caddytw.config.errors import ConfigError
@@ -23,6 +24,9 @@ from caddytw.http.respmatch import ResponseMatcher
 
 if TYPE_CHECKING:
     from caddytw.http.request import CaddyRequest
+
+
+log = Logger()
 
 
 def header_bytes(text: str) -> bytes:
@@ -191,7 +195,14 @@ def _parse_field_values(
     for name, values in data.items():
         template = Template(name[1:] if deferrable and name.startswith(">") else name)
         if template.constant is not None and not valid_field_name(template.constant):
-            raise ConfigError(join_path(path, name), f"invalid header field name {name!r}")
+            # Caddy loads it (its Caddyfile adapter even writes ``{`` and ``}`` as field
+            # names for a block it does not know) and Go drops the field when writing:
+            # so does ``apply``. A warning says why the header never shows up.
+            log.warn(
+                "{path}: invalid header field name {name!r} is never sent",
+                path=join_path(path, name),
+                name=name,
+            )
         strings = expect_str_list(values, join_path(path, name))
         fields.append((template, tuple(Template(value) for value in strings)))
     return tuple(fields)

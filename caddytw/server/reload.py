@@ -51,6 +51,8 @@ AddressKey = tuple[str, str, int]
 
 def address_key(address: ListenAddress) -> AddressKey | None:
     """What identifies a listener across reloads (port 0 never matches: always new)."""
+    if address.network in ("fd", "fdgram"):  # the same inherited socket
+        return (address.network, address.host, 0)
     if not address.port:
         return None
     return (address.network, address.host, address.port)

@@ -14,6 +14,7 @@ from typing import Any
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, maybeDeferred
 
+from caddytw.config.autosave import Autosaver
 from caddytw.config.model import Config
 from caddytw.server.build import BuiltServer, default_reactor
 from caddytw.server.reload import LiveConfig
@@ -32,6 +33,9 @@ class CaddyService(MultiService):
         self.live.load(data)
         self.admin = AdminService(self.live, self.reactor)
         self.admin.setServiceParent(self)
+        # Every config that runs is saved for ``caddytw run --resume``, as Caddy does.
+        self.autosave = Autosaver(self.reactor)
+        self.live.on_load.append(self._autosave)
 
     @property
     def config(self) -> Config:
@@ -46,9 +50,13 @@ class CaddyService(MultiService):
         """Switch to a new config without dropping connections (see ``LiveConfig.load``)."""
         return self.live.load(data)
 
+    def _autosave(self, _config: Config) -> None:
+        self.autosave(self.live.raw)
+
     def startService(self) -> None:
         self.live.start()
         super().startService()
+        self.autosave(self.live.raw)
 
     def stopService(self) -> Any:
         stopped = self.live.stop()

@@ -244,6 +244,24 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         # Dispatched at its headers: the body streams to the handler as it arrives.
         stream.dispatch()
 
+    def push(self, parent: int, headers: list[tuple[bytes, bytes]]) -> bool:
+        """Server push (the ``push`` handler): promise the request ``headers`` on the
+        client's stream ``parent`` and serve it as if the client had sent it, on the
+        promised stream. False when the client disabled push (SETTINGS_ENABLE_PUSH 0),
+        ``parent`` is not open any more, or it is itself a pushed stream."""
+        if not self.conn.remote_settings.enable_push or parent % 2 == 0:
+            return False
+        if parent not in self.streams or not self._sendable(parent):
+            return False
+        promised = self.conn.get_next_available_stream_id()
+        try:
+            self.conn.push_stream(parent, promised, headers)
+        except h2.exceptions.ProtocolError:
+            return False
+        self._write()  # the PUSH_PROMISE goes before the parent's response
+        self._requestReceived(_Promised(promised, headers))
+        return True
+
     def _refuse(self, stream_id: int, status: int, *, body_follows: bool) -> None:
         """Answer ``status`` with an empty body on a stream that is never dispatched;
         a body still coming is refused with RST_STREAM(NO_ERROR) after the answer
@@ -372,6 +390,15 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         """Whether h2 still lets us send on ``stream_id``."""
         h2_stream = self.conn.streams.get(stream_id)
         return h2_stream is not None and h2_stream.open and not h2_stream.closed
+
+
+class _Promised:
+    """A pushed request, shaped as h2's ``RequestReceived`` event (no body follows)."""
+
+    def __init__(self, stream_id: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self.stream_id = stream_id
+        self.headers = headers
+        self.stream_ended = True
 
 
 class CaddyH2Stream(H2Stream):  # type: ignore[misc]

@@ -261,3 +261,67 @@ def test_run_with_workers_serves_and_logs_json(tmp_path: Path) -> None:
     messages = [entry["msg"] for entry in entries]
     assert any("worker 1 started" in m for m in messages)
     assert any("listening on" in m for m in messages)
+
+
+def test_run_resume_starts_from_the_autosaved_config(tmp_path: Path) -> None:
+    """Each config that runs goes to autosave.json (an admin API change too), and
+    ``run --resume`` starts from it instead of ``--config``, as ``caddy run --resume``."""
+    port, admin = free_port(), free_port()
+    env = server_env({"XDG_CONFIG_HOME": str(tmp_path / "xdg")})
+    config = tmp_path / "Caddyfile"
+    config.write_text(
+        f"{{\n\tadmin 127.0.0.1:{admin}\n}}\nhttp://127.0.0.1:{port} {{\n"
+        f'\tbind 127.0.0.1\n\trespond "from file"\n}}\n'
+    )
+    saved = tmp_path / "xdg" / "caddytw" / "autosave.json"
+    command = [sys.executable, "-m", "caddytw", "run", "--config", str(config)]
+
+    def serve(extra: list[str]) -> subprocess.Popen[bytes]:
+        with open(tmp_path / "run.log", "ab") as out:
+            process = subprocess.Popen(
+                command + extra, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+        assert wait_for_port(port, timeout=20), (tmp_path / "run.log").read_text()
+        return process
+
+    def stop(process: subprocess.Popen[bytes]) -> None:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=15)
+
+    def saved_config(unlike: object = None) -> object:
+        """The autosaved config once written (in a thread of the server) and not
+        ``unlike``."""
+        for _ in range(200):
+            with suppress(FileNotFoundError, ValueError):
+                data = json.loads(saved.read_text())
+                if data != unlike:
+                    return data
+            time.sleep(0.05)
+        pytest.fail("autosave.json not written")
+
+    process = serve([])
+    try:
+        assert get(f"http://127.0.0.1:{port}/")[2] == b"from file"
+        first = saved_config()
+        assert isinstance(first, dict)
+        changed = json.loads(json.dumps(first))
+        route = changed["apps"]["http"]["servers"]["srv0"]["routes"][0]
+        route["handle"] = [{"handler": "static_response", "body": "from the API"}]
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{admin}/load",
+            data=json.dumps(changed).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+        assert get(f"http://127.0.0.1:{port}/")[2] == b"from the API"
+        assert saved_config(unlike=first) == changed
+    finally:
+        stop(process)
+    assert saved.stat().st_mode & 0o077 == 0
+    process = serve(["--resume"])
+    try:
+        assert get(f"http://127.0.0.1:{port}/")[2] == b"from the API"
+    finally:
+        stop(process)
+    assert "ignoring --config" in (tmp_path / "run.log").read_text()

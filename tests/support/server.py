@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -54,6 +55,11 @@ def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # Every server that runs saves its config as Caddy does (autosave.json, read by
+    # ``run --resume``): keep test configs out of the user's own ~/.config/caddytw.
+    env.setdefault(
+        "XDG_CONFIG_HOME", os.path.join(tempfile.gettempdir(), f"caddytw-tests-{os.getuid()}")
+    )
     if extra:
         env.update(extra)
     return env
@@ -69,6 +75,7 @@ def start_server(
     env: dict[str, str] | None = None,
     wait: bool = True,
     cwd: Path | None = None,
+    pass_fds: tuple[int, ...] = (),
 ) -> ServerProcess:
     """Start ``twistd -n caddy -c CONFIG`` in ``workdir``; wait until ``ports`` accept."""
     config_path = workdir / config_name
@@ -79,7 +86,12 @@ def start_server(
     command += extra_args or []
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            command, cwd=cwd or workdir, stdout=log, stderr=subprocess.STDOUT, env=server_env(env)
+            command,
+            cwd=cwd or workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=server_env(env),
+            pass_fds=pass_fds,
         )
     server = ServerProcess(process, log_path, ports)
     if wait:

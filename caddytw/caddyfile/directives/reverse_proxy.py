@@ -476,12 +476,108 @@ def _parse_block_line(p: _Proxy, h: Helper) -> None:
             d.fail(unregistered(f"http.reverse_proxy.transport.{name}"))
         p.transport_name = name
         p.transport = _TRANSPORTS[name](Dispenser(d.next_segment()))
+    elif sub == "dynamic":
+        name = p.one_arg()
+        if "dynamic_upstreams" in p.out:
+            d.fail("dynamic upstreams already specified")
+        p.out["dynamic_upstreams"] = _dynamic_source(Dispenser(d.next_segment()), name)
     elif sub == "handle_response":
         p.handle_response.append([Dispenser(d.next_segment()), h])
     elif sub == "replace_status":
         _replace_status(p)
     else:
         d.fail(f"unrecognized subdirective {sub}")
+
+
+def _dynamic_source(d: Dispenser, name: str) -> dict[str, Any]:
+    """``dynamic a|srv|multi ...``: Caddy's upstream source modules' Caddyfile syntax."""
+    parsers: dict[str, Callable[[Dispenser], dict[str, Any]]] = {
+        "a": _dynamic_a,
+        "srv": _dynamic_srv,
+        "multi": _dynamic_multi,
+    }
+    if name not in parsers:
+        d.fail(unregistered(f"http.reverse_proxy.upstreams.{name}"))
+    return {"source": name, **parsers[name](d)}
+
+
+_DYNAMIC_FIELDS = {"a": ("name", "port"), "srv": ("name", "service", "proto")}
+
+
+def _dynamic_option(d: Dispenser, out: dict[str, Any], kind: str) -> bool:
+    """The options ``a`` and ``srv`` share; False when ``d.val`` is none of them."""
+    option = d.val
+    if option == "refresh":
+        if not d.next_arg():
+            raise d.arg_err()
+        try:
+            out["refresh"] = parse_duration(d.val)
+        except ValueError as exc:
+            d.fail(f"parsing refresh interval duration: {exc}")
+    elif option == "resolvers":
+        addresses = d.remaining_args()
+        if not addresses:
+            d.fail("must specify at least one resolver address")
+        out.setdefault("resolver", {})["addresses"] = addresses
+    elif option in ("dial_timeout", "dial_fallback_delay"):
+        if not d.next_arg():
+            raise d.arg_err()
+        try:
+            out[option] = parse_duration(d.val)
+        except ValueError as exc:
+            what = "timeout" if option == "dial_timeout" else "delay"
+            d.fail(f"bad {what} value '{d.val}': {exc}")
+    elif option in _DYNAMIC_FIELDS[kind]:
+        if not d.next_arg():
+            raise d.arg_err()
+        if option in out:
+            d.fail(f"{kind} {option} has already been specified")
+        out[option] = d.val
+    else:
+        return False
+    return True
+
+
+def _dynamic_a(d: Dispenser) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    while d.next():
+        args = d.remaining_args()
+        if len(args) > 2:
+            raise d.arg_err()
+        if args:
+            out["name"] = args[0]
+        if len(args) == 2:
+            out["port"] = args[1]
+        while d.next_block(0):
+            if not _dynamic_option(d, out, "a"):
+                d.fail(f"unrecognized srv option '{d.val}'")  # sic: Caddy's message
+    return out
+
+
+def _dynamic_srv(d: Dispenser) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    while d.next():
+        args = d.remaining_args()
+        if len(args) > 1:
+            raise d.arg_err()
+        if args:
+            out["name"] = args[0]
+        while d.next_block(0):
+            if not _dynamic_option(d, out, "srv"):
+                d.fail(f"unrecognized srv option '{d.val}'")
+    return out
+
+
+def _dynamic_multi(d: Dispenser) -> dict[str, Any]:
+    sources: list[dict[str, Any]] = []
+    while d.next():
+        if d.next_arg():
+            raise d.arg_err()
+        nesting = d.nesting
+        while d.next_block(nesting):
+            kind = d.val  # before next_segment moves past it
+            sources.append(_dynamic_source(Dispenser(d.next_segment()), kind))
+    return {"sources": sources} if sources else {}
 
 
 def _replace_status(p: _Proxy) -> None:

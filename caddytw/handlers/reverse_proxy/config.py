@@ -19,10 +19,10 @@ from caddytw.config.reader import ObjectReader, expect_str_list, join_path
 from caddytw.handlers.reverse_proxy.headerops import HeaderOps, compile_header_ops
 from caddytw.handlers.reverse_proxy.selection import Policy, parse_policy
 from caddytw.http.matchers import Matcher, build_matcher_set
+from caddytw.http.placeholders import Template
 
 UNSUPPORTED = (
     "circuit_breaker",
-    "dynamic_upstreams",
     "buffer_responses",
     "max_buffer_size",
     "response_buffers",
@@ -39,6 +39,14 @@ class UpstreamConfig:
     max_requests: int = 0
     #: ``unix`` for ``unix//path`` dials (``host`` is then the socket path, port 0).
     network: str = "tcp"
+    #: Caddy 2.6's deprecated ``lookup_srv``: the address comes from this SRV name
+    #: (the handler turns it into an ``srv`` dynamic source; ``dial`` is then empty).
+    lookup_srv: str = ""
+
+    @property
+    def templated(self) -> bool:
+        """A dial with placeholders: ``host``/``port`` are known only per request."""
+        return "{" in self.dial
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,10 @@ class TransportConfig:
     keepalive: KeepAliveConfig = field(default_factory=KeepAliveConfig)
     tls: TLSConfig | None = None
     fastcgi: FastCGIConfig | None = None
+    #: Cleartext HTTP/2 with prior knowledge (``versions`` has ``h2c``, no TLS).
+    h2c: bool = False
+    #: HTTP/2 over TLS (ALPN ``h2``): ``versions`` has ``2`` and not ``1.1``.
+    h2: bool = False
 
 
 @dataclass(frozen=True)
@@ -135,19 +147,20 @@ class ProxyConfig:
 
 def parse_dial(text: str, path: str) -> tuple[str, int]:
     """``host:port`` (IPv6 in brackets), or ``unix/PATH`` (returned as ``(PATH, 0)``);
-    a scheme or a missing port is an error."""
+    a scheme or a missing port is an error. A dial with placeholders (Caddy resolves
+    them per request) is checked for what can be checked now and returns ``("", 0)``."""
     if "://" in text:
         raise ConfigError(path, f"upstream dial {text!r} must be host:port without a scheme")
-    if text.startswith("unix+h2c/"):
-        raise ConfigError(path, f"h2c upstreams ({text!r}) are not supported by caddytw")
+    if text.startswith("unix+h2c/"):  # Caddy's network for h2c over a unix socket
+        text = "unix/" + text[len("unix+h2c/") :]
     if text.startswith("unix/"):
-        if "{" in text or len(text) == len("unix/"):
+        if len(text) == len("unix/"):
             raise ConfigError(path, f"invalid unix socket upstream {text!r}")
-        return text[len("unix/") :], 0
+        return ("", 0) if "{" in text else (text[len("unix/") :], 0)
     if "{" in text:
-        raise ConfigError(
-            path, f"placeholders in upstream addresses ({text!r}) are not supported by caddytw"
-        )
+        if Template(text).constant is not None:
+            raise ConfigError(path, f"invalid upstream dial address {text!r}")
+        return "", 0
     host, port = host_and_port(text)
     if not port.isdigit() or not 0 < int(port) < 65536 or (not host and text.startswith("[")):
         raise ConfigError(path, f"invalid upstream dial address {text!r} (want host:port)")
@@ -155,19 +168,36 @@ def parse_dial(text: str, path: str) -> tuple[str, int]:
     return host or "localhost", int(port)
 
 
+def dial_network(dial: str) -> str:
+    if dial.startswith("unix+h2c/"):
+        return "unix+h2c"
+    return "unix" if dial.startswith("unix/") else "tcp"
+
+
 def parse_upstreams(reader: ObjectReader) -> tuple[UpstreamConfig, ...]:
     items = reader.array("upstreams")
-    if not items:
+    if not items and not reader.has("dynamic_upstreams"):
         raise ConfigError(reader.at("upstreams"), "at least one upstream is required")
     result = []
     for index, item in enumerate(items):
         up = ObjectReader(item, join_path(reader.at("upstreams"), index))
         dial = up.text("dial")
-        host, port = parse_dial(dial, up.at("dial"))
+        lookup_srv = up.text("lookup_srv")
         max_requests = up.integer("max_requests", 0, minimum=0)
         up.done()
-        network = "unix" if dial.startswith("unix/") else "tcp"
-        result.append(UpstreamConfig(dial, host, port, max_requests, network))
+        if lookup_srv:
+            if dial:
+                raise ConfigError(
+                    up.at("lookup_srv"), "specifying dial address is incompatible with lookup_srv"
+                )
+            if reader.has("dynamic_upstreams"):
+                raise ConfigError(
+                    up.at("lookup_srv"), "lookup_srv cannot be used with dynamic_upstreams"
+                )
+            result.append(UpstreamConfig("", "", 0, max_requests, "tcp", lookup_srv))
+            continue
+        host, port = parse_dial(dial, up.at("dial"))
+        result.append(UpstreamConfig(dial, host, port, max_requests, dial_network(dial)))
     return tuple(result)
 
 
@@ -191,10 +221,10 @@ def parse_transport(reader: ObjectReader) -> TransportConfig:
         )
     versions = reader.strings("versions")
     for index, version in enumerate(versions):
-        if version != "1.1":
+        if version not in ("1.1", "2", "h2c"):
             raise ConfigError(
                 join_path(reader.at("versions"), index),
-                f"HTTP version {version!r} to upstreams is not supported (only 1.1)",
+                f"HTTP version {version!r} to upstreams is not supported (1.1, 2 or h2c)",
             )
     keep = reader.reader("keep_alive")
     defaults = KeepAliveConfig()
@@ -225,6 +255,11 @@ def parse_transport(reader: ObjectReader) -> TransportConfig:
         or (10 << 20),
         keepalive=keepalive,
         tls=tls,
+        # As Caddy: h2c applies to plaintext upstreams; TLS ones negotiate by ALPN.
+        h2c="h2c" in versions and tls is None,
+        # With "1.1" too (Caddy's default) either is a valid outcome of ALPN: caddytw
+        # stays on HTTP/1.1 then; "2" alone over TLS is HTTP/2, negotiated by ALPN.
+        h2="2" in versions and "1.1" not in versions and tls is not None,
     )
     reader.done()
     return config
@@ -383,7 +418,7 @@ def parse_proxy_config(reader: ObjectReader, rng: random.Random | None = None) -
     health.ignore("active", "passive")
     health.done()
     if active is not None and (
-        transport.fastcgi is not None or any(u.network == "unix" for u in upstreams)
+        transport.fastcgi is not None or any(u.network != "tcp" for u in upstreams)
     ):
         # The probe speaks HTTP over TCP; Caddy's would go through the transport.
         raise ConfigError(
@@ -405,8 +440,8 @@ def parse_proxy_config(reader: ObjectReader, rng: random.Random | None = None) -
     reader.flag("buffer_requests")  # twisted.web always spools request bodies (bounded memory)
     reader.integer("request_buffers", 0)
     reader.flag("verbose_logs")
-    # Read by the handler's build: their routes need the build context.
-    reader.ignore("handle_response", "rewrite")
+    # Read by the handler's build: their routes (and DNS caches) need the build context.
+    reader.ignore("handle_response", "rewrite", "dynamic_upstreams")
     reader.done()
     return ProxyConfig(
         upstreams=upstreams,

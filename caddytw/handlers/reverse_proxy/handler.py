@@ -31,6 +31,7 @@ from caddytw.handlers.reverse_proxy.config import (
     ProxyConfig,
     parse_proxy_config,
 )
+from caddytw.handlers.reverse_proxy.dynamic import Source, lookup_srv_source, parse_source
 from caddytw.handlers.reverse_proxy.fastcgi import FastCGIExchange, fastcgi_request
 from caddytw.handlers.reverse_proxy.handle_response import (
     CONTEXT_ATTR,
@@ -100,7 +101,7 @@ class ProxyService(Service):
         if self.checker is not None and self.checker.running:
             self.checker.stopService()
         self.proxy.passive.forget_all()
-        for upstream in self.proxy.upstreams:
+        for upstream in [*self.proxy.upstreams, *self.proxy.dynamic_upstreams.values()]:
             self.proxy.registry.release(upstream.dial)
         return self.proxy.connector.close()
 
@@ -113,14 +114,20 @@ class ReverseProxy(LeafResource):
         reactor: Any,
         response_handlers: tuple[ResponseHandler, ...] = (),
         rewrite: tuple[Template | None, list[Any]] | None = None,
+        dynamic: Source | None = None,
     ) -> None:
         self.config = config
+        #: ``dynamic_upstreams``: the list comes from DNS per request; each address
+        #: seen gets an :class:`Upstream` over the shared counters, kept until stop.
+        self.dynamic = dynamic
+        self.dynamic_upstreams: dict[str, Upstream] = {}
         self.response_handlers = response_handlers
         self.rewrite = rewrite
         self.registry = registry
         self.reactor = reactor
         passive = config.passive_health
         max_fails = passive.max_fails if passive and passive.fail_duration > 0 else None
+        self._max_fails = max_fails
         self.upstreams = [
             Upstream(
                 dial=u.dial,
@@ -129,8 +136,11 @@ class ReverseProxy(LeafResource):
                 state=registry.acquire(u.dial),
                 max_requests=u.max_requests or (passive.unhealthy_request_count if passive else 0),
                 max_fails=max_fails,
+                template=Template(u.dial) if u.templated else None,
+                h2c=u.network == "unix+h2c",
             )
             for u in config.upstreams
+            if not u.lookup_srv
         ]
         self.connector = UpstreamConnector(config.transport, reactor)
         self.cooperator = cooperator_for(reactor)
@@ -138,6 +148,25 @@ class ReverseProxy(LeafResource):
         transport = config.transport
         timeouts = [t for t in (transport.response_header_timeout, transport.read_timeout) if t]
         self.header_timeout = min(timeouts) if timeouts else None
+
+    def upstreams_for(self, addresses: list[tuple[str, int]]) -> list[Upstream]:
+        """The :class:`Upstream` of each looked-up address (made on first sight)."""
+        result = []
+        for host, port in addresses:
+            dial = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            upstream = self.dynamic_upstreams.get(dial)
+            if upstream is None:
+                passive = self.config.passive_health
+                upstream = self.dynamic_upstreams[dial] = Upstream(
+                    dial=dial,
+                    host=host,
+                    port=port,
+                    state=self.registry.acquire(dial),
+                    max_requests=passive.unhealthy_request_count if passive else 0,
+                    max_fails=self._max_fails,
+                )
+            result.append(upstream)
+        return result
 
     def render(self, request: CaddyRequest) -> Answer:
         if self.config.transport.fastcgi is not None and "\x00" in request.decoded_path:
@@ -229,10 +258,14 @@ def upstream_headers(request: CaddyRequest, trusted: bool) -> tuple[Headers, byt
 class _Attempt:
     """One try against one upstream: holds its request count until released."""
 
-    def __init__(self, upstream: Upstream, started: float) -> None:
+    def __init__(
+        self, upstream: Upstream, started: float, dial: tuple[str, str, int] | None = None
+    ) -> None:
         self.upstream = upstream
         self.started = started
         self.released = False
+        #: What this try dials: the upstream's address with its placeholders filled in.
+        self.address, self.host, self.port = dial or (upstream.dial, upstream.host, upstream.port)
         upstream.state.num_requests += 1
 
     def release(self) -> None:
@@ -285,15 +318,43 @@ class ProxyCall:
     def start(self) -> None:
         if self.gone:
             return
+        dynamic = self.proxy.dynamic
+        if dynamic is None:
+            self._start_with(self.proxy.upstreams)
+            return
+        looked_up = dynamic.lookup(self.request)
+        looked_up.addCallbacks(
+            lambda addresses: self._start_with(self.proxy.upstreams_for(addresses)),
+            self._lookup_failed,
+        )
+        looked_up.addErrback(self._internal_error)
+
+    def _lookup_failed(self, reason: Failure) -> None:
+        """As Caddy: log it and use the static upstreams (if any) this time."""
+        log.error(
+            "failed getting dynamic upstreams; falling back to static upstreams: {error}",
+            error=reason.getErrorMessage(),
+        )
+        self._start_with(self.proxy.upstreams)
+
+    def _start_with(self, upstreams: list[Upstream]) -> None:
+        if self.gone:
+            return
         choice = self.proxy.config.load_balancing.policy.select(
-            self.proxy.upstreams, RequestView(self.request, self.trusted)
+            upstreams, RequestView(self.request, self.trusted)
         )
         if choice.upstream is None:
             error = self.last_error or HandlerError(503, "no upstreams available")
             self._retry_or_fail(error, dial=True)
             return
-        attempt = _Attempt(choice.upstream, self.reactor.seconds())
-        self._set_placeholders(attempt.upstream)
+        try:
+            dial = choice.upstream.dial_for(self.request)
+        except ValueError as error:
+            # Caddy: "making dial info" fails the request without trying another.
+            fail(self.request, HandlerError(502, str(error)))
+            return
+        attempt = _Attempt(choice.upstream, self.reactor.seconds(), dial)
+        self._set_placeholders(attempt)
         ops = self.proxy.config.request_headers
         headers = self.base_headers
         if ops is not None or self.upgrade:  # both change the copy they get
@@ -309,12 +370,13 @@ class ProxyCall:
         d.addErrback(self._attempt_failed, attempt)
         d.addErrback(self._internal_error)
 
-    def _set_placeholders(self, upstream: Upstream) -> None:
+    def _set_placeholders(self, attempt: _Attempt) -> None:
+        upstream = attempt.upstream
         values = self.request.placeholder_values
-        values["http.reverse_proxy.upstream.address"] = upstream.dial
-        values["http.reverse_proxy.upstream.hostport"] = upstream.dial
-        values["http.reverse_proxy.upstream.host"] = upstream.host
-        values["http.reverse_proxy.upstream.port"] = str(upstream.port)
+        values["http.reverse_proxy.upstream.address"] = attempt.address
+        values["http.reverse_proxy.upstream.hostport"] = attempt.address
+        values["http.reverse_proxy.upstream.host"] = attempt.host
+        values["http.reverse_proxy.upstream.port"] = str(attempt.port)
         values["http.reverse_proxy.upstream.requests"] = str(upstream.num_requests)
         values["http.reverse_proxy.upstream.max_requests"] = str(upstream.max_requests)
         values["http.reverse_proxy.upstream.fails"] = str(upstream.state.fails)
@@ -333,11 +395,9 @@ class ProxyCall:
             return
         dial = reason.check(DialError) is not None
         if self.timed_out:
-            error = HandlerError(504, f"upstream {attempt.upstream.dial}: timeout")
+            error = HandlerError(504, f"upstream {attempt.address}: timeout")
         else:
-            error = HandlerError(
-                502, f"upstream {attempt.upstream.dial}: {reason.getErrorMessage()}"
-            )
+            error = HandlerError(502, f"upstream {attempt.address}: {reason.getErrorMessage()}")
         self.proxy.passive.count_failure(attempt.upstream)
         self.last_error = error
         self._retry_or_fail(error, dial=dial)
@@ -413,7 +473,6 @@ class ProxyCall:
     # -- plain HTTP ------------------------------------------------------------------
 
     def _send(self, attempt: _Attempt, headers: Headers) -> Deferred[Any]:
-        upstream = attempt.upstream
         producer: StreamingBodyProducer | ReplayableBodyProducer | None = None
         if self.length and self.content is None:
             producer = StreamingBodyProducer(
@@ -438,12 +497,14 @@ class ProxyCall:
                 self._start_header_timer()
 
         if self.proxy.config.transport.fastcgi is not None:
-            d = self._send_fastcgi(upstream, headers, producer, on_connection)
+            d = self._send_fastcgi(attempt, headers, producer, on_connection)
             d.addCallback(self._got_response, attempt)
             return d
-        d = self.proxy.connector.lean.request(
-            upstream.host,
-            upstream.port,
+        connector = self.proxy.connector
+        client = connector.h2c_client() if attempt.upstream.h2c else connector.h2c or connector.lean
+        d = client.request(
+            attempt.host,
+            attempt.port,
             self.method,
             self.uri,
             headers,
@@ -454,7 +515,7 @@ class ProxyCall:
         return d
 
     def _send_fastcgi(
-        self, upstream: Upstream, headers: Headers, producer: Any, on_connection: Any
+        self, attempt: _Attempt, headers: Headers, producer: Any, on_connection: Any
     ) -> Deferred[Any]:
         """The request as a FastCGI exchange (Caddy's fastcgi transport)."""
         config = self.proxy.config.transport
@@ -473,7 +534,7 @@ class ProxyCall:
             config.fastcgi.capture_stderr,
             config.max_response_header_size,
         )
-        endpoint = self.proxy.connector.endpoint(upstream.host, upstream.port)
+        endpoint = self.proxy.connector.endpoint(attempt.host, attempt.port)
         return fastcgi_request(endpoint, exchange)
 
     def _got_response(self, response: LeanResponse, attempt: _Attempt) -> None:
@@ -584,9 +645,8 @@ class ProxyCall:
     # -- Upgrade (WebSocket) ---------------------------------------------------------
 
     def _send_upgrade(self, attempt: _Attempt, headers: Headers) -> Deferred[Any]:
-        upstream = attempt.upstream
         if not headers.hasHeader(b"host"):
-            headers.setRawHeaders(b"host", [upstream.dial.encode()])
+            headers.setRawHeaders(b"host", [attempt.address.encode()])
         if self.length:
             # The body is framed for the upstream too: without a length it would read
             # the body as the next request (smuggling through the proxy).
@@ -594,7 +654,7 @@ class ProxyCall:
         head = request_head(self.request.method, self.request.uri, headers)
         side = UpstreamSide(head, self.content, self.length)
         self.tunnel = side
-        endpoint = self.proxy.connector.endpoint(upstream.host, upstream.port)
+        endpoint = self.proxy.connector.endpoint(attempt.host, attempt.port)
         d: Deferred[Any] = endpoint.connect(UpstreamSideFactory(side))
 
         def connected(_: Any) -> Deferred[Any]:
@@ -728,10 +788,15 @@ def build(config: ObjectReader, context: BuildContext, next: Handler) -> Reverse
     if rewrite_data is not None:
         rewrite = parse_rewrite(ObjectReader(rewrite_data, config.at("rewrite")))
     parsed = parse_proxy_config(config, random.Random())
+    dynamic = None
+    if config.has("dynamic_upstreams"):
+        dynamic = parse_source(config.reader("dynamic_upstreams"), context.reactor)
+    else:
+        dynamic = lookup_srv_source(parsed.upstreams, context.reactor)
     handlers = build_response_handlers(handle_response, config.at("handle_response"), context, next)
     registry = registry_of(context.shared)
     share_health(context.shared, registry, context.reactor)
-    proxy = ReverseProxy(parsed, registry, context.reactor, handlers, rewrite)
+    proxy = ReverseProxy(parsed, registry, context.reactor, handlers, rewrite, dynamic)
     checker = None
     if parsed.active_health is not None:
         probe = HTTPProbe(parsed.active_health, proxy.connector, context.reactor)

@@ -178,7 +178,8 @@ class ActiveHealthChecker(Service):
     def check_all(self) -> Deferred[Any]:
         """One round over every upstream; the next round is scheduled when it ends."""
         self._call = None
-        rounds = [self._check(upstream) for upstream in self.upstreams]
+        # An address made of request placeholders has nothing to probe between requests.
+        rounds = [self._check(u) for u in self.upstreams if u.template is None]
         done: Deferred[Any] = DeferredList(rounds, consumeErrors=True)
         done.addBoth(lambda _: self._schedule(self.config.interval))
         return done

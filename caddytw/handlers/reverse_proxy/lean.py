@@ -370,15 +370,27 @@ class _HeadAnswered(Exception):
     """Stops the parser after a HEAD answer's head (llhttp would wait for a body)."""
 
 
-class _ConnectionFactory(Factory):
+class ConnectionFactory(Factory):
+    """Makes ``protocol(client, key)`` for one dial to an upstream address (the HTTP/2
+    client's connections are made the same way)."""
+
     noisy = False
 
-    def __init__(self, client: LeanClient, key: tuple[str, int]) -> None:
+    def __init__(self, client: Any, key: tuple[str, int], protocol: Any) -> None:
         self.client = client
         self.key = key
+        self.make = protocol
 
-    def buildProtocol(self, addr: Any) -> LeanConnection:
-        return LeanConnection(self.client, self.key)
+    def buildProtocol(self, addr: Any) -> Any:
+        return self.make(self.client, self.key)
+
+
+def authority(host: str, port: int) -> bytes:
+    """The ``Host`` an upstream gets when the request brought none: ``host:port``, or
+    ``localhost`` for a unix socket (``host`` is then its path)."""
+    if port == 0:
+        return b"localhost"
+    return (f"[{host}]:{port}" if ":" in host else f"{host}:{port}").encode("idna")
 
 
 class LeanClient:
@@ -435,13 +447,8 @@ class LeanClient:
         producer: Any = None,
         on_connection: Any = None,
     ) -> Deferred[LeanResponse]:
-        if port == 0:  # a unix socket (``host`` is its path): a Host only if none came
-            authority = b"localhost"
-        else:
-            text = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-            authority = text.encode("idna")
         length = producer.length if producer is not None else 0
-        head = self.head(method, target, headers, authority, length)
+        head = self.head(method, target, headers, authority(host, port), length)
         exchange = _Exchange((host, port), method, head, producer, on_connection)
         idle = self.idle.get(exchange.key)
         if idle:
@@ -457,7 +464,9 @@ class LeanClient:
     def dial(self, exchange: _Exchange) -> None:
         host, port = exchange.key
         endpoint = self.connector.endpoint(host, port)
-        dial: Deferred[Any] = endpoint.connect(_ConnectionFactory(self, exchange.key))
+        dial: Deferred[Any] = endpoint.connect(
+            ConnectionFactory(self, exchange.key, LeanConnection)
+        )
         exchange.dial = dial
 
         def connected(connection: LeanConnection) -> None:

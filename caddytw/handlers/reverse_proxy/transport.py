@@ -29,6 +29,7 @@ from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
 from caddytw.handlers.reverse_proxy.config import TLSConfig, TransportConfig
+from caddytw.handlers.reverse_proxy.h2client import H2Client
 from caddytw.handlers.reverse_proxy.lean import LeanClient
 
 
@@ -44,9 +45,10 @@ class DialError(Exception):
 class _UnverifiedTLS:
     """TLS with SNI but no certificate verification (``insecure_skip_verify``)."""
 
-    def __init__(self, server_name: str) -> None:
+    def __init__(self, server_name: str, alpn: tuple[bytes, ...] = ()) -> None:
         self.server_name = server_name
-        self.context = ssl.CertificateOptions(verify=False).getContext()
+        options = ssl.CertificateOptions(verify=False, acceptableProtocols=list(alpn) or None)
+        self.context = options.getContext()
 
     def clientConnectionForTLS(self, tls_protocol: Any) -> Any:
         from OpenSSL import SSL
@@ -59,11 +61,11 @@ class _UnverifiedTLS:
         return connection
 
 
-def tls_creator(tls: TLSConfig, host: str) -> Any:
-    """The client TLS settings for one upstream host."""
+def tls_creator(tls: TLSConfig, host: str, alpn: tuple[bytes, ...] = ()) -> Any:
+    """The client TLS settings for one upstream host (offering ``alpn`` protocols)."""
     server_name = tls.server_name or host
     if tls.insecure_skip_verify:
-        return _UnverifiedTLS(server_name)
+        return _UnverifiedTLS(server_name, alpn)
     trust: Any = None
     if tls.root_ca_pem_files:
         certificates = []
@@ -71,7 +73,9 @@ def tls_creator(tls: TLSConfig, host: str) -> Any:
             with open(path, "rb") as pem:
                 certificates.append(ssl.Certificate.loadPEM(pem.read()))
         trust = ssl.trustRootFromCertificates(certificates)
-    return ssl.optionsForClientTLS(server_name, trustRoot=trust)
+    return ssl.optionsForClientTLS(
+        server_name, trustRoot=trust, acceptableProtocols=list(alpn) or None
+    )
 
 
 def tcp_endpoint(reactor: Any, host: str, port: int, timeout: float) -> IStreamClientEndpoint:
@@ -180,16 +184,24 @@ class UpstreamConnector:
         # are this connector's endpoints), so the response head limit holds for both;
         # Agent remains for active health checks.
         self.lean = LeanClient(self, reactor)
+        #: ``versions: ["h2c", ...]`` (or ``["2"]`` over TLS): HTTP/2 streams instead.
+        self.h2c = H2Client(self, reactor) if config.h2c or config.h2 else None
 
     def endpoint(
-        self, host: str, port: int, on_connection: Callable[[Any], None] | None = None
+        self,
+        host: str,
+        port: int,
+        on_connection: Callable[[Any], None] | None = None,
+        *,
+        alpn: tuple[bytes, ...] = (),
     ) -> DialEndpoint:
+        """How to reach ``host:port`` (TLS when configured, offering ``alpn``)."""
         if port == 0:  # a unix socket: ``host`` is its path (see ``parse_dial``)
             unix = UNIXClientEndpoint(self.reactor, host, timeout=self.config.dial_timeout)
             return DialEndpoint(unix, f"unix/{host}", 0.0, on_connection)
         inner = tcp_endpoint(self.reactor, host, port, self.config.dial_timeout)
         if self.config.tls is not None:
-            inner = wrapClientTLS(tls_creator(self.config.tls, host), inner)
+            inner = wrapClientTLS(tls_creator(self.config.tls, host, alpn), inner)
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         return DialEndpoint(inner, address, self.config.keepalive.probe_interval, on_connection)
 
@@ -205,6 +217,14 @@ class UpstreamConnector:
             target = b"/" + target
         return self.scheme + b"://" + authority.encode("idna") + target
 
+    def h2c_client(self) -> H2Client:
+        """The HTTP/2 client, made on first use for ``unix+h2c`` upstreams."""
+        if self.h2c is None:
+            self.h2c = H2Client(self, self.reactor)
+        return self.h2c
+
     def close(self) -> Any:
         self.lean.close()
+        if self.h2c is not None:
+            self.h2c.close()
         return self.pool.closeCachedConnections()

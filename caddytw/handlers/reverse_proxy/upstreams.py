@@ -14,6 +14,9 @@ from typing import Any
 
 from caddytw.admin import metrics
 from caddytw.admin import upstreams as admin_upstreams
+from caddytw.config.errors import ConfigError
+from caddytw.handlers.reverse_proxy.config import parse_dial
+from caddytw.http.placeholders import Template
 
 REGISTRY_KEY = "reverse_proxy.hosts"
 
@@ -88,6 +91,26 @@ class Upstream:
     max_requests: int = 0
     max_fails: int | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    #: Set when ``dial`` has placeholders: the address is filled in per request
+    #: (Caddy's ``fillDialInfo``) while the counters stay keyed by the template.
+    template: Template | None = None
+    #: ``unix+h2c//path``: HTTP/2 with prior knowledge on this one (Caddy's network).
+    h2c: bool = False
+
+    def dial_for(self, request: Any) -> tuple[str, str, int]:
+        """``(address, host, port)`` to dial for ``request`` (port 0: a unix socket).
+
+        Raises ``ValueError`` when the placeholders fill in no usable address."""
+        if self.template is None:
+            return self.dial, self.host, self.port
+        address = self.template.render(request)
+        try:
+            host, port = parse_dial(address, "dial")
+        except ConfigError as error:
+            raise ValueError(f"making dial info from {self.dial!r}: {error.message}") from None
+        if not host:  # still braces after filling in: not an address
+            raise ValueError(f"making dial info from {self.dial!r}: got {address!r}")
+        return address, host, port
 
     @property
     def num_requests(self) -> int:
