@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from caddytw.handlers.file_server import cache as cache_module
-from caddytw.handlers.file_server.cache import FileCache
+from caddytw.handlers.file_server.cache import Entry, FileCache
 from tests.support.memory import memory_server
 
 RACY = 0.05
@@ -34,7 +34,7 @@ def write_settled(path: Path, data: bytes) -> None:
 # -- the cache on its own --------------------------------------------------------------
 
 
-def filled(cache: FileCache, path: Path) -> object:
+def filled(cache: FileCache, path: Path) -> Entry | None:
     fd = os.open(path, os.O_RDONLY)
     try:
         return cache.fill(str(path), fd, os.fstat(fd))
@@ -47,7 +47,8 @@ def test_a_settled_small_file_is_remembered_and_checked(tmp_path):
     write_settled(path, b"hello")
     cache = FileCache(racy_seconds=RACY)
     entry = filled(cache, path)
-    assert entry is not None and cache.get(str(path)) is entry
+    assert entry is not None
+    assert cache.get(str(path)) is entry
     assert entry.data == b"hello" and entry.validators.etag.startswith('"')
     path.write_bytes(b"HELLO")  # same size, same second
     assert cache.get(str(path)) is None and len(cache) == 0
