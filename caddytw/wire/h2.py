@@ -128,6 +128,10 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         self._queued: dict[int, int] = {}
         self.frame_budget = FrameBudget(self._reactor.seconds())
         self.frame_scanner = FrameScanner()
+        #: True while the events of one read are handled: the frames they produce
+        #: (response headers and bodies, WINDOW_UPDATEs, RST_STREAMs) stay in h2's
+        #: buffer and go out with one transport write at the end of the read.
+        self._batching = False
 
     def connectionMade(self) -> None:
         raise_transport_buffer(self.transport)
@@ -166,6 +170,16 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         cancelled = (
             {e.stream_id for e in events if type(e) is h2.events.StreamReset} if control else ()
         )
+        self._batching = True
+        try:
+            self._handle_events(events, cancelled)
+        finally:
+            self._batching = False
+        if self._stillProducing:
+            self._tryToWriteControlData()
+
+    def _handle_events(self, events: list[Any], cancelled: Any) -> None:
+        """Twisted's dispatch of one read's events (see :meth:`dataReceived`)."""
         for event in events:
             if isinstance(event, h2.events.RequestReceived):
                 if event.stream_id not in cancelled:
@@ -186,6 +200,7 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
             elif isinstance(event, h2.events.PriorityUpdated):
                 self._handlePriorityUpdate(event)
             elif isinstance(event, h2.events.ConnectionTerminated):
+                self._end_batch()  # answers to earlier streams of this read go first
                 transport: Any = self.transport
                 transport.loseConnection()
                 self.connectionLost(
@@ -193,7 +208,26 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
                 )
             if not self._stillProducing:
                 return  # the connection was torn down while handling this read
-        self._tryToWriteControlData()
+
+    # -- batching the writes of one read ----------------------------------------------------
+
+    def _end_batch(self) -> None:
+        """Write what the read produced so far, and write directly from now on."""
+        self._batching = False
+        super()._tryToWriteControlData()
+
+    def _tryToWriteControlData(self) -> bool:
+        """Twisted's write of h2's pending frames, deferred to the end of the read while
+        batching (a TLS record and an ``SSL_write`` per frame group was a good part of
+        a small HTTP/2 response's cost). Returns whether the connection is still up."""
+        if self._batching:
+            return True
+        return bool(super()._tryToWriteControlData())
+
+    def _terminate(self, reason: Failure) -> None:
+        """Flush the batch (answers, then h2's GOAWAY) before tearing down."""
+        self._batching = False
+        super()._terminate(reason)
 
     def _return_credit(self, event: Any) -> None:
         """Acknowledge body bytes of a stream nobody reads, so the connection window
@@ -315,7 +349,10 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         self._reactor.callLater(0, self._sendPrioritisedData)
 
     def _write(self) -> None:
-        """Write every frame h2 has serialised since the last write, in one piece."""
+        """Write every frame h2 has serialised since the last write, in one piece (at the
+        end of the read, while one is being handled)."""
+        if self._batching:
+            return
         transport: Any = self.transport
         transport.write(self.conn.data_to_send())
 

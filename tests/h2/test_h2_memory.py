@@ -142,3 +142,49 @@ def test_small_peer_windows_are_respected(window: int, sizes: list[int]) -> None
         if any(isinstance(e, h2.events.StreamEnded) for e in pair.events):
             break
     assert received == body
+
+
+class CountingTransport(StringTransport):
+    """Counts ``write`` calls: under TLS each one is an ``SSL_write`` and a record."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        super().write(data)
+
+
+class Answering(http.Request):
+    """Answers at once, inside the read that brought the request."""
+
+    def process(self) -> None:
+        self.setHeader(b"content-type", b"text/plain")
+        self.write(b"x" * 1024)
+        self.finish()
+
+
+def test_answers_of_one_read_go_out_in_one_write() -> None:
+    """Ten requests in one read: their headers, bodies and ends (and any control
+    frames) leave in a single transport write, all of them complete."""
+    pair = Pair()
+    transport = CountingTransport()
+    pair.server.transport = transport
+    pair.server.requestFactory = lambda channel, queued=None: Answering(channel)
+    headers = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "x")]
+    streams = list(range(1, 21, 2))
+    for stream_id in streams:
+        pair.client.send_headers(stream_id, headers, end_stream=True)
+    pair.server.dataReceived(pair.client.data_to_send())
+    assert transport.writes == 1
+    events = pair.client.receive_data(transport.value())
+    ended = {e.stream_id for e in events if isinstance(e, h2.events.StreamEnded)}
+    assert ended == set(streams)
+    for stream_id in streams:
+        body = b"".join(
+            e.data
+            for e in events
+            if isinstance(e, h2.events.DataReceived) and e.stream_id == stream_id
+        )
+        assert body == b"x" * 1024
