@@ -497,7 +497,14 @@ def profiles(env: Env, args: argparse.Namespace) -> str:
         text = io.StringIO()
         stats = pstats.Stats(str(stats_file), stream=text)
         stats.strip_dirs().sort_stats("tottime").print_stats(25)
-        report = f"{CASES[case]}: {load.requests} requests under cProfile\n\n{text.getvalue()}"
+        by_total = io.StringIO()
+        pstats.Stats(str(stats_file), stream=by_total).strip_dirs().sort_stats(
+            "cumulative"
+        ).print_stats(40)
+        report = (
+            f"{CASES[case]}: {load.requests} requests under cProfile\n\n{text.getvalue()}"
+            f"\n\nBy cumulative time:\n{by_total.getvalue()}"
+        )
         target = out_dir / f"profile-{case}.txt"
         target.write_text(report)
         top = [
@@ -527,6 +534,9 @@ def main() -> None:
     parser.add_argument("--h2-requests", type=int, default=20000)
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--no-workers", action="store_true")
+    parser.add_argument(
+        "--profile-only", action="store_true", help="only the cProfile runs (no tables)"
+    )
     parser.add_argument("--profile-dir", default=str(common.REPO / "bench" / "results"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-hotpath-") as tmp:
@@ -543,8 +553,9 @@ def main() -> None:
         env = Env(work, root, cert, key, free_port())
         sections = []
         with backend(env):
-            sections.append(single_core(env, args))
-            if not args.no_workers and (os.cpu_count() or 1) >= 2:
+            if not args.profile_only:
+                sections.append(single_core(env, args))
+            if not args.no_workers and not args.profile_only and (os.cpu_count() or 1) >= 2:
                 sections.append(workers(env, args))
             if not args.no_profile:
                 sections.append(profiles(env, args))

@@ -35,6 +35,8 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH
 from zope.interface import implementer
 
+from caddytw.handlers.reverse_proxy.headers import add_raw_fields
+
 #: Methods a stale pooled connection may be retried for (Agent's list).
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"DELETE", b"TRACE"})
 _BAD_TARGET = re.compile(rb"[\x00-\x20\x7f]")
@@ -262,8 +264,8 @@ class LeanConnection(PausableConnection):
         headers = Headers()
         length: Any = UNKNOWN_LENGTH
         chunked = False
+        add_raw_fields(headers, self.fields)
         for name, value in self.fields:
-            headers.addRawHeader(name, value)
             lower = name.lower()
             if lower == b"content-length":
                 length = int(value)
