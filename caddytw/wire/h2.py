@@ -63,6 +63,7 @@ from twisted.web._http2 import _END_STREAM_SENTINEL, H2Connection, H2Stream
 from caddytw.http.body import DEFAULT_LIMIT, EMPTY, BodyAborted, RequestBody
 from caddytw.http.framebudget import CREDIT_PER_DATA_FRAME, FrameBudget, FrameScanner
 from caddytw.http.pseudo import BadRequest, RequestLine, request_line
+from caddytw.wire import hpackcache
 
 #: Receive window advertised for each stream (SETTINGS_INITIAL_WINDOW_SIZE).
 STREAM_WINDOW = 1 << 20
@@ -124,6 +125,8 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         # section 8.1.1 makes it an error of that stream only. h2's own checks run per
         # stream in ``_requestReceived`` instead, which resets just that stream.
         self.conn.config.validate_inbound_headers = False
+        # Repeated header blocks (same response fields, same request) coded once.
+        hpackcache.install(self.conn)
         #: Queued (not yet framed) response bytes per stream.
         self._queued: dict[int, int] = {}
         self.frame_budget = FrameBudget(self._reactor.seconds())
