@@ -81,6 +81,12 @@ SEND_BUDGET = 1 << 20
 #: less than one queued file chunk, which made every chunk a pause/resume round trip).
 TRANSPORT_BUFFER = 1 << 20
 
+#: Valid request header lists remembered per connection.
+VALID_HEADER_LISTS = 64
+_REQUEST_HEADERS = HeaderValidationFlags(
+    is_client=False, is_trailer=False, is_response_header=False, is_push_promise=False
+)
+
 #: h2's defaults, which the peer assumes until it sees our settings.
 DEFAULT_WINDOW = 65_535
 
@@ -135,6 +141,8 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         #: (response headers and bodies, WINDOW_UPDATEs, RST_STREAMs) stay in h2's
         #: buffer and go out with one transport write at the end of the read.
         self._batching = False
+        #: Request header lists h2's checks accepted (see ``_requestReceived``).
+        self._valid_headers: dict[tuple[Any, ...], list[Any]] = {}
 
     def connectionMade(self) -> None:
         raise_transport_buffer(self.transport)
@@ -243,14 +251,20 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         stream; a malformed block resets this stream, a bad request line answers 400
         (or 405 for CONNECT) on it; neither touches the other streams."""
         stream_id: int = event.stream_id
-        flags = HeaderValidationFlags(
-            is_client=False, is_trailer=False, is_response_header=False, is_push_promise=False
-        )
-        try:
-            headers = list(validate_headers(event.headers, flags))
-        except h2.exceptions.ProtocolError:
-            self.conn.reset_stream(stream_id, h2.errors.ErrorCodes.PROTOCOL_ERROR)
-            return
+        # h2's checks are a pure function of the header list: a list already found
+        # valid on this connection (a client repeating its request) is not checked again.
+        key = tuple(event.headers)
+        valid = self._valid_headers.get(key)
+        if valid is None:
+            try:
+                valid = list(validate_headers(event.headers, _REQUEST_HEADERS))
+            except h2.exceptions.ProtocolError:
+                self.conn.reset_stream(stream_id, h2.errors.ErrorCodes.PROTOCOL_ERROR)
+                return
+            if len(self._valid_headers) >= VALID_HEADER_LISTS:
+                self._valid_headers.clear()
+            self._valid_headers[key] = valid
+        headers = list(valid)
         pseudo = {name: value for name, value in headers if name[:1] == b":"}
         hosts = [value for name, value in headers if name == b"host"]
         try:
