@@ -38,7 +38,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -126,11 +125,7 @@ http {{
     sendfile on;
     tcp_nopush on;
     keepalive_requests 1000000;
-    client_body_temp_path {work}/body;
-    proxy_temp_path {work}/proxy;
-    fastcgi_temp_path {work}/fastcgi;
-    uwsgi_temp_path {work}/uwsgi;
-    scgi_temp_path {work}/scgi;
+    {temp_paths}
     {body}
 }}
 """
@@ -139,7 +134,15 @@ http {{
 def nginx_conf(env: Env, name: str, body: str) -> Path:
     conf = env.work / f"nginx-{name}.conf"
     user = "user root;" if os.geteuid() == 0 else ""
-    conf.write_text(NGINX_HEAD.format(conf=conf, work=env.work, user=user, body=body))
+    conf.write_text(
+        NGINX_HEAD.format(
+            conf=conf,
+            work=env.work,
+            user=user,
+            body=body,
+            temp_paths=common.nginx_temp_paths(env.work),
+        )
+    )
     return conf
 
 
@@ -296,37 +299,6 @@ def curl(url: str, times: int) -> Load:
     return Load(times, total_seconds, total_bytes)
 
 
-def rss_mib(pid: int) -> float:
-    total = 0
-    for member in common.process_tree(pid):
-        try:
-            for line in Path(f"/proc/{member}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return total / 1024
-
-
-@contextmanager
-def rss_peak(pid: int) -> Iterator[list[float]]:
-    """Sample the server's RSS every 20 ms while the body runs; yields [peak MiB]."""
-    peak = [rss_mib(pid)]
-    stop = threading.Event()
-
-    def watch() -> None:
-        while not stop.wait(0.02):
-            peak[0] = max(peak[0], rss_mib(pid))
-
-    thread = threading.Thread(target=watch, daemon=True)
-    thread.start()
-    try:
-        yield peak
-    finally:
-        stop.set()
-        thread.join()
-
-
 #: case -> (label, unit of the rate column)
 CASES: dict[str, str] = {
     "files-1k": "`file_server` 1 KiB, wrk -c50",
@@ -381,7 +353,7 @@ def measure(
 ) -> None:
     warm_up(case, running, args.h2_requests, cpus)
     before = common.cpu_seconds(running.pid)
-    with rss_peak(running.pid) as peak:
+    with common.sampled_peak(lambda: common.rss_mib(running.pid), 0.02) as peak:
         load = drive(case, running, args.duration, args.h2_requests, cpus)
     used = common.cpu_seconds(running.pid) - before
     if case == "download-100m":
