@@ -323,8 +323,52 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         return min(window, self.stream_buffer) - self._queued.get(streamID, 0)
 
     def writeDataToStream(self, streamID: int, data: bytes) -> None:
+        size = len(data)
+        if (
+            0 < size <= self.conn.max_outbound_frame_size
+            and self._direct(streamID)
+            and self.conn.local_flow_control_window(streamID) >= size
+        ):
+            # A chunk that fits one frame, nothing queued ahead of it: framed now,
+            # without a trip through the priority tree and the sending loop.
+            self.conn.send_data(streamID, data)
+            self.frame_budget.credit(CREDIT_PER_DATA_FRAME)
+            self._write()
+            if self.remainingOutboundWindow(streamID) <= 0:
+                self.streams[streamID].flowControlBlocked()
+            return
         self._queued[streamID] = self._queued.get(streamID, 0) + len(data)
         super().writeDataToStream(streamID, data)
+
+    def endRequest(self, streamID: int) -> None:
+        """The response is complete: ended at once when nothing of it is still queued."""
+        if self._direct(streamID):
+            self._end_stream(streamID)
+            return
+        super().endRequest(streamID)
+
+    def _direct(self, stream_id: int) -> bool:
+        """Whether ``stream_id`` may bypass the sending loop: nothing of it queued, the
+        transport not pausing us, and h2 still letting us send on it."""
+        queue = self._outboundStreamQueues.get(stream_id)
+        return (
+            queue is not None
+            and not queue
+            and self._consumerBlocked is None
+            and self._sendable(stream_id)
+        )
+
+    def _end_stream(self, stream_id: int) -> None:
+        """END_STREAM, a reset for a request body nobody will read, and the cleanup."""
+        conn = self.conn
+        conn.end_stream(stream_id)
+        h2stream = self.streams.get(stream_id)
+        if h2stream is not None and not h2stream.body.done:
+            # Answered before the body ended (unread, refused or too large): ask
+            # the client to stop sending it (RFC 9113 section 8.1), as Go does.
+            conn.reset_stream(stream_id, h2.errors.ErrorCodes.NO_ERROR)
+        self._write()
+        self._requestDone(stream_id)
 
     def _requestDone(self, streamID: int) -> None:
         self._queued.pop(streamID, None)
@@ -385,14 +429,7 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
             self._requestDone(stream)
             return 0
         if chunk is _END_STREAM_SENTINEL:
-            conn.end_stream(stream)
-            h2stream = self.streams.get(stream)
-            if h2stream is not None and not h2stream.body.done:
-                # Answered before the body ended (unread, refused or too large): ask
-                # the client to stop sending it (RFC 9113 section 8.1), as Go does.
-                conn.reset_stream(stream, h2.errors.ErrorCodes.NO_ERROR)
-            self._write()
-            self._requestDone(stream)
+            self._end_stream(stream)
             return 0
         window = conn.local_flow_control_window(stream)
         if window <= 0:

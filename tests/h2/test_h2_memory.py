@@ -176,8 +176,11 @@ def test_answers_of_one_read_go_out_in_one_write() -> None:
     streams = list(range(1, 21, 2))
     for stream_id in streams:
         pair.client.send_headers(stream_id, headers, end_stream=True)
+    parked = pair.server._sendingDeferred
     pair.server.dataReceived(pair.client.data_to_send())
     assert transport.writes == 1
+    # Small answers are framed directly: the idle sending loop was never woken.
+    assert parked is not None and pair.server._sendingDeferred is parked
     events = pair.client.receive_data(transport.value())
     ended = {e.stream_id for e in events if isinstance(e, h2.events.StreamEnded)}
     assert ended == set(streams)
