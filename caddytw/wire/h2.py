@@ -27,7 +27,11 @@ Twisted's ``H2Connection`` (twisted.web._http2) is correct but slow for large bo
   ``remainingOutboundWindow`` (which twisted's ``H2Stream`` uses to pause and resume
   its producer) is the smaller of the peer's window and that buffer's room, and is
   O(1) from a per-stream byte count;
-* outbound header validation is off (see ``__init__``);
+* outbound header validation is off (see ``__init__``) and outbound normalisation is
+  done by ``writeHeaders``, remembered per header list; HPACK blocks are remembered
+  while the compression context is unchanged (:mod:`caddytw.wire.hpackcache`);
+* the frames one read produces go out in one transport write at its end, and a small
+  response with nothing queued is framed at once instead of through the sending loop;
 * a stream whose window is exhausted is blocked in the priority tree instead of
   spinning the loop until the peer's WINDOW_UPDATE arrives.
 
@@ -54,7 +58,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import priority
-from h2.utilities import HeaderValidationFlags, validate_headers
+from h2.utilities import HeaderValidationFlags, normalize_outbound_headers, validate_headers
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionLost
 from twisted.python.failure import Failure
@@ -81,10 +85,14 @@ SEND_BUDGET = 1 << 20
 #: less than one queued file chunk, which made every chunk a pause/resume round trip).
 TRANSPORT_BUFFER = 1 << 20
 
-#: Valid request header lists remembered per connection.
-VALID_HEADER_LISTS = 64
+#: Valid request header lists, and normalised response header lists, remembered per
+#: connection.
+HEADER_LISTS = 64
 _REQUEST_HEADERS = HeaderValidationFlags(
     is_client=False, is_trailer=False, is_response_header=False, is_push_promise=False
+)
+_RESPONSE_HEADERS = HeaderValidationFlags(
+    is_client=False, is_trailer=False, is_response_header=True, is_push_promise=False
 )
 
 #: h2's defaults, which the peer assumes until it sees our settings.
@@ -133,6 +141,11 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         self.conn.config.validate_inbound_headers = False
         # Repeated header blocks (same response fields, same request) coded once.
         hpackcache.install(self.conn)
+        # Response headers are normalised by ``writeHeaders`` (remembered per list); the
+        # other callers of ``send_headers`` (400, 100 Continue, ``_refuse``) pass
+        # lower-case, trimmed fields already.
+        self.conn.config.normalize_outbound_headers = False
+        self._normalized: dict[tuple[Any, ...], list[Any]] = {}
         #: Queued (not yet framed) response bytes per stream.
         self._queued: dict[int, int] = {}
         self.frame_budget = FrameBudget(self._reactor.seconds())
@@ -261,7 +274,7 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
             except h2.exceptions.ProtocolError:
                 self.conn.reset_stream(stream_id, h2.errors.ErrorCodes.PROTOCOL_ERROR)
                 return
-            if len(self._valid_headers) >= VALID_HEADER_LISTS:
+            if len(self._valid_headers) >= HEADER_LISTS:
                 self._valid_headers.clear()
             self._valid_headers[key] = valid
         headers = list(valid)
@@ -309,11 +322,28 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
     def writeHeaders(
         self, version: bytes, code: bytes, reason: bytes, headers: Any, streamID: int
     ) -> None:
-        """A stream h2 has already forgotten (reset, then closed) is not an error."""
+        """Twisted's ``writeHeaders`` with h2's outbound normalisation (lower-case names,
+        trimmed values, connection-specific fields dropped, secrets never indexed) done
+        here, once per distinct header list on the connection: it is a pure function
+        of the list and responses repeat. A stream h2 has already forgotten (reset,
+        then closed) is not an error."""
+        fields = [(b":status", code), *headers]
+        key = tuple(fields)
+        normalized = self._normalized.get(key)
+        if normalized is None:
+            normalized = list(
+                normalize_outbound_headers(
+                    fields, _RESPONSE_HEADERS, self.conn.config.split_outbound_cookies
+                )
+            )
+            if len(self._normalized) >= HEADER_LISTS:
+                self._normalized.clear()
+            self._normalized[key] = normalized
         try:
-            super().writeHeaders(version, code, reason, headers, streamID)
+            self.conn.send_headers(streamID, normalized)
         except h2.exceptions.ProtocolError:
             return
+        self._tryToWriteControlData()
 
     # -- flow control and buffering -------------------------------------------------------
 

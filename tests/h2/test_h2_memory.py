@@ -209,3 +209,34 @@ def test_repeated_header_lists_are_judged_alike() -> None:
     reset = {e.stream_id for e in pair.events if isinstance(e, h2.events.StreamReset)}
     assert ended == {1, 5} and reset == {3, 7}
     assert len(pair.server._valid_headers) == 1
+
+
+class Untidy(http.Request):
+    """Response fields h2 must normalise: case, whitespace, a connection field."""
+
+    def process(self) -> None:
+        self.responseHeaders.setRawHeaders(b"X-Mixed-Case", [b"  padded  "])
+        self.responseHeaders.setRawHeaders(b"Connection", [b"keep-alive"])
+        self.responseHeaders.setRawHeaders(b"WWW-Authenticate", [b"Basic"])
+        self.write(b"ok")
+        self.finish()
+
+
+def test_response_fields_are_normalised_every_time() -> None:
+    pair = Pair()
+    pair.server.requestFactory = lambda channel, queued=None: Untidy(channel)
+    headers = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "x")]
+    for stream_id in (1, 3):
+        pair.client.send_headers(stream_id, headers, end_stream=True)
+    pair.exchange()
+    answers = [e for e in pair.events if isinstance(e, h2.events.ResponseReceived)]
+    assert [e.stream_id for e in answers] == [1, 3]
+    for event in answers:
+        fields = dict(event.headers)
+        assert fields[b"x-mixed-case"] == b"padded"
+        assert fields[b"www-authenticate"] == b"Basic"
+        assert b"connection" not in fields
+    first, second = ([f for f in e.headers if f[0] != b"date"] for e in answers)
+    assert first == second
+    # The second list came from the memory (unless a new second changed its Date).
+    assert 1 <= len(pair.server._normalized) <= 2
