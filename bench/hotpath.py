@@ -3,6 +3,7 @@ beside Caddy and nginx, and a cProfile summary of caddytw for the 1 KiB cases.
 
     PYTHONPATH=. python bench/hotpath.py [--rounds 3] [--duration 5] [--no-profile]
                                          [--no-workers] [--profile-dir bench/results]
+                                         [--compare /path/to/other/checkout] [--profile-only]
 
 Cases (every server answers the same files from the same root, same certificate):
 
@@ -23,7 +24,11 @@ run, all processes of the server): on a shared machine it moves much less than r
 
 The profile: caddytw is started again under cProfile (twistd ``--profile``) for each
 1 KiB case, driven the same way, stopped, and the top 25 functions by ``tottime`` go to
-``<profile-dir>/profile-<case>.txt`` (and their first lines into the Markdown).
+``<profile-dir>/profile-<case>.txt`` (and their first lines into the Markdown), then
+the top 40 by cumulative time.
+
+``--compare PATH`` runs another caddytw checkout (e.g. main's) as one more server in the
+same rounds: the fair before/after on a machine whose load changes from minute to minute.
 """
 
 from __future__ import annotations
@@ -53,6 +58,10 @@ from tests.support.server import TWISTD, server_env
 from tests.tls.pki import TestCA
 
 SERVERS = ("caddytw", "caddy", "nginx")
+#: ``--compare PATH``: another caddytw checkout measured as one more server (A/B in the
+#: same interleaved rounds, which on a shared machine is the only fair comparison).
+OTHER_TREE: Path | None = None
+OTHER = "caddytw-other"
 SIZES = {"1k.bin": 1024, "1m.bin": 1 << 20, "100m.bin": 100 << 20}
 
 
@@ -194,7 +203,9 @@ def launched(
     ports = Ports(free_port(), free_port(), free_port())
     tag = f"{server}-{ports.files}"
     process_env = server_env()
-    if server == "caddytw":
+    if server == OTHER and OTHER_TREE is not None:
+        process_env["PYTHONPATH"] = str(OTHER_TREE)
+    if server in ("caddytw", OTHER):
         conf = env.work / f"{tag}.json"
         conf.write_text(json.dumps(caddy_json(env, ports)))
         command = [*TWISTD, "-n", "--pidfile="]
@@ -222,7 +233,7 @@ def launched(
         for port in (ports.files, ports.proxy, ports.tls):
             if not wait_for_port(port, timeout=30):
                 raise RuntimeError(f"{server} did not start: see {env.work}/{tag}.log")
-        if workers > 1 and server == "caddytw":
+        if workers > 1 and server in ("caddytw", OTHER):
             time.sleep(3)  # let the other worker bind as well
         yield Running(server, process, ports)
     finally:
@@ -369,6 +380,8 @@ def measure(
 
 def single_core(env: Env, args: argparse.Namespace) -> str:
     servers = [s for s in SERVERS if s == "caddytw" or common.have(s)]
+    if OTHER_TREE is not None:
+        servers.insert(1, OTHER)
     results = {(case, s): Result() for case in CASES for s in servers}
     for index in range(args.rounds):
         for server in servers:
@@ -507,10 +520,15 @@ def main() -> None:
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--no-workers", action="store_true")
     parser.add_argument(
+        "--compare", type=Path, help="another caddytw checkout, measured alongside (A/B)"
+    )
+    parser.add_argument(
         "--profile-only", action="store_true", help="only the cProfile runs (no tables)"
     )
     parser.add_argument("--profile-dir", default=str(common.REPO / "bench" / "results"))
     args = parser.parse_args()
+    global OTHER_TREE
+    OTHER_TREE = args.compare.resolve() if args.compare else None
     with tempfile.TemporaryDirectory(prefix="bench-hotpath-") as tmp:
         work = Path(tmp)
         work.chmod(0o755)  # nginx workers may run as another user
