@@ -341,8 +341,12 @@ def drive(case: str, running: Running, seconds: float, h2_requests: int, cpus: s
 
 
 def check(case: str, result: common.WrkResult, size: int = 0) -> Load:
-    if result.errors or result.non_2xx:
-        raise RuntimeError(f"{case}: {result.errors} socket errors, {result.non_2xx} non-2xx")
+    """A run's load; non-2xx answers fail the benchmark (wrong config), socket errors
+    (timeouts on a loaded machine) are reported and the run still counts."""
+    if result.non_2xx:
+        raise RuntimeError(f"{case}: {result.non_2xx} non-2xx answers")
+    if result.errors:
+        print(f"warning: {case}: {result.errors} socket errors", file=sys.stderr)
     return Load(result.requests, result.seconds, result.requests * size)
 
 
