@@ -29,6 +29,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,17 +81,57 @@ def process_tree(pid: int) -> list[int]:
     return found
 
 
-def peak_rss_mib(pid: int) -> float:
-    """Peak resident memory (VmHWM) of ``pid`` plus its live descendants, in MiB."""
+def _status_mib(pid: int, field: str) -> float:
+    """``field`` (a kB line of /proc/PID/status) summed over ``pid`` and its live
+    descendants, in MiB."""
     total = 0
     for member in process_tree(pid):
         try:
             for line in Path(f"/proc/{member}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
+                if line.startswith(field):
                     total += int(line.split()[1])
         except OSError:
             continue
     return total / 1024
+
+
+def peak_rss_mib(pid: int) -> float:
+    """Peak resident memory (VmHWM) of ``pid`` plus its live descendants, in MiB."""
+    return _status_mib(pid, "VmHWM:")
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory now (VmRSS) of ``pid`` plus its live descendants, in MiB."""
+    return _status_mib(pid, "VmRSS:")
+
+
+@contextlib.contextmanager
+def sampled_peak(read: Callable[[], float], interval: float) -> Iterator[list[float]]:
+    """Call ``read`` every ``interval`` seconds while the body runs; yields ``[peak]``
+    (e.g. the RSS during one download, which VmHWM cannot tell apart from earlier work)."""
+    peak = [read()]
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(interval):
+            peak[0] = max(peak[0], read())
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield peak
+    finally:
+        stop.set()
+        thread.join()
+
+
+def nginx_temp_paths(work: Path) -> str:
+    """nginx's temp directories under ``work`` (an unprivileged nginx cannot use the
+    compiled-in ones)."""
+    return "\n    ".join(
+        f"{kind}_temp_path {work}/{kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
 
 
 def cpu_seconds(pid: int) -> float:

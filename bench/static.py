@@ -24,13 +24,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import common
 
 REPO = Path(__file__).resolve().parents[1]
 SERVER_CPU = "0"
@@ -249,23 +249,9 @@ def parse_wrk(output: str, file_size: int) -> tuple[float, float, float, str]:
     return rate, rate * file_size / 1e6, p99_ms, "; ".join(problems)
 
 
-@contextmanager
-def rss_watch(server: Server) -> Iterator[list[int]]:
-    """Sample the server's RSS every 50 ms while the body runs; yields [peak]."""
-    peak = [server.rss_kb()]
-    stop = threading.Event()
-
-    def watch() -> None:
-        while not stop.wait(0.05):
-            peak[0] = max(peak[0], server.rss_kb())
-
-    thread = threading.Thread(target=watch, daemon=True)
-    thread.start()
-    try:
-        yield peak
-    finally:
-        stop.set()
-        thread.join()
+def rss_watch(server: Server) -> AbstractContextManager[list[float]]:
+    """Sample the server's RSS (kB) every 50 ms while the body runs; yields [peak]."""
+    return common.sampled_peak(lambda: float(server.rss_kb()), 0.05)
 
 
 def run_wrk(server: Server, size: str, duration: int, connections: int) -> Sample:
@@ -277,7 +263,7 @@ def run_wrk(server: Server, size: str, duration: int, connections: int) -> Sampl
     with rss_watch(server) as peak:
         output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     rate, mb, p99, problems = parse_wrk(output, SIZES[size])
-    return Sample(rate, mb, p99, peak[0], problems)
+    return Sample(rate, mb, p99, int(peak[0]), problems)
 
 
 def check_content(server: Server, root: Path, size: str) -> None:

@@ -27,7 +27,11 @@ Twisted's ``H2Connection`` (twisted.web._http2) is correct but slow for large bo
   ``remainingOutboundWindow`` (which twisted's ``H2Stream`` uses to pause and resume
   its producer) is the smaller of the peer's window and that buffer's room, and is
   O(1) from a per-stream byte count;
-* outbound header validation is off (see ``__init__``);
+* outbound header validation is off (see ``__init__``) and outbound normalisation is
+  done by ``writeHeaders``, remembered per header list; HPACK blocks are remembered
+  while the compression context is unchanged (:mod:`caddytw.wire.hpackcache`);
+* the frames one read produces go out in one transport write at its end, and a small
+  response with nothing queued is framed at once instead of through the sending loop;
 * a stream whose window is exhausted is blocked in the priority tree instead of
   spinning the loop until the peer's WINDOW_UPDATE arrives.
 
@@ -54,7 +58,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import priority
-from h2.utilities import HeaderValidationFlags, validate_headers
+from h2.utilities import HeaderValidationFlags, normalize_outbound_headers, validate_headers
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionLost
 from twisted.python.failure import Failure
@@ -63,6 +67,7 @@ from twisted.web._http2 import _END_STREAM_SENTINEL, H2Connection, H2Stream
 from caddytw.http.body import DEFAULT_LIMIT, EMPTY, BodyAborted, RequestBody
 from caddytw.http.framebudget import CREDIT_PER_DATA_FRAME, FrameBudget, FrameScanner
 from caddytw.http.pseudo import BadRequest, RequestLine, request_line
+from caddytw.wire import hpackcache
 from caddytw.wire.channel import ProtocolName
 
 #: Receive window advertised for each stream (SETTINGS_INITIAL_WINDOW_SIZE).
@@ -80,6 +85,16 @@ SEND_BUDGET = 1 << 20
 #: Bytes the TCP transport may hold before pausing us (twisted's default is 64 KiB,
 #: less than one queued file chunk, which made every chunk a pause/resume round trip).
 TRANSPORT_BUFFER = 1 << 20
+
+#: Valid request header lists, and normalised response header lists, remembered per
+#: connection.
+HEADER_LISTS = 64
+_REQUEST_HEADERS = HeaderValidationFlags(
+    is_client=False, is_trailer=False, is_response_header=False, is_push_promise=False
+)
+_RESPONSE_HEADERS = HeaderValidationFlags(
+    is_client=False, is_trailer=False, is_response_header=True, is_push_promise=False
+)
 
 #: h2's defaults, which the peer assumes until it sees our settings.
 DEFAULT_WINDOW = 65_535
@@ -125,10 +140,23 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         # section 8.1.1 makes it an error of that stream only. h2's own checks run per
         # stream in ``_requestReceived`` instead, which resets just that stream.
         self.conn.config.validate_inbound_headers = False
+        # Repeated header blocks (same response fields, same request) coded once.
+        hpackcache.install(self.conn)
+        # Response headers are normalised by ``writeHeaders`` (remembered per list); the
+        # other callers of ``send_headers`` (400, 100 Continue, ``_refuse``) pass
+        # lower-case, trimmed fields already.
+        self.conn.config.normalize_outbound_headers = False
+        self._normalized: dict[tuple[Any, ...], list[Any]] = {}
         #: Queued (not yet framed) response bytes per stream.
         self._queued: dict[int, int] = {}
         self.frame_budget = FrameBudget(self._reactor.seconds())
         self.frame_scanner = FrameScanner()
+        #: True while the events of one read are handled: the frames they produce
+        #: (response headers and bodies, WINDOW_UPDATEs, RST_STREAMs) stay in h2's
+        #: buffer and go out with one transport write at the end of the read.
+        self._batching = False
+        #: Request header lists h2's checks accepted (see ``_requestReceived``).
+        self._valid_headers: dict[tuple[Any, ...], list[Any]] = {}
 
     def connectionMade(self) -> None:
         raise_transport_buffer(self.transport)
@@ -167,6 +195,16 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         cancelled = (
             {e.stream_id for e in events if type(e) is h2.events.StreamReset} if control else ()
         )
+        self._batching = True
+        try:
+            self._handle_events(events, cancelled)
+        finally:
+            self._batching = False
+        if self._stillProducing:
+            self._tryToWriteControlData()
+
+    def _handle_events(self, events: list[Any], cancelled: Any) -> None:
+        """Twisted's dispatch of one read's events (see :meth:`dataReceived`)."""
         for event in events:
             if isinstance(event, h2.events.RequestReceived):
                 if event.stream_id not in cancelled:
@@ -187,6 +225,7 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
             elif isinstance(event, h2.events.PriorityUpdated):
                 self._handlePriorityUpdate(event)
             elif isinstance(event, h2.events.ConnectionTerminated):
+                self._end_batch()  # answers to earlier streams of this read go first
                 transport: Any = self.transport
                 transport.loseConnection()
                 self.connectionLost(
@@ -194,7 +233,26 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
                 )
             if not self._stillProducing:
                 return  # the connection was torn down while handling this read
-        self._tryToWriteControlData()
+
+    # -- batching the writes of one read ----------------------------------------------------
+
+    def _end_batch(self) -> None:
+        """Write what the read produced so far, and write directly from now on."""
+        self._batching = False
+        super()._tryToWriteControlData()
+
+    def _tryToWriteControlData(self) -> bool:
+        """Twisted's write of h2's pending frames, deferred to the end of the read while
+        batching (a TLS record and an ``SSL_write`` per frame group was a good part of
+        a small HTTP/2 response's cost). Returns whether the connection is still up."""
+        if self._batching:
+            return True
+        return bool(super()._tryToWriteControlData())
+
+    def _terminate(self, reason: Failure) -> None:
+        """Flush the batch (answers, then h2's GOAWAY) before tearing down."""
+        self._batching = False
+        super()._terminate(reason)
 
     def _return_credit(self, event: Any) -> None:
         """Acknowledge body bytes of a stream nobody reads, so the connection window
@@ -207,14 +265,20 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         stream; a malformed block resets this stream, a bad request line answers 400
         (or 405 for CONNECT) on it; neither touches the other streams."""
         stream_id: int = event.stream_id
-        flags = HeaderValidationFlags(
-            is_client=False, is_trailer=False, is_response_header=False, is_push_promise=False
-        )
-        try:
-            headers = list(validate_headers(event.headers, flags))
-        except h2.exceptions.ProtocolError:
-            self.conn.reset_stream(stream_id, h2.errors.ErrorCodes.PROTOCOL_ERROR)
-            return
+        # h2's checks are a pure function of the header list: a list already found
+        # valid on this connection (a client repeating its request) is not checked again.
+        key = tuple(event.headers)
+        valid = self._valid_headers.get(key)
+        if valid is None:
+            try:
+                valid = list(validate_headers(event.headers, _REQUEST_HEADERS))
+            except h2.exceptions.ProtocolError:
+                self.conn.reset_stream(stream_id, h2.errors.ErrorCodes.PROTOCOL_ERROR)
+                return
+            if len(self._valid_headers) >= HEADER_LISTS:
+                self._valid_headers.clear()
+            self._valid_headers[key] = valid
+        headers = list(valid)
         pseudo = {name: value for name, value in headers if name[:1] == b":"}
         hosts = [value for name, value in headers if name == b"host"]
         try:
@@ -277,11 +341,28 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
     def writeHeaders(
         self, version: bytes, code: bytes, reason: bytes, headers: Any, streamID: int
     ) -> None:
-        """A stream h2 has already forgotten (reset, then closed) is not an error."""
+        """Twisted's ``writeHeaders`` with h2's outbound normalisation (lower-case names,
+        trimmed values, connection-specific fields dropped, secrets never indexed) done
+        here, once per distinct header list on the connection: it is a pure function
+        of the list and responses repeat. A stream h2 has already forgotten (reset,
+        then closed) is not an error."""
+        fields = [(b":status", code), *headers]
+        key = tuple(fields)
+        normalized = self._normalized.get(key)
+        if normalized is None:
+            normalized = list(
+                normalize_outbound_headers(
+                    fields, _RESPONSE_HEADERS, self.conn.config.split_outbound_cookies
+                )
+            )
+            if len(self._normalized) >= HEADER_LISTS:
+                self._normalized.clear()
+            self._normalized[key] = normalized
         try:
-            super().writeHeaders(version, code, reason, headers, streamID)
+            self.conn.send_headers(streamID, normalized)
         except h2.exceptions.ProtocolError:
             return
+        self._tryToWriteControlData()
 
     # -- flow control and buffering -------------------------------------------------------
 
@@ -291,8 +372,52 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         return min(window, self.stream_buffer) - self._queued.get(streamID, 0)
 
     def writeDataToStream(self, streamID: int, data: bytes) -> None:
+        size = len(data)
+        if (
+            0 < size <= self.conn.max_outbound_frame_size
+            and self._direct(streamID)
+            and self.conn.local_flow_control_window(streamID) >= size
+        ):
+            # A chunk that fits one frame, nothing queued ahead of it: framed now,
+            # without a trip through the priority tree and the sending loop.
+            self.conn.send_data(streamID, data)
+            self.frame_budget.credit(CREDIT_PER_DATA_FRAME)
+            self._write()
+            if self.remainingOutboundWindow(streamID) <= 0:
+                self.streams[streamID].flowControlBlocked()
+            return
         self._queued[streamID] = self._queued.get(streamID, 0) + len(data)
         super().writeDataToStream(streamID, data)
+
+    def endRequest(self, streamID: int) -> None:
+        """The response is complete: ended at once when nothing of it is still queued."""
+        if self._direct(streamID):
+            self._end_stream(streamID)
+            return
+        super().endRequest(streamID)
+
+    def _direct(self, stream_id: int) -> bool:
+        """Whether ``stream_id`` may bypass the sending loop: nothing of it queued, the
+        transport not pausing us, and h2 still letting us send on it."""
+        queue = self._outboundStreamQueues.get(stream_id)
+        return (
+            queue is not None
+            and not queue
+            and self._consumerBlocked is None
+            and self._sendable(stream_id)
+        )
+
+    def _end_stream(self, stream_id: int) -> None:
+        """END_STREAM, a reset for a request body nobody will read, and the cleanup."""
+        conn = self.conn
+        conn.end_stream(stream_id)
+        h2stream = self.streams.get(stream_id)
+        if h2stream is not None and not h2stream.body.done:
+            # Answered before the body ended (unread, refused or too large): ask
+            # the client to stop sending it (RFC 9113 section 8.1), as Go does.
+            conn.reset_stream(stream_id, h2.errors.ErrorCodes.NO_ERROR)
+        self._write()
+        self._requestDone(stream_id)
 
     def _requestDone(self, streamID: int) -> None:
         self._queued.pop(streamID, None)
@@ -334,7 +459,10 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         self._reactor.callLater(0, self._sendPrioritisedData)
 
     def _write(self) -> None:
-        """Write every frame h2 has serialised since the last write, in one piece."""
+        """Write every frame h2 has serialised since the last write, in one piece (at the
+        end of the read, while one is being handled)."""
+        if self._batching:
+            return
         transport: Any = self.transport
         transport.write(self.conn.data_to_send())
 
@@ -350,14 +478,7 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
             self._requestDone(stream)
             return 0
         if chunk is _END_STREAM_SENTINEL:
-            conn.end_stream(stream)
-            h2stream = self.streams.get(stream)
-            if h2stream is not None and not h2stream.body.done:
-                # Answered before the body ended (unread, refused or too large): ask
-                # the client to stop sending it (RFC 9113 section 8.1), as Go does.
-                conn.reset_stream(stream, h2.errors.ErrorCodes.NO_ERROR)
-            self._write()
-            self._requestDone(stream)
+            self._end_stream(stream)
             return 0
         window = conn.local_flow_control_window(stream)
         if window <= 0:

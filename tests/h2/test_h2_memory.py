@@ -142,3 +142,101 @@ def test_small_peer_windows_are_respected(window: int, sizes: list[int]) -> None
         if any(isinstance(e, h2.events.StreamEnded) for e in pair.events):
             break
     assert received == body
+
+
+class CountingTransport(StringTransport):
+    """Counts ``write`` calls: under TLS each one is an ``SSL_write`` and a record."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        super().write(data)
+
+
+class Answering(http.Request):
+    """Answers at once, inside the read that brought the request."""
+
+    def process(self) -> None:
+        self.setHeader(b"content-type", b"text/plain")
+        self.write(b"x" * 1024)
+        self.finish()
+
+
+def test_answers_of_one_read_go_out_in_one_write() -> None:
+    """Ten requests in one read: their headers, bodies and ends (and any control
+    frames) leave in a single transport write, all of them complete."""
+    pair = Pair()
+    transport = CountingTransport()
+    pair.server.transport = transport
+    pair.server.requestFactory = lambda channel, queued=None: Answering(channel)
+    headers = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "x")]
+    streams = list(range(1, 21, 2))
+    for stream_id in streams:
+        pair.client.send_headers(stream_id, headers, end_stream=True)
+    parked = pair.server._sendingDeferred
+    pair.server.dataReceived(pair.client.data_to_send())
+    assert transport.writes == 1
+    # Small answers are framed directly: the idle sending loop was never woken.
+    assert parked is not None and pair.server._sendingDeferred is parked
+    events = pair.client.receive_data(transport.value())
+    ended = {e.stream_id for e in events if isinstance(e, h2.events.StreamEnded)}
+    assert ended == set(streams)
+    for stream_id in streams:
+        body = b"".join(
+            e.data
+            for e in events
+            if isinstance(e, h2.events.DataReceived) and e.stream_id == stream_id
+        )
+        assert body == b"x" * 1024
+
+
+def test_repeated_header_lists_are_judged_alike() -> None:
+    """The per-connection memory of valid request header lists: a valid list repeated
+    is answered every time, an invalid one (uppercase name) reset every time."""
+    pair = Pair()
+    pair.server.requestFactory = lambda channel, queued=None: Answering(channel)
+    good = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "x")]
+    bad = [*good, ("X-Upper", "1")]
+    pair.client.config.normalize_outbound_headers = False  # let the bad list through
+    pair.client.config.validate_outbound_headers = False
+    for stream_id, headers in ((1, good), (3, bad), (5, good), (7, bad)):
+        pair.client.send_headers(stream_id, headers, end_stream=True)
+    pair.exchange()
+    ended = {e.stream_id for e in pair.events if isinstance(e, h2.events.StreamEnded)}
+    reset = {e.stream_id for e in pair.events if isinstance(e, h2.events.StreamReset)}
+    assert ended == {1, 5} and reset == {3, 7}
+    assert len(pair.server._valid_headers) == 1
+
+
+class Untidy(http.Request):
+    """Response fields h2 must normalise: case, whitespace, a connection field."""
+
+    def process(self) -> None:
+        self.responseHeaders.setRawHeaders(b"X-Mixed-Case", [b"  padded  "])
+        self.responseHeaders.setRawHeaders(b"Connection", [b"keep-alive"])
+        self.responseHeaders.setRawHeaders(b"WWW-Authenticate", [b"Basic"])
+        self.write(b"ok")
+        self.finish()
+
+
+def test_response_fields_are_normalised_every_time() -> None:
+    pair = Pair()
+    pair.server.requestFactory = lambda channel, queued=None: Untidy(channel)
+    headers = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "x")]
+    for stream_id in (1, 3):
+        pair.client.send_headers(stream_id, headers, end_stream=True)
+    pair.exchange()
+    answers = [e for e in pair.events if isinstance(e, h2.events.ResponseReceived)]
+    assert [e.stream_id for e in answers] == [1, 3]
+    for event in answers:
+        fields = dict(event.headers)
+        assert fields[b"x-mixed-case"] == b"padded"
+        assert fields[b"www-authenticate"] == b"Basic"
+        assert b"connection" not in fields
+    first, second = ([f for f in e.headers if f[0] != b"date"] for e in answers)
+    assert first == second
+    # The second list came from the memory (unless a new second changed its Date).
+    assert 1 <= len(pair.server._normalized) <= 2

@@ -15,7 +15,12 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH
 
 from caddytw.handlers.reverse_proxy.config import KeepAliveConfig, TransportConfig
-from caddytw.handlers.reverse_proxy.lean import LeanClient, LeanConnection, UpstreamResponseError
+from caddytw.handlers.reverse_proxy.lean import (
+    SURPLUS_GRACE,
+    LeanClient,
+    LeanConnection,
+    UpstreamResponseError,
+)
 
 
 class Endpoint:
@@ -262,3 +267,23 @@ def test_invalid_target_is_refused():
     client, _ = setup()
     with pytest.raises(ValueError):
         client.request("127.0.0.1", 1, b"GET", b"/a b", Headers())
+
+
+def test_surplus_idle_connections_serve_the_next_burst_then_close():
+    """Beyond max_idle_conns_per_host a released connection waits SURPLUS_GRACE for
+    the next burst of requests instead of closing at once (no re-dial), then closes;
+    the ones within the limit wait the idle timeout."""
+    client, connector = setup(KeepAliveConfig(max_idle_conns_per_host=1, idle_timeout=60))
+    for _ in range(2):
+        pending = [fetch(client) for _ in range(3)]
+        assert len(connector.dials) == 3  # the second burst dialed nothing
+        for connection in connector.dials:
+            answer(connection, OK)
+        for got in pending:
+            got[0].deliverBody(Body())
+        assert not any(c.transport.disconnecting for c in connector.dials)  # type: ignore[union-attr]
+    client.reactor.advance(SURPLUS_GRACE + 0.5)
+    closed = [c.transport.disconnecting for c in connector.dials]  # type: ignore[union-attr]
+    assert sorted(closed) == [False, True, True]
+    client.reactor.advance(60)
+    assert all(c.transport.disconnecting for c in connector.dials)  # type: ignore[union-attr]

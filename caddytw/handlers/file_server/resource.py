@@ -23,11 +23,11 @@ from typing import Any
 from twisted.web.server import NOT_DONE_YET
 
 from caddytw.handlers.file_server import hide as hiding
+from caddytw.handlers.file_server.cache import FileCache, Validators, header_value
 from caddytw.handlers.file_server.conditional import (
     Conditions,
     Verdict,
     evaluate,
-    make_etag,
     range_allowed,
 )
 from caddytw.handlers.file_server.config import FileServerSettings
@@ -65,7 +65,6 @@ from caddytw.handlers.file_server.responses import (
     redirect,
 )
 from caddytw.http.build import Handler
-from caddytw.http.dates import http_date
 from caddytw.http.dispatch import Answer
 from caddytw.http.errors import HandlerError
 from caddytw.http.placeholders import Template, resolve
@@ -101,13 +100,20 @@ def stat_error(exc: BaseException) -> HandlerError | None:
 
 @dataclass
 class OpenFile:
-    """A regular file opened for serving, with the stat taken from the descriptor."""
+    """A regular file opened for serving, with the stat taken from the descriptor; or
+    a small one from the :class:`FileCache` (``fd`` -1, ``data`` its whole content)."""
 
     fd: int
     info: os.stat_result
+    #: The whole content, when already in memory (no descriptor needed).
+    data: bytes | None = None
+    validators: Validators | None = None
 
     def close(self) -> None:
-        os.close(self.fd)
+        """Idempotent: error paths may close what the normal path already closed."""
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
 
 
 class RootGuard:
@@ -203,6 +209,9 @@ class FileServer(LeafResource):
         self.settings = settings
         self.next = next
         self.listings = ListingResponder(settings, reactor)
+        #: Small files by path, checked by one stat per hit (see cache.py); only for
+        #: the plain-file fast path without sidecars.
+        self.files = FileCache()
         static_hide = [t.constant for t in settings.hide]
         self._static_hide = (
             hiding.prepare([h for h in static_hide if h is not None])
@@ -275,10 +284,22 @@ class FileServer(LeafResource):
             return None
         if self.settings.canonical_uris and self._canonical_target(request, False) is not None:
             return None
+        if not self.settings.precompressed:
+            entry = self.files.get(filename)
+            if entry is not None:
+                return filename, OpenFile(-1, entry.info, entry.data, entry.validators)
         try:
-            return filename, open_regular(filename, guard)
+            plain = open_regular(filename, guard)
         except (OSError, ValueError):
             return None
+        if not self.settings.precompressed:
+            try:
+                entry = self.files.fill(filename, plain.fd, plain.info)
+            except OSError:
+                entry = None
+            if entry is not None:
+                plain.data, plain.validators = entry.data, entry.validators
+        return filename, plain
 
     def render(self, request: CaddyRequest) -> Answer:
         settings = self.settings
@@ -400,20 +421,17 @@ class FileServer(LeafResource):
         plain_info: os.stat_result,
     ) -> Answer:
         size = served.info.st_size
-        etag = make_etag(served.info.st_mtime_ns // 1_000_000_000, size)
-        seconds = plain_info.st_mtime_ns // 1_000_000_000
-        # Go treats the Unix epoch as "no modification time": no Last-Modified then.
-        mtime = seconds if seconds != 0 else None
+        validators = served.validators or Validators.of(filename, served.info, plain_info)
+        etag, mtime = validators.etag, validators.mtime
         headers = request.responseHeaders
         # Straight into the Headers' dict, names in twisted's canonical spelling and
-        # values made once per distinct value: setRawHeaders re-encodes every time.
+        # values made once per file version: setRawHeaders re-encodes every time.
         raw = headers._rawHeaders
-        raw[b"ETag"] = [header_value(etag)]
-        if mtime is not None:
-            raw[b"Last-Modified"] = [header_value(http_date(mtime))]
-        content_type = content_type_for(filename)
-        if content_type is not None and b"Content-Type" not in raw:
-            raw[b"Content-Type"] = [header_value(content_type)]
+        raw[b"ETag"] = [validators.etag_value]
+        if validators.last_modified is not None:
+            raw[b"Last-Modified"] = [validators.last_modified]
+        if validators.content_type is not None and b"Content-Type" not in raw:
+            raw[b"Content-Type"] = [validators.content_type]
         if coding is not None:
             raw[b"Content-Encoding"] = [header_value(coding)]
         override = self._status_override(request)
@@ -447,7 +465,9 @@ class FileServer(LeafResource):
                         )
                         segments = [Span(ranges[0].start, ranges[0].length)]
                     else:
-                        layout = multipart_layout(ranges, size, content_type, secrets.token_hex(30))
+                        layout = multipart_layout(
+                            ranges, size, content_type_for(filename), secrets.token_hex(30)
+                        )
                         headers.setRawHeaders(b"content-type", [layout.content_type.encode()])
                         segments = []
                         for head, byte_range in layout.parts:
@@ -496,6 +516,10 @@ class FileServer(LeafResource):
         if request.method == b"HEAD" or length == 0:
             served.close()
             return finish_with(request, b"", length=length)
+        if served.data is not None:
+            served.close()
+            body = b"".join(_slice_segments(served.data, segments))
+            return finish_with(request, body)
         if length > CHUNK_SIZE:
             request.setHeader(b"content-length", b"%d" % length)
             FileBodyProducer(request, served.fd, segments).start()
@@ -509,6 +533,13 @@ class FileServer(LeafResource):
         return finish_with(request, body)
 
 
+def _slice_segments(data: bytes, segments: list[Segment]) -> list[bytes]:
+    """The body from a file already in memory (see :func:`_read_segments`)."""
+    if len(segments) == 1 and isinstance(segments[0], Span) and segments[0].length == len(data):
+        return [data]
+    return [s if isinstance(s, bytes) else data[s.offset : s.offset + s.length] for s in segments]
+
+
 def _read_segments(fd: int, segments: list[Segment]) -> list[bytes]:
     if len(segments) == 1 and isinstance(segments[0], Span):
         return [os.pread(fd, segments[0].length, segments[0].offset)]  # the usual whole file
@@ -519,10 +550,3 @@ def raw_request(request: CaddyRequest) -> dict[bytes, list[bytes]]:
     """The request headers' dict (names in twisted's canonical spelling)."""
     raw: dict[bytes, list[bytes]] = request.requestHeaders._rawHeaders
     return raw
-
-
-@lru_cache(maxsize=1024)
-def header_value(text: str) -> bytes:
-    """A response header value as ``setRawHeaders`` would store it (latin-1 here, line
-    breaks folded to spaces), remembered: validators and types repeat across requests."""
-    return b" ".join(text.encode("latin-1").splitlines())

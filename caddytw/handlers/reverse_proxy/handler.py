@@ -41,6 +41,7 @@ from caddytw.handlers.reverse_proxy.handle_response import (
     set_response_placeholders,
 )
 from caddytw.handlers.reverse_proxy.headers import (
+    copy_headers,
     hop_by_hop_names,
     merge_response_headers,
     set_forwarded,
@@ -238,7 +239,7 @@ class RequestView:
 
 def upstream_headers(request: CaddyRequest, trusted: bool) -> tuple[Headers, bytes | None]:
     """The request headers as the upstream gets them, and the Upgrade type if any."""
-    headers = request.requestHeaders.copy()
+    headers = copy_headers(request.requestHeaders)
     upgrade = upgrade_type(headers) if request.clientproto == b"HTTP/1.1" else None
     strip_hop_by_hop(headers, keep_te_trailers=True)
     headers.removeHeader(b"content-length")
@@ -358,7 +359,7 @@ class ProxyCall:
         ops = self.proxy.config.request_headers
         headers = self.base_headers
         if ops is not None or self.upgrade:  # both change the copy they get
-            headers = headers.copy()
+            headers = copy_headers(headers)
         if ops is not None:
             ops.apply(headers, self.request)
         if choice.set_cookie:
