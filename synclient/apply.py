@@ -48,7 +48,15 @@ from synclient.planner import (
     Upload,
     Version,
 )
-from synclient.remote import NotFound, Remote, RemoteError, Stale, Unreachable, download_temp
+from synclient.remote import (
+    HashMismatch,
+    NotFound,
+    Remote,
+    RemoteError,
+    Stale,
+    Unreachable,
+    download_temp,
+)
 from synclient.state import Stat, StateDB
 
 log = Logger()
@@ -74,6 +82,13 @@ class _Install:
     expect_local: Version | None
     mtime: float
     body: bytes | None
+    #: The SHA-256 ``body`` must have (checked before it is written); ``None``: the
+    #: caller verified it already.
+    sha256: str | None = None
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 class FolderGone(Exception):
@@ -88,9 +103,12 @@ def refuse_links(root: Path, relative: Path | str) -> None:
     """Raise :class:`LinkInPath` when ``relative`` or any folder above it (inside
     ``root``) is a symbolic link. Called right before every local write, upload read and
     delete: the scanner never follows links, but the tree may change under a pass."""
-    current = root
-    for part in Path(relative).parts:
-        current = current / part
+    # Plain strings, not pathlib: this runs three times per downloaded file.
+    current = os.fspath(root)
+    for part in os.fspath(relative).split("/"):
+        if part in ("", "."):
+            continue
+        current = f"{current}/{part}"
         try:
             info = os.lstat(current)
         except (FileNotFoundError, NotADirectoryError):
@@ -421,7 +439,9 @@ class Applier:
             temp = built[0]
         elif remote.size <= SMALL_FILE:
             temp = download_temp(target, remote.hash)
-            body = await self.remote.fetch(path, remote.hash, remote.size, self.on_bytes)
+            body = await self.remote.fetch(
+                path, remote.hash, remote.size, self.on_bytes, verify=False
+            )
         else:
             make_dirs(self.root, Path(target_path).parent)
             temp = await self.remote.download(
@@ -430,7 +450,7 @@ class Applier:
         written: Stat | None
         if body is not None:
             written = await self._installs(
-                _Install(temp, target_path, expect_local, remote.mtime, body)
+                _Install(temp, target_path, expect_local, remote.mtime, body, remote.hash)
             )
         else:
             written = await deferToThread(
@@ -466,8 +486,8 @@ class Applier:
         """Runs in a thread: install downloaded files, each as :meth:`_install` alone
         would, in three phases so that their ``fsync`` calls run side by side:
 
-        1. per file: refuse links, note the target's stat key, write ``body`` (already
-           verified) to the temp file when given, set its mtime;
+        1. per file: check ``body`` against its SHA-256, refuse links, note the
+           target's stat key, write ``body`` to the temp file when given, set its mtime;
         2. all temp files made durable at once (:func:`~synclient.grouped.fsync_all`);
         3. per file: check the target still holds what the plan assumed and that its
            stat key did not move since phase 1, then rename over it.
@@ -480,7 +500,7 @@ class Applier:
         for index, job in enumerate(jobs):
             try:
                 before[index] = self._stage(job)
-            except (OSError, FolderGone) as error:
+            except (OSError, FolderGone, HashMismatch) as error:
                 outcomes[index] = error
         failed = fsync_all(str(jobs[index].temp) for index in before)
         for index, old in before.items():
@@ -497,11 +517,20 @@ class Applier:
 
     def _stage(self, job: _Install) -> tuple[int, int, int, int, int] | None:
         """Phase 1 of :meth:`_install_group` for one file: the target's stat key."""
+        body, expected = job.body, job.sha256
+        if body is not None and expected is not None and sha256_hex(body) != expected:
+            raise HashMismatch(f"download {job.target_path}: content does not match its hash")
         refuse_links(self.root, job.target_path)
         before = _stat_key(self._full(job.target_path))
         if job.body is not None:
-            make_dirs(self.root, job.temp.parent.relative_to(self.root))
-            with open(job.temp, "wb") as handle:
+            try:
+                handle = open(job.temp, "xb")  # noqa: SIM115 - closed below
+            except FileNotFoundError:  # a new folder (links above were refused)
+                make_dirs(self.root, job.temp.parent.relative_to(self.root))
+                handle = open(job.temp, "xb")  # noqa: SIM115 - closed below
+            except FileExistsError:  # a temp file left by an interrupted run
+                handle = open(job.temp, "wb")  # noqa: SIM115 - closed below
+            with handle:
                 handle.write(job.body)
         if job.mtime:
             os.utime(job.temp, (job.mtime, job.mtime))

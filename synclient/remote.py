@@ -365,12 +365,16 @@ class Remote:
         expected_hash: str,
         expected_size: int,
         on_bytes: Callable[[int], None] | None = None,
+        verify: bool = True,
     ) -> bytes:
         """A small file's verified bytes: batched with others when the server has
-        batches (see :mod:`synclient.batch`), else :meth:`fetch_one`."""
+        batches (see :mod:`synclient.batch`), else :meth:`fetch_one`. ``verify=False``
+        may return a batch entry unchecked: the caller must check its SHA-256 against
+        ``expected_hash`` before the bytes become visible (the applier does it in its
+        install thread, keeping 10,000 hashes off the reactor thread)."""
         if not (self.batches and self.small.enabled):
             return await self.fetch_one(path, expected_hash, expected_size, on_bytes)
-        body = await self.small.fetch(path, expected_hash, expected_size)
+        body = await self.small.fetch(path, expected_hash, expected_size, verify)
         if on_bytes is not None:
             on_bytes(len(body))
         return body
