@@ -92,8 +92,10 @@ def relayed(server: SyncServer, port: int) -> SyncServer:
     return view
 
 
-def compression_case(work: Path, name: str, data: bytes, mode: str) -> dict[str, float]:
-    case = work / f"{name}-{mode}"
+def compression_case(
+    work: Path, name: str, data: bytes, mode: str, number: int = 0
+) -> dict[str, float]:
+    case = work / f"{name}-{mode}-{number}"
     case.mkdir()
     server = SyncServer(case).start()
     try:
@@ -303,8 +305,17 @@ def main() -> None:
             for row in zstd_levels(text, noise):
                 rows.append(row)
             for name, data in (("JSON log lines", text), ("random data", noise)):
-                on = compression_case(work, name.replace(" ", "-"), data, "auto")
-                off = compression_case(work, name.replace(" ", "-"), data, "off")
+                # auto and off interleaved, median times: a 5% difference is far below
+                # what a shared machine's load does to one run.
+                runs: dict[str, list[dict[str, float]]] = {"auto": [], "off": []}
+                for number in range(args.rounds):
+                    for mode in ("auto", "off"):
+                        slug = name.replace(" ", "-")
+                        runs[mode].append(compression_case(work, slug, data, mode, number))
+                on, off = (
+                    {key: statistics.median(r[key] for r in runs[mode]) for key in runs[mode][0]}
+                    for mode in ("auto", "off")
+                )
                 rows.append(
                     (
                         f"22 MB {name}: bytes on the wire up / down",
@@ -315,9 +326,11 @@ def main() -> None:
                 )
                 rows.append(
                     (
-                        f"22 MB {name}: time up / down",
+                        f"22 MB {name}: time up / down (median of {args.rounds})",
                         f"{on['up_s']:.2f} / {on['down_s']:.2f} s",
-                        f"off: {off['up_s']:.2f} / {off['down_s']:.2f} s",
+                        f"off: {off['up_s']:.2f} / {off['down_s']:.2f} s "
+                        f"(auto/off: {on['up_s'] / off['up_s']:.2f}x / "
+                        f"{on['down_s'] / off['down_s']:.2f}x)",
                     )
                 )
         if args.only in (None, "initial"):
