@@ -13,7 +13,8 @@ docs/architecture.md follows one hop by hop):
 - ``config/``, ``caddyfile/``: JSON (or a Caddyfile) in, validated frozen objects out.
 - ``server/``: build a config (one automatic-HTTPS plan), listen, reload; ``workers/``.
 - ``wire/``: bytes <-> requests: ``h1.py``, ``h2.py``, ``h3/``; graceful ``drain.py``.
-- ``http/``: the request (``request.py``), routing, matchers, placeholders, the Site.
+- ``http/``: the request (``request.py``), ``dispatch.py`` (runs a handler, answers,
+  routes errors), routing, matchers, placeholders, the Site.
 - ``handlers/``: one module or package per JSON ``"handler"``, found as plugins.
 - ``tls/`` certificates and ACME; ``admin/`` the admin API; ``sync/`` the file store
   behind the ``file_sync`` handler; ``metrics.py``, ``peers.py`` (worker events).
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from caddytw.config.errors import ConfigError, ConfigErrors
+    from caddytw.http.site import CaddySite, ServerRoot
     from caddytw.server.build import validate
     from caddytw.server.service import CaddyService
 
@@ -69,7 +71,7 @@ def build_service(config: dict[str, Any], reactor: Any = None) -> CaddyService:
     return CaddyService(config, reactor=reactor)
 
 
-def build_site(config: dict[str, Any], server: str | None = None, reactor: Any = None) -> Any:
+def build_site(config: dict[str, Any], server: str | None = None, reactor: Any = None) -> CaddySite:
     """The ``twisted.web`` Site of one server (the first when ``server`` is None)."""
     from caddytw.server.build import build_app
 
@@ -80,13 +82,19 @@ def build_site(config: dict[str, Any], server: str | None = None, reactor: Any =
     raise KeyError(f"no server named {server!r}")
 
 
-def build_resource(config: dict[str, Any], server: str | None = None, reactor: Any = None) -> Any:
+def build_resource(
+    config: dict[str, Any], server: str | None = None, reactor: Any = None
+) -> ServerRoot:
     """The root ``IResource`` of one server, to mount in a Site of your own.
 
     Requests must be :class:`caddytw.http.request.CaddyRequest` (use
     ``Site(resource, requestFactory=CaddyRequest)``) or come through :func:`build_site`.
     """
-    return build_site(config, server, reactor).resource
+    from caddytw.http.site import ServerRoot
+
+    resource = build_site(config, server, reactor).resource
+    assert isinstance(resource, ServerRoot)
+    return resource
 
 
 def load_config_file(path: str) -> dict[str, Any]:

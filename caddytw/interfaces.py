@@ -30,7 +30,7 @@ class IHandlerFactory(Interface):
         The returned resource's ``render(request)`` gets a
         :class:`caddytw.http.request.CaddyRequest`; it may return ``bytes`` or
         ``NOT_DONE_YET``, raise :class:`caddytw.http.errors.HandlerError`, or later call
-        ``request.fail(error)``.
+        ``caddytw.http.dispatch.fail(request, error)``.
         """
 
 

@@ -1,9 +1,9 @@
 """``synclient``: mirror a local folder with a caddytw ``file_sync`` server.
 
-The seed's flags (``--server``, ``--local-path``, ``--initial-sync``) plus the ones the
-sync needs in practice. Problems the user can fix (server unreachable, token refused,
-folder missing or read-only) end with one clear line and a documented exit status,
-never a traceback.
+The flags of the project's original design brief (``--server``, ``--local-path``,
+``--initial-sync``) plus the ones the sync needs in practice. Problems the user can fix
+(server unreachable, token refused, folder missing or read-only) end with one clear line
+and a documented exit status, never a traceback.
 """
 
 from __future__ import annotations

@@ -12,67 +12,25 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-from .addresses import Address, AddressError, listener_addresses, normalize, parse_address
+from caddytw.config.netaddr import uses_port_other_than
+
+from .addresses import AddressError, listener_addresses, normalize, parse_address
 from .directives import AdaptContext, ConfigValue, Helper, build_subroute, run_directive
 from .directives.registry import Subroute, consolidate_routes, go_stable_sort
 from .dispenser import Dispenser
 from .errors import CaddyfileError
 from .formatter import formatting_difference
 from .matchers import parse_matcher_definitions
-from .netaddr import join_host_port, uses_port_other_than
 from .options import GLOBAL_OPTIONS, apply_order
 from .parser import ServerBlock, parse
 from .pkiapp import build_pki_app
 from .placeholders import expand
+from .siteblocks import Pairing, SiteBlock
 from .tlsapp import build_tls_app
 
 __all__ = ["adapt"]
-
-
-@dataclass
-class SiteBlock:
-    """A site block (restricted to the keys sharing one listener set)."""
-
-    block: ServerBlock
-    keys: list[str]
-    addrs: list[Address]
-    pile: dict[str, list[ConfigValue]]
-    origin: int
-
-    def hosts(self) -> list[str]:
-        out: list[str] = []
-        for a in self.addrs:
-            if a.host == "":
-                return []
-            if a.host not in out:
-                out.append(a.host)
-        return out
-
-    def log_hosts(self) -> list[str]:
-        out: list[str] = []
-        for a in self.addrs:
-            if a.host == "":
-                continue
-            h = join_host_port(a.host, a.port) if a.port and a.port not in ("80", "443") else a.host
-            if h not in out:
-                out.append(h)
-        return out
-
-    def hosts_not_http(self, http_port: str) -> list[str]:
-        out: list[str] = []
-        for a in self.addrs:
-            if a.host and a.scheme != "http" and a.port != http_port and a.host not in out:
-                out.append(a.host)
-        return out
-
-
-@dataclass
-class Pairing:
-    addresses: list[str]
-    blocks: list[SiteBlock] = field(default_factory=list)
 
 
 def _block_location(block: ServerBlock) -> tuple[str, int]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from .netaddr import join_host_port, split_host_port
+from caddytw.config.netaddr import join_host_port, split_host_port
 
 __all__ = ["Address", "listener_addresses", "parse_address"]
 

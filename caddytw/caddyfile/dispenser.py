@@ -43,17 +43,26 @@ class Dispenser:
         return 0
 
     def _next_on_same_line(self) -> bool:
+        return self._advance(to_next_line=False)
+
+    def _advance(self, *, to_next_line: bool) -> bool:
+        """Go's ``Dispenser.Next*``: the first call steps onto the first token; later ones
+        step only when the next token starts a new line (``to_next_line``) or stays on
+        the current one."""
         if self.cursor < 0:
             self.cursor += 1
             return True
-        if self.cursor >= len(self.tokens):
+        if self.cursor >= len(self.tokens) - 1:
             return False
-        if self.cursor < len(self.tokens) - 1:
-            cur, nxt = self.tokens[self.cursor], self.tokens[self.cursor + 1]
-            if cur.file == nxt.file and cur.line + self._line_breaks(self.cursor) == nxt.line:
-                self.cursor += 1
-                return True
-        return False
+        cur, nxt = self.tokens[self.cursor], self.tokens[self.cursor + 1]
+        ends_at = cur.line + self._line_breaks(self.cursor)
+        if to_next_line:
+            step = cur.file != nxt.file or ends_at < nxt.line
+        else:
+            step = cur.file == nxt.file and ends_at == nxt.line
+        if step:
+            self.cursor += 1
+        return step
 
     def next_arg(self) -> bool:
         """Advance to the next token on the same line, unless it opens a block."""
@@ -65,17 +74,7 @@ class Dispenser:
         return True
 
     def next_line(self) -> bool:
-        if self.cursor < 0:
-            self.cursor += 1
-            return True
-        if self.cursor >= len(self.tokens):
-            return False
-        if self.cursor < len(self.tokens) - 1:
-            cur, nxt = self.tokens[self.cursor], self.tokens[self.cursor + 1]
-            if cur.file != nxt.file or cur.line + self._line_breaks(self.cursor) < nxt.line:
-                self.cursor += 1
-                return True
-        return False
+        return self._advance(to_next_line=True)
 
     def next_block(self, initial_nesting: int) -> bool:
         """Advance inside a ``{ ... }`` block; False when it ends (or is absent)."""

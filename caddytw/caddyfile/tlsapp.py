@@ -12,12 +12,13 @@ import ipaddress
 import json
 from typing import TYPE_CHECKING, Any
 
+from caddytw.config.netaddr import uses_port_other_than
+
 from .directives.registry import go_stable_sort
 from .errors import CaddyfileError
-from .netaddr import uses_port_other_than
 
 if TYPE_CHECKING:
-    from .adapter import Pairing, SiteBlock
+    from .siteblocks import Pairing, SiteBlock
 
 __all__ = ["build_tls_app", "subject_is_public"]
 

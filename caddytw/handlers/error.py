@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from caddytw.config.reader import ObjectReader
 from caddytw.handlers.static_response import parse_status, render_status
+from caddytw.http.build import BuildContext, Handler
 from caddytw.http.errors import HandlerError
 from caddytw.http.placeholders import Template
 from caddytw.http.request import CaddyRequest
@@ -21,7 +22,7 @@ class ErrorHandler(LeafResource):
         raise HandlerError(render_status(self.status, request, 500), self.message.render(request))
 
 
-def build(config: ObjectReader, context: Any, next: Any) -> ErrorHandler:
+def build(config: ObjectReader, context: BuildContext, next: Handler) -> ErrorHandler:
     message = Template(config.text("error"))
     status = parse_status(config.raw("status_code"), config.at("status_code"))
     config.done()

@@ -1,5 +1,5 @@
-"""``file_sync``: the file-sync server of the project's original design brief (the
-"seed": its endpoints and JSON shapes are a compatibility contract),
+"""``file_sync``: the file-sync server of the project's original design brief (its
+endpoints and JSON shapes are a compatibility contract),
 ``{"handler": "file_sync", "root": ..., "enable_upload": true}``.
 
 Fields: ``root`` (required; relative to the working directory, as Caddy resolves
@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import NamedTuple
 
 from twisted.logger import Logger
 
 from caddytw.config.errors import ConfigError
 from caddytw.config.reader import ObjectReader
+from caddytw.http.build import BuildContext, Handler
 from caddytw.postgres import check_connection_string, shared_database
 from caddytw.sync.access import AccessPolicy, all_loopback, parse_clients
 from caddytw.sync.events import EventHub
@@ -70,7 +71,15 @@ def index_location(config: ObjectReader) -> Callable[[], IndexLocation] | None:
     return lambda: PgLocation(shared_database(url), name)
 
 
-def build(config: ObjectReader, context: Any, next: Any) -> FileSyncResource:
+class _Folder(NamedTuple):
+    """What every handler serving one root shares, across reloads too."""
+
+    store: LocalSyncStore
+    hub: EventHub
+    service: SyncService
+
+
+def build(config: ObjectReader, context: BuildContext, next: Handler) -> FileSyncResource:
     root = config.text("root")
     enable_upload = config.flag("enable_upload")
     clients = parse_clients(config.array("clients"), config.at("clients"))
@@ -91,13 +100,13 @@ def build(config: ObjectReader, context: Any, next: Any) -> FileSyncResource:
 
     key = f"caddytw.file_sync:{root_path}"
     shared = context.shared.get(key)
-    if shared is None:
+    if not isinstance(shared, _Folder):
         store = LocalSyncStore(
             root_path, context.reactor, portable_names, create_root, index() if index else None
         )
         hub = EventHub(root_path)
         service = SyncService(store, hub, context.reactor, interval or None, watch)
-        shared = context.shared[key] = (store, hub, service)
+        shared = context.shared[key] = _Folder(store, hub, service)
     store, hub, service = shared
     # The same folder keeps one store and watcher across reloads: it runs on untouched.
     if all(existing is not service for existing in context.services):

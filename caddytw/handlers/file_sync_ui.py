@@ -12,10 +12,10 @@ URL characters. Put it on a route that does not match the API, e.g. after
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from caddytw.config.errors import ConfigError
 from caddytw.config.reader import ObjectReader
+from caddytw.http.build import BuildContext, Handler
 from caddytw.syncui import SyncUiResource
 
 #: ``/segment[/segment...]`` of unreserved URL characters (what the page puts in
@@ -23,7 +23,7 @@ from caddytw.syncui import SyncUiResource
 _API_RE = re.compile(r"(/[A-Za-z0-9._~-]+)+/?")
 
 
-def build(config: ObjectReader, context: Any, next: Any) -> SyncUiResource:
+def build(config: ObjectReader, context: BuildContext, next: Handler) -> SyncUiResource:
     api = config.text("api", "/api")
     config.done()
     if not _API_RE.fullmatch(api):

@@ -8,9 +8,9 @@ dropped when a later handler fails (the error answer is not this chain's respons
 
 from __future__ import annotations
 
-from typing import Any
-
 from caddytw.config.reader import ObjectReader
+from caddytw.http.build import BuildContext, Handler
+from caddytw.http.dispatch import Answer
 from caddytw.http.headerops import HeaderOps, ResponseHeaderOps
 from caddytw.http.hooks import before_headers
 from caddytw.http.request import CaddyRequest
@@ -19,13 +19,13 @@ from caddytw.http.routing import LeafResource
 
 class HeadersHandler(LeafResource):
     def __init__(
-        self, request_ops: HeaderOps | None, response_ops: ResponseHeaderOps | None, next: Any
+        self, request_ops: HeaderOps | None, response_ops: ResponseHeaderOps | None, next: Handler
     ) -> None:
         self.request_ops = request_ops
         self.response_ops = response_ops
         self.next = next
 
-    def render(self, request: CaddyRequest) -> Any:
+    def render(self, request: CaddyRequest) -> Answer:
         if self.request_ops is not None:
             self.request_ops.apply_to_request(request)
         response_ops = self.response_ops
@@ -40,7 +40,7 @@ class HeadersHandler(LeafResource):
         return self.next.render(request)
 
 
-def build(config: ObjectReader, context: Any, next: Any) -> HeadersHandler:
+def build(config: ObjectReader, context: BuildContext, next: Handler) -> HeadersHandler:
     request_data = config.raw("request")
     response_data = config.raw("response")
     config.done()

@@ -16,6 +16,8 @@ from typing import Any
 
 from caddytw.config.errors import ConfigError
 from caddytw.config.reader import ObjectReader, expect_list, join_path
+from caddytw.http.build import BuildContext, Handler
+from caddytw.http.dispatch import Answer
 from caddytw.http.goregexp import compile_go, expand
 from caddytw.http.placeholders import Template
 from caddytw.http.request import CaddyRequest
@@ -73,7 +75,7 @@ class MapHandler(LeafResource):
         destinations: list[str],
         mappings: list[Mapping],
         defaults: list[Template],
-        next: Any,
+        next: Handler,
     ) -> None:
         self.source = source
         self.index = {name: position for position, name in enumerate(destinations)}
@@ -81,7 +83,7 @@ class MapHandler(LeafResource):
         self.defaults = defaults
         self.next = next
 
-    def render(self, request: CaddyRequest) -> Any:
+    def render(self, request: CaddyRequest) -> Answer:
         evaluating: set[str] = set()
 
         def provide(req: CaddyRequest, key: str) -> str | None:
@@ -123,7 +125,7 @@ def parse_destination(value: Any, path: str) -> str:
     return value.strip("{}")
 
 
-def build(config: ObjectReader, context: Any, next: Any) -> MapHandler:
+def build(config: ObjectReader, context: BuildContext, next: Handler) -> MapHandler:
     source = config.text("source")
     destinations = [
         parse_destination(value, join_path(config.at("destinations"), index))

@@ -8,10 +8,10 @@ the client accepts it, as Prometheus' Go handler that Caddy uses.
 from __future__ import annotations
 
 import gzip
-from typing import Any
 
 from caddytw import metrics
 from caddytw.config.reader import ObjectReader
+from caddytw.http.build import BuildContext, Handler
 from caddytw.http.request import CaddyRequest
 from caddytw.http.routing import LeafResource
 
@@ -32,7 +32,7 @@ class MetricsHandler(LeafResource):
         return body
 
 
-def build(config: ObjectReader, context: Any, next: Any) -> MetricsHandler:
+def build(config: ObjectReader, context: BuildContext, next: Handler) -> MetricsHandler:
     disable = config.flag("disable_openmetrics")
     config.done()
     return MetricsHandler(disable)

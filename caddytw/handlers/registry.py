@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
 
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
+from caddytw.config.reader import ObjectReader
+from caddytw.http.build import BuildContext, Handler, HandlerFactory
 from caddytw.interfaces import IHandlerFactory, find_plugins
 
 
 @cache
-def handler_factories() -> dict[str, Any]:
+def handler_factories() -> dict[str, HandlerFactory]:
     """Every ``IHandlerFactory`` plugin on ``sys.path``, by name (first one found wins)."""
     return find_plugins(IHandlerFactory)
 
@@ -29,10 +30,11 @@ class LazyHandlerFactory:
         self.name = name
         self.module = module
 
-    def build(self, config: Any, context: Any, next: Any) -> Any:
+    def build(self, config: ObjectReader, context: BuildContext, next: Handler) -> Handler:
         import importlib
 
-        return importlib.import_module(self.module).build(config, context, next)
+        handler: Handler = importlib.import_module(self.module).build(config, context, next)
+        return handler
 
     def __repr__(self) -> str:
         return f"<handler {self.name} from {self.module}>"

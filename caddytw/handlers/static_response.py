@@ -9,6 +9,8 @@ from twisted.web.server import NOT_DONE_YET
 
 from caddytw.config.errors import ConfigError
 from caddytw.config.reader import ObjectReader, expect_str_list, join_path
+from caddytw.http.build import BuildContext, Handler
+from caddytw.http.dispatch import Answer
 from caddytw.http.placeholders import Template, header_value
 from caddytw.http.request import CaddyRequest, transport_of
 from caddytw.http.routing import LeafResource
@@ -77,7 +79,7 @@ class StaticResponse(LeafResource):
         self.close = close
         self.abort = abort
 
-    def render(self, request: CaddyRequest) -> Any:
+    def render(self, request: CaddyRequest) -> Answer:
         if self.abort:
             transport_of(request).abortConnection()
             return NOT_DONE_YET
@@ -98,7 +100,7 @@ class StaticResponse(LeafResource):
         return body.encode("utf-8")
 
 
-def build(config: ObjectReader, context: Any, next: Any) -> StaticResponse:
+def build(config: ObjectReader, context: BuildContext, next: Handler) -> StaticResponse:
     status = parse_status(config.raw("status_code"), config.at("status_code"))
     headers = parse_header_templates(config.mapping("headers"), config.at("headers"))
     body = config.text("body", None)

@@ -5,17 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from caddytw.config.reader import ObjectReader
+from caddytw.http.build import BuildContext, Handler
+from caddytw.http.dispatch import Answer
 from caddytw.http.placeholders import Template
 from caddytw.http.request import CaddyRequest
 from caddytw.http.routing import LeafResource
 
 
 class Vars(LeafResource):
-    def __init__(self, values: dict[str, Any], next: Any) -> None:
+    def __init__(self, values: dict[str, Any], next: Handler) -> None:
         self.values = values
         self.next = next
 
-    def render(self, request: CaddyRequest) -> Any:
+    def render(self, request: CaddyRequest) -> Answer:
         for key, value in self.values.items():
             request.caddy_vars[key] = (
                 value.render(request) if isinstance(value, Template) else value
@@ -23,7 +25,7 @@ class Vars(LeafResource):
         return self.next.render(request)
 
 
-def build(config: ObjectReader, context: Any, next: Any) -> Vars:
+def build(config: ObjectReader, context: BuildContext, next: Handler) -> Vars:
     values: dict[str, Any] = {}
     for key, value in config.data.items():
         if key in ("handler", "@id"):

@@ -10,7 +10,9 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from caddytw.config.model import AccessLogConfig
+from caddytw.config.netaddr import host_and_port
 from caddytw.http.matchers import client_ip
+from caddytw.http.request import CaddyRequest
 
 #: One encoder for every entry (``json.dumps`` with options builds a new one per call).
 _encode = json.JSONEncoder(separators=(",", ":")).encode
@@ -38,7 +40,9 @@ def _headers(headers: Any, credentials: bool = True) -> dict[str, list[str]]:
     return out
 
 
-def access_entry(request: Any, logger_name: str, credentials: bool = False) -> dict[str, Any]:
+def access_entry(
+    request: CaddyRequest, logger_name: str, credentials: bool = False
+) -> dict[str, Any]:
     """One "handled request" record with the fields Caddy writes; credentials (tokens,
     cookies) are left out as Caddy does unless ``credentials``."""
     now = time.time()
@@ -100,14 +104,12 @@ class AccessLogger:
             return self._names[hostport]
         except KeyError:
             pass
-        from caddytw.http.request import split_host_port
-
-        name = self.logger_name(split_host_port(hostport)[0])
+        name = self.logger_name(host_and_port(hostport)[0])
         if len(self._names) < _NAME_CACHE_SIZE:
             self._names[hostport] = name
         return name
 
-    def log(self, request: Any) -> None:
+    def log(self, request: CaddyRequest) -> None:
         name = self._cached_name(request.request_hostport)
         if name is None:
             return

@@ -9,30 +9,41 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol
 
 from twisted.application.service import IService
+from twisted.internet.interfaces import IReactorTime
 
 from caddytw.config.errors import ConfigError
 from caddytw.config.reader import ObjectReader
 from caddytw.config.unsupported import handler_message
+from caddytw.http.request import Answer, CaddyRequest, Handler
 from caddytw.http.routing import LeafResource, RouteList, build_routes
-from caddytw.interfaces import IHandlerFactory
+
+__all__ = ["BuildContext", "Handler", "HandlerFactory", "NamedHandler"]
+
+
+class HandlerFactory(Protocol):
+    """A handler plugin as building sees it (:class:`caddytw.interfaces.IHandlerFactory`
+    says what a provider must do): ``build`` validates ``config`` and returns the
+    handler, given the ``next`` one in its chain."""
+
+    def build(self, config: ObjectReader, context: BuildContext, next: Handler) -> Handler: ...
 
 
 class NamedHandler(LeafResource):
     """Records which handler a request reached last (the one that answered, for the
     ``handler`` label of the request metrics), then renders it."""
 
-    def __init__(self, name: str, inner: Any) -> None:
+    def __init__(self, name: str, inner: Handler) -> None:
         self.name = name
         self.inner = inner
 
-    def render(self, request: Any) -> Any:
+    def render(self, request: CaddyRequest) -> Answer:
         request.caddy_handler = self.name
         return self.inner.render(request)
 
-    def __getattr__(self, attribute: str) -> Any:
+    def __getattr__(self, attribute: str) -> object:
         return getattr(self.inner, attribute)
 
 
@@ -40,20 +51,22 @@ class NamedHandler(LeafResource):
 class BuildContext:
     """Build-time services for handler factories.
 
-    ``services`` collects background work (health checkers, folder watchers) that starts
-    and stops with the server; ``shared`` is state that survives a config reload, keyed
-    by whatever identifies it (an upstream address, a sync root); ``factories`` maps a
-    JSON ``"handler"`` name to the plugin that builds it.
+    ``reactor`` is the one every handler schedules and connects with (a full reactor;
+    typed by the part all of them use). ``services`` collects background work (health
+    checkers, folder watchers) that starts and stops with the server; ``shared`` is
+    state that survives a config reload, keyed by whatever identifies it (an upstream
+    address, a sync root), each owner checking the type of what it finds;
+    ``factories`` maps a JSON ``"handler"`` name to the plugin that builds it.
     """
 
-    reactor: Any
-    factories: Mapping[str, IHandlerFactory] = field(default_factory=dict)
+    reactor: IReactorTime
+    factories: Mapping[str, HandlerFactory] = field(default_factory=dict)
     server_name: str = ""
     listen: tuple[str, ...] = ()
     services: list[IService] = field(default_factory=list)
-    shared: dict[str, Any] = field(default_factory=dict)
+    shared: dict[str, object] = field(default_factory=dict)
 
-    def build_handler(self, data: Any, path: str, next: Any) -> Any:
+    def build_handler(self, data: object, path: str, next: Handler) -> Handler:
         """Build one ``{"handler": ...}`` object through its plugin factory."""
         reader = ObjectReader(data, path, what="object (handler)")
         name = reader.text("handler")
@@ -64,6 +77,6 @@ class BuildContext:
             raise ConfigError(reader.at("handler"), handler_message(name))
         return NamedHandler(name, factory.build(reader, self, next))
 
-    def build_routes(self, data: Any, path: str, next: Any) -> RouteList:
+    def build_routes(self, data: object, path: str, next: Handler) -> RouteList:
         """Compile a nested route list (used by ``subroute`` and error routes)."""
         return build_routes(data, path, self, next)

@@ -246,7 +246,9 @@ class ResponseHeaderOps:
     def applies_to(self, status: int, headers: Headers) -> bool:
         return self.require is None or self.require.matches(status, headers)
 
-    def apply_to_response(self, status: int, headers: Headers, request: Any = None) -> None:
+    def apply_to_response(
+        self, status: int, headers: Headers, request: CaddyRequest | None = None
+    ) -> None:
         """Apply when ``require`` matches (for deferred use and the reverse proxy)."""
         if self.applies_to(status, headers):
             self.ops.apply(headers, request)

@@ -11,11 +11,11 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from email.utils import formatdate
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
+from caddytw.http.dates import date_now
 from caddytw.http.errors import status_text
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ _STATIC: dict[str, Lookup] = {
     "time.now": lambda r: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     "time.now.unix": lambda r: str(int(time.time())),
     "time.now.unix_ms": lambda r: str(int(time.time() * 1000)),
-    "time.now.http": lambda r: formatdate(usegmt=True),
+    "time.now.http": lambda r: date_now().decode("ascii"),
     "time.now.common_log": lambda r: time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime()),
     "time.now.year": lambda r: time.strftime("%Y", time.gmtime()),
 }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeAlias
 from urllib.parse import unquote_to_bytes
 
 from twisted.logger import Logger
@@ -18,16 +18,31 @@ from twisted.python.failure import Failure
 from twisted.web import http, server
 
 from caddytw import metrics
-from caddytw.http.body import BodyAborted, BodyTooLarge, RequestBody, body_from_file
+from caddytw.config.netaddr import host_and_port
+from caddytw.http.body import RequestBody, body_from_file
 from caddytw.http.dates import date_now
-from caddytw.http.errors import HandlerError, status_text
-
-if TYPE_CHECKING:
-    from caddytw.http.routing import RouteList
+from caddytw.http.errors import status_text
 
 log = Logger()
 
 _PROTO_NAMES = {b"HTTP/2": "HTTP/2.0", b"HTTP/3": "HTTP/3.0"}
+
+
+#: What a handler's ``render`` returns: the whole body (``bytes``, delivered with its
+#: Content-Length by :func:`caddytw.http.dispatch.dispatch`), or twisted's
+#: ``NOT_DONE_YET`` (an ``int``) when the handler took the answer over.
+Answer: TypeAlias = bytes | int
+
+
+class Handler(Protocol):
+    """What a route runs: ``render`` answers the request in one way (see
+    :mod:`caddytw.http.dispatch`), or raises :class:`caddytw.http.errors.HandlerError`.
+
+    Defined beside :class:`CaddyRequest` because each names the other (a request holds the
+    error routes in scope); :mod:`caddytw.http.dispatch` is where it is used and exported.
+    """
+
+    def render(self, request: CaddyRequest) -> Answer: ...
 
 
 class ErrorInfo:
@@ -46,13 +61,15 @@ class CaddyRequest(server.Request):
     defaultContentType = None  # Caddy never invents a Content-Type for an empty answer
     #: Set on WebSocket tunnels and event streams: they must not hold up a graceful stop.
     long_lived = False
+    #: The JSON name of the last handler the request reached (the metrics' label).
+    caddy_handler: str = ""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.caddy_vars: dict[str, Any] = {}
         self.placeholder_values: dict[str, str] = {}
         self.route_groups: dict[int, set[str]] = {}
-        self.error_scopes: list[RouteList] = []
+        self.error_scopes: list[Handler] = []
         self.header_hooks: list[Callable[[CaddyRequest], None]] = []
         # Lazy placeholders (the ``map`` handler): asked in order after placeholder_values.
         self.placeholder_providers: list[Callable[[CaddyRequest, str], str | None]] = []
@@ -102,7 +119,7 @@ class CaddyRequest(server.Request):
         try:
             self.render(self.site.resource)
         except BaseException:
-            self.fail(Failure())
+            self.processingFailed(Failure())
 
     def _answered_by_server(self) -> bool:
         """What Go's HTTP server settles before any handler runs, as Caddy's does: an
@@ -142,7 +159,24 @@ class CaddyRequest(server.Request):
             metrics.request_aborted(self)
 
     def processingFailed(self, reason: Failure) -> None:
-        self.fail(reason)
+        """What escaped the site's root resource. Handlers' errors never get here (the
+        root renders them through :func:`caddytw.http.dispatch.dispatch`, which routes
+        them to the error routes): this is a fault of the server's own, answered with an
+        empty 500, or a cut connection once the answer started."""
+        log.failure("request processing failed", failure=reason)
+        self.end_with_status(500)
+
+    def end_with_status(self, status: int) -> None:
+        """An empty answer with ``status``; once the answer started, all the client can
+        learn is a cut connection; once it left, nothing."""
+        if self.client_gone:
+            return
+        if self.startedWriting:
+            transport_of(self).loseConnection()
+            return
+        self.setResponseCode(status)
+        self.setHeader(b"content-length", b"0")
+        self.finish()
 
     def setResponseCode(self, code: int, message: bytes | None = None) -> None:
         """Status lines carry Go's reason phrases, as Caddy's do."""
@@ -188,7 +222,7 @@ class CaddyRequest(server.Request):
 
     @property
     def request_host(self) -> str:
-        return split_host_port(self.request_hostport)[0]
+        return host_and_port(self.request_hostport)[0]
 
     @property
     def scheme(self) -> str:
@@ -227,67 +261,6 @@ class CaddyRequest(server.Request):
     def client_gone(self) -> bool:
         return bool(self._disconnected or self.finished or self.channel is None)
 
-    def fail(self, error: BaseException | Failure) -> None:
-        """Answer with an error: the nearest ``errors.routes`` run, or an empty ``status``.
-
-        Safe to call from any callback: once the client left or the response started,
-        all that is left to do is to log and drop the connection.
-        """
-        exc = error.value if isinstance(error, Failure) else error
-        if isinstance(exc, BodyTooLarge):
-            exc = HandlerError(413, "http: request body too large")
-        elif isinstance(exc, BodyAborted):
-            exc = HandlerError(400, str(exc))
-        if isinstance(exc, HandlerError):
-            status, message, error_id = exc.status, exc.message, exc.error_id
-            trace = ""
-        else:
-            status, message, error_id = 500, str(exc), ""
-            failure = error if isinstance(error, Failure) else Failure(exc)
-            trace = failure.getTraceback()
-            log.failure("handler failed", failure=failure)
-        if self.client_gone:
-            return
-        if self.startedWriting:
-            # Too late for an error answer: all the client can learn is a cut connection.
-            transport_of(self).loseConnection()
-            return
-        if self.caddy_error is not None:
-            # The error routes themselves failed: answer the first error's status, empty.
-            self._answer_empty(self.caddy_error.status)
-            return
-        self.caddy_error = ErrorInfo(status, message, error_id, trace)
-        scope = self.error_scopes[-1] if self.error_scopes else None
-        if scope is None:
-            scope = getattr(getattr(self.site, "caddy_server", None), "error_routes", None)
-        if scope is None:
-            self._answer_empty(status)
-            return
-        self.error_scopes = []
-        render_and_answer(self, scope)
-
-    def _answer_empty(self, status: int) -> None:
-        self.setResponseCode(status)
-        self.setHeader(b"content-length", b"0")
-        self.finish()
-
-
-def render_and_answer(request: CaddyRequest, resource: Any) -> None:
-    """Render ``resource`` and deliver what it returns; errors become ``request.fail``."""
-    try:
-        body = resource.render(request)
-    except Exception as exc:
-        request.fail(Failure(exc) if not isinstance(exc, HandlerError) else exc)
-        return
-    if body is server.NOT_DONE_YET:
-        return
-    if request.client_gone:
-        return
-    if not request.startedWriting:
-        request.setHeader(b"content-length", b"%d" % len(body))
-    request.write(body)
-    request.finish()
-
 
 def transport_of(request: Any) -> Any:
     """The connection under a request (typed loosely: HTTP/1, HTTP/2 and HTTP/3 differ)."""
@@ -318,17 +291,3 @@ def decode_path(raw: bytes) -> str:
     if b"%" not in raw:
         return raw.decode("utf-8", "surrogateescape")
     return unquote_to_bytes(raw).decode("utf-8", "surrogateescape")
-
-
-def split_host_port(hostport: str) -> tuple[str, str]:
-    """Split ``host:port``, ``[v6]:port``, ``host`` into host and port (port may be empty)."""
-    if hostport.startswith("["):
-        end = hostport.find("]")
-        if end == -1:
-            return hostport, ""
-        rest = hostport[end + 1 :]
-        return hostport[1:end], rest[1:] if rest.startswith(":") else ""
-    if hostport.count(":") == 1:
-        host, _, port = hostport.partition(":")
-        return host, port
-    return hostport, ""

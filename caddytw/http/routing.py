@@ -13,7 +13,7 @@ A terminal route ends the whole request, not just its own list: Caddy's ``wrapRo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
 from twisted.web.resource import IResource
 from zope.interface import implementer
@@ -21,10 +21,15 @@ from zope.interface import implementer
 from caddytw.config.errors import ConfigError, ConfigErrors, ErrorCollector
 from caddytw.config.reader import ObjectReader, expect_list, join_path
 from caddytw.http.matchers import Matcher, build_matcher_set
+from caddytw.http.request import Answer, CaddyRequest, Handler
 
-if TYPE_CHECKING:
-    from caddytw.http.build import BuildContext
-    from caddytw.http.request import CaddyRequest
+
+class HandlerBuilder(Protocol):
+    """What compiles one ``{"handler": ...}`` object: the handler factories are passed
+    in this way (:class:`caddytw.http.build.BuildContext` is the one the server uses), so
+    routing never imports the handlers it compiles."""
+
+    def build_handler(self, data: object, path: str, next: Handler) -> Handler: ...
 
 
 @implementer(IResource)
@@ -33,13 +38,13 @@ class LeafResource:
 
     isLeaf = True
 
-    def getChildWithDefault(self, name: bytes, request: Any) -> Any:
+    def getChildWithDefault(self, name: bytes, request: object) -> LeafResource:
         return self
 
-    def putChild(self, path: bytes, child: Any) -> None:
+    def putChild(self, path: bytes, child: object) -> None:
         raise NotImplementedError("caddytw resources route by matchers, not children")
 
-    def render(self, request: Any) -> Any:
+    def render(self, request: CaddyRequest) -> Answer:
         raise NotImplementedError
 
 
@@ -70,6 +75,9 @@ class TerminalEnd(LeafResource):
 
 
 TERMINAL_END = TerminalEnd()
+#: A route's chain until :func:`build_routes` builds it (after every route of the list
+#: exists, so that continuations can index the list).
+_UNBUILT = EmptyResponse()
 
 
 @dataclass
@@ -77,7 +85,7 @@ class CompiledRoute:
     group: str
     match_sets: list[Matcher]
     terminal: bool
-    chain: Any = None
+    chain: Handler = _UNBUILT
 
     def matches(self, request: CaddyRequest) -> bool:
         return not self.match_sets or any(m(request) for m in self.match_sets)
@@ -86,14 +94,14 @@ class CompiledRoute:
 class RouteList(LeafResource):
     """An ordered list of routes; rendering runs the first matching route's chain."""
 
-    def __init__(self, next: Any) -> None:
+    def __init__(self, next: Handler) -> None:
         self.routes: list[CompiledRoute] = []
         self.next = next
 
-    def render(self, request: CaddyRequest) -> Any:
+    def render(self, request: CaddyRequest) -> Answer:
         return self.render_from(request, 0)
 
-    def render_from(self, request: CaddyRequest, start: int) -> Any:
+    def render_from(self, request: CaddyRequest, start: int) -> Answer:
         groups = request.route_groups.setdefault(id(self), set())
         for index in range(start, len(self.routes)):
             route = self.routes[index]
@@ -114,12 +122,16 @@ class _Continue(LeafResource):
         self.routes = routes
         self.start = start
 
-    def render(self, request: CaddyRequest) -> Any:
+    def render(self, request: CaddyRequest) -> Answer:
         return self.routes.render_from(request, self.start)
 
 
 def build_routes(
-    data: Any, path: str, context: BuildContext, next: Any, errors: ErrorCollector | None = None
+    data: object,
+    path: str,
+    context: HandlerBuilder,
+    next: Handler,
+    errors: ErrorCollector | None = None,
 ) -> RouteList:
     """Compile a JSON route list; every problem is added to ``errors`` (or raised)."""
     collector = errors if errors is not None else ErrorCollector()
@@ -134,8 +146,8 @@ def build_routes(
             route_list.routes.append(CompiledRoute("", [], False, EmptyResponse()))
     # Chains are built after every route exists so continuations can index the list.
     for index, route in enumerate(route_list.routes):
-        if route.chain is None:
-            follow = TERMINAL_END if route.terminal else _Continue(route_list, index + 1)
+        if route.chain is _UNBUILT:
+            follow: Handler = TERMINAL_END if route.terminal else _Continue(route_list, index + 1)
             route.chain = _build_chain(
                 items[index], join_path(path, index), context, follow, collector
             )
@@ -145,7 +157,7 @@ def build_routes(
 
 
 def _build_route(
-    item: Any, path: str, context: BuildContext, owner: RouteList, collector: ErrorCollector
+    item: object, path: str, context: HandlerBuilder, owner: RouteList, collector: ErrorCollector
 ) -> CompiledRoute:
     reader = ObjectReader(item, path, what="object (route)")
     group = reader.text("group")
@@ -164,8 +176,8 @@ def _build_route(
 
 
 def _build_chain(
-    item: Any, path: str, context: BuildContext, follow: Any, collector: ErrorCollector
-) -> Any:
+    item: object, path: str, context: HandlerBuilder, follow: Handler, collector: ErrorCollector
+) -> Handler:
     handlers = item.get("handle") or [] if isinstance(item, dict) else []
     handle_path = join_path(path, "handle")
     try:

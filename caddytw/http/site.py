@@ -10,7 +10,8 @@ from caddytw import metrics
 from caddytw.config.model import ServerConfig
 from caddytw.http.accesslog import AccessLogger
 from caddytw.http.body import DEFAULT_LIMIT
-from caddytw.http.request import CaddyRequest, render_and_answer
+from caddytw.http.dispatch import dispatch
+from caddytw.http.request import CaddyRequest
 from caddytw.http.routing import LeafResource, RouteList
 from caddytw.wire.h1 import fast_channel_protocol
 
@@ -26,7 +27,7 @@ class ServerRoot(LeafResource):
 
     def render(self, request: CaddyRequest) -> Any:
         metrics.request_started(request)
-        render_and_answer(request, self.routes)
+        dispatch(request, self.routes)
         return server.NOT_DONE_YET
 
 

@@ -21,7 +21,8 @@ come from a program on this machine (403 with a JSON reason otherwise):
   cross-site form or ``fetch`` without a CORS preflight can send neither.
 
 A server whose listeners are all loopback addresses is then fully usable by local
-programs, which is the seed's single-user setup.
+programs, which is the single-user setup of the project's original design
+brief.
 """
 
 from __future__ import annotations

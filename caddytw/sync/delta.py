@@ -443,7 +443,7 @@ def delta_name(path: str, known: Container[str]) -> str:
     """The routing name of a sync API path: its last segment, except for the delta
     endpoints (``.../delta/plan`` -> ``delta/plan``, ``.../chunk/<hash>`` -> ``chunk``)
     when they are in ``known`` (a prefix that happens to end in ``delta`` or ``chunk``
-    keeps the seed's endpoints working; ``chunk`` only before a SHA-256)."""
+    keeps the original design brief's endpoints working; ``chunk`` only before a SHA-256)."""
     parts = path.rstrip("/").rsplit("/", 2)
     if len(parts) >= 2:
         name = f"delta/{parts[-1]}" if parts[-2] == "delta" else parts[-2]

@@ -5,9 +5,10 @@ Pure data and pure functions: no Twisted, no disk, no sockets. Every message typ
 checks the value strictly and raises :class:`ProtocolError` naming the JSON path of the
 first problem (``$.operations[2].Delete.path: ...``). Unknown fields are rejected, so a
 typo never passes silently; fields marked *additive* below are optional extensions of the
-seed's shapes and are omitted from ``to_json()`` when unset.
+shapes the project's original design brief fixed, and are omitted from ``to_json()`` when
+unset.
 
-Seed shapes (the contract)::
+Shapes fixed by the original design brief (the compatibility contract)::
 
     FileMetadata   {"path": "documents/file.txt", "size": 1024,
                     "modified": "2024-01-01T12:00:00Z", "hash": "<64 lowercase hex>",
@@ -22,7 +23,7 @@ Seed shapes (the contract)::
 was based on (the optimistic-concurrency precondition). ``Create`` means "the path should
 not exist yet" (``If-None-Match: *``).
 
-Designed here (not fixed by the seed; additive)::
+Designed here (not fixed by the brief; additive)::
 
     SyncResponse   {"operations": [SyncOperation...],   # server changes the client lacks
                     "conflicts": [ConflictInfo...],
@@ -38,7 +39,7 @@ Designed here (not fixed by the seed; additive)::
 Folders are indexed like files (so empty ones sync too): in listings and changes they
 have ``size`` 0, ``hash`` "" and ``is_directory`` true; creating a file creates its
 parent folders (each with its own change). ``hash`` is always 64 lowercase hex
-characters for a file. The seed's example hash ``"sha256hash"`` is a placeholder and is
+characters for a file. The brief's example hash ``"sha256hash"`` is a placeholder and is
 refused like any other malformed hash.
 
 HTTP conventions of the server (additive): uploads may send ``X-Content-SHA256``
@@ -162,7 +163,7 @@ HEADER_MODIFIED = "X-Sync-Modified"
 
 #: ``Change.op`` values.
 CHANGE_OPS = ("create", "update", "delete")
-#: ``ConflictInfo.resolution`` values (the seed's strategies; unit variants as strings).
+#: ``ConflictInfo.resolution`` values (the brief's strategies; unit variants as strings).
 RESOLUTIONS = ("KeepClient", "KeepServer", "Rename")
 
 ChangeOp: TypeAlias = Literal["create", "update", "delete"]
@@ -663,7 +664,7 @@ class SyncResponse:
     """``POST /api/sync`` answer.
 
     ``operations``: the server's changes since this client's recorded cursor, as
-    operations the client should apply (the seed's field). ``conflicts``: refused
+    operations the client should apply (the brief's field). ``conflicts``: refused
     operations. Additive: ``results`` (one per request operation, in order),
     ``cursor`` and ``index_id`` (the journal position the answer reflects; the server
     records it as the client's cursor).

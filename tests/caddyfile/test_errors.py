@@ -31,6 +31,8 @@ CASES = [
     ("(s) {\n\trespond x\n}\n(s) {\n}\n", 4, "redeclaration of previously declared snippet s"),
     ("http://example.com:443 {\n}\n", 1, "scheme and port violate convention"),
     ("example.com {\n\t@a path /a\n\t@a path /b\n}\n", 3, "matcher is defined more than once"),
+    ("a.com {\n\trespond 200 {\n\t\tbody a\n\t\tbody b\n\t}\n}\n", 4, "body already specified"),
+    ("a {\n\terror 500 {\n\t\tmessage a\n\t\tmessage b\n\t}\n}\n", 4, "message already specified"),
 ]
 
 

@@ -18,6 +18,7 @@ from caddytw.http.body import (
     ThreadReader,
     collect,
 )
+from caddytw.http.dispatch import fail
 from caddytw.http.request import CaddyRequest
 from caddytw.http.routing import LeafResource
 from caddytw.wire.h1 import BODY_MIN_RATE, BODY_RATE_WINDOW
@@ -60,7 +61,7 @@ class Hold(LeafResource):
 
 
 class Failing(Echo):
-    """Echo that answers errors through ``request.fail`` (413 for a body too large)."""
+    """Echo that answers errors through ``dispatch.fail`` (413 for a body too large)."""
 
     def render(self, request: Any) -> Any:
         self.seen.append(request)
@@ -70,7 +71,7 @@ class Failing(Echo):
             request.write(body)
             request.finish()
 
-        collect(request.body).addCallbacks(answer, request.fail)
+        collect(request.body).addCallbacks(answer, lambda failure: fail(request, failure))
         return server.NOT_DONE_YET
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -15,12 +17,38 @@ from caddytw.handlers.reverse_proxy.fastcgi import (
     STDOUT,
     FastCGIError,
     RecordReader,
-    decode_params,
     encode_params,
     parse_head,
     record,
     stream,
 )
+
+
+def decode_params(data: bytes) -> dict[bytes, bytes]:
+    """The inverse of :func:`encode_params`, as a FastCGI server reads the params."""
+    result = {}
+    index = 0
+
+    def size() -> int:
+        nonlocal index
+        if data[index] < 128:
+            index += 1
+            return data[index - 1]
+        value: int = struct.unpack(">I", data[index : index + 4])[0] & 0x7FFFFFFF
+        index += 4
+        return value
+
+    while index < len(data):
+        name_size = size()
+        value_size = size()
+        name = data[index : index + name_size]
+        value = data[index + name_size : index + name_size + value_size]
+        if len(name) != name_size or len(value) != value_size:
+            raise FastCGIError("truncated name-value pair")
+        index += name_size + value_size
+        result[name] = value
+    return result
+
 
 texts = st.text(st.characters(min_codepoint=1, max_codepoint=0x2FF), max_size=300)
 

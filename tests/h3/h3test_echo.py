@@ -9,6 +9,7 @@ from typing import Any
 from twisted.web.server import NOT_DONE_YET
 
 from caddytw.http.body import collect
+from caddytw.http.dispatch import fail
 from caddytw.http.routing import LeafResource
 
 
@@ -29,7 +30,7 @@ class Echo(LeafResource):
             request.write(data)
             request.finish()
 
-        collect(request.body).addCallbacks(answer, request.fail)
+        collect(request.body).addCallbacks(answer, lambda failure: fail(request, failure))
         return NOT_DONE_YET
 
 

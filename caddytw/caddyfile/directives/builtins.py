@@ -121,6 +121,16 @@ def _status_or_text(d: Any, text_key: str, out: Handler) -> None:
         raise d.arg_err()
 
 
+def _text_once(d: Any, out: Handler, key: str, name: str) -> None:
+    """``name <text>`` inside the block sets ``key``, at most once (as Caddy says it)."""
+    if out.get(key):
+        d.fail(f"{name} already specified")
+    args = d.all_args(1)
+    if args is None:
+        raise d.arg_err()
+    out[key] = args[0]
+
+
 @handler_directive("respond")
 def parse_respond(h: Helper) -> Handler:
     d = h.d
@@ -129,12 +139,7 @@ def parse_respond(h: Helper) -> Handler:
         _status_or_text(d, "body", out)
         while d.next_block(0):
             if d.val == "body":
-                if out.get("body"):
-                    d.fail("body already specified")
-                args = d.all_args(1)
-                if args is None:
-                    raise d.arg_err()
-                out["body"] = args[0]
+                _text_once(d, out, "body", "body")
             elif d.val == "close":
                 if out.get("close"):
                     d.fail("close already specified")
@@ -154,12 +159,7 @@ def parse_error(h: Helper) -> Handler:
         _status_or_text(d, "error", out)
         while d.next_block(0):
             if d.val == "message":
-                if out.get("error"):
-                    d.fail("message already specified")
-                args = d.all_args(1)
-                if args is None:
-                    raise d.arg_err()
-                out["error"] = args[0]
+                _text_once(d, out, "error", "message")
             else:
                 d.fail(f"unrecognized subdirective '{d.val}'")
     if out.get("error") == "":

@@ -7,10 +7,11 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from caddytw.config.netaddr import join_host_port, split_host_port
+
 from ..dispenser import Dispenser
 from ..errors import unregistered
 from ..matchers import parse_nested_matcher_set
-from ..netaddr import join_host_port, split_host_port
 from ..values import atoi, parse_bytes, parse_duration, weak_string
 from .headers import HeaderOpError, apply_header_op
 from .misc import parse_response_matcher

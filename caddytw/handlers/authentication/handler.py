@@ -15,8 +15,9 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET
@@ -29,12 +30,16 @@ from caddytw.handlers.authentication.passwords import (
     parse_basic_authorization,
     thread_runner,
 )
+from caddytw.http.build import BuildContext, Handler
+from caddytw.http.dispatch import Answer, dispatch
 from caddytw.http.errors import HandlerError
 from caddytw.http.placeholders import split_template
-from caddytw.http.request import CaddyRequest, render_and_answer
+from caddytw.http.request import CaddyRequest
 from caddytw.http.routing import LeafResource
 
 USER_ID = "http.auth.user.id"
+#: One password checker (its cache of verified hashes) per process, across reloads.
+CHECKER_KEY = "authentication.password_checker"
 NOT_AUTHENTICATED = "not authenticated"
 
 
@@ -120,22 +125,22 @@ def parse_http_basic(data: Any, path: str) -> BasicAuth:
 
 
 class _Resume(LeafResource):
-    """Carries the chain on from a callback, through ``render_and_answer``."""
+    """Carries the chain on from a callback, through :func:`caddytw.http.dispatch.dispatch`."""
 
-    def __init__(self, step: Any) -> None:
+    def __init__(self, step: Callable[[CaddyRequest], Answer]) -> None:
         self.step = step
 
-    def render(self, request: CaddyRequest) -> Any:
+    def render(self, request: CaddyRequest) -> Answer:
         return self.step(request)
 
 
 class Authentication(LeafResource):
-    def __init__(self, provider: BasicAuth | None, checker: PasswordChecker, next: Any) -> None:
+    def __init__(self, provider: BasicAuth | None, checker: PasswordChecker, next: Handler) -> None:
         self.provider = provider
         self.checker = checker
         self.next = next
 
-    def render(self, request: CaddyRequest) -> Any:
+    def render(self, request: CaddyRequest) -> Answer:
         provider = self.provider
         if provider is None:
             raise HandlerError(401, NOT_AUTHENTICATED)
@@ -161,27 +166,27 @@ class Authentication(LeafResource):
             if request.client_gone:
                 return
             step = _Resume(lambda req: self.decide(req, username, hashed is not None, outcome[0]))
-            render_and_answer(request, step)
+            dispatch(request, step)
 
         checked.addCallback(resume)
         return NOT_DONE_YET
 
-    def decide(self, request: CaddyRequest, username: str, exists: bool, same: Any) -> Any:
+    def decide(self, request: CaddyRequest, username: str, exists: bool, same: object) -> Answer:
         if isinstance(same, Failure) or same is not True or not exists:
             return self.deny(request)
         return self.grant(request, username)
 
-    def grant(self, request: CaddyRequest, username: str) -> Any:
+    def grant(self, request: CaddyRequest, username: str) -> Answer:
         request.caddy_vars[USER_ID] = username
         return self.next.render(request)
 
-    def deny(self, request: CaddyRequest) -> Any:
+    def deny(self, request: CaddyRequest) -> NoReturn:
         assert self.provider is not None
         request.responseHeaders.setRawHeaders(b"www-authenticate", [self.provider.challenge])
         raise HandlerError(401, NOT_AUTHENTICATED)
 
 
-def build(config: ObjectReader, context: Any, next: Any) -> Authentication:
+def build(config: ObjectReader, context: BuildContext, next: Handler) -> Authentication:
     providers = config.reader("providers")
     provider: BasicAuth | None = None
     for name, data in providers.data.items():
@@ -192,8 +197,7 @@ def build(config: ObjectReader, context: Any, next: Any) -> Authentication:
             )
         provider = parse_http_basic(data, providers.at(name))
     config.done()
-    checker = context.shared.setdefault("authentication.password_checker", None)
-    if checker is None:
-        checker = PasswordChecker(thread_runner(context.reactor))
-        context.shared["authentication.password_checker"] = checker
+    checker = context.shared.get(CHECKER_KEY)
+    if not isinstance(checker, PasswordChecker):
+        checker = context.shared[CHECKER_KEY] = PasswordChecker(thread_runner(context.reactor))
     return Authentication(provider, checker, next)

@@ -25,6 +25,8 @@ from caddytw.config.errors import ConfigError
 from caddytw.config.reader import ObjectReader, join_path
 from caddytw.handlers.encode.encoders import ENCODINGS, StreamEncoder, accepted_encodings
 from caddytw.handlers.encode.sniff import detect_content_type
+from caddytw.http.build import BuildContext, Handler
+from caddytw.http.dispatch import Answer
 from caddytw.http.hooks import before_headers
 from caddytw.http.request import CaddyRequest
 from caddytw.http.respmatch import ResponseMatcher
@@ -118,7 +120,7 @@ class Encode(LeafResource):
         prefer: list[str],
         minimum_length: int,
         matcher: ResponseMatcher,
-        next: Any,
+        next: Handler,
     ) -> None:
         self.encodings = encodings
         self.prefer = prefer
@@ -126,7 +128,7 @@ class Encode(LeafResource):
         self.matcher = matcher
         self.next = next
 
-    def render(self, request: CaddyRequest) -> Any:
+    def render(self, request: CaddyRequest) -> Answer:
         headers = request.requestHeaders
         if "no-transform" not in first_value(headers, b"cache-control"):
             accepted = accepted_encodings(
@@ -196,7 +198,7 @@ def strip_etag_suffix(headers: Headers, name: str) -> None:
         headers.setRawHeaders(b"if-none-match", [(etag[: -len(suffix)] + '"').encode("latin-1")])
 
 
-def build(config: ObjectReader, context: Any, next: Any) -> Encode:
+def build(config: ObjectReader, context: BuildContext, next: Handler) -> Encode:
     encodings_reader = config.reader("encodings")
     encodings: dict[str, Any] = {}
     for name, data in encodings_reader.data.items():

@@ -22,6 +22,7 @@ from caddytw.handlers.file_server.config import FileServerSettings
 from caddytw.handlers.file_server.gotemplate import TemplateCache, TemplateError
 from caddytw.handlers.file_server.paths import go_base
 from caddytw.handlers.file_server.responses import finish_with, original_path, redirect
+from caddytw.http.dispatch import Answer, fail
 from caddytw.http.errors import HandlerError
 from caddytw.http.request import CaddyRequest
 
@@ -58,7 +59,7 @@ class ListingResponder:
         directory: str,
         hide: tuple[str, ...],
         target_allowed: Callable[[str], bool],
-    ) -> Any:
+    ) -> Answer:
         # Relative links in a listing only work from a URL ending in "/": redirect
         # (whatever canonical_uris says), unless the last element was rewritten.
         original = original_path(request)
@@ -108,10 +109,10 @@ class ListingResponder:
     def _failed(failure: Failure, request: CaddyRequest) -> None:
         error = failure.value
         if isinstance(error, PermissionError):
-            request.fail(HandlerError(403, str(error)))
+            fail(request, HandlerError(403, str(error)))
         elif isinstance(error, TemplateError):
-            request.fail(HandlerError(500, f"browse template: {error}"))
+            fail(request, HandlerError(500, f"browse template: {error}"))
         elif isinstance(error, FileNotFoundError | NotADirectoryError):
-            request.fail(HandlerError(404))
+            fail(request, HandlerError(404))
         else:
-            request.fail(failure)
+            fail(request, failure)

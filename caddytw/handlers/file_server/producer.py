@@ -43,12 +43,6 @@ def body_length(segments: Sequence[Segment]) -> int:
     return sum(len(s) if isinstance(s, bytes) else s.length for s in segments)
 
 
-def read_exactly(fd: int, span: Span) -> bytes | None:
-    """A whole (small) span at once; None if the file shrank under us."""
-    data = os.pread(fd, span.length, span.offset)
-    return data if len(data) == span.length else None
-
-
 @implementer(IPullProducer)
 class FileBodyProducer:
     """Writes ``segments`` to ``request`` one chunk per ``resumeProducing``, then finishes it.

@@ -64,7 +64,9 @@ from caddytw.handlers.file_server.responses import (
     original_path,
     redirect,
 )
+from caddytw.http.build import Handler
 from caddytw.http.dates import http_date
+from caddytw.http.dispatch import Answer
 from caddytw.http.errors import HandlerError
 from caddytw.http.placeholders import Template, resolve
 from caddytw.http.request import CaddyRequest
@@ -197,7 +199,7 @@ def conditions_of(request: CaddyRequest) -> Conditions | None:
 class FileServer(LeafResource):
     """Serves files below a root; see the module docstring for the order of decisions."""
 
-    def __init__(self, settings: FileServerSettings, next: Any, reactor: Any = None) -> None:
+    def __init__(self, settings: FileServerSettings, next: Handler, reactor: Any = None) -> None:
         self.settings = settings
         self.next = next
         self.listings = ListingResponder(settings, reactor)
@@ -215,7 +217,7 @@ class FileServer(LeafResource):
             return self._static_hide
         return hiding.prepare([t.render(request) for t in self.settings.hide])
 
-    def not_found(self, request: CaddyRequest) -> Any:
+    def not_found(self, request: CaddyRequest) -> Answer:
         """404 (run through ``errors.routes``) or, with ``pass_thru``, the next handler."""
         if self.settings.pass_thru:
             return self.next.render(request)
@@ -278,7 +280,7 @@ class FileServer(LeafResource):
         except (OSError, ValueError):
             return None
 
-    def render(self, request: CaddyRequest) -> Any:
+    def render(self, request: CaddyRequest) -> Answer:
         settings = self.settings
         root = render_root(settings.root, request)
         hide = self._hide_patterns(request)
@@ -315,7 +317,7 @@ class FileServer(LeafResource):
 
     def _serve_plain(
         self, request: CaddyRequest, filename: str, plain: OpenFile, guard: RootGuard
-    ) -> Any:
+    ) -> Answer:
         """Answer with the opened file or the sidecar the client prefers."""
         try:
             served, coding = self._choose_representation(request, filename, plain, guard)
@@ -382,7 +384,7 @@ class FileServer(LeafResource):
         served: OpenFile,
         coding: str | None,
         plain_info: os.stat_result,
-    ) -> Any:
+    ) -> Answer:
         try:
             return self._answer(request, filename, served, coding, plain_info)
         except BaseException:
@@ -396,7 +398,7 @@ class FileServer(LeafResource):
         served: OpenFile,
         coding: str | None,
         plain_info: os.stat_result,
-    ) -> Any:
+    ) -> Answer:
         size = served.info.st_size
         etag = make_etag(served.info.st_mtime_ns // 1_000_000_000, size)
         seconds = plain_info.st_mtime_ns // 1_000_000_000
@@ -456,7 +458,7 @@ class FileServer(LeafResource):
         return self._send_body(request, served, segments)
 
     @staticmethod
-    def _not_modified_or_failed(request: CaddyRequest, verdict: Verdict) -> Any:
+    def _not_modified_or_failed(request: CaddyRequest, verdict: Verdict) -> Answer:
         headers = request.responseHeaders
         if verdict is Verdict.NOT_MODIFIED:
             # RFC 9110 15.4.5: only validators and cache metadata on a 304.
@@ -471,7 +473,7 @@ class FileServer(LeafResource):
         return finish_with(request, b"")
 
     @staticmethod
-    def _range_not_satisfiable(request: CaddyRequest, exc: InvalidRange, size: int) -> Any:
+    def _range_not_satisfiable(request: CaddyRequest, exc: InvalidRange, size: int) -> Answer:
         """416 with Go's plain-text body; ``bytes */SIZE`` when nothing overlapped."""
         headers = request.responseHeaders
         if isinstance(exc, UnsatisfiableRange):
@@ -486,7 +488,7 @@ class FileServer(LeafResource):
         return finish_with(request, body)
 
     @staticmethod
-    def _send_body(request: CaddyRequest, served: OpenFile, segments: list[Segment]) -> Any:
+    def _send_body(request: CaddyRequest, served: OpenFile, segments: list[Segment]) -> Answer:
         """Headers with the exact Content-Length, then the body: read at once when it is
         small, streamed by a producer otherwise; HEAD sends headers only."""
         single = segments[0] if len(segments) == 1 else None

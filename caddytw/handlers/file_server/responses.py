@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 from html import escape
-from typing import Any
 from urllib.parse import quote
 
 from twisted.web.server import NOT_DONE_YET
 
+from caddytw.http.dispatch import Answer
 from caddytw.http.request import CaddyRequest, decode_path
 
 ALLOWED_METHODS = (b"GET", b"HEAD")
@@ -21,7 +21,7 @@ def original_path(request: CaddyRequest) -> str:
     return decode_path(request.original_uri.partition(b"?")[0] or b"/")
 
 
-def redirect(request: CaddyRequest, target: str) -> Any:
+def redirect(request: CaddyRequest, target: str) -> Answer:
     """308 to ``target`` (a decoded path), keeping the query, as Go's ``http.Redirect``."""
     while target.startswith("//"):
         target = target[1:]  # never a scheme-relative (open) redirect
@@ -38,7 +38,7 @@ def redirect(request: CaddyRequest, target: str) -> Any:
     return finish_with(request, body)
 
 
-def finish_with(request: CaddyRequest, body: bytes, *, length: int | None = None) -> Any:
+def finish_with(request: CaddyRequest, body: bytes, *, length: int | None = None) -> Answer:
     """Answer with ``body`` (or only headers declaring ``length``, for HEAD and 304)."""
     if request.client_gone:
         return NOT_DONE_YET

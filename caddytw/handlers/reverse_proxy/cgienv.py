@@ -7,10 +7,11 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+from caddytw.config.netaddr import host_and_port
 from caddytw.handlers.file_server.paths import sanitized_join
 from caddytw.handlers.reverse_proxy.config import FastCGIConfig
 from caddytw.http.placeholders import Template, resolve
-from caddytw.http.request import CaddyRequest, split_host_port
+from caddytw.http.request import CaddyRequest
 
 SERVER_SOFTWARE = "Caddy/v2.6.2"
 
@@ -60,7 +61,7 @@ def build_env(
     script_filename = sanitized_join(root, script_name)
     if script_name and not script_name.startswith("/"):
         script_name = "/" + script_name
-    host, port = split_host_port(request.request_hostport)
+    host, port = host_and_port(request.request_hostport)
     scheme = request.scheme
     env = {
         "AUTH_TYPE": "",

@@ -14,11 +14,11 @@ from typing import Any
 
 from caddytw.config.errors import ConfigError
 from caddytw.config.ipranges import IPNetwork, parse_ranges
+from caddytw.config.netaddr import host_and_port
 from caddytw.config.reader import ObjectReader, expect_str_list, join_path
 from caddytw.handlers.reverse_proxy.headerops import HeaderOps, compile_header_ops
 from caddytw.handlers.reverse_proxy.selection import Policy, parse_policy
 from caddytw.http.matchers import Matcher, build_matcher_set
-from caddytw.http.request import split_host_port
 
 UNSUPPORTED = (
     "circuit_breaker",
@@ -148,7 +148,7 @@ def parse_dial(text: str, path: str) -> tuple[str, int]:
         raise ConfigError(
             path, f"placeholders in upstream addresses ({text!r}) are not supported by caddytw"
         )
-    host, port = split_host_port(text)
+    host, port = host_and_port(text)
     if not port.isdigit() or not 0 < int(port) < 65536 or (not host and text.startswith("[")):
         raise ConfigError(path, f"invalid upstream dial address {text!r} (want host:port)")
     # ``:9091`` (as Authelia's forward_auth examples write it): Go dials the local system.

@@ -82,32 +82,6 @@ def encode_params(env: dict[str, str]) -> bytes:
     return b"".join(out)
 
 
-def decode_params(data: bytes) -> dict[bytes, bytes]:
-    """The inverse of :func:`encode_params` (for tests and FCGI_GET_VALUES)."""
-    result = {}
-    index = 0
-
-    def size() -> int:
-        nonlocal index
-        if data[index] < 128:
-            index += 1
-            return data[index - 1]
-        value: int = struct.unpack(">I", data[index : index + 4])[0] & 0x7FFFFFFF
-        index += 4
-        return value
-
-    while index < len(data):
-        name_size = size()
-        value_size = size()
-        name = data[index : index + name_size]
-        value = data[index + name_size : index + name_size + value_size]
-        if len(name) != name_size or len(value) != value_size:
-            raise FastCGIError("truncated name-value pair")
-        index += name_size + value_size
-        result[name] = value
-    return result
-
-
 class RecordReader:
     """Splits a byte stream into ``(type, request_id, content)`` records, incrementally
     (a record may arrive in any number of pieces)."""

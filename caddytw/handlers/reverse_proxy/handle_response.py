@@ -15,12 +15,14 @@ routes: they find the pending response on the request (:data:`CONTEXT_ATTR`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from twisted.web.http_headers import Headers
 
 from caddytw.config.errors import ConfigError
 from caddytw.config.reader import ObjectReader, expect_list, expect_str_list, join_path
+from caddytw.http.build import BuildContext, Handler
+from caddytw.http.dispatch import Answer
 from caddytw.http.errors import HandlerError, status_text
 from caddytw.http.placeholders import Template
 from caddytw.http.request import CaddyRequest
@@ -42,7 +44,7 @@ class ResponseHandler:
 
 
 def build_response_handlers(
-    data: Any, path: str, context: Any, next: Any
+    data: object, path: str, context: BuildContext, next: Handler
 ) -> tuple[ResponseHandler, ...]:
     """Compile ``handle_response``; the routes end in the proxy's ``next``, as Caddy's
     ``rh.Routes.Compile(next)``."""
@@ -115,7 +117,7 @@ class CopyResponse(LeafResource):
     def __init__(self, status: Template | None) -> None:
         self.status = status
 
-    def render(self, request: CaddyRequest) -> Any:
+    def render(self, request: CaddyRequest) -> Answer:
         from twisted.web.server import NOT_DONE_YET
 
         pending = pending_of(request, "copy_response")
@@ -135,12 +137,12 @@ class CopyResponseHeaders(LeafResource):
     """``copy_response_headers``: put the upstream's header fields (``include`` only
     those, never the ``exclude`` ones) on the response, replacing, then carry on."""
 
-    def __init__(self, include: frozenset[bytes], exclude: frozenset[bytes], next: Any) -> None:
+    def __init__(self, include: frozenset[bytes], exclude: frozenset[bytes], next: Handler) -> None:
         self.include = include
         self.exclude = exclude
         self.next = next
 
-    def render(self, request: CaddyRequest) -> Any:
+    def render(self, request: CaddyRequest) -> Answer:
         pending = pending_of(request, "copy_response_headers")
         for name, values in pending.headers.getAllRawHeaders():
             key = name.lower()
@@ -150,7 +152,7 @@ class CopyResponseHeaders(LeafResource):
         return self.next.render(request)
 
 
-def build_copy_response(config: ObjectReader, context: Any, next: Any) -> CopyResponse:
+def build_copy_response(config: ObjectReader, context: BuildContext, next: Handler) -> CopyResponse:
     status = config.raw("status_code")
     if status is not None and not isinstance(status, (int, str)):
         raise ConfigError(config.at("status_code"), "expected a status code")
@@ -159,7 +161,7 @@ def build_copy_response(config: ObjectReader, context: Any, next: Any) -> CopyRe
 
 
 def build_copy_response_headers(
-    config: ObjectReader, context: Any, next: Any
+    config: ObjectReader, context: BuildContext, next: Handler
 ) -> CopyResponseHeaders:
     include = expect_str_list(config.raw("include") or [], config.at("include"))
     exclude = expect_str_list(config.raw("exclude") or [], config.at("exclude"))

@@ -69,10 +69,12 @@ from caddytw.handlers.reverse_proxy.websocket import (
 from caddytw.handlers.rewrite.handler import parse_rewrite
 from caddytw.handlers.rewrite.requesturi import fill
 from caddytw.http.body import BodyAborted, BodyTooLarge, collect_file
+from caddytw.http.build import BuildContext, Handler
+from caddytw.http.dispatch import Answer, dispatch, fail
 from caddytw.http.errors import HandlerError
 from caddytw.http.matchers import client_ip
 from caddytw.http.placeholders import Template
-from caddytw.http.request import CaddyRequest, render_and_answer
+from caddytw.http.request import CaddyRequest
 from caddytw.http.routing import LeafResource
 
 log = Logger()
@@ -137,7 +139,7 @@ class ReverseProxy(LeafResource):
         timeouts = [t for t in (transport.response_header_timeout, transport.read_timeout) if t]
         self.header_timeout = min(timeouts) if timeouts else None
 
-    def render(self, request: CaddyRequest) -> Any:
+    def render(self, request: CaddyRequest) -> Answer:
         if self.config.transport.fastcgi is not None and "\x00" in request.decoded_path:
             # PHP may run a non-PHP file as code when a NUL cuts the path (Caddy #4574).
             raise HandlerError(400, "invalid request path")
@@ -278,7 +280,7 @@ class ProxyCall:
 
     def body_failed(self, reason: Failure) -> None:
         if not self.gone:
-            self.request.fail(reason)
+            fail(self.request, reason)
 
     def start(self) -> None:
         if self.gone:
@@ -327,7 +329,7 @@ class ProxyCall:
         if client_side is not None:
             # The client's body was too large or cut short: the client's fault (413,
             # 400), not the upstream's.
-            self.request.fail(client_side)
+            fail(self.request, client_side)
             return
         dial = reason.check(DialError) is not None
         if self.timed_out:
@@ -343,7 +345,7 @@ class ProxyCall:
     def _retry_or_fail(self, error: HandlerError, *, dial: bool) -> None:
         if not self._try_again(dial):
             if not self.gone:
-                self.request.fail(error)
+                fail(self.request, error)
             return
         self.retries += 1
         interval = self.proxy.config.load_balancing.try_interval
@@ -372,7 +374,7 @@ class ProxyCall:
     def _internal_error(self, reason: Failure) -> None:
         log.failure("reverse_proxy failed", failure=reason)
         if not self.gone:
-            self.request.fail(reason)
+            fail(self.request, reason)
 
     # -- timers and cancellation -----------------------------------------------------
 
@@ -509,7 +511,7 @@ class ProxyCall:
         setattr(request, CONTEXT_ATTR, pending)
         assert handler.routes is not None
         try:
-            render_and_answer(request, handler.routes)
+            dispatch(request, handler.routes)
         finally:
             if not pending.finalized:
                 attempt.release()
@@ -635,7 +637,7 @@ class ProxyCall:
         if not response_upgrade_ok(self.upgrade or b"", head):
             attempt.release()
             side.transport.loseConnection()  # type: ignore[union-attr]
-            request.fail(HandlerError(502, "upstream switched to a different protocol"))
+            fail(request, HandlerError(502, "upstream switched to a different protocol"))
             return
         self._copy_response_head(101, head.headers)
         request.responseHeaders.removeHeader(b"content-length")
@@ -718,7 +720,7 @@ class _Discard:
         pass
 
 
-def build(config: ObjectReader, context: Any, next: Any) -> ReverseProxy:
+def build(config: ObjectReader, context: BuildContext, next: Handler) -> ReverseProxy:
     """Handler factory entry point (see ``twisted/plugins/caddytw_proxy.py``)."""
     handle_response = config.raw("handle_response")
     rewrite_data = config.raw("rewrite")

@@ -16,18 +16,20 @@ from caddytw.handlers.rewrite.pathrewrite import PathRegexp, StripPrefix, StripS
 from caddytw.handlers.rewrite.queryops import QueryOps
 from caddytw.handlers.rewrite.requesturi import fill
 from caddytw.handlers.rewrite.urirewrite import UriRewrite
+from caddytw.http.build import BuildContext, Handler
+from caddytw.http.dispatch import Answer
 from caddytw.http.placeholders import Template
 from caddytw.http.request import CaddyRequest
 from caddytw.http.routing import LeafResource
 
 
 class Rewrite(LeafResource):
-    def __init__(self, method: Template | None, steps: list[Any], next: Any) -> None:
+    def __init__(self, method: Template | None, steps: list[Any], next: Handler) -> None:
         self.method = method
         self.steps = steps
         self.next = next
 
-    def render(self, request: CaddyRequest) -> Any:
+    def render(self, request: CaddyRequest) -> Answer:
         if self.method is not None:
             self._rewrite_method(request)
         for step in self.steps:
@@ -47,7 +49,7 @@ class Rewrite(LeafResource):
         request.header_hooks.append(restore)
 
 
-def build(config: ObjectReader, context: Any, next: Any) -> Rewrite:
+def build(config: ObjectReader, context: BuildContext, next: Handler) -> Rewrite:
     method, steps = parse_rewrite(config)
     return Rewrite(method, steps, next)
 

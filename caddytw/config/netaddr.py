@@ -1,12 +1,13 @@
 """Go's ``net.JoinHostPort`` / ``net.SplitHostPort`` and Caddy's port-range check.
 
-Site addresses, listener addresses and proxy upstreams all need Go's exact
-splitting rules (brackets for IPv6, errors for ambiguous colons).
+Site addresses, listener addresses, request Hosts and proxy upstreams all need Go's
+exact splitting rules (brackets for IPv6, errors for ambiguous colons): one
+implementation, and :func:`host_and_port` for where Caddy forgives what Go refuses.
 """
 
 from __future__ import annotations
 
-__all__ = ["join_host_port", "split_host_port", "uses_port_other_than"]
+__all__ = ["host_and_port", "join_host_port", "split_host_port", "uses_port_other_than"]
 
 
 def join_host_port(host: str, port: str) -> str:
@@ -31,6 +32,18 @@ def split_host_port(addr: str) -> tuple[str, str] | None:
     if ":" in host:
         return None
     return host, port
+
+
+def host_and_port(hostport: str) -> tuple[str, str]:
+    """What Caddy makes of a request's Host (``MatchHost``, ``{http.request.host}``):
+    Go's split, or, where Go refuses it (no port, ambiguous colons), the whole value as
+    the host, without the brackets of an IPv6 literal, and no port."""
+    split = split_host_port(hostport)
+    if split is not None:
+        return split
+    if hostport.startswith("[") and hostport.endswith("]"):
+        return hostport[1:-1], ""
+    return hostport, ""
 
 
 def uses_port_other_than(addresses: list[str], port: str) -> bool:
