@@ -23,11 +23,14 @@ import argparse
 import json
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -89,8 +92,10 @@ def relayed(server: SyncServer, port: int) -> SyncServer:
     return view
 
 
-def compression_case(work: Path, name: str, data: bytes, mode: str) -> dict[str, float]:
-    case = work / f"{name}-{mode}"
+def compression_case(
+    work: Path, name: str, data: bytes, mode: str, number: int = 0
+) -> dict[str, float]:
+    case = work / f"{name}-{mode}-{number}"
     case.mkdir()
     server = SyncServer(case).start()
     try:
@@ -115,28 +120,74 @@ def compression_case(work: Path, name: str, data: bytes, mode: str) -> dict[str,
         server.stop()
 
 
-def initial_sync(work: Path, label: str, populate: object, *args: str) -> tuple[str, str, str]:
-    case = work / label.replace(" ", "-").replace("x", "x")
+class BenchServer(SyncServer):
+    """The server as deployed: the default rescan interval (the test harness rescans
+    every 2 s, which on 10,000 files is a steady load of its own)."""
+
+    def config(self) -> dict[str, Any]:
+        config = super().config()
+        for server in config["apps"]["http"]["servers"].values():
+            for route in server["routes"]:
+                for handler in route["handle"]:
+                    handler.pop("rescan_interval", None)
+        return config
+
+
+def initial_sync(
+    work: Path, label: str, populate: Callable[[Path], None], rounds: int, *args: str
+) -> dict[str, float]:
+    """``rounds`` initial syncs (``--once --initial-sync`` into an empty folder), each
+    followed by an rsync daemon pull of the same tree, interleaved so that the load of a
+    shared machine hits both alike. The server indexes its folder before the clock
+    starts (rsync keeps no index; building one is the server's, not the sync's, cost).
+    Medians in seconds, the peak RSS of client and server in MiB."""
+    case = work / label.replace(" ", "-")
     case.mkdir()
-    server = SyncServer(case)
-    populate(server.root)  # type: ignore[operator]
+    server = BenchServer(case)
+    populate(server.root)
     server.start()
+    ours: list[float] = []
+    theirs: list[float] = []
+    client_rss = 0
     try:
-        local = case / "client"
-        seconds, code, rss = run_measured(
-            Client(server, local, *args).command("--once", "--initial-sync")
-        )
-        assert code == 0, f"synclient exit {code}"
-        assert tree(local) == tree(server.root), "trees differ after initial sync"
+        server.wait_indexed(900)
+        for number in range(rounds):
+            client = Client(server, case / f"client-{number}", *args)
+            seconds, code, rss = run_measured(
+                client.command("--once", "--initial-sync"), client.env()
+            )
+            assert code == 0, f"synclient exit {code}"
+            assert tree(client.root) == tree(server.root), "trees differ after initial sync"
+            shutil.rmtree(client.root)
+            ours.append(seconds)
+            client_rss = max(client_rss, rss)
+            theirs.append(rsync_time(server.root, case))
+            shutil.rmtree(case / "rsync-target", ignore_errors=True)
+            print(
+                f"  {label} round {number + 1}: synclient {seconds:.2f} s, "
+                f"rsync daemon {theirs[-1]:.2f} s",
+                file=sys.stderr,
+                flush=True,
+            )
         server_rss = server_peak_rss(server)
-        reference = rsync_time(server.root, case)
-        return (
-            f"{seconds:.2f} s",
-            f"{reference:.2f} s ({seconds / reference:.1f}x)",
-            (f"client {rss} MiB, server {server_rss} MiB"),
-        )
     finally:
         server.stop()
+    return {
+        "ours": statistics.median(ours),
+        "rsync": statistics.median(theirs),
+        "client_rss": client_rss,
+        "server_rss": server_rss,
+    }
+
+
+def initial_row(name: str, result: dict[str, float]) -> tuple[str, str, str]:
+    ratio = result["ours"] / result["rsync"]
+    return (
+        name,
+        f"{result['ours']:.2f} s",
+        f"rsync daemon {result['rsync']:.2f} s: **{ratio:.2f}x**; peak RSS client "
+        f"{result['client_rss']:.0f} MiB, server {result['server_rss']:.0f} MiB",
+    )
 
 
 def latency(work: Path, count: int) -> tuple[list[float], int, int, int]:
@@ -173,6 +224,47 @@ def small_files(root: Path, count: int) -> None:
         (folder / f"f{i}.txt").write_bytes(os.urandom(4096))
 
 
+def zstd_levels(text: bytes, noise: bytes) -> list[tuple[str, str, str]]:
+    """In-process zstd on the bench's text and random data per level (best of 3):
+    what ``caddytw.sync.compression.LEVEL`` is chosen by, and what the sample check
+    (:func:`~caddytw.sync.compression.compressible`) costs on data it turns down."""
+    import zstandard
+
+    from caddytw.sync.compression import SAMPLE_SLICE, compressible
+
+    rows = []
+    for level in (1, 3, 6):
+        packed = b""
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            packed = zstandard.ZstdCompressor(level=level).compress(text)
+            best = min(best, time.perf_counter() - start)
+        start = time.perf_counter()
+        zstandard.ZstdDecompressor().decompress(packed)
+        unpack = time.perf_counter() - start
+        rows.append(
+            (
+                f"zstd level {level}, 22 MB JSON log lines (in process)",
+                f"{len(packed) / len(text):.1%} of the size",
+                f"compress {len(text) / best / MB:.0f} MB/s, "
+                f"decompress {len(text) / unpack / MB:.0f} MB/s",
+            )
+        )
+    start = time.perf_counter()
+    for offset in range(0, 64 * SAMPLE_SLICE, SAMPLE_SLICE):
+        compressible(noise[offset : offset + SAMPLE_SLICE])
+    each = (time.perf_counter() - start) / 64
+    rows.append(
+        (
+            "sample check on random data (16 KiB, zstd level 1)",
+            f"{each * 1e6:.0f} µs per sample",
+            "answers no: random bodies are sent as they are",
+        )
+    )
+    return rows
+
+
 class Rows(list[tuple[str, str, str]]):
     """The table so far; each row also goes to stderr at once (a late failure keeps
     what was measured)."""
@@ -186,6 +278,10 @@ def main() -> None:
     options = argparse.ArgumentParser()
     options.add_argument("--quick", action="store_true", help="smaller sizes")
     options.add_argument("--only", choices=["compression", "initial", "latency"], default=None)
+    options.add_argument(
+        "--rounds", type=int, default=3, help="interleaved initial-sync rounds (median)"
+    )
+    options.add_argument("--unbatched", action="store_true", help="also time --batch off")
     args = options.parse_args()
     small, big, changes = (2000, 256 << 20, 30) if args.quick else (10_000, 1 << 30, 100)
     rows = Rows()
@@ -206,9 +302,20 @@ def main() -> None:
         if args.only in (None, "compression"):
             text = log_lines(22 * MB)
             noise = os.urandom(22 * MB)
+            for row in zstd_levels(text, noise):
+                rows.append(row)
             for name, data in (("JSON log lines", text), ("random data", noise)):
-                on = compression_case(work, name.replace(" ", "-"), data, "auto")
-                off = compression_case(work, name.replace(" ", "-"), data, "off")
+                # auto and off interleaved, median times: a 5% difference is far below
+                # what a shared machine's load does to one run.
+                runs: dict[str, list[dict[str, float]]] = {"auto": [], "off": []}
+                for number in range(args.rounds):
+                    for mode in ("auto", "off"):
+                        slug = name.replace(" ", "-")
+                        runs[mode].append(compression_case(work, slug, data, mode, number))
+                on, off = (
+                    {key: statistics.median(r[key] for r in runs[mode]) for key in runs[mode][0]}
+                    for mode in ("auto", "off")
+                )
                 rows.append(
                     (
                         f"22 MB {name}: bytes on the wire up / down",
@@ -219,32 +326,34 @@ def main() -> None:
                 )
                 rows.append(
                     (
-                        f"22 MB {name}: time up / down",
+                        f"22 MB {name}: time up / down (median of {args.rounds})",
                         f"{on['up_s']:.2f} / {on['down_s']:.2f} s",
-                        f"off: {off['up_s']:.2f} / {off['down_s']:.2f} s",
+                        f"off: {off['up_s']:.2f} / {off['down_s']:.2f} s "
+                        f"(auto/off: {on['up_s'] / off['up_s']:.2f}x / "
+                        f"{on['down_s'] / off['down_s']:.2f}x)",
                     )
                 )
         if args.only in (None, "initial"):
-            ours, theirs, rss = initial_sync(
-                work, f"{small} x 4 KiB", lambda root: small_files(root, small)
+            result = initial_sync(
+                work, f"{small} x 4 KiB", lambda root: small_files(root, small), args.rounds
             )
-            rows.append(
-                (f"initial sync, {small} x 4 KiB files", ours, f"rsync daemon {theirs}; {rss}")
+            rows.append(initial_row(f"initial sync, {small:,} x 4 KiB files", result))
+            if args.unbatched:
+                result = initial_sync(
+                    work,
+                    f"{small} x 4 KiB unbatched",
+                    lambda root: small_files(root, small),
+                    1,
+                    "--batch",
+                    "off",
+                )
+                rows.append(initial_row(f"initial sync, {small:,} x 4 KiB, --batch off", result))
+            result = initial_sync(
+                work, f"one {big >> 20} MiB", lambda root: _big_file(root, big), args.rounds
             )
-            off, _theirs, _rss = initial_sync(
-                work,
-                f"{small} x 4 KiB unbatched",
-                lambda root: small_files(root, small),
-                "--batch",
-                "off",
-            )
-            rows.append((f"initial sync, {small} x 4 KiB files, --batch off", off, ""))
-            ours, theirs, rss = initial_sync(
-                work, f"one {big >> 20} MiB", lambda root: _big_file(root, big)
-            )
-            rows.append(
-                (f"initial sync, one {big >> 20} MiB file", ours, f"rsync daemon {theirs}; {rss}")
-            )
+            rows.append(initial_row(f"initial sync, one {big >> 20} MiB file", result))
+    load = os.getloadavg()
+    print(f"Load average at the end: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min)\n")
     print("| measure | synclient | reference / notes |\n| --- | --- | --- |")
     for name, value, note in rows:
         print(f"| {name} | {value} | {note} |")

@@ -32,11 +32,16 @@ from tests.support.server import REPO, server_env
 from tests.synclient.harness import Client, SyncServer, tree, wait_until
 
 
-def run_measured(command: list[str]) -> tuple[float, int, int]:
-    """Run ``command``; return (seconds, exit status, peak RSS in MiB)."""
+def run_measured(command: list[str], env: dict[str, str] | None = None) -> tuple[float, int, int]:
+    """Run ``command`` (in ``env``, by default the servers'); return (seconds, exit
+    status, peak RSS in MiB)."""
     start = time.monotonic()
     process = subprocess.Popen(
-        command, env=server_env(), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        command,
+        env=env or server_env(),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     _pid, status, usage = os.wait4(process.pid, 0)
     elapsed = time.monotonic() - start

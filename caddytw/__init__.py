@@ -27,12 +27,35 @@ docs/architecture.md follows one hop by hop):
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from caddytw.config.errors import ConfigError, ConfigErrors
-from caddytw.http.site import CaddySite, ServerRoot
-from caddytw.server.build import build_app, validate
-from caddytw.server.service import CaddyService
+if TYPE_CHECKING:
+    from caddytw.config.errors import ConfigError, ConfigErrors
+    from caddytw.http.site import CaddySite, ServerRoot
+    from caddytw.server.build import validate
+    from caddytw.server.service import CaddyService
+
+#: Names of the library face, imported on first use (PEP 562): ``synclient`` imports
+#: ``caddytw.sync.protocol``, and loading the whole server with it cost the client
+#: about a second of start-up under load (a tenth of an rsync-sized initial sync).
+_LAZY = {
+    "ConfigError": "caddytw.config.errors",
+    "ConfigErrors": "caddytw.config.errors",
+    "validate": "caddytw.server.build",
+    "CaddyService": "caddytw.server.service",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'caddytw' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CaddyService",
@@ -48,11 +71,15 @@ __all__ = [
 
 def build_service(config: dict[str, Any], reactor: Any = None) -> CaddyService:
     """A startable service that listens on every server's addresses."""
+    from caddytw.server.service import CaddyService
+
     return CaddyService(config, reactor=reactor)
 
 
 def build_site(config: dict[str, Any], server: str | None = None, reactor: Any = None) -> CaddySite:
     """The ``twisted.web`` Site of one server (the first when ``server`` is None)."""
+    from caddytw.server.build import build_app
+
     for built in build_app(config, reactor).servers:
         if server is None or built.config.name == server:
             return built.site
@@ -67,6 +94,8 @@ def build_resource(
     Requests must be :class:`caddytw.http.request.CaddyRequest` (use
     ``Site(resource, requestFactory=CaddyRequest)``) or come through :func:`build_site`.
     """
+    from caddytw.http.site import ServerRoot
+
     resource = build_site(config, server, reactor).resource
     assert isinstance(resource, ServerRoot)
     return resource

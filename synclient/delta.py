@@ -236,7 +236,10 @@ class DeltaClient:
         if not self.supported:
             return None
         relative = target.relative_to(self.root).as_posix()
-        await deferToThread(self._chunk_base, relative)
+        if not await deferToThread(self._chunk_base, relative):
+            # Nothing local to build from (a first sync): asking for the server's tree
+            # would only make it chunk the whole file (seconds for 1 GiB) to no use.
+            return None
         try:
             response = await self.remote._get(self.remote.url("chunks", path=path))
             if response.code == 409:
@@ -266,10 +269,12 @@ class DeltaClient:
             raise RemoteError(f"delta download {path}: bad answer: {error}") from None
         return temp, tree
 
-    def _chunk_base(self, relative: str) -> None:
-        """Chunk the local file being replaced (cached), so its chunks are known."""
+    def _chunk_base(self, relative: str) -> bool:
+        """Chunk the local file being replaced (cached), so its chunks are known;
+        whether any local chunk is known at all."""
         with contextlib.suppress(OSError):
             self.cache.tree_of(self.root, relative)
+        return self.cache.knows_chunks()
 
     async def _resolve(self, info: dict[str, Any]) -> Tree | None:
         """The server file's tree: nodes this side knows come from the cache, the rest

@@ -579,7 +579,10 @@ class Engine:
             return await self._verify()
 
     async def _verify(self) -> set[str]:
-        await self.pull(full_list=True)
+        # The journal since the cursor, not a second full listing: the pass just
+        # folded the journal in, and a reset or a new index id still re-lists (a full
+        # listing of 10,000 files cost a tenth of an initial sync).
+        await self.pull(full_list=False)
         await self._scan(None)
         paths = set(self.state.base) | set(self.local) | set(self.state.remote)
         result = self.plan(paths)

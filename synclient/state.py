@@ -93,6 +93,10 @@ def _owns_primary(folder: Path, owner: str | None, key: str, keys: list[str]) ->
     return bool(waiting) and waiting[0] == key
 
 
+#: The per-path tables whose writes :class:`StateDB` buffers until commit.
+_ROW_TABLES = ("base", "local_cache", "remote")
+
+
 class StateDB:
     """Open (creating if needed) the state of the folder ``root`` with one server.
 
@@ -128,6 +132,13 @@ class StateDB:
                 for name, value in (("server", key), ("client_id", client_id)):
                     self._db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (name, value))
         self._depth = 0
+        #: Row writes of the open transaction, per table: path -> row (``None``: delete).
+        #: Written with one ``executemany`` per table at commit instead of one
+        #: ``execute`` per call: an initial sync of 10,000 files made 30,000 calls on
+        #: the reactor thread, each giving up the GIL and waiting to get it back.
+        self._pending: dict[str, dict[str, tuple[object, ...] | None]] = {
+            table: {} for table in _ROW_TABLES
+        }
         self.before_commit: list[Callable[[], None]] = []
         self.meta: dict[str, str] = dict(self._db.execute("SELECT key, value FROM meta"))
         self.base: dict[str, Version] = {
@@ -182,7 +193,35 @@ class StateDB:
         if commit:
             for hook in self.before_commit:
                 hook()
+            self._flush()
+        else:
+            self._discard()
         self._db.execute("COMMIT" if commit else "ROLLBACK")
+
+    def _write(self, table: str, path: str, row: tuple[object, ...] | None) -> None:
+        """Record ``path``'s row in ``table`` (``None``: delete it): at commit inside a
+        batch, at once outside one."""
+        self._pending[table][path] = row
+        if self._depth == 0:
+            self._flush()
+
+    def _flush(self) -> None:
+        for table, rows in self._pending.items():
+            if not rows:
+                continue
+            gone = [(path,) for path, row in rows.items() if row is None]
+            kept = [(path, *row) for path, row in rows.items() if row is not None]
+            if gone:
+                self._db.executemany(f"DELETE FROM {table} WHERE path = ?", gone)
+            if kept:
+                marks = ", ".join("?" * len(kept[0]))
+                self._db.executemany(f"INSERT OR REPLACE INTO {table} VALUES ({marks})", kept)
+            rows.clear()
+
+    def _discard(self, table: str | None = None) -> None:
+        for name, rows in self._pending.items():
+            if table is None or name == table:
+                rows.clear()
 
     # -- meta -------------------------------------------------------------------------
 
@@ -215,17 +254,15 @@ class StateDB:
     def set_base(self, path: str, version: Version | None) -> None:
         if version is None:
             if self.base.pop(path, None) is not None:
-                self._db.execute("DELETE FROM base WHERE path = ?", (path,))
+                self._write("base", path, None)
             return
         self.base[path] = Version(version.hash, version.size, version.mtime)
-        self._db.execute(
-            "INSERT OR REPLACE INTO base VALUES (?, ?, ?, ?)",
-            (path, version.hash, version.size, version.mtime),
-        )
+        self._write("base", path, (version.hash, version.size, version.mtime))
 
     def clear_base(self) -> None:
         """Forget every merge base (a fresh merge follows)."""
         self.base = {}
+        self._discard("base")
         self._db.execute("DELETE FROM base")
 
     # -- local hash cache -------------------------------------------------------------
@@ -237,26 +274,20 @@ class StateDB:
     def set_cache(self, path: str, hash_: str | None, stat: Stat | None = None) -> None:
         if hash_ is None or stat is None:
             if self.cache.pop(path, None) is not None:
-                self._db.execute("DELETE FROM local_cache WHERE path = ?", (path,))
+                self._write("local_cache", path, None)
             return
         self.cache[path] = CacheEntry(hash_, stat)
-        self._db.execute(
-            "INSERT OR REPLACE INTO local_cache VALUES (?, ?, ?, ?, ?)",
-            (path, hash_, stat.size, stat.mtime_ns, stat.inode),
-        )
+        self._write("local_cache", path, (hash_, stat.size, stat.mtime_ns, stat.inode))
 
     # -- server listing ---------------------------------------------------------------
 
     def set_remote(self, path: str, version: Version | None) -> None:
         if version is None:
             if self.remote.pop(path, None) is not None:
-                self._db.execute("DELETE FROM remote WHERE path = ?", (path,))
+                self._write("remote", path, None)
             return
         self.remote[path] = version
-        self._db.execute(
-            "INSERT OR REPLACE INTO remote VALUES (?, ?, ?, ?, ?)",
-            (path, version.hash, version.size, version.mtime, version.origin),
-        )
+        self._write("remote", path, (version.hash, version.size, version.mtime, version.origin))
 
     def set_remote_seen(self, path: str, version: Version | None) -> None:
         """Record what one look at the server found for ``path`` outside the journal (a
@@ -270,6 +301,7 @@ class StateDB:
     def replace_remote(self, listing: Iterable[tuple[str, Version]]) -> None:
         """Swap in a complete server listing."""
         with self.batch():
+            self._discard("remote")
             self._db.execute("DELETE FROM remote")
             self.remote = {}
             for path, version in listing:

@@ -9,7 +9,6 @@ by entry, paced by the transport, files read (and compressed) in threads.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from twisted.internet.defer import Deferred, DeferredSemaphore, ensureDeferred, gatherResults
@@ -31,7 +30,14 @@ from caddytw.sync.compression import (
 )
 from caddytw.sync.core import Conflict, Preconditions, Unstorable
 from caddytw.sync.folder import StoreError
-from caddytw.sync.protocol import ProtocolError, format_time, loads, parse_time, validate_hash
+from caddytw.sync.protocol import (
+    FileMetadata,
+    ProtocolError,
+    format_time,
+    loads,
+    parse_time,
+    validate_hash,
+)
 
 if TYPE_CHECKING:
     from caddytw.http.request import CaddyRequest
@@ -42,6 +48,10 @@ if TYPE_CHECKING:
 MAX_BATCH_ENTRY = 1024 * 1024
 #: Entries stored at once (bounds memory to this many entries' bytes).
 PARALLEL_PUTS = 8
+#: Files of a batch download opened (one hop to the index thread) and read (one hop to
+#: the pool) together, and groups read ahead of the one being sent.
+GROUP = 64
+READ_AHEAD = 2
 #: Bytes of entry data looked at before deciding whether to compress an answer.
 DECIDE_AFTER = 64 * 1024
 
@@ -206,6 +216,36 @@ def _read_all(source: BinaryIO, size: int) -> bytes:
     return data
 
 
+def _read_group(
+    paths: list[str], opened: list[tuple[BinaryIO, FileMetadata] | StoreError]
+) -> list[bytes]:
+    """Runs in a thread: each opened file's entry (header and bytes), or its error."""
+    pieces = []
+    for path, item in zip(paths, opened, strict=True):
+        try:
+            if isinstance(item, StoreError):
+                raise item
+            source, meta = item
+            if meta.size > MAX_BATCH_ENTRY:
+                source.close()
+                raise StoreError(413, f"{meta.size} bytes: download it on its own")
+            try:
+                data = _read_all(source, meta.size)
+            except OSError as error:
+                raise StoreError(409, f"cannot be read now: {error}") from None
+            fields = {
+                "path": path,
+                "status": 200,
+                "size": meta.size,
+                "sha256": meta.hash,
+                "modified": format_time(meta.modified),
+            }
+            pieces.append(header_line(fields) + data)
+        except StoreError as error:
+            pieces.append(header_line({"path": path, **_failure(error)}))
+    return pieces
+
+
 async def batch_download(
     resource: FileSyncResource, request: CaddyRequest, client: SyncClient | None
 ) -> None:
@@ -220,29 +260,15 @@ async def batch_download(
     if len(paths) > MAX_ENTRIES:
         raise ApiError(413, f"$.paths: at most {MAX_ENTRIES} entries per batch")
 
-    async def entry(path: str) -> bytes:
-        try:
-            source, meta = await resource.store.open_file(path)
-            if meta.size > MAX_BATCH_ENTRY:
-                source.close()
-                raise StoreError(413, f"{meta.size} bytes: download it on its own")
-            data = await resource.in_thread(_read_all, source, meta.size)
-            fields = {
-                "path": path,
-                "status": 200,
-                "size": meta.size,
-                "sha256": meta.hash,
-                "modified": format_time(meta.modified),
-            }
-            return header_line(fields) + data
-        except StoreError as error:
-            return header_line({"path": path, **_failure(error)})
+    async def group(names: list[str]) -> list[bytes]:
+        opened = await resource.store.open_files(names)
+        return await resource.in_thread(_read_group, names, opened)
 
     request.setHeader(b"content-type", CONTENT_TYPE.encode("ascii"))
     request.setHeader(b"cache-control", b"no-store")
     request.setHeader(b"vary", b"Accept-Encoding")
     wants_zstd = accepts_zstd(request.getHeader(b"accept-encoding"))
-    pieces = _pieces(paths, entry)
+    pieces = _pieces(paths, group)
     held: list[bytes] = []
     seen = 0
     # Decide on compression from the first entries' bytes (the sample), then stream.
@@ -278,13 +304,15 @@ async def batch_download(
         request.finish()
 
 
-async def _pieces(paths: list[str], entry: Any) -> Any:
-    """Entries in order, up to a few read ahead (reads overlap the writes)."""
-    ahead: list[Deferred[bytes]] = []
-    queue: Iterator[str] = iter(paths)
-    for path in queue:
-        ahead.append(ensureDeferred(entry(path)))
-        if len(ahead) >= PARALLEL_PUTS:
-            yield await ahead.pop(0)
+async def _pieces(paths: list[str], group: Any) -> Any:
+    """Entries in order, :data:`GROUP` files per thread hop, a group read ahead (reads
+    overlap the writes)."""
+    ahead: list[Deferred[list[bytes]]] = []
+    for start in range(0, len(paths), GROUP):
+        ahead.append(ensureDeferred(group(paths[start : start + GROUP])))
+        if len(ahead) > READ_AHEAD:
+            for piece in await ahead.pop(0):
+                yield piece
     for pending in ahead:
-        yield await pending
+        for piece in await pending:
+            yield piece

@@ -377,6 +377,11 @@ class ChunkCache:
                 )
             )
 
+    def knows_chunks(self) -> bool:
+        """Whether any chunk has a known location (an empty cache can build nothing)."""
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM chunks LIMIT 1").fetchone() is not None
+
     def has_chunks(self, keys: Iterable[str]) -> set[str]:
         """Which of ``keys`` have at least one known location."""
         found: set[str] = set()

@@ -14,7 +14,10 @@ from zope.interface import implementer
 
 from caddytw.http.request import transport_of
 
-CHUNK = 256 * 1024
+#: Bytes read per turn. A pull producer is asked for more only once the transport's
+#: buffer is empty, so each turn is a wake-up of a loaded machine's scheduler: 1 MiB
+#: makes 1,024 of them per GiB instead of 4,096 (memory per download stays 1 MiB).
+CHUNK = 1024 * 1024
 
 
 def parse_range(header: str, size: int) -> tuple[int, int] | str | None:

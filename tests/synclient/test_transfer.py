@@ -124,3 +124,29 @@ def test_many_small_files_take_a_few_batch_requests_each_way(
     assert {k: v for k, v in tree(b).items()} == {
         k: v for k, v in tree(server.root).items() if k != "late.txt"
     }
+
+
+def test_initial_sync_takes_few_requests_and_skips_what_cannot_help(
+    server: SyncServer, tmp_path: Path
+) -> None:
+    """An initial sync of 2,000 small files and one large one: the small files come in
+    full batches (with 256 files in flight at a time they came in a dozen or more), the
+    server is listed once (the check after the pass follows the journal instead of
+    listing again), and the large file, with no local chunk to build it from, is
+    downloaded whole without asking for its chunk tree (which made the server chunk the
+    whole file for nothing)."""
+    for i in range(2000):
+        path = server.root / f"d{i % 10}" / f"f{i}.txt"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(os.urandom(512))
+    (server.root / "big.bin").write_bytes(os.urandom(1 << 20))
+    server.wait_indexed(120)
+    b = tmp_path / "b"
+    with byte_relay(server.port, record=True) as (port, counts):
+        result = Client(relayed(server, port), b, "--initial-sync").once(timeout=300)
+        assert result.returncode == 0, result.stderr
+        assert 1 <= counts.requests(b"POST /api/batch/download") <= 3
+        assert counts.requests(b"GET /api/list HTTP") == 1  # the full listing
+        assert counts.requests(b"GET /api/chunks") == 0
+        assert counts.requests(b"GET /api/download") == 1
+    assert tree(b) == tree(server.root)
