@@ -17,6 +17,7 @@ import datetime
 import hashlib
 import ipaddress
 import os
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -30,7 +31,7 @@ from OpenSSL import crypto
 
 from caddytw.tls.config import IssuerConfig
 from caddytw.tls.keys import key_from_pem, key_to_pem, new_private_key
-from caddytw.tls.store import Storage
+from caddytw.tls.store import Storage, write_file
 
 ACME_IDENTIFIER_OID = ObjectIdentifier("1.3.6.1.5.5.7.1.31")
 USER_AGENT = "caddytw"
@@ -117,12 +118,12 @@ class AcmeIssuer:
     # -- account and connection ------------------------------------------------------
 
     def _account_key(self) -> jose.JWKEC:
-        path = self.storage.account_key_path(self.name, self.config.email)
+        key = self.storage.account_key_key(self.name, self.config.email)
         with self.storage.lock(f"acme_account_{self.name}"):
-            pem = self.storage.read(path)
+            pem = self.storage.load(key)
             if pem is None:
                 pem = key_to_pem(new_private_key("p256"))
-                self.storage.write(path, pem, private=True)
+                self.storage.store(key, pem, private=True)
         return jose.JWKEC(key=key_from_pem(pem))
 
     def _verify(self) -> Any:
@@ -132,9 +133,13 @@ class AcmeIssuer:
             return True
         if len(files) == 1:
             return files[0]
-        bundle = os.path.join(self.storage.root, "acme", self.name, "trusted_roots.pem")
+        # requests wants one file; it is this machine's business, not the storage's
+        # (which may be a database): a file named by its content in the temp folder.
         data = b"".join(open(path, "rb").read() for path in files)  # noqa: SIM115
-        self.storage.write(bundle, data)
+        digest = hashlib.sha256(data).hexdigest()[:16]
+        bundle = os.path.join(tempfile.gettempdir(), f"caddytw-{os.getuid()}-roots-{digest}.pem")
+        if not os.path.exists(bundle):
+            write_file(bundle, data)
         return bundle
 
     def _client(self, key: jose.JWKEC) -> client.ClientV2:

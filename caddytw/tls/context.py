@@ -98,7 +98,7 @@ class _AlpnSelector:
     def __call__(self, connection: SSL.Connection, client: list[bytes]) -> Any:
         if ACME_TLS_ALPN in client and self.challenges is not None:
             name = normalize_name(connection.get_servername())
-            pending = self.challenges.tls_alpn01.get(name)
+            pending = self.challenges.tls_alpn01_answer(name)
             if pending is not None:
                 certificate, key = pending
                 connection.use_certificate(certificate)

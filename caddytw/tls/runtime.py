@@ -12,19 +12,19 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application.service import MultiService
-from twisted.internet.threads import blockingCallFromThread
 
 from caddytw.config.model import Config, ServerConfig
-from caddytw.tls.acme import AcmeIssuer, ChallengePublisher
+from caddytw.tls.acme import AcmeIssuer
 from caddytw.tls.automation import HTTPSPlan, plan_automatic_https
 from caddytw.tls.certs import CertificateSelector
 from caddytw.tls.challenges import ChallengeRegistry
 from caddytw.tls.config import IssuerConfig
 from caddytw.tls.context import SNIConnectionCreator
+from caddytw.tls.distributed import SharedChallenges
 from caddytw.tls.internal import InternalIssuer
 from caddytw.tls.manager import CertificateManager
 from caddytw.tls.solvers import listen_solvers
-from caddytw.tls.store import Storage
+from caddytw.tls.store import Storage, open_storage
 from caddytw.wire.negotiate import alpn_for
 
 
@@ -39,7 +39,9 @@ class TLSRuntime(MultiService):
         for certificate in self.plan.loaded:
             self.selector.add(certificate)
         self.challenges = ChallengeRegistry()
-        self.storage = Storage(self.plan.tls_app.storage_root)
+        self.storage: Storage = open_storage(self.plan.tls_app.storage)
+        self.shared_challenges = SharedChallenges(self.storage, self.challenges, reactor)
+        self.shared_challenges.setServiceParent(self)
         self.http_port = config.http.http_port
         self.https_port = config.http.https_port
         self._creators: dict[str, SNIConnectionCreator] = {}
@@ -64,6 +66,8 @@ class TLSRuntime(MultiService):
 
         stops = [maybeDeferred(port.stopListening) for port in self.solver_ports]
         self.solver_ports = []
+        # Closing first cancels lock waits, so worker threads end and shutdown is quick.
+        self.storage.close()
         return DeferredList([maybeDeferred(super().stopService), *stops])
 
     def is_tls(self, server_name: str) -> bool:
@@ -96,16 +100,4 @@ class TLSRuntime(MultiService):
         """Called in a worker thread by the manager."""
         if config.module == "internal":
             return InternalIssuer(config, self.storage)
-        return AcmeIssuer(config, self.storage, self._publisher())
-
-    def _publisher(self) -> ChallengePublisher:
-        def in_reactor(function: Any) -> Any:
-            return lambda *args: blockingCallFromThread(self.reactor, function, *args)
-
-        registry = self.challenges
-        return ChallengePublisher(
-            in_reactor(registry.add_http01),
-            in_reactor(registry.remove_http01),
-            in_reactor(registry.add_tls_alpn01),
-            in_reactor(registry.remove_tls_alpn01),
-        )
+        return AcmeIssuer(config, self.storage, self.shared_challenges.publisher())
