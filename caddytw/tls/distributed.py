@@ -115,4 +115,10 @@ class SharedChallenges(Service):
                     crypto.load_certificate(crypto.FILETYPE_PEM, data["certificate"].encode()),
                     crypto.load_privatekey(crypto.FILETYPE_PEM, data["key"].encode()),
                 )
+        if http01 or alpn:
+            log.info(
+                "pending challenges from the shared storage: {n} http-01, {m} tls-alpn-01",
+                n=len(http01),
+                m=len(alpn),
+            )
         self.reactor.callFromThread(self.registry.set_remote, http01, alpn)
