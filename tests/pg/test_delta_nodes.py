@@ -10,10 +10,6 @@ shared folder. Nothing is placed by the refused commit.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from caddytw.sync.chunks import build_tree, cut
 from tests.pg.test_nodes import Node
@@ -23,20 +19,8 @@ from tests.sync_server.test_delta_api import commit, frames, plan
 BASE = random.Random(7).randbytes(1024 * 1024)
 
 
-@pytest.fixture
-def pair(tmp_path: Path, pg_url: str) -> Iterator[tuple[Node, Node]]:
-    shared = tmp_path / "shared"
-    first = Node(tmp_path / "node1", shared, pg_url).start()
-    second = Node(tmp_path / "node2", shared, pg_url).start()
-    try:
-        yield first, second
-    finally:
-        first.stop()
-        second.stop()
-
-
-def test_a_resumed_delta_upload_through_the_other_node(pair: tuple[Node, Node]) -> None:
-    first, second = pair
+def test_a_resumed_delta_upload_through_the_other_node(nodes: tuple[Node, Node]) -> None:
+    first, second = nodes
     one, two = Api(first.port), Api(second.port)
     assert one.upload("big.bin", BASE, If_None_Match="*").status == 201
     edited = BASE[:400_000] + b"inserted on a laptop" + BASE[400_000:]
