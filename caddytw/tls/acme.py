@@ -17,7 +17,6 @@ import datetime
 import hashlib
 import ipaddress
 import os
-import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -29,9 +28,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ObjectIdentifier
 from OpenSSL import crypto
 
-from caddytw.tls.config import IssuerConfig
+from caddytw.tls.config import IssuerConfig, default_storage_root
 from caddytw.tls.keys import key_from_pem, key_to_pem, new_private_key
-from caddytw.tls.store import Storage, write_file
+from caddytw.tls.store import Storage, safe_key, write_file
 
 ACME_IDENTIFIER_OID = ObjectIdentifier("1.3.6.1.5.5.7.1.31")
 USER_AGENT = "caddytw"
@@ -133,13 +132,14 @@ class AcmeIssuer:
             return True
         if len(files) == 1:
             return files[0]
-        # requests wants one file; it is this machine's business, not the storage's
-        # (which may be a database): a file named by its content in the temp folder.
+        # requests wants one file: beside a file system storage, else in this node's
+        # own data folder (never a shared temp folder: another user could plant roots).
         data = b"".join(open(path, "rb").read() for path in files)  # noqa: SIM115
-        digest = hashlib.sha256(data).hexdigest()[:16]
-        bundle = os.path.join(tempfile.gettempdir(), f"caddytw-{os.getuid()}-roots-{digest}.pem")
-        if not os.path.exists(bundle):
-            write_file(bundle, data)
+        key = f"acme/{safe_key(self.name)}/trusted_roots.pem"
+        bundle = self.storage.local_path(key) or os.path.join(
+            default_storage_root(), *key.split("/")
+        )
+        write_file(bundle, data)
         return bundle
 
     def _client(self, key: jose.JWKEC) -> client.ClientV2:

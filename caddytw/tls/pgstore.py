@@ -171,6 +171,7 @@ class PostgresStorage(Storage):
         published or withdrawn, and after each (re)connection; returns ``stop``."""
         from caddytw.sync.pgindex import ChangeListener
 
-        listener = ChangeListener(self.database, CHANNEL, on_change)
+        label = "tls: listening for other nodes' challenges"
+        listener = ChangeListener(self.database, CHANNEL, on_change, label)
         listener.start()
         return listener.stop

@@ -9,9 +9,11 @@ server's connection creator.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred
 
 from caddytw.config.model import Config, ServerConfig
 from caddytw.tls.acme import AcmeIssuer
@@ -66,9 +68,19 @@ class TLSRuntime(MultiService):
 
         stops = [maybeDeferred(port.stopListening) for port in self.solver_ports]
         self.solver_ports = []
-        # Closing first cancels lock waits, so worker threads end and shutdown is quick.
-        self.storage.close()
-        return DeferredList([maybeDeferred(super().stopService), *stops])
+        # Closing first cancels lock waits, so worker threads end and shutdown is quick;
+        # in a thread of its own (it may talk to the database, and the reactor's pool
+        # may be busy with the very orders it cancels).
+        closed: Deferred[None] = Deferred()
+
+        def close() -> None:
+            try:
+                self.storage.close()
+            finally:
+                self.reactor.callFromThread(closed.callback, None)
+
+        threading.Thread(target=close, name="caddytw-tls-storage-close", daemon=True).start()
+        return DeferredList([maybeDeferred(super().stopService), closed, *stops])
 
     def is_tls(self, server_name: str) -> bool:
         return self.plan.is_tls(server_name)

@@ -193,3 +193,50 @@ def test_a_bad_or_unreachable_database_is_a_clear_error(
     )
     assert main(["storage", "export", "-c", str(config), "-o", str(tmp_path / "s.tar")]) == 1
     assert "storage.connection_string" in capsys.readouterr().err
+
+
+def test_a_node_whose_storage_database_is_down_keeps_serving(tmp_path: Path) -> None:
+    """Storage reads happen in threads: an unreachable database is logged and retried,
+    and the node's other sites answer meanwhile (a blocked reactor would answer none)."""
+    import urllib.request
+
+    from tests.support.ports import free_port
+    from tests.support.server import running_server
+
+    http_port, https_port, dead = free_port(), free_port(), free_port()
+    config = {
+        "storage": {
+            "module": "postgres",
+            "connection_string": f"postgresql://nobody@127.0.0.1:{dead}/none?connect_timeout=2",
+        },
+        "apps": {
+            "http": {
+                "http_port": http_port,
+                "https_port": https_port,
+                "servers": {
+                    "plain": {
+                        "listen": [f"127.0.0.1:{http_port}"],
+                        "routes": [{"handle": [{"handler": "static_response", "body": "up"}]}],
+                        "automatic_https": {"disable": True},
+                    },
+                    "site": {
+                        "listen": [f"127.0.0.1:{https_port}"],
+                        "routes": [{"match": [{"host": ["localhost"]}], "handle": []}],
+                    },
+                },
+            }
+        },
+    }
+    with running_server(config, tmp_path, [http_port, https_port]) as server:
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/", timeout=10) as reply:
+            assert reply.read() == b"up"
+        # Answered while the storage read still waits for the database (the pool gives
+        # up after caddytw.postgres.CONNECT_TIMEOUT): the reactor was never blocked.
+        assert "could not read certificates from storage" not in server.log()
+        deadline = time.monotonic() + 20
+        while "could not read certificates from storage" not in server.log():
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.2)
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/", timeout=10) as reply:
+            assert reply.read() == b"up"
+        assert server.process.poll() is None
