@@ -162,9 +162,9 @@ def cmd_storage_import(args: argparse.Namespace) -> int:
     try:
         with tarfile.open(fileobj=source, mode="r|") as archive:
             for member in archive:
-                if member.isdir():
-                    continue
                 name = member.name.removeprefix("./")
+                if member.isdir() or name.startswith("locks/"):
+                    continue  # folders come with their files; locks are per process
                 if not member.isfile():
                     raise tarfile.TarError(f"{member.name}: not a regular file")
                 try:
