@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from caddytw.postgres import Database, release_database, shared_database
-from caddytw.tls.store import CHALLENGES, Storage, check_key
+from caddytw.tls.store import CHALLENGES, Storage, check_key, parse_challenges
 
 TABLE = "caddytw_storage"
 CHANNEL = "caddytw_storage_challenges"
@@ -63,8 +63,9 @@ class PostgresStorage(Storage):
     """Certificates and friends in PostgreSQL (a process's pool per connection string)."""
 
     shared = True
-    #: Long enough for a NOTIFY to reach the other nodes and their reload to finish.
-    propagation_delay = 1.0
+    #: Long enough for a NOTIFY to reach the other nodes and their reload (one query)
+    #: to finish, with a wide margin for loaded machines; orders are rare.
+    propagation_delay = 2.0
 
     def __init__(self, connection_string: str) -> None:
         self.database: Database = shared_database(connection_string)
@@ -128,6 +129,16 @@ class PostgresStorage(Storage):
                     (start, start + "\uffff"),
                 ).fetchall()
         return [row[0] for row in rows]
+
+    def load_challenges(self) -> dict[str, dict[str, dict[str, str]]]:
+        """All pending challenges in one query (every node runs this on each NOTIFY)."""
+        start = CHALLENGES + "/"
+        with self._conn() as conn:
+            rows = conn.execute(
+                f"SELECT key, value FROM {TABLE} WHERE key >= %s AND key < %s",
+                (start, start + "\uffff"),
+            ).fetchall()
+        return parse_challenges((key, bytes(value)) for key, value in rows)
 
     @staticmethod
     def _announce(conn: Any, key: str) -> None:

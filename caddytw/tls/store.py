@@ -34,7 +34,7 @@ import os
 import re
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -188,19 +188,25 @@ class Storage(ABC):
 
     def load_challenges(self) -> dict[str, dict[str, dict[str, str]]]:
         """Every pending challenge: ``{"http-01": {token: data}, "tls-alpn-01": {...}}``."""
-        found: dict[str, dict[str, dict[str, str]]] = {HTTP01: {}, TLS_ALPN01: {}}
-        for key in self.list(CHALLENGES):
-            parts = key.split("/")
-            if len(parts) != 3 or parts[1] not in found or not parts[2].endswith(".json"):
-                continue
-            raw = self.load(key)
-            if raw is None:
-                continue
-            with contextlib.suppress(ValueError):
-                data = json.loads(raw)
-                if isinstance(data, dict):
-                    found[parts[1]][parts[2][: -len(".json")]] = data
-        return found
+        return parse_challenges((key, self.load(key)) for key in self.list(CHALLENGES))
+
+
+def parse_challenges(
+    items: Iterable[tuple[str, bytes | None]],
+) -> dict[str, dict[str, dict[str, str]]]:
+    """:meth:`Storage.load_challenges` from (key, value) pairs; malformed ones skipped."""
+    found: dict[str, dict[str, dict[str, str]]] = {HTTP01: {}, TLS_ALPN01: {}}
+    for key, raw in items:
+        parts = key.split("/")
+        if len(parts) != 3 or parts[1] not in found or not parts[2].endswith(".json"):
+            continue
+        if raw is None:
+            continue
+        with contextlib.suppress(ValueError):
+            data = json.loads(raw)
+            if isinstance(data, dict):
+                found[parts[1]][parts[2][: -len(".json")]] = data
+    return found
 
 
 def _token(token: str) -> str:
