@@ -76,6 +76,15 @@ def test_one_order_across_two_nodes_answered_by_the_other_node(
             serial = wait_for_acme_certificate(first, https1, root)
             assert wait_for_acme_certificate(second, https2, root) == serial
             assert handshake(https2, NAME, client_context(str(root))).serial == serial
+            if challenge == "http-01":
+                # A restarted node reads the certificate from the database (in a worker
+                # thread) and serves it; it orders nothing.
+                second.stop()
+                again = start_server(config(http2, https2), tmp_path / "node2", [https2, http2])
+                nodes.append(again)
+                assert wait_for_acme_certificate(again, https2, root) == serial
+                assert "loaded certificate for localhost from storage" in again.log()
+                assert "ordered certificate" not in again.log()
         finally:
             gate.close()
             logs = [node.log() for node in nodes]
