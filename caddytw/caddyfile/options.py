@@ -147,21 +147,25 @@ def apply_order(order: list[str], changes: list[tuple[str, str, str, Dispenser]]
 
 
 def _storage(d: Dispenser, _: Any) -> Any:
+    """``storage file_system [root] { root ... }`` or ``storage postgres
+    [connection_string] { connection_string ... }`` (certmagic-sqlstorage's shape)."""
     d.next()
     if not d.next_arg():
         raise d.arg_err()
     name = d.val
     out: dict[str, Any] = {"module": name}
-    if name != "file_system":
+    fields = {"file_system": "root", "postgres": "connection_string"}
+    if name not in fields:
         d.fail(f"getting storage module '{name}': module not registered: caddy.storage.{name}")
+    field = fields[name]
     if d.next_arg():
-        out["root"] = d.val
+        out[field] = d.val
     nesting = d.nesting
     while d.next_block(nesting):
-        if d.val == "root":
+        if d.val == field:
             if not d.next_arg():
                 raise d.arg_err()
-            out["root"] = d.val
+            out[field] = d.val
         else:
             d.fail(f"unrecognized parameter '{d.val}'")
     return out

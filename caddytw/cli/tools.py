@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import io
 import os
 import sys
 import tarfile
+import time
 from importlib import metadata
+from typing import TYPE_CHECKING
 
 from caddytw.config.errors import ConfigError, ConfigErrors
+from caddytw.sync.postgres import is_unavailable
+
+if TYPE_CHECKING:
+    from caddytw.tls.store import Storage
 
 BCRYPT_COST = 14  # Caddy's hash-password cost
 
@@ -65,6 +72,7 @@ def module_names() -> list[str]:
     from caddytw.http.matchers import MATCHERS
 
     names = {"admin.api.load", "admin.api.metrics", "http", "tls", "caddy.storage.file_system"}
+    names |= {"caddy.storage.postgres"}
     names |= {"caddy.adapters.caddyfile", "tls.issuance.acme", "tls.issuance.internal"}
     names |= {"tls.certificates.load_files", "http.reverse_proxy.transport.http"}
     names |= {f"http.handlers.{name}" for name in handler_factories()}
@@ -90,53 +98,92 @@ def cmd_storage_usage(args: argparse.Namespace) -> int:
     return 2
 
 
-def _storage_root(args: argparse.Namespace) -> str:
+def _open_storage(args: argparse.Namespace) -> Storage:
     from caddytw.tls.config import parse_storage
+    from caddytw.tls.store import open_storage
 
     from .config_commands import load
 
     data = load(args.config, args.adapter)
     storage = data.get("storage") or {}
-    return parse_storage(storage if isinstance(storage, dict) else {})
+    return open_storage(parse_storage(storage if isinstance(storage, dict) else {}))
 
 
 def cmd_storage_export(args: argparse.Namespace) -> int:
-    """A tar of the ``file_system`` storage (certificates, keys, ACME accounts)."""
+    """A tar of every key in the storage (certificates, keys, ACME accounts), whichever
+    module holds it: an export of ``postgres`` imports into ``file_system`` and back."""
+    from caddytw.tls.store import FileStorage
+
     try:
-        root = _storage_root(args)
+        storage = _open_storage(args)
     except (ConfigError, ConfigErrors) as error:
         print(f"Error: {error}", file=sys.stderr)
         return 1
-    if not os.path.isdir(root):
-        print(f"Error: storage {root} does not exist", file=sys.stderr)
-        return 1
-    target = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")  # noqa: SIM115
     try:
-        with tarfile.open(fileobj=target, mode="w|") as archive:
-            for name in sorted(os.listdir(root)):
-                archive.add(os.path.join(root, name), arcname=name)
+        if isinstance(storage, FileStorage) and not os.path.isdir(storage.root):
+            print(f"Error: storage {storage.root} does not exist", file=sys.stderr)
+            return 1
+        target = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")  # noqa: SIM115
+        try:
+            with tarfile.open(fileobj=target, mode="w|") as archive:
+                for key in storage.list():
+                    value = storage.load(key)
+                    if value is None:
+                        continue  # deleted since it was listed
+                    info = tarfile.TarInfo(key)
+                    info.size = len(value)
+                    info.mode = 0o600 if key.endswith(".key") else 0o644
+                    info.mtime = int(time.time())
+                    archive.addfile(info, io.BytesIO(value))
+        finally:
+            if target is not sys.stdout.buffer:
+                target.close()
+    except Exception as error:
+        if not is_unavailable(error):
+            raise
+        print(f"Error: exporting storage {storage.describe()}: {error}", file=sys.stderr)
+        return 1
     finally:
-        if target is not sys.stdout.buffer:
-            target.close()
+        storage.close()
     return 0
 
 
 def cmd_storage_import(args: argparse.Namespace) -> int:
-    """Unpack an export into the storage; members that would leave it are refused."""
+    """Write every file of an export into the storage; members that are not plain files
+    under a relative path (``..``, absolute, links) are refused."""
+    from caddytw.tls.store import check_key
+
     try:
-        root = _storage_root(args)
+        storage = _open_storage(args)
     except (ConfigError, ConfigErrors) as error:
         print(f"Error: {error}", file=sys.stderr)
         return 1
     source = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")  # noqa: SIM115
     try:
         with tarfile.open(fileobj=source, mode="r|") as archive:
-            os.makedirs(root, mode=0o700, exist_ok=True)
-            archive.extractall(root, filter="data")
+            for member in archive:
+                name = member.name.removeprefix("./")
+                if member.isdir() or name.startswith("locks/"):
+                    continue  # folders come with their files; locks are per process
+                if not member.isfile():
+                    raise tarfile.TarError(f"{member.name}: not a regular file")
+                try:
+                    key = check_key(name)
+                except ValueError as error:
+                    raise tarfile.TarError(str(error)) from None
+                data = archive.extractfile(member)
+                assert data is not None
+                storage.store(key, data.read(), private=not member.mode & 0o077)
     except (tarfile.TarError, OSError) as error:
         print(f"Error: importing storage: {error}", file=sys.stderr)
         return 1
+    except Exception as error:
+        if not is_unavailable(error):
+            raise
+        print(f"Error: importing storage into {storage.describe()}: {error}", file=sys.stderr)
+        return 1
     finally:
+        storage.close()
         if source is not sys.stdin.buffer:
             source.close()
     return 0

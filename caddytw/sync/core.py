@@ -12,10 +12,8 @@ state no longer matches the index are rehashed here.
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
 import os
-import stat
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,19 +22,13 @@ from typing import BinaryIO, Concatenate, Literal, ParamSpec, TypeVar
 
 from twisted.logger import Logger
 
+from caddytw.sync.blobs import FolderBlobs, LocalFolder
 from caddytw.sync.folder import (
     Observed,
     Staged,
     StoreError,
     checked_path,
-    fsync_dir,
-    hash_observed,
     keeps_work,
-    lstat_or_none,
-    observe,
-    remove_temp_files,
-    split_existing,
-    walk,
 )
 from caddytw.sync.home import (
     FolderUnavailable,
@@ -135,20 +127,19 @@ def matches(entry: Entry | None, seen: Observed | None) -> bool:
 
 
 def observe_folder(
-    root: Path, known: Mapping[str, Entry], under: str | None = None
+    blobs: FolderBlobs, known: Mapping[str, Entry], under: str | None = None
 ) -> dict[str, Seen]:
-    """Walk ``root`` (only below the folder ``under`` when given) and hash what changed
-    compared with ``known`` (blocking; meant for a pool thread)."""
+    """Walk the folder (only below the folder ``under`` when given) and hash what
+    changed compared with ``known`` (blocking; meant for a pool thread)."""
     found: dict[str, Seen] = {}
-    for path, info in walk(root, under):
-        seen = Observed.of(info)
+    for path, seen in blobs.walk(under):
         entry = known.get(path)
         if seen.is_dir:
             found[path] = (seen, "")
         elif matches(entry, seen) and entry is not None:
             found[path] = (seen, entry.hash)
         else:
-            found[path] = hash_observed(root / path)
+            found[path] = blobs.hash(path)
     return found
 
 
@@ -185,6 +176,8 @@ class LocalStoreCore:
         location: IndexLocation | None = None,
     ) -> None:
         self.root = Path(os.path.realpath(root))
+        #: The folder's bytes: every file operation of the store goes through it.
+        self.blobs: FolderBlobs = LocalFolder(self.root)
         self.portable_names = portable_names
         self.create_root = create_root
         self.location: IndexLocation = location or SqliteLocation(
@@ -262,7 +255,7 @@ class LocalStoreCore:
         # Other nodes sharing the index may be streaming into temp files right now: then
         # only temp files untouched for an hour are leftovers of a crash.
         min_age = STALE_TEMP_AGE if index.shared else 0.0
-        remove_temp_files(root, lambda name: signed_by(self.temp_secret, name), min_age)
+        self.blobs.remove_leftovers(lambda name: signed_by(self.temp_secret, name), min_age)
         self.rescan()
         return index.created
 
@@ -359,7 +352,7 @@ class LocalStoreCore:
     def lookup(self, path: str) -> Entry | None:
         """The live row for ``path`` after making sure it matches the disk (a change made
         by another program is recorded first, with no origin)."""
-        seen = observe(self.root, path)
+        seen = self.blobs.observe(path)
         entry = self.index.live(path)
         if matches(entry, seen):
             return entry
@@ -375,7 +368,7 @@ class LocalStoreCore:
                 self._forget(path, None)
             if seen.is_dir:
                 return self._record(path, seen, "", None)
-            hashed = hash_observed(self.root / path)
+            hashed = self.blobs.hash(path)
             if hashed is None:
                 raise StoreError(409, f"{path!r} is being changed on the server; retry")
             if entry is not None and not entry.is_dir and entry.hash == hashed[1]:
@@ -413,14 +406,8 @@ class LocalStoreCore:
             )
 
     def _make_parents(self, path: str, origin: str | None) -> None:
-        parent, missing = split_existing(self.root, path)
-        for part in missing:
-            parent = parent / part
-            os.mkdir(parent)
-            relative = parent.relative_to(self.root).as_posix()
-            self._record(relative, Observed.of(os.lstat(parent)), "", origin)
-        if missing:
-            fsync_dir(parent.parent)
+        for relative, seen in self.blobs.make_folders(path):
+            self._record(relative, seen, "", origin)
 
     # -- reads -------------------------------------------------------------------------
 
@@ -464,10 +451,10 @@ class LocalStoreCore:
                 raise StoreError(404, f"{path!r} does not exist")
             if entry.is_dir:
                 raise StoreError(400, f"{path!r} is a folder")
-            fd = os.open(self.root / path, os.O_RDONLY | os.O_NOFOLLOW)
-            if matches(entry, Observed.of(os.fstat(fd))):
-                return os.fdopen(fd, "rb"), entry.metadata()
-            os.close(fd)
+            stream, seen = self.blobs.open_read(path)
+            if matches(entry, seen):
+                return stream, entry.metadata()
+            stream.close()
         raise StoreError(409, f"{path!r} is being changed on the server; retry")
 
     # -- writes ------------------------------------------------------------------------
@@ -516,47 +503,20 @@ class LocalStoreCore:
                 if why is not None:
                     local = self._staged_metadata(path, staged, modified_ns)
                     raise self._conflict(path, local, current, why)
-                target = self.root / path
                 with self.index.transaction():
                     self._make_parents(path, origin)
                     # Another program may have written the path since lookup verified
                     # it: look again (that edit is recorded and judged) instead of
                     # overwriting it.
-                    if not self._place(staged.temp_path, target, current):
+                    seen = self.blobs.place(staged, path, functools.partial(matches, current))
+                    if seen is None:
                         continue
-                    fsync_dir(target.parent)
-                    if staged.temp_path.parent != target.parent:
-                        fsync_dir(staged.temp_path.parent)
-                    seen = Observed.of(os.lstat(target))
                     entry = self._record(path, seen, staged.hash, origin)
                 return entry.metadata(), "created" if current is None else "updated"
             raise StoreError(409, f"{path!r} is being changed on the server; retry")
         except BaseException:
             staged.discard()
             raise
-
-    def _place(self, temp: Path, target: Path, current: Entry | None) -> bool:
-        """Move ``temp`` to ``target`` if the target is still what ``current`` says;
-        False when it changed. A new path is linked (fails if anything appeared: no
-        window at all); a replaced one is re-checked just before the rename."""
-        if current is None:
-            try:
-                os.link(temp, target, follow_symlinks=False)
-            except FileExistsError:
-                return False
-            except OSError as error:  # no hard links here (FAT, some FUSE): check, rename
-                if error.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.EXDEV):
-                    raise
-                if os.path.lexists(target):
-                    return False
-                os.rename(temp, target)
-                return True
-            os.unlink(temp)
-            return True
-        if not matches(current, observe(self.root, target.relative_to(self.root).as_posix())):
-            return False
-        os.rename(temp, target)
-        return True
 
     def _staged_metadata(self, path: str, staged: Staged, modified_ns: int | None) -> FileMetadata:
         modified = datetime.fromtimestamp((modified_ns or now_ns()) / 1e9, UTC)
@@ -571,16 +531,8 @@ class LocalStoreCore:
             return None
         if base_hash is not None and current.hash != base_hash:
             raise self._conflict(path, None, current, f"the current hash is {current.hash}")
-        target = self.root / path
         with self.index.transaction():
-            if current.is_dir:
-                try:
-                    os.rmdir(target)
-                except OSError as error:
-                    raise StoreError(409, f"{path!r} is a folder that is not empty") from error
-            else:
-                os.unlink(target)
-            fsync_dir(target.parent)
+            self.blobs.remove(path, current.is_dir)
             self._forget(path, origin)
         return self.index.get(path)
 
@@ -596,9 +548,7 @@ class LocalStoreCore:
             raise self._conflict(path, None, current, "a file has this path")
         with self.index.transaction():
             self._make_parents(path, origin)
-            os.mkdir(self.root / path)
-            fsync_dir((self.root / path).parent)
-            return self._record(path, Observed.of(os.lstat(self.root / path)), "", origin)
+            return self._record(path, self.blobs.make_folder(path), "", origin)
 
     @_serial
     def move(
@@ -622,14 +572,14 @@ class LocalStoreCore:
         moved = [current, *self.index.children(source)] if current.is_dir else [current]
         with self.index.transaction():
             self._make_parents(target, origin)
-            os.rename(self.root / source, self.root / target)
-            fsync_dir((self.root / target).parent)
-            fsync_dir((self.root / source).parent)
+            self.blobs.move(source, target)
             self._forget(source, origin)
             result = None
             for entry in moved:
                 new_path = target + entry.path[len(source) :]
-                seen = Observed.of(os.lstat(self.root / new_path))
+                seen = self.blobs.observe(new_path)
+                if seen is None:  # rolled back: the index keeps the source
+                    raise FileNotFoundError(f"{new_path!r} vanished while being moved")
                 recorded = self._record(new_path, seen, entry.hash, origin)
                 result = result or recorded
             return result
@@ -739,18 +689,23 @@ class LocalStoreCore:
                 snap = known.get(path)
                 if (current.seq if current else None) != (snap.seq if snap else None):
                     continue
-                info = lstat_or_none(self.root / path)
-                if info is None or Observed.of(info) != seen[0]:
+                if self._still(path) != seen[0]:
                     continue
                 self._apply_seen(path, current, seen)
             for path in sorted(set(known) - set(found), reverse=True):
                 current = index.live(path)
                 if current is None or current.seq != known[path].seq:
                     continue
-                info = lstat_or_none(self.root / path)
-                if info is not None and (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+                if self._still(path) is not None:
                     continue
                 self._forget(path, None)
+
+    def _still(self, path: str) -> Observed | None:
+        """What is at ``path`` now; None also for what the store never syncs (a link)."""
+        try:
+            return self.blobs.observe(path)
+        except StoreError:
+            return None
 
     def _apply_seen(self, path: str, current: Entry | None, seen: tuple[Observed, str]) -> None:
         observed, hash_hex = seen
@@ -769,7 +724,7 @@ class LocalStoreCore:
         """Walk, hash and record in one go on this thread (startup, tests); only below
         the folder ``under`` when given."""
         known = self.snapshot(under)
-        return self.apply_scan(known, observe_folder(self.root, known, under))
+        return self.apply_scan(known, observe_folder(self.blobs, known, under))
 
     def refresh(self, paths: list[str]) -> list[Change]:
         """Re-check single paths a watcher reported (and their parents, first), in one
@@ -809,7 +764,7 @@ def entries_equal_scan(core: LocalStoreCore) -> tuple[dict[str, object], dict[st
         e.path: ("dir",) if e.is_dir else (e.size, e.hash) for e in core.index.all_live()
     }
     scan_view: dict[str, object] = {}
-    for path, seen in observe_folder(core.root, {}).items():
+    for path, seen in observe_folder(core.blobs, {}).items():
         if seen is None:
             continue
         observed, hash_hex = seen

@@ -463,10 +463,17 @@ class ChangeListener:
 
     RETRY = 1.0
 
-    def __init__(self, database: Database, channel: str, on_change: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        database: Database,
+        channel: str,
+        on_change: Callable[[], None],
+        label: str = "file_sync: listening for other nodes' changes",
+    ) -> None:
         self.database = database
         self.channel = channel
         self.on_change = on_change
+        self.label = label
         self._stopping = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"caddytw-listen {channel}", daemon=True
@@ -485,12 +492,12 @@ class ChangeListener:
                 conn = self.database.connect_direct(autocommit=True)
             except DatabaseUnavailable as error:
                 if not warned:
-                    log.warn("file_sync: cannot listen for other nodes' changes: {e}", e=error)
+                    log.warn("{label}: cannot connect: {e}", label=self.label, e=error)
                     warned = True
                 self._stopping.wait(self.RETRY)
                 continue
             if warned:
-                log.info("file_sync: listening for other nodes' changes again")
+                log.info("{label} again", label=self.label)
                 warned = False
             try:
                 with conn:
@@ -501,5 +508,5 @@ class ChangeListener:
                             self.on_change()
             except Exception as error:
                 if not is_unavailable(error):
-                    log.failure("file_sync: listening for changes failed")
+                    log.failure("{label} failed", label=self.label)
                 self._stopping.wait(self.RETRY)

@@ -26,7 +26,7 @@ from twisted.python.threadpool import ThreadPool
 from zope.interface import Attribute, Interface, implementer
 
 from caddytw.sync.core import LocalStoreCore, Preconditions, observe_folder
-from caddytw.sync.folder import StoreError, checked_path, stage
+from caddytw.sync.folder import StoreError, checked_path
 from caddytw.sync.home import FolderUnavailable
 from caddytw.sync.index import IndexLocation
 from caddytw.sync.protocol import Change, ChangesPage, FileMetadata, SyncRequest, SyncResponse
@@ -401,7 +401,7 @@ class LocalSyncStore:
             await self._on_index(self.core.precheck, path, conditions, expected_hash)
             token = self.core.temp_token(path)
             staged = await self._on_thread(
-                stage, self.root, path, source, expected_hash, modified_ns, token
+                self.core.blobs.stage, path, source, expected_hash, modified_ns, token
             )
             if cancelled():
                 staged.discard()
@@ -435,7 +435,7 @@ class LocalSyncStore:
     def rescan(self, under: str | None = None) -> Deferred[list[Change]]:
         async def work() -> list[Change]:
             known = await self._on_index(self.core.snapshot, under)
-            found = await self._on_pool(observe_folder, self.root, known, under)
+            found = await self._on_pool(observe_folder, self.core.blobs, known, under)
             return await self._on_index(self.core.apply_scan, known, found)
 
         async def alone() -> list[Change]:

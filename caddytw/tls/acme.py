@@ -28,10 +28,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ObjectIdentifier
 from OpenSSL import crypto
 
-from caddytw.tls.config import ExternalAccount, IssuerConfig
+from caddytw.tls.config import ExternalAccount, IssuerConfig, default_storage_root
 from caddytw.tls.dns01 import DNSError, RFC2136Solver
 from caddytw.tls.keys import key_from_pem, key_to_pem, make_csr, new_private_key
-from caddytw.tls.store import Storage
+from caddytw.tls.store import Storage, safe_key, write_file
 
 ACME_IDENTIFIER_OID = ObjectIdentifier("1.3.6.1.5.5.7.1.31")
 USER_AGENT = "caddytw"
@@ -119,12 +119,12 @@ class AcmeIssuer:
     # -- account and connection ------------------------------------------------------
 
     def _account_key(self) -> jose.JWKEC:
-        path = self.storage.account_key_path(self.name, self.config.email)
+        key = self.storage.account_key_key(self.name, self.config.email)
         with self.storage.lock(f"acme_account_{self.name}"):
-            pem = self.storage.read(path)
+            pem = self.storage.load(key)
             if pem is None:
                 pem = key_to_pem(new_private_key("p256"))
-                self.storage.write(path, pem, private=True)
+                self.storage.store(key, pem, private=True)
         return jose.JWKEC(key=key_from_pem(pem))
 
     def _verify(self) -> Any:
@@ -134,9 +134,14 @@ class AcmeIssuer:
             return True
         if len(files) == 1:
             return files[0]
-        bundle = os.path.join(self.storage.root, "acme", self.name, "trusted_roots.pem")
+        # requests wants one file: beside a file system storage, else in this node's
+        # own data folder (never a shared temp folder: another user could plant roots).
         data = b"".join(open(path, "rb").read() for path in files)  # noqa: SIM115
-        self.storage.write(bundle, data)
+        key = f"acme/{safe_key(self.name)}/trusted_roots.pem"
+        bundle = self.storage.local_path(key) or os.path.join(
+            default_storage_root(), *key.split("/")
+        )
+        write_file(bundle, data)
         return bundle
 
     def _client(self, key: jose.JWKEC) -> client.ClientV2:

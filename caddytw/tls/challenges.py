@@ -19,11 +19,31 @@ log = Logger()
 
 
 class ChallengeRegistry:
-    """Pending HTTP-01 key authorizations (by token) and TLS-ALPN-01 certificates (by name)."""
+    """Pending HTTP-01 key authorizations (by token) and TLS-ALPN-01 certificates (by name).
+
+    ``http01``/``tls_alpn01`` are this node's own orders; ``remote_*`` are the ones other
+    nodes sharing the storage published (replaced whole by
+    :mod:`caddytw.tls.distributed` each time the storage says they changed), so this
+    node answers the CA for an order another node started.
+    """
 
     def __init__(self) -> None:
         self.http01: dict[str, str] = {}
         self.tls_alpn01: dict[str, tuple[Any, Any]] = {}
+        self.remote_http01: dict[str, str] = {}
+        self.remote_tls_alpn01: dict[str, tuple[Any, Any]] = {}
+
+    def http01_answer(self, token: str) -> str | None:
+        found = self.http01.get(token)
+        return found if found is not None else self.remote_http01.get(token)
+
+    def tls_alpn01_answer(self, name: str) -> tuple[Any, Any] | None:
+        found = self.tls_alpn01.get(name)
+        return found if found is not None else self.remote_tls_alpn01.get(name)
+
+    def set_remote(self, http01: dict[str, str], tls_alpn01: dict[str, tuple[Any, Any]]) -> None:
+        self.remote_http01 = http01
+        self.remote_tls_alpn01 = tls_alpn01
 
     def add_http01(self, token: str, key_authorization: str) -> None:
         self.http01[token] = key_authorization
@@ -56,7 +76,7 @@ class HTTP01Gate(LeafResource):
     def render(self, request: Any) -> Any:
         path: str = getattr(request, "decoded_path", None) or request.path.decode("latin-1")
         if path.startswith(HTTP01_PREFIX) and request.method in (b"GET", b"HEAD"):
-            answer = self.registry.http01.get(path[len(HTTP01_PREFIX) :])
+            answer = self.registry.http01_answer(path[len(HTTP01_PREFIX) :])
             if answer is not None:
                 body = answer.encode("ascii")
                 request.setResponseCode(200)

@@ -178,13 +178,28 @@ class OnDemandConfig:
 
 
 @dataclass(frozen=True)
+class StorageConfig:
+    """The top-level ``storage``: ``file_system`` (``root``) or ``postgres``
+    (``connection_string``, the shape of the community certmagic-sqlstorage module)."""
+
+    module: str = "file_system"
+    root: str = ""
+    connection_string: str = ""
+
+
+@dataclass(frozen=True)
 class TLSAppConfig:
     load_files: tuple[LoadedFile, ...] = ()
     policies: tuple[AutomationPolicy, ...] = ()
     renew_interval: float = DEFAULT_RENEW_INTERVAL
-    storage_root: str = ""
+    storage: StorageConfig = field(default_factory=StorageConfig)
     automate: tuple[str, ...] = ()
     on_demand: OnDemandConfig = OnDemandConfig()
+
+    @property
+    def storage_root(self) -> str:
+        """The ``file_system`` root ("" for other modules)."""
+        return self.storage.root
 
 
 @dataclass(frozen=True)
@@ -253,17 +268,32 @@ def default_storage_root() -> str:
     return os.path.join(base, "caddytw")
 
 
-def parse_storage(data: dict[str, Any], path: str = "storage") -> str:
-    """The storage root from top-level ``storage`` (only ``file_system`` is supported)."""
+STORAGE_MODULES = ("file_system", "postgres")
+
+
+def parse_storage(data: dict[str, Any], path: str = "storage") -> StorageConfig:
+    """The top-level ``storage``: ``file_system`` (the default, in Caddy's data dir) or
+    ``postgres`` with a ``connection_string`` checked here (bad ones name their path)."""
     if not data:
-        return default_storage_root()
+        return StorageConfig(root=default_storage_root())
     reader = ObjectReader(data, path)
     module = reader.text("module", "file_system")
+    if module == "postgres":
+        from caddytw.sync.postgres import check_connection_string
+
+        where = reader.at("connection_string")
+        dsn = check_connection_string(reader.data.get("connection_string"), where)
+        reader.text("connection_string")
+        reader.done()
+        return StorageConfig("postgres", connection_string=dsn)
     if module != "file_system":
-        raise ConfigError(reader.at("module"), f"unsupported storage module {module!r}")
+        raise ConfigError(
+            reader.at("module"),
+            f"unsupported storage module {module!r} (expected one of {', '.join(STORAGE_MODULES)})",
+        )
     root = reader.text("root")
     reader.done()
-    return root or default_storage_root()
+    return StorageConfig(root=root or default_storage_root())
 
 
 def parse_tls_app(

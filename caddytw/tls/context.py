@@ -154,7 +154,7 @@ class _AlpnSelector:
         pending = None
         if ACME_TLS_ALPN in client and self.challenges is not None:
             name = normalize_name(connection.get_servername())
-            pending = self.challenges.tls_alpn01.get(name)
+            pending = self.challenges.tls_alpn01_answer(name)
         chosen = select_alpn(self.offered, client, pending is not None)
         if chosen is None:
             return SSL.NO_OVERLAPPING_PROTOCOLS

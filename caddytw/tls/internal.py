@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 from typing import Any
 
 from cryptography import x509
@@ -34,15 +33,14 @@ class InternalIssuer:
         self.name = config.storage_name
 
     @property
-    def root_paths(self) -> tuple[str, str]:
-        base = self.storage.authority_dir(self.config.ca or "local")
-        return os.path.join(base, "root.crt"), os.path.join(base, "root.key")
+    def root_keys(self) -> tuple[str, str]:
+        return self.storage.authority_keys(self.config.ca or "local")
 
     def root(self) -> tuple[x509.Certificate, Any]:
         """The CA's root certificate and key, created on first use (under a lock)."""
-        cert_path, key_path = self.root_paths
+        cert_key, key_key = self.root_keys
         with self.storage.lock(f"pki_{self.config.ca}"):
-            cert_pem, key_pem = self.storage.read(cert_path), self.storage.read(key_path)
+            cert_pem, key_pem = self.storage.load(cert_key), self.storage.load(key_key)
             if cert_pem and key_pem:
                 return x509.load_pem_x509_certificate(cert_pem), key_from_pem(key_pem)
             key = new_private_key("p256")
@@ -66,8 +64,8 @@ class InternalIssuer:
                 .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
                 .sign(key, hashes.SHA256())
             )
-            self.storage.write(key_path, key_to_pem(key), private=True)
-            self.storage.write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+            self.storage.store(key_key, key_to_pem(key), private=True)
+            self.storage.store(cert_key, cert.public_bytes(serialization.Encoding.PEM))
             return cert, key
 
     def issue(self, name: str, key_pem: bytes) -> bytes:

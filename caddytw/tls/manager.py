@@ -67,12 +67,34 @@ class CertificateManager(Service):
 
     def startService(self) -> None:
         super().startService()
-        for managed in self.names.values():
-            self._load_stored(managed)
-        if self.names:
-            self._loop = LoopingCall(self.check_all)
-            self._loop.clock = self.reactor
-            self._loop.start(self.renew_interval, now=True)
+        if not self.names:
+            return
+        if not self.storage.shared:
+            # Local files: read them now, so the first handshake already has them.
+            self._serve_stored(self._read_stored())
+            self._start_checks()
+            return
+        # A database is never waited for on the reactor thread: read in a worker, serve
+        # what was found, then start checking (which orders what is still missing).
+        pool = self.reactor.getThreadPool()
+        d = deferToThreadPool(self.reactor, pool, self._read_stored)
+        d.addCallback(self._serve_stored)
+        d.addErrback(self._unreadable)
+        d.addCallback(lambda _: self._start_checks())
+
+    def _start_checks(self) -> None:
+        if not self.running:
+            return
+        self._loop = LoopingCall(self.check_all)
+        self._loop.clock = self.reactor
+        self._loop.start(self.renew_interval, now=True)
+
+    def _unreadable(self, failure: Failure) -> None:
+        log.error(
+            "could not read certificates from storage {storage}: {error} (checks retry)",
+            storage=self.storage.describe(),
+            error=failure.getErrorMessage(),
+        )
 
     def stopService(self) -> Any:
         if self._loop is not None and self._loop.running:
@@ -193,32 +215,51 @@ class CertificateManager(Service):
 
     # -- back in the reactor ---------------------------------------------------------
 
-    def _load_stored(self, managed: ManagedName) -> None:
-        """Serve what storage has (even if due for renewal: better than nothing)."""
-        certificate = self.stored_certificate(managed)
-        if certificate is not None:
-            self.selector.put(managed.name, certificate)
-            log.info("loaded certificate for {name} from storage", name=managed.name)
+    def _read_stored(self) -> list[tuple[ManagedName, StoredCertificate]]:
+        """Every stored certificate of a managed name (blocking: storage reads)."""
+        found = []
+        for managed in self.names.values():
+            for issuer_config in managed.issuers:
+                stored = self.storage.load_certificate(issuer_config.storage_name, managed.name)
+                if stored is not None:
+                    found.append((managed, stored))
+        return found
+
+    def _serve_stored(self, found: list[tuple[ManagedName, StoredCertificate]]) -> None:
+        """Serve what storage has (even if due for renewal: better than nothing); the
+        first usable certificate per name, in issuer order."""
+        served: set[str] = set()
+        for managed, stored in found:
+            if managed.name in served:
+                continue
+            certificate = self._unexpired(managed, stored)
+            if certificate is not None:
+                served.add(managed.name)
+                self.selector.put(managed.name, certificate)
+                log.info("loaded certificate for {name} from storage", name=managed.name)
 
     def stored_certificate(self, managed: ManagedName) -> Certificate | None:
         """An unexpired certificate for the name from storage (reads storage: the
         on-demand path calls it in a thread)."""
         for issuer_config in managed.issuers:
             stored = self.storage.load_certificate(issuer_config.storage_name, managed.name)
-            if stored is None:
-                continue
-            try:
-                certificate = self._certificate(stored)
-            except CertificateError as error:
-                log.warn(
-                    "stored certificate for {name} unusable: {error}",
-                    name=managed.name,
-                    error=error,
-                )
-                continue
-            if certificate.not_after > datetime.now(UTC):
+            certificate = None if stored is None else self._unexpired(managed, stored)
+            if certificate is not None:
                 return certificate
         return None
+
+    def _unexpired(self, managed: ManagedName, stored: StoredCertificate) -> Certificate | None:
+        """``stored`` as a certificate, unless it is unreadable (logged) or expired."""
+        try:
+            certificate = self._certificate(stored)
+        except CertificateError as error:
+            log.warn(
+                "stored certificate for {name} unusable: {error}",
+                name=managed.name,
+                error=error,
+            )
+            return None
+        return certificate if certificate.not_after > datetime.now(UTC) else None
 
     def _obtained(self, result: tuple[str, Certificate, str]) -> None:
         name, certificate, ordered_from = result

@@ -12,25 +12,27 @@ TLS and for the server's connection creator.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from twisted.application.service import MultiService
-from twisted.internet.threads import blockingCallFromThread
+from twisted.internet.defer import Deferred
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from caddytw.config.model import ServerConfig
-from caddytw.tls.acme import AcmeIssuer, ChallengePublisher
+from caddytw.tls.acme import AcmeIssuer
 from caddytw.tls.automation import HTTPSPlan
 from caddytw.tls.certs import CertificateSelector
 from caddytw.tls.challenges import ChallengeRegistry
 from caddytw.tls.config import IssuerConfig
 from caddytw.tls.context import SNIConnectionCreator
+from caddytw.tls.distributed import SharedChallenges
 from caddytw.tls.hello import WaitingTLSFactory
 from caddytw.tls.internal import InternalIssuer
 from caddytw.tls.manager import CertificateManager
 from caddytw.tls.ondemand import HandshakeCertificates
 from caddytw.tls.solvers import listen_solvers
-from caddytw.tls.store import Storage
+from caddytw.tls.store import Storage, open_storage
 from caddytw.wire.negotiate import alpn_for
 
 
@@ -47,7 +49,10 @@ class TLSRuntime(MultiService):
         for certificate in self.plan.loaded:
             self.selector.add(certificate)
         self.challenges = challenges if challenges is not None else ChallengeRegistry()
-        self.storage = Storage(self.plan.tls_app.storage_root)
+        self.storage: Storage = open_storage(self.plan.tls_app.storage)
+        # Challenges go through the storage too, so any node can answer another's order.
+        self.shared_challenges = SharedChallenges(self.storage, self.challenges, reactor)
+        self.shared_challenges.setServiceParent(self)
         self.http_port = plan.config.http.http_port
         self.https_port = plan.config.http.https_port
         self._creators: dict[str, SNIConnectionCreator] = {}
@@ -75,7 +80,19 @@ class TLSRuntime(MultiService):
 
         stops = [maybeDeferred(port.stopListening) for port in self.solver_ports]
         self.solver_ports = []
-        return DeferredList([maybeDeferred(super().stopService), *stops])
+        # Closing first cancels lock waits, so worker threads end and shutdown is quick;
+        # in a thread of its own (it may talk to the database, and the reactor's pool
+        # may be busy with the very orders it cancels).
+        closed: Deferred[None] = Deferred()
+
+        def close() -> None:
+            try:
+                self.storage.close()
+            finally:
+                self.reactor.callFromThread(closed.callback, None)
+
+        threading.Thread(target=close, name="caddytw-tls-storage-close", daemon=True).start()
+        return DeferredList([maybeDeferred(super().stopService), closed, *stops])
 
     def is_tls(self, server_name: str) -> bool:
         return self.plan.is_tls(server_name)
@@ -115,16 +132,4 @@ class TLSRuntime(MultiService):
         """Called in a worker thread by the manager."""
         if config.module == "internal":
             return InternalIssuer(config, self.storage)
-        return AcmeIssuer(config, self.storage, self._publisher())
-
-    def _publisher(self) -> ChallengePublisher:
-        def in_reactor(function: Any) -> Any:
-            return lambda *args: blockingCallFromThread(self.reactor, function, *args)
-
-        registry = self.challenges
-        return ChallengePublisher(
-            in_reactor(registry.add_http01),
-            in_reactor(registry.remove_http01),
-            in_reactor(registry.add_tls_alpn01),
-            in_reactor(registry.remove_tls_alpn01),
-        )
+        return AcmeIssuer(config, self.storage, self.shared_challenges.publisher())

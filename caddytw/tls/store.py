@@ -1,18 +1,28 @@
-"""Certificates, keys and ACME accounts on disk, in Caddy's (certmagic's) layout.
+"""Everything the TLS app keeps between runs, behind one interface: :class:`Storage`.
 
-::
+The interface is certmagic's: byte values under slash-separated keys, plus a lock per
+key, so every storage module (``file_system`` here, ``postgres`` in
+:mod:`caddytw.tls.pgstore`) gets the same layout, the same export and the same rules::
 
-    ROOT/certificates/<issuer>/<name>/<name>.crt|.key|.json
-    ROOT/acme/<issuer>/users/<email or default>/<user>.key
-    ROOT/pki/authorities/<ca>/root.crt|root.key
-    ROOT/locks/<key>.lock
+    certificates/<issuer>/<name>/<name>.crt|.key|.json
+    acme/<issuer>/users/<email or default>/<user>.key
+    pki/authorities/<ca>/root.crt|root.key
+    ocsp/<name>-<serial>
+    challenge_tokens/http-01/<token>.json          (pending challenges, so any node
+    challenge_tokens/tls-alpn-01/<name>.json        sharing the storage can answer them)
 
-Keeping Caddy's layout means an operator finds files where they expect them. Private
-keys are written 0600 and every write goes through a temporary file and ``rename`` so
-a reader never sees half a key. Locks are ``flock`` on files under ``locks/``: two
-processes sharing the storage serialise their orders for a name (the second one finds
-the first one's certificate when it gets the lock). All methods block: call them from
-threads (or at startup, before the reactor runs).
+Keeping Caddy's layout means an operator finds files where they expect them, and a
+``caddytw storage export`` of one module imports into another. A subclass implements
+five primitives (:meth:`Storage.load`, :meth:`~Storage.store`, :meth:`~Storage.delete`,
+:meth:`~Storage.list`, :meth:`~Storage.lock`); the typed helpers (certificates,
+accounts, OCSP, challenges) are written once on top of them.
+
+Locks serialise the work that must happen once across every process sharing the
+storage (ordering a certificate, creating an account or a root): the second holder
+finds the first one's result when it gets the lock. A lock dies with its holder (an
+``flock`` with the process, a PostgreSQL advisory lock with the session), so a crashed
+node never blocks the others for good. All methods block: call them from threads (or
+at startup, before the reactor runs).
 """
 
 from __future__ import annotations
@@ -23,11 +33,15 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 _SAFE = re.compile(r"[^a-z0-9_.\-@]")
+CHALLENGES = "challenge_tokens"
+HTTP01 = "http-01"
+TLS_ALPN01 = "tls-alpn-01"
 
 
 def safe_key(name: str) -> str:
@@ -36,83 +50,223 @@ def safe_key(name: str) -> str:
     return _SAFE.sub("_", text) or "_"
 
 
+def check_key(key: str) -> str:
+    """``key`` if it is a relative slash path without ``.``/``..`` or empty segments
+    (what a storage may hold and an import may write)."""
+    parts = key.split("/")
+    if not key or any(part in ("", ".", "..") for part in parts) or "\x00" in key:
+        raise ValueError(f"invalid storage key {key!r}")
+    return key
+
+
 @dataclass(frozen=True)
 class StoredCertificate:
-    """A certificate as stored: PEM chain, PEM key, metadata and the file paths."""
+    """A certificate as stored: PEM chain, PEM key, metadata, and the file paths when
+    the storage is a file system (QUIC and reloads want files; other storages: None)."""
 
     name: str
     chain_pem: bytes
     key_pem: bytes
     meta: dict[str, Any]
-    cert_path: str
-    key_path: str
+    cert_path: str | None = None
+    key_path: str | None = None
 
 
-class Storage:
-    """A ``file_system`` storage rooted at ``root``."""
+class Storage(ABC):
+    """A storage module: byte values under slash keys, and locks shared with every
+    process that uses the same storage."""
 
-    def __init__(self, root: str) -> None:
-        self.root = os.path.abspath(root)
+    #: True when other nodes may use this storage at the same time (they then need to
+    #: learn about challenges this node publishes).
+    shared = False
+    #: Seconds to give other nodes to pick up a published challenge before the CA is
+    #: told to validate it.
+    propagation_delay = 0.0
 
-    # -- paths -----------------------------------------------------------------------
+    # -- the primitives --------------------------------------------------------------
 
-    def cert_dir(self, issuer: str, name: str) -> str:
-        return os.path.join(self.root, "certificates", safe_key(issuer), safe_key(name))
+    @abstractmethod
+    def load(self, key: str) -> bytes | None:
+        """The value under ``key``, or None."""
 
-    def cert_paths(self, issuer: str, name: str) -> tuple[str, str, str]:
-        base = os.path.join(self.cert_dir(issuer, name), safe_key(name))
-        return base + ".crt", base + ".key", base + ".json"
+    @abstractmethod
+    def store(self, key: str, value: bytes, private: bool = False) -> None:
+        """Write ``value`` atomically (a reader sees the old or the new one);
+        ``private`` values (keys) are readable by this user only where that applies."""
 
-    def account_key_path(self, issuer: str, email: str) -> str:
-        user = safe_key(email or "default")
-        return os.path.join(self.root, "acme", safe_key(issuer), "users", user, user + ".key")
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove ``key`` (no error when it is absent)."""
 
-    def authority_dir(self, ca: str) -> str:
-        return os.path.join(self.root, "pki", "authorities", safe_key(ca))
+    @abstractmethod
+    def list(self, prefix: str = "") -> list[str]:
+        """Every key under ``prefix`` (a folder-like prefix, ``""`` for all), sorted."""
+
+    @abstractmethod
+    def lock(self, key: str) -> contextlib.AbstractContextManager[None]:
+        """Hold an exclusive lock shared with every process using this storage."""
+
+    def close(self) -> None:  # noqa: B027 (most storages hold nothing to release)
+        """Release connections (nothing to do for files)."""
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+    def local_path(self, key: str) -> str | None:
+        """The file holding ``key`` when the storage is a file system, else None."""
+        return None
 
     # -- certificates ----------------------------------------------------------------
 
+    @staticmethod
+    def cert_keys(issuer: str, name: str) -> tuple[str, str, str]:
+        base = f"certificates/{safe_key(issuer)}/{safe_key(name)}/{safe_key(name)}"
+        return base + ".crt", base + ".key", base + ".json"
+
     def load_certificate(self, issuer: str, name: str) -> StoredCertificate | None:
-        cert_path, key_path, meta_path = self.cert_paths(issuer, name)
-        try:
-            with open(cert_path, "rb") as f:
-                chain = f.read()
-            with open(key_path, "rb") as f:
-                key = f.read()
-        except FileNotFoundError:
+        cert_key, key_key, meta_key = self.cert_keys(issuer, name)
+        chain, key = self.load(cert_key), self.load(key_key)
+        if chain is None or key is None:
             return None
         meta: dict[str, Any] = {}
-        with contextlib.suppress(FileNotFoundError, ValueError), open(meta_path) as f:
-            meta = json.load(f)
-        return StoredCertificate(name, chain, key, meta, cert_path, key_path)
+        raw = self.load(meta_key)
+        if raw is not None:
+            with contextlib.suppress(ValueError):
+                loaded = json.loads(raw)
+                meta = loaded if isinstance(loaded, dict) else {}
+        return StoredCertificate(
+            name, chain, key, meta, self.local_path(cert_key), self.local_path(key_key)
+        )
 
     def save_certificate(
         self, issuer: str, name: str, chain_pem: bytes, key_pem: bytes, meta: dict[str, Any]
     ) -> StoredCertificate:
-        cert_path, key_path, meta_path = self.cert_paths(issuer, name)
+        cert_key, key_key, meta_key = self.cert_keys(issuer, name)
         # Key first: a reader that sees the new certificate must find its key.
-        write_file(key_path, key_pem, private=True)
-        write_file(cert_path, chain_pem)
-        write_file(meta_path, json.dumps(meta, indent=2, sort_keys=True).encode())
-        return StoredCertificate(name, chain_pem, key_pem, meta, cert_path, key_path)
+        self.store(key_key, key_pem, private=True)
+        self.store(cert_key, chain_pem)
+        self.store(meta_key, json.dumps(meta, indent=2, sort_keys=True).encode())
+        return StoredCertificate(
+            name, chain_pem, key_pem, meta, self.local_path(cert_key), self.local_path(key_key)
+        )
 
-    # -- account keys and authorities ------------------------------------------------
+    # -- accounts, authorities, OCSP -------------------------------------------------
 
-    def read(self, path: str) -> bytes | None:
+    @staticmethod
+    def account_key_key(issuer: str, email: str) -> str:
+        user = safe_key(email or "default")
+        return f"acme/{safe_key(issuer)}/users/{user}/{user}.key"
+
+    @staticmethod
+    def authority_keys(ca: str) -> tuple[str, str]:
+        base = f"pki/authorities/{safe_key(ca)}"
+        return base + "/root.crt", base + "/root.key"
+
+    @staticmethod
+    def ocsp_key(name: str, serial: int) -> str:
+        return f"ocsp/{safe_key(name)}-{serial:x}"
+
+    def load_ocsp(self, name: str, serial: int) -> bytes | None:
+        """The stapled OCSP response kept for a certificate (DER), if any."""
+        return self.load(self.ocsp_key(name, serial))
+
+    def save_ocsp(self, name: str, serial: int, response_der: bytes) -> None:
+        self.store(self.ocsp_key(name, serial), response_der)
+
+    # -- pending challenges ----------------------------------------------------------
+
+    @staticmethod
+    def challenge_key(kind: str, ident: str) -> str:
+        return f"{CHALLENGES}/{kind}/{safe_key(ident) if kind != HTTP01 else _token(ident)}.json"
+
+    def save_challenge(self, kind: str, ident: str, data: dict[str, str]) -> None:
+        """Publish a pending challenge (``http-01`` by token, ``tls-alpn-01`` by name)."""
+        self.store(self.challenge_key(kind, ident), json.dumps(data).encode(), private=True)
+
+    def delete_challenge(self, kind: str, ident: str) -> None:
+        self.delete(self.challenge_key(kind, ident))
+
+    def load_challenges(self) -> dict[str, dict[str, dict[str, str]]]:
+        """Every pending challenge: ``{"http-01": {token: data}, "tls-alpn-01": {...}}``."""
+        return parse_challenges((key, self.load(key)) for key in self.list(CHALLENGES))
+
+
+def parse_challenges(
+    items: Iterable[tuple[str, bytes | None]],
+) -> dict[str, dict[str, dict[str, str]]]:
+    """:meth:`Storage.load_challenges` from (key, value) pairs; malformed ones skipped."""
+    found: dict[str, dict[str, dict[str, str]]] = {HTTP01: {}, TLS_ALPN01: {}}
+    for key, raw in items:
+        parts = key.split("/")
+        if len(parts) != 3 or parts[1] not in found or not parts[2].endswith(".json"):
+            continue
+        if raw is None:
+            continue
+        with contextlib.suppress(ValueError):
+            data = json.loads(raw)
+            if isinstance(data, dict):
+                found[parts[1]][parts[2][: -len(".json")]] = data
+    return found
+
+
+def _token(token: str) -> str:
+    """ACME tokens are base64url; anything else cannot be a key segment."""
+    if not re.fullmatch(r"[A-Za-z0-9_\-]{1,200}", token):
+        raise ValueError(f"invalid challenge token {token!r}")
+    return token
+
+
+class FileStorage(Storage):
+    """The ``file_system`` storage rooted at ``root`` (the default, Caddy's data dir).
+
+    Private keys are written 0600 and every write goes through a temporary file and
+    ``rename`` so a reader never sees half a key. Locks are ``flock`` on files under
+    ``locks/``, so processes on one machine (or on a file system with working
+    ``flock``) share them.
+    """
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(root)
+
+    def describe(self) -> str:
+        return self.root
+
+    def path(self, key: str) -> str:
+        return os.path.join(self.root, *check_key(key).split("/"))
+
+    def local_path(self, key: str) -> str | None:
+        return self.path(key)
+
+    def load(self, key: str) -> bytes | None:
         try:
-            with open(path, "rb") as f:
+            with open(self.path(key), "rb") as f:
                 return f.read()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
 
-    def write(self, path: str, data: bytes, private: bool = False) -> None:
-        write_file(path, data, private=private)
+    def store(self, key: str, value: bytes, private: bool = False) -> None:
+        write_file(self.path(key), value, private=private)
 
-    # -- locks -----------------------------------------------------------------------
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            os.unlink(self.path(key))
+
+    def list(self, prefix: str = "") -> list[str]:
+        top = self.path(prefix) if prefix else self.root
+        keys: list[str] = []
+        for folder, dirs, files in os.walk(top):
+            rel = os.path.relpath(folder, self.root).replace(os.sep, "/")
+            if rel == "locks":
+                dirs[:] = []
+                continue
+            for name in files:
+                if name.startswith(".tmp-"):
+                    continue
+                keys.append(name if rel == "." else f"{rel}/{name}")
+        return sorted(keys)
 
     @contextlib.contextmanager
     def lock(self, key: str) -> Iterator[None]:
-        """Hold an exclusive lock shared with other processes using this storage."""
         path = os.path.join(self.root, "locks", safe_key(key) + ".lock")
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -142,3 +296,14 @@ def write_file(path: str, data: bytes, private: bool = False) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
         raise
+
+
+def open_storage(config: Any) -> Storage:
+    """The storage a :class:`~caddytw.tls.config.StorageConfig` describes."""
+    if config.module == "postgres":
+        from caddytw.tls.pgstore import PostgresStorage
+
+        return PostgresStorage(config.connection_string)
+    from caddytw.tls.config import default_storage_root
+
+    return FileStorage(config.root or default_storage_root())

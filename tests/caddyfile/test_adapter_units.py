@@ -189,3 +189,33 @@ def test_cli_missing_file_and_unknown_adapter(tmp_path: Path) -> None:
     path.write_text(":80\n")
     code, _, err = run_cli(["adapt", "--config", str(path), "--adapter", "nginx"])
     assert code == 1 and "nginx" in err
+
+
+def test_storage_global_option_file_system_and_postgres() -> None:
+    config, _ = adapt("{\n\tstorage file_system {\n\t\troot /srv/certs\n\t}\n}\n:80 {\n}\n")
+    assert config["storage"] == {"module": "file_system", "root": "/srv/certs"}
+    text = (
+        "{\n\tstorage postgres {\n\t\tconnection_string "
+        '"postgres://caddy@db:5432/caddy?sslmode=disable"\n\t}\n}\n:80 {\n}\n'
+    )
+    config, _ = adapt(text)
+    assert config["storage"] == {
+        "module": "postgres",
+        "connection_string": "postgres://caddy@db:5432/caddy?sslmode=disable",
+    }
+    with pytest.raises(CaddyfileError, match="unrecognized parameter 'root'"):
+        adapt("{\n\tstorage postgres {\n\t\troot /x\n\t}\n}\n:80 {\n}\n")
+    with pytest.raises(CaddyfileError, match=r"caddy\.storage\.redis"):
+        adapt("{\n\tstorage redis\n}\n:80 {\n}\n")
+
+
+def test_bad_postgres_storage_fails_validation_at_its_json_path() -> None:
+    pytest.importorskip("psycopg")
+    from caddytw.server.build import validate
+
+    config, _ = adapt(
+        '{\n\tstorage postgres {\n\t\tconnection_string "postgres://db:nope/x"\n\t}\n}\n'
+        "localhost {\n\trespond ok\n}\n"
+    )
+    problems = validate(config)
+    assert len(problems) == 1 and problems[0].startswith("storage.connection_string"), problems

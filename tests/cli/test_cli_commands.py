@@ -198,3 +198,31 @@ def test_help_names_a_commands_flags(capsys: pytest.CaptureFixture[str]) -> None
     status, out, _ = run(capsys, "help", "reverse-proxy")
     assert status == 0 and "--change-host-header" in out and "--from" in out
     assert run(capsys, "help", "nope")[0] == 1
+
+
+def test_storage_import_refuses_members_outside_the_storage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+    import tarfile
+
+    root = tmp_path / "storage"
+    (tmp_path / "c.json").write_text(
+        json.dumps({"storage": {"module": "file_system", "root": str(root)}})
+    )
+    for member in ("../escape.key", "/abs/path.key", "certificates/link"):
+        archive = tmp_path / "evil.tar"
+        with tarfile.open(archive, "w") as tar:
+            info = tarfile.TarInfo(member)
+            if member.endswith("link"):
+                info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+                tar.addfile(info)
+            else:
+                info.size = 3
+                tar.addfile(info, io.BytesIO(b"bad"))
+        status, _, err = run(
+            capsys, "storage", "import", "-c", str(tmp_path / "c.json"), "-i", str(archive)
+        )
+        assert status == 1 and "importing storage" in err, member
+    assert not (tmp_path / "escape.key").exists()
+    assert not root.exists() or not any(root.rglob("*"))

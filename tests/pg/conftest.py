@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.support.postgres import PostgresCluster, start_cluster
+
+if TYPE_CHECKING:
+    from tests.pg.test_nodes import Node
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +30,18 @@ def postgres() -> Iterator[PostgresCluster]:
 def pg_url(postgres: PostgresCluster) -> str:
     """The connection string of a fresh database for one test."""
     return postgres.new_database()
+
+
+@pytest.fixture
+def nodes(tmp_path: Path, pg_url: str) -> Iterator[tuple[Node, Node]]:
+    """Two ``file_sync`` nodes on one shared folder and one PostgreSQL index."""
+    from tests.pg.test_nodes import Node
+
+    shared = tmp_path / "shared"
+    first = Node(tmp_path / "node1", shared, pg_url).start()
+    second = Node(tmp_path / "node2", shared, pg_url).start()
+    try:
+        yield first, second
+    finally:
+        first.stop()
+        second.stop()

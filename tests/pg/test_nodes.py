@@ -14,11 +14,8 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.support.postgres import PostgresCluster
 from tests.support.server import simple_config
@@ -51,18 +48,6 @@ class Node(SyncServer):
         env = {"XDG_DATA_HOME": str(self.workdir / "xdg")}
         self.process = start_server(self.config(), self.workdir, [self.port], env=env)
         return self
-
-
-@pytest.fixture
-def nodes(tmp_path: Path, pg_url: str) -> Iterator[tuple[Node, Node]]:
-    shared = tmp_path / "shared"
-    first = Node(tmp_path / "node1", shared, pg_url).start()
-    second = Node(tmp_path / "node2", shared, pg_url).start()
-    try:
-        yield first, second
-    finally:
-        first.stop()
-        second.stop()
 
 
 def test_an_upload_through_one_node_is_listed_by_the_other(nodes: tuple[Node, Node]) -> None:

@@ -19,7 +19,7 @@ from caddytw.tls.certs import Certificate, CertificateError, CertificateSelector
 from caddytw.tls.config import AutomationPolicy, CertificateSelection, IssuerConfig
 from caddytw.tls.internal import InternalIssuer
 from caddytw.tls.manager import CertificateManager
-from caddytw.tls.store import Storage
+from caddytw.tls.store import FileStorage
 from tests.tls.pki import TestCA
 
 
@@ -101,7 +101,7 @@ def test_wildcard_of_replaces_exactly_the_first_label(labels):
 
 
 def test_storage_layout_and_private_keys(tmp_path: Path):
-    storage = Storage(str(tmp_path))
+    storage = FileStorage(str(tmp_path))
     saved = storage.save_certificate("ca-dir", "*.a.test", b"CHAIN", b"KEY", {"sans": ["*.a.test"]})
     assert saved.cert_path == str(
         tmp_path / "certificates/ca-dir/wildcard_.a.test/wildcard_.a.test.crt"
@@ -113,7 +113,7 @@ def test_storage_layout_and_private_keys(tmp_path: Path):
 
 
 def test_storage_lock_excludes_another_holder(tmp_path: Path):
-    storage = Storage(str(tmp_path))
+    storage = FileStorage(str(tmp_path))
     order: list[str] = []
     with storage.lock("issue_cert_a.test"):
         waiter = threading.Thread(target=lambda: _take(storage, order))
@@ -124,7 +124,7 @@ def test_storage_lock_excludes_another_holder(tmp_path: Path):
     assert order == ["first done", "second got it"]
 
 
-def _take(storage: Storage, order: list[str]) -> None:
+def _take(storage: FileStorage, order: list[str]) -> None:
     with storage.lock("issue_cert_a.test"):
         order.append("second got it")
 
@@ -132,7 +132,7 @@ def _take(storage: Storage, order: list[str]) -> None:
 class CountingIssuer:
     """The real internal issuer, counting calls and failing the first ``failures`` ones."""
 
-    def __init__(self, storage: Storage, failures: int = 0) -> None:
+    def __init__(self, storage: FileStorage, failures: int = 0) -> None:
         self.inner = InternalIssuer(IssuerConfig("internal", ca="local"), storage)
         self.name = self.inner.name
         self.calls = 0
@@ -155,11 +155,11 @@ def managed(name: str = "localhost") -> dict[str, ManagedName]:
 
 def test_two_processes_sharing_storage_order_once(tmp_path: Path):
     """Two managers (as two processes would) race for one name: one order, one cert."""
-    storage = Storage(str(tmp_path))
+    storage = FileStorage(str(tmp_path))
     issuer = CountingIssuer(storage)
     managers = [
         CertificateManager(
-            managed(), Storage(str(tmp_path)), CertificateSelector(), lambda c: issuer, None, 60
+            managed(), FileStorage(str(tmp_path)), CertificateSelector(), lambda c: issuer, None, 60
         )
         for _ in range(2)
     ]
@@ -182,7 +182,7 @@ def test_two_processes_sharing_storage_order_once(tmp_path: Path):
 def test_failures_retry_with_exponential_backoff(tmp_path: Path):
     clock = Clock()
     manager = CertificateManager(
-        managed(), Storage(str(tmp_path)), CertificateSelector(), None, clock, 60
+        managed(), FileStorage(str(tmp_path)), CertificateSelector(), None, clock, 60
     )  # type: ignore[arg-type]
     from twisted.python.failure import Failure
 

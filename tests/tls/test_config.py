@@ -219,7 +219,21 @@ def test_connection_policy_fields():
 
 
 def test_storage():
-    assert parse_storage({"module": "file_system", "root": "/x"}) == "/x"
+    assert parse_storage({"module": "file_system", "root": "/x"}).root == "/x"
     with pytest.raises(ConfigError) as error:
         parse_storage({"module": "redis"})
     assert error.value.path == "storage.module"
+
+
+def test_postgres_storage_connection_string_is_checked_at_its_path():
+    pytest.importorskip("psycopg")
+    dsn = "postgres://caddy@db.example:5432/caddy"
+    parsed = parse_storage({"module": "postgres", "connection_string": dsn})
+    assert (parsed.module, parsed.connection_string) == ("postgres", dsn)
+    for bad in ("", "postgres://caddy@db:notaport/caddy", "host=db bogus_key=1", 5):
+        with pytest.raises(ConfigError) as error:
+            parse_storage({"module": "postgres", "connection_string": bad})
+        assert error.value.path == "storage.connection_string", bad
+    with pytest.raises(ConfigError) as error:
+        parse_storage({"module": "postgres", "connection_string": dsn, "root": "/x"})
+    assert error.value.path == "storage.root"

@@ -1,0 +1,188 @@
+"""The ``postgres`` storage module: the TLS app's storage in one PostgreSQL table, so
+several nodes share certificates, keys, ACME accounts, OCSP and pending challenges.
+
+Configured as the community certmagic-sqlstorage module is::
+
+    "storage": {"module": "postgres", "connection_string": "postgres://user@db/caddy"}
+
+- **Values**: one row per key in ``caddytw_storage(key, value, modified)``; a write is an
+  upsert, so a reader sees the old value or the new one.
+- **Locks**: PostgreSQL session advisory locks, each on a connection of its own held
+  for as long as the lock (a blocking ``pg_advisory_lock``: waiters are served in
+  order). A node that dies loses its session and with it its locks: at once when its
+  process exits (the kernel closes the socket), within about
+  :data:`KEEPALIVE_SECONDS` when its machine or network vanishes (server-side TCP
+  keepalives set on the lock's session). No lock outlives its holder, so none needs
+  an expiry that a slow order could overrun.
+- **Challenges**: storing or deleting a key under ``challenge_tokens/`` also sends a
+  ``NOTIFY`` on :data:`CHANNEL` in the same transaction, so the other nodes load the
+  pending challenges before the CA comes to check them (see
+  :mod:`caddytw.tls.distributed`).
+
+Every method blocks (psycopg through :class:`caddytw.sync.postgres.Database`'s pool): the
+TLS app calls them from worker threads, never from the reactor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from caddytw.sync.postgres import Database, release_database, shared_database
+from caddytw.tls.store import CHALLENGES, Storage, check_key, parse_challenges
+
+TABLE = "caddytw_storage"
+CHANNEL = "caddytw_storage_challenges"
+#: First key of the storage's advisory locks ("cdts"), the second is the key's hash.
+LOCK_CLASS = 0x63647473
+#: Roughly how long a lock of a node that vanished without closing its socket lives.
+KEEPALIVE_SECONDS = 30
+_KEEPALIVE_OPTIONS = (
+    "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=4"
+)
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS {TABLE} (
+    key TEXT COLLATE "C" PRIMARY KEY,
+    value BYTEA NOT NULL,
+    modified TIMESTAMPTZ NOT NULL DEFAULT now()
+)
+"""
+
+
+def lock_id(key: str) -> int:
+    """The second (32-bit, signed) key of the advisory lock for a storage lock name."""
+    digest = hashlib.sha256(key.encode("utf-8")).digest()
+    return int.from_bytes(digest[:4], "big", signed=True)
+
+
+class PostgresStorage(Storage):
+    """Certificates and friends in PostgreSQL (a process's pool per connection string)."""
+
+    shared = True
+    #: Long enough for a NOTIFY to reach the other nodes and their reload (one query)
+    #: to finish, with a wide margin for loaded machines; orders are rare.
+    propagation_delay = 2.0
+
+    def __init__(self, connection_string: str) -> None:
+        self.database: Database = shared_database(connection_string)
+        self._ready = False
+        self._ready_lock = threading.Lock()
+        self._waiting: set[Any] = set()
+        self._closed = False
+
+    def describe(self) -> str:
+        return self.database.name
+
+    def _schema(self, conn: Any) -> None:
+        if self._ready:
+            return
+        with self._ready_lock:
+            if not self._ready:
+                # Two nodes creating the table at once would collide in the catalog.
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_CLASS,))
+                    conn.execute(SCHEMA)
+                self._ready = True
+
+    @contextlib.contextmanager
+    def _conn(self) -> Iterator[Any]:
+        with self.database.connection() as conn:
+            self._schema(conn)
+            yield conn
+
+    # -- values ----------------------------------------------------------------------
+
+    def load(self, key: str) -> bytes | None:
+        with self._conn() as conn:
+            row = conn.execute(
+                f"SELECT value FROM {TABLE} WHERE key = %s", (check_key(key),)
+            ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def store(self, key: str, value: bytes, private: bool = False) -> None:
+        with self._conn() as conn, conn.transaction():
+            conn.execute(
+                f"INSERT INTO {TABLE} (key, value) VALUES (%s, %s) ON CONFLICT (key) "
+                "DO UPDATE SET value = EXCLUDED.value, modified = now()",
+                (check_key(key), value),
+            )
+            self._announce(conn, key)
+
+    def delete(self, key: str) -> None:
+        with self._conn() as conn, conn.transaction():
+            conn.execute(f"DELETE FROM {TABLE} WHERE key = %s", (check_key(key),))
+            self._announce(conn, key)
+
+    def list(self, prefix: str = "") -> list[str]:
+        with self._conn() as conn:
+            if not prefix:
+                rows = conn.execute(f"SELECT key FROM {TABLE} ORDER BY key").fetchall()
+            else:
+                start = check_key(prefix).rstrip("/") + "/"
+                # Keys are "C"-collated: the prefix range is [start, start + U+FFFF).
+                rows = conn.execute(
+                    f"SELECT key FROM {TABLE} WHERE key >= %s AND key < %s ORDER BY key",
+                    (start, start + "\uffff"),
+                ).fetchall()
+        return [row[0] for row in rows]
+
+    def load_challenges(self) -> dict[str, dict[str, dict[str, str]]]:
+        """All pending challenges in one query (every node runs this on each NOTIFY)."""
+        start = CHALLENGES + "/"
+        with self._conn() as conn:
+            rows = conn.execute(
+                f"SELECT key, value FROM {TABLE} WHERE key >= %s AND key < %s",
+                (start, start + "\uffff"),
+            ).fetchall()
+        return parse_challenges((key, bytes(value)) for key, value in rows)
+
+    @staticmethod
+    def _announce(conn: Any, key: str) -> None:
+        if key.startswith(CHALLENGES + "/"):
+            conn.execute(f"NOTIFY {CHANNEL}")
+
+    # -- locks -----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        conn = self.database.connect_direct(autocommit=True, options=_KEEPALIVE_OPTIONS)
+        with self._ready_lock:
+            if self._closed:
+                conn.close()
+                raise RuntimeError("storage closed")
+            self._waiting.add(conn)
+        try:
+            conn.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_CLASS, lock_id(key)))
+            with self._ready_lock:
+                self._waiting.discard(conn)
+            yield
+            conn.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_CLASS, lock_id(key)))
+        finally:
+            with self._ready_lock:
+                self._waiting.discard(conn)
+            conn.close()  # ends the session: the lock is gone even if unlock failed
+
+    def close(self) -> None:
+        """Give up waiting for locks (a node shutting down must not wait for another
+        node's order) and release the pool."""
+        with self._ready_lock:
+            self._closed = True
+            waiting, self._waiting = list(self._waiting), set()
+        for conn in waiting:
+            with contextlib.suppress(Exception):
+                conn.cancel()
+        release_database(self.database)
+
+    def listen(self, on_change: Any) -> Any:
+        """Call ``on_change()`` (on a thread of its own) whenever a challenge is
+        published or withdrawn, and after each (re)connection; returns ``stop``."""
+        from caddytw.sync.pgindex import ChangeListener
+
+        label = "tls: listening for other nodes' challenges"
+        listener = ChangeListener(self.database, CHANNEL, on_change, label)
+        listener.start()
+        return listener.stop
