@@ -162,7 +162,7 @@ def test_on_demand_refuses_names_outside_the_allowlist_at_once(tmp_path: Path) -
     from caddytw.tls.hello import ClientHello
     from caddytw.tls.manager import CertificateManager
     from caddytw.tls.ondemand import HandshakeCertificates, OnDemandRefused
-    from caddytw.tls.store import Storage
+    from caddytw.tls.store import FileStorage
 
     route = {"match": [{"host": ["allowed.test"]}], "handle": []}
     config = tls_config(
@@ -175,7 +175,7 @@ def test_on_demand_refuses_names_outside_the_allowlist_at_once(tmp_path: Path) -
     plan = plan_automatic_https(parse_config(config))
     assert plan.managed == {} and list(plan.on_demand) == ["allowed.test"]
     selector, clock = CertificateSelector(), Clock()
-    manager = CertificateManager({}, Storage(str(tmp_path)), selector, print, clock, 600)
+    manager = CertificateManager({}, FileStorage(str(tmp_path)), selector, print, clock, 600)
     certificates = HandshakeCertificates(plan, selector, manager, clock, ChallengeRegistry())
     held = certificates.prepare(ClientHello("other.test"))
     assert held is not None
