@@ -21,8 +21,9 @@ docs/architecture.md follows one hop by hop):
   assembled in one place), ``interfaces.py`` (the plugin points).
 - ``handlers/``: one module or package per JSON ``"handler"``, found as plugins.
 - ``tls/`` certificates and ACME; ``admin/`` the admin API and ``metrics``; ``sync/``
-  the file store behind the ``file_sync`` handler (and the ``postgres`` driver);
-  ``syncui/`` its web page; ``cli/`` the ``caddytw`` command (``__main__.py``).
+  the file store behind the ``file_sync`` handler; ``postgres/`` the database driver
+  that several nodes share (sync index, certificate storage); ``syncui/`` the sync web
+  page; ``cli/`` the ``caddytw`` command (``__main__.py``).
 """
 
 from __future__ import annotations

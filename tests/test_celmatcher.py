@@ -10,6 +10,7 @@ import pytest
 from caddytw.caddyfile.adapter import adapt
 from caddytw.config.errors import ConfigError
 from caddytw.http.celmatcher import build_expression, translate
+from caddytw.http.matchers import MATCHERS
 from tests.compat.harness import CADDY, both_servers, fetch
 
 CADDYFILE = """
@@ -71,7 +72,7 @@ def test_placeholders_become_variables_once_each() -> None:
 )
 def test_bad_expressions_fail_at_load_naming_the_path(value, path, words) -> None:
     with pytest.raises(ConfigError) as error:
-        build_expression(value, "m.expression")
+        build_expression(value, "m.expression", MATCHERS)
     assert error.value.path == path
     assert words in str(error.value)
 
@@ -168,6 +169,6 @@ def test_matcher_functions_in_memory() -> None:
 )
 def test_bad_matcher_function_arguments_fail_at_load(value, words) -> None:
     with pytest.raises(ConfigError) as error:
-        build_expression(value, "m.expression")
+        build_expression(value, "m.expression", MATCHERS)
     assert error.value.path.startswith("m.expression")
     assert words in str(error.value)

@@ -14,7 +14,7 @@ from importlib import metadata
 from typing import TYPE_CHECKING
 
 from caddytw.config.errors import ConfigError, ConfigErrors
-from caddytw.sync.postgres import is_unavailable
+from caddytw.postgres import is_unavailable
 
 if TYPE_CHECKING:
     from caddytw.tls.store import Storage

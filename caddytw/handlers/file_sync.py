@@ -37,11 +37,11 @@ from twisted.logger import Logger
 from caddytw.config.errors import ConfigError
 from caddytw.config.reader import ObjectReader
 from caddytw.http.build import BuildContext, Handler
+from caddytw.postgres import check_connection_string, shared_database
 from caddytw.sync.access import AccessPolicy, all_loopback, parse_clients
 from caddytw.sync.events import EventHub
 from caddytw.sync.index import IndexLocation
 from caddytw.sync.pgindex import PgLocation, schema_name
-from caddytw.sync.postgres import check_connection_string, shared_database
 from caddytw.sync.resource import DEFAULT_MAX_UPLOAD, FileSyncResource
 from caddytw.sync.scanner import SyncService
 from caddytw.sync.store import LocalSyncStore

@@ -29,7 +29,7 @@ something other than a boolean does not match (Caddy logs and skips).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
@@ -269,15 +269,19 @@ class ExpressionMatcher:
         return result is True
 
 
-def build_expression(value: Any, path: str) -> ExpressionMatcher:
-    """``"expression": "<CEL>"`` (or Caddy's later ``{"expr": ..., "name": ...}``)."""
+def build_expression(
+    value: Any, path: str, builders: Mapping[str, Callable[[Any, str], Any]]
+) -> ExpressionMatcher:
+    """``"expression": "<CEL>"`` (or Caddy's later ``{"expr": ..., "name": ...}``).
+
+    ``builders`` are the JSON matcher builders (:data:`caddytw.http.matchers.MATCHERS`)
+    that Caddy's macros such as ``path('/a*')`` expand to, passed in so this module
+    does not import the matchers that import it."""
     if isinstance(value, dict) and isinstance(value.get("expr"), str):
         path, value = f"{path}.expr", value["expr"]
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(path, "expected a CEL expression (a non-empty string)")
     import cel  # imported on first use: most configs have no expression matcher
-
-    from caddytw.http.matchers import MATCHERS
 
     try:
         without_macros, calls = extract_macros(value)
@@ -289,7 +293,7 @@ def build_expression(value: Any, path: str) -> ExpressionMatcher:
             kind, argument = MACROS[name](args)
         except ValueError as error:
             raise ConfigError(path, f"CEL expression {value!r}: {error}") from None
-        matchers.append(MATCHERS[kind](argument, f"{path} ({name}())"))
+        matchers.append(builders[kind](argument, f"{path} ({name}())"))
     translated, keys = translate(without_macros)
     try:
         program = cel.compile(translated)

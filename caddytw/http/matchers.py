@@ -383,7 +383,7 @@ def build_file(value: Any, path: str) -> Matcher:
 def build_expression(value: Any, path: str) -> Matcher:
     from caddytw.http.celmatcher import build_expression as build_cel
 
-    return build_cel(value, path)
+    return build_cel(value, path, MATCHERS)
 
 
 MATCHERS: dict[str, MatcherBuilder] = {

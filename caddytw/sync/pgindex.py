@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -41,10 +40,16 @@ from typing import Any
 
 from twisted.logger import Logger
 
+from caddytw.postgres import (
+    ChangeListener,
+    Database,
+    DatabaseUnavailable,
+    is_unavailable,
+    release_database,
+)
 from caddytw.sync.folder import keeps_work
 from caddytw.sync.home import FolderUnavailable
 from caddytw.sync.index import MAX_CLIENTS, Entry, Index
-from caddytw.sync.postgres import Database, DatabaseUnavailable, is_unavailable, release_database
 from caddytw.sync.protocol import ChangesPage, fold_key
 
 log = Logger()
@@ -454,59 +459,3 @@ class PgSyncIndex(Index):
 
 
 _LIVE = "SELECT * FROM {s}.entries WHERE NOT deleted"
-
-
-class ChangeListener:
-    """``LISTEN`` on a connection of its own, in a thread of its own; calls
-    ``on_change()`` for each notification and after each (re)connection (so changes
-    committed while it was disconnected are caught up too)."""
-
-    RETRY = 1.0
-
-    def __init__(
-        self,
-        database: Database,
-        channel: str,
-        on_change: Callable[[], None],
-        label: str = "file_sync: listening for other nodes' changes",
-    ) -> None:
-        self.database = database
-        self.channel = channel
-        self.on_change = on_change
-        self.label = label
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name=f"caddytw-listen {channel}", daemon=True
-        )
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopping.set()
-
-    def _run(self) -> None:
-        warned = False
-        while not self._stopping.is_set():
-            try:
-                conn = self.database.connect_direct(autocommit=True)
-            except DatabaseUnavailable as error:
-                if not warned:
-                    log.warn("{label}: cannot connect: {e}", label=self.label, e=error)
-                    warned = True
-                self._stopping.wait(self.RETRY)
-                continue
-            if warned:
-                log.info("{label} again", label=self.label)
-                warned = False
-            try:
-                with conn:
-                    conn.execute(f"LISTEN {self.channel}")
-                    self.on_change()
-                    while not self._stopping.is_set():
-                        for _ in conn.notifies(timeout=0.5, stop_after=1):
-                            self.on_change()
-            except Exception as error:
-                if not is_unavailable(error):
-                    log.failure("{label} failed", label=self.label)
-                self._stopping.wait(self.RETRY)

@@ -279,7 +279,7 @@ def parse_storage(data: dict[str, Any], path: str = "storage") -> StorageConfig:
     reader = ObjectReader(data, path)
     module = reader.text("module", "file_system")
     if module == "postgres":
-        from caddytw.sync.postgres import check_connection_string
+        from caddytw.postgres import check_connection_string
 
         where = reader.at("connection_string")
         dsn = check_connection_string(reader.data.get("connection_string"), where)

@@ -19,7 +19,7 @@ Configured as the community certmagic-sqlstorage module is::
   pending challenges before the CA comes to check them (see
   :mod:`caddytw.tls.distributed`).
 
-Every method blocks (psycopg through :class:`caddytw.sync.postgres.Database`'s pool): the
+Every method blocks (psycopg through :class:`caddytw.postgres.Database`'s pool): the
 TLS app calls them from worker threads, never from the reactor.
 """
 
@@ -31,7 +31,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from caddytw.sync.postgres import Database, release_database, shared_database
+from caddytw.postgres import Database, release_database, shared_database
 from caddytw.tls.store import CHALLENGES, Storage, check_key, parse_challenges
 
 TABLE = "caddytw_storage"
@@ -180,7 +180,7 @@ class PostgresStorage(Storage):
     def listen(self, on_change: Any) -> Any:
         """Call ``on_change()`` (on a thread of its own) whenever a challenge is
         published or withdrawn, and after each (re)connection; returns ``stop``."""
-        from caddytw.sync.pgindex import ChangeListener
+        from caddytw.postgres import ChangeListener
 
         label = "tls: listening for other nodes' challenges"
         listener = ChangeListener(self.database, CHANNEL, on_change, label)

@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from caddytw.config.errors import ConfigError
+from caddytw.postgres import Database, check_connection_string
 from caddytw.sync.index import Index, SyncIndex
 from caddytw.sync.pgindex import IndexUnavailable, PgLocation, PgSyncIndex
-from caddytw.sync.postgres import Database, check_connection_string
 
 PATHS = ["a", "a/b", "a/b/c.txt", "A", "b.txt", "é.txt", "e\u0301.txt", "z/y"]
 _schemas = itertools.count()
