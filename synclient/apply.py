@@ -74,9 +74,9 @@ CHECKPOINT = 1000
 #: Small file downloads per bulk batch (:meth:`Applier._bulk`: as many as one batch
 #: request takes), its bytes, and the batches in flight at once (one being received
 #: while another is installed).
-BULK_ENTRIES = int(os.environ.get("SYNCLIENT_BULK_ENTRIES", MAX_ENTRIES))
+BULK_ENTRIES = MAX_ENTRIES
 BULK_BYTES = MAX_BYTES
-BULK_IN_FLIGHT = int(os.environ.get("SYNCLIENT_BULK_IN_FLIGHT", 3))
+BULK_IN_FLIGHT = 3
 
 
 @dataclass(frozen=True, slots=True)
