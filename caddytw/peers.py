@@ -11,6 +11,10 @@ each message to every other worker; outside a worker nothing is connected, and
 Messages are best effort and unordered across workers: subscribers must only apply
 state that is bounded in time or refreshed locally, so that a lost message or a
 worker that died is harmless.
+
+A leaf at the top of the package, in no layer: the server connects it and handlers
+(``reverse_proxy``'s shared health) publish on it, and handlers must not import the
+server.
 """
 
 from __future__ import annotations
