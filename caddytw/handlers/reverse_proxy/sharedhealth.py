@@ -1,4 +1,4 @@
-"""Upstream health shared between worker processes (through :mod:`caddytw.peers`).
+"""Upstream health shared between worker processes (through :mod:`caddytw.admin.peers`).
 
 Each worker counts passive failures and runs active probes itself; without sharing,
 an upstream that one worker found dead keeps getting each other worker's requests
@@ -21,8 +21,7 @@ from __future__ import annotations
 import math
 from typing import Any, TypeGuard
 
-from caddytw import peers
-from caddytw.admin import metrics
+from caddytw.admin import metrics, peers
 from caddytw.handlers.reverse_proxy.upstreams import HostRegistry, HostState, Upstream
 
 TOPIC = "upstream"
