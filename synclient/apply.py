@@ -349,6 +349,7 @@ class Applier:
             isinstance(action, Download)
             and not action.remote.is_dir
             and action.remote.size <= SMALL_FILE
+            and (self.delta is None or action.remote.size < DELTA_MIN_SIZE)
         )
 
     async def _bulk(self, actions: list[Action], outcome: Outcome) -> None:
