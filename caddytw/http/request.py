@@ -7,6 +7,7 @@ placeholders share it without globals.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from collections.abc import Callable
@@ -173,11 +174,12 @@ class CaddyRequest(server.Request):
         """What Go's HTTP server settles before any handler runs, as Caddy's does: an
         absolute-form target becomes its path and Host, an HTTP/1.1 request without Host
         is refused, and ``OPTIONS *`` gets an empty 200."""
-        if self.uri[:7].lower() == b"http://" or self.uri[:8].lower() == b"https://":
-            authority, slash, rest = self.uri.partition(b"://")[2].partition(b"/")
+        uri = self.uri
+        if uri[:1] != b"/" and (uri[:7].lower() == b"http://" or uri[:8].lower() == b"https://"):
+            authority, slash, rest = uri.partition(b"://")[2].partition(b"/")
             self.requestHeaders.setRawHeaders(b"host", [authority])
             self.set_uri(slash + rest if slash else b"/")
-        hosts = self.requestHeaders.getRawHeaders(b"host")
+        hosts = self.requestHeaders._rawHeaders.get(b"Host") or None
         if self.clientproto == b"HTTP/1.1" and not hosts:
             return self._bad_request("missing required Host header")
         if hosts is not None and len(hosts) > 1:
@@ -319,7 +321,36 @@ class CaddyRequest(server.Request):
     def finish(self) -> None:
         if not self.startedWriting:
             self._run_header_hooks()
-        super().finish()
+        if (
+            self._encoder is not None
+            or self._disconnected
+            or self.finished
+            or self.queued
+            or self.producer is not None
+        ):
+            super().finish()  # twisted.web's checks, warnings and producer clean-up
+            return
+        # twisted.web's Request.finish and _cleanup in one frame, for the usual case.
+        if not self.startedWriting:
+            self.write(b"")
+        if self.chunked:
+            self.channel.write(b"0\r\n\r\n")
+        factory = getattr(self.channel, "factory", None)
+        if factory is not None:
+            factory.log(self)
+        self.finished = 1
+        self.channel.requestDone(self)
+        del self.channel
+        content = self.content
+        if content is not None:
+            with contextlib.suppress(OSError):
+                content.close()
+            del self.content
+        notifications = self.notifications
+        if notifications:
+            for deferred in notifications:
+                deferred.callback(None)
+            self.notifications = []
 
     # -- what Caddy calls request properties -----------------------------------------
 
