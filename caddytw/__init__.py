@@ -13,7 +13,8 @@ docs/architecture.md follows one hop by hop):
 - ``config/``, ``caddyfile/``: JSON (or a Caddyfile) in, validated frozen objects out.
 - ``server/``: ``build.py`` (one automatic-HTTPS plan, kept), ``service.py``,
   ``reload.py`` (the live config: servers, TLS runtime, listeners), ``listeners.py``,
-  ``workers/`` (``--workers N``, and ``peers`` events between them).
+  ``workers/`` (``--workers N``; the events between workers are ``admin/peers.py``,
+  beside ``metrics``, as handlers publish on them and never import ``server/``).
 - ``wire/``: bytes <-> requests: ``channel.py`` (what a request sees of its connection),
   ``negotiate.py`` (ALPN, h2c, acme-tls/1), ``h1.py``, ``h2.py``, ``h3/``, ``drain.py``.
 - ``http/``: the request (``request.py``), ``dispatch.py`` (runs a handler, answers,

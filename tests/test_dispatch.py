@@ -3,6 +3,7 @@ routed (in memory, over the real channel and routes)."""
 
 from __future__ import annotations
 
+import pytest
 from twisted.web.server import NOT_DONE_YET
 
 from caddytw.http.dispatch import Answer, dispatch, fail
@@ -94,3 +95,37 @@ def test_a_handler_answering_neither_bytes_nor_not_done_yet_gets_a_500():
     server.site.caddy_server.routes.routes[0].chain = AnswersNothing()
     response = server.request()
     assert (response.status, response.body) == (500, b"E 500")
+
+
+class Records(LeafResource):
+    """Passes the request on and keeps what the handler behind it returned."""
+
+    def __init__(self, next: LeafResource) -> None:
+        self.next = next
+        self.answers: list[Answer] = []
+
+    def render(self, request: CaddyRequest) -> Answer:
+        answer = self.next.render(request)
+        self.answers.append(answer)
+        return answer
+
+
+@pytest.mark.parametrize(
+    "handle",
+    [
+        [{"handler": "static_response", "body": "hello"}],
+        [{"handler": "static_response", "status_code": 204}],
+        [{"handler": "metrics"}],
+        [{"handler": "vars", "x": "1"}],  # no handler answers: the end of the routes does
+        [{"handler": "subroute", "routes": [{"handle": [{"handler": "vars"}], "terminal": True}]}],
+    ],
+)
+def test_built_in_handlers_answer_one_way(handle):
+    """Every built-in handler writes its answer and returns NOT_DONE_YET; returning bytes
+    is left to third-party IResource plugins (test_a_resumed_chain_is_answered_by_dispatch)."""
+    server = memory_server([{"handle": handle}])
+    route = server.site.caddy_server.routes.routes[0]
+    recorder = route.chain = Records(route.chain)
+    response = server.request()
+    assert response.status in (200, 204)
+    assert recorder.answers == [NOT_DONE_YET]

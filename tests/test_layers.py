@@ -81,12 +81,24 @@ def test_caddyfile_has_no_import_cycle():
     assert _cycles("caddytw.caddyfile") == []
 
 
-def test_http_never_imports_a_handler_or_the_server():
-    upward = {
+def _upward(layer: str, above: tuple[str, ...]) -> set[tuple[str, str]]:
+    """The imports from ``layer``'s modules into any of the ``above`` packages."""
+    return {
         (name, target)
         for name, targets in GRAPH.items()
-        if name.startswith("caddytw.http.")
+        if name == layer or name.startswith(layer + ".")
         for target in targets
-        if target.startswith(("caddytw.handlers", "caddytw.server"))
+        if target.startswith(above)
     }
-    assert upward == set()
+
+
+def test_http_never_imports_a_handler_or_the_server():
+    assert _upward("caddytw.http", ("caddytw.handlers", "caddytw.server")) == set()
+
+
+def test_handlers_never_import_the_server():
+    assert _upward("caddytw.handlers", ("caddytw.server",)) == set()
+
+
+def test_tls_never_imports_the_sync_store():
+    assert _upward("caddytw.tls", ("caddytw.sync",)) == set()

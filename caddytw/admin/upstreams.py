@@ -1,8 +1,11 @@
 """Where ``GET /reverse_proxy/upstreams`` gets its rows: providers registered by the proxy.
 
-The reverse proxy registers a callable returning ``[{"address", "num_requests",
-"fails"}, ...]`` for the upstreams it knows; the admin API concatenates them. A
-registry keeps the admin API independent of whether the proxy is installed.
+Each running ``reverse_proxy`` handler registers a callable returning ``[{"address",
+"num_requests", "fails"}, ...]`` for its upstreams when its service starts and
+unregisters it when it stops, so the list is the running config's (as Caddy's), never
+that of a config only built. Handlers sharing an address share its counters: the
+address is listed once. A registry keeps the admin API independent of whether the
+proxy is installed.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ def unregister(provider: Provider) -> None:
 
 def snapshot() -> list[dict[str, Any]]:
     """Every registered upstream's state, sorted by address like a stable listing."""
-    rows: list[dict[str, Any]] = []
+    rows: dict[str, dict[str, Any]] = {}
     for provider in list(_providers):
-        rows.extend(provider())
-    return sorted(rows, key=lambda row: str(row.get("address", "")))
+        for row in provider():
+            rows.setdefault(str(row.get("address", "")), row)
+    return [rows[address] for address in sorted(rows)]

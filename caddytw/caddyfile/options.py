@@ -13,7 +13,7 @@ from typing import Any
 from . import issuers
 from .dispenser import Dispenser
 from .pkiapp import parse_pki_option
-from .values import atoi, parse_bytes, parse_duration
+from .values import atoi, parse_duration, size_arg
 
 __all__ = ["GLOBAL_OPTIONS", "apply_order"]
 
@@ -205,13 +205,7 @@ def _servers(d: Dispenser, _: Any) -> Any:
                     raise d.arg_err()
                 settings["keepalive_interval"] = parse_duration(d.val)
             elif sub == "max_header_size":
-                args = d.all_args(1)
-                if args is None:
-                    raise d.arg_err()
-                try:
-                    settings["max_header_bytes"] = parse_bytes(args[0])
-                except ValueError as exc:
-                    d.fail(f"parsing max_header_size: {exc}")
+                settings["max_header_bytes"] = size_arg(d, sub)
             elif sub == "log_credentials":
                 if d.next_arg():
                     raise d.arg_err()

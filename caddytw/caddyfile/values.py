@@ -8,8 +8,12 @@ is needed for the JSON to be identical.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-__all__ = ["atoi", "parse_bytes", "parse_duration", "weak_string"]
+if TYPE_CHECKING:
+    from .dispenser import Dispenser
+
+__all__ = ["atoi", "parse_bytes", "parse_duration", "size_arg", "weak_string"]
 
 _UNITS = {
     "ns": 1,
@@ -83,6 +87,18 @@ def parse_bytes(text: str) -> int:
     if unit is None:
         raise ValueError(f"unhandled size name: {m.group(2).lower()}")
     return int(float(m.group(1).replace(",", "")) * unit)
+
+
+def size_arg(d: Dispenser, name: str) -> int:
+    """The one size argument of subdirective ``name`` (``max_size 10MB``), as Caddy's
+    ``humanize.ParseBytes`` reads it; a missing or extra argument or a bad size fails."""
+    args = d.all_args(1)
+    if args is None:
+        raise d.arg_err()
+    try:
+        return parse_bytes(args[0])
+    except ValueError as exc:
+        d.fail(f"parsing {name}: {exc}")
 
 
 def atoi(text: str) -> int:

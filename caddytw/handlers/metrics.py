@@ -12,6 +12,7 @@ import gzip
 from caddytw.admin import metrics
 from caddytw.config.reader import ObjectReader
 from caddytw.http.build import BuildContext, Handler
+from caddytw.http.dispatch import Answer, respond
 from caddytw.http.request import CaddyRequest
 from caddytw.http.routing import LeafResource
 
@@ -20,7 +21,7 @@ class MetricsHandler(LeafResource):
     def __init__(self, disable_openmetrics: bool) -> None:
         self.disable_openmetrics = disable_openmetrics
 
-    def render(self, request: CaddyRequest) -> bytes:
+    def render(self, request: CaddyRequest) -> Answer:
         accept = request.header_text("accept") or ""
         openmetrics = not self.disable_openmetrics and metrics.wants_openmetrics(accept)
         body, content_type = metrics.render(openmetrics)
@@ -29,7 +30,7 @@ class MetricsHandler(LeafResource):
         if "gzip" in (part.split(";")[0].strip() for part in encodings.split(",")):
             request.setHeader(b"content-encoding", b"gzip")
             body = gzip.compress(body, compresslevel=6)
-        return body
+        return respond(request, body)
 
 
 def build(config: ObjectReader, context: BuildContext, next: Handler) -> MetricsHandler:

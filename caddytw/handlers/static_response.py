@@ -10,7 +10,7 @@ from twisted.web.server import NOT_DONE_YET
 from caddytw.config.errors import ConfigError
 from caddytw.config.reader import ObjectReader, expect_str_list, join_path
 from caddytw.http.build import BuildContext, Handler
-from caddytw.http.dispatch import Answer
+from caddytw.http.dispatch import Answer, respond
 from caddytw.http.placeholders import Template, header_value
 from caddytw.http.request import CaddyRequest, transport_of
 from caddytw.http.routing import LeafResource
@@ -93,11 +93,11 @@ class StaticResponse(LeafResource):
         if self.close:
             request.setHeader(b"connection", b"close")
         if self.body is None:
-            return b""
+            return respond(request, b"")
         body = self.body.render(request, known_only=True)
         if not request.responseHeaders.hasHeader(b"content-type") and body:
             request.setHeader(b"content-type", body_content_type(body))
-        return body.encode("utf-8")
+        return respond(request, body.encode("utf-8"))
 
 
 def build(config: ObjectReader, context: BuildContext, next: Handler) -> StaticResponse:

@@ -3,9 +3,13 @@
 Every entry into the handler tree goes through :func:`dispatch`: the server root, a
 handler that carries its chain on from a callback (``authentication`` after a password
 check, ``reverse_proxy``'s ``handle_response`` routes), and the error routes. A handler
-answers in one way, the :class:`Handler` protocol's: ``render`` returns the whole body
-(dispatch delivers it with its Content-Length) or :data:`NOT_DONE_YET` when the handler
-has taken the answer over (a stream, an upstream response). Whatever goes wrong, sooner
+answers in one way, the :class:`Handler` protocol's: it writes its answer through the
+request (a whole body with :func:`respond`, or a stream, an upstream response, a body
+that comes later) and ``render`` returns :data:`NOT_DONE_YET`. Every built-in handler
+answers so. A ``render`` that returns ``bytes`` (the ``twisted.web`` ``IResource``
+convention) is still delivered, by the same :func:`respond`, so third-party
+``IResource`` plugins keep working; it is the compatible form, not a second way for
+handlers of this package. Whatever goes wrong, sooner
 (an exception out of ``render``) or later (a callback's failure), is handed to
 :func:`fail`, which runs the error routes in scope by calling :func:`dispatch` on them
 directly, as Caddy's server does with the error its handler chain returned.
@@ -21,13 +25,14 @@ from caddytw.http.body import BodyAborted, BodyTooLarge
 from caddytw.http.errors import HandlerError
 from caddytw.http.request import Answer, CaddyRequest, ErrorInfo, Handler
 
-__all__ = ["NOT_DONE_YET", "Answer", "Handler", "dispatch", "fail"]
+__all__ = ["NOT_DONE_YET", "Answer", "Handler", "dispatch", "fail", "respond"]
 
 log = Logger()
 
 
 def dispatch(request: CaddyRequest, handler: Handler) -> None:
-    """Render ``handler`` and deliver what it returns; an exception goes to :func:`fail`."""
+    """Render ``handler``; an exception goes to :func:`fail`, and ``bytes`` returned by
+    an ``IResource`` plugin (the compatible form) are delivered by :func:`respond`."""
     try:
         body = handler.render(request)
     except Exception as exc:
@@ -36,13 +41,24 @@ def dispatch(request: CaddyRequest, handler: Handler) -> None:
     if not isinstance(body, bytes):
         if body is not NOT_DONE_YET:  # a handler's bug: a 500, never a hung request
             fail(request, TypeError(f"{handler!r} answered {body!r}, not bytes"))
-        return  # NOT_DONE_YET: the handler took the answer over
+        return  # NOT_DONE_YET: the handler answered (or will)
+    respond(request, body)
+
+
+def respond(request: CaddyRequest, body: bytes) -> int:
+    """Answer with the whole ``body`` and its Content-Length; returns :data:`NOT_DONE_YET`
+    so that a handler ends ``return respond(request, body)``.
+
+    The one place a whole body is delivered: handlers call it, and :func:`dispatch`
+    calls it for a plugin that returned ``bytes``, so both answer alike.
+    """
     if request.client_gone:
-        return
+        return NOT_DONE_YET
     if not request.startedWriting:
         request.setHeader(b"content-length", b"%d" % len(body))
     request.write(body)
     request.finish()
+    return NOT_DONE_YET
 
 
 def fail(request: CaddyRequest, error: BaseException | Failure) -> None:

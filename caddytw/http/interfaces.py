@@ -28,9 +28,14 @@ class IHandlerFactory(Interface):
             (``headers``, ``encode``, ...). Handlers that answer themselves ignore it.
 
         The returned resource's ``render(request)`` gets a
-        :class:`caddytw.http.request.CaddyRequest`; it may return ``bytes`` or
-        ``NOT_DONE_YET``, raise :class:`caddytw.http.errors.HandlerError`, or later call
-        ``caddytw.http.dispatch.fail(request, error)``.
+        :class:`caddytw.http.request.CaddyRequest`. It answers in one way, as every
+        built-in handler does: it writes the answer through the request (a whole body
+        with ``caddytw.http.dispatch.respond(request, body)``, or a stream) and returns
+        ``NOT_DONE_YET``; or it raises :class:`caddytw.http.errors.HandlerError`, or
+        later calls ``caddytw.http.dispatch.fail(request, error)``. Returning ``bytes``,
+        the ``twisted.web`` ``IResource`` convention, is still accepted so existing
+        ``IResource`` plugins keep working (dispatch delivers them with ``respond``),
+        but it is the compatible form, not a second way for new handlers.
         """
 
 

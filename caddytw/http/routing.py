@@ -20,6 +20,7 @@ from zope.interface import implementer
 
 from caddytw.config.errors import ConfigError, ConfigErrors, ErrorCollector
 from caddytw.config.reader import ObjectReader, expect_list, join_path
+from caddytw.http.dispatch import respond
 from caddytw.http.matchers import Matcher, build_matcher_set
 from caddytw.http.request import Answer, CaddyRequest, Handler
 
@@ -51,27 +52,27 @@ class LeafResource:
 class EmptyResponse(LeafResource):
     """What answers when no handler did: an empty 200, as Caddy."""
 
-    def render(self, request: CaddyRequest) -> bytes:
-        return b""
+    def render(self, request: CaddyRequest) -> Answer:
+        return respond(request, b"")
 
 
 class ErrorStatusResponse(LeafResource):
     """The end of an error chain: the error's status with an empty body."""
 
-    def render(self, request: CaddyRequest) -> bytes:
+    def render(self, request: CaddyRequest) -> Answer:
         status = request.caddy_error.status if request.caddy_error else 500
         request.setResponseCode(status)
-        return b""
+        return respond(request, b"")
 
 
 class TerminalEnd(LeafResource):
     """The ``next`` of a terminal route: nothing else runs. As Caddy's ``emptyHandler``
     (an empty 200), or ``errorEmptyHandler`` (the error's status) inside an error chain."""
 
-    def render(self, request: CaddyRequest) -> bytes:
+    def render(self, request: CaddyRequest) -> Answer:
         if request.caddy_error is not None:
             request.setResponseCode(request.caddy_error.status)
-        return b""
+        return respond(request, b"")
 
 
 TERMINAL_END = TerminalEnd()

@@ -30,7 +30,7 @@ from caddytw.http.request import CaddyRequest
 from caddytw.http.routing import LeafResource, RouteList
 from caddytw.tls.challenges import ChallengeRegistry, HTTP01Gate
 from caddytw.wire.channel import Channel
-from caddytw.wire.h1 import fast_channel_protocol
+from caddytw.wire.h1 import FastHTTPChannel, fast_channel_protocol
 
 DEFAULT_IDLE_TIMEOUT = 300.0
 ALT_SVC_MAX_AGE = 2592000  # 30 days, quic-go's (and so Caddy's) value
@@ -104,7 +104,6 @@ class CaddySite(server.Site):
         protocol = super().buildProtocol(addr)
         self._configure(protocol)
         self.connections.add(protocol)
-        _forget_when_closed(protocol)
         return protocol
 
     def _configure(self, protocol: Any) -> None:
@@ -113,6 +112,11 @@ class CaddySite(server.Site):
         protocol.read_timeout = self.caddy_server.config.read_timeout
         protocol.allow_h2c = "h2c" in self.caddy_server.config.protocols
         protocol.max_body_bytes = self.caddy_server.config.max_request_body or DEFAULT_LIMIT
+        protocol.on_close = self.forget  # the channel calls it: the site holding it now
+
+    def forget(self, protocol: FastHTTPChannel) -> None:
+        """A connection closed: no longer drained or re-pointed by a reload."""
+        self.connections.discard(protocol)
 
     def adopt(self, protocol: Any) -> None:
         """Take over a live connection of the site this one replaces (a reload): its next
@@ -159,17 +163,3 @@ class AltSvcRequests:
         arrived = getattr(request.getHost(), "port", None)
         port = arrived if arrived in self.ports else self.ports[0]
         return alt_svc_value(port)
-
-
-def _forget_when_closed(protocol: Any) -> None:
-    """Remove a connection from its (current) site's ``connections`` when it closes,
-    whatever protocol class the listener uses (plain, TLS, h2c)."""
-    original = protocol.connectionLost
-
-    def connection_lost(reason: Any) -> None:
-        connections = getattr(protocol.factory, "connections", None)
-        if connections is not None:
-            connections.discard(protocol)
-        original(reason)
-
-    protocol.connectionLost = connection_lost

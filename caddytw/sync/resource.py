@@ -23,6 +23,7 @@ from twisted.web.http import datetimeToString
 from twisted.web.server import NOT_DONE_YET
 
 from caddytw.http.body import BodyAborted, BodyTooLarge, ThreadReader, collect_file
+from caddytw.http.dispatch import respond
 from caddytw.http.request import CaddyRequest, transport_of
 from caddytw.http.routing import LeafResource
 from caddytw.sync import batch_api
@@ -248,7 +249,7 @@ class FileSyncResource(LeafResource):
             if name in ("upload", "batch/upload"):
                 self.check_upload_size(request)
         except StoreError as error:
-            return self.error_body(request, error)
+            return respond(request, self.error_body(request, error))
         deferred: Deferred[None] = ensureDeferred(endpoint(request, client))
         deferred.addErrback(self.failed, request)
         deferred.addErrback(lambda f: report_unexpected(f, "answering failed"))

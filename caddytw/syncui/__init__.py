@@ -18,6 +18,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from caddytw.http.dispatch import respond
 from caddytw.http.request import CaddyRequest
 from caddytw.http.routing import LeafResource
 
@@ -112,14 +113,14 @@ class SyncUiResource(LeafResource):
         match = request.getHeader(b"if-none-match")
         if match is not None and asset.etag in [t.strip() for t in match.split(b",")]:
             request.setResponseCode(304)
-            return b""
+            return respond(request, b"")
         request.setHeader(b"content-length", str(len(asset.body)).encode("ascii"))
-        return b"" if request.method == b"HEAD" else asset.body
+        return respond(request, b"" if request.method == b"HEAD" else asset.body)
 
     @staticmethod
-    def plain(request: CaddyRequest, status: int, message: str) -> bytes:
+    def plain(request: CaddyRequest, status: int, message: str) -> int:
         body = (message + "\n").encode("utf-8")
         request.setResponseCode(status)
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         request.setHeader(b"content-length", str(len(body)).encode("ascii"))
-        return b"" if request.method == b"HEAD" else body
+        return respond(request, b"" if request.method == b"HEAD" else body)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
+from collections.abc import Callable
 from io import BytesIO
 from typing import Any
 
@@ -158,6 +159,9 @@ class FastHTTPChannel(Protocol):
     allow_h2c: bool = False
     #: The largest request body read (``max_request_body`` of the server).
     max_body_bytes: int | None = DEFAULT_LIMIT
+    #: Called with this channel when its connection closes (the site that holds it
+    #: forgets it: :meth:`caddytw.http.site.CaddySite.forget`).
+    on_close: Callable[[FastHTTPChannel], None] | None = None
 
     def __init__(self) -> None:
         self._parser: Any = _new_parser(self)
@@ -343,6 +347,8 @@ class FastHTTPChannel(Protocol):
         self.dataReceived(b"PUT" + data[3:])
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self.on_close is not None:
+            self.on_close(self)
         self._cancel_timers()
         if self._h2 is not None:
             self._h2.connectionLost(reason)

@@ -93,3 +93,23 @@ def test_http3_stream_is_the_channel() -> None:
     assert bytes(pair.answers[stream_id].body) == b"HTTP/3.0"
     assert isinstance(made[0], Channel)
     assert made[0].protocol_name == "h3"
+
+
+def test_a_closed_connection_is_forgotten_by_the_site_that_holds_it() -> None:
+    """The channel tells its site it closed (``on_close``), nothing patched onto it; after
+    a reload's ``adopt`` it is the new site that forgets it."""
+    from tests.support.memory import memory_server
+
+    old = memory_server(ROUTES).site
+    new = memory_server(ROUTES).site
+    closed = old.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+    adopted = old.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40001))
+    assert "connectionLost" not in vars(closed)  # the class's own method runs
+    for protocol in (closed, adopted):
+        protocol.makeConnection(StringTransport())
+    closed.connectionLost()
+    assert closed not in old.connections and adopted in old.connections
+    old.connections.discard(adopted)
+    new.adopt(adopted)
+    adopted.connectionLost()
+    assert adopted not in new.connections

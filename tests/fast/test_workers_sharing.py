@@ -1,4 +1,4 @@
-"""What workers share, in memory: the event bus (:mod:`caddytw.server.workers.peers`), upstream
+"""What workers share, in memory: the event bus (:mod:`caddytw.admin.peers`), upstream
 health messages (:mod:`caddytw.handlers.reverse_proxy.sharedhealth`) between two simulated
 workers, and the supervisor's relay and metrics bookkeeping."""
 
@@ -17,11 +17,11 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 
+from caddytw.admin import peers
 from caddytw.handlers.reverse_proxy.config import ActiveHealthConfig, PassiveHealthConfig
 from caddytw.handlers.reverse_proxy.health import ActiveHealthChecker, PassiveHealth, ProbeResult
 from caddytw.handlers.reverse_proxy.sharedhealth import TOPIC, SharedHealth
 from caddytw.handlers.reverse_proxy.upstreams import HostRegistry, Upstream
-from caddytw.server.workers import peers
 from caddytw.server.workers.supervisor import (
     CONFIG_IN_FD,
     MAX_EVENT,

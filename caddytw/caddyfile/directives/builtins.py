@@ -131,40 +131,37 @@ def _text_once(d: Any, out: Handler, key: str, name: str) -> None:
     out[key] = args[0]
 
 
-@handler_directive("respond")
-def parse_respond(h: Helper) -> Handler:
+def _status_and_text(
+    h: Helper, handler: str, text_key: str, text_name: str, flags: tuple[str, ...] = ()
+) -> Handler:
+    """``respond`` and ``error`` read alike: ``[<text>] [<status>]``, then a block that
+    may give the text (``text_name``) once and set ``flags``; an empty text is left out."""
     d = h.d
-    out: Handler = {"handler": "static_response"}
+    out: Handler = {"handler": handler}
     while d.next():
-        _status_or_text(d, "body", out)
+        _status_or_text(d, text_key, out)
         while d.next_block(0):
-            if d.val == "body":
-                _text_once(d, out, "body", "body")
-            elif d.val == "close":
-                if out.get("close"):
-                    d.fail("close already specified")
-                out["close"] = True
+            if d.val == text_name:
+                _text_once(d, out, text_key, text_name)
+            elif d.val in flags:
+                if out.get(d.val):
+                    d.fail(f"{d.val} already specified")
+                out[d.val] = True
             else:
                 d.fail(f"unrecognized subdirective '{d.val}'")
-    if out.get("body") == "":
-        del out["body"]
+    if out.get(text_key) == "":
+        del out[text_key]
     return out
+
+
+@handler_directive("respond")
+def parse_respond(h: Helper) -> Handler:
+    return _status_and_text(h, "static_response", "body", "body", flags=("close",))
 
 
 @handler_directive("error")
 def parse_error(h: Helper) -> Handler:
-    d = h.d
-    out: Handler = {"handler": "error"}
-    while d.next():
-        _status_or_text(d, "error", out)
-        while d.next_block(0):
-            if d.val == "message":
-                _text_once(d, out, "error", "message")
-            else:
-                d.fail(f"unrecognized subdirective '{d.val}'")
-    if out.get("error") == "":
-        del out["error"]
-    return out
+    return _status_and_text(h, "error", "error", "message")
 
 
 @handler_directive("abort")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..values import parse_bytes
+from ..values import size_arg
 from .registry import Handler, Helper, handler_directive
 
 
@@ -51,13 +51,7 @@ def parse_file_sync(h: Helper) -> Handler:
                     d.fail("usage: portable_names on|off")
                 out["portable_names"] = args[0] == "on"
             elif sub == "max_upload_size":
-                args = d.all_args(1)
-                if args is None:
-                    raise d.arg_err()
-                try:
-                    out["max_upload_size"] = parse_bytes(args[0])
-                except ValueError as exc:
-                    d.fail(f"parsing max_upload_size: {exc}")
+                out["max_upload_size"] = size_arg(d, sub)
             elif sub == "client":
                 args = d.remaining_args()
                 if len(args) not in (2, 3) or (len(args) == 3 and args[2] != "read_only"):

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..dispenser import Dispenser
 from ..matchers import _header as parse_header_matcher
-from ..values import atoi, parse_bytes
+from ..values import atoi, size_arg
 from .registry import Handler, Helper, handler_directive
 
 _ENCODERS = ("gzip", "zstd")
@@ -142,13 +142,7 @@ def parse_request_body(h: Helper) -> Handler:
             raise d.arg_err()
         while d.next_block(0):
             if d.val == "max_size":
-                args = d.all_args(1)
-                if args is None:
-                    raise d.arg_err()
-                try:
-                    out["max_size"] = parse_bytes(args[0])
-                except ValueError as exc:
-                    d.fail(f"parsing max_size: {exc}")
+                out["max_size"] = size_arg(d, "max_size")
             else:
                 d.fail(f"unrecognized servers option '{d.val}'")
     return out

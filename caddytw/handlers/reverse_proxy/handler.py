@@ -23,6 +23,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH
 from twisted.web.server import NOT_DONE_YET
 
+from caddytw.admin import upstreams as admin_upstreams
 from caddytw.config.ipranges import ip_in
 from caddytw.config.reader import ObjectReader
 from caddytw.handlers.reverse_proxy.cgienv import build_env, finish_env
@@ -59,7 +60,7 @@ from caddytw.handlers.reverse_proxy.streaming import (
     cooperator_for,
 )
 from caddytw.handlers.reverse_proxy.transport import DialError, UpstreamConnector
-from caddytw.handlers.reverse_proxy.upstreams import HostRegistry, Upstream, registry_of
+from caddytw.handlers.reverse_proxy.upstreams import HostRegistry, Upstream, host_row, registry_of
 from caddytw.handlers.reverse_proxy.websocket import (
     UpstreamSide,
     UpstreamSideFactory,
@@ -85,8 +86,9 @@ NO_BODY_STATUSES = frozenset({204, 304})
 
 
 class ProxyService(Service):
-    """Starts and stops what a handler owns: health checks, pooled connections, and its
-    claim on the shared upstream table."""
+    """Starts and stops what a handler owns: health checks, pooled connections, its
+    claim on the shared upstream table, and its rows in the admin API's upstream list
+    (listed only while running, so a config that was only built lists nothing)."""
 
     def __init__(self, proxy: ReverseProxy, checker: ActiveHealthChecker | None) -> None:
         self.proxy = proxy
@@ -94,17 +96,24 @@ class ProxyService(Service):
 
     def startService(self) -> None:
         super().startService()
+        admin_upstreams.register(self.rows)
         if self.checker is not None:
             self.checker.startService()
 
     def stopService(self) -> Any:
         super().stopService()
+        admin_upstreams.unregister(self.rows)
         if self.checker is not None and self.checker.running:
             self.checker.stopService()
         self.proxy.passive.forget_all()
         for upstream in [*self.proxy.upstreams, *self.proxy.dynamic_upstreams.values()]:
             self.proxy.registry.release(upstream.dial)
         return self.proxy.connector.close()
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The admin API's rows for this handler's upstreams (static and looked up)."""
+        upstreams = [*self.proxy.upstreams, *self.proxy.dynamic_upstreams.values()]
+        return [host_row(upstream.state) for upstream in upstreams]
 
 
 class ReverseProxy(LeafResource):

@@ -1,4 +1,4 @@
-"""Upstream health shared between worker processes (through :mod:`caddytw.server.workers.peers`).
+"""Upstream health shared between worker processes (through :mod:`caddytw.admin.peers`).
 
 Each worker counts passive failures and runs active probes itself; without sharing,
 an upstream that one worker found dead keeps getting each other worker's requests
@@ -21,9 +21,8 @@ from __future__ import annotations
 import math
 from typing import Any, TypeGuard
 
-from caddytw.admin import metrics
+from caddytw.admin import metrics, peers
 from caddytw.handlers.reverse_proxy.upstreams import HostRegistry, HostState, Upstream
-from caddytw.server.workers import peers
 
 TOPIC = "upstream"
 LISTENER_KEY = "reverse_proxy.shared_health"

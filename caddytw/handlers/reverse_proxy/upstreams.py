@@ -3,8 +3,10 @@
 Caddy keeps one ``Host`` per dial address for the whole process, so two handlers proxying
 to the same backend see the same request count and failures, and a config reload keeps
 them. :class:`HostRegistry` is that table; it lives in ``BuildContext.shared`` under
-:data:`REGISTRY_KEY`, and :func:`upstreams_view` is the admin API's
-``GET /reverse_proxy/upstreams`` body.
+:data:`REGISTRY_KEY`. The admin API's ``GET /reverse_proxy/upstreams`` lists the hosts
+of the handlers that are running (each registers with :mod:`caddytw.admin.upstreams`
+when its service starts, and leaves when it stops), as Caddy lists the running
+config's: a config only built (``caddytw validate``, a refused ``/load``) lists none.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from caddytw.admin import metrics
-from caddytw.admin import upstreams as admin_upstreams
 from caddytw.config.errors import ConfigError
 from caddytw.handlers.reverse_proxy.config import parse_dial
 from caddytw.http.placeholders import Template
@@ -46,9 +47,6 @@ class HostRegistry:
         state.users += 1
         return state
 
-    def rows(self) -> list[dict[str, Any]]:
-        return upstreams_view(self)
-
     def release(self, address: str) -> None:
         state = self.hosts.get(address)
         if state is None:
@@ -64,17 +62,17 @@ def registry_of(shared: dict[str, Any]) -> HostRegistry:
     registry = shared.get(REGISTRY_KEY)
     if not isinstance(registry, HostRegistry):
         registry = shared[REGISTRY_KEY] = HostRegistry()
-        # The admin API's GET /reverse_proxy/upstreams lists what this registry knows.
-        admin_upstreams.register(registry.rows)
     return registry
 
 
 def upstreams_view(registry: HostRegistry) -> list[dict[str, Any]]:
     """Caddy's ``/reverse_proxy/upstreams`` JSON: ``[{"address", "num_requests", "fails"}]``."""
-    return [
-        {"address": s.address, "num_requests": s.num_requests, "fails": s.fails}
-        for s in registry.hosts.values()
-    ]
+    return [host_row(state) for state in registry.hosts.values()]
+
+
+def host_row(state: HostState) -> dict[str, Any]:
+    """One upstream as ``/reverse_proxy/upstreams`` shows it."""
+    return {"address": state.address, "num_requests": state.num_requests, "fails": state.fails}
 
 
 @dataclass

@@ -16,7 +16,7 @@ them. The supervisor serves nothing itself; it
   the new config JSON (one ``config`` line) to its fd 3, and the supervisor hands that
   line to every other worker on their fd 4 (they load it the same zero-downtime way)
   and starts later workers (restarts) with it instead of the file;
-- relays events (``event`` lines, :mod:`caddytw.server.workers.peers`) from any worker to all the
+- relays events (``event`` lines, :mod:`caddytw.admin.peers`) from any worker to all the
   others, e.g. upstream health transitions, so that workers agree on which upstreams
   are down;
 - gives the workers a fresh ``PROMETHEUS_MULTIPROC_DIR``, so that ``/metrics`` (served
@@ -70,7 +70,7 @@ def serves_udp() -> bool:
 #: The worker's end of the link to the supervisor: it writes to CONFIG_OUT_FD and
 #: reads from CONFIG_IN_FD, one message per line, each a tag and a JSON document:
 #: ``config {...}`` (a config to load / just loaded) or ``event {...}`` (see
-#: :mod:`caddytw.server.workers.peers`).
+#: :mod:`caddytw.admin.peers`).
 CONFIG_OUT_FD = 3
 CONFIG_IN_FD = 4
 CONFIG_TAG = b"config "

@@ -4,7 +4,7 @@ It serves the whole config like a single ``twistd caddy`` would, except that eve
 listener is bound with ``SO_REUSEPORT`` so that its siblings share the port, and only
 worker 0 runs the admin API: after each config it loads, worker 0 writes the config to
 the supervisor, which passes it to the other workers (see :mod:`caddytw.server.workers.supervisor`).
-The same link carries :mod:`caddytw.server.workers.peers` events both ways.
+The same link carries :mod:`caddytw.admin.peers` events both ways.
 SIGTERM stops it the usual way (the service stops, in-flight requests drain).
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 
 from twisted.protocols.basic import LineReceiver
 
-from caddytw.server.workers import peers
+from caddytw.admin import peers
 from caddytw.server.workers.supervisor import (
     CONFIG_IN_FD,
     CONFIG_OUT_FD,
@@ -33,7 +33,7 @@ LOG_FORMAT_ENV = "CADDYTW_LOG_FORMAT"
 
 class ConfigLink(LineReceiver):
     """The worker's side of the link to the supervisor: ``config`` lines in are configs
-    to load, ``event`` lines go to :func:`caddytw.server.workers.peers.deliver`."""
+    to load, ``event`` lines go to :func:`caddytw.admin.peers.deliver`."""
 
     delimiter = b"\n"
     MAX_LENGTH = 64 << 20

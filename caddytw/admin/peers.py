@@ -11,6 +11,11 @@ each message to every other worker; outside a worker nothing is connected, and
 Messages are best effort and unordered across workers: subscribers must only apply
 state that is bounded in time or refreshed locally, so that a lost message or a
 worker that died is harmless.
+
+A leaf beside :mod:`caddytw.admin.metrics` and :mod:`caddytw.admin.upstreams`, the
+other process-wide registries that handlers feed and the server reads: the worker
+connects it and handlers (``reverse_proxy``'s shared health) publish on it, and
+handlers must not import the server.
 """
 
 from __future__ import annotations
