@@ -101,7 +101,8 @@ def test_workers_share_the_port_survive_a_crash_and_stop_together(tmp_path: Path
             try:
                 assert get(url) == survivor
             except ConnectionResetError:
-                raise AssertionError(f"reset at {i}; kids={children(server.process.pid)} victim={victim}") from None
+                kids = children(server.process.pid)
+                raise AssertionError(f"request {i} reset; workers {kids}, dead {victim}") from None
 
         # The supervisor starts a replacement, which serves too.
         assert wait_until(lambda: len(children(server.process.pid) - {victim}) == 2)
