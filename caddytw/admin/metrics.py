@@ -1,9 +1,10 @@
 """Prometheus metrics for the server and hooks other parts call to report their state.
 
 Request metrics are counted once per request, when it finishes (``request_finished``
-from ``CaddySite.log``), from a cache of labelled children so the hot path does no
-label lookups. Other parts report through the small functions below; none of them
-needs to know about prometheus_client.
+from ``CaddySite.log``), into plain per-label-set lists that a scrape moves into the
+Prometheus values (:data:`BATCHED`), so the hot path does no label lookups or locks.
+Other parts report through the small functions below; none of them needs to know
+about prometheus_client.
 
 With worker processes (``PROMETHEUS_MULTIPROC_DIR`` set before this module is first
 imported) every process writes its values to files in that directory and ``render``
@@ -15,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from bisect import bisect_left
 from typing import Any, Literal
 
 from prometheus_client import (
@@ -117,6 +119,21 @@ SYNC_CLIENTS = Gauge(
 _children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 _server_children: dict[str, tuple[Any, Any, Any]] = {}
 
+#: In one process (no ``PROMETHEUS_MULTIPROC_DIR``) the request metrics are counted in
+#: plain lists and moved into prometheus_client's values by :func:`flush`, which every
+#: scrape (:func:`render`) runs first: a scrape sees exactly what a per-request update
+#: would have shown, and a request costs list additions instead of six locked value
+#: updates and a histogram bucket search. Memory is bounded by the label sets, never by
+#: the number of requests. Worker processes keep the direct updates: another worker's
+#: scrape reads their files and cannot ask them to flush.
+BATCHED = not MULTIPROCESS
+#: Per server: [in-flight change, request body bytes, response body bytes].
+_pending_server: dict[str, list[int]] = {}
+#: Per (server, handler, status class): [requests, duration sum, per-bucket counts].
+_pending_requests: dict[tuple[str, str, str], list[Any]] = {}
+_BUCKET_BOUNDS: tuple[float, ...] = tuple(DURATION._upper_bounds)
+_STATUS_CLASSES = tuple(f"{n}xx" for n in range(10))
+
 
 def _per_server(server: str) -> tuple[Any, Any, Any]:
     children = _server_children.get(server)
@@ -130,6 +147,14 @@ def _per_server(server: str) -> tuple[Any, Any, Any]:
     return children
 
 
+def _per_request_key(key: tuple[str, str, str]) -> tuple[Any, Any]:
+    children = _children.get(key)
+    if children is None:
+        children = (REQUESTS.labels(*key), DURATION.labels(*key))
+        _children[key] = children
+    return children
+
+
 def _server_of(request: Any) -> str:
     site = getattr(request, "site", None)
     runtime = getattr(site, "caddy_server", None)
@@ -140,7 +165,27 @@ def request_started(request: Any) -> None:
     """A request entered its server's routes."""
     server = _server_of(request)
     request.metrics_server = server
+    if BATCHED:
+        pending = _pending_server.get(server)
+        if pending is None:
+            _per_server(server)  # the labelled children exist from the first request on
+            pending = _pending_server[server] = [0, 0, 0]
+        pending[0] += 1
+        return
     _per_server(server)[0].inc()
+
+
+def _status_class(code: int) -> str:
+    index = code // 100
+    return _STATUS_CLASSES[index] if 0 <= index < 10 else f"{index}xx"
+
+
+def _request_body_length(request: Any) -> int:
+    length = request.requestHeaders.getRawHeaders(b"content-length")
+    if length:
+        with contextlib.suppress(ValueError):
+            return max(0, int(length[0]))
+    return 0
 
 
 def request_finished(request: Any) -> None:
@@ -149,25 +194,68 @@ def request_finished(request: Any) -> None:
     if server is None:
         return
     request.metrics_server = None
+    key = (server, getattr(request, "caddy_handler", "") or "", _status_class(request.code))
+    started = getattr(request, "started_at", None)
+    sent = getattr(request, "sentLength", 0)
+    if BATCHED:
+        pending_server = _pending_server[server]
+        pending_server[0] -= 1
+        pending_server[1] += _request_body_length(request)
+        pending_server[2] += sent
+        pending = _pending_requests.get(key)
+        if pending is None:
+            _per_request_key(key)
+            pending = _pending_requests[key] = [0, 0.0, [0] * len(_BUCKET_BOUNDS)]
+        pending[0] += 1
+        if started is not None:
+            duration = max(0.0, time.time() - started)
+            pending[1] += duration
+            pending[2][bisect_left(_BUCKET_BOUNDS, duration)] += 1
+        return
     in_flight, bytes_in, bytes_out = _per_server(server)
     in_flight.dec()
-    code = request.code
-    key = (server, getattr(request, "caddy_handler", "") or "", f"{code // 100}xx")
-    children = _children.get(key)
-    if children is None:
-        children = (REQUESTS.labels(*key), DURATION.labels(*key))
-        _children[key] = children
-    children[0].inc()
-    started = getattr(request, "started_at", None)
+    requests, duration_child = _per_request_key(key)
+    requests.inc()
     if started is not None:
-        children[1].observe(max(0.0, time.time() - started))
-    length = request.requestHeaders.getRawHeaders(b"content-length")
-    if length:
-        with contextlib.suppress(ValueError):
-            bytes_in.inc(max(0, int(length[0])))
-    sent = getattr(request, "sentLength", 0)
+        duration_child.observe(max(0.0, time.time() - started))
+    received = _request_body_length(request)
+    if received:
+        bytes_in.inc(received)
     if sent:
         bytes_out.inc(sent)
+
+
+def flush() -> None:
+    """Move the batched request counts into the Prometheus values (see :data:`BATCHED`)."""
+    for server, pending_server in _pending_server.items():
+        in_flight_change, received, sent = pending_server
+        if not (in_flight_change or received or sent):
+            continue
+        pending_server[:] = [0, 0, 0]
+        in_flight, bytes_in, bytes_out = _per_server(server)
+        if in_flight_change:
+            in_flight.inc(in_flight_change)
+        if received:
+            bytes_in.inc(received)
+        if sent:
+            bytes_out.inc(sent)
+    for key, pending in _pending_requests.items():
+        count, duration_sum, buckets = pending
+        if not count:
+            continue
+        pending[0] = 0
+        pending[1] = 0.0
+        pending[2] = [0] * len(_BUCKET_BOUNDS)
+        requests, duration_child = _per_request_key(key)
+        requests.inc(count)
+        # What ``Histogram.observe`` does per observation, once per bucket: the count of
+        # observations is the bucket total, the sum is kept beside it.
+        observed = sum(buckets)
+        if observed:
+            duration_child._sum.inc(duration_sum)
+            for index, number in enumerate(buckets):
+                if number:
+                    duration_child._buckets[index].inc(number)
 
 
 def request_aborted(request: Any) -> None:
@@ -176,7 +264,10 @@ def request_aborted(request: Any) -> None:
     if server is None:
         return
     request.metrics_server = None
-    _per_server(server)[0].dec()
+    if BATCHED:
+        _pending_server[server][0] -= 1
+    else:
+        _per_server(server)[0].dec()
     ABORTED.labels(server).inc()
 
 
@@ -219,6 +310,7 @@ OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=0.0.1; charset
 def render(openmetrics: bool = False) -> tuple[bytes, str]:
     """The current metrics in Prometheus text format (or OpenMetrics), and their
     Content-Type. Shared by the admin ``/metrics`` and the ``metrics`` handler."""
+    flush()
     registry = REGISTRY
     if MULTIPROCESS:
         registry = CollectorRegistry()

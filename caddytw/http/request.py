@@ -7,15 +7,22 @@ placeholders share it without globals.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, AnyStr, Protocol, TypeAlias
 from urllib.parse import unquote_to_bytes
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web import http, server
+from twisted.web import server
+
+# Names taken out of twisted.web.http once: attribute access on that module goes
+# through twisted's deprecation proxy, which costs more than the lookup it wraps.
+from twisted.web.http import NO_BODY_CODES as _NO_BODY_CODES
+from twisted.web.http import parse_qs
+from twisted.web.http_headers import Headers, _nameEncoder
 
 from caddytw.admin import metrics
 from caddytw.config.netaddr import host_and_port
@@ -29,6 +36,11 @@ if TYPE_CHECKING:
 log = Logger()
 
 _PROTO_NAMES = {b"HTTP/2": "HTTP/2.0", b"HTTP/3": "HTTP/3.0"}
+
+#: twisted's own cache of canonical header names (``b"content-type"`` ->
+#: ``b"Content-Type"``), filled by its encoder with valid names only: a name found here
+#: needs neither the check nor the canonicalisation again.
+_CANONICAL: dict[bytes | str, bytes] = _nameEncoder._canonicalHeaderCache
 
 
 #: What a handler's ``render`` returns: the whole body (``bytes``, delivered with its
@@ -70,8 +82,24 @@ class CaddyRequest(server.Request):
     #: (twisted types it as its own ``HTTPChannel``, which none of ours is).
     channel: Channel  # type: ignore[assignment]
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
+        if args or kwargs:
+            super().__init__(channel, *args, **kwargs)
+        else:
+            # What twisted.web's Request.__init__ and Componentized.__init__ set, without
+            # their keyword handling: this runs once per request on every protocol.
+            self.notifications = []
+            self.channel = channel
+            self.client = channel.getPeer()
+            self.host = channel.getHost()
+            self.requestHeaders = Headers()
+            self.received_cookies = {}
+            self.responseHeaders = Headers()
+            self.cookies = []
+            self.transport = channel.transport
+            self.queued = False
+            self._parsePOSTFormSubmission = channel.site._parsePOSTFormSubmission
+            self._adapterCache = {}
         self.caddy_vars: dict[str, Any] = {}
         self.placeholder_values: dict[str, str] = {}
         self.route_groups: dict[int, set[str]] = {}
@@ -105,6 +133,21 @@ class CaddyRequest(server.Request):
 
     # -- lifecycle -------------------------------------------------------------------
 
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        """twisted.web's, without its form parsing unless the request is a POST (the
+        only case where it reads the body); the rest as it does."""
+        if command == b"POST" and self._parsePOSTFormSubmission:
+            super().requestReceived(command, path, version)
+            return
+        if self.content is not None:
+            self.content.seek(0, 0)
+        self.method, self.uri = command, path
+        self.clientproto = version
+        target, question, query = path.partition(b"?")
+        self.path = target
+        self.args = parse_qs(query, 1) if question else {}
+        self.process()
+
     def process(self) -> None:
         """Hand the request to the server's root resource (no child traversal: routing
         matches on the whole path, as Caddy does)."""
@@ -131,11 +174,12 @@ class CaddyRequest(server.Request):
         """What Go's HTTP server settles before any handler runs, as Caddy's does: an
         absolute-form target becomes its path and Host, an HTTP/1.1 request without Host
         is refused, and ``OPTIONS *`` gets an empty 200."""
-        if self.uri[:7].lower() == b"http://" or self.uri[:8].lower() == b"https://":
-            authority, slash, rest = self.uri.partition(b"://")[2].partition(b"/")
+        uri = self.uri
+        if uri[:1] != b"/" and (uri[:7].lower() == b"http://" or uri[:8].lower() == b"https://"):
+            authority, slash, rest = uri.partition(b"://")[2].partition(b"/")
             self.requestHeaders.setRawHeaders(b"host", [authority])
             self.set_uri(slash + rest if slash else b"/")
-        hosts = self.requestHeaders.getRawHeaders(b"host")
+        hosts = self.requestHeaders._rawHeaders.get(b"Host") or None
         if self.clientproto == b"HTTP/1.1" and not hosts:
             return self._bad_request("missing required Host header")
         if hosts is not None and len(hosts) > 1:
@@ -190,6 +234,25 @@ class CaddyRequest(server.Request):
             message = _reason_phrase(code)
         super().setResponseCode(code, message)
 
+    def getHeader(self, key: AnyStr) -> AnyStr | None:
+        """twisted.web's, straight from the header dict for a name seen before."""
+        if key.__class__ is bytes:
+            canonical = _CANONICAL.get(key)
+            if canonical is not None:
+                values = self.requestHeaders._rawHeaders.get(canonical)
+                return values[-1] if values else None  # type: ignore[return-value]
+        return super().getHeader(key)
+
+    def setHeader(self, name: AnyStr, value: AnyStr) -> None:
+        """twisted.web's, straight into the header dict for a name seen before and a
+        value without line breaks (which twisted's would turn into spaces)."""
+        if value.__class__ is bytes and b"\r" not in value and b"\n" not in value:  # type: ignore[operator]
+            canonical = _CANONICAL.get(name)
+            if canonical is not None:
+                self.responseHeaders._rawHeaders[canonical] = [value]  # type: ignore[list-item]
+                return
+        super().setHeader(name, value)
+
     def set_uri(self, uri: bytes) -> None:
         """Rewrite the request target, keeping ``path``, ``args`` and placeholders in step."""
         self.uri = uri
@@ -198,7 +261,7 @@ class CaddyRequest(server.Request):
         self.decoded_path = decode_path(path)
         # twisted.web's own bytes parser, as for the original target (urllib's rejects
         # non-ASCII bytes, which a rewrite may legitimately produce).
-        self.args = http.parse_qs(query, 1) if query else {}
+        self.args = parse_qs(query, 1) if query else {}
 
     def _run_header_hooks(self) -> None:
         if self._hooks_ran:
@@ -212,12 +275,82 @@ class CaddyRequest(server.Request):
             self.first_chunk = data
             self._run_header_hooks()
             self.first_chunk = b""
-        super().write(data)
+            if not self._lean_head():
+                super().write(data)
+                return
+            if self.method == b"HEAD" or self.code in _NO_BODY_CODES:
+                return
+        elif self.chunked or self._encoder is not None or self.finished or self._disconnected:
+            super().write(data)
+            return
+        self.sentLength += len(data)
+        if data:
+            self.channel.write(data)
+
+    def _lean_head(self) -> bool:
+        """Send the response head as twisted.web's ``Request.write`` does when nothing of
+        its own is asked of it (no encoder, ``lastModified``, ``etag``, cookies or fake
+        HEAD, no chunked framing): one status line from a cache, the headers as they
+        are. False, having done nothing, when twisted.web's path has to run."""
+        if (
+            self._encoder is not None
+            or self._inFakeHead
+            or self.finished
+            or self._disconnected
+            or self.lastModified is not None
+            or self.etag is not None
+            or self.cookies
+        ):
+            return False
+        code = self.code
+        if (
+            b"Content-Length" not in self.responseHeaders._rawHeaders
+            and self.clientproto == b"HTTP/1.1"
+            and self.method != b"HEAD"
+            and code not in _NO_BODY_CODES
+        ):
+            return False  # chunked: twisted.web frames it
+        self.startedWriting = 1
+        self.channel.writeHeaders(
+            self.clientproto, _status_code(code), self.code_message, self.responseHeaders
+        )
+        if self.method == b"HEAD" or code in _NO_BODY_CODES:
+            self.write = _write_nothing  # type: ignore[method-assign]
+        return True
 
     def finish(self) -> None:
         if not self.startedWriting:
             self._run_header_hooks()
-        super().finish()
+        if (
+            self._encoder is not None
+            or self._disconnected
+            or self.finished
+            or self.queued
+            or self.producer is not None
+        ):
+            super().finish()  # twisted.web's checks, warnings and producer clean-up
+            return
+        # twisted.web's Request.finish and _cleanup in one frame, for the usual case.
+        if not self.startedWriting:
+            self.write(b"")
+        if self.chunked:
+            self.channel.write(b"0\r\n\r\n")
+        factory = getattr(self.channel, "factory", None)
+        if factory is not None:
+            factory.log(self)
+        self.finished = 1
+        self.channel.requestDone(self)
+        del self.channel
+        content = self.content
+        if content is not None:
+            with contextlib.suppress(OSError):
+                content.close()
+            del self.content
+        notifications = self.notifications
+        if notifications:
+            for deferred in notifications:
+                deferred.callback(None)
+            self.notifications = []
 
     # -- what Caddy calls request properties -----------------------------------------
 
@@ -271,6 +404,24 @@ class CaddyRequest(server.Request):
 def transport_of(request: Any) -> Any:
     """The connection under a request (typed loosely: HTTP/1, HTTP/2 and HTTP/3 differ)."""
     return request.channel.transport
+
+
+def _write_nothing(data: bytes) -> None:
+    """``write`` once the head of a body-less answer (HEAD, 204, 304) went, as
+    twisted.web's: the body is dropped."""
+
+
+#: Status codes as the status line spells them (``b"200"``), made once per code.
+_STATUS_CODES: dict[int, bytes] = {}
+
+
+def _status_code(code: int) -> bytes:
+    spelled = _STATUS_CODES.get(code)
+    if spelled is None:
+        spelled = b"%d" % code
+        if len(_STATUS_CODES) < 1000:
+            _STATUS_CODES[code] = spelled
+    return spelled
 
 
 @functools.lru_cache(maxsize=1024)
