@@ -200,7 +200,8 @@ def latency(work: Path, count: int) -> tuple[list[float], int, int, int]:
     samples: list[float] = []
     try:
         for client in (a, b):
-            wait_until(lambda c=client: (c.root / "seed.txt").exists(), 60, "first pass")
+            seed = client.root / "seed.txt"
+            wait_until(seed.exists, 60, "first pass")
         time.sleep(1.0)
         for i in range(count):
             data = os.urandom(1500).hex().encode()  # 3 KB
@@ -277,7 +278,12 @@ class Rows(list[tuple[str, str, str]]):
 def main() -> None:
     options = argparse.ArgumentParser()
     options.add_argument("--quick", action="store_true", help="smaller sizes")
-    options.add_argument("--only", choices=["compression", "initial", "latency"], default=None)
+    options.add_argument(
+        "--only",
+        choices=["compression", "initial", "small", "latency"],
+        default=None,
+        help="one part; small: only the initial sync of many small files",
+    )
     options.add_argument(
         "--rounds", type=int, default=3, help="interleaved initial-sync rounds (median)"
     )
@@ -333,7 +339,7 @@ def main() -> None:
                         f"{on['down_s'] / off['down_s']:.2f}x)",
                     )
                 )
-        if args.only in (None, "initial"):
+        if args.only in (None, "initial", "small"):
             result = initial_sync(
                 work, f"{small} x 4 KiB", lambda root: small_files(root, small), args.rounds
             )
@@ -348,6 +354,7 @@ def main() -> None:
                     "off",
                 )
                 rows.append(initial_row(f"initial sync, {small:,} x 4 KiB, --batch off", result))
+        if args.only in (None, "initial"):
             result = initial_sync(
                 work, f"one {big >> 20} MiB", lambda root: _big_file(root, big), args.rounds
             )

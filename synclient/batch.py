@@ -136,13 +136,35 @@ class SmallFiles:
     # -- downloads --------------------------------------------------------------------
 
     async def _send_down(self, items: list[_Download]) -> None:
-        from synclient.remote import BadAnswer, HashMismatch, RemoteError
+        from synclient.remote import HashMismatch
 
         if not self.enabled:
             await self._singles_down(items)
             return
+        entries = await self.download_many([item.path for item in items])
+        if entries is None:
+            await self._singles_down(items)
+            return
+        for item, entry in zip(items, entries, strict=True):
+            if isinstance(entry, Exception):
+                item.done.errback(entry)
+            elif item.verify and hashlib.sha256(entry).hexdigest() != item.hash:
+                item.done.errback(
+                    HashMismatch(f"download {item.path}: content does not match its hash")
+                )
+            else:
+                item.done.callback(entry)
+
+    async def download_many(self, paths: list[str]) -> list[bytes | Exception] | None:
+        """One ``batch/download`` request for ``paths``: per path its entry's bytes
+        (*not* checked against any hash: the caller must, before they become visible)
+        or the exception the single-file request would have raised. ``None``: the server
+        has no batch endpoints (batching is then off for the session). A broken answer
+        raises (:class:`~synclient.remote.BadAnswer`): no entry of it is used."""
+        from synclient.remote import BadAnswer, RemoteError, _collect
+
         remote = self.remote
-        body = json.dumps({"paths": [item.path for item in items]}).encode()
+        body = json.dumps({"paths": paths}).encode()
         headers = remote.headers({"Content-Type": "application/json"})
         if remote.compression:
             headers["Accept-Encoding"] = ENCODING
@@ -153,40 +175,33 @@ class SmallFiles:
         if response.code in (404, 405):
             await response.content()
             self.enabled = False
-            await self._singles_down(items)
-            return
+            return None
         await remote._check(response, "batch download")
         parser = EntryParser(MAX_ENTRY)
-        pending = list(reversed(items))
+        out: list[bytes | Exception] = []
 
         def entries(data: bytes) -> None:
             for header, payload in parser.feed(data):
-                if not pending:
+                if len(out) >= len(paths):
                     raise BatchError("more entries than paths asked for")
-                item = pending.pop()
-                if header.get("path") != item.path:
-                    raise BatchError(f"entry for {header.get('path')!r}, expected {item.path!r}")
-                status = header.get("status")
-                if status != 200:
-                    item.done.errback(_entry_error(item.path, header, "download"))
-                elif item.verify and hashlib.sha256(payload).hexdigest() != item.hash:
-                    item.done.errback(
-                        HashMismatch(f"download {item.path}: content does not match its hash")
-                    )
+                path = paths[len(out)]
+                if header.get("path") != path:
+                    raise BatchError(f"entry for {header.get('path')!r}, expected {path!r}")
+                if header.get("status") != 200:
+                    out.append(_entry_error(path, header, "download"))
                 else:
-                    item.done.callback(payload)
-
-        from synclient.remote import _collect
+                    out.append(payload)
 
         try:
-            await _collect(response, entries, "(batch)", MAX_BYTES * 4 + len(items) * 20_000)
+            await _collect(response, entries, "(batch)", MAX_BYTES * 4 + len(paths) * 20_000)
             parser.close()
         except BatchError as error:
             raise BadAnswer(f"batch download: {error}") from None
         except RemoteError:
             raise
-        if pending:
+        if len(out) != len(paths):
             raise BadAnswer("batch download: fewer entries than paths asked for")
+        return out
 
     async def _singles_down(self, items: list[_Download]) -> None:
         for item in items:

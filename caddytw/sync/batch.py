@@ -120,33 +120,39 @@ class EntryParser:
     def feed(self, data: bytes) -> list[tuple[dict[str, Any], bytes]]:
         if self.ended and data:
             raise BatchError("bytes after the end line")
-        self._buffer += data
+        buffer = self._buffer
+        buffer += data
+        # Walk the buffer with an offset and drop what was consumed once at the end:
+        # deleting each entry from the front moved the rest of a 64 KiB read per entry.
+        at = 0
         out: list[tuple[dict[str, Any], bytes]] = []
-        while True:
-            if self._header is None:
-                newline = self._buffer.find(b"\n")
-                if newline < 0:
-                    if len(self._buffer) > MAX_HEADER:
-                        raise BatchError(f"entry header longer than {MAX_HEADER} bytes")
+        try:
+            while True:
+                if self._header is None:
+                    newline = buffer.find(b"\n", at)
+                    if newline < 0:
+                        if len(buffer) - at > MAX_HEADER:
+                            raise BatchError(f"entry header longer than {MAX_HEADER} bytes")
+                        return out
+                    header = _parse_header(bytes(buffer[at:newline]))
+                    at = newline + 1
+                    if header.get("end") is True:
+                        if header.get("count") != self.count or at != len(buffer):
+                            raise BatchError("batch stream: bad end line")
+                        self.ended = True
+                        return out
+                    self._size = _size_of(header)
+                    if self._size > self.max_entry:
+                        raise BatchError(f"entry of {self._size} bytes is over the limit")
+                    self._header = header
+                    self.count += 1
+                if len(buffer) - at < self._size:
                     return out
-                header = _parse_header(bytes(self._buffer[:newline]))
-                del self._buffer[: newline + 1]
-                if header.get("end") is True:
-                    if header.get("count") != self.count or self._buffer:
-                        raise BatchError("batch stream: bad end line")
-                    self.ended = True
-                    return out
-                self._size = _size_of(header)
-                if self._size > self.max_entry:
-                    raise BatchError(f"entry of {self._size} bytes is over the limit")
-                self._header = header
-                self.count += 1
-            if len(self._buffer) < self._size:
-                return out
-            body = bytes(self._buffer[: self._size])
-            del self._buffer[: self._size]
-            out.append((self._header, body))
-            self._header = None
+                out.append((self._header, bytes(buffer[at : at + self._size])))
+                at += self._size
+                self._header = None
+        finally:
+            del buffer[:at]
 
     def close(self) -> None:
         if not self.ended:

@@ -1,6 +1,7 @@
 """A counting TCP relay: put it between a client and a server to measure the bytes on the
 wire each way (and optionally slow the client-to-server direction down, so a test can
-interrupt an upload half-way, or record what the client sent to count its requests)."""
+interrupt an upload half-way, or record what the client sent to count its requests, or
+rewrite what the server sends, as a faulty network or middlebox would)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from tests.support.ports import free_port
 
@@ -19,9 +20,17 @@ class Relay:
     ``up`` counts client-to-server bytes, ``down`` server-to-client bytes (payload only,
     as TCP carries them). ``up_rate`` (bytes/s, 0 = unlimited) throttles uploads.
     ``record`` keeps the client-to-server bytes so :meth:`requests` can count requests.
+    ``down_rewrite`` maps each block the server sends before it reaches the client.
     """
 
-    def __init__(self, target_port: int, up_rate: int = 0, record: bool = False) -> None:
+    def __init__(
+        self,
+        target_port: int,
+        up_rate: int = 0,
+        record: bool = False,
+        down_rewrite: Callable[[bytes], bytes] | None = None,
+    ) -> None:
+        self.down_rewrite = down_rewrite
         self.target_port = target_port
         self.port = free_port()
         self.up = 0
@@ -87,6 +96,8 @@ class Relay:
                             self.sent += data
                     else:
                         self.down += len(data)
+                if not up and self.down_rewrite is not None:
+                    data = self.down_rewrite(data)
                 sink.sendall(data)
                 if up and self.up_rate:
                     time.sleep(len(data) / self.up_rate)
@@ -99,9 +110,13 @@ class Relay:
 
 
 @contextlib.contextmanager
-def byte_relay(target_port: int, record: bool = False) -> Iterator[tuple[int, Relay]]:
+def byte_relay(
+    target_port: int,
+    record: bool = False,
+    down_rewrite: Callable[[bytes], bytes] | None = None,
+) -> Iterator[tuple[int, Relay]]:
     """``(relay port, relay)`` while the block runs, closed after it."""
-    relay = Relay(target_port, record=record)
+    relay = Relay(target_port, record=record, down_rewrite=down_rewrite)
     try:
         yield relay.port, relay
     finally:

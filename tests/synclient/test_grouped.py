@@ -23,13 +23,15 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+@pytest.mark.parametrize("sync_folders", [False, True])
 def test_an_install_group_treats_each_file_on_its_own(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sync_folders: bool
 ) -> None:
     """One group: a new file, a body that does not match its hash, a file the user
     edits while the group runs, a file in a folder that does not exist yet. Each gets
     its own outcome; nothing unverified or over a user's edit becomes visible, and the
-    others are installed."""
+    others are installed. ``sync_folders`` (the bulk path's groups) makes the renames
+    durable in the group itself, leaving nothing for the next state commit."""
     from synclient import apply
     from synclient.apply import _Install
 
@@ -38,10 +40,13 @@ def test_an_install_group_treats_each_file_on_its_own(
     applier = Applier(tmp_path, state, remote=None)  # type: ignore[arg-type]
     real = apply.fsync_all
 
+    edits = [b" + the user's edit"]
+
     def fsync_then_user_edits(paths: object) -> dict[str, OSError]:
         failed = real(paths)  # type: ignore[arg-type]
-        with open(tmp_path / "edited.txt", "ab") as handle:
-            handle.write(b" + the user's edit")
+        if edits:  # once, between the temp files' fsyncs and the renames
+            with open(tmp_path / "edited.txt", "ab") as handle:
+                handle.write(edits.pop())
         return failed
 
     monkeypatch.setattr(apply, "fsync_all", fsync_then_user_edits)
@@ -56,7 +61,8 @@ def test_an_install_group_treats_each_file_on_its_own(
             job("forged.txt", b"not what was announced", None, sha(b"announced")),
             job("edited.txt", b"server bytes", Version(sha(b"old"), 3)),
             job("fresh/dir/deep.txt", b"deep", None),
-        ]
+        ],
+        sync_folders,
     )
     assert outcomes[0] is not None and not isinstance(outcomes[0], BaseException)
     assert (tmp_path / "new.txt").read_bytes() == b"new bytes"
@@ -67,6 +73,7 @@ def test_an_install_group_treats_each_file_on_its_own(
     assert outcomes[2] is None  # left alone: planned again
     assert (tmp_path / "edited.txt").read_bytes() == b"old + the user's edit"
     assert (tmp_path / "fresh" / "dir" / "deep.txt").read_bytes() == b"deep"
+    assert applier._renamed_in == (set() if sync_folders else {tmp_path, tmp_path / "fresh/dir"})
     state.close()
 
 

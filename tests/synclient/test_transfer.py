@@ -150,3 +150,38 @@ def test_initial_sync_takes_few_requests_and_skips_what_cannot_help(
         assert counts.requests(b"GET /api/chunks") == 0
         assert counts.requests(b"GET /api/download") == 1
     assert tree(b) == tree(server.root)
+
+
+def test_a_corrupted_entry_in_a_bulk_batch_is_refused_and_the_rest_installed(
+    server: SyncServer, tmp_path: Path
+) -> None:
+    """The initial sync's bulk path (one request, one install hop per batch): the wire
+    flips bytes inside one file's entry. That file is refused (its bytes never reach
+    the folder, not even in a temp file, and the pass reports it), every other file of
+    the same batch is installed verified, and a clean second pass brings the refused
+    file, so one entry's failure is its own."""
+    marker = b"<flip-me>"
+    for i in range(300):
+        path = server.root / f"d{i % 3}" / f"f{i}.txt"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(os.urandom(2048))
+    # Repeated throughout the file: any block of the stream holding part of the file
+    # holds whole markers, wherever the relay's reads cut it.
+    (server.root / "d1" / "victim.txt").write_bytes(marker * 400)
+    server.wait_indexed(60)
+    b = tmp_path / "b"
+
+    def flip(data: bytes) -> bytes:
+        return data.replace(marker, b"<flipped>")
+
+    with byte_relay(server.port, down_rewrite=flip) as (port, _):
+        result = Client(relayed(server, port), b, "--compression", "off", "--initial-sync").once()
+    assert result.returncode != 0
+    assert "victim.txt" in result.stderr
+    wanted = {k: v for k, v in tree(server.root).items() if k != "d1/victim.txt"}
+    assert tree(b) == wanted
+    for path in b.rglob("*"):
+        if path.is_file():
+            assert b"<flipped>" not in path.read_bytes(), path
+    assert Client(server, b).once().returncode == 0
+    assert tree(b) == tree(server.root)
