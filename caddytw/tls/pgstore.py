@@ -14,6 +14,16 @@ Configured as the community certmagic-sqlstorage module is::
   :data:`KEEPALIVE_SECONDS` when its machine or network vanishes (server-side TCP
   keepalives set on the lock's session). No lock outlives its holder, so none needs
   an expiry that a slow order could overrun.
+- **Fencing**: a lock's session can also end under a holder that still runs (its
+  connection dropped, an operator's ``pg_terminate_backend``); another node then gets
+  the lock and orders too. Taking a lock therefore records, in
+  ``caddytw_locks(name, fence, holder)``, a fence from a sequence and the backend PID
+  of the lock's session; :meth:`PostgresStorage.store_fenced` (the certificate save)
+  checks in its own transaction that the row still carries the holder's fence *and*
+  that this session still holds the advisory lock (``pg_locks``), taking the row lock
+  so that a new holder's fence bump waits for the save to commit. A save under a lost
+  lock is refused (:class:`~caddytw.tls.store.LockLost`), so the node that holds the
+  lock now is the one whose certificate stays.
 - **Challenges**: storing or deleting a key under ``challenge_tokens/`` also sends a
   ``NOTIFY`` on :data:`CHANNEL` in the same transaction, so the other nodes load the
   pending challenges before the CA comes to check them (see
@@ -28,13 +38,22 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from caddytw.postgres import Database, release_database, shared_database
-from caddytw.tls.store import CHALLENGES, Storage, check_key, parse_challenges
+from caddytw.tls.store import (
+    CHALLENGES,
+    Fence,
+    LockLost,
+    Storage,
+    check_key,
+    parse_challenges,
+)
 
 TABLE = "caddytw_storage"
+LOCKS = "caddytw_locks"
+FENCES = "caddytw_lock_fences"
 CHANNEL = "caddytw_storage_challenges"
 #: First key of the storage's advisory locks ("cdts"), the second is the key's hash.
 LOCK_CLASS = 0x63647473
@@ -49,7 +68,26 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     key TEXT COLLATE "C" PRIMARY KEY,
     value BYTEA NOT NULL,
     modified TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE SEQUENCE IF NOT EXISTS {FENCES};
+CREATE TABLE IF NOT EXISTS {LOCKS} (
+    name TEXT COLLATE "C" PRIMARY KEY,
+    fence BIGINT NOT NULL,
+    holder INTEGER NOT NULL,
+    taken TIMESTAMPTZ NOT NULL DEFAULT now()
 )
+"""
+_UPSERT = (
+    f"INSERT INTO {TABLE} (key, value) VALUES (%s, %s) ON CONFLICT (key) "
+    "DO UPDATE SET value = EXCLUDED.value, modified = now()"
+)
+#: The fence row of a lock, if it still carries this fence and its holder's session
+#: still holds the advisory lock (a 2-key advisory lock: classid, objid, objsubid 2).
+_STILL_HELD = f"""
+SELECT 1 FROM {LOCKS} l WHERE l.name = %s AND l.fence = %s AND EXISTS (
+    SELECT 1 FROM pg_locks p WHERE p.pid = l.holder AND p.locktype = 'advisory'
+    AND p.granted AND p.objsubid = 2 AND p.classid::bigint = %s AND p.objid::bigint = %s
+) FOR UPDATE OF l
 """
 
 
@@ -105,12 +143,23 @@ class PostgresStorage(Storage):
 
     def store(self, key: str, value: bytes, private: bool = False) -> None:
         with self._conn() as conn, conn.transaction():
-            conn.execute(
-                f"INSERT INTO {TABLE} (key, value) VALUES (%s, %s) ON CONFLICT (key) "
-                "DO UPDATE SET value = EXCLUDED.value, modified = now()",
-                (check_key(key), value),
-            )
+            conn.execute(_UPSERT, (check_key(key), value))
             self._announce(conn, key)
+
+    def store_fenced(self, items: Sequence[tuple[str, bytes, bool]], fence: Fence | None) -> None:
+        """All ``items`` in one transaction, which first checks that ``fence``'s lock is
+        still held by the session that took it (see the module's *Fencing*)."""
+        with self._conn() as conn, conn.transaction():
+            if fence is not None:
+                held = conn.execute(
+                    _STILL_HELD,
+                    (fence.key, fence.token, LOCK_CLASS, lock_id(fence.key) & 0xFFFFFFFF),
+                ).fetchone()
+                if held is None:
+                    raise LockLost(f"lock {fence.key!r} (fence {fence.token}) is no longer held")
+            for key, value, _private in items:
+                conn.execute(_UPSERT, (check_key(key), value))
+                self._announce(conn, key)
 
     def delete(self, key: str) -> None:
         with self._conn() as conn, conn.transaction():
@@ -148,7 +197,9 @@ class PostgresStorage(Storage):
     # -- locks -----------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def lock(self, key: str) -> Iterator[None]:
+    def lock(self, key: str) -> Iterator[Fence]:
+        import psycopg
+
         conn = self.database.connect_direct(autocommit=True, options=_KEEPALIVE_OPTIONS)
         with self._ready_lock:
             if self._closed:
@@ -156,11 +207,23 @@ class PostgresStorage(Storage):
                 raise RuntimeError("storage closed")
             self._waiting.add(conn)
         try:
+            self._schema(conn)
             conn.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_CLASS, lock_id(key)))
             with self._ready_lock:
                 self._waiting.discard(conn)
-            yield
-            conn.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_CLASS, lock_id(key)))
+            # Waits for a stale holder's fenced save in flight (it holds the row), so
+            # what this holder loads next includes that save.
+            row = conn.execute(
+                f"INSERT INTO {LOCKS} (name, fence, holder) "
+                f"VALUES (%s, nextval('{FENCES}'), pg_backend_pid()) ON CONFLICT (name) "
+                "DO UPDATE SET fence = EXCLUDED.fence, holder = EXCLUDED.holder, taken = now() "
+                "RETURNING fence",
+                (key,),
+            ).fetchone()
+            yield Fence(key, int(row[0]))
+            # A session that already ended took its lock with it.
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_CLASS, lock_id(key)))
         finally:
             with self._ready_lock:
                 self._waiting.discard(conn)
