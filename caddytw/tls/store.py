@@ -50,6 +50,8 @@ _SAFE = re.compile(r"[^a-z0-9_.\-@]")
 CHALLENGES = "challenge_tokens"
 HTTP01 = "http-01"
 TLS_ALPN01 = "tls-alpn-01"
+#: An ACME token (base64url); anything else is never a challenge key segment.
+TOKEN = re.compile(r"[A-Za-z0-9_\-]{1,200}")
 
 
 def safe_key(name: str) -> str:
@@ -253,7 +255,7 @@ def parse_challenges(
 
 def _token(token: str) -> str:
     """ACME tokens are base64url; anything else cannot be a key segment."""
-    if not re.fullmatch(r"[A-Za-z0-9_\-]{1,200}", token):
+    if not TOKEN.fullmatch(token):
         raise ValueError(f"invalid challenge token {token!r}")
     return token
 
