@@ -38,9 +38,7 @@ def get(url: str, method: str = "GET") -> tuple[int, bytes]:
         return error.code, error.read()
 
 
-def test_an_unannounced_challenge_is_answered_from_the_storage(
-    tmp_path: Path, pg_url: str
-) -> None:
+def test_an_unannounced_challenge_is_answered_from_the_storage(tmp_path: Path, pg_url: str) -> None:
     port = free_port()
     config: dict[str, Any] = {
         "admin": {"disabled": True},
