@@ -16,8 +16,10 @@ ordering node tells the CA at once, with no wait.
 
 TLS-ALPN-01 cannot do that: its answer is chosen inside the handshake's ALPN callback,
 which runs on the reactor and cannot wait for a database. For it the ordering node
-still waits :attr:`Storage.propagation_delay` so that the other nodes' in-memory maps
-have the certificate when the CA connects.
+waits (:meth:`Storage.await_challenge`) until every other live node has acknowledged
+the challenge, which a node does once its reactor holds the new maps
+(:meth:`Storage.acknowledge_challenges`): no fixed delay, bounded by a timeout (see
+:mod:`caddytw.tls.pgstore`).
 
 The reactor only ever reads the in-memory maps; the storage is read and written in
 threads only.
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -50,6 +52,8 @@ LOOKUP_TIMEOUT = 3.0
 #: Storage lookups in flight at once; beyond that an unknown token is a 404 at once, so
 #: a flood of made-up tokens cannot tie up the worker threads or the database.
 MAX_LOOKUPS = 8
+#: Seconds the listener thread waits for the reactor to take the new maps.
+ACK_WAIT = 5.0
 
 
 class SharedChallenges(Service):
@@ -91,7 +95,9 @@ class SharedChallenges(Service):
                     "key": crypto.dump_privatekey(pem, key).decode(),
                 }
                 storage.save_challenge(TLS_ALPN01, name, data)
-                time.sleep(storage.propagation_delay)
+                # The ALPN callback cannot wait for the database: every node must
+                # hold the certificate in memory before the CA connects.
+                storage.await_challenge(TLS_ALPN01, name)
 
         def remove_tls_alpn01(name: str) -> None:
             in_reactor(registry.remove_tls_alpn01, name)
@@ -146,7 +152,17 @@ class SharedChallenges(Service):
                 n=len(http01),
                 m=len(alpn),
             )
-        self.reactor.callFromThread(self.registry.set_remote, http01, alpn)
+        installed = threading.Event()
+
+        def install() -> None:
+            self.registry.set_remote(http01, alpn)
+            installed.set()
+
+        self.reactor.callFromThread(install)
+        # Acknowledged only once the reactor answers with them (an ordering node waits
+        # for that before it asks the CA); a reactor that is not running says nothing.
+        if installed.wait(ACK_WAIT):
+            self.storage.acknowledge_challenges(found)
 
     def lookup_http01(self, token: str) -> Deferred[str | None]:
         """The key authorization stored for ``token``, read in a worker thread; None when

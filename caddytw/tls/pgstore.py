@@ -28,6 +28,13 @@ Configured as the community certmagic-sqlstorage module is::
   ``NOTIFY`` on :data:`CHANNEL` in the same transaction, so the other nodes load the
   pending challenges before the CA comes to check them (see
   :mod:`caddytw.tls.distributed`).
+- **Acknowledgements** instead of a fixed wait: each node's listening session registers
+  its backend PID in ``caddytw_listeners``; once a node's in-memory maps hold the
+  pending challenges it adds ``(key, pid)`` rows to ``caddytw_challenge_acks``. The
+  ordering node (:meth:`PostgresStorage.await_challenge`) waits until every *live*
+  listener (its session still in ``pg_stat_activity``) has acknowledged the challenge,
+  at most :data:`ACK_TIMEOUT` seconds (a node whose database session is gone cannot
+  answer anyway and is not waited for; a node that is up but stuck is, that long).
 
 Every method blocks (psycopg through :class:`caddytw.postgres.Database`'s pool): the
 TLS app calls them from worker threads, never from the reactor.
@@ -38,8 +45,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
+
+from twisted.logger import Logger
 
 from caddytw.postgres import Database, release_database, shared_database
 from caddytw.tls.store import (
@@ -51,8 +61,16 @@ from caddytw.tls.store import (
     parse_challenges,
 )
 
+log = Logger()
+
 TABLE = "caddytw_storage"
 LOCKS = "caddytw_locks"
+LISTENERS = "caddytw_listeners"
+ACKS = "caddytw_challenge_acks"
+#: Longest wait for the other nodes to acknowledge a challenge before the CA is told.
+ACK_TIMEOUT = 10.0
+#: How often the ordering node looks at the acknowledgements meanwhile.
+ACK_POLL = 0.05
 FENCES = "caddytw_lock_fences"
 CHANNEL = "caddytw_storage_challenges"
 #: First key of the storage's advisory locks ("cdts"), the second is the key's hash.
@@ -75,7 +93,22 @@ CREATE TABLE IF NOT EXISTS {LOCKS} (
     fence BIGINT NOT NULL,
     holder INTEGER NOT NULL,
     taken TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS {LISTENERS} (
+    pid INTEGER PRIMARY KEY,
+    registered TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS {ACKS} (
+    key TEXT COLLATE "C" NOT NULL,
+    listener INTEGER NOT NULL,
+    PRIMARY KEY (key, listener)
 )
+"""
+#: Live listeners that have not acknowledged a challenge key yet.
+_UNACKNOWLEDGED = f"""
+SELECT count(*) FROM {LISTENERS} l
+WHERE l.pid IN (SELECT pid FROM pg_stat_activity)
+AND NOT EXISTS (SELECT 1 FROM {ACKS} a WHERE a.key = %s AND a.listener = l.pid)
 """
 _UPSERT = (
     f"INSERT INTO {TABLE} (key, value) VALUES (%s, %s) ON CONFLICT (key) "
@@ -103,7 +136,7 @@ class PostgresStorage(Storage):
     shared = True
     #: Long enough for a NOTIFY to reach the other nodes and their reload (one query)
     #: to finish, with a wide margin for loaded machines; orders are rare.
-    propagation_delay = 2.0
+    propagation_delay = 2.0  # unused: await_challenge waits for acknowledgements
 
     def __init__(self, connection_string: str) -> None:
         self.database: Database = shared_database(connection_string)
@@ -111,6 +144,8 @@ class PostgresStorage(Storage):
         self._ready_lock = threading.Lock()
         self._waiting: set[Any] = set()
         self._closed = False
+        #: The backend PID of this node's listening session (None until it listens).
+        self._listener_pid: int | None = None
 
     def describe(self) -> str:
         return self.database.name
@@ -164,6 +199,8 @@ class PostgresStorage(Storage):
     def delete(self, key: str) -> None:
         with self._conn() as conn, conn.transaction():
             conn.execute(f"DELETE FROM {TABLE} WHERE key = %s", (check_key(key),))
+            if key.startswith(CHALLENGES + "/"):
+                conn.execute(f"DELETE FROM {ACKS} WHERE key = %s", (key,))
             self._announce(conn, key)
 
     def list(self, prefix: str = "") -> list[str]:
@@ -246,6 +283,63 @@ class PostgresStorage(Storage):
         from caddytw.postgres import ChangeListener
 
         label = "tls: listening for other nodes' challenges"
-        listener = ChangeListener(self.database, CHANNEL, on_change, label)
+        listener = ChangeListener(
+            self.database, CHANNEL, on_change, label, on_connect=self._register_listener
+        )
         listener.start()
         return listener.stop
+
+    # -- acknowledgements (see the module's docstring) -------------------------------
+
+    def _register_listener(self, conn: Any) -> None:
+        """On the listening session itself: this node is one whose acknowledgement
+        ordering nodes wait for, for as long as that session lives."""
+        self._schema(conn)
+        with conn.transaction():
+            conn.execute(
+                f"DELETE FROM {ACKS} WHERE listener NOT IN (SELECT pid FROM pg_stat_activity)"
+            )
+            conn.execute(
+                f"DELETE FROM {LISTENERS} WHERE pid NOT IN (SELECT pid FROM pg_stat_activity)"
+            )
+            conn.execute(
+                f"INSERT INTO {LISTENERS} (pid) VALUES (pg_backend_pid()) ON CONFLICT DO NOTHING"
+            )
+        self._listener_pid = int(conn.info.backend_pid)
+
+    def acknowledge_challenges(self, found: dict[str, dict[str, dict[str, str]]]) -> None:
+        pid = self._listener_pid
+        keys = [
+            self.challenge_key(kind, ident) for kind, idents in found.items() for ident in idents
+        ]
+        if pid is None or not keys:
+            return
+        with self._conn() as conn, conn.transaction():
+            for key in keys:
+                conn.execute(
+                    f"INSERT INTO {ACKS} (key, listener) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                    (key, pid),
+                )
+
+    def await_challenge(self, kind: str, ident: str) -> None:
+        """Until every live node acknowledged the challenge (at most :data:`ACK_TIMEOUT`
+        seconds, then a warning: the CA may still reach a node that has it)."""
+        key = self.challenge_key(kind, ident)
+        deadline = time.monotonic() + ACK_TIMEOUT
+        while True:
+            with self._conn() as conn:
+                row = conn.execute(_UNACKNOWLEDGED, (key,)).fetchone()
+            missing = int(row[0]) if row else 0
+            if missing == 0:
+                return
+            if time.monotonic() >= deadline:
+                log.warn(
+                    "{n} node(s) did not acknowledge the {kind} challenge for {i} within "
+                    "{t:.0f}s; asking the CA anyway",
+                    n=missing,
+                    kind=kind,
+                    i=ident,
+                    t=ACK_TIMEOUT,
+                )
+                return
+            time.sleep(ACK_POLL)

@@ -41,6 +41,7 @@ import json
 import os
 import re
 import tempfile
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -105,7 +106,8 @@ class Storage(ABC):
     #: learn about challenges this node publishes).
     shared = False
     #: Seconds to give other nodes to pick up a published challenge before the CA is
-    #: told to validate it.
+    #: told to validate it (where they cannot say they have; see
+    #: :meth:`await_challenge`).
     propagation_delay = 0.0
 
     # -- the primitives --------------------------------------------------------------
@@ -233,6 +235,19 @@ class Storage(ABC):
     def load_challenges(self) -> dict[str, dict[str, dict[str, str]]]:
         """Every pending challenge: ``{"http-01": {token: data}, "tls-alpn-01": {...}}``."""
         return parse_challenges((key, self.load(key)) for key in self.list(CHALLENGES))
+
+    def await_challenge(self, kind: str, ident: str) -> None:
+        """Return once every other node using this storage can answer the challenge
+        just saved (called in the ordering thread before the CA is told). Here: wait
+        :attr:`propagation_delay` (nothing for storages no other node shares)."""
+        if self.propagation_delay > 0:
+            time.sleep(self.propagation_delay)
+
+    def acknowledge_challenges(  # noqa: B027 (nothing to record where nobody waits)
+        self, found: dict[str, dict[str, dict[str, str]]]
+    ) -> None:
+        """Record that this node now answers the pending challenges ``found`` (what
+        :meth:`load_challenges` returned), for :meth:`await_challenge` on other nodes."""
 
 
 def parse_challenges(

@@ -1,6 +1,6 @@
 """HTTP-01 answers from the shared storage, against a real PostgreSQL and a real
 ``twistd`` node: a challenge the node was never told about (written to the storage with
-no ``NOTIFY``, after its listener subscribed) is answered, not a 404."""
+no ``NOTIFY``, after it loaded the pending challenges) is answered, not a 404."""
 
 from __future__ import annotations
 
@@ -11,21 +11,21 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from caddytw.tls.pgstore import _UPSERT, PostgresStorage
+from caddytw.tls.pgstore import _UPSERT, ACKS, PostgresStorage
 from caddytw.tls.store import HTTP01
 from tests.support.ports import free_port
 from tests.support.server import running_server
 
 
-def listening(url: str) -> bool:
-    """Whether a node's storage listener has subscribed (its session ran LISTEN)."""
+def acknowledged(url: str, key: str) -> bool:
+    """Whether a node has loaded the challenge under ``key`` into memory (and said so)."""
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN %%' "
-            "AND datname = current_database()"
-        ).fetchone()
+        try:
+            row = conn.execute(f"SELECT count(*) FROM {ACKS} WHERE key = %s", (key,)).fetchone()
+        except psycopg.errors.UndefinedTable:
+            return False
     return bool(row and row[0])
 
 
@@ -57,14 +57,16 @@ def test_an_unannounced_challenge_is_answered_from_the_storage(tmp_path: Path, p
     }
     storage = PostgresStorage(pg_url)
     try:
+        # One challenge announced as usual: the node loads it when it subscribes.
+        storage.save_challenge(HTTP01, "announced", {"key_authorization": "announced.t"})
         with running_server(config, tmp_path, [port]) as server:
             deadline = time.monotonic() + 20
-            while not listening(pg_url):
+            while not acknowledged(pg_url, storage.challenge_key(HTTP01, "announced")):
                 assert time.monotonic() < deadline, server.log()
                 time.sleep(0.1)
             # Another node's challenge, as if its NOTIFY never reached this node: the
             # row alone, written after this node loaded the pending challenges.
-            token = "pub-LISHED_before_1"
+            token = "pub-LISHED_later_1"
             key = storage.challenge_key(HTTP01, token)
             value = json.dumps({"key_authorization": f"{token}.thumbprint"}).encode()
             with storage.database.connection() as conn:
@@ -76,6 +78,7 @@ def test_an_unannounced_challenge_is_answered_from_the_storage(tmp_path: Path, p
             assert get(base + "never-published") == (200, b"site")
             assert get(base + "not%20a%20token") == (200, b"site")
             assert f"answering http-01 token {token} from the storage" in server.log()
-            assert "pending challenges from the shared storage" not in server.log()
+            assert get(base + "announced") == (200, b"announced.t")
+            assert "answering http-01 token announced" not in server.log()
     finally:
         storage.close()
