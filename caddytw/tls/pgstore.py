@@ -134,9 +134,6 @@ class PostgresStorage(Storage):
     """Certificates and friends in PostgreSQL (a process's pool per connection string)."""
 
     shared = True
-    #: Long enough for a NOTIFY to reach the other nodes and their reload (one query)
-    #: to finish, with a wide margin for loaded machines; orders are rare.
-    propagation_delay = 2.0  # unused: await_challenge waits for acknowledgements
 
     def __init__(self, connection_string: str) -> None:
         self.database: Database = shared_database(connection_string)

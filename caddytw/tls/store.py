@@ -41,7 +41,6 @@ import json
 import os
 import re
 import tempfile
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -105,10 +104,6 @@ class Storage(ABC):
     #: True when other nodes may use this storage at the same time (they then need to
     #: learn about challenges this node publishes).
     shared = False
-    #: Seconds to give other nodes to pick up a published challenge before the CA is
-    #: told to validate it (where they cannot say they have; see
-    #: :meth:`await_challenge`).
-    propagation_delay = 0.0
 
     # -- the primitives --------------------------------------------------------------
 
@@ -236,12 +231,10 @@ class Storage(ABC):
         """Every pending challenge: ``{"http-01": {token: data}, "tls-alpn-01": {...}}``."""
         return parse_challenges((key, self.load(key)) for key in self.list(CHALLENGES))
 
-    def await_challenge(self, kind: str, ident: str) -> None:
+    def await_challenge(self, kind: str, ident: str) -> None:  # noqa: B027
         """Return once every other node using this storage can answer the challenge
-        just saved (called in the ordering thread before the CA is told). Here: wait
-        :attr:`propagation_delay` (nothing for storages no other node shares)."""
-        if self.propagation_delay > 0:
-            time.sleep(self.propagation_delay)
+        just saved (called in the ordering thread before the CA is told); at once for
+        storages no other node shares."""
 
     def acknowledge_challenges(  # noqa: B027 (nothing to record where nobody waits)
         self, found: dict[str, dict[str, dict[str, str]]]

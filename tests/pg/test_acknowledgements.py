@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -16,16 +16,6 @@ from caddytw.tls.pgstore import PostgresStorage
 from caddytw.tls.store import TLS_ALPN01
 
 CHALLENGE = {"certificate": "C", "key": "K"}
-
-
-@pytest.fixture
-def storages(pg_url: str) -> Iterator[tuple[PostgresStorage, PostgresStorage]]:
-    first, second = PostgresStorage(pg_url), PostgresStorage(pg_url)
-    try:
-        yield first, second
-    finally:
-        first.close()
-        second.close()
 
 
 def wait_until(condition: Callable[[], bool], what: str) -> None:
@@ -55,10 +45,10 @@ def session_alive(storage: PostgresStorage, pid: int) -> bool:
 
 
 def test_the_order_waits_for_live_nodes_to_acknowledge(
-    storages: tuple[PostgresStorage, PostgresStorage], monkeypatch: pytest.MonkeyPatch
+    two_storages: tuple[PostgresStorage, PostgresStorage], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(pgstore, "ACK_TIMEOUT", 600.0)  # returning at all proves the ack
-    ordering, other = storages
+    ordering, other = two_storages
     release = threading.Event()
     loaded: list[int] = []
 

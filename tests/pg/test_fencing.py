@@ -6,7 +6,6 @@ node that took the lock over is the one stored and served."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import pytest
 
@@ -36,20 +35,10 @@ def terminate_lock_holder(url: str, key: str) -> None:
         assert ended is not None and ended[0] is True
 
 
-@pytest.fixture
-def two_nodes(pg_url: str) -> Iterator[tuple[PostgresStorage, PostgresStorage]]:
-    first, second = PostgresStorage(pg_url), PostgresStorage(pg_url)
-    try:
-        yield first, second
-    finally:
-        first.close()
-        second.close()
-
-
 def test_a_save_under_a_lost_lock_is_refused(
-    two_nodes: tuple[PostgresStorage, PostgresStorage], pg_url: str
+    two_storages: tuple[PostgresStorage, PostgresStorage], pg_url: str
 ) -> None:
-    first, second = two_nodes
+    first, second = two_storages
     with first.lock(KEY) as stale:
         first.save_certificate("ca", "localhost", b"FIRST", b"K1", {}, fence=stale)
         terminate_lock_holder(pg_url, KEY)
@@ -96,9 +85,9 @@ class SessionDroppingIssuer:
 
 
 def test_the_stale_holder_discards_its_order_and_serves_the_other_nodes(
-    two_nodes: tuple[PostgresStorage, PostgresStorage], pg_url: str
+    two_storages: tuple[PostgresStorage, PostgresStorage], pg_url: str
 ) -> None:
-    first, second = two_nodes
+    first, second = two_storages
     second_issuer = InternalIssuer(IssuerConfig("internal", ca="local"), second)
     other = CertificateManager(
         managed(), second, CertificateSelector(), lambda c: second_issuer, None, 60
