@@ -12,6 +12,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET
 
 from caddytw.http.routing import LeafResource
@@ -107,7 +108,10 @@ class HTTP01Gate(LeafResource):
     def _looked_up(self, answer: str | None, request: Any) -> None:
         if getattr(request, "client_gone", False) or request.finished:
             return
-        request.render(_LookedUp(self, answer))
+        try:
+            request.render(_LookedUp(self, answer))
+        except Exception:
+            request.processingFailed(Failure())
 
 
 class _LookedUp(LeafResource):
