@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from twisted.logger import Logger
 
@@ -30,8 +31,12 @@ class ChangeListener:
         channel: str,
         on_change: Callable[[], None],
         label: str = "file_sync: listening for other nodes' changes",
+        on_connect: Callable[[Any], None] | None = None,
     ) -> None:
         self.database = database
+        #: Called with the listening connection once it listens, before the first
+        #: ``on_change`` (to register the session, whose life is the listener's).
+        self.on_connect = on_connect
         self.channel = channel
         self.on_change = on_change
         self.label = label
@@ -63,6 +68,8 @@ class ChangeListener:
             try:
                 with conn:
                     conn.execute(f"LISTEN {self.channel}")
+                    if self.on_connect is not None:
+                        self.on_connect(conn)
                     self.on_change()
                     while not self._stopping.is_set():
                         for _ in conn.notifies(timeout=0.5, stop_after=1):

@@ -7,11 +7,16 @@ the hand-off explicit: nothing else is shared between the two sides.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.server import NOT_DONE_YET
 
 from caddytw.http.routing import LeafResource
+from caddytw.tls.store import TOKEN
 
 HTTP01_PREFIX = "/.well-known/acme-challenge/"
 
@@ -32,6 +37,10 @@ class ChallengeRegistry:
         self.tls_alpn01: dict[str, tuple[Any, Any]] = {}
         self.remote_http01: dict[str, str] = {}
         self.remote_tls_alpn01: dict[str, tuple[Any, Any]] = {}
+        #: Set while the storage is shared: looks a token up in the storage (in a
+        #: thread, bounded in time; fires None when absent or unreachable), for the
+        #: challenges whose announcement this node missed.
+        self.lookup_http01: Callable[[str], Deferred[str | None]] | None = None
 
     def http01_answer(self, token: str) -> str | None:
         found = self.http01.get(token)
@@ -76,11 +85,44 @@ class HTTP01Gate(LeafResource):
     def render(self, request: Any) -> Any:
         path: str = getattr(request, "decoded_path", None) or request.path.decode("latin-1")
         if path.startswith(HTTP01_PREFIX) and request.method in (b"GET", b"HEAD"):
-            answer = self.registry.http01_answer(path[len(HTTP01_PREFIX) :])
+            token = path[len(HTTP01_PREFIX) :]
+            answer = self.registry.http01_answer(token)
             if answer is not None:
-                body = answer.encode("ascii")
-                request.setResponseCode(200)
-                request.setHeader(b"content-type", b"text/plain")
-                request.setHeader(b"content-length", b"%d" % len(body))
-                return body if request.method == b"GET" else b""
+                return self._answer(request, answer)
+            lookup = self.registry.lookup_http01
+            if lookup is not None and TOKEN.fullmatch(token):
+                # Not announced to this node (yet): the storage has the last word
+                # before a 404, since the CA may ask any node sharing it.
+                lookup(token).addCallback(self._looked_up, request)
+                return NOT_DONE_YET
         return self.inner.render(request)
+
+    @staticmethod
+    def _answer(request: Any, answer: str) -> bytes:
+        body = answer.encode("ascii")
+        request.setResponseCode(200)
+        request.setHeader(b"content-type", b"text/plain")
+        request.setHeader(b"content-length", b"%d" % len(body))
+        return body if request.method == b"GET" else b""
+
+    def _looked_up(self, answer: str | None, request: Any) -> None:
+        if getattr(request, "client_gone", False) or request.finished:
+            return
+        try:
+            request.render(_LookedUp(self, answer))
+        except Exception:
+            request.processingFailed(Failure())
+
+
+class _LookedUp(LeafResource):
+    """The gate's answer once the storage was asked (rendered by ``request.render``,
+    which handles HEAD and a deferred inner answer as for any resource)."""
+
+    def __init__(self, gate: HTTP01Gate, answer: str | None) -> None:
+        self.gate = gate
+        self.answer = answer
+
+    def render(self, request: Any) -> Any:
+        if self.answer is not None:
+            return self.gate._answer(request, self.answer)
+        return self.gate.inner.render(request)

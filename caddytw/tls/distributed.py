@@ -6,31 +6,54 @@ reach any node, not the one that placed the order. When the storage is shared
 each pending challenge into the storage (``challenge_tokens/...``), and every node
 keeps a copy of all pending challenges in its :class:`ChallengeRegistry`'s ``remote_*``
 maps, reloaded in a thread whenever the storage announces a change (PostgreSQL
-``LISTEN``/``NOTIFY``). The ordering node waits :attr:`Storage.propagation_delay`
-before telling the CA to validate, so the others have the answer by then.
+``LISTEN``/``NOTIFY``).
 
-The reactor only ever reads the in-memory maps (a TLS-ALPN-01 answer is chosen inside
-the handshake's ALPN callback, which cannot wait for a database): the storage is read
-and written in threads only.
+HTTP-01 does not depend on that announcement arriving in time: a node asked for a
+token it does not hold looks it up in the storage (:meth:`SharedChallenges.lookup_http01`,
+in a thread, at most :data:`LOOKUP_TIMEOUT` seconds) before it answers 404. The
+challenge is committed before the CA is told to validate, so every node finds it: the
+ordering node tells the CA at once, with no wait.
+
+TLS-ALPN-01 cannot do that: its answer is chosen inside the handshake's ALPN callback,
+which runs on the reactor and cannot wait for a database. For it the ordering node
+waits (:meth:`Storage.await_challenge`) until every other live node has acknowledged
+the challenge, which a node does once its reactor holds the new maps
+(:meth:`Storage.acknowledge_challenges`): no fixed delay, bounded by a timeout (see
+:mod:`caddytw.tls.pgstore`).
+
+The reactor only ever reads the in-memory maps; the storage is read and written in
+threads only.
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
+import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from OpenSSL import crypto
 from twisted.application.service import Service
-from twisted.internet.threads import blockingCallFromThread
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.threads import blockingCallFromThread, deferToThreadPool
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from caddytw.tls.acme import ChallengePublisher
 from caddytw.tls.challenges import ChallengeRegistry
 from caddytw.tls.store import HTTP01, TLS_ALPN01, Storage
 
 log = Logger()
+
+#: Seconds an HTTP-01 request for an unknown token waits for the storage before 404
+#: (well inside the CA's own timeout; a healthy database answers in milliseconds).
+LOOKUP_TIMEOUT = 3.0
+#: Storage lookups in flight at once; beyond that an unknown token is a 404 at once, so
+#: a flood of made-up tokens cannot tie up the worker threads or the database.
+MAX_LOOKUPS = 8
+#: Seconds the listener thread waits for the reactor to take the new maps.
+ACK_WAIT = 5.0
 
 
 class SharedChallenges(Service):
@@ -41,6 +64,7 @@ class SharedChallenges(Service):
         self.registry = registry
         self.reactor = reactor
         self._stop_listening: Callable[[], None] | None = None
+        self._lookups = 0
 
     # -- this node's orders (called in the ACME worker thread) -----------------------
 
@@ -53,8 +77,9 @@ class SharedChallenges(Service):
         def add_http01(token: str, key_authorization: str) -> None:
             in_reactor(registry.add_http01, token, key_authorization)
             if storage.shared:
+                # Committed before the CA is told: a node that missed the
+                # announcement finds it in the storage (lookup_http01), so no wait.
                 storage.save_challenge(HTTP01, token, {"key_authorization": key_authorization})
-                time.sleep(storage.propagation_delay)
 
         def remove_http01(token: str) -> None:
             in_reactor(registry.remove_http01, token)
@@ -70,7 +95,9 @@ class SharedChallenges(Service):
                     "key": crypto.dump_privatekey(pem, key).decode(),
                 }
                 storage.save_challenge(TLS_ALPN01, name, data)
-                time.sleep(storage.propagation_delay)
+                # The ALPN callback cannot wait for the database: every node must
+                # hold the certificate in memory before the CA connects.
+                storage.await_challenge(TLS_ALPN01, name)
 
         def remove_tls_alpn01(name: str) -> None:
             in_reactor(registry.remove_tls_alpn01, name)
@@ -92,8 +119,12 @@ class SharedChallenges(Service):
         listen = getattr(self.storage, "listen", None)
         if self.storage.shared and listen is not None:
             self._stop_listening = listen(self.reload)
+        if self.storage.shared:
+            self.registry.lookup_http01 = self.lookup_http01
 
     def stopService(self) -> Any:
+        if self.registry.lookup_http01 == self.lookup_http01:
+            self.registry.lookup_http01 = None
         if self._stop_listening is not None:
             self._stop_listening()
             self._stop_listening = None
@@ -121,4 +152,53 @@ class SharedChallenges(Service):
                 n=len(http01),
                 m=len(alpn),
             )
-        self.reactor.callFromThread(self.registry.set_remote, http01, alpn)
+        installed = threading.Event()
+
+        def install() -> None:
+            self.registry.set_remote(http01, alpn)
+            installed.set()
+
+        self.reactor.callFromThread(install)
+        # Acknowledged only once the reactor answers with them (an ordering node waits
+        # for that before it asks the CA); a reactor that is not running says nothing.
+        if installed.wait(ACK_WAIT):
+            self.storage.acknowledge_challenges(found)
+
+    def lookup_http01(self, token: str) -> Deferred[str | None]:
+        """The key authorization stored for ``token``, read in a worker thread; None when
+        absent, when the storage fails or is slower than :data:`LOOKUP_TIMEOUT`, or when
+        :data:`MAX_LOOKUPS` are already in flight (called on the reactor)."""
+        if self._lookups >= MAX_LOOKUPS:
+            return succeed(None)
+        self._lookups += 1
+        pool = self.reactor.getThreadPool()
+        found: Deferred[str | None] = deferToThreadPool(
+            self.reactor, pool, self._load_http01, token
+        )
+        found.addTimeout(LOOKUP_TIMEOUT, self.reactor)
+
+        def failed(failure: Failure) -> None:
+            log.warn(
+                "could not look up http-01 token {token} in the storage: {e}",
+                token=token,
+                e=failure.getErrorMessage() or repr(failure.value),
+            )
+
+        def done(result: str | None) -> str | None:
+            self._lookups -= 1
+            return result
+
+        found.addErrback(failed)
+        found.addBoth(done)
+        return found
+
+    def _load_http01(self, token: str) -> str | None:
+        raw = self.storage.load(self.storage.challenge_key(HTTP01, token))
+        if raw is None:
+            return None
+        with contextlib.suppress(ValueError):
+            data = json.loads(raw)
+            if isinstance(data, dict) and isinstance(data.get("key_authorization"), str):
+                log.info("answering http-01 token {token} from the storage", token=token)
+                return str(data["key_authorization"])
+        return None

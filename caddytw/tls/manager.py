@@ -26,7 +26,7 @@ from caddytw.tls.automation import ManagedName
 from caddytw.tls.certs import Certificate, CertificateError, CertificateSelector
 from caddytw.tls.config import IssuerConfig
 from caddytw.tls.keys import key_to_pem, new_private_key
-from caddytw.tls.store import Storage, StoredCertificate
+from caddytw.tls.store import LockLost, Storage, StoredCertificate
 
 log = Logger()
 
@@ -167,26 +167,43 @@ class CertificateManager(Service):
         errors: list[str] = []
         for issuer_config in managed.issuers:
             issuer = self.make_issuer(issuer_config)
-            with self.storage.lock(f"issue_cert_{managed.name}"):
-                stored = self.storage.load_certificate(issuer.name, managed.name)
-                fresh = self._usable(stored, managed)
-                if fresh is not None:
-                    return managed.name, fresh, ""  # another process (or a past run) did it
+            # A second round only after a lost lock: it waits for the node that took
+            # the lock over and, normally, serves what that node ordered.
+            for _round in range(2):
                 try:
-                    key_pem = key_to_pem(new_private_key(managed.policy.key_type))
-                    chain = issuer.issue(managed.name, key_pem)
-                    meta = {
-                        "sans": [managed.name],
-                        "issuer_data": {"issuer": issuer.name},
-                        "obtained": datetime.now(UTC).isoformat(),
-                    }
-                    saved = self.storage.save_certificate(
-                        issuer.name, managed.name, chain, key_pem, meta
+                    return self._obtain_locked(managed, issuer)
+                except LockLost as error:
+                    log.warn(
+                        "discarding the certificate ordered for {name}: {e}; "
+                        "using the one the new lock holder stores",
+                        name=managed.name,
+                        e=error,
                     )
-                    return managed.name, self._certificate(saved), issuer.name
+                    errors.append(f"{issuer.name}: {error}")
                 except Exception as error:
                     errors.append(f"{issuer.name}: {error}")
+                    break
         raise RuntimeError("; ".join(errors) or "no issuer")
+
+    def _obtain_locked(self, managed: ManagedName, issuer: Any) -> tuple[str, Certificate, str]:
+        """Under the name's lock: what storage has if usable, else order and save with
+        the lock's fence (:class:`LockLost` if the lock was lost meanwhile)."""
+        with self.storage.lock(f"issue_cert_{managed.name}") as fence:
+            stored = self.storage.load_certificate(issuer.name, managed.name)
+            fresh = self._usable(stored, managed)
+            if fresh is not None:
+                return managed.name, fresh, ""  # another process (or a past run) did it
+            key_pem = key_to_pem(new_private_key(managed.policy.key_type))
+            chain = issuer.issue(managed.name, key_pem)
+            meta = {
+                "sans": [managed.name],
+                "issuer_data": {"issuer": issuer.name},
+                "obtained": datetime.now(UTC).isoformat(),
+            }
+            saved = self.storage.save_certificate(
+                issuer.name, managed.name, chain, key_pem, meta, fence=fence
+            )
+            return managed.name, self._certificate(saved), issuer.name
 
     def _usable(self, stored: StoredCertificate | None, managed: ManagedName) -> Certificate | None:
         if stored is None:

@@ -14,10 +14,27 @@ Configured as the community certmagic-sqlstorage module is::
   :data:`KEEPALIVE_SECONDS` when its machine or network vanishes (server-side TCP
   keepalives set on the lock's session). No lock outlives its holder, so none needs
   an expiry that a slow order could overrun.
+- **Fencing**: a lock's session can also end under a holder that still runs (its
+  connection dropped, an operator's ``pg_terminate_backend``); another node then gets
+  the lock and orders too. Taking a lock therefore records, in
+  ``caddytw_locks(name, fence, holder)``, a fence from a sequence and the backend PID
+  of the lock's session; :meth:`PostgresStorage.store_fenced` (the certificate save)
+  checks in its own transaction that the row still carries the holder's fence *and*
+  that this session still holds the advisory lock (``pg_locks``), taking the row lock
+  so that a new holder's fence bump waits for the save to commit. A save under a lost
+  lock is refused (:class:`~caddytw.tls.store.LockLost`), so the node that holds the
+  lock now is the one whose certificate stays.
 - **Challenges**: storing or deleting a key under ``challenge_tokens/`` also sends a
   ``NOTIFY`` on :data:`CHANNEL` in the same transaction, so the other nodes load the
   pending challenges before the CA comes to check them (see
   :mod:`caddytw.tls.distributed`).
+- **Acknowledgements** instead of a fixed wait: each node's listening session registers
+  its backend PID in ``caddytw_listeners``; once a node's in-memory maps hold the
+  pending challenges it adds ``(key, pid)`` rows to ``caddytw_challenge_acks``. The
+  ordering node (:meth:`PostgresStorage.await_challenge`) waits until every *live*
+  listener (its session still in ``pg_stat_activity``) has acknowledged the challenge,
+  at most :data:`ACK_TIMEOUT` seconds (a node whose database session is gone cannot
+  answer anyway and is not waited for; a node that is up but stuck is, that long).
 
 Every method blocks (psycopg through :class:`caddytw.postgres.Database`'s pool): the
 TLS app calls them from worker threads, never from the reactor.
@@ -28,13 +45,33 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+from twisted.logger import Logger
+
 from caddytw.postgres import Database, release_database, shared_database
-from caddytw.tls.store import CHALLENGES, Storage, check_key, parse_challenges
+from caddytw.tls.store import (
+    CHALLENGES,
+    Fence,
+    LockLost,
+    Storage,
+    check_key,
+    parse_challenges,
+)
+
+log = Logger()
 
 TABLE = "caddytw_storage"
+LOCKS = "caddytw_locks"
+LISTENERS = "caddytw_listeners"
+ACKS = "caddytw_challenge_acks"
+#: Longest wait for the other nodes to acknowledge a challenge before the CA is told.
+ACK_TIMEOUT = 10.0
+#: How often the ordering node looks at the acknowledgements meanwhile.
+ACK_POLL = 0.05
+FENCES = "caddytw_lock_fences"
 CHANNEL = "caddytw_storage_challenges"
 #: First key of the storage's advisory locks ("cdts"), the second is the key's hash.
 LOCK_CLASS = 0x63647473
@@ -49,7 +86,41 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     key TEXT COLLATE "C" PRIMARY KEY,
     value BYTEA NOT NULL,
     modified TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE SEQUENCE IF NOT EXISTS {FENCES};
+CREATE TABLE IF NOT EXISTS {LOCKS} (
+    name TEXT COLLATE "C" PRIMARY KEY,
+    fence BIGINT NOT NULL,
+    holder INTEGER NOT NULL,
+    taken TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS {LISTENERS} (
+    pid INTEGER PRIMARY KEY,
+    registered TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS {ACKS} (
+    key TEXT COLLATE "C" NOT NULL,
+    listener INTEGER NOT NULL,
+    PRIMARY KEY (key, listener)
 )
+"""
+#: Live listeners that have not acknowledged a challenge key yet.
+_UNACKNOWLEDGED = f"""
+SELECT count(*) FROM {LISTENERS} l
+WHERE l.pid IN (SELECT pid FROM pg_stat_activity)
+AND NOT EXISTS (SELECT 1 FROM {ACKS} a WHERE a.key = %s AND a.listener = l.pid)
+"""
+_UPSERT = (
+    f"INSERT INTO {TABLE} (key, value) VALUES (%s, %s) ON CONFLICT (key) "
+    "DO UPDATE SET value = EXCLUDED.value, modified = now()"
+)
+#: The fence row of a lock, if it still carries this fence and its holder's session
+#: still holds the advisory lock (a 2-key advisory lock: classid, objid, objsubid 2).
+_STILL_HELD = f"""
+SELECT 1 FROM {LOCKS} l WHERE l.name = %s AND l.fence = %s AND EXISTS (
+    SELECT 1 FROM pg_locks p WHERE p.pid = l.holder AND p.locktype = 'advisory'
+    AND p.granted AND p.objsubid = 2 AND p.classid::bigint = %s AND p.objid::bigint = %s
+) FOR UPDATE OF l
 """
 
 
@@ -63,9 +134,6 @@ class PostgresStorage(Storage):
     """Certificates and friends in PostgreSQL (a process's pool per connection string)."""
 
     shared = True
-    #: Long enough for a NOTIFY to reach the other nodes and their reload (one query)
-    #: to finish, with a wide margin for loaded machines; orders are rare.
-    propagation_delay = 2.0
 
     def __init__(self, connection_string: str) -> None:
         self.database: Database = shared_database(connection_string)
@@ -73,6 +141,8 @@ class PostgresStorage(Storage):
         self._ready_lock = threading.Lock()
         self._waiting: set[Any] = set()
         self._closed = False
+        #: The backend PID of this node's listening session (None until it listens).
+        self._listener_pid: int | None = None
 
     def describe(self) -> str:
         return self.database.name
@@ -105,16 +175,29 @@ class PostgresStorage(Storage):
 
     def store(self, key: str, value: bytes, private: bool = False) -> None:
         with self._conn() as conn, conn.transaction():
-            conn.execute(
-                f"INSERT INTO {TABLE} (key, value) VALUES (%s, %s) ON CONFLICT (key) "
-                "DO UPDATE SET value = EXCLUDED.value, modified = now()",
-                (check_key(key), value),
-            )
+            conn.execute(_UPSERT, (check_key(key), value))
             self._announce(conn, key)
+
+    def store_fenced(self, items: Sequence[tuple[str, bytes, bool]], fence: Fence | None) -> None:
+        """All ``items`` in one transaction, which first checks that ``fence``'s lock is
+        still held by the session that took it (see the module's *Fencing*)."""
+        with self._conn() as conn, conn.transaction():
+            if fence is not None:
+                held = conn.execute(
+                    _STILL_HELD,
+                    (fence.key, fence.token, LOCK_CLASS, lock_id(fence.key) & 0xFFFFFFFF),
+                ).fetchone()
+                if held is None:
+                    raise LockLost(f"lock {fence.key!r} (fence {fence.token}) is no longer held")
+            for key, value, _private in items:
+                conn.execute(_UPSERT, (check_key(key), value))
+                self._announce(conn, key)
 
     def delete(self, key: str) -> None:
         with self._conn() as conn, conn.transaction():
             conn.execute(f"DELETE FROM {TABLE} WHERE key = %s", (check_key(key),))
+            if key.startswith(CHALLENGES + "/"):
+                conn.execute(f"DELETE FROM {ACKS} WHERE key = %s", (key,))
             self._announce(conn, key)
 
     def list(self, prefix: str = "") -> list[str]:
@@ -148,7 +231,9 @@ class PostgresStorage(Storage):
     # -- locks -----------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def lock(self, key: str) -> Iterator[None]:
+    def lock(self, key: str) -> Iterator[Fence]:
+        import psycopg
+
         conn = self.database.connect_direct(autocommit=True, options=_KEEPALIVE_OPTIONS)
         with self._ready_lock:
             if self._closed:
@@ -156,11 +241,23 @@ class PostgresStorage(Storage):
                 raise RuntimeError("storage closed")
             self._waiting.add(conn)
         try:
+            self._schema(conn)
             conn.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_CLASS, lock_id(key)))
             with self._ready_lock:
                 self._waiting.discard(conn)
-            yield
-            conn.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_CLASS, lock_id(key)))
+            # Waits for a stale holder's fenced save in flight (it holds the row), so
+            # what this holder loads next includes that save.
+            row = conn.execute(
+                f"INSERT INTO {LOCKS} (name, fence, holder) "
+                f"VALUES (%s, nextval('{FENCES}'), pg_backend_pid()) ON CONFLICT (name) "
+                "DO UPDATE SET fence = EXCLUDED.fence, holder = EXCLUDED.holder, taken = now() "
+                "RETURNING fence",
+                (key,),
+            ).fetchone()
+            yield Fence(key, int(row[0]))
+            # A session that already ended took its lock with it.
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_CLASS, lock_id(key)))
         finally:
             with self._ready_lock:
                 self._waiting.discard(conn)
@@ -183,6 +280,63 @@ class PostgresStorage(Storage):
         from caddytw.postgres import ChangeListener
 
         label = "tls: listening for other nodes' challenges"
-        listener = ChangeListener(self.database, CHANNEL, on_change, label)
+        listener = ChangeListener(
+            self.database, CHANNEL, on_change, label, on_connect=self._register_listener
+        )
         listener.start()
         return listener.stop
+
+    # -- acknowledgements (see the module's docstring) -------------------------------
+
+    def _register_listener(self, conn: Any) -> None:
+        """On the listening session itself: this node is one whose acknowledgement
+        ordering nodes wait for, for as long as that session lives."""
+        self._schema(conn)
+        with conn.transaction():
+            conn.execute(
+                f"DELETE FROM {ACKS} WHERE listener NOT IN (SELECT pid FROM pg_stat_activity)"
+            )
+            conn.execute(
+                f"DELETE FROM {LISTENERS} WHERE pid NOT IN (SELECT pid FROM pg_stat_activity)"
+            )
+            conn.execute(
+                f"INSERT INTO {LISTENERS} (pid) VALUES (pg_backend_pid()) ON CONFLICT DO NOTHING"
+            )
+        self._listener_pid = int(conn.info.backend_pid)
+
+    def acknowledge_challenges(self, found: dict[str, dict[str, dict[str, str]]]) -> None:
+        pid = self._listener_pid
+        keys = [
+            self.challenge_key(kind, ident) for kind, idents in found.items() for ident in idents
+        ]
+        if pid is None or not keys:
+            return
+        with self._conn() as conn, conn.transaction():
+            for key in keys:
+                conn.execute(
+                    f"INSERT INTO {ACKS} (key, listener) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                    (key, pid),
+                )
+
+    def await_challenge(self, kind: str, ident: str) -> None:
+        """Until every live node acknowledged the challenge (at most :data:`ACK_TIMEOUT`
+        seconds, then a warning: the CA may still reach a node that has it)."""
+        key = self.challenge_key(kind, ident)
+        deadline = time.monotonic() + ACK_TIMEOUT
+        while True:
+            with self._conn() as conn:
+                row = conn.execute(_UNACKNOWLEDGED, (key,)).fetchone()
+            missing = int(row[0]) if row else 0
+            if missing == 0:
+                return
+            if time.monotonic() >= deadline:
+                log.warn(
+                    "{n} node(s) did not acknowledge the {kind} challenge for {i} within "
+                    "{t:.0f}s; asking the CA anyway",
+                    n=missing,
+                    kind=kind,
+                    i=ident,
+                    t=ACK_TIMEOUT,
+                )
+                return
+            time.sleep(ACK_POLL)

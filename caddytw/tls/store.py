@@ -21,8 +21,16 @@ Locks serialise the work that must happen once across every process sharing the
 storage (ordering a certificate, creating an account or a root): the second holder
 finds the first one's result when it gets the lock. A lock dies with its holder (an
 ``flock`` with the process, a PostgreSQL advisory lock with the session), so a crashed
-node never blocks the others for good. All methods block: call them from threads (or
-at startup, before the reactor runs).
+node never blocks the others for good.
+
+A lock that dies with its *session* can also die under a holder that is still running
+(its database connection dropped mid-order): another node then takes the lock and
+orders too. So a lock hands out a :class:`Fence`, and the certificate is saved with it
+(:meth:`Storage.save_certificate`): a storage whose locks can be lost that way refuses
+a save under a lost lock with :class:`LockLost` (the stale holder discards its result
+and uses the other node's), so the last writer cannot silently overwrite the
+certificate of the node that holds the lock now. All methods block: call them from
+threads (or at startup, before the reactor runs).
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ import os
 import re
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +50,8 @@ _SAFE = re.compile(r"[^a-z0-9_.\-@]")
 CHALLENGES = "challenge_tokens"
 HTTP01 = "http-01"
 TLS_ALPN01 = "tls-alpn-01"
+#: An ACME token (base64url); anything else is never a challenge key segment.
+TOKEN = re.compile(r"[A-Za-z0-9_\-]{1,200}")
 
 
 def safe_key(name: str) -> str:
@@ -72,6 +82,21 @@ class StoredCertificate:
     key_path: str | None = None
 
 
+class LockLost(Exception):
+    """The lock a write was fenced with is no longer held by the writer (its session
+    ended, another holder may have taken it): the write was refused."""
+
+
+@dataclass(frozen=True)
+class Fence:
+    """What :meth:`Storage.lock` hands its holder: the lock's name and a token that
+    grows with every acquisition of that name (0 where locks cannot be lost while
+    their holder runs, as ``flock``)."""
+
+    key: str
+    token: int = 0
+
+
 class Storage(ABC):
     """A storage module: byte values under slash keys, and locks shared with every
     process that uses the same storage."""
@@ -79,9 +104,6 @@ class Storage(ABC):
     #: True when other nodes may use this storage at the same time (they then need to
     #: learn about challenges this node publishes).
     shared = False
-    #: Seconds to give other nodes to pick up a published challenge before the CA is
-    #: told to validate it.
-    propagation_delay = 0.0
 
     # -- the primitives --------------------------------------------------------------
 
@@ -103,8 +125,16 @@ class Storage(ABC):
         """Every key under ``prefix`` (a folder-like prefix, ``""`` for all), sorted."""
 
     @abstractmethod
-    def lock(self, key: str) -> contextlib.AbstractContextManager[None]:
+    def lock(self, key: str) -> contextlib.AbstractContextManager[Fence]:
         """Hold an exclusive lock shared with every process using this storage."""
+
+    def store_fenced(self, items: Sequence[tuple[str, bytes, bool]], fence: Fence | None) -> None:
+        """Write ``(key, value, private)`` items in order, only while ``fence``'s lock is
+        still held (else :class:`LockLost`). Here a lock cannot be lost while its holder
+        runs, so nothing is checked; storages whose locks can be (a database session
+        that drops) check and write in one transaction."""
+        for key, value, private in items:
+            self.store(key, value, private=private)
 
     def close(self) -> None:  # noqa: B027 (most storages hold nothing to release)
         """Release connections (nothing to do for files)."""
@@ -139,13 +169,24 @@ class Storage(ABC):
         )
 
     def save_certificate(
-        self, issuer: str, name: str, chain_pem: bytes, key_pem: bytes, meta: dict[str, Any]
+        self,
+        issuer: str,
+        name: str,
+        chain_pem: bytes,
+        key_pem: bytes,
+        meta: dict[str, Any],
+        fence: Fence | None = None,
     ) -> StoredCertificate:
+        """Store a certificate; with ``fence`` (the order's lock) only if that lock is
+        still held, else :class:`LockLost` and nothing is written."""
         cert_key, key_key, meta_key = self.cert_keys(issuer, name)
         # Key first: a reader that sees the new certificate must find its key.
-        self.store(key_key, key_pem, private=True)
-        self.store(cert_key, chain_pem)
-        self.store(meta_key, json.dumps(meta, indent=2, sort_keys=True).encode())
+        items = [
+            (key_key, key_pem, True),
+            (cert_key, chain_pem, False),
+            (meta_key, json.dumps(meta, indent=2, sort_keys=True).encode(), False),
+        ]
+        self.store_fenced(items, fence)
         return StoredCertificate(
             name, chain_pem, key_pem, meta, self.local_path(cert_key), self.local_path(key_key)
         )
@@ -190,6 +231,17 @@ class Storage(ABC):
         """Every pending challenge: ``{"http-01": {token: data}, "tls-alpn-01": {...}}``."""
         return parse_challenges((key, self.load(key)) for key in self.list(CHALLENGES))
 
+    def await_challenge(self, kind: str, ident: str) -> None:  # noqa: B027
+        """Return once every other node using this storage can answer the challenge
+        just saved (called in the ordering thread before the CA is told); at once for
+        storages no other node shares."""
+
+    def acknowledge_challenges(  # noqa: B027 (nothing to record where nobody waits)
+        self, found: dict[str, dict[str, dict[str, str]]]
+    ) -> None:
+        """Record that this node now answers the pending challenges ``found`` (what
+        :meth:`load_challenges` returned), for :meth:`await_challenge` on other nodes."""
+
 
 def parse_challenges(
     items: Iterable[tuple[str, bytes | None]],
@@ -211,7 +263,7 @@ def parse_challenges(
 
 def _token(token: str) -> str:
     """ACME tokens are base64url; anything else cannot be a key segment."""
-    if not re.fullmatch(r"[A-Za-z0-9_\-]{1,200}", token):
+    if not TOKEN.fullmatch(token):
         raise ValueError(f"invalid challenge token {token!r}")
     return token
 
@@ -266,7 +318,7 @@ class FileStorage(Storage):
         return sorted(keys)
 
     @contextlib.contextmanager
-    def lock(self, key: str) -> Iterator[None]:
+    def lock(self, key: str) -> Iterator[Fence]:
         path = os.path.join(self.root, "locks", safe_key(key) + ".lock")
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -274,7 +326,7 @@ class FileStorage(Storage):
             fcntl.flock(fd, fcntl.LOCK_EX)
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())
-            yield
+            yield Fence(key)
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)

@@ -11,6 +11,7 @@ import pytest
 from tests.support.postgres import PostgresCluster, start_cluster
 
 if TYPE_CHECKING:
+    from caddytw.tls.pgstore import PostgresStorage
     from tests.pg.test_nodes import Node
 
 
@@ -45,3 +46,16 @@ def nodes(tmp_path: Path, pg_url: str) -> Iterator[tuple[Node, Node]]:
     finally:
         first.stop()
         second.stop()
+
+
+@pytest.fixture
+def two_storages(pg_url: str) -> Iterator[tuple[PostgresStorage, PostgresStorage]]:
+    """Two nodes' ``postgres`` TLS storages on one fresh database."""
+    from caddytw.tls.pgstore import PostgresStorage
+
+    first, second = PostgresStorage(pg_url), PostgresStorage(pg_url)
+    try:
+        yield first, second
+    finally:
+        first.close()
+        second.close()
