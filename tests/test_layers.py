@@ -102,3 +102,8 @@ def test_handlers_never_import_the_server():
 
 def test_tls_never_imports_the_sync_store():
     assert _upward("caddytw.tls", ("caddytw.sync",)) == set()
+
+
+def test_caddytw_has_no_import_cycle():
+    """Not only the layers above: no module of the package reaches itself again."""
+    assert _cycles("caddytw") == []

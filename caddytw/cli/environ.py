@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+from importlib import metadata
 
 from caddytw.tls.config import default_storage_root
 
@@ -46,7 +47,6 @@ def load_envfiles(paths: list[str]) -> None:
 
 def environ_lines() -> list[str]:
     """What ``caddytw environ`` (and ``run --environ``) prints: our facts, then the env."""
-    from caddytw.cli.tools import version_string
     from caddytw.config.autosave import autosave_path, config_dir
 
     facts = [
@@ -64,3 +64,11 @@ def environ_lines() -> list[str]:
         "",
     ]
     return facts + [f"{key}={value}" for key, value in sorted(os.environ.items())]
+
+
+def version_string() -> str:
+    """The installed caddytw version, or ``(devel)`` in a checkout that is not installed."""
+    try:
+        return metadata.version("caddytw")
+    except metadata.PackageNotFoundError:
+        return "(devel)"

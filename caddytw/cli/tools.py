@@ -10,9 +10,9 @@ import os
 import sys
 import tarfile
 import time
-from importlib import metadata
 from typing import TYPE_CHECKING
 
+from caddytw.cli.environ import version_string
 from caddytw.config.errors import ConfigError, ConfigErrors
 from caddytw.postgres import is_unavailable
 
@@ -20,13 +20,6 @@ if TYPE_CHECKING:
     from caddytw.tls.store import Storage
 
 BCRYPT_COST = 14  # Caddy's hash-password cost
-
-
-def version_string() -> str:
-    try:
-        return metadata.version("caddytw")
-    except metadata.PackageNotFoundError:
-        return "(devel)"
 
 
 def cmd_version(args: argparse.Namespace) -> int:
@@ -100,7 +93,7 @@ def cmd_storage_usage(args: argparse.Namespace) -> int:
 
 def _open_storage(args: argparse.Namespace) -> Storage:
     from caddytw.tls.config import parse_storage
-    from caddytw.tls.store import open_storage
+    from caddytw.tls.storages import open_storage
 
     from .config_commands import load
 

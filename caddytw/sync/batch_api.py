@@ -42,7 +42,7 @@ from caddytw.sync.protocol import (
 if TYPE_CHECKING:
     from caddytw.http.request import CaddyRequest
     from caddytw.sync.access import SyncClient
-    from caddytw.sync.resource import FileSyncResource
+    from caddytw.sync.api import SyncEndpoints
 
 #: Largest entry in a batch: bigger files take ``/api/upload`` (streamed, resumable).
 MAX_BATCH_ENTRY = 1024 * 1024
@@ -85,9 +85,9 @@ def _failure(error: Exception) -> dict[str, Any]:
 
 
 async def batch_upload(
-    resource: FileSyncResource, request: CaddyRequest, client: SyncClient | None
+    resource: SyncEndpoints, request: CaddyRequest, client: SyncClient | None
 ) -> None:
-    from caddytw.sync.resource import ApiError, body_of
+    from caddytw.sync.api import ApiError, body_of
 
     coding = request.header_text("Content-Encoding")
     if not (is_identity(coding) or is_zstd(coding)):
@@ -247,9 +247,9 @@ def _read_group(
 
 
 async def batch_download(
-    resource: FileSyncResource, request: CaddyRequest, client: SyncClient | None
+    resource: SyncEndpoints, request: CaddyRequest, client: SyncClient | None
 ) -> None:
-    from caddytw.sync.resource import MAX_SYNC_BODY, ApiError, body_of
+    from caddytw.sync.api import MAX_SYNC_BODY, ApiError, body_of
 
     with await body_of(request, MAX_SYNC_BODY) as content:
         body = content.read()

@@ -65,7 +65,7 @@ from caddytw.sync.protocol import (
 if TYPE_CHECKING:
     from caddytw.http.request import CaddyRequest
     from caddytw.sync.access import SyncClient
-    from caddytw.sync.resource import FileSyncResource
+    from caddytw.sync.api import SyncEndpoints
     from caddytw.sync.store import LocalSyncStore
 
 T = TypeVar("T")
@@ -179,7 +179,7 @@ class ChunkReader:
 class DeltaService:
     """The delta endpoints of one ``file_sync`` handler over a :class:`LocalSyncStore`."""
 
-    def __init__(self, resource: FileSyncResource, store: LocalSyncStore) -> None:
+    def __init__(self, resource: SyncEndpoints, store: LocalSyncStore) -> None:
         self.resource = resource
         self.store = store
         self._cache: ChunkCache | None = None
@@ -299,7 +299,7 @@ class DeltaService:
     # -- endpoints ---------------------------------------------------------------------
 
     async def _json_body(self, request: CaddyRequest, limit: int) -> Any:
-        from caddytw.sync.resource import ApiError, body_of
+        from caddytw.sync.api import ApiError, body_of
 
         self._refuse_large(request, limit)
         with await body_of(request, limit) as content:
@@ -312,7 +312,7 @@ class DeltaService:
     @staticmethod
     def _refuse_large(request: CaddyRequest, limit: int) -> None:
         """413 for a declared length over ``limit``, before a byte of the body is read."""
-        from caddytw.sync.resource import ApiError
+        from caddytw.sync.api import ApiError
 
         declared = (request.getHeader(b"content-length") or b"").strip()
         if declared.isdigit() and (len(declared) > 20 or int(declared) > limit):
@@ -328,7 +328,7 @@ class DeltaService:
         self.resource.send(request, 200, dumps(answer))
 
     async def put_chunks(self, request: CaddyRequest, client: SyncClient | None) -> None:
-        from caddytw.sync.resource import body_of
+        from caddytw.sync.api import body_of
 
         self._refuse_large(request, MAX_CHUNK_BATCH)
         coding = request.header_text("Content-Encoding")
@@ -356,7 +356,7 @@ class DeltaService:
         self.resource.send(request, 200, dumps({"stored": [key for key, _ in frames]}))
 
     async def commit(self, request: CaddyRequest, client: SyncClient | None) -> None:
-        from caddytw.sync.resource import metadata_headers, preconditions
+        from caddytw.sync.api import metadata_headers, preconditions
 
         commit = DeltaCommit.from_json(await self._json_body(request, MAX_PLAN_BODY))
         checked_path(commit.path)
@@ -389,7 +389,7 @@ class DeltaService:
         self.resource.send(request, 201 if status == "created" else 200, dumps(meta))
 
     async def tree(self, request: CaddyRequest, client: SyncClient | None) -> None:
-        from caddytw.sync.resource import ApiError, query_value
+        from caddytw.sync.api import ApiError, query_value
 
         path = checked_path(query_value(request, "path") or "")
         meta = await self.store.metadata(path)
@@ -411,7 +411,7 @@ class DeltaService:
         self.resource.send(request, 200, dumps(body))
 
     async def nodes(self, request: CaddyRequest, client: SyncClient | None) -> None:
-        from caddytw.sync.resource import ApiError
+        from caddytw.sync.api import ApiError
 
         data = await self._json_body(request, MAX_PLAN_BODY)
         hashes = data.get("hashes") if isinstance(data, dict) else None
@@ -427,7 +427,7 @@ class DeltaService:
         self.resource.send(request, 200, dumps({"nodes": await self._pool(look)}))
 
     async def get_chunk(self, request: CaddyRequest, client: SyncClient | None) -> None:
-        from caddytw.sync.resource import ApiError
+        from caddytw.sync.api import ApiError
 
         key = request.decoded_path.rstrip("/").rsplit("/", 1)[-1]
         if not is_hash(key):

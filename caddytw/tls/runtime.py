@@ -32,7 +32,8 @@ from caddytw.tls.internal import InternalIssuer
 from caddytw.tls.manager import CertificateManager
 from caddytw.tls.ondemand import HandshakeCertificates
 from caddytw.tls.solvers import listen_solvers
-from caddytw.tls.store import Storage, open_storage
+from caddytw.tls.storages import open_storage
+from caddytw.tls.store import Storage
 from caddytw.wire.negotiate import alpn_for
 
 

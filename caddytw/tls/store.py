@@ -348,14 +348,3 @@ def write_file(path: str, data: bytes, private: bool = False) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
         raise
-
-
-def open_storage(config: Any) -> Storage:
-    """The storage a :class:`~caddytw.tls.config.StorageConfig` describes."""
-    if config.module == "postgres":
-        from caddytw.tls.pgstore import PostgresStorage
-
-        return PostgresStorage(config.connection_string)
-    from caddytw.tls.config import default_storage_root
-
-    return FileStorage(config.root or default_storage_root())
