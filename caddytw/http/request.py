@@ -16,6 +16,7 @@ import functools
 import time
 import warnings
 from collections.abc import Callable
+from io import BytesIO
 from typing import Any, AnyStr, Protocol, TypeAlias
 from urllib.parse import unquote_to_bytes
 
@@ -115,6 +116,7 @@ class CaddyRequest:
         "__dict__",  # what a handler or plugin hangs on a request (rare: none on the hot path)
         "__weakref__",
         "_body",
+        "_content",
         "_disconnected",
         "_encoder",
         "_hooks_ran",
@@ -129,7 +131,6 @@ class CaddyRequest:
         "clientproto",
         "code",
         "code_message",
-        "content",
         "cookies",
         "decoded_path",
         "error_scopes",
@@ -182,7 +183,6 @@ class CaddyRequest:
 
     channel: Any
     site: Any
-    content: Any
     producer: Any
 
     def __init__(self, channel: Any, queued: object = None, **kwargs: Any) -> None:
@@ -202,7 +202,7 @@ class CaddyRequest:
         self.notifications: list[Deferred[None]] = []
         self.received_cookies: dict[bytes, bytes] = {}
         self.cookies: list[bytes] = []
-        self.content = None
+        self._content: Any = None
         self.producer = None
         self.method = b"(no method yet)"
         self.uri = b"(no uri yet)"
@@ -258,6 +258,20 @@ class CaddyRequest:
     def body(self, body: RequestBody) -> None:
         self._body = body
 
+    @property
+    def content(self) -> Any:
+        """twisted.web's body file: what twisted's ``HTTPChannel`` collected; for our
+        channels, whose bodies stream through :attr:`body`, an empty file made when
+        first asked for (code written for twisted.web reads it), None once answered."""
+        content = self._content
+        if content is None and not self.finished and not self._disconnected:
+            content = self._content = BytesIO()
+        return content
+
+    @content.setter
+    def content(self, content: Any) -> None:
+        self._content = content
+
     # -- what a channel calls --------------------------------------------------------
 
     def gotLength(self, length: int | None) -> None:
@@ -268,7 +282,7 @@ class CaddyRequest:
 
     def handleContentChunk(self, data: bytes) -> None:
         """twisted's ``HTTPChannel``: body bytes for ``content``."""
-        self.content.write(data)
+        self._content.write(data)
 
     def parseCookies(self) -> None:
         """The request's cookies into ``received_cookies`` (twisted.web's parsing)."""
@@ -296,7 +310,7 @@ class CaddyRequest:
         target, question, query = path.partition(b"?")
         self.path = target
         self.args = parse_qs(query, 1) if question else {}
-        content = self.content
+        content = self._content
         if content is not None:
             length = content.tell()
             content.seek(0, 0)
@@ -399,7 +413,7 @@ class CaddyRequest:
         sent; ``notifyFinish`` Deferreds fail with ``reason``."""
         self._disconnected = True
         self.channel = None
-        content = self.content
+        content = self._content
         if content is not None:
             content.close()
         notifications, self.notifications = self.notifications, []
@@ -591,11 +605,11 @@ class CaddyRequest:
             self.unregisterProducer()
         channel.requestDone(self)
         self.channel = None
-        content = self.content
+        content = self._content
         if content is not None:
             with contextlib.suppress(OSError):
                 content.close()
-            self.content = None
+            self._content = None
         notifications = self.notifications
         if notifications:
             self.notifications = []

@@ -37,7 +37,6 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable
-from io import BytesIO
 from typing import Any
 
 import httptools
@@ -85,6 +84,9 @@ _CLOSE_ANSWERS = {
     b"Connection: close\r\nContent-Length: 0\r\n\r\n",
 }
 _canonical = _nameEncoder.encode
+#: twisted's cache behind ``_canonical`` (valid names only), asked first: most names
+#: a server sees are the same few.
+_CANONICAL: dict[bytes | str, bytes] = _nameEncoder._canonicalHeaderCache
 
 
 class _Reject(Exception):
@@ -398,7 +400,9 @@ class FastHTTPChannel(Protocol):
             # routing and would let a client smuggle Host, Authorization or
             # X-Forwarded-For past checks). Counted against the limits, then dropped.
             return
-        key = _canonical(name)
+        key = _CANONICAL.get(name)
+        if key is None:
+            key = _canonical(name)
         values = self._headers.get(key)
         if values is None:
             self._headers[key] = [value]
@@ -436,7 +440,6 @@ class FastHTTPChannel(Protocol):
             version,
         )
         parsed.keep_alive = parser.should_keep_alive()
-        request.content = BytesIO()  # twisted.web's form parsing reads it; stays empty
         headers = self._headers
         has_body = b"Content-Length" in headers or b"Transfer-Encoding" in headers
         length = _declared_length(headers) if has_body else 0
