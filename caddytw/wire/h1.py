@@ -3,10 +3,12 @@
 twisted.web's ``HTTPChannel`` parses line by line in Python, pauses and resumes the
 socket around every request and writes headers and body separately; on one core that
 caps a 1 KiB answer near 15k requests/s while the reactor alone can do four times that.
-This channel keeps the same contract towards ``twisted.web.http.Request`` (the methods
+This channel keeps twisted's channel contract towards its requests (the methods
 ``H2Stream`` also provides: ``writeHeaders``, ``write``, ``requestDone``, ``getPeer``,
 ``getHost``, ``isSecure``, producers, ``loseConnection``) so every handler, producer
-and ``notifyFinish`` works unchanged, but:
+and ``notifyFinish`` works unchanged; its requests are
+:class:`caddytw.http.request.CaddyRequest` (bodies stream through ``request.body``, no
+``content`` file is made for them), but:
 
 - parsing is C (llhttp); request headers go straight into the request's ``Headers``;
 - headers written while the request is being dispatched are held and leave in the same
