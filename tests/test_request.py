@@ -282,3 +282,25 @@ def test_embedded_in_twisteds_own_site_with_form_bodies():
     protocol.connectionLost(Failure(ConnectionError("done")))
     assert response.status == 200
     assert response.body == repr([("a", ["1", "3"]), ("b", ["2"]), ("q", ["0"])]).encode()
+
+
+class HeadAware(LeafResource):
+    """Says how long its GET body is and answers a HEAD with no bytes (as the HTTP-01
+    gate does): the length it set must survive."""
+
+    def render(self, request: CaddyRequest) -> bytes:
+        request.setHeader(b"content-length", b"5")
+        return b"" if request.method == b"HEAD" else b"hello"
+
+
+@pytest.mark.parametrize("method", [b"GET", b"HEAD"])
+def test_a_root_resources_bytes_answer_keeps_its_length_for_head(method):
+    site = Site(HeadAware(), requestFactory=CaddyRequest)
+    protocol = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(method + b" / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head, _, rest = transport.value().partition(b"\r\n\r\n")
+    protocol.connectionLost(Failure(ConnectionDone()))
+    assert b"\r\nContent-Length: 5" in head
+    assert rest == (b"hello" if method == b"GET" else b"")

@@ -362,15 +362,17 @@ class CaddyRequest:
             self.processingFailed(Failure())
 
     def render(self, resource: Any) -> None:
-        """Run ``resource`` (an ``IResource``): a ``bytes`` answer is delivered with its
-        Content-Length (its body left out for HEAD), ``NOT_DONE_YET`` means it answers
+        """Run ``resource`` (an ``IResource``) as twisted.web does: a ``bytes`` answer
+        is delivered with its Content-Length (for HEAD, an empty answer keeps the length
+        the resource set and a body is dropped), ``NOT_DONE_YET`` means it answers
         itself, anything else is a fault (500)."""
         body = resource.render(self)
         if body is NOT_DONE_YET:
             return
         if not isinstance(body, bytes):
             raise TypeError(f"{resource!r} answered {body!r}, not bytes")
-        self.setHeader(b"content-length", b"%d" % len(body))
+        if body or self.method != b"HEAD":
+            self.setHeader(b"content-length", b"%d" % len(body))
         self.write(body)
         self.finish()
 
