@@ -304,3 +304,43 @@ def test_a_root_resources_bytes_answer_keeps_its_length_for_head(method):
     protocol.connectionLost(Failure(ConnectionDone()))
     assert b"\r\nContent-Length: 5" in head
     assert rest == (b"hello" if method == b"GET" else b"")
+
+
+class TwistedHelpers(LeafResource):
+    """Uses the rarer ``IRequest`` members a twisted.web resource may call."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, Any] = {}
+
+    def render(self, request: CaddyRequest) -> bytes:
+        session = request.getSession()
+        self.seen.update(
+            same_session=request.getSession() is session,
+            url=str(request.URLPath()),
+            host=request.getRequestHostname(),
+            credentials=(request.getUser(), request.getPassword()),
+        )
+        request.redirect(b"/elsewhere")
+        session.expire()
+        return b""
+
+
+def test_the_rest_of_irequest_works_on_twisteds_own_site():
+    resource = TwistedHelpers()
+    site = Site(resource, requestFactory=CaddyRequest)
+    protocol = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+    transport = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 8080))
+    protocol.makeConnection(transport)
+    protocol.dataReceived(
+        b"GET /a HTTP/1.1\r\nHost: example.com:8080\r\nAuthorization: Basic dTpw\r\n\r\n"
+    )
+    response = parse_response(transport.value())
+    protocol.connectionLost(Failure(ConnectionDone()))
+    assert resource.seen == {
+        "same_session": True,
+        "url": "http://example.com:8080/",
+        "host": b"example.com",
+        "credentials": (b"u", b"p"),
+    }
+    assert response.status == 302 and response.headers["location"] == ["/elsewhere"]
+    assert response.header("set-cookie").startswith("TWISTED_SESSION=")

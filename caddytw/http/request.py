@@ -651,7 +651,13 @@ class CaddyRequest:
     getUser = _http_request.getUser
     getPassword = _http_request.getPassword
     _authorize = _http_request._authorize
-    getSession = _server_request.getSession
+
+    def getSession(self, sessionInterface: Any = None, forceNotSecure: bool = False) -> Any:
+        """twisted.web's session (a ``TWISTED_SESSION`` cookie and the site's sessions)."""
+        if self.sitepath.__class__ is not list:
+            self.sitepath = list(self.sitepath)  # twisted's adds a list to it
+        return _server_request.getSession(self, sessionInterface, forceNotSecure)  # type: ignore[arg-type]
+
     URLPath = _server_request.URLPath
     prePathURL = _server_request.prePathURL
     _prePathURL = _server_request._prePathURL
