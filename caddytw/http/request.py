@@ -345,7 +345,7 @@ class CaddyRequest:
         """Hand the request to the server's root resource (no child traversal: routing
         matches on the whole path, as Caddy does)."""
         self.site = self.channel.site
-        self.started_at = time.time()
+        self.started_at = now = time.time()
         if self._answered_by_server():
             return
         self.original_uri = self.uri
@@ -355,7 +355,7 @@ class CaddyRequest:
         # run for every request; the Date value is made once a second.
         headers = self.responseHeaders._rawHeaders
         headers[b"Server"] = [b"Caddy"]  # a list of its own: addRawHeader appends
-        headers[b"Date"] = [date_now()]
+        headers[b"Date"] = [date_now(now)]
         try:
             self.render(self.site.resource)
         except BaseException:
@@ -719,9 +719,16 @@ class CaddyRequest:
 
     def header_text(self, name: str) -> str | None:
         """All values of a request header joined with ``,`` (None when absent)."""
-        values = self.requestHeaders.getRawHeaders(name.encode("latin-1"))
+        raw = name.encode("latin-1")
+        canonical = _CANONICAL.get(raw)
+        if canonical is not None:
+            values = self.requestHeaders._rawHeaders.get(canonical)
+        else:
+            values = self.requestHeaders.getRawHeaders(raw)
         if values is None:
             return None
+        if len(values) == 1:
+            return values[0].decode("latin-1")
         return ",".join(value.decode("latin-1") for value in values)
 
     def set_uri(self, uri: bytes) -> None:
