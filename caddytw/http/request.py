@@ -15,7 +15,7 @@ import contextlib
 import functools
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from io import BytesIO
 from typing import Any, AnyStr, Protocol, TypeAlias
 from urllib.parse import unquote_to_bytes
@@ -721,6 +721,7 @@ class CaddyRequest:
         """All values of a request header joined with ``,`` (None when absent)."""
         raw = name.encode("latin-1")
         canonical = _CANONICAL.get(raw)
+        values: Sequence[bytes] | None
         if canonical is not None:
             values = self.requestHeaders._rawHeaders.get(canonical)
         else:
