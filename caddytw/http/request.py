@@ -234,7 +234,7 @@ class CaddyRequest:
         self.original_uri = b""
         self.original_method = b""
         self.decoded_path = "/"
-        self.started_at = 0.0
+        self.started_at = time.time()  # process() sets it again when the head is in
         self.proto_override: str | None = None
         self._hooks_ran = False
         self._body: RequestBody | None = None
