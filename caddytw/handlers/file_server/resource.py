@@ -354,7 +354,7 @@ class FileServer(LeafResource):
         """Caddy's trailing-slash rule, applied only when the last path element was not
         rewritten (so an admin's rewrite never causes a redirect loop)."""
         raw = request.original_uri.partition(b"?")[0]
-        if not implicit_index and not raw.endswith(b"/") and not raw.lower().endswith(b"%2f"):
+        if not implicit_index and not raw.endswith(b"/") and raw[-3:].lower() != b"%2f":
             return None  # the common case: a file asked for without a slash
         original = original_path(request)
         if go_base(original) != go_base(request.decoded_path):
