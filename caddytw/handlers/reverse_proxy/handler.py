@@ -266,11 +266,20 @@ def upstream_headers(request: CaddyRequest, trusted: bool) -> tuple[Headers, byt
 
 
 class _Attempt:
-    """One try against one upstream: holds its request count until released."""
+    """One try against one upstream: holds its request count until released, and hears
+    how the upstream exchange goes (a :class:`~.lean.Receiver`: the lean client calls
+    it directly; the other clients' Deferreds are wired to it)."""
+
+    __slots__ = ("address", "call", "host", "port", "released", "started", "upstream")
 
     def __init__(
-        self, upstream: Upstream, started: float, dial: tuple[str, str, int] | None = None
+        self,
+        call: ProxyCall,
+        upstream: Upstream,
+        started: float,
+        dial: tuple[str, str, int] | None = None,
     ) -> None:
+        self.call = call
         self.upstream = upstream
         self.started = started
         self.released = False
@@ -282,6 +291,27 @@ class _Attempt:
         if not self.released:
             self.released = True
             self.upstream.state.num_requests -= 1
+
+    def upstream_connected(self, connection: Any) -> None:
+        if not self.call.length:  # no body to send: the wait for the head starts now
+            self.call._start_header_timer()
+
+    def upstream_answered(self, response: LeanResponse) -> None:
+        # What a Deferred chain did: a failure while answering counts as the attempt's.
+        try:
+            self.call._got_response(response, self)
+        except BaseException:
+            self.upstream_failed(Failure())
+
+    def upstream_failed(self, reason: Failure) -> None:
+        try:
+            self.call._attempt_failed(reason, self)
+        except BaseException:
+            self.call._internal_error(Failure())
+
+    def body_ended(self, reason: Failure | None) -> None:
+        """The response body was relayed whole (None) or failed."""
+        self.call._body_ended(reason, self)
 
 
 class ProxyCall:
@@ -296,12 +326,12 @@ class ProxyCall:
         self.last_error: HandlerError | None = None
         self.gone = False
         self.timed_out = False
-        self.pending: Deferred[Any] | None = None
+        #: The exchange (or Deferred) waiting for the response head: ``cancel`` abandons it.
+        self.pending: Any = None
         self.relay: ResponseRelay | None = None
         self.tunnel: UpstreamSide | None = None
         self.retry_call: Any = None
         self.header_timer: Any = None
-        self.connection: Any = None
         self.trusted = proxy.trusted(request)
         self.base_headers, self.upgrade = upstream_headers(request, self.trusted)
         self.content: IO[bytes] | None = None  # a body collected before forwarding
@@ -363,7 +393,7 @@ class ProxyCall:
             # Caddy: "making dial info" fails the request without trying another.
             fail(self.request, HandlerError(502, str(error)))
             return
-        attempt = _Attempt(choice.upstream, self.reactor.seconds(), dial)
+        attempt = _Attempt(self, choice.upstream, self.reactor.seconds(), dial)
         self._set_placeholders(attempt)
         ops = self.proxy.config.request_headers
         headers = self.base_headers
@@ -374,11 +404,13 @@ class ProxyCall:
         if choice.set_cookie:
             self.request.responseHeaders.addRawHeader(b"set-cookie", choice.set_cookie.encode())
         self.timed_out = False
-        send = self._send_upgrade if self.upgrade else self._send
-        d = send(attempt, headers)
-        self.pending = d
-        d.addErrback(self._attempt_failed, attempt)
-        d.addErrback(self._internal_error)
+        if self.upgrade:
+            d = self._send_upgrade(attempt, headers)
+            self.pending = d
+            d.addErrback(self._attempt_failed, attempt)
+            d.addErrback(self._internal_error)
+            return
+        self.pending = self._send(attempt, headers)
 
     def _set_placeholders(self, attempt: _Attempt) -> None:
         upstream = attempt.upstream
@@ -482,7 +514,8 @@ class ProxyCall:
 
     # -- plain HTTP ------------------------------------------------------------------
 
-    def _send(self, attempt: _Attempt, headers: Headers) -> Deferred[Any]:
+    def _send(self, attempt: _Attempt, headers: Headers) -> Any:
+        """Start the exchange with the upstream; what comes back has ``cancel``."""
         producer: StreamingBodyProducer | ReplayableBodyProducer | None = None
         if self.length and self.content is None:
             producer = StreamingBodyProducer(
@@ -500,28 +533,25 @@ class ProxyCall:
                 self.proxy.config.transport.write_timeout,
                 on_written=self._start_header_timer,
             )
-
-        def on_connection(protocol: Any) -> None:
-            self.connection = protocol
-            if producer is None:
-                self._start_header_timer()
-
-        if self.proxy.config.transport.fastcgi is not None:
-            d = self._send_fastcgi(attempt, headers, producer, on_connection)
-            d.addCallback(self._got_response, attempt)
-            return d
         connector = self.proxy.connector
-        client = connector.h2c_client() if attempt.upstream.h2c else connector.h2c or connector.lean
-        d = client.request(
-            attempt.host,
-            attempt.port,
-            self.method,
-            self.uri,
-            headers,
-            producer,
-            on_connection,
-        )
-        d.addCallback(self._got_response, attempt)
+        if self.proxy.config.transport.fastcgi is not None:
+            d = self._send_fastcgi(attempt, headers, producer, attempt.upstream_connected)
+        else:
+            client = connector.h2c_client() if attempt.upstream.h2c else connector.h2c
+            if client is None:  # HTTP/1.1: the lean client calls the attempt directly
+                return connector.lean.send(
+                    attempt.host, attempt.port, self.method, self.uri, headers, producer, attempt
+                )
+            d = client.request(
+                attempt.host,
+                attempt.port,
+                self.method,
+                self.uri,
+                headers,
+                producer,
+                attempt.upstream_connected,
+            )
+        d.addCallbacks(attempt.upstream_answered, attempt.upstream_failed)
         return d
 
     def _send_fastcgi(
@@ -602,14 +632,12 @@ class ProxyCall:
         relay = ResponseRelay(
             request,
             self.reactor,
+            attempt.body_ended,
             flush_interval=self._flush_interval(response),
             read_timeout=self.proxy.config.transport.read_timeout,
         )
         self.relay = relay
         response.deliverBody(relay)
-        relay.done.addCallbacks(
-            self._body_done, self._body_failed, callbackArgs=(attempt,), errbackArgs=(attempt,)
-        )
 
     def _copy_response_head(self, code: int, upstream: Headers) -> None:
         ops = self.proxy.config.response_headers
@@ -638,19 +666,17 @@ class ProxyCall:
             return -1.0
         return self.proxy.config.flush_interval
 
-    def _body_done(self, _: None, attempt: _Attempt) -> None:
+    def _body_ended(self, reason: Failure | None, attempt: _Attempt) -> None:
         attempt.release()
         self.relay = None
-        if not self.request.client_gone:
+        if self.request.client_gone:
+            return
+        if reason is None:
             self.request.finish()
-
-    def _body_failed(self, reason: Failure, attempt: _Attempt) -> None:
-        attempt.release()
-        self.relay = None
-        if not self.request.client_gone:
-            log.info("upstream body failed: {why}", why=reason.getErrorMessage())
-            # Headers are out: the only honest signal left is to drop the connection.
-            self.request.loseConnection()
+            return
+        log.info("upstream body failed: {why}", why=reason.getErrorMessage())
+        # Headers are out: the only honest signal left is to drop the connection.
+        self.request.loseConnection()
 
     # -- Upgrade (WebSocket) ---------------------------------------------------------
 

@@ -5,7 +5,11 @@ Profiling the 1 KiB proxy case showed most of the handler's CPU in
 through the connection pool, a line-by-line response parser and several header copies.
 This client does the same job for the common case with less: one request head written
 in one call, responses parsed by ``httptools`` (llhttp), persistent connections kept in a
-small pool keyed by address, one Deferred per request.
+small pool keyed by address, and no Deferred per request: the handler's attempt is the
+exchange's :class:`Receiver` and is called directly (``request`` wraps the same in a
+Deferred for callers that want one). The response head is handed over once the data
+that carried it has been parsed, so a small answer arrives whole: ``complete_body``
+then gives its body without a body protocol.
 
 What the handler sees is the subset of Agent's ``IResponse`` it uses: ``code``,
 ``headers`` (including ``Connection``, so the fields it names can be stripped),
@@ -22,9 +26,10 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from typing import Protocol as TypingProtocol
 
 from httptools import HttpParserError, HttpResponseParser
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
@@ -51,7 +56,8 @@ class UpstreamResponseError(Exception):
 
 class LeanResponse:
     """The response head; ``deliverBody`` starts the body's delivery (the FastCGI
-    transport's connections deliver theirs through it too)."""
+    transport's connections deliver theirs through it too), or ``complete_body`` takes
+    a body that already arrived whole."""
 
     __slots__ = ("_connection", "code", "headers", "length")
 
@@ -63,6 +69,43 @@ class LeanResponse:
 
     def deliverBody(self, protocol: Any) -> None:
         self._connection.deliver_body(protocol)
+
+    def complete_body(self) -> bytes | None:
+        """The whole body when it arrived with the head (the exchange is then over and
+        the connection back in its pool); None when it has to be delivered."""
+        return self._connection.complete_body()  # type: ignore[no-any-return]
+
+
+class Receiver(TypingProtocol):
+    """Who waits for an exchange's answer: told the connection it goes out on (when
+    there is one), then exactly one of the answer or the failure."""
+
+    def upstream_connected(self, connection: Any) -> None: ...
+
+    def upstream_answered(self, response: LeanResponse) -> None: ...
+
+    def upstream_failed(self, reason: Failure) -> None: ...
+
+
+class DeferredReceiver:
+    """A :class:`Receiver` that fires a Deferred: the clients' ``request`` methods, for
+    callers that want one."""
+
+    __slots__ = ("deferred", "on_connection")
+
+    def __init__(self, deferred: Deferred[LeanResponse], on_connection: Any) -> None:
+        self.deferred = deferred
+        self.on_connection = on_connection
+
+    def upstream_connected(self, connection: Any) -> None:
+        if self.on_connection is not None:
+            self.on_connection(connection)
+
+    def upstream_answered(self, response: LeanResponse) -> None:
+        self.deferred.callback(response)
+
+    def upstream_failed(self, reason: Failure) -> None:
+        self.deferred.errback(reason)
 
 
 @implementer(IPushProducer)
@@ -91,38 +134,43 @@ class BodyTransport:
 
 
 class _Exchange:
-    """One request: what to write, and the Deferred waiting for the response head."""
+    """One request: what to write, and who waits for the response head."""
 
-    __slots__ = (
-        "connection",
-        "deferred",
-        "dial",
-        "head",
-        "key",
-        "method",
-        "on_connection",
-        "producer",
-    )
+    __slots__ = ("connection", "dial", "done", "head", "key", "method", "producer", "receiver")
 
     def __init__(
-        self, key: tuple[str, int], method: bytes, head: bytes, producer: Any, on_connection: Any
+        self, key: tuple[str, int], method: bytes, head: bytes, producer: Any, receiver: Receiver
     ) -> None:
         self.key = key
         self.method = method
         self.head = head
         self.producer = producer
-        self.on_connection = on_connection
-        self.deferred: Deferred[LeanResponse] = Deferred(self._cancel)
+        self.receiver = receiver
+        self.done = False
         self.dial: Deferred[Any] | None = None
         self.connection: LeanConnection | None = None
 
-    def _cancel(self, _: Any) -> None:
+    def answer(self, response: LeanResponse) -> None:
+        if not self.done:
+            self.done = True
+            self.receiver.upstream_answered(response)
+
+    def fail(self, reason: Failure) -> None:
+        if not self.done:
+            self.done = True
+            self.receiver.upstream_failed(reason)
+
+    def cancel(self) -> None:
         """Cancelled before the head arrived: stop dialing, or drop the connection (its
-        state is unknown now), as Agent does."""
+        state is unknown now), as Agent does; the receiver hears of a failure (the
+        dial's, or :class:`CancelledError`) as a cancelled Deferred would tell it."""
+        if self.done:
+            return
         if self.dial is not None:
             self.dial.cancel()
         if self.connection is not None:
             self.connection.abort()
+        self.fail(Failure(CancelledError()))
 
 
 class PausableConnection(Protocol):
@@ -151,6 +199,11 @@ class PausableConnection(Protocol):
             self.body_transport.active = False
         if body is not None:
             body.connectionLost(reason)
+
+    def complete_body(self) -> bytes | None:
+        """A body that needs no delivery (see :meth:`LeanResponse.complete_body`):
+        none here, the body is always delivered."""
+        return None
 
     def pause(self) -> None:
         if not self.paused and not self.lost:
@@ -181,6 +234,8 @@ class LeanConnection(PausableConnection):
         self.received = False
         self.head_bytes = 0  # received before the response head was complete
         self.head_done = False
+        #: The head parsed, handed over once the data that carried it is parsed.
+        self.response: LeanResponse | None = None
         self.delivered = False
         self.fields: list[tuple[bytes, bytes]] = []
         self.informational = False
@@ -204,8 +259,7 @@ class LeanConnection(PausableConnection):
         exchange.dial = None
         exchange.connection = self
         self.served += 1
-        if exchange.on_connection is not None:
-            exchange.on_connection(self)
+        exchange.receiver.upstream_connected(self)
         self.head_only = exchange.method == b"HEAD"
         transport: Any = self.transport
         transport.write(exchange.head)
@@ -246,8 +300,30 @@ class LeanConnection(PausableConnection):
         except HttpParserError as error:
             if self.head_only and self.message_done:
                 self.parser = HttpResponseParser(self)  # a HEAD answer has no body
-            elif not self.failed:
+                self._hand_over()
+                return
+            # A head before the error is still the answer (its body fails); the
+            # connection is not pooled meanwhile, so no other exchange can be on it.
+            self.keep_alive = False
+            self._hand_over()
+            if not self.failed:
                 self._fail(Failure(UpstreamResponseError(f"malformed response: {error}")))
+            return
+        if self.response is not None:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Give the parsed head to the exchange's receiver, after the body that came
+        with it was parsed too (so a small answer is complete when it is received)."""
+        response, self.response = self.response, None
+        if response is None:
+            return
+        exchange, self.exchange = self.exchange, None
+        if exchange is None or exchange.done:
+            self.abort()  # cancelled meanwhile
+            return
+        exchange.connection = None
+        exchange.answer(response)
 
     def on_message_begin(self) -> None:
         self.fields = []
@@ -279,13 +355,7 @@ class LeanConnection(PausableConnection):
             length = UNKNOWN_LENGTH
         self.until_eof = length is UNKNOWN_LENGTH and not chunked
         self.keep_alive = self.client.persistent and self.parser.should_keep_alive()
-        exchange = self.exchange
-        self.exchange = None
-        if exchange is None or exchange.deferred.called:
-            self.abort()
-            return
-        exchange.connection = None
-        exchange.deferred.callback(LeanResponse(code, headers, length, self))
+        self.response = LeanResponse(code, headers, length, self)
         if self.head_only:
             self.on_message_complete()
             raise _HeadAnswered()
@@ -316,6 +386,14 @@ class LeanConnection(PausableConnection):
             self._end_body(Failure(UpstreamResponseError("upstream closed mid-body")))
         self._maybe_settle()
 
+    def complete_body(self) -> bytes | None:
+        if not self.message_done or self.delivered or self.body is not None:
+            return None
+        self.delivered = True
+        pending, self.pending = self.pending, []
+        self._maybe_settle()
+        return b"".join(pending)
+
     def _maybe_settle(self) -> None:
         """Once the exchange is over both ways (and the body was handed over): pool the
         connection or close it."""
@@ -341,8 +419,8 @@ class LeanConnection(PausableConnection):
         self.in_use = False
         exchange, self.exchange = self.exchange, None
         self.abort()
-        if exchange is not None and not exchange.deferred.called:
-            exchange.deferred.errback(reason)
+        if exchange is not None and not exchange.done:
+            exchange.fail(reason)
         elif self.body is not None:
             self._end_body(reason)
 
@@ -351,13 +429,13 @@ class LeanConnection(PausableConnection):
         self.in_use = False
         self.client.forget(self)
         exchange, self.exchange = self.exchange, None
-        if exchange is not None and not exchange.deferred.called:
+        if exchange is not None and not exchange.done:
             stale = self.served > 1 and not self.received
             if stale and exchange.producer is None and exchange.method in IDEMPOTENT:
                 self.client.dial(exchange)  # a stale pooled connection: once more, fresh
                 return
             message = "upstream closed the connection before answering"
-            exchange.deferred.errback(Failure(UpstreamResponseError(message)))
+            exchange.fail(Failure(UpstreamResponseError(message)))
             return
         if self.message_done:
             return
@@ -451,9 +529,29 @@ class LeanClient:
         producer: Any = None,
         on_connection: Any = None,
     ) -> Deferred[LeanResponse]:
+        """:meth:`send` with a Deferred for the answer (cancelling it cancels the
+        exchange)."""
+        exchanges: list[_Exchange] = []
+        deferred: Deferred[LeanResponse] = Deferred(lambda _: exchanges[0].cancel())
+        receiver = DeferredReceiver(deferred, on_connection)
+        exchanges.append(self.send(host, port, method, target, headers, producer, receiver))
+        return deferred
+
+    def send(
+        self,
+        host: str,
+        port: int,
+        method: bytes,
+        target: bytes,
+        headers: Headers,
+        producer: Any,
+        receiver: Receiver,
+    ) -> _Exchange:
+        """Start one exchange; ``receiver`` hears how it goes. The result's ``cancel``
+        abandons it (the receiver then hears of a failure)."""
         length = producer.length if producer is not None else 0
         head = self.head(method, target, headers, authority(host, port), length)
-        exchange = _Exchange((host, port), method, head, producer, on_connection)
+        exchange = _Exchange((host, port), method, head, producer, receiver)
         idle = self.idle.get(exchange.key)
         if idle:
             connection = idle.pop()
@@ -463,7 +561,7 @@ class LeanClient:
             connection.send(exchange)
         else:
             self.dial(exchange)
-        return exchange.deferred
+        return exchange
 
     def dial(self, exchange: _Exchange) -> None:
         host, port = exchange.key
@@ -474,15 +572,14 @@ class LeanClient:
         exchange.dial = dial
 
         def connected(connection: LeanConnection) -> None:
-            if exchange.deferred.called:  # cancelled meanwhile
+            if exchange.done:  # cancelled meanwhile
                 connection.transport.loseConnection()  # type: ignore[union-attr]
                 return
             connection.send(exchange)
 
         def failed(reason: Failure) -> None:
             exchange.dial = None
-            if not exchange.deferred.called:
-                exchange.deferred.errback(reason)
+            exchange.fail(reason)
 
         dial.addCallbacks(connected, failed)
 
