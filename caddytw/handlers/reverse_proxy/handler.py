@@ -629,6 +629,16 @@ class ProxyCall:
             and code >= 200
         ):
             request.setHeader(b"content-length", b"%d" % response.length)
+        body = response.complete_body()
+        if body is not None:
+            # The whole answer came with the head (a small one usually does): one
+            # write and done, no relay, no producer, no timers.
+            attempt.release()
+            if not request.client_gone:
+                if body:
+                    request.write(body)
+                request.finish()
+            return
         relay = ResponseRelay(
             request,
             self.reactor,

@@ -41,6 +41,7 @@ from twisted.web.iweb import UNKNOWN_LENGTH
 from zope.interface import implementer
 
 from caddytw.handlers.reverse_proxy.headers import add_raw_fields
+from caddytw.wire.sendnow import plain_socket, send_now
 
 #: Seconds an idle connection beyond the per-host limit is kept (see ``release``).
 SURPLUS_GRACE = 1.0
@@ -228,7 +229,12 @@ class LeanConnection(PausableConnection):
         self.idle_call: Any = None
         self.lost = False
         self.in_use = False
+        #: The socket under a plain TCP or Unix transport (None under TLS).
+        self.socket: Any = None
         self._reset()
+
+    def connectionMade(self) -> None:
+        self.socket = plain_socket(self.transport)
 
     def _reset(self) -> None:
         self.received = False
@@ -262,7 +268,7 @@ class LeanConnection(PausableConnection):
         exchange.receiver.upstream_connected(self)
         self.head_only = exchange.method == b"HEAD"
         transport: Any = self.transport
-        transport.write(exchange.head)
+        send_now(transport, self.socket, exchange.head)  # at once: no write event
         producer = exchange.producer
         if producer is not None:
             self.upload_done = False
