@@ -16,8 +16,8 @@ from caddytw.handlers.reverse_proxy.config import (
     status_matches,
 )
 from caddytw.handlers.reverse_proxy.headers import (
+    forward_fields,
     merge_response_headers,
-    set_forwarded,
     strip_hop_by_hop,
     upgrade_type,
 )
@@ -86,10 +86,13 @@ def test_upgrade_type_needs_the_connection_token():
     ],
 )
 def test_forwarded_headers(trusted, sent, expected):
-    h = Headers()
+    sent_headers = Headers({b"Host": [b"h.test"]})
     for name, value in sent.items():
-        h.addRawHeader(name.encode(), value.encode())
-    set_forwarded(h, peer="10.0.0.1", scheme="http", host="h.test", trusted=trusted)
+        sent_headers.addRawHeader(name.encode(), value.encode())
+    h = Headers()
+    h._rawHeaders = forward_fields(
+        sent_headers._rawHeaders, peer=b"10.0.0.1", scheme=b"http", trusted=trusted
+    )
     got = tuple(
         h.getRawHeaders(n)[0].decode()
         for n in (b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host")

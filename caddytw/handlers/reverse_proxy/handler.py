@@ -43,9 +43,9 @@ from caddytw.handlers.reverse_proxy.handle_response import (
 )
 from caddytw.handlers.reverse_proxy.headers import (
     copy_headers,
-    hop_by_hop_names,
+    forward_fields,
+    hop_by_hop_keys,
     merge_response_headers,
-    set_forwarded,
     strip_hop_by_hop,
     upgrade_type,
 )
@@ -246,22 +246,27 @@ class RequestView:
         return self.request.header_text(name) or ""
 
 
+#: ``request.scheme`` as the bytes ``X-Forwarded-Proto`` carries.
+_SCHEMES = {"http": b"http", "https": b"https"}
+
+
 def upstream_headers(request: CaddyRequest, trusted: bool) -> tuple[Headers, bytes | None]:
     """The request headers as the upstream gets them, and the Upgrade type if any."""
-    headers = copy_headers(request.requestHeaders)
-    upgrade = upgrade_type(headers) if request.clientproto == b"HTTP/1.1" else None
-    strip_hop_by_hop(headers, keep_te_trailers=True)
-    headers.removeHeader(b"content-length")
+    raw = request.requestHeaders._rawHeaders
+    upgrade = None
+    if b"Connection" in raw and request.clientproto == b"HTTP/1.1":
+        upgrade = upgrade_type(request.requestHeaders)
+    scheme = request.scheme
+    headers = Headers()
+    headers._rawHeaders = forward_fields(
+        raw,
+        peer=request.remote_host.split("%", 1)[0].encode(),
+        scheme=_SCHEMES.get(scheme) or scheme.encode("latin-1"),
+        trusted=trusted,
+    )
     if upgrade:
         headers.setRawHeaders(b"connection", [b"Upgrade"])
         headers.setRawHeaders(b"upgrade", [upgrade])
-    set_forwarded(
-        headers,
-        peer=request.remote_host,
-        scheme=request.scheme,
-        host=request.request_hostport,
-        trusted=trusted,
-    )
     return headers, upgrade
 
 
@@ -656,7 +661,7 @@ class ProxyCall:
         self.request.setResponseCode(code)
         if ops is None:
             # The common case: one filtered pass, no intermediate copy.
-            drop = hop_by_hop_names(upstream)
+            drop = hop_by_hop_keys(upstream._rawHeaders)
             merge_response_headers(self.request.responseHeaders, upstream, drop)
             return
         headers = Headers()

@@ -346,15 +346,13 @@ class LeanConnection(PausableConnection):
             return
         self.head_done = True
         headers = Headers()
-        length: Any = UNKNOWN_LENGTH
-        chunked = False
         add_raw_fields(headers, self.fields)
-        for name, value in self.fields:
-            lower = name.lower()
-            if lower == b"content-length":
-                length = int(value)
-            elif lower == b"transfer-encoding":
-                chunked = True
+        raw = headers._rawHeaders
+        length: Any = UNKNOWN_LENGTH
+        chunked = b"Transfer-Encoding" in raw
+        declared = raw.get(b"Content-Length")
+        if declared is not None:
+            length = int(declared[-1])
         if self.head_only or code in (204, 304):
             length = 0
         elif chunked:
@@ -517,9 +515,10 @@ class LeanClient:
             parts.append(b"Content-Length: %d\r\n" % length)
         elif method in (b"PUT", b"POST"):
             parts.append(b"Content-Length: 0\r\n")
-        if not headers.hasHeader(b"host"):
+        raw = headers._rawHeaders  # canonical names, values free of line breaks
+        if b"Host" not in raw:
             parts += (b"Host: ", host, b"\r\n")
-        for name, values in headers.getAllRawHeaders():
+        for name, values in raw.items():
             for value in values:
                 parts += (name, b": ", value, b"\r\n")
         parts.append(b"\r\n")
