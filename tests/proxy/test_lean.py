@@ -368,3 +368,16 @@ def test_cancelling_a_sent_exchange_fails_it_once_and_drops_the_connection():
     assert [kind for kind, _ in receiver.events] == ["connected", "failed"]
     assert receiver.events[1][1].check(CancelledError)
     assert connector.dials[0].transport.disconnecting  # type: ignore[union-attr]
+
+
+def test_idle_time_counts_from_the_last_release():
+    client, connector = setup(KeepAliveConfig(idle_timeout=5))
+    for _ in range(3):  # used again before its timer would have fired, each time
+        got = fetch(client)
+        answer(connector.dials[0], OK)
+        assert got[0].complete_body() == b"hello"
+        client.reactor.advance(4)
+    assert not connector.dials[0].transport.disconnecting  # type: ignore[union-attr]
+    client.reactor.advance(1.5)  # 5.5 s idle since the last release
+    assert connector.dials[0].transport.disconnecting  # type: ignore[union-attr]
+    assert len(connector.dials) == 1

@@ -60,7 +60,13 @@ from caddytw.handlers.reverse_proxy.streaming import (
     cooperator_for,
 )
 from caddytw.handlers.reverse_proxy.transport import DialError, UpstreamConnector
-from caddytw.handlers.reverse_proxy.upstreams import HostRegistry, Upstream, host_row, registry_of
+from caddytw.handlers.reverse_proxy.upstreams import (
+    HostRegistry,
+    Upstream,
+    dial_placeholders,
+    host_row,
+    registry_of,
+)
 from caddytw.handlers.reverse_proxy.websocket import (
     UpstreamSide,
     UpstreamSideFactory,
@@ -155,6 +161,8 @@ class ReverseProxy(LeafResource):
         self.connector = UpstreamConnector(config.transport, reactor)
         self.cooperator = cooperator_for(reactor)
         self.passive = PassiveHealth(passive or PassiveHealthConfig(), reactor)
+        #: Caddy sends no body when its ``rewrite`` makes the request a GET or HEAD.
+        self.bodiless = _rewrites_to_bodiless(rewrite)
         transport = config.transport
         timeouts = [t for t in (transport.response_header_timeout, transport.read_timeout) if t]
         self.header_timeout = min(timeouts) if timeouts else None
@@ -194,10 +202,13 @@ class ReverseProxy(LeafResource):
 
     def trusted(self, request: CaddyRequest) -> bool:
         """Is the peer a trusted proxy (handler's or server's ``trusted_proxies``)?"""
-        ranges = list(self.config.trusted_proxies)
         server = getattr(getattr(request, "site", None), "caddy_server", None)
-        ranges.extend(getattr(server, "trusted_proxies", None) or [])
-        return bool(ranges) and ip_in(request.remote_host, ranges)
+        server_ranges = getattr(server, "trusted_proxies", None)
+        if not server_ranges:
+            own = self.config.trusted_proxies
+            return bool(own) and ip_in(request.remote_host, list(own))
+        ranges = [*self.config.trusted_proxies, *server_ranges]
+        return ip_in(request.remote_host, ranges)
 
 
 class RequestView:
@@ -343,7 +354,7 @@ class ProxyCall:
         self.method, self.uri = upstream_target(request, proxy.rewrite)
         #: Caddy sends no body when its ``rewrite`` makes the request a GET or HEAD
         #: (``forward_auth``); the body stays unread for the handlers after the proxy.
-        self.bodiless = _rewrites_to_bodiless(proxy.rewrite)
+        self.bodiless = proxy.bodiless
         self.length = 0 if self.bodiless else request.body.length or 0
         request.notifyFinish().addErrback(self._client_gone)
 
@@ -420,12 +431,12 @@ class ProxyCall:
     def _set_placeholders(self, attempt: _Attempt) -> None:
         upstream = attempt.upstream
         values = self.request.placeholder_values
-        values["http.reverse_proxy.upstream.address"] = attempt.address
-        values["http.reverse_proxy.upstream.hostport"] = attempt.address
-        values["http.reverse_proxy.upstream.host"] = attempt.host
-        values["http.reverse_proxy.upstream.port"] = str(attempt.port)
+        if upstream.template is None:
+            values.update(upstream.placeholders)  # the address's own, made once
+        else:
+            values.update(dial_placeholders(attempt.address, attempt.host, attempt.port))
         values["http.reverse_proxy.upstream.requests"] = str(upstream.num_requests)
-        values["http.reverse_proxy.upstream.max_requests"] = str(upstream.max_requests)
+        values["http.reverse_proxy.upstream.max_requests"] = upstream.placeholders_max
         values["http.reverse_proxy.upstream.fails"] = str(upstream.state.fails)
 
     def _attempt_failed(self, reason: Failure, attempt: _Attempt) -> None:
@@ -585,8 +596,10 @@ class ProxyCall:
     def _got_response(self, response: LeanResponse, attempt: _Attempt) -> None:
         self._cancel_header_timer()
         self.pending = None
-        latency = self.reactor.seconds() - attempt.started
-        self.proxy.passive.judge_response(attempt.upstream, response.code, latency)
+        passive = self.proxy.passive
+        if passive.judging:
+            latency = self.reactor.seconds() - attempt.started
+            passive.judge_response(attempt.upstream, response.code, latency)
         if self.gone:
             attempt.release()
             response.deliverBody(_Discard())

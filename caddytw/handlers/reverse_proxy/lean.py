@@ -24,6 +24,7 @@ holds for them as well; Agent is left to active health checks.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 from typing import Protocol as TypingProtocol
@@ -226,7 +227,10 @@ class LeanConnection(PausableConnection):
         self.parser = HttpResponseParser(self)
         self.exchange: _Exchange | None = None
         self.served = 0
+        #: The idle timer (see ``LeanClient.release``), and when an idle connection
+        #: closes (None while it serves an exchange).
         self.idle_call: Any = None
+        self.idle_until: float | None = None
         self.lost = False
         self.in_use = False
         #: The socket under a plain TCP or Unix transport (None under TLS).
@@ -471,9 +475,11 @@ class ConnectionFactory(Factory):
         return self.make(self.client, self.key)
 
 
+@functools.lru_cache(maxsize=256)
 def authority(host: str, port: int) -> bytes:
     """The ``Host`` an upstream gets when the request brought none: ``host:port``, or
-    ``localhost`` for a unix socket (``host`` is then its path)."""
+    ``localhost`` for a unix socket (``host`` is then its path). Cached: the IDNA codec
+    is slow and the upstreams are few."""
     if port == 0:
         return b"localhost"
     return (f"[{host}]:{port}" if ":" in host else f"{host}:{port}").encode("idna")
@@ -560,9 +566,7 @@ class LeanClient:
         idle = self.idle.get(exchange.key)
         if idle:
             connection = idle.pop()
-            if connection.idle_call is not None and connection.idle_call.active():
-                connection.idle_call.cancel()
-            connection.idle_call = None
+            connection.idle_until = None  # its idle timer, if one runs, lets it be
             connection.send(exchange)
         else:
             self.dial(exchange)
@@ -600,12 +604,34 @@ class LeanClient:
         if len(idle) >= self.max_idle:
             timeout = min(timeout, SURPLUS_GRACE)
         idle.append(connection)
-        connection.idle_call = self.reactor.callLater(timeout, connection.abort)
+        # One timer per connection, moved only when it would fire too late: arming and
+        # cancelling a timer for every request showed in the proxy's profile.
+        deadline = self.reactor.seconds() + timeout
+        connection.idle_until = deadline
+        call = connection.idle_call
+        if call is None or call.getTime() > deadline:
+            if call is not None:
+                call.cancel()
+            connection.idle_call = self.reactor.callLater(timeout, self._idle_check, connection)
+
+    def _idle_check(self, connection: LeanConnection) -> None:
+        """A connection's idle timer: close it when it stayed idle until its deadline,
+        wait on when it was used and pooled again meanwhile (busy: armed on release)."""
+        connection.idle_call = None
+        until = connection.idle_until
+        if until is None:
+            return
+        left = until - self.reactor.seconds()
+        if left > 0:
+            connection.idle_call = self.reactor.callLater(left, self._idle_check, connection)
+        else:
+            connection.abort()
 
     def forget(self, connection: LeanConnection) -> None:
         if connection.idle_call is not None and connection.idle_call.active():
             connection.idle_call.cancel()
         connection.idle_call = None
+        connection.idle_until = None
         idle = self.idle.get(connection.key)
         if idle and connection in idle:
             idle.remove(connection)
