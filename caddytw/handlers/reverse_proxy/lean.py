@@ -50,6 +50,8 @@ SURPLUS_GRACE = 1.0
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"DELETE", b"TRACE"})
 _BAD_TARGET = re.compile(rb"[\x00-\x20\x7f]")
 _BAD_METHOD = re.compile(rb"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
+#: Methods already found valid (the first few seen): no regular expression for them.
+_GOOD_METHODS: set[bytes] = set()
 
 
 class UpstreamResponseError(Exception):
@@ -508,8 +510,11 @@ class LeanClient:
         self, method: bytes, target: bytes, headers: Headers, host: bytes, length: int
     ) -> bytes:
         """The request head as bytes, framed the way Agent frames it."""
-        if _BAD_METHOD.search(method) or not method:
-            raise ValueError(f"invalid method {method!r}")
+        if method not in _GOOD_METHODS:
+            if _BAD_METHOD.search(method) or not method:
+                raise ValueError(f"invalid method {method!r}")
+            if len(_GOOD_METHODS) < 64:
+                _GOOD_METHODS.add(method)
         if not target.startswith(b"/"):
             target = b"/" + target
         if _BAD_TARGET.search(target):
