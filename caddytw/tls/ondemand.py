@@ -19,7 +19,6 @@ import collections
 from typing import Any
 from urllib.parse import urlencode
 
-import treq
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -148,6 +147,8 @@ class HandshakeCertificates:
     def _ask(self, name: str) -> Any:
         separator = "&" if "?" in self.settings.ask else "?"
         url = self.settings.ask + separator + urlencode({"domain": name})
+        import treq  # only a config with an on-demand ``ask`` URL calls out
+
         try:
             response = yield treq.get(url, timeout=ASK_TIMEOUT)
             yield treq.content(response)
@@ -182,6 +183,8 @@ class HandshakeCertificates:
         }
         if hello.local_ip:
             query["local_ip"] = hello.local_ip
+        import treq  # only a config with get_certificate managers calls out
+
         for url in policy.get_certificate:
             separator = "&" if "?" in url else "?"
             target = url + separator + urlencode(query)
