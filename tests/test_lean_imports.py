@@ -2,11 +2,12 @@
 
 Every module a process imports stays resident: ACME (acme, josepy, requests), dnspython's
 transports (trio, aioquic), prometheus_client, h3, PostgreSQL, the proxy, sync... cost
-tens of MB before the first request. The real ``twistd caddy`` start-up path runs here
-on a plain ``file_server`` config (with the admin API on), and the modules it holds
-once it listens are checked against the ones only other configs need. The same
-process then serves a directory listing and an admin ``/metrics`` scrape and must have
-imported their modules by then: the check sees lazy imports, it does not just miss them.
+tens of MB before the first request. The real start-up paths (``twistd caddy`` and
+``caddytw run``) run here on a plain ``file_server`` config (admin API on), and the
+modules the process holds once it listens are checked against the ones only other
+configs need. The same process then serves a directory listing and an admin
+``/metrics`` scrape and must have imported their modules by then: the check sees lazy
+imports, it does not just miss them.
 
 No memory numbers here (they belong to ``bench/hotpath.py``): the module set is what
 decides them, and it does not vary from run to run.
@@ -22,24 +23,31 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from tests.support.ports import free_port, wait_for_port
 from tests.support.server import server_env
 
-#: twistd exactly as ``tests.support.server.TWISTD`` runs it, plus a SIGUSR2 handler that
-#: writes the names of the imported modules to argv[1] (twistd re-raises SIGTERM at
-#: exit, so an atexit hook would never run).
+#: ``twistd`` exactly as ``tests.support.server.TWISTD`` runs it (argv[2] "twistd"), or
+#: the ``caddytw`` command ("cli"), plus a SIGUSR2 handler that writes the names of the
+#: imported modules to argv[1] (twistd re-raises SIGTERM at exit, so an atexit hook
+#: would never run).
 CHILD = """
 import signal, sys
-out = sys.argv[1]
+out, launcher, args = sys.argv[1], sys.argv[2], sys.argv[3:]
 def dump(*_):
     with open(out + ".tmp", "w") as handle:
         handle.write("\\n".join(sorted(sys.modules)))
     import os
     os.replace(out + ".tmp", out)
 signal.signal(signal.SIGUSR2, dump)
-from twisted.scripts.twistd import run
-sys.argv = ["twistd", *sys.argv[2:]]
-run()
+if launcher == "twistd":
+    from twisted.scripts.twistd import run
+    sys.argv = ["twistd", "-n", "--pidfile=", "caddy", *args]
+    run()
+else:
+    from caddytw.cli.main import main
+    sys.exit(main(["run", *args]))
 """
 
 #: Packages and caddytw modules that a plain file server must not import.
@@ -99,7 +107,8 @@ def _dump(process: subprocess.Popen[bytes], out: Path) -> set[str]:
     return set(out.read_text().split())
 
 
-def test_a_plain_file_server_imports_only_what_it_uses(tmp_path: Path) -> None:
+@pytest.mark.parametrize("launcher", ["twistd", "cli"])
+def test_a_plain_file_server_imports_only_what_it_uses(tmp_path: Path, launcher: str) -> None:
     root = tmp_path / "site"
     (root / "sub").mkdir(parents=True)
     (root / "hello.txt").write_text("hello")
@@ -118,7 +127,7 @@ def test_a_plain_file_server_imports_only_what_it_uses(tmp_path: Path) -> None:
     out = tmp_path / "modules.txt"
     log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 (closed below)
     process = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(out), "-n", "--pidfile=", "caddy", "-c", str(config)],
+        [sys.executable, "-c", CHILD, str(out), launcher, "--config", str(config)],
         cwd=tmp_path,
         env=server_env(),
         stdout=log,
