@@ -133,6 +133,10 @@ def _prometheus() -> _Metrics:
     return _made[0]
 
 
+if MULTIPROCESS:  # a worker updates them on every request: make them before the first
+    _prometheus()
+
+
 _children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 _server_children: dict[str, tuple[Any, Any, Any]] = {}
 

@@ -81,6 +81,10 @@ class HandshakeCertificates:
         self.settings: OnDemandConfig = plan.tls_app.on_demand
         self.limiter = RateLimiter(self.settings.interval, self.settings.burst, reactor)
         self.pending: dict[str, list[Deferred[Any]]] = {}
+        if self.active:
+            # The HTTP client the ask and get_certificate calls use, imported now rather
+            # than by the first handshake (on the reactor, which must not wait for it).
+            import treq  # noqa: F401
         if any(p.on_demand for p in plan.tls_app.policies) and not self.settings.ask:
             log.warn(
                 "on-demand TLS without an ask endpoint: any name a client sends gets an "
