@@ -21,12 +21,16 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.support.ports import free_port, wait_for_port
 from tests.support.server import server_env
+from tests.tls.pki import TestCA
 
 #: ``twistd`` exactly as ``tests.support.server.TWISTD`` runs it (argv[2] "twistd"), or
 #: the ``caddytw`` command ("cli"), plus a SIGUSR2 handler that writes the names of the
@@ -107,36 +111,50 @@ def _dump(process: subprocess.Popen[bytes], out: Path) -> set[str]:
     return set(out.read_text().split())
 
 
-@pytest.mark.parametrize("launcher", ["twistd", "cli"])
-def test_a_plain_file_server_imports_only_what_it_uses(tmp_path: Path, launcher: str) -> None:
-    root = tmp_path / "site"
-    (root / "sub").mkdir(parents=True)
-    (root / "hello.txt").write_text("hello")
-    port, admin = free_port(), free_port()
-    config = tmp_path / "caddy.json"
-    files = {"handler": "file_server", "root": str(root), "browse": {}}
-    server = {"listen": [f"127.0.0.1:{port}"], "routes": [{"handle": [files]}]}
-    config.write_text(
-        json.dumps(
-            {
-                "admin": {"listen": f"127.0.0.1:{admin}"},
-                "apps": {"http": {"servers": {"s": server}}},
-            }
-        )
-    )
+@contextmanager
+def _running(
+    tmp_path: Path, config: dict[str, Any], launcher: str, ports: list[int]
+) -> Iterator[subprocess.Popen[bytes]]:
+    """The server on ``config``, started by ``launcher``, listening on ``ports``."""
+    path = tmp_path / "caddy.json"
+    path.write_text(json.dumps(config))
     out = tmp_path / "modules.txt"
     log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 (closed below)
     process = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(out), launcher, "--config", str(config)],
+        [sys.executable, "-c", CHILD, str(out), launcher, "--config", str(path)],
         cwd=tmp_path,
         env=server_env(),
         stdout=log,
         stderr=subprocess.STDOUT,
     )
     try:
-        assert wait_for_port(port, 15) and wait_for_port(admin, 15), (
-            tmp_path / "server.log"
-        ).read_text()
+        for port in ports:
+            assert wait_for_port(port, 15), (tmp_path / "server.log").read_text()
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+        log.close()
+
+
+@pytest.mark.parametrize("launcher", ["twistd", "cli"])
+def test_a_plain_file_server_imports_only_what_it_uses(tmp_path: Path, launcher: str) -> None:
+    root = tmp_path / "site"
+    (root / "sub").mkdir(parents=True)
+    (root / "hello.txt").write_text("hello")
+    port, admin = free_port(), free_port()
+    files = {"handler": "file_server", "root": str(root), "browse": {}}
+    server = {"listen": [f"127.0.0.1:{port}"], "routes": [{"handle": [files]}]}
+    config = {
+        "admin": {"listen": f"127.0.0.1:{admin}"},
+        "apps": {"http": {"servers": {"s": server}}},
+    }
+    out = tmp_path / "modules.txt"
+    with _running(tmp_path, config, launcher, [port, admin]) as process:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/hello.txt", timeout=10) as reply:
             assert reply.read() == b"hello"
         serving = _dump(process, out)
@@ -152,11 +170,31 @@ def test_a_plain_file_server_imports_only_what_it_uses(tmp_path: Path, launcher:
         later = _dump(process, out)
         assert "caddytw.handlers.file_server.listing" in later
         assert "prometheus_client" in later
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-        log.close()
+
+
+def test_a_tls_server_with_loaded_certificates_imports_no_quic_or_acme(tmp_path: Path) -> None:
+    """TLS with h1 and h2 only and certificates from files: HTTP/3 (aioquic) and the
+    issuers (acme, requests) stay out, the TLS server's modules come in."""
+    cert, key, _ = TestCA().write_leaf(tmp_path, "leaf", ["localhost", "127.0.0.1"])
+    port = free_port()
+    files = {"handler": "file_server", "root": str(tmp_path)}
+    server = {
+        "listen": [f"127.0.0.1:{port}"],
+        "routes": [{"handle": [files]}],
+        "tls_connection_policies": [{}],
+        "automatic_https": {"disable": True},
+        "protocols": ["h1", "h2"],
+    }
+    config = {
+        "admin": {"disabled": True},
+        "storage": {"module": "file_system", "root": str(tmp_path / "storage")},
+        "apps": {
+            "http": {"http_port": free_port(), "servers": {"tls": server}},
+            "tls": {"certificates": {"load_files": [{"certificate": str(cert), "key": str(key)}]}},
+        },
+    }
+    with _running(tmp_path, config, "twistd", [port]) as process:
+        serving = _dump(process, tmp_path / "modules.txt")
+    needless = ("aioquic", "caddytw.wire.h3", "acme", "josepy", "requests", "treq", "dns")
+    assert not [n for n in needless if _imported(serving, n)]
+    assert "caddytw.tls.context" in serving
