@@ -76,6 +76,11 @@ CHECKPOINT = 1000
 #: while another is installed).
 BULK_ENTRIES = MAX_ENTRIES
 BULK_BYTES = MAX_BYTES
+#: Entries in the first bulk batch; each later one may hold twice as many as the one
+#: before (up to :data:`BULK_ENTRIES`). The first files are then on disk after the
+#: server has read a hundred of them, not a thousand (about half a second under load,
+#: the disk idle meanwhile), while later batches keep the round trips few.
+BULK_FIRST = 100
 BULK_IN_FLIGHT = 3
 
 
@@ -378,11 +383,13 @@ class Applier:
         batches: list[list[Download]] = []
         current: list[Download] = []
         size = 0
+        entries = BULK_FIRST
         for action in actions:
             assert isinstance(action, Download)
-            if current and (len(current) >= BULK_ENTRIES or size >= BULK_BYTES):
+            if current and (len(current) >= entries or size >= BULK_BYTES):
                 batches.append(current)
                 current, size = [], 0
+                entries = min(2 * entries, BULK_ENTRIES)
             current.append(action)
             size += action.remote.size
         if current:
