@@ -342,11 +342,11 @@ def format_time(moment: datetime) -> str:
     """RFC 3339 in UTC with a ``Z``: whole seconds as ``2024-01-01T12:00:00Z``, else
     with microseconds (``...:00.250000Z``). Naive datetimes are taken as UTC."""
     if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC)
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
-    if moment.microsecond:
-        text += f".{moment.microsecond:06d}"
-    return text + "Z"
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    # isoformat leaves out a zero fraction and writes any other with 6 digits, as
+    # this format wants, in C (strftime and an f-string cost three times as much, and
+    # a listing or batch formats one time per file).
+    return moment.isoformat() + "Z"
 
 
 def parse_time(value: object, where: str = "modified") -> datetime:
