@@ -32,6 +32,11 @@ Twisted's ``H2Connection`` (twisted.web._http2) is correct but slow for large bo
   while the compression context is unchanged (:mod:`caddytw.wire.hpackcache`);
 * the frames one read produces go out in one transport write at its end, and a small
   response with nothing queued is framed at once instead of through the sending loop;
+* a response written while a read is handled is held (headers and up to one frame of
+  body) until it ends or the read is done, then framed as bytes by
+  :mod:`caddytw.wire.h2frames` with h2's state and windows kept: HEADERS and one DATA
+  frame carrying END_STREAM, instead of three frames built as objects by h2. Anything
+  else sent on that stream first frames what is held, so its frames keep their order;
 * a stream whose window is exhausted is blocked in the priority tree instead of
   spinning the loop until the peer's WINDOW_UPDATE arrives.
 
@@ -43,7 +48,8 @@ Private twisted names this relies on (all state of ``H2Connection``; twisted is 
 ``_handleWindowUpdate`` (wrapped); for the receiving loop (``dataReceived``, replaced)
 the handlers it calls, ``_requestDataReceived``, ``_requestEnded``, ``_requestAborted``,
 ``_handlePriorityUpdate``, ``_terminate``, ``_tryToWriteControlData``, and
-``_streamCleanupCallbacks``; ``H2Stream._convertHeaders`` (replaced), ``_request``,
+``_streamCleanupCallbacks``; ``_send100Continue``, ``_respondToBadRequestAndDisconnect``
+and ``abortRequest`` (wrapped); ``H2Stream._convertHeaders`` (replaced), ``_request``,
 ``_send100Continue``. Everything else is public h2/twisted API.
 """
 
@@ -67,7 +73,7 @@ from twisted.web._http2 import _END_STREAM_SENTINEL, H2Connection, H2Stream
 from caddytw.http.body import DEFAULT_LIMIT, EMPTY, BodyAborted, RequestBody
 from caddytw.http.framebudget import CREDIT_PER_DATA_FRAME, FrameBudget, FrameScanner
 from caddytw.http.pseudo import BadRequest, RequestLine, request_line
-from caddytw.wire import hpackcache
+from caddytw.wire import h2frames, hpackcache
 from caddytw.wire.channel import ProtocolName
 
 #: Receive window advertised for each stream (SETTINGS_INITIAL_WINDOW_SIZE).
@@ -157,6 +163,8 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         self._batching = False
         #: Request header lists h2's checks accepted (see ``_requestReceived``).
         self._valid_headers: dict[tuple[Any, ...], list[Any]] = {}
+        #: Responses held back while a read is handled (see ``writeHeaders``).
+        self._held: dict[int, _Held] = {}
 
     def connectionMade(self) -> None:
         raise_transport_buffer(self.transport)
@@ -199,6 +207,7 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         try:
             self._handle_events(events, cancelled)
         finally:
+            self._release_all()
             self._batching = False
         if self._stillProducing:
             self._tryToWriteControlData()
@@ -238,6 +247,7 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
 
     def _end_batch(self) -> None:
         """Write what the read produced so far, and write directly from now on."""
+        self._release_all()
         self._batching = False
         super()._tryToWriteControlData()
 
@@ -251,8 +261,16 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
 
     def _terminate(self, reason: Failure) -> None:
         """Flush the batch (answers, then h2's GOAWAY) before tearing down."""
+        self._release_all()
         self._batching = False
         super()._terminate(reason)
+
+    def _requestAborted(self, event: Any) -> None:
+        """The client reset a stream: its held answer is dropped, the others are framed
+        first (too many resets close the connection with a GOAWAY, which they precede)."""
+        self._held.pop(event.stream_id, None)
+        self._release_all()
+        super()._requestAborted(event)
 
     def _return_credit(self, event: Any) -> None:
         """Acknowledge body bytes of a stream nobody reads, so the connection window
@@ -317,6 +335,7 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
             return False
         if parent not in self.streams or not self._sendable(parent):
             return False
+        self._release(parent)  # the parent's answer so far goes first, as it was written
         promised = self.conn.get_next_available_stream_id()
         try:
             self.conn.push_stream(parent, promised, headers)
@@ -358,6 +377,18 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
             if len(self._normalized) >= HEADER_LISTS:
                 self._normalized.clear()
             self._normalized[key] = normalized
+        if (
+            self._batching
+            and code[:1] != b"1"
+            and streamID not in self._held
+            and self._sendable(streamID)
+        ):
+            # Held until the response ends or the read is handled, then framed with
+            # its body as bytes (``h2frames``): usually HEADERS and one DATA frame
+            # with END_STREAM instead of three frames built by h2.
+            self._held[streamID] = _Held(normalized)
+            return
+        self._release(streamID)
         try:
             self.conn.send_headers(streamID, normalized)
         except h2.exceptions.ProtocolError:
@@ -369,10 +400,29 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
     def remainingOutboundWindow(self, streamID: int) -> int:
         """Room for more response bytes: the peer's window, capped by our buffer."""
         window = self.conn.local_flow_control_window(streamID)
-        return min(window, self.stream_buffer) - self._queued.get(streamID, 0)
+        held = self._held.get(streamID)
+        pending = self._queued.get(streamID, 0) + (held.size if held is not None else 0)
+        return min(window, self.stream_buffer) - pending
 
     def writeDataToStream(self, streamID: int, data: bytes) -> None:
         size = len(data)
+        held = self._held.get(streamID)
+        if held is not None:
+            if not size:
+                return
+            total = held.size + size
+            if (
+                total <= self.conn.max_outbound_frame_size
+                and self._consumerBlocked is None
+                and self.conn.local_flow_control_window(streamID) >= total
+            ):
+                # Still one DATA frame: held with the headers.
+                held.body.append(data)
+                held.size = total
+                if self.remainingOutboundWindow(streamID) <= 0:
+                    self.streams[streamID].flowControlBlocked()
+                return
+            self._release(streamID)
         if (
             0 < size <= self.conn.max_outbound_frame_size
             and self._direct(streamID)
@@ -391,6 +441,11 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
 
     def endRequest(self, streamID: int) -> None:
         """The response is complete: ended at once when nothing of it is still queued."""
+        if streamID in self._held:
+            if self._sendable(streamID):
+                self._end_stream(streamID)
+                return
+            del self._held[streamID]  # reset meanwhile: nothing more is sent on it
         if self._direct(streamID):
             self._end_stream(streamID)
             return
@@ -410,7 +465,11 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
     def _end_stream(self, stream_id: int) -> None:
         """END_STREAM, a reset for a request body nobody will read, and the cleanup."""
         conn = self.conn
-        conn.end_stream(stream_id)
+        held = self._held.pop(stream_id, None)
+        if held is None:
+            conn.end_stream(stream_id)
+        else:
+            self._frame(stream_id, held, end_stream=True)
         h2stream = self.streams.get(stream_id)
         if h2stream is not None and not h2stream.body.done:
             # Answered before the body ended (unread, refused or too large): ask
@@ -421,7 +480,47 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
 
     def _requestDone(self, streamID: int) -> None:
         self._queued.pop(streamID, None)
+        self._held.pop(streamID, None)
         super()._requestDone(streamID)
+
+    # -- held responses ----------------------------------------------------------------
+
+    def _frame(self, stream_id: int, held: _Held, *, end_stream: bool) -> None:
+        """Frame a held response (HEADERS, then its body in one DATA frame) into h2's
+        buffer; a stream h2 no longer lets us send on is dropped, as h2 would refuse."""
+        if not self._sendable(stream_id):
+            return
+        body = held.body[0] if len(held.body) == 1 else b"".join(held.body)
+        try:
+            h2frames.send_response(self.conn, stream_id, held.headers, body, end_stream=end_stream)
+        except h2.exceptions.ProtocolError:
+            return
+        if body:
+            self.frame_budget.credit(CREDIT_PER_DATA_FRAME)
+
+    def _release(self, stream_id: int) -> None:
+        """Frame ``stream_id``'s held response (if any) before anything else is sent on
+        it, so its frames keep their order."""
+        held = self._held.pop(stream_id, None)
+        if held is not None:
+            self._frame(stream_id, held, end_stream=False)
+
+    def _release_all(self) -> None:
+        """The read is handled: frame what is still held, in the order it was written."""
+        while self._held:
+            self._release(next(iter(self._held)))
+
+    def _send100Continue(self, streamID: int) -> None:
+        self._release(streamID)
+        super()._send100Continue(streamID)
+
+    def _respondToBadRequestAndDisconnect(self, streamID: int) -> None:
+        self._release(streamID)
+        super()._respondToBadRequestAndDisconnect(streamID)
+
+    def abortRequest(self, streamID: int) -> None:
+        self._release(streamID)
+        super().abortRequest(streamID)
 
     def _handleWindowUpdate(self, event: Any) -> None:
         """Also wake the sending loop: a stream blocked on a zero window is unblocked."""
@@ -511,6 +610,18 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         """Whether h2 still lets us send on ``stream_id``."""
         h2_stream = self.conn.streams.get(stream_id)
         return h2_stream is not None and h2_stream.open and not h2_stream.closed
+
+
+class _Held:
+    """A response held back while a read is handled: its normalised header list and
+    the body written so far (at most one frame's worth)."""
+
+    __slots__ = ("body", "headers", "size")
+
+    def __init__(self, headers: list[Any]) -> None:
+        self.headers = headers
+        self.body: list[bytes] = []
+        self.size = 0
 
 
 class _Promised:

@@ -240,3 +240,85 @@ def test_response_fields_are_normalised_every_time() -> None:
     assert first == second
     # The second list came from the memory (unless a new second changed its Date).
     assert 1 <= len(pair.server._normalized) <= 2
+
+
+class Pieces(http.Request):
+    """Answers inside the read with a body written in ``sizes`` pieces."""
+
+    sizes: list[int] = []
+
+    def process(self) -> None:
+        self.setHeader(b"content-type", b"application/octet-stream")
+        for index, size in enumerate(self.sizes):
+            self.write(bytes([index % 251]) * size)
+        self.finish()
+
+
+def frames(wire: bytes) -> list[tuple[int, int, int, int]]:
+    """(type, flags, stream, length) of every frame in ``wire``."""
+    out = []
+    at = 0
+    while at < len(wire):
+        length = int.from_bytes(wire[at : at + 3], "big")
+        stream = int.from_bytes(wire[at + 5 : at + 9], "big") & 0x7FFFFFFF
+        out.append((wire[at + 3], wire[at + 4], stream, length))
+        at += 9 + length
+    return out
+
+
+def test_a_small_answer_is_one_headers_and_one_data_frame() -> None:
+    """Answered within the read: HEADERS, then the whole body in one DATA frame that
+    ends the stream (h2's own framing sent a third, empty, DATA frame for the end)."""
+    pair = Pair()
+    Pieces.sizes = [600, 424]
+    pair.server.requestFactory = lambda channel, queued=None: Pieces(channel)
+    headers = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "x")]
+    pair.client.send_headers(1, headers, end_stream=True)
+    pair.server.dataReceived(pair.client.data_to_send())
+    wire = pair.transport.value()
+    on_stream = [f for f in frames(wire) if f[2] == 1]
+    assert [(kind, flags) for kind, flags, _, _ in on_stream] == [(0x1, 0x4), (0x0, 0x1)]
+    assert on_stream[1][3] == 1024
+    events = pair.client.receive_data(wire)
+    body = b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived))
+    assert body == bytes([0]) * 600 + bytes([1]) * 424
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    window=st.integers(min_value=1, max_value=70_000),
+    sizes=st.lists(st.integers(min_value=0, max_value=20_000), max_size=5),
+    streams=st.integers(min_value=1, max_value=4),
+)
+def test_answers_within_a_read_respect_the_peers_windows(
+    window: int, sizes: list[int], streams: int
+) -> None:
+    """Whatever the client's window and however the body is written, answers framed
+    within the read never exceed a window (h2's client would fail the connection) and
+    every body arrives whole and in order."""
+    pair = Pair(client_window=window)
+    Pieces.sizes = sizes
+    pair.server.requestFactory = lambda channel, queued=None: Pieces(channel)
+    headers = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "x")]
+    ids = list(range(1, 2 * streams, 2))
+    for stream_id in ids:
+        pair.client.send_headers(stream_id, headers, end_stream=True)
+    expected = b"".join(bytes([i % 251]) * size for i, size in enumerate(sizes))
+    received: dict[int, bytes] = dict.fromkeys(ids, b"")
+    ended: set[int] = set()
+    for _ in range(len(expected) * streams // window + 200):
+        pair.exchange()
+        for event in pair.events:
+            if isinstance(event, h2.events.DataReceived):
+                received[event.stream_id] += event.data
+                if event.flow_controlled_length:
+                    pair.client.acknowledge_received_data(
+                        event.flow_controlled_length, event.stream_id
+                    )
+            elif isinstance(event, h2.events.StreamEnded):
+                ended.add(event.stream_id)
+        pair.events = []
+        if ended == set(ids):
+            break
+    assert ended == set(ids)
+    assert all(body == expected for body in received.values())
