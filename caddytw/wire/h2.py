@@ -106,6 +106,34 @@ _RESPONSE_HEADERS = HeaderValidationFlags(
 DEFAULT_WINDOW = 65_535
 
 
+class _LazyRepr:
+    """``repr(frame)`` deferred until formatted: h2's ``_receive_frame`` passes
+    ``repr(frame)`` to its trace log for every frame it receives, which formats the
+    frame (a hex dump of its payload) even though the log is off (h2's default
+    ``DummyLogger``). Put in h2.connection's namespace as ``repr`` (its only use there,
+    checked by ``tests/h2/test_private_api.py``), the log still gets the same text when a
+    logger is configured, through ``%s``."""
+
+    __slots__ = ("_obj",)
+
+    def __init__(self, obj: object) -> None:
+        self._obj = obj
+
+    def __str__(self) -> str:
+        return repr(self._obj)
+
+    __repr__ = __str__
+
+
+def _defer_frame_reprs() -> None:
+    import h2.connection
+
+    h2.connection.repr = _LazyRepr  # type: ignore[attr-defined]
+
+
+_defer_frame_reprs()
+
+
 def local_settings() -> dict[int, int]:
     """The SETTINGS caddytw sends after h2's initial ones (h2 ``SettingCodes`` -> value)."""
     from h2.settings import SettingCodes
@@ -161,8 +189,9 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         #: (response headers and bodies, WINDOW_UPDATEs, RST_STREAMs) stay in h2's
         #: buffer and go out with one transport write at the end of the read.
         self._batching = False
-        #: Request header lists h2's checks accepted (see ``_requestReceived``).
-        self._valid_headers: dict[tuple[Any, ...], list[Any]] = {}
+        #: Request header lists h2's checks accepted, with their request line or the
+        #: status refusing it (see ``_requestReceived``).
+        self._valid_headers: dict[tuple[Any, ...], tuple[list[Any], RequestLine | None, int]] = {}
         #: Responses held back while a read is handled (see ``writeHeaders``).
         self._held: dict[int, _Held] = {}
 
@@ -283,26 +312,29 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         stream; a malformed block resets this stream, a bad request line answers 400
         (or 405 for CONNECT) on it; neither touches the other streams."""
         stream_id: int = event.stream_id
-        # h2's checks are a pure function of the header list: a list already found
-        # valid on this connection (a client repeating its request) is not checked again.
+        # h2's checks and the request line are pure functions of the header list: a
+        # list already judged on this connection (a client repeating its request) is
+        # not judged again. Lists h2 refuses are not remembered.
         key = tuple(event.headers)
-        valid = self._valid_headers.get(key)
-        if valid is None:
+        known = self._valid_headers.get(key)
+        if known is None:
             try:
                 valid = list(validate_headers(event.headers, _REQUEST_HEADERS))
             except h2.exceptions.ProtocolError:
                 self.conn.reset_stream(stream_id, h2.errors.ErrorCodes.PROTOCOL_ERROR)
                 return
+            pseudo = {name: value for name, value in valid if name[:1] == b":"}
+            hosts = [value for name, value in valid if name == b"host"]
+            try:
+                known = (valid, request_line(pseudo, hosts), 0)
+            except BadRequest as bad:
+                known = (valid, None, bad.status)
             if len(self._valid_headers) >= HEADER_LISTS:
                 self._valid_headers.clear()
-            self._valid_headers[key] = valid
-        headers = list(valid)
-        pseudo = {name: value for name, value in headers if name[:1] == b":"}
-        hosts = [value for name, value in headers if name == b"host"]
-        try:
-            line = request_line(pseudo, hosts)
-        except BadRequest as bad:
-            self._refuse(stream_id, bad.status, body_follows=event.stream_ended is None)
+            self._valid_headers[key] = known
+        headers, line, refusal = known
+        if line is None:
+            self._refuse(stream_id, refusal, body_follows=event.stream_ended is None)
             return
         stream = CaddyH2Stream(
             stream_id,
@@ -315,14 +347,10 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
             body_follows=event.stream_ended is None,
         )
         self.streams[stream_id] = stream
-        self._streamCleanupCallbacks[stream_id] = Deferred()
         self._outboundStreamQueues[stream_id] = deque()
-        try:
-            self.priority.insert_stream(stream_id)
-        except priority.DuplicateStreamError:
-            pass  # a PRIORITY frame came first and inserted it
-        else:
-            self.priority.block(stream_id)
+        # Not in the priority tree yet: a response framed at once never needs it (see
+        # ``_prioritise``). No ``_streamCleanupCallbacks`` Deferred either: nothing
+        # here waits for one (see ``_requestDone``).
         # Dispatched at its headers: the body streams to the handler as it arrives.
         stream.dispatch()
 
@@ -437,6 +465,7 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
                 self.streams[streamID].flowControlBlocked()
             return
         self._queued[streamID] = self._queued.get(streamID, 0) + len(data)
+        self._prioritise(streamID)
         super().writeDataToStream(streamID, data)
 
     def endRequest(self, streamID: int) -> None:
@@ -449,6 +478,7 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         if self._direct(streamID):
             self._end_stream(streamID)
             return
+        self._prioritise(streamID)
         super().endRequest(streamID)
 
     def _direct(self, stream_id: int) -> bool:
@@ -478,10 +508,30 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         self._write()
         self._requestDone(stream_id)
 
+    def _prioritise(self, stream_id: int) -> None:
+        """Put ``stream_id`` in the priority tree (blocked) before the sending loop is to
+        serve it: a stream enters the tree when something of it is queued (or when the
+        client sends priority information for it), not at its request; inserting and
+        removing every stream was a tenth of the h2 work of a small response."""
+        try:
+            self.priority.insert_stream(stream_id)
+        except priority.DuplicateStreamError:
+            return
+        self.priority.block(stream_id)
+
     def _requestDone(self, streamID: int) -> None:
+        """Twisted's cleanup of a finished stream, for a stream that may never have
+        entered the priority tree, and without the per-stream cleanup Deferred (which
+        twisted fires for its own tests; none is made, see ``_requestReceived``)."""
         self._queued.pop(streamID, None)
         self._held.pop(streamID, None)
-        super()._requestDone(streamID)
+        del self._outboundStreamQueues[streamID]
+        with contextlib.suppress(priority.MissingStreamError):
+            self.priority.remove_stream(streamID)
+        del self.streams[streamID]
+        cleanup = self._streamCleanupCallbacks.pop(streamID, None)
+        if cleanup is not None:
+            cleanup.callback(streamID)
 
     # -- held responses ----------------------------------------------------------------
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from h2.connection import ConnectionInputs
+from h2.connection import ConnectionInputs, ConnectionState
 from h2.stream import StreamInputs
 
 #: RFC 9113 section 4.1: 24-bit length, type, flags, 31-bit stream identifier.
@@ -48,6 +48,10 @@ CONTINUATION = 0x9
 END_STREAM = 0x1
 END_HEADERS = 0x4
 
+#: The connection state in which sending HEADERS or DATA changes nothing (h2's table:
+#: ``(SERVER_OPEN, SEND_HEADERS|SEND_DATA) -> (no action, SERVER_OPEN)``), so the input is
+#: only fed to h2's machine in other states (where it raises, or moves it, as in h2).
+_OPEN = ConnectionState.SERVER_OPEN
 _SEND_HEADERS_FRAME = ConnectionInputs.SEND_HEADERS
 _SEND_DATA_FRAME = ConnectionInputs.SEND_DATA
 _SEND_HEADERS = StreamInputs.SEND_HEADERS
@@ -86,7 +90,9 @@ def send_response(
     sent, nothing encoded) when h2 would."""
     stream = conn.streams[stream_id]
     machine = stream.state_machine
-    conn.state_machine.process_input(_SEND_HEADERS_FRAME)
+    connection = conn.state_machine
+    if connection.state is not _OPEN:
+        connection.process_input(_SEND_HEADERS_FRAME)
     machine.process_input(_SEND_HEADERS)
     block = conn.encoder.encode(headers)
     size = len(body)
@@ -96,7 +102,8 @@ def send_response(
         flags = END_STREAM
     out = header_frames(stream_id, block, stream.max_outbound_frame_size, flags)
     if size:
-        conn.state_machine.process_input(_SEND_DATA_FRAME)
+        if connection.state is not _OPEN:
+            connection.process_input(_SEND_DATA_FRAME)
         machine.process_input(_SEND_DATA)
         flags = 0
         if end_stream:

@@ -194,21 +194,36 @@ def test_answers_of_one_read_go_out_in_one_write() -> None:
 
 
 def test_repeated_header_lists_are_judged_alike() -> None:
-    """The per-connection memory of valid request header lists: a valid list repeated
-    is answered every time, an invalid one (uppercase name) reset every time."""
+    """The per-connection memory of judged request header lists: a valid list repeated
+    is answered every time, an invalid one (uppercase name) reset every time, a bad
+    request line answered 400 every time."""
     pair = Pair()
     pair.server.requestFactory = lambda channel, queued=None: Answering(channel)
     good = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "x")]
     bad = [*good, ("X-Upper", "1")]
     pair.client.config.normalize_outbound_headers = False  # let the bad list through
     pair.client.config.validate_outbound_headers = False
-    for stream_id, headers in ((1, good), (3, bad), (5, good), (7, bad)):
+    absolute = [
+        (":method", "GET"),
+        (":path", "http://y/"),
+        (":scheme", "http"),
+        (":authority", "x"),
+    ]
+    sent = ((1, good), (3, bad), (5, good), (7, bad), (9, absolute), (11, absolute))
+    for stream_id, headers in sent:
         pair.client.send_headers(stream_id, headers, end_stream=True)
     pair.exchange()
     ended = {e.stream_id for e in pair.events if isinstance(e, h2.events.StreamEnded)}
     reset = {e.stream_id for e in pair.events if isinstance(e, h2.events.StreamReset)}
-    assert ended == {1, 5} and reset == {3, 7}
-    assert len(pair.server._valid_headers) == 1
+    statuses = {
+        e.stream_id: dict(e.headers)[b":status"]
+        for e in pair.events
+        if isinstance(e, h2.events.ResponseReceived)
+    }
+    assert ended == {1, 5, 9, 11} and reset == {3, 7}
+    # A request line refused (absolute-form :path) is refused again from the memory.
+    assert statuses[9] == statuses[11] == b"400"
+    assert len(pair.server._valid_headers) == 2
 
 
 class Untidy(http.Request):

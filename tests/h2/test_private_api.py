@@ -59,7 +59,7 @@ def test_private_h2_names_exist() -> None:
     """What ``caddytw.wire.h2frames`` uses of h2 beyond its documented API."""
     import h2.config
     import h2.connection
-    from h2.connection import ConnectionInputs
+    from h2.connection import ConnectionInputs, ConnectionState
     from h2.stream import StreamInputs
 
     client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
@@ -81,3 +81,27 @@ def test_private_h2_names_exist() -> None:
         assert hasattr(ConnectionInputs, name)
     for name in ("SEND_HEADERS", "SEND_DATA", "SEND_END_STREAM"):
         assert hasattr(StreamInputs, name)
+    # h2frames skips the connection machine where its input changes nothing.
+    table = h2.connection.H2ConnectionStateMachine._transitions
+    for name in ("SEND_HEADERS", "SEND_DATA"):
+        key = (ConnectionState.SERVER_OPEN, getattr(ConnectionInputs, name))
+        assert table[key] == (None, ConnectionState.SERVER_OPEN)
+
+
+def test_received_frames_are_formatted_only_when_logged() -> None:
+    """h2.connection's one ``repr`` call (the received-frame trace log) is deferred, and
+    gives the frame's own repr when a configured logger formats it."""
+    import logging
+
+    import h2.connection
+    from hyperframe.frame import PingFrame
+
+    source = inspect.getsource(h2.connection)
+    assert source.count("repr(") == 1
+    assert 'logger.trace("Received frame: %s", repr(frame))' in source
+    frame = PingFrame(0)
+    deferred = h2.connection.repr(frame)  # type: ignore[attr-defined]
+    assert str(deferred) == repr(frame)
+    assert logging.LogRecord(
+        "h2", 5, "", 0, "Received frame: %s", (deferred,), None
+    ).getMessage() == (f"Received frame: {frame!r}")
