@@ -471,10 +471,8 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
     def endRequest(self, streamID: int) -> None:
         """The response is complete: ended at once when nothing of it is still queued."""
         if streamID in self._held:
-            if self._sendable(streamID):
-                self._end_stream(streamID)
-                return
-            del self._held[streamID]  # reset meanwhile: nothing more is sent on it
+            self._end_stream(streamID)
+            return
         if self._direct(streamID):
             self._end_stream(streamID)
             return
@@ -498,8 +496,9 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         held = self._held.pop(stream_id, None)
         if held is None:
             conn.end_stream(stream_id)
-        else:
-            self._frame(stream_id, held, end_stream=True)
+        elif not self._frame(stream_id, held, end_stream=True):
+            self._requestDone(stream_id)  # h2 refused: the stream is gone
+            return
         h2stream = self.streams.get(stream_id)
         if h2stream is not None and not h2stream.body.done:
             # Answered before the body ended (unread, refused or too large): ask
@@ -526,8 +525,10 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         self._queued.pop(streamID, None)
         self._held.pop(streamID, None)
         del self._outboundStreamQueues[streamID]
-        with contextlib.suppress(priority.MissingStreamError):
+        try:  # noqa: SIM105 (a context manager per request costs more than this)
             self.priority.remove_stream(streamID)
+        except priority.MissingStreamError:
+            pass  # never queued anything: never entered the tree
         del self.streams[streamID]
         cleanup = self._streamCleanupCallbacks.pop(streamID, None)
         if cleanup is not None:
@@ -535,18 +536,19 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
 
     # -- held responses ----------------------------------------------------------------
 
-    def _frame(self, stream_id: int, held: _Held, *, end_stream: bool) -> None:
+    def _frame(self, stream_id: int, held: _Held, *, end_stream: bool) -> bool:
         """Frame a held response (HEADERS, then its body in one DATA frame) into h2's
-        buffer; a stream h2 no longer lets us send on is dropped, as h2 would refuse."""
-        if not self._sendable(stream_id):
-            return
+        buffer. A stream h2 no longer lets us send on (it was sendable when held; h2
+        cannot hear from the peer until the read is handled, but the connection may
+        have been closed meanwhile) is dropped, as h2 would refuse it: False."""
         body = held.body[0] if len(held.body) == 1 else b"".join(held.body)
         try:
             h2frames.send_response(self.conn, stream_id, held.headers, body, end_stream=end_stream)
-        except h2.exceptions.ProtocolError:
-            return
+        except (h2.exceptions.ProtocolError, KeyError):
+            return False
         if body:
             self.frame_budget.credit(CREDIT_PER_DATA_FRAME)
+        return True
 
     def _release(self, stream_id: int) -> None:
         """Frame ``stream_id``'s held response (if any) before anything else is sent on
