@@ -337,3 +337,60 @@ def test_answers_within_a_read_respect_the_peers_windows(
             break
     assert ended == set(ids)
     assert all(body == expected for body in received.values())
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.received = 0
+        self.ended = False
+
+    def body_data(self, data: bytes) -> None:
+        self.received += len(data)
+
+    def body_end(self, error: BaseException | None) -> None:
+        self.ended = error is None
+
+
+class Reading(http.Request):
+    """Reads the request body as it arrives (``request.body``, caddytw.http.body)."""
+
+    sink = Sink()
+
+    def process(self) -> None:
+        self.body.start(Reading.sink)  # type: ignore[attr-defined]
+
+
+def test_upload_window_updates_are_coalesced() -> None:
+    """A 4 MiB upload in 256 16 KiB DATA frames, 16 frames a read: the server's
+    WINDOW_UPDATEs come every half window (stream: 1 MiB, connection: 4 MiB), not one
+    per frame, and the frames of a read leave in one write."""
+    pair = Pair()
+    Reading.sink = Sink()
+    pair.server.requestFactory = lambda channel, queued=None: Reading(channel)
+    size = 4 << 20
+    headers = [
+        (":method", "POST"),
+        (":path", "/"),
+        (":scheme", "http"),
+        (":authority", "x"),
+        ("content-length", str(size)),
+    ]
+    pair.client.send_headers(1, headers)
+    pair.exchange()
+    chunk = b"u" * 16384
+    sent = updates = writes = 0
+    while sent < size:
+        for _ in range(16):
+            sent += len(chunk)
+            pair.client.send_data(1, chunk, end_stream=sent >= size)
+        transport = CountingTransport()
+        pair.server.transport = transport
+        pair.server.dataReceived(pair.client.data_to_send())
+        assert transport.writes <= 1
+        writes += transport.writes
+        updates += sum(1 for f in frames(transport.value()) if f[0] == 0x8)
+        pair.client.receive_data(transport.value())
+    assert Reading.sink.received == size and Reading.sink.ended
+    # Stream: every 512 KiB; connection: every 2 MiB.
+    assert updates <= size // (512 << 10) + size // (2 << 20) + 2
+    assert writes <= updates
