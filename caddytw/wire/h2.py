@@ -574,6 +574,35 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         self._release(streamID)
         super().abortRequest(streamID)
 
+    def _handlePriorityUpdate(self, event: Any) -> None:
+        """Twisted's, kept from filling the priority tree with finished streams. A
+        client that sends priority with every request (HEADERS with the PRIORITY flag,
+        each stream depending on the one before, as Chrome does) made twisted insert
+        each finished stream back into the tree (after its answer, or as the parent of
+        the next), until the tree's limit (1,000) raised out of ``dataReceived`` and the
+        connection broke. Priority of a stream that is over is dropped, and a
+        dependency on one is a dependency on the root (RFC 9113 section 5.3.4 moves the
+        dependents of a stream that leaves the tree up to its parent); a tree full of
+        idle streams' priorities ignores more."""
+        if self._over(event.stream_id):
+            return
+        if event.depends_on and self._over(event.depends_on):
+            event.depends_on = 0
+        try:  # noqa: SIM105 (rare, and a context manager per event costs more)
+            super()._handlePriorityUpdate(event)
+        except priority.TooManyStreamsError:
+            pass
+
+    def _over(self, stream_id: int) -> bool:
+        """Whether ``stream_id`` was opened and is finished (or was never served):
+        not ours any more, and below the highest stream id of its side."""
+        if stream_id in self.streams:
+            return False
+        conn = self.conn
+        if stream_id % 2:
+            return bool(stream_id <= conn.highest_inbound_stream_id)
+        return bool(stream_id <= conn.highest_outbound_stream_id)
+
     def _handleWindowUpdate(self, event: Any) -> None:
         """Also wake the sending loop: a stream blocked on a zero window is unblocked."""
         super()._handleWindowUpdate(event)

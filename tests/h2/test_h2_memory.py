@@ -394,3 +394,32 @@ def test_upload_window_updates_are_coalesced() -> None:
     # Stream: every 512 KiB; connection: every 2 MiB.
     assert updates <= size // (512 << 10) + size // (2 << 20) + 2
     assert writes <= updates
+
+
+def test_priority_with_every_request_does_not_fill_the_tree() -> None:
+    """Chrome's way: every request carries priority, depending exclusively on the one
+    before. Finished streams used to go back into the priority tree (as themselves or
+    as the next one's parent) until its limit broke the connection; here the limit is
+    50 and 120 requests on one connection are all answered."""
+    import priority
+
+    pair = Pair()
+    pair.server.priority = priority.PriorityTree(maximum_streams=50)
+    pair.server.requestFactory = lambda channel, queued=None: Answering(channel)
+    headers = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "x")]
+    ended = 0
+    for index in range(120):
+        stream_id = 2 * index + 1
+        pair.client.send_headers(
+            stream_id,
+            headers,
+            end_stream=True,
+            priority_weight=220,
+            priority_depends_on=max(0, stream_id - 2),
+            priority_exclusive=True,
+        )
+        pair.exchange()
+        ended += sum(1 for e in pair.events if isinstance(e, h2.events.StreamEnded))
+        pair.events = []
+    assert ended == 120
+    assert len(pair.server.priority._streams) < 10
