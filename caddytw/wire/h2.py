@@ -563,14 +563,17 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
             self._release(next(iter(self._held)))
 
     def _send100Continue(self, streamID: int) -> None:
+        """Twisted's, after the stream's held frames (h2 then judges the order)."""
         self._release(streamID)
         super()._send100Continue(streamID)
 
     def _respondToBadRequestAndDisconnect(self, streamID: int) -> None:
+        """Twisted's 400, after the stream's held frames (as if they had been sent)."""
         self._release(streamID)
         super()._respondToBadRequestAndDisconnect(streamID)
 
     def abortRequest(self, streamID: int) -> None:
+        """RST_STREAM after what the handler wrote before aborting, as without holding."""
         self._release(streamID)
         super().abortRequest(streamID)
 

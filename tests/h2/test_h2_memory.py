@@ -299,11 +299,13 @@ def test_a_small_answer_is_one_headers_and_one_data_frame() -> None:
     assert body == bytes([0]) * 600 + bytes([1]) * 424
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(
-    window=st.integers(min_value=1, max_value=70_000),
-    sizes=st.lists(st.integers(min_value=0, max_value=20_000), max_size=5),
-    streams=st.integers(min_value=1, max_value=4),
+    # (1-byte windows on this path: nghttp in test_h2_transfer.py; here they would take
+    # an exchange per byte)
+    window=st.integers(min_value=512, max_value=70_000),
+    sizes=st.lists(st.integers(min_value=0, max_value=8_000), max_size=5),
+    streams=st.integers(min_value=1, max_value=3),
 )
 def test_answers_within_a_read_respect_the_peers_windows(
     window: int, sizes: list[int], streams: int
