@@ -511,7 +511,10 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         """Put ``stream_id`` in the priority tree (blocked) before the sending loop is to
         serve it: a stream enters the tree when something of it is queued (or when the
         client sends priority information for it), not at its request; inserting and
-        removing every stream was a tenth of the h2 work of a small response."""
+        removing every stream was a tenth of the h2 work of a small response. A stream
+        already cleaned up is left out (twisted's write to it raises, as it always did)."""
+        if stream_id not in self._outboundStreamQueues:
+            return
         try:
             self.priority.insert_stream(stream_id)
         except priority.DuplicateStreamError:
