@@ -19,102 +19,123 @@ import time
 from bisect import bisect_left
 from typing import Any, Literal
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-    multiprocess,
-)
-from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
-
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
-
-REGISTRY = CollectorRegistry(auto_describe=True)
-if not MULTIPROCESS:
-    from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
-
-    ProcessCollector(registry=REGISTRY)
-    PlatformCollector(registry=REGISTRY)
-    GCCollector(registry=REGISTRY)
 
 _REQUEST_LABELS = ("server", "handler", "code")
 _Mode = Literal["all", "livesum", "livemin", "livemax"]
 _LIVE: _Mode = "livesum" if MULTIPROCESS else "all"
 _LIVE_MIN: _Mode = "livemin" if MULTIPROCESS else "all"
 _LIVE_MAX: _Mode = "livemax" if MULTIPROCESS else "all"
+#: The request duration buckets: prometheus_client's (and Go's) defaults, named here so
+#: the batched counts below need no Histogram to exist yet.
+_BUCKET_BOUNDS: tuple[float, ...] = (
+    *(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0),
+    float("inf"),
+)
 
-REQUESTS = Counter(
-    "caddy_http_requests_total",
-    "Requests answered, by server, answering handler and status class.",
-    _REQUEST_LABELS,
-    registry=REGISTRY,
-)
-DURATION = Histogram(
-    "caddy_http_request_duration_seconds",
-    "Time from the complete request head to the end of the response.",
-    _REQUEST_LABELS,
-    registry=REGISTRY,
-)
-BYTES_IN = Counter(
-    "caddy_http_request_body_bytes_total",
-    "Request body bytes received (by Content-Length).",
-    ("server",),
-    registry=REGISTRY,
-)
-BYTES_OUT = Counter(
-    "caddy_http_response_body_bytes_total",
-    "Response body bytes sent.",
-    ("server",),
-    registry=REGISTRY,
-)
-IN_FLIGHT = Gauge(
-    "caddy_http_requests_in_flight",
-    "Requests being handled right now.",
-    ("server",),
-    registry=REGISTRY,
-    multiprocess_mode=_LIVE,
-)
-ABORTED = Counter(
-    "caddy_http_requests_aborted_total",
-    "Requests whose client went away before the response ended.",
-    ("server",),
-    registry=REGISTRY,
-)
-UPSTREAM_HEALTHY = Gauge(
-    "caddy_reverse_proxy_upstreams_healthy",
-    "1 when the upstream is healthy, 0 when it is not.",
-    ("upstream",),
-    registry=REGISTRY,
-    multiprocess_mode=_LIVE_MIN,
-)
-UPSTREAM_FAILS = Counter(
-    "caddy_reverse_proxy_upstream_fails_total",
-    "Failed requests or health checks counted against an upstream.",
-    ("upstream",),
-    registry=REGISTRY,
-)
-CERT_EXPIRY = Gauge(
-    "caddy_tls_certificate_expiry_timestamp_seconds",
-    "When a managed certificate expires (Unix time).",
-    ("subject",),
-    registry=REGISTRY,
-    multiprocess_mode=_LIVE_MAX,
-)
-SYNC_COMMITS = Counter(
-    "caddytw_sync_commits_total",
-    "File sync commits accepted, by sync root.",
-    ("root",),
-    registry=REGISTRY,
-)
-SYNC_CLIENTS = Gauge(
-    "caddytw_sync_clients_connected",
-    "Sync clients connected to the event stream, by sync root.",
-    ("root",),
-    registry=REGISTRY,
-    multiprocess_mode=_LIVE,
-)
+
+class _Metrics:
+    """The registry and its metrics, made by the first thing that needs a Prometheus
+    value (:func:`_prometheus`): a scrape, a worker's request, an upstream's health. A
+    process that only serves (one process, batched request counts) never imports
+    prometheus_client, which is ~2 MB of resident memory and 40 modules."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = registry = CollectorRegistry(auto_describe=True)
+        if not MULTIPROCESS:
+            from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
+
+            ProcessCollector(registry=registry)
+            PlatformCollector(registry=registry)
+            GCCollector(registry=registry)
+        self.requests = Counter(
+            "caddy_http_requests_total",
+            "Requests answered, by server, answering handler and status class.",
+            _REQUEST_LABELS,
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "caddy_http_request_duration_seconds",
+            "Time from the complete request head to the end of the response.",
+            _REQUEST_LABELS,
+            registry=registry,
+            buckets=_BUCKET_BOUNDS,
+        )
+        self.bytes_in = Counter(
+            "caddy_http_request_body_bytes_total",
+            "Request body bytes received (by Content-Length).",
+            ("server",),
+            registry=registry,
+        )
+        self.bytes_out = Counter(
+            "caddy_http_response_body_bytes_total",
+            "Response body bytes sent.",
+            ("server",),
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "caddy_http_requests_in_flight",
+            "Requests being handled right now.",
+            ("server",),
+            registry=registry,
+            multiprocess_mode=_LIVE,
+        )
+        self.aborted = Counter(
+            "caddy_http_requests_aborted_total",
+            "Requests whose client went away before the response ended.",
+            ("server",),
+            registry=registry,
+        )
+        self.upstream_healthy = Gauge(
+            "caddy_reverse_proxy_upstreams_healthy",
+            "1 when the upstream is healthy, 0 when it is not.",
+            ("upstream",),
+            registry=registry,
+            multiprocess_mode=_LIVE_MIN,
+        )
+        self.upstream_fails = Counter(
+            "caddy_reverse_proxy_upstream_fails_total",
+            "Failed requests or health checks counted against an upstream.",
+            ("upstream",),
+            registry=registry,
+        )
+        self.cert_expiry = Gauge(
+            "caddy_tls_certificate_expiry_timestamp_seconds",
+            "When a managed certificate expires (Unix time).",
+            ("subject",),
+            registry=registry,
+            multiprocess_mode=_LIVE_MAX,
+        )
+        self.sync_commits = Counter(
+            "caddytw_sync_commits_total",
+            "File sync commits accepted, by sync root.",
+            ("root",),
+            registry=registry,
+        )
+        self.sync_clients = Gauge(
+            "caddytw_sync_clients_connected",
+            "Sync clients connected to the event stream, by sync root.",
+            ("root",),
+            registry=registry,
+            multiprocess_mode=_LIVE,
+        )
+
+
+_made: list[_Metrics] = []
+
+
+def _prometheus() -> _Metrics:
+    """The process's metrics, made on first use."""
+    if not _made:
+        _made.append(_Metrics())
+    return _made[0]
+
+
+if MULTIPROCESS:  # a worker updates them on every request: make them before the first
+    _prometheus()
+
 
 _children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 _server_children: dict[str, tuple[Any, Any, Any]] = {}
@@ -127,21 +148,23 @@ _server_children: dict[str, tuple[Any, Any, Any]] = {}
 #: the number of requests. Worker processes keep the direct updates: another worker's
 #: scrape reads their files and cannot ask them to flush.
 BATCHED = not MULTIPROCESS
-#: Per server: [in-flight change, request body bytes, response body bytes].
+#: Per server: [in-flight change, request body bytes, response body bytes, aborted].
 _pending_server: dict[str, list[int]] = {}
 #: Per (server, handler, status class): [requests, duration sum, per-bucket counts].
 _pending_requests: dict[tuple[str, str, str], list[Any]] = {}
-_BUCKET_BOUNDS: tuple[float, ...] = tuple(DURATION._upper_bounds)
+#: Per certificate subject: its latest expiry, set into the gauge by :func:`flush`.
+_pending_expiry: dict[str, float] = {}
 _STATUS_CLASSES = tuple(f"{n}xx" for n in range(10))
 
 
 def _per_server(server: str) -> tuple[Any, Any, Any]:
     children = _server_children.get(server)
     if children is None:
+        made = _prometheus()
         children = (
-            IN_FLIGHT.labels(server),
-            BYTES_IN.labels(server),
-            BYTES_OUT.labels(server),
+            made.in_flight.labels(server),
+            made.bytes_in.labels(server),
+            made.bytes_out.labels(server),
         )
         _server_children[server] = children
     return children
@@ -150,7 +173,8 @@ def _per_server(server: str) -> tuple[Any, Any, Any]:
 def _per_request_key(key: tuple[str, str, str]) -> tuple[Any, Any]:
     children = _children.get(key)
     if children is None:
-        children = (REQUESTS.labels(*key), DURATION.labels(*key))
+        made = _prometheus()
+        children = (made.requests.labels(*key), made.duration.labels(*key))
         _children[key] = children
     return children
 
@@ -167,9 +191,8 @@ def request_started(request: Any) -> None:
     request.metrics_server = server
     if BATCHED:
         pending = _pending_server.get(server)
-        if pending is None:
-            _per_server(server)  # the labelled children exist from the first request on
-            pending = _pending_server[server] = [0, 0, 0]
+        if pending is None:  # its labelled children are made by the next flush
+            pending = _pending_server[server] = [0, 0, 0, 0]
         pending[0] += 1
         return
     _per_server(server)[0].inc()
@@ -204,7 +227,6 @@ def request_finished(request: Any) -> None:
         pending_server[2] += sent
         pending = _pending_requests.get(key)
         if pending is None:
-            _per_request_key(key)
             pending = _pending_requests[key] = [0, 0.0, [0] * len(_BUCKET_BOUNDS)]
         pending[0] += 1
         if started is not None:
@@ -227,12 +249,18 @@ def request_finished(request: Any) -> None:
 
 def flush() -> None:
     """Move the batched request counts into the Prometheus values (see :data:`BATCHED`)."""
+    while _pending_expiry:
+        subject, not_after = _pending_expiry.popitem()
+        _prometheus().cert_expiry.labels(subject).set(not_after)
     for server, pending_server in _pending_server.items():
-        in_flight_change, received, sent = pending_server
-        if not (in_flight_change or received or sent):
-            continue
-        pending_server[:] = [0, 0, 0]
+        # Every server that had a request is in the scrape, counted or not.
         in_flight, bytes_in, bytes_out = _per_server(server)
+        in_flight_change, received, sent, aborted = pending_server
+        if not (in_flight_change or received or sent or aborted):
+            continue
+        pending_server[:] = [0, 0, 0, 0]
+        if aborted:
+            _prometheus().aborted.labels(server).inc(aborted)
         if in_flight_change:
             in_flight.inc(in_flight_change)
         if received:
@@ -265,40 +293,45 @@ def request_aborted(request: Any) -> None:
         return
     request.metrics_server = None
     if BATCHED:
-        _pending_server[server][0] -= 1
-    else:
-        _per_server(server)[0].dec()
-    ABORTED.labels(server).inc()
+        pending = _pending_server[server]
+        pending[0] -= 1
+        pending[3] += 1
+        return
+    _per_server(server)[0].dec()
+    _prometheus().aborted.labels(server).inc()
 
 
 def set_upstream_healthy(address: str, healthy: bool) -> None:
-    UPSTREAM_HEALTHY.labels(address).set(1 if healthy else 0)
+    _prometheus().upstream_healthy.labels(address).set(1 if healthy else 0)
 
 
 def upstream_failed(address: str, count: int = 1) -> None:
-    UPSTREAM_FAILS.labels(address).inc(count)
+    _prometheus().upstream_fails.labels(address).inc(count)
 
 
 def forget_upstream(address: str) -> None:
     """An upstream left the config: stop reporting its health."""
     with contextlib.suppress(KeyError):
-        UPSTREAM_HEALTHY.remove(address)
+        _prometheus().upstream_healthy.remove(address)
 
 
 def set_certificate_expiry(subject: str, not_after: float) -> None:
-    CERT_EXPIRY.labels(subject).set(not_after)
+    if BATCHED:  # set by the next scrape: loading a certificate imports no prometheus_client
+        _pending_expiry[subject] = not_after
+        return
+    _prometheus().cert_expiry.labels(subject).set(not_after)
 
 
 def sync_committed(root: str, count: int = 1) -> None:
-    SYNC_COMMITS.labels(root).inc(count)
+    _prometheus().sync_commits.labels(root).inc(count)
 
 
 def sync_client_connected(root: str) -> None:
-    SYNC_CLIENTS.labels(root).inc()
+    _prometheus().sync_clients.labels(root).inc()
 
 
 def sync_client_disconnected(root: str) -> None:
-    SYNC_CLIENTS.labels(root).dec()
+    _prometheus().sync_clients.labels(root).dec()
 
 
 #: What Caddy 2.6's Prometheus library labels its formats (prometheus_client's own
@@ -310,8 +343,11 @@ OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=0.0.1; charset
 def render(openmetrics: bool = False) -> tuple[bytes, str]:
     """The current metrics in Prometheus text format (or OpenMetrics), and their
     Content-Type. Shared by the admin ``/metrics`` and the ``metrics`` handler."""
+    from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+    from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+
     flush()
-    registry = REGISTRY
+    registry = _prometheus().registry
     if MULTIPROCESS:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)

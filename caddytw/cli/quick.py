@@ -15,8 +15,6 @@ import os
 import sys
 from typing import Any
 
-from caddytw.caddyfile.addresses import AddressError, parse_address
-
 from .process import serve
 
 HTTP_PORT, HTTPS_PORT = "80", "443"
@@ -77,6 +75,9 @@ def upstream_dial(text: str) -> tuple[str, str]:
 
 def reverse_proxy_config(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     """The config and the ``from`` URL Caddy prints."""
+    # The Caddyfile package (its whole adapter) is imported by this command only.
+    from caddytw.caddyfile.addresses import AddressError, parse_address
+
     if not args.to:
         raise FlagError("--to is required")
     try:

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 from caddytw.cli.environ import version_string
 from caddytw.config.errors import ConfigError, ConfigErrors
-from caddytw.postgres import is_unavailable
 
 if TYPE_CHECKING:
     from caddytw.tls.store import Storage
@@ -132,6 +131,8 @@ def cmd_storage_export(args: argparse.Namespace) -> int:
             if target is not sys.stdout.buffer:
                 target.close()
     except Exception as error:
+        from caddytw.postgres import is_unavailable  # only storage commands need it
+
         if not is_unavailable(error):
             raise
         print(f"Error: exporting storage {storage.describe()}: {error}", file=sys.stderr)
@@ -171,6 +172,8 @@ def cmd_storage_import(args: argparse.Namespace) -> int:
         print(f"Error: importing storage: {error}", file=sys.stderr)
         return 1
     except Exception as error:
+        from caddytw.postgres import is_unavailable  # only storage commands need it
+
         if not is_unavailable(error):
             raise
         print(f"Error: importing storage into {storage.describe()}: {error}", file=sys.stderr)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from functools import cache
+from typing import TYPE_CHECKING
 
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
-from caddytw.config.reader import ObjectReader
-from caddytw.http.build import BuildContext, Handler, HandlerFactory
 from caddytw.http.interfaces import IHandlerFactory, find_plugins
+
+if TYPE_CHECKING:  # plugin files import this module: it must not pull the HTTP stack
+    from caddytw.config.reader import ObjectReader
+    from caddytw.http.build import BuildContext, Handler, HandlerFactory
 
 
 @cache

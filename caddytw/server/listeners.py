@@ -127,6 +127,8 @@ def _open_h3(reactor: Any, listener: Listener, tls: TLSRuntime) -> H3Port | None
     if not serves_udp():
         _announce_elsewhere(listener)
         return None
+    if "h3" not in listener.site.caddy_server.config.protocols:
+        return None  # without importing aioquic (caddytw.wire.h3 is its only user)
     from caddytw.wire.h3.integration import start_h3
 
     host = listener.address.host

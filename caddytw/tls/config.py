@@ -13,7 +13,6 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-import josepy
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -452,6 +451,8 @@ def _parse_external_account(data: Any, path: str) -> ExternalAccount | None:
     reader.done()
     if not key_id:
         raise ConfigError(reader.at("key_id"), "missing key_id")
+    import josepy  # only for an external account binding
+
     try:
         if not josepy.b64.b64decode(mac_key):
             raise ValueError("empty")

@@ -31,7 +31,7 @@ import contextlib
 import json
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from OpenSSL import crypto
 from twisted.application.service import Service
@@ -40,9 +40,11 @@ from twisted.internet.threads import blockingCallFromThread, deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from caddytw.tls.acme import ChallengePublisher
 from caddytw.tls.challenges import ChallengeRegistry
 from caddytw.tls.store import HTTP01, TLS_ALPN01, Storage
+
+if TYPE_CHECKING:
+    from caddytw.tls.acme import ChallengePublisher
 
 log = Logger()
 
@@ -69,6 +71,8 @@ class SharedChallenges(Service):
     # -- this node's orders (called in the ACME worker thread) -----------------------
 
     def publisher(self) -> ChallengePublisher:
+        from caddytw.tls.acme import ChallengePublisher  # imported with the ACME issuer
+
         registry, storage = self.registry, self.storage
 
         def in_reactor(function: Callable[..., None], *args: Any) -> None:

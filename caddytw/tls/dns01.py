@@ -15,7 +15,6 @@ import time
 import dns.exception
 import dns.message
 import dns.name
-import dns.query
 import dns.rcode
 import dns.rdatatype
 import dns.tsigkeyring
@@ -92,6 +91,8 @@ class RFC2136Solver:
         )
 
     def _send(self, message: dns.message.Message, what: str) -> None:
+        import dns.query  # with dnspython's QUIC/HTTPS transports: only when solving
+
         try:
             response = dns.query.tcp(message, self.host, timeout=QUERY_TIMEOUT, port=self.port)
         except (OSError, dns.exception.DNSException) as error:
@@ -103,6 +104,8 @@ class RFC2136Solver:
 
     def _zone(self, name: dns.name.Name) -> dns.name.Name:
         """The closest enclosing zone the server is authoritative for."""
+        import dns.query
+
         candidate = name
         while candidate != dns.name.root:
             query = dns.message.make_query(candidate, dns.rdatatype.SOA)
@@ -136,6 +139,8 @@ class RFC2136Solver:
 
     @staticmethod
     def _has_txt(host: str, port: int, name: dns.name.Name, value: str) -> bool:
+        import dns.query
+
         query = dns.message.make_query(name, dns.rdatatype.TXT)
         try:
             response = dns.query.udp(query, host, timeout=QUERY_TIMEOUT, port=port)

@@ -19,7 +19,6 @@ import collections
 from typing import Any
 from urllib.parse import urlencode
 
-import treq
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -82,6 +81,10 @@ class HandshakeCertificates:
         self.settings: OnDemandConfig = plan.tls_app.on_demand
         self.limiter = RateLimiter(self.settings.interval, self.settings.burst, reactor)
         self.pending: dict[str, list[Deferred[Any]]] = {}
+        if self.active:
+            # The HTTP client the ask and get_certificate calls use, imported now rather
+            # than by the first handshake (on the reactor, which must not wait for it).
+            import treq  # noqa: F401
         if any(p.on_demand for p in plan.tls_app.policies) and not self.settings.ask:
             log.warn(
                 "on-demand TLS without an ask endpoint: any name a client sends gets an "
@@ -148,6 +151,8 @@ class HandshakeCertificates:
     def _ask(self, name: str) -> Any:
         separator = "&" if "?" in self.settings.ask else "?"
         url = self.settings.ask + separator + urlencode({"domain": name})
+        import treq  # only a config with an on-demand ``ask`` URL calls out
+
         try:
             response = yield treq.get(url, timeout=ASK_TIMEOUT)
             yield treq.content(response)
@@ -182,6 +187,8 @@ class HandshakeCertificates:
         }
         if hello.local_ip:
             query["local_ip"] = hello.local_ip
+        import treq  # only a config with get_certificate managers calls out
+
         for url in policy.get_certificate:
             separator = "&" if "?" in url else "?"
             target = url + separator + urlencode(query)

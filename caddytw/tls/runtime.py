@@ -20,7 +20,6 @@ from twisted.internet.defer import Deferred
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from caddytw.config.model import ServerConfig
-from caddytw.tls.acme import AcmeIssuer
 from caddytw.tls.automation import HTTPSPlan
 from caddytw.tls.certs import CertificateSelector
 from caddytw.tls.challenges import ChallengeRegistry
@@ -28,7 +27,6 @@ from caddytw.tls.config import IssuerConfig
 from caddytw.tls.context import SNIConnectionCreator
 from caddytw.tls.distributed import SharedChallenges
 from caddytw.tls.hello import WaitingTLSFactory
-from caddytw.tls.internal import InternalIssuer
 from caddytw.tls.manager import CertificateManager
 from caddytw.tls.ondemand import HandshakeCertificates
 from caddytw.tls.solvers import listen_solvers
@@ -130,7 +128,12 @@ class TLSRuntime(MultiService):
         return certificate.certificates, certificate.private_key
 
     def make_issuer(self, config: IssuerConfig) -> Any:
-        """Called in a worker thread by the manager."""
+        """Called in a worker thread by the manager. The issuer modules (acme, josepy,
+        requests...) are imported here, by a config that orders certificates."""
         if config.module == "internal":
+            from caddytw.tls.internal import InternalIssuer
+
             return InternalIssuer(config, self.storage)
+        from caddytw.tls.acme import AcmeIssuer
+
         return AcmeIssuer(config, self.storage, self.shared_challenges.publisher())

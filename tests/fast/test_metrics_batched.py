@@ -65,3 +65,18 @@ def test_a_scrape_shows_every_finished_request() -> None:
     again = metrics.render()[0].decode()
     assert _value(again, f"caddy_http_requests_total{{{labels}}}") == 3
     assert _value(again, f'caddy_http_requests_in_flight{{server="{server}"}}') == 0
+
+
+def test_aborted_requests_and_certificate_expiry_reach_the_next_scrape() -> None:
+    """Both are counted without prometheus_client (a serving process need not import
+    it) and must still show in the first scrape after them."""
+    server = "batched_abort_srv"
+    request = _request(server, 200, 0.0, 0, 0)
+    metrics.request_started(request)
+    metrics.request_aborted(request)
+    metrics.set_certificate_expiry("expiry.batched.test", 1_900_000_000.0)
+    text = metrics.render()[0].decode()
+    assert _value(text, f'caddy_http_requests_aborted_total{{server="{server}"}}') == 1
+    assert _value(text, f'caddy_http_requests_in_flight{{server="{server}"}}') == 0
+    expiry = 'caddy_tls_certificate_expiry_timestamp_seconds{subject="expiry.batched.test"}'
+    assert _value(text, expiry) == 1_900_000_000.0

@@ -17,8 +17,8 @@ import os
 import secrets
 import stat
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any
+from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING, Any
 
 from twisted.web.server import NOT_DONE_YET
 
@@ -33,7 +33,6 @@ from caddytw.handlers.file_server.conditional import (
 from caddytw.handlers.file_server.config import FileServerSettings
 from caddytw.handlers.file_server.content_types import content_type_for
 from caddytw.handlers.file_server.encodings import SIDECAR_SUFFIXES, accepted_encodings
-from caddytw.handlers.file_server.listing import ListingResponder
 from caddytw.handlers.file_server.paths import (
     direct_child,
     go_base,
@@ -70,6 +69,9 @@ from caddytw.http.errors import HandlerError
 from caddytw.http.placeholders import Template, resolve
 from caddytw.http.request import CaddyRequest
 from caddytw.http.routing import LeafResource
+
+if TYPE_CHECKING:  # listings (browse, Go templates) are imported by the first one served
+    from caddytw.handlers.file_server.listing import ListingResponder
 
 _NOT_FOUND_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG, errno.ELOOP, errno.EINVAL}
 _OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NONBLOCK", 0)
@@ -208,7 +210,7 @@ class FileServer(LeafResource):
     def __init__(self, settings: FileServerSettings, next: Handler, reactor: Any = None) -> None:
         self.settings = settings
         self.next = next
-        self.listings = ListingResponder(settings, reactor)
+        self.reactor = reactor
         #: Small files by path, checked by one stat per hit (see cache.py); only for
         #: the plain-file fast path without sidecars.
         self.files = FileCache()
@@ -218,6 +220,14 @@ class FileServer(LeafResource):
             if all(h is not None for h in static_hide)
             else None
         )
+
+    @cached_property
+    def listings(self) -> ListingResponder:
+        """The directory listing responder, made (and its modules imported) by the
+        first listing: a server of files only never loads them."""
+        from caddytw.handlers.file_server.listing import ListingResponder
+
+        return ListingResponder(self.settings, self.reactor)
 
     # -- lookup --------------------------------------------------------------------
 

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.logger import Logger
-from twisted.names import client, dns
 
 from caddytw.config.errors import ConfigError
 from caddytw.config.netaddr import host_and_port
@@ -53,6 +52,8 @@ class ResolverConfig:
     timeout: float = DEFAULT_QUERY_TIMEOUT
 
     def make(self) -> Any:
+        from twisted.names import client  # only a config with dynamic upstreams resolves
+
         if not self.servers:
             return client.createResolver()
         # Two tries per server, the second after the first timed out.
@@ -145,6 +146,8 @@ class ASource(DNSSource):
         both: Deferred[Any] = DeferredList(queries, consumeErrors=True)
 
         def combine(results: list[tuple[bool, Any]]) -> Addresses:
+            from twisted.names import dns
+
             found: Addresses = []
             errors = []
             for ok, value in results:
@@ -178,6 +181,8 @@ class SRVSource(DNSSource):
 
     def _query(self, name: str) -> Deferred[Addresses]:
         def addresses(result: Any) -> Addresses:
+            from twisted.names import dns
+
             records = [r.payload for r in result[0] if r.type == dns.SRV]
             # Lowest priority first; among equals the heavier first (Go randomises by
             # weight; the load balancing policy picks among them anyway).

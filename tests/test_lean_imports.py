@@ -1,0 +1,200 @@
+"""A server imports what its config uses, and no more (issue 18: resident memory).
+
+Every module a process imports stays resident: ACME (acme, josepy, requests), dnspython's
+transports (trio, aioquic), prometheus_client, h3, PostgreSQL, the proxy, sync... cost
+tens of MB before the first request. The real start-up paths (``twistd caddy`` and
+``caddytw run``) run here on a plain ``file_server`` config (admin API on), and the
+modules the process holds once it listens are checked against the ones only other
+configs need. The same process then serves a directory listing and an admin
+``/metrics`` scrape and must have imported their modules by then: the check sees lazy
+imports, it does not just miss them.
+
+No memory numbers here (they belong to ``bench/hotpath.py``): the module set is what
+decides them, and it does not vary from run to run.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.ports import free_port, wait_for_port
+from tests.support.server import server_env
+from tests.tls.pki import TestCA
+
+#: ``twistd`` exactly as ``tests.support.server.TWISTD`` runs it (argv[2] "twistd"), or
+#: the ``caddytw`` command ("cli"), plus a SIGUSR2 handler that writes the names of the
+#: imported modules to argv[1] (twistd re-raises SIGTERM at exit, so an atexit hook
+#: would never run).
+CHILD = """
+import signal, sys
+out, launcher, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+def dump(*_):
+    with open(out + ".tmp", "w") as handle:
+        handle.write("\\n".join(sorted(sys.modules)))
+    import os
+    os.replace(out + ".tmp", out)
+signal.signal(signal.SIGUSR2, dump)
+if launcher == "twistd":
+    from twisted.scripts.twistd import run
+    sys.argv = ["twistd", "-n", "--pidfile=", "caddy", *args]
+    run()
+else:
+    from caddytw.cli.main import main
+    sys.exit(main(["run", *args]))
+"""
+
+#: Packages and caddytw modules that a plain file server must not import.
+NOT_FOR_A_FILE_SERVER = (
+    # certificates issued or managed, TLS extras
+    "acme",
+    "josepy",
+    "requests",
+    "treq",
+    "dns",
+    "trio",
+    "caddytw.tls.acme",
+    "caddytw.tls.internal",
+    "caddytw.tls.dns01",
+    "caddytw.tls.pgstore",
+    # HTTP/3 and the server's own HTTP/2
+    "aioquic",
+    "caddytw.wire.h3",
+    "caddytw.wire.h2",
+    # metrics before a scrape
+    "prometheus_client",
+    # storage and sync
+    "psycopg",
+    "psycopg_pool",
+    "caddytw.postgres",
+    "caddytw.sync",
+    "caddytw.syncui",
+    "caddytw.handlers.file_sync",
+    "sqlite3",
+    "zstandard",
+    "watchdog",
+    # other handlers, matchers and config formats
+    "caddytw.handlers.reverse_proxy",
+    "caddytw.handlers.encode",
+    "brotli",
+    "caddytw.http.celmatcher",
+    "caddytw.caddyfile",
+    "twisted.names",
+    # the file server's own directory listings until one is asked for
+    "caddytw.handlers.file_server.listing",
+    "caddytw.handlers.file_server.gotemplate",
+)
+
+
+def _imported(modules: set[str], name: str) -> bool:
+    return name in modules or any(m.startswith(name + ".") for m in modules)
+
+
+def _dump(process: subprocess.Popen[bytes], out: Path) -> set[str]:
+    out.unlink(missing_ok=True)
+    process.send_signal(signal.SIGUSR2)
+    deadline = time.monotonic() + 15
+    while not out.exists():
+        assert process.poll() is None, "the server exited"
+        assert time.monotonic() < deadline, "the server did not write its module list"
+        time.sleep(0.05)
+    return set(out.read_text().split())
+
+
+@contextmanager
+def _running(
+    tmp_path: Path, config: dict[str, Any], launcher: str, ports: list[int]
+) -> Iterator[subprocess.Popen[bytes]]:
+    """The server on ``config``, started by ``launcher``, listening on ``ports``."""
+    path = tmp_path / "caddy.json"
+    path.write_text(json.dumps(config))
+    out = tmp_path / "modules.txt"
+    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 (closed below)
+    process = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(out), launcher, "--config", str(path)],
+        cwd=tmp_path,
+        env=server_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        for port in ports:
+            assert wait_for_port(port, 15), (tmp_path / "server.log").read_text()
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+        log.close()
+
+
+@pytest.mark.parametrize("launcher", ["twistd", "cli"])
+def test_a_plain_file_server_imports_only_what_it_uses(tmp_path: Path, launcher: str) -> None:
+    root = tmp_path / "site"
+    (root / "sub").mkdir(parents=True)
+    (root / "hello.txt").write_text("hello")
+    port, admin = free_port(), free_port()
+    files = {"handler": "file_server", "root": str(root), "browse": {}}
+    server = {"listen": [f"127.0.0.1:{port}"], "routes": [{"handle": [files]}]}
+    config = {
+        "admin": {"listen": f"127.0.0.1:{admin}"},
+        "apps": {"http": {"servers": {"s": server}}},
+    }
+    out = tmp_path / "modules.txt"
+    with _running(tmp_path, config, launcher, [port, admin]) as process:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/hello.txt", timeout=10) as reply:
+            assert reply.read() == b"hello"
+        serving = _dump(process, out)
+        unneeded = sorted(n for n in NOT_FOR_A_FILE_SERVER if _imported(serving, n))
+        assert not unneeded, f"a plain file server imported {unneeded}"
+        assert "caddytw.handlers.file_server.resource" in serving
+
+        # The control: what a listing and a scrape need arrives when they are asked for.
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/sub/", timeout=10) as reply:
+            assert reply.status == 200
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=10) as reply:
+            assert b"caddy_http_requests_total" in reply.read()
+        later = _dump(process, out)
+        assert "caddytw.handlers.file_server.listing" in later
+        assert "prometheus_client" in later
+
+
+def test_a_tls_server_with_loaded_certificates_imports_no_quic_or_acme(tmp_path: Path) -> None:
+    """TLS with h1 and h2 only and certificates from files: HTTP/3 (aioquic) and the
+    issuers (acme, requests) stay out, the TLS server's modules come in."""
+    cert, key, _ = TestCA().write_leaf(tmp_path, "leaf", ["localhost", "127.0.0.1"])
+    port = free_port()
+    files = {"handler": "file_server", "root": str(tmp_path)}
+    server = {
+        "listen": [f"127.0.0.1:{port}"],
+        "routes": [{"handle": [files]}],
+        "tls_connection_policies": [{}],
+        "automatic_https": {"disable": True},
+        "protocols": ["h1", "h2"],
+    }
+    config = {
+        "admin": {"disabled": True},
+        "storage": {"module": "file_system", "root": str(tmp_path / "storage")},
+        "apps": {
+            "http": {"http_port": free_port(), "servers": {"tls": server}},
+            "tls": {"certificates": {"load_files": [{"certificate": str(cert), "key": str(key)}]}},
+        },
+    }
+    with _running(tmp_path, config, "twistd", [port]) as process:
+        serving = _dump(process, tmp_path / "modules.txt")
+    needless = ("aioquic", "caddytw.wire.h3", "acme", "josepy", "requests", "treq", "dns")
+    assert not [n for n in needless if _imported(serving, n)]
+    assert "caddytw.tls.context" in serving
