@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import json
 import os
 
 from tests.proxy.harness import Client, get, port_of, proxy, proxy_route, upstreams
+from tests.support.ports import free_port
+from tests.support.server import running_server, simple_config
 
 
 def test_forwarding_headers_and_bodies(tmp_path):
@@ -83,3 +87,26 @@ def test_server_sent_events_arrive_before_the_response_ends(tmp_path):
             got += response.read1(1024)
         assert got == b"data: event 0\n\ndata: event 1\n\ndata: event 2\n\n"
         connection.close()
+
+
+def test_a_whole_small_answer_goes_through_encode_and_keeps_the_connection(tmp_path):
+    """A small upstream answer is written in one piece (no relay): what follows the
+    proxy still sees it whole (``encode`` decides on the first write), and the client
+    and upstream connections both serve the next request."""
+    port = free_port()
+    encode = {"handler": "encode", "encodings": {"gzip": {}}, "minimum_length": 64}
+    with upstreams("a") as (a,):
+        config = simple_config(port, [{"handle": [encode, proxy_route([a])]}])
+        with running_server(config, tmp_path, [port]):
+            client = Client(port)
+            for index in range(3):
+                reply = client.request("GET", f"/small/{index}", Accept_Encoding="gzip")
+                assert reply.status == 200 and reply.headers["Content-Encoding"] == "gzip"
+                assert json.loads(gzip.decompress(reply.body))["path"] == f"/small/{index}"
+                assert client.connection is not None  # kept alive
+            head = client.request("HEAD", "/small/head")
+            assert head.status == 200 and head.body == b""
+            plain = client.request("GET", "/small/plain")
+            assert plain.json()["path"] == "/small/plain"
+            assert plain.headers["Content-Length"] == str(len(plain.body))
+            client.close()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from twisted.internet.defer import succeed
+from twisted.internet.defer import CancelledError, succeed
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
@@ -287,3 +287,97 @@ def test_surplus_idle_connections_serve_the_next_burst_then_close():
     assert sorted(closed) == [False, True, True]
     client.reactor.advance(60)
     assert all(c.transport.disconnecting for c in connector.dials)  # type: ignore[union-attr]
+
+
+def test_a_whole_answer_is_handed_over_complete_and_pools_the_connection():
+    client, connector = setup()
+    got = fetch(client)
+    connection = connector.dials[0]
+    answer(connection, OK)
+    assert got[0].complete_body() == b"hello"
+    fetch(client)
+    assert len(connector.dials) == 1  # back in the pool without a body protocol
+
+
+def test_a_partial_answer_is_not_complete_and_is_delivered():
+    client, connector = setup()
+    got = fetch(client)
+    connection = connector.dials[0]
+    answer(connection, OK[:-2])
+    assert got[0].complete_body() is None
+    body = Body()
+    got[0].deliverBody(body)
+    answer(connection, OK[-2:])
+    assert b"".join(body.data) == b"hello" and body.reason.check(ResponseDone)
+
+
+def test_a_head_answer_is_complete_and_empty():
+    client, connector = setup()
+    got = fetch(client, b"HEAD")
+    answer(connector.dials[0], b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+    assert got[0].complete_body() == b""
+    fetch(client)
+    assert len(connector.dials) == 1
+
+
+def test_garbage_after_a_whole_answer_keeps_the_answer_and_drops_the_connection():
+    client, connector = setup()
+    got = fetch(client)
+    connection = connector.dials[0]
+    answer(connection, OK + b"garbage\r\n\r\n")
+    assert got[0].complete_body() == b"hello"
+    assert connection.transport.disconnecting  # type: ignore[union-attr]
+    fetch(client)
+    assert len(connector.dials) == 2  # never pooled
+
+
+class Receiver:
+    """What the proxy's attempts are to the client: called directly, no Deferred."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Any]] = []
+
+    def upstream_connected(self, connection: Any) -> None:
+        self.events.append(("connected", connection))
+
+    def upstream_answered(self, response: Any) -> None:
+        self.events.append(("answered", response))
+
+    def upstream_failed(self, reason: Failure) -> None:
+        self.events.append(("failed", reason))
+
+
+def test_send_calls_the_receiver_directly():
+    client, connector = setup()
+    receiver = Receiver()
+    client.send("127.0.0.1", 8080, b"GET", b"/", Headers(), None, receiver)
+    connection = connector.dials[0]
+    assert receiver.events == [("connected", connection)]
+    answer(connection, OK)
+    kind, response = receiver.events[1]
+    assert kind == "answered" and response.code == 200 and len(receiver.events) == 2
+
+
+def test_cancelling_a_sent_exchange_fails_it_once_and_drops_the_connection():
+    client, connector = setup()
+    receiver = Receiver()
+    exchange = client.send("127.0.0.1", 8080, b"GET", b"/", Headers(), None, receiver)
+    exchange.cancel()
+    exchange.cancel()
+    answer(connector.dials[0], OK)  # too late: nobody hears of it
+    assert [kind for kind, _ in receiver.events] == ["connected", "failed"]
+    assert receiver.events[1][1].check(CancelledError)
+    assert connector.dials[0].transport.disconnecting  # type: ignore[union-attr]
+
+
+def test_idle_time_counts_from_the_last_release():
+    client, connector = setup(KeepAliveConfig(idle_timeout=5))
+    for _ in range(3):  # used again before its timer would have fired, each time
+        got = fetch(client)
+        answer(connector.dials[0], OK)
+        assert got[0].complete_body() == b"hello"
+        client.reactor.advance(4)
+    assert not connector.dials[0].transport.disconnecting  # type: ignore[union-attr]
+    client.reactor.advance(1.5)  # 5.5 s idle since the last release
+    assert connector.dials[0].transport.disconnecting  # type: ignore[union-attr]
+    assert len(connector.dials) == 1

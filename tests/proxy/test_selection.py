@@ -54,6 +54,17 @@ def test_every_policy_returns_none_when_nothing_is_available(name):
 
 
 @pytest.mark.parametrize("name", POLICIES)
+def test_every_policy_with_a_single_upstream_picks_it_while_available(name):
+    extra = {"key": "k"} if name == "query" else {"field": "f"} if name == "header" else {}
+    extra |= {"weights": [1]} if name == "weighted_round_robin" else {}
+    chooser = policy({"policy": name, **extra})
+    only = pool(1)
+    assert [chooser.select(only, REQ).upstream for _ in range(3)] == [only[0]] * 3
+    only[0].up = False
+    assert chooser.select(only, REQ).upstream is None
+
+
+@pytest.mark.parametrize("name", POLICIES)
 def test_every_policy_only_picks_available_upstreams(name):
     extra = {"key": "k"} if name == "query" else {"field": "f"} if name == "header" else {}
     extra |= {"weights": [1, 1, 1, 1]} if name == "weighted_round_robin" else {}

@@ -119,9 +119,9 @@ def test_streaming_producer_of_a_body_already_whole_returns_a_fired_deferred():
 
 
 def relay_with(
-    request: ClientRequest, clock: Clock, **options
+    request: ClientRequest, clock: Clock, ended: list[object] | None = None, **options
 ) -> tuple[ResponseRelay, UpstreamTransport]:
-    relay = ResponseRelay(request, clock, **options)
+    relay = ResponseRelay(request, clock, (ended if ended is not None else []).append, **options)
     transport = UpstreamTransport()
     relay.makeConnection(transport)
     return relay, transport
@@ -129,13 +129,13 @@ def relay_with(
 
 def test_relay_registers_the_upstream_as_the_client_producer_and_writes_through():
     clock, request = Clock(), ClientRequest()
-    relay, transport = relay_with(request, clock)
+    done: list[object] = []
+    relay, transport = relay_with(request, clock, done)
     assert request.producer is transport
     relay.dataReceived(b"a")
     relay.dataReceived(b"b")
     assert request.written == [b"a", b"b"]
-    done = []
-    relay.done.addCallback(done.append)
+    assert done == []
     relay.connectionLost(Failure(ResponseDone()))
     assert done == [None] and request.producer is None
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.web.http_headers import Headers
@@ -16,8 +18,8 @@ from caddytw.handlers.reverse_proxy.config import (
     status_matches,
 )
 from caddytw.handlers.reverse_proxy.headers import (
+    forward_fields,
     merge_response_headers,
-    set_forwarded,
     strip_hop_by_hop,
     upgrade_type,
 )
@@ -86,10 +88,13 @@ def test_upgrade_type_needs_the_connection_token():
     ],
 )
 def test_forwarded_headers(trusted, sent, expected):
-    h = Headers()
+    sent_headers = Headers({b"Host": [b"h.test"]})
     for name, value in sent.items():
-        h.addRawHeader(name.encode(), value.encode())
-    set_forwarded(h, peer="10.0.0.1", scheme="http", host="h.test", trusted=trusted)
+        sent_headers.addRawHeader(name.encode(), value.encode())
+    h = Headers()
+    h._rawHeaders = forward_fields(
+        sent_headers._rawHeaders, peer=b"10.0.0.1", scheme=b"http", trusted=trusted
+    )
     got = tuple(
         h.getRawHeaders(n)[0].decode()
         for n in (b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host")
@@ -401,3 +406,21 @@ def test_a_dial_without_host_is_the_local_system():
     assert parse_dial(":9091", "d") == ("localhost", 9091)
     with pytest.raises(ConfigError):
         parse_dial(":0", "d")
+
+
+@settings(max_examples=80)
+@given(
+    st.booleans(),
+    st.integers(0, 5),
+    st.integers(0, 5),
+    st.none() | st.integers(0, 5),
+    st.integers(0, 5),
+)
+def test_upstream_available_is_healthy_and_not_full(
+    active_healthy, fails, num_requests, max_fails, max_requests
+):
+    registry = HostRegistry()
+    state = registry.acquire("a:1")
+    state.active_healthy, state.fails, state.num_requests = active_healthy, fails, num_requests
+    upstream = Upstream("a:1", "a", 1, state, max_requests=max_requests, max_fails=max_fails)
+    assert upstream.available() == (upstream.healthy() and not upstream.full())

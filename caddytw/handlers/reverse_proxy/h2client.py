@@ -84,6 +84,10 @@ class H2Stream:
         if self.ended is not None:
             self._end_body(self.ended)
 
+    def complete_body(self) -> bytes | None:
+        """Always delivered (see :meth:`~.lean.LeanResponse.complete_body`)."""
+        return None
+
     def pause(self) -> None:
         self.paused = True
 

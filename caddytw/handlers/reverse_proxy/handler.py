@@ -43,9 +43,9 @@ from caddytw.handlers.reverse_proxy.handle_response import (
 )
 from caddytw.handlers.reverse_proxy.headers import (
     copy_headers,
-    hop_by_hop_names,
+    forward_fields,
+    hop_by_hop_keys,
     merge_response_headers,
-    set_forwarded,
     strip_hop_by_hop,
     upgrade_type,
 )
@@ -60,7 +60,13 @@ from caddytw.handlers.reverse_proxy.streaming import (
     cooperator_for,
 )
 from caddytw.handlers.reverse_proxy.transport import DialError, UpstreamConnector
-from caddytw.handlers.reverse_proxy.upstreams import HostRegistry, Upstream, host_row, registry_of
+from caddytw.handlers.reverse_proxy.upstreams import (
+    HostRegistry,
+    Upstream,
+    dial_placeholders,
+    host_row,
+    registry_of,
+)
 from caddytw.handlers.reverse_proxy.websocket import (
     UpstreamSide,
     UpstreamSideFactory,
@@ -155,6 +161,8 @@ class ReverseProxy(LeafResource):
         self.connector = UpstreamConnector(config.transport, reactor)
         self.cooperator = cooperator_for(reactor)
         self.passive = PassiveHealth(passive or PassiveHealthConfig(), reactor)
+        #: Caddy sends no body when its ``rewrite`` makes the request a GET or HEAD.
+        self.bodiless = _rewrites_to_bodiless(rewrite)
         transport = config.transport
         timeouts = [t for t in (transport.response_header_timeout, transport.read_timeout) if t]
         self.header_timeout = min(timeouts) if timeouts else None
@@ -194,10 +202,13 @@ class ReverseProxy(LeafResource):
 
     def trusted(self, request: CaddyRequest) -> bool:
         """Is the peer a trusted proxy (handler's or server's ``trusted_proxies``)?"""
-        ranges = list(self.config.trusted_proxies)
         server = getattr(getattr(request, "site", None), "caddy_server", None)
-        ranges.extend(getattr(server, "trusted_proxies", None) or [])
-        return bool(ranges) and ip_in(request.remote_host, ranges)
+        server_ranges = getattr(server, "trusted_proxies", None)
+        if not server_ranges:
+            own = self.config.trusted_proxies
+            return bool(own) and ip_in(request.remote_host, list(own))
+        ranges = [*self.config.trusted_proxies, *server_ranges]
+        return ip_in(request.remote_host, ranges)
 
 
 class RequestView:
@@ -246,31 +257,45 @@ class RequestView:
         return self.request.header_text(name) or ""
 
 
+#: ``request.scheme`` as the bytes ``X-Forwarded-Proto`` carries.
+_SCHEMES = {"http": b"http", "https": b"https"}
+
+
 def upstream_headers(request: CaddyRequest, trusted: bool) -> tuple[Headers, bytes | None]:
     """The request headers as the upstream gets them, and the Upgrade type if any."""
-    headers = copy_headers(request.requestHeaders)
-    upgrade = upgrade_type(headers) if request.clientproto == b"HTTP/1.1" else None
-    strip_hop_by_hop(headers, keep_te_trailers=True)
-    headers.removeHeader(b"content-length")
+    raw = request.requestHeaders._rawHeaders
+    upgrade = None
+    if b"Connection" in raw and request.clientproto == b"HTTP/1.1":
+        upgrade = upgrade_type(request.requestHeaders)
+    scheme = request.scheme
+    headers = Headers()
+    headers._rawHeaders = forward_fields(
+        raw,
+        peer=request.remote_host.split("%", 1)[0].encode(),
+        scheme=_SCHEMES.get(scheme) or scheme.encode("latin-1"),
+        trusted=trusted,
+    )
     if upgrade:
         headers.setRawHeaders(b"connection", [b"Upgrade"])
         headers.setRawHeaders(b"upgrade", [upgrade])
-    set_forwarded(
-        headers,
-        peer=request.remote_host,
-        scheme=request.scheme,
-        host=request.request_hostport,
-        trusted=trusted,
-    )
     return headers, upgrade
 
 
 class _Attempt:
-    """One try against one upstream: holds its request count until released."""
+    """One try against one upstream: holds its request count until released, and hears
+    how the upstream exchange goes (a :class:`~.lean.Receiver`: the lean client calls
+    it directly; the other clients' Deferreds are wired to it)."""
+
+    __slots__ = ("address", "call", "host", "port", "released", "started", "upstream")
 
     def __init__(
-        self, upstream: Upstream, started: float, dial: tuple[str, str, int] | None = None
+        self,
+        call: ProxyCall,
+        upstream: Upstream,
+        started: float,
+        dial: tuple[str, str, int] | None = None,
     ) -> None:
+        self.call = call
         self.upstream = upstream
         self.started = started
         self.released = False
@@ -282,6 +307,27 @@ class _Attempt:
         if not self.released:
             self.released = True
             self.upstream.state.num_requests -= 1
+
+    def upstream_connected(self, connection: Any) -> None:
+        if not self.call.length:  # no body to send: the wait for the head starts now
+            self.call._start_header_timer()
+
+    def upstream_answered(self, response: LeanResponse) -> None:
+        # What a Deferred chain did: a failure while answering counts as the attempt's.
+        try:
+            self.call._got_response(response, self)
+        except BaseException:
+            self.upstream_failed(Failure())
+
+    def upstream_failed(self, reason: Failure) -> None:
+        try:
+            self.call._attempt_failed(reason, self)
+        except BaseException:
+            self.call._internal_error(Failure())
+
+    def body_ended(self, reason: Failure | None) -> None:
+        """The response body was relayed whole (None) or failed."""
+        self.call._body_ended(reason, self)
 
 
 class ProxyCall:
@@ -296,19 +342,19 @@ class ProxyCall:
         self.last_error: HandlerError | None = None
         self.gone = False
         self.timed_out = False
-        self.pending: Deferred[Any] | None = None
+        #: The exchange (or Deferred) waiting for the response head: ``cancel`` abandons it.
+        self.pending: Any = None
         self.relay: ResponseRelay | None = None
         self.tunnel: UpstreamSide | None = None
         self.retry_call: Any = None
         self.header_timer: Any = None
-        self.connection: Any = None
         self.trusted = proxy.trusted(request)
         self.base_headers, self.upgrade = upstream_headers(request, self.trusted)
         self.content: IO[bytes] | None = None  # a body collected before forwarding
         self.method, self.uri = upstream_target(request, proxy.rewrite)
         #: Caddy sends no body when its ``rewrite`` makes the request a GET or HEAD
         #: (``forward_auth``); the body stays unread for the handlers after the proxy.
-        self.bodiless = _rewrites_to_bodiless(proxy.rewrite)
+        self.bodiless = proxy.bodiless
         self.length = 0 if self.bodiless else request.body.length or 0
         request.notifyFinish().addErrback(self._client_gone)
 
@@ -363,7 +409,7 @@ class ProxyCall:
             # Caddy: "making dial info" fails the request without trying another.
             fail(self.request, HandlerError(502, str(error)))
             return
-        attempt = _Attempt(choice.upstream, self.reactor.seconds(), dial)
+        attempt = _Attempt(self, choice.upstream, self.reactor.seconds(), dial)
         self._set_placeholders(attempt)
         ops = self.proxy.config.request_headers
         headers = self.base_headers
@@ -374,21 +420,23 @@ class ProxyCall:
         if choice.set_cookie:
             self.request.responseHeaders.addRawHeader(b"set-cookie", choice.set_cookie.encode())
         self.timed_out = False
-        send = self._send_upgrade if self.upgrade else self._send
-        d = send(attempt, headers)
-        self.pending = d
-        d.addErrback(self._attempt_failed, attempt)
-        d.addErrback(self._internal_error)
+        if self.upgrade:
+            d = self._send_upgrade(attempt, headers)
+            self.pending = d
+            d.addErrback(self._attempt_failed, attempt)
+            d.addErrback(self._internal_error)
+            return
+        self.pending = self._send(attempt, headers)
 
     def _set_placeholders(self, attempt: _Attempt) -> None:
         upstream = attempt.upstream
         values = self.request.placeholder_values
-        values["http.reverse_proxy.upstream.address"] = attempt.address
-        values["http.reverse_proxy.upstream.hostport"] = attempt.address
-        values["http.reverse_proxy.upstream.host"] = attempt.host
-        values["http.reverse_proxy.upstream.port"] = str(attempt.port)
+        if upstream.template is None:
+            values.update(upstream.placeholders)  # the address's own, made once
+        else:
+            values.update(dial_placeholders(attempt.address, attempt.host, attempt.port))
         values["http.reverse_proxy.upstream.requests"] = str(upstream.num_requests)
-        values["http.reverse_proxy.upstream.max_requests"] = str(upstream.max_requests)
+        values["http.reverse_proxy.upstream.max_requests"] = upstream.placeholders_max
         values["http.reverse_proxy.upstream.fails"] = str(upstream.state.fails)
 
     def _attempt_failed(self, reason: Failure, attempt: _Attempt) -> None:
@@ -482,7 +530,8 @@ class ProxyCall:
 
     # -- plain HTTP ------------------------------------------------------------------
 
-    def _send(self, attempt: _Attempt, headers: Headers) -> Deferred[Any]:
+    def _send(self, attempt: _Attempt, headers: Headers) -> Any:
+        """Start the exchange with the upstream; what comes back has ``cancel``."""
         producer: StreamingBodyProducer | ReplayableBodyProducer | None = None
         if self.length and self.content is None:
             producer = StreamingBodyProducer(
@@ -500,28 +549,25 @@ class ProxyCall:
                 self.proxy.config.transport.write_timeout,
                 on_written=self._start_header_timer,
             )
-
-        def on_connection(protocol: Any) -> None:
-            self.connection = protocol
-            if producer is None:
-                self._start_header_timer()
-
-        if self.proxy.config.transport.fastcgi is not None:
-            d = self._send_fastcgi(attempt, headers, producer, on_connection)
-            d.addCallback(self._got_response, attempt)
-            return d
         connector = self.proxy.connector
-        client = connector.h2c_client() if attempt.upstream.h2c else connector.h2c or connector.lean
-        d = client.request(
-            attempt.host,
-            attempt.port,
-            self.method,
-            self.uri,
-            headers,
-            producer,
-            on_connection,
-        )
-        d.addCallback(self._got_response, attempt)
+        if self.proxy.config.transport.fastcgi is not None:
+            d = self._send_fastcgi(attempt, headers, producer, attempt.upstream_connected)
+        else:
+            client = connector.h2c_client() if attempt.upstream.h2c else connector.h2c
+            if client is None:  # HTTP/1.1: the lean client calls the attempt directly
+                return connector.lean.send(
+                    attempt.host, attempt.port, self.method, self.uri, headers, producer, attempt
+                )
+            d = client.request(
+                attempt.host,
+                attempt.port,
+                self.method,
+                self.uri,
+                headers,
+                producer,
+                attempt.upstream_connected,
+            )
+        d.addCallbacks(attempt.upstream_answered, attempt.upstream_failed)
         return d
 
     def _send_fastcgi(
@@ -550,8 +596,10 @@ class ProxyCall:
     def _got_response(self, response: LeanResponse, attempt: _Attempt) -> None:
         self._cancel_header_timer()
         self.pending = None
-        latency = self.reactor.seconds() - attempt.started
-        self.proxy.passive.judge_response(attempt.upstream, response.code, latency)
+        passive = self.proxy.passive
+        if passive.judging:
+            latency = self.reactor.seconds() - attempt.started
+            passive.judge_response(attempt.upstream, response.code, latency)
         if self.gone:
             attempt.release()
             response.deliverBody(_Discard())
@@ -599,17 +647,25 @@ class ProxyCall:
             and code >= 200
         ):
             request.setHeader(b"content-length", b"%d" % response.length)
+        body = response.complete_body()
+        if body is not None:
+            # The whole answer came with the head (a small one usually does): one
+            # write and done, no relay, no producer, no timers.
+            attempt.release()
+            if not request.client_gone:
+                if body:
+                    request.write(body)
+                request.finish()
+            return
         relay = ResponseRelay(
             request,
             self.reactor,
+            attempt.body_ended,
             flush_interval=self._flush_interval(response),
             read_timeout=self.proxy.config.transport.read_timeout,
         )
         self.relay = relay
         response.deliverBody(relay)
-        relay.done.addCallbacks(
-            self._body_done, self._body_failed, callbackArgs=(attempt,), errbackArgs=(attempt,)
-        )
 
     def _copy_response_head(self, code: int, upstream: Headers) -> None:
         ops = self.proxy.config.response_headers
@@ -618,7 +674,7 @@ class ProxyCall:
         self.request.setResponseCode(code)
         if ops is None:
             # The common case: one filtered pass, no intermediate copy.
-            drop = hop_by_hop_names(upstream)
+            drop = hop_by_hop_keys(upstream._rawHeaders)
             merge_response_headers(self.request.responseHeaders, upstream, drop)
             return
         headers = Headers()
@@ -638,19 +694,17 @@ class ProxyCall:
             return -1.0
         return self.proxy.config.flush_interval
 
-    def _body_done(self, _: None, attempt: _Attempt) -> None:
+    def _body_ended(self, reason: Failure | None, attempt: _Attempt) -> None:
         attempt.release()
         self.relay = None
-        if not self.request.client_gone:
+        if self.request.client_gone:
+            return
+        if reason is None:
             self.request.finish()
-
-    def _body_failed(self, reason: Failure, attempt: _Attempt) -> None:
-        attempt.release()
-        self.relay = None
-        if not self.request.client_gone:
-            log.info("upstream body failed: {why}", why=reason.getErrorMessage())
-            # Headers are out: the only honest signal left is to drop the connection.
-            self.request.loseConnection()
+            return
+        log.info("upstream body failed: {why}", why=reason.getErrorMessage())
+        # Headers are out: the only honest signal left is to drop the connection.
+        self.request.loseConnection()
 
     # -- Upgrade (WebSocket) ---------------------------------------------------------
 

@@ -213,6 +213,8 @@ class PassiveHealth:
         self.config = config
         self.reactor = reactor
         self._pending: dict[Any, Upstream] = {}
+        #: Is any response ever judged? Decided once: most configs judge none.
+        self.judging = bool(config.unhealthy_status) or bool(config.unhealthy_latency)
 
     @property
     def enabled(self) -> bool:
@@ -236,6 +238,8 @@ class PassiveHealth:
 
     def judge_response(self, upstream: Upstream, status: int, latency: float) -> None:
         """Count a failure for an unhealthy status or a slow response (still delivered)."""
+        if not self.judging:
+            return
         bad_status = any(status_matches(status, code) for code in self.config.unhealthy_status)
         too_slow = bool(self.config.unhealthy_latency) and latency > self.config.unhealthy_latency
         if bad_status or too_slow:

@@ -5,7 +5,11 @@ Profiling the 1 KiB proxy case showed most of the handler's CPU in
 through the connection pool, a line-by-line response parser and several header copies.
 This client does the same job for the common case with less: one request head written
 in one call, responses parsed by ``httptools`` (llhttp), persistent connections kept in a
-small pool keyed by address, one Deferred per request.
+small pool keyed by address, and no Deferred per request: the handler's attempt is the
+exchange's :class:`Receiver` and is called directly (``request`` wraps the same in a
+Deferred for callers that want one). The response head is handed over once the data
+that carried it has been parsed, so a small answer arrives whole: ``complete_body``
+then gives its body without a body protocol.
 
 What the handler sees is the subset of Agent's ``IResponse`` it uses: ``code``,
 ``headers`` (including ``Connection``, so the fields it names can be stripped),
@@ -20,11 +24,13 @@ holds for them as well; Agent is left to active health checks.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
+from typing import Protocol as TypingProtocol
 
 from httptools import HttpParserError, HttpResponseParser
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
@@ -36,6 +42,7 @@ from twisted.web.iweb import UNKNOWN_LENGTH
 from zope.interface import implementer
 
 from caddytw.handlers.reverse_proxy.headers import add_raw_fields
+from caddytw.wire.sendnow import plain_socket, send_now
 
 #: Seconds an idle connection beyond the per-host limit is kept (see ``release``).
 SURPLUS_GRACE = 1.0
@@ -43,6 +50,8 @@ SURPLUS_GRACE = 1.0
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"DELETE", b"TRACE"})
 _BAD_TARGET = re.compile(rb"[\x00-\x20\x7f]")
 _BAD_METHOD = re.compile(rb"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
+#: Methods already found valid (the first few seen): no regular expression for them.
+_GOOD_METHODS: set[bytes] = set()
 
 
 class UpstreamResponseError(Exception):
@@ -51,7 +60,8 @@ class UpstreamResponseError(Exception):
 
 class LeanResponse:
     """The response head; ``deliverBody`` starts the body's delivery (the FastCGI
-    transport's connections deliver theirs through it too)."""
+    transport's connections deliver theirs through it too), or ``complete_body`` takes
+    a body that already arrived whole."""
 
     __slots__ = ("_connection", "code", "headers", "length")
 
@@ -63,6 +73,43 @@ class LeanResponse:
 
     def deliverBody(self, protocol: Any) -> None:
         self._connection.deliver_body(protocol)
+
+    def complete_body(self) -> bytes | None:
+        """The whole body when it arrived with the head (the exchange is then over and
+        the connection back in its pool); None when it has to be delivered."""
+        return self._connection.complete_body()  # type: ignore[no-any-return]
+
+
+class Receiver(TypingProtocol):
+    """Who waits for an exchange's answer: told the connection it goes out on (when
+    there is one), then exactly one of the answer or the failure."""
+
+    def upstream_connected(self, connection: Any) -> None: ...
+
+    def upstream_answered(self, response: LeanResponse) -> None: ...
+
+    def upstream_failed(self, reason: Failure) -> None: ...
+
+
+class DeferredReceiver:
+    """A :class:`Receiver` that fires a Deferred: the clients' ``request`` methods, for
+    callers that want one."""
+
+    __slots__ = ("deferred", "on_connection")
+
+    def __init__(self, deferred: Deferred[LeanResponse], on_connection: Any) -> None:
+        self.deferred = deferred
+        self.on_connection = on_connection
+
+    def upstream_connected(self, connection: Any) -> None:
+        if self.on_connection is not None:
+            self.on_connection(connection)
+
+    def upstream_answered(self, response: LeanResponse) -> None:
+        self.deferred.callback(response)
+
+    def upstream_failed(self, reason: Failure) -> None:
+        self.deferred.errback(reason)
 
 
 @implementer(IPushProducer)
@@ -91,38 +138,43 @@ class BodyTransport:
 
 
 class _Exchange:
-    """One request: what to write, and the Deferred waiting for the response head."""
+    """One request: what to write, and who waits for the response head."""
 
-    __slots__ = (
-        "connection",
-        "deferred",
-        "dial",
-        "head",
-        "key",
-        "method",
-        "on_connection",
-        "producer",
-    )
+    __slots__ = ("connection", "dial", "done", "head", "key", "method", "producer", "receiver")
 
     def __init__(
-        self, key: tuple[str, int], method: bytes, head: bytes, producer: Any, on_connection: Any
+        self, key: tuple[str, int], method: bytes, head: bytes, producer: Any, receiver: Receiver
     ) -> None:
         self.key = key
         self.method = method
         self.head = head
         self.producer = producer
-        self.on_connection = on_connection
-        self.deferred: Deferred[LeanResponse] = Deferred(self._cancel)
+        self.receiver = receiver
+        self.done = False
         self.dial: Deferred[Any] | None = None
         self.connection: LeanConnection | None = None
 
-    def _cancel(self, _: Any) -> None:
+    def answer(self, response: LeanResponse) -> None:
+        if not self.done:
+            self.done = True
+            self.receiver.upstream_answered(response)
+
+    def fail(self, reason: Failure) -> None:
+        if not self.done:
+            self.done = True
+            self.receiver.upstream_failed(reason)
+
+    def cancel(self) -> None:
         """Cancelled before the head arrived: stop dialing, or drop the connection (its
-        state is unknown now), as Agent does."""
+        state is unknown now), as Agent does; the receiver hears of a failure (the
+        dial's, or :class:`CancelledError`) as a cancelled Deferred would tell it."""
+        if self.done:
+            return
         if self.dial is not None:
             self.dial.cancel()
         if self.connection is not None:
             self.connection.abort()
+        self.fail(Failure(CancelledError()))
 
 
 class PausableConnection(Protocol):
@@ -152,6 +204,11 @@ class PausableConnection(Protocol):
         if body is not None:
             body.connectionLost(reason)
 
+    def complete_body(self) -> bytes | None:
+        """A body that needs no delivery (see :meth:`LeanResponse.complete_body`):
+        none here, the body is always delivered."""
+        return None
+
     def pause(self) -> None:
         if not self.paused and not self.lost:
             self.paused = True
@@ -172,15 +229,25 @@ class LeanConnection(PausableConnection):
         self.parser = HttpResponseParser(self)
         self.exchange: _Exchange | None = None
         self.served = 0
+        #: The idle timer (see ``LeanClient.release``), and when an idle connection
+        #: closes (None while it serves an exchange).
         self.idle_call: Any = None
+        self.idle_until: float | None = None
         self.lost = False
         self.in_use = False
+        #: The socket under a plain TCP or Unix transport (None under TLS).
+        self.socket: Any = None
         self._reset()
+
+    def connectionMade(self) -> None:
+        self.socket = plain_socket(self.transport)
 
     def _reset(self) -> None:
         self.received = False
         self.head_bytes = 0  # received before the response head was complete
         self.head_done = False
+        #: The head parsed, handed over once the data that carried it is parsed.
+        self.response: LeanResponse | None = None
         self.delivered = False
         self.fields: list[tuple[bytes, bytes]] = []
         self.informational = False
@@ -204,11 +271,10 @@ class LeanConnection(PausableConnection):
         exchange.dial = None
         exchange.connection = self
         self.served += 1
-        if exchange.on_connection is not None:
-            exchange.on_connection(self)
+        exchange.receiver.upstream_connected(self)
         self.head_only = exchange.method == b"HEAD"
         transport: Any = self.transport
-        transport.write(exchange.head)
+        send_now(transport, self.socket, exchange.head)  # at once: no write event
         producer = exchange.producer
         if producer is not None:
             self.upload_done = False
@@ -246,8 +312,30 @@ class LeanConnection(PausableConnection):
         except HttpParserError as error:
             if self.head_only and self.message_done:
                 self.parser = HttpResponseParser(self)  # a HEAD answer has no body
-            elif not self.failed:
+                self._hand_over()
+                return
+            # A head before the error is still the answer (its body fails); the
+            # connection is not pooled meanwhile, so no other exchange can be on it.
+            self.keep_alive = False
+            self._hand_over()
+            if not self.failed:
                 self._fail(Failure(UpstreamResponseError(f"malformed response: {error}")))
+            return
+        if self.response is not None:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Give the parsed head to the exchange's receiver, after the body that came
+        with it was parsed too (so a small answer is complete when it is received)."""
+        response, self.response = self.response, None
+        if response is None:
+            return
+        exchange, self.exchange = self.exchange, None
+        if exchange is None or exchange.done:
+            self.abort()  # cancelled meanwhile
+            return
+        exchange.connection = None
+        exchange.answer(response)
 
     def on_message_begin(self) -> None:
         self.fields = []
@@ -264,28 +352,20 @@ class LeanConnection(PausableConnection):
             return
         self.head_done = True
         headers = Headers()
-        length: Any = UNKNOWN_LENGTH
-        chunked = False
         add_raw_fields(headers, self.fields)
-        for name, value in self.fields:
-            lower = name.lower()
-            if lower == b"content-length":
-                length = int(value)
-            elif lower == b"transfer-encoding":
-                chunked = True
+        raw = headers._rawHeaders
+        length: Any = UNKNOWN_LENGTH
+        chunked = b"Transfer-Encoding" in raw
+        declared = raw.get(b"Content-Length")
+        if declared is not None:
+            length = int(declared[-1])
         if self.head_only or code in (204, 304):
             length = 0
         elif chunked:
             length = UNKNOWN_LENGTH
         self.until_eof = length is UNKNOWN_LENGTH and not chunked
         self.keep_alive = self.client.persistent and self.parser.should_keep_alive()
-        exchange = self.exchange
-        self.exchange = None
-        if exchange is None or exchange.deferred.called:
-            self.abort()
-            return
-        exchange.connection = None
-        exchange.deferred.callback(LeanResponse(code, headers, length, self))
+        self.response = LeanResponse(code, headers, length, self)
         if self.head_only:
             self.on_message_complete()
             raise _HeadAnswered()
@@ -316,6 +396,14 @@ class LeanConnection(PausableConnection):
             self._end_body(Failure(UpstreamResponseError("upstream closed mid-body")))
         self._maybe_settle()
 
+    def complete_body(self) -> bytes | None:
+        if not self.message_done or self.delivered or self.body is not None:
+            return None
+        self.delivered = True
+        pending, self.pending = self.pending, []
+        self._maybe_settle()
+        return b"".join(pending)
+
     def _maybe_settle(self) -> None:
         """Once the exchange is over both ways (and the body was handed over): pool the
         connection or close it."""
@@ -341,8 +429,8 @@ class LeanConnection(PausableConnection):
         self.in_use = False
         exchange, self.exchange = self.exchange, None
         self.abort()
-        if exchange is not None and not exchange.deferred.called:
-            exchange.deferred.errback(reason)
+        if exchange is not None and not exchange.done:
+            exchange.fail(reason)
         elif self.body is not None:
             self._end_body(reason)
 
@@ -351,13 +439,13 @@ class LeanConnection(PausableConnection):
         self.in_use = False
         self.client.forget(self)
         exchange, self.exchange = self.exchange, None
-        if exchange is not None and not exchange.deferred.called:
+        if exchange is not None and not exchange.done:
             stale = self.served > 1 and not self.received
             if stale and exchange.producer is None and exchange.method in IDEMPOTENT:
                 self.client.dial(exchange)  # a stale pooled connection: once more, fresh
                 return
             message = "upstream closed the connection before answering"
-            exchange.deferred.errback(Failure(UpstreamResponseError(message)))
+            exchange.fail(Failure(UpstreamResponseError(message)))
             return
         if self.message_done:
             return
@@ -389,9 +477,11 @@ class ConnectionFactory(Factory):
         return self.make(self.client, self.key)
 
 
+@functools.lru_cache(maxsize=256)
 def authority(host: str, port: int) -> bytes:
     """The ``Host`` an upstream gets when the request brought none: ``host:port``, or
-    ``localhost`` for a unix socket (``host`` is then its path)."""
+    ``localhost`` for a unix socket (``host`` is then its path). Cached: the IDNA codec
+    is slow and the upstreams are few."""
     if port == 0:
         return b"localhost"
     return (f"[{host}]:{port}" if ":" in host else f"{host}:{port}").encode("idna")
@@ -420,8 +510,11 @@ class LeanClient:
         self, method: bytes, target: bytes, headers: Headers, host: bytes, length: int
     ) -> bytes:
         """The request head as bytes, framed the way Agent frames it."""
-        if _BAD_METHOD.search(method) or not method:
-            raise ValueError(f"invalid method {method!r}")
+        if method not in _GOOD_METHODS:
+            if _BAD_METHOD.search(method) or not method:
+                raise ValueError(f"invalid method {method!r}")
+            if len(_GOOD_METHODS) < 64:
+                _GOOD_METHODS.add(method)
         if not target.startswith(b"/"):
             target = b"/" + target
         if _BAD_TARGET.search(target):
@@ -433,9 +526,10 @@ class LeanClient:
             parts.append(b"Content-Length: %d\r\n" % length)
         elif method in (b"PUT", b"POST"):
             parts.append(b"Content-Length: 0\r\n")
-        if not headers.hasHeader(b"host"):
+        raw = headers._rawHeaders  # canonical names, values free of line breaks
+        if b"Host" not in raw:
             parts += (b"Host: ", host, b"\r\n")
-        for name, values in headers.getAllRawHeaders():
+        for name, values in raw.items():
             for value in values:
                 parts += (name, b": ", value, b"\r\n")
         parts.append(b"\r\n")
@@ -451,19 +545,37 @@ class LeanClient:
         producer: Any = None,
         on_connection: Any = None,
     ) -> Deferred[LeanResponse]:
+        """:meth:`send` with a Deferred for the answer (cancelling it cancels the
+        exchange)."""
+        exchanges: list[_Exchange] = []
+        deferred: Deferred[LeanResponse] = Deferred(lambda _: exchanges[0].cancel())
+        receiver = DeferredReceiver(deferred, on_connection)
+        exchanges.append(self.send(host, port, method, target, headers, producer, receiver))
+        return deferred
+
+    def send(
+        self,
+        host: str,
+        port: int,
+        method: bytes,
+        target: bytes,
+        headers: Headers,
+        producer: Any,
+        receiver: Receiver,
+    ) -> _Exchange:
+        """Start one exchange; ``receiver`` hears how it goes. The result's ``cancel``
+        abandons it (the receiver then hears of a failure)."""
         length = producer.length if producer is not None else 0
         head = self.head(method, target, headers, authority(host, port), length)
-        exchange = _Exchange((host, port), method, head, producer, on_connection)
+        exchange = _Exchange((host, port), method, head, producer, receiver)
         idle = self.idle.get(exchange.key)
         if idle:
             connection = idle.pop()
-            if connection.idle_call is not None and connection.idle_call.active():
-                connection.idle_call.cancel()
-            connection.idle_call = None
+            connection.idle_until = None  # its idle timer, if one runs, lets it be
             connection.send(exchange)
         else:
             self.dial(exchange)
-        return exchange.deferred
+        return exchange
 
     def dial(self, exchange: _Exchange) -> None:
         host, port = exchange.key
@@ -474,15 +586,14 @@ class LeanClient:
         exchange.dial = dial
 
         def connected(connection: LeanConnection) -> None:
-            if exchange.deferred.called:  # cancelled meanwhile
+            if exchange.done:  # cancelled meanwhile
                 connection.transport.loseConnection()  # type: ignore[union-attr]
                 return
             connection.send(exchange)
 
         def failed(reason: Failure) -> None:
             exchange.dial = None
-            if not exchange.deferred.called:
-                exchange.deferred.errback(reason)
+            exchange.fail(reason)
 
         dial.addCallbacks(connected, failed)
 
@@ -498,12 +609,34 @@ class LeanClient:
         if len(idle) >= self.max_idle:
             timeout = min(timeout, SURPLUS_GRACE)
         idle.append(connection)
-        connection.idle_call = self.reactor.callLater(timeout, connection.abort)
+        # One timer per connection, moved only when it would fire too late: arming and
+        # cancelling a timer for every request showed in the proxy's profile.
+        deadline = self.reactor.seconds() + timeout
+        connection.idle_until = deadline
+        call = connection.idle_call
+        if call is None or call.getTime() > deadline:
+            if call is not None:
+                call.cancel()
+            connection.idle_call = self.reactor.callLater(timeout, self._idle_check, connection)
+
+    def _idle_check(self, connection: LeanConnection) -> None:
+        """A connection's idle timer: close it when it stayed idle until its deadline,
+        wait on when it was used and pooled again meanwhile (busy: armed on release)."""
+        connection.idle_call = None
+        until = connection.idle_until
+        if until is None:
+            return
+        left = until - self.reactor.seconds()
+        if left > 0:
+            connection.idle_call = self.reactor.callLater(left, self._idle_check, connection)
+        else:
+            connection.abort()
 
     def forget(self, connection: LeanConnection) -> None:
         if connection.idle_call is not None and connection.idle_call.active():
             connection.idle_call.cancel()
         connection.idle_call = None
+        connection.idle_until = None
         idle = self.idle.get(connection.key)
         if idle and connection in idle:
             idle.remove(connection)

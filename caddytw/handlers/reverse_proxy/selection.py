@@ -88,6 +88,10 @@ class Choice:
     set_cookie: str | None = None
 
 
+#: What a policy returns when no upstream is available.
+NO_CHOICE = Choice(None)
+
+
 class Policy(Protocol):
     def select(self, pool: Sequence[Candidate], request: SelectionRequest) -> Choice: ...
 
@@ -118,8 +122,11 @@ class RandomPolicy:
         self.rng = rng
 
     def select(self, pool: Sequence[Candidate], request: SelectionRequest) -> Choice:
+        if len(pool) == 1:  # the usual pool: no list, no random number
+            only = pool[0]
+            return Choice(only) if only.available() else NO_CHOICE
         candidates = _available(pool)
-        return Choice(self.rng.choice(candidates) if candidates else None)
+        return Choice(self.rng.choice(candidates)) if candidates else NO_CHOICE
 
 
 class RandomChoosePolicy:

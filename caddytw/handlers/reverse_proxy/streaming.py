@@ -225,22 +225,24 @@ class ResponseRelay(Protocol):
     writes every chunk as it arrives; 0 writes every chunk too (Twisted transports never
     hold data back); a positive interval collects up to 32 KiB for at most that long.
     ``read_timeout`` drops the upstream when it sends nothing for that long.
-    ``done`` fires with None on a complete body, or with the failure.
+    ``on_done`` is called once the body ended: with None when it is complete, or with
+    the failure (a direct call: a Deferred per response showed in the proxy's profile).
     """
 
     def __init__(
         self,
         request: Any,
         reactor: Any,
+        on_done: Callable[[Failure | None], object],
         *,
         flush_interval: float = 0.0,
         read_timeout: float | None = None,
     ) -> None:
         self.request = request
         self.reactor = reactor
+        self.on_done = on_done
         self.flush_interval = flush_interval
         self.read_timeout = read_timeout
-        self.done: Deferred[None] = Deferred()
         self._pending: list[bytes] = []
         self._pending_size = 0
         self._flush_call: Any = None
@@ -296,10 +298,7 @@ class ResponseRelay(Protocol):
         self._flush()
         if self._registered and not self.request.client_gone:
             self.request.unregisterProducer()
-        if reason.check(ResponseDone, PotentialDataLoss):
-            self.done.callback(None)
-        else:
-            self.done.errback(reason)
+        self.on_done(None if reason.check(ResponseDone, PotentialDataLoss) else reason)
 
     def stop(self) -> None:
         """The client left: drop the upstream connection (the body cannot be reused)."""

@@ -75,6 +75,16 @@ def host_row(state: HostState) -> dict[str, Any]:
     return {"address": state.address, "num_requests": state.num_requests, "fails": state.fails}
 
 
+def dial_placeholders(address: str, host: str, port: int) -> dict[str, str]:
+    """The placeholders naming the address a proxy attempt dials."""
+    return {
+        "http.reverse_proxy.upstream.address": address,
+        "http.reverse_proxy.upstream.hostport": address,
+        "http.reverse_proxy.upstream.host": host,
+        "http.reverse_proxy.upstream.port": str(port),
+    }
+
+
 @dataclass
 class Upstream:
     """One entry of a handler's ``upstreams``: its limits over the shared state.
@@ -94,6 +104,13 @@ class Upstream:
     template: Template | None = None
     #: ``unix+h2c//path``: HTTP/2 with prior knowledge on this one (Caddy's network).
     h2c: bool = False
+    #: The ``{http.reverse_proxy.upstream.*}`` values of ``dial`` itself, made once.
+    placeholders: dict[str, str] = field(init=False, repr=False, compare=False)
+    placeholders_max: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.placeholders = dial_placeholders(self.dial, self.host, self.port)
+        self.placeholders_max = str(self.max_requests)
 
     def dial_for(self, request: Any) -> tuple[str, str, int]:
         """``(address, host, port)`` to dial for ``request`` (port 0: a unix socket).
@@ -123,5 +140,11 @@ class Upstream:
         return self.max_requests > 0 and self.state.num_requests >= self.max_requests
 
     def available(self) -> bool:
-        """Eligible for selection: healthy and below ``max_requests``."""
-        return self.healthy() and not self.full()
+        """Eligible for selection: healthy and below ``max_requests`` (both in one
+        call: every policy asks this of every upstream for every request)."""
+        state = self.state
+        return (
+            state.active_healthy
+            and (self.max_fails is None or state.fails < self.max_fails)
+            and (self.max_requests <= 0 or state.num_requests < self.max_requests)
+        )
