@@ -387,6 +387,20 @@ async def run(reactor: Any, args: argparse.Namespace, folders: list[Any]) -> int
     return await done
 
 
+def calm_collector() -> None:
+    """Fewer, cheaper cyclic garbage collections: what start-up made (modules, classes)
+    lives until exit, so it is frozen out of every later collection, and the youngest
+    generation is collected after 20,000 new objects instead of 700. An initial sync of
+    10,000 files allocates a few objects per file on the reactor thread alone; with the
+    defaults the collector ran hundreds of times, re-walking the large per-path maps
+    (a few percent of the client's CPU time). Cycles are still collected."""
+    import gc
+
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(20_000, middle, old)
+
+
 def main(argv: list[str] | None = None) -> None:
     from synclient.config import ConfigError
     from synclient.state import StateDB
@@ -412,6 +426,8 @@ def main(argv: list[str] | None = None) -> None:
     start_logging(args.verbose)
     from twisted.internet.defer import Deferred
     from twisted.internet.task import react
+
+    calm_collector()
 
     def start(reactor: Any) -> Deferred[None]:
         def finish(code: int) -> None:

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import DeferredLock, gatherResults
@@ -24,14 +24,15 @@ from twisted.internet.task import LoopingCall
 from synclient.apply import FolderGone
 from synclient.delta import DeltaClient
 from synclient.engine import Engine
-from synclient.events import events_service
 from synclient.ignore import IgnoreRules
 from synclient.planner import Strategy
 from synclient.progress import Board, Progress
 from synclient.remote import Remote, events_url
 from synclient.scanner import Scanner
 from synclient.state import StateDB
-from synclient.watcher import Watcher
+
+if TYPE_CHECKING:
+    from synclient.watcher import Watcher
 
 
 @dataclass(slots=True)
@@ -164,6 +165,11 @@ class SyncService(Service):
         self.loops: list[LoopingCall] = []
 
     def startService(self) -> None:
+        # The watcher and the events WebSocket (autobahn, asyncio: a fifth of a
+        # ``--once`` run's start-up) are imported only by a client that keeps running.
+        from synclient.events import events_service
+        from synclient.watcher import Watcher
+
         super().startService()
         if self.parts is None:
             self.parts = build(self.settings, self.reactor)

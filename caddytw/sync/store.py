@@ -374,18 +374,7 @@ class LocalSyncStore:
         download of 10,000 small files made 10,000 hops); each path gets its file or
         its own error."""
 
-        def work() -> list[tuple[BinaryIO, FileMetadata] | StoreError]:
-            opened: list[tuple[BinaryIO, FileMetadata] | StoreError] = []
-            for path in paths:
-                try:
-                    opened.append(self.core.open_file(path))
-                except StoreError as error:
-                    opened.append(error)
-                except OSError as error:  # gone or replaced since it was indexed
-                    opened.append(StoreError(409, f"{path!r} cannot be read now: {error}"))
-            return opened
-
-        return self._on_index(work)
+        return self._on_index(self.core.open_files, paths)
 
     def put(
         self,

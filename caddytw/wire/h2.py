@@ -32,6 +32,11 @@ Twisted's ``H2Connection`` (twisted.web._http2) is correct but slow for large bo
   while the compression context is unchanged (:mod:`caddytw.wire.hpackcache`);
 * the frames one read produces go out in one transport write at its end, and a small
   response with nothing queued is framed at once instead of through the sending loop;
+* a response written while a read is handled is held (headers and up to one frame of
+  body) until it ends or the read is done, then framed as bytes by
+  :mod:`caddytw.wire.h2frames` with h2's state and windows kept: HEADERS and one DATA
+  frame carrying END_STREAM, instead of three frames built as objects by h2. Anything
+  else sent on that stream first frames what is held, so its frames keep their order;
 * a stream whose window is exhausted is blocked in the priority tree instead of
   spinning the loop until the peer's WINDOW_UPDATE arrives.
 
@@ -43,7 +48,8 @@ Private twisted names this relies on (all state of ``H2Connection``; twisted is 
 ``_handleWindowUpdate`` (wrapped); for the receiving loop (``dataReceived``, replaced)
 the handlers it calls, ``_requestDataReceived``, ``_requestEnded``, ``_requestAborted``,
 ``_handlePriorityUpdate``, ``_terminate``, ``_tryToWriteControlData``, and
-``_streamCleanupCallbacks``; ``H2Stream._convertHeaders`` (replaced), ``_request``,
+``_streamCleanupCallbacks``; ``_send100Continue``, ``_respondToBadRequestAndDisconnect``
+and ``abortRequest`` (wrapped); ``H2Stream._convertHeaders`` (replaced), ``_request``,
 ``_send100Continue``. Everything else is public h2/twisted API.
 """
 
@@ -67,7 +73,7 @@ from twisted.web._http2 import _END_STREAM_SENTINEL, H2Connection, H2Stream
 from caddytw.http.body import DEFAULT_LIMIT, EMPTY, BodyAborted, RequestBody
 from caddytw.http.framebudget import CREDIT_PER_DATA_FRAME, FrameBudget, FrameScanner
 from caddytw.http.pseudo import BadRequest, RequestLine, request_line
-from caddytw.wire import hpackcache
+from caddytw.wire import h2frames, hpackcache
 from caddytw.wire.channel import ProtocolName
 
 #: Receive window advertised for each stream (SETTINGS_INITIAL_WINDOW_SIZE).
@@ -98,6 +104,34 @@ _RESPONSE_HEADERS = HeaderValidationFlags(
 
 #: h2's defaults, which the peer assumes until it sees our settings.
 DEFAULT_WINDOW = 65_535
+
+
+class _LazyRepr:
+    """``repr(frame)`` deferred until formatted: h2's ``_receive_frame`` passes
+    ``repr(frame)`` to its trace log for every frame it receives, which formats the
+    frame (a hex dump of its payload) even though the log is off (h2's default
+    ``DummyLogger``). Put in h2.connection's namespace as ``repr`` (its only use there,
+    checked by ``tests/h2/test_private_api.py``), the log still gets the same text when a
+    logger is configured, through ``%s``."""
+
+    __slots__ = ("_obj",)
+
+    def __init__(self, obj: object) -> None:
+        self._obj = obj
+
+    def __str__(self) -> str:
+        return repr(self._obj)
+
+    __repr__ = __str__
+
+
+def _defer_frame_reprs() -> None:
+    import h2.connection
+
+    h2.connection.repr = _LazyRepr  # type: ignore[attr-defined]
+
+
+_defer_frame_reprs()
 
 
 def local_settings() -> dict[int, int]:
@@ -155,8 +189,11 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         #: (response headers and bodies, WINDOW_UPDATEs, RST_STREAMs) stay in h2's
         #: buffer and go out with one transport write at the end of the read.
         self._batching = False
-        #: Request header lists h2's checks accepted (see ``_requestReceived``).
-        self._valid_headers: dict[tuple[Any, ...], list[Any]] = {}
+        #: Request header lists h2's checks accepted, with their request line or the
+        #: status refusing it (see ``_requestReceived``).
+        self._valid_headers: dict[tuple[Any, ...], tuple[list[Any], RequestLine | None, int]] = {}
+        #: Responses held back while a read is handled (see ``writeHeaders``).
+        self._held: dict[int, _Held] = {}
 
     def connectionMade(self) -> None:
         raise_transport_buffer(self.transport)
@@ -199,6 +236,7 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         try:
             self._handle_events(events, cancelled)
         finally:
+            self._release_all()
             self._batching = False
         if self._stillProducing:
             self._tryToWriteControlData()
@@ -238,6 +276,7 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
 
     def _end_batch(self) -> None:
         """Write what the read produced so far, and write directly from now on."""
+        self._release_all()
         self._batching = False
         super()._tryToWriteControlData()
 
@@ -251,8 +290,16 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
 
     def _terminate(self, reason: Failure) -> None:
         """Flush the batch (answers, then h2's GOAWAY) before tearing down."""
+        self._release_all()
         self._batching = False
         super()._terminate(reason)
+
+    def _requestAborted(self, event: Any) -> None:
+        """The client reset a stream: its held answer is dropped, the others are framed
+        first (too many resets close the connection with a GOAWAY, which they precede)."""
+        self._held.pop(event.stream_id, None)
+        self._release_all()
+        super()._requestAborted(event)
 
     def _return_credit(self, event: Any) -> None:
         """Acknowledge body bytes of a stream nobody reads, so the connection window
@@ -265,26 +312,29 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         stream; a malformed block resets this stream, a bad request line answers 400
         (or 405 for CONNECT) on it; neither touches the other streams."""
         stream_id: int = event.stream_id
-        # h2's checks are a pure function of the header list: a list already found
-        # valid on this connection (a client repeating its request) is not checked again.
+        # h2's checks and the request line are pure functions of the header list: a
+        # list already judged on this connection (a client repeating its request) is
+        # not judged again. Lists h2 refuses are not remembered.
         key = tuple(event.headers)
-        valid = self._valid_headers.get(key)
-        if valid is None:
+        known = self._valid_headers.get(key)
+        if known is None:
             try:
                 valid = list(validate_headers(event.headers, _REQUEST_HEADERS))
             except h2.exceptions.ProtocolError:
                 self.conn.reset_stream(stream_id, h2.errors.ErrorCodes.PROTOCOL_ERROR)
                 return
+            pseudo = {name: value for name, value in valid if name[:1] == b":"}
+            hosts = [value for name, value in valid if name == b"host"]
+            try:
+                known = (valid, request_line(pseudo, hosts), 0)
+            except BadRequest as bad:
+                known = (valid, None, bad.status)
             if len(self._valid_headers) >= HEADER_LISTS:
                 self._valid_headers.clear()
-            self._valid_headers[key] = valid
-        headers = list(valid)
-        pseudo = {name: value for name, value in headers if name[:1] == b":"}
-        hosts = [value for name, value in headers if name == b"host"]
-        try:
-            line = request_line(pseudo, hosts)
-        except BadRequest as bad:
-            self._refuse(stream_id, bad.status, body_follows=event.stream_ended is None)
+            self._valid_headers[key] = known
+        headers, line, refusal = known
+        if line is None:
+            self._refuse(stream_id, refusal, body_follows=event.stream_ended is None)
             return
         stream = CaddyH2Stream(
             stream_id,
@@ -297,14 +347,10 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
             body_follows=event.stream_ended is None,
         )
         self.streams[stream_id] = stream
-        self._streamCleanupCallbacks[stream_id] = Deferred()
         self._outboundStreamQueues[stream_id] = deque()
-        try:
-            self.priority.insert_stream(stream_id)
-        except priority.DuplicateStreamError:
-            pass  # a PRIORITY frame came first and inserted it
-        else:
-            self.priority.block(stream_id)
+        # Not in the priority tree yet: a response framed at once never needs it (see
+        # ``_prioritise``). No ``_streamCleanupCallbacks`` Deferred either: nothing
+        # here waits for one (see ``_requestDone``).
         # Dispatched at its headers: the body streams to the handler as it arrives.
         stream.dispatch()
 
@@ -317,6 +363,7 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
             return False
         if parent not in self.streams or not self._sendable(parent):
             return False
+        self._release(parent)  # the parent's answer so far goes first, as it was written
         promised = self.conn.get_next_available_stream_id()
         try:
             self.conn.push_stream(parent, promised, headers)
@@ -358,6 +405,18 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
             if len(self._normalized) >= HEADER_LISTS:
                 self._normalized.clear()
             self._normalized[key] = normalized
+        if (
+            self._batching
+            and code[:1] != b"1"
+            and streamID not in self._held
+            and self._sendable(streamID)
+        ):
+            # Held until the response ends or the read is handled, then framed with
+            # its body as bytes (``h2frames``): usually HEADERS and one DATA frame
+            # with END_STREAM instead of three frames built by h2.
+            self._held[streamID] = _Held(normalized)
+            return
+        self._release(streamID)
         try:
             self.conn.send_headers(streamID, normalized)
         except h2.exceptions.ProtocolError:
@@ -369,10 +428,29 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
     def remainingOutboundWindow(self, streamID: int) -> int:
         """Room for more response bytes: the peer's window, capped by our buffer."""
         window = self.conn.local_flow_control_window(streamID)
-        return min(window, self.stream_buffer) - self._queued.get(streamID, 0)
+        held = self._held.get(streamID)
+        pending = self._queued.get(streamID, 0) + (held.size if held is not None else 0)
+        return min(window, self.stream_buffer) - pending
 
     def writeDataToStream(self, streamID: int, data: bytes) -> None:
         size = len(data)
+        held = self._held.get(streamID)
+        if held is not None:
+            if not size:
+                return
+            total = held.size + size
+            if (
+                total <= self.conn.max_outbound_frame_size
+                and self._consumerBlocked is None
+                and self.conn.local_flow_control_window(streamID) >= total
+            ):
+                # Still one DATA frame: held with the headers.
+                held.body.append(data)
+                held.size = total
+                if self.remainingOutboundWindow(streamID) <= 0:
+                    self.streams[streamID].flowControlBlocked()
+                return
+            self._release(streamID)
         if (
             0 < size <= self.conn.max_outbound_frame_size
             and self._direct(streamID)
@@ -387,13 +465,18 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
                 self.streams[streamID].flowControlBlocked()
             return
         self._queued[streamID] = self._queued.get(streamID, 0) + len(data)
+        self._prioritise(streamID)
         super().writeDataToStream(streamID, data)
 
     def endRequest(self, streamID: int) -> None:
         """The response is complete: ended at once when nothing of it is still queued."""
+        if streamID in self._held:
+            self._end_stream(streamID)
+            return
         if self._direct(streamID):
             self._end_stream(streamID)
             return
+        self._prioritise(streamID)
         super().endRequest(streamID)
 
     def _direct(self, stream_id: int) -> bool:
@@ -410,7 +493,12 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
     def _end_stream(self, stream_id: int) -> None:
         """END_STREAM, a reset for a request body nobody will read, and the cleanup."""
         conn = self.conn
-        conn.end_stream(stream_id)
+        held = self._held.pop(stream_id, None)
+        if held is None:
+            conn.end_stream(stream_id)
+        elif not self._frame(stream_id, held, end_stream=True):
+            self._requestDone(stream_id)  # h2 refused: the stream is gone
+            return
         h2stream = self.streams.get(stream_id)
         if h2stream is not None and not h2stream.body.done:
             # Answered before the body ended (unread, refused or too large): ask
@@ -419,9 +507,107 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         self._write()
         self._requestDone(stream_id)
 
+    def _prioritise(self, stream_id: int) -> None:
+        """Put ``stream_id`` in the priority tree (blocked) before the sending loop is to
+        serve it: a stream enters the tree when something of it is queued (or when the
+        client sends priority information for it), not at its request; inserting and
+        removing every stream was a tenth of the h2 work of a small response. A stream
+        already cleaned up is left out (twisted's write to it raises, as it always did)."""
+        if stream_id not in self._outboundStreamQueues:
+            return
+        try:
+            self.priority.insert_stream(stream_id)
+        except priority.DuplicateStreamError:
+            return
+        self.priority.block(stream_id)
+
     def _requestDone(self, streamID: int) -> None:
+        """Twisted's cleanup of a finished stream, for a stream that may never have
+        entered the priority tree, and without the per-stream cleanup Deferred (which
+        twisted fires for its own tests; none is made, see ``_requestReceived``)."""
         self._queued.pop(streamID, None)
-        super()._requestDone(streamID)
+        self._held.pop(streamID, None)
+        del self._outboundStreamQueues[streamID]
+        try:  # noqa: SIM105 (a context manager per request costs more than this)
+            self.priority.remove_stream(streamID)
+        except priority.MissingStreamError:
+            pass  # never queued anything: never entered the tree
+        del self.streams[streamID]
+        cleanup = self._streamCleanupCallbacks.pop(streamID, None)
+        if cleanup is not None:
+            cleanup.callback(streamID)
+
+    # -- held responses ----------------------------------------------------------------
+
+    def _frame(self, stream_id: int, held: _Held, *, end_stream: bool) -> bool:
+        """Frame a held response (HEADERS, then its body in one DATA frame) into h2's
+        buffer. A stream h2 no longer lets us send on (it was sendable when held; h2
+        cannot hear from the peer until the read is handled, but the connection may
+        have been closed meanwhile) is dropped, as h2 would refuse it: False."""
+        body = held.body[0] if len(held.body) == 1 else b"".join(held.body)
+        try:
+            h2frames.send_response(self.conn, stream_id, held.headers, body, end_stream=end_stream)
+        except (h2.exceptions.ProtocolError, KeyError):
+            return False
+        if body:
+            self.frame_budget.credit(CREDIT_PER_DATA_FRAME)
+        return True
+
+    def _release(self, stream_id: int) -> None:
+        """Frame ``stream_id``'s held response (if any) before anything else is sent on
+        it, so its frames keep their order."""
+        held = self._held.pop(stream_id, None)
+        if held is not None:
+            self._frame(stream_id, held, end_stream=False)
+
+    def _release_all(self) -> None:
+        """The read is handled: frame what is still held, in the order it was written."""
+        while self._held:
+            self._release(next(iter(self._held)))
+
+    def _send100Continue(self, streamID: int) -> None:
+        """Twisted's, after the stream's held frames (h2 then judges the order)."""
+        self._release(streamID)
+        super()._send100Continue(streamID)
+
+    def _respondToBadRequestAndDisconnect(self, streamID: int) -> None:
+        """Twisted's 400, after the stream's held frames (as if they had been sent)."""
+        self._release(streamID)
+        super()._respondToBadRequestAndDisconnect(streamID)
+
+    def abortRequest(self, streamID: int) -> None:
+        """RST_STREAM after what the handler wrote before aborting, as without holding."""
+        self._release(streamID)
+        super().abortRequest(streamID)
+
+    def _handlePriorityUpdate(self, event: Any) -> None:
+        """Twisted's, kept from filling the priority tree with finished streams. A
+        client that sends priority with every request (HEADERS with the PRIORITY flag,
+        each stream depending on the one before, as Chrome does) made twisted insert
+        each finished stream back into the tree (after its answer, or as the parent of
+        the next), until the tree's limit (1,000) raised out of ``dataReceived`` and the
+        connection broke. Priority of a stream that is over is dropped, and a
+        dependency on one is a dependency on the root (RFC 9113 section 5.3.4 moves the
+        dependents of a stream that leaves the tree up to its parent); a tree full of
+        idle streams' priorities ignores more."""
+        if self._over(event.stream_id):
+            return
+        if event.depends_on and self._over(event.depends_on):
+            event.depends_on = 0
+        try:  # noqa: SIM105 (rare, and a context manager per event costs more)
+            super()._handlePriorityUpdate(event)
+        except priority.TooManyStreamsError:
+            pass
+
+    def _over(self, stream_id: int) -> bool:
+        """Whether ``stream_id`` was opened and is finished (or was never served):
+        not ours any more, and below the highest stream id of its side."""
+        if stream_id in self.streams:
+            return False
+        conn = self.conn
+        if stream_id % 2:
+            return bool(stream_id <= conn.highest_inbound_stream_id)
+        return bool(stream_id <= conn.highest_outbound_stream_id)
 
     def _handleWindowUpdate(self, event: Any) -> None:
         """Also wake the sending loop: a stream blocked on a zero window is unblocked."""
@@ -511,6 +697,18 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         """Whether h2 still lets us send on ``stream_id``."""
         h2_stream = self.conn.streams.get(stream_id)
         return h2_stream is not None and h2_stream.open and not h2_stream.closed
+
+
+class _Held:
+    """A response held back while a read is handled: its normalised header list and
+    the body written so far (at most one frame's worth)."""
+
+    __slots__ = ("body", "headers", "size")
+
+    def __init__(self, headers: list[Any]) -> None:
+        self.headers = headers
+        self.body: list[bytes] = []
+        self.size = 0
 
 
 class _Promised:

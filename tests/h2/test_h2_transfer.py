@@ -90,6 +90,8 @@ def site(tmp_path_factory: pytest.TempPathFactory, upstream: int) -> Iterator[Si
     with open(root / "sparse.bin", "wb") as f:
         f.truncate(SPARSE)
     (root / "small.txt").write_bytes(b"s" * 1024)
+    # (one byte value: nghttp prints concurrent streams' DATA as it arrives, interleaved)
+    (root / "odd.bin").write_bytes(b"o" * 1283)
     ca = TestCA()
     cert, key, _ = ca.write_leaf(work, "site", ["site.test"])
     cafile = str(ca.write(work / "ca.pem"))
@@ -156,6 +158,23 @@ def test_many_concurrent_streams(site: Site) -> None:
     assert "24 succeeded, 0 failed" in big and "24 2xx" in big
     total = re.search(r"traffic: \S+ \((\d+)\) total", big)
     assert total and int(total.group(1)) > 24 * BIG
+
+
+@pytest.mark.parametrize("bits", [8, 10, 11, 16])
+@pytest.mark.parametrize("name", ["small.txt", "odd.bin"])
+def test_small_answers_within_the_clients_windows(site: Site, bits: int, name: str) -> None:
+    """nghttp (nghttp2, which fails a connection whose peer overruns a window) with
+    stream and connection windows of 2**bits - 1 bytes, smaller or larger than the
+    1 KiB and 1.25 KiB files: twenty concurrent requests answered within the reads that
+    bring them, every body whole (framed as bytes when it fits, queued when not)."""
+    url = site.h2c(f"/{name}")
+    result = subprocess.run(
+        ["nghttp", "-w", str(bits), "-W", str(bits), "-m", "20", url],
+        capture_output=True,
+        timeout=90,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (site.root / name).read_bytes() * 20
 
 
 def rss_kib(pid: int) -> int:

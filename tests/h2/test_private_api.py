@@ -25,6 +25,9 @@ def test_private_twisted_names_exist() -> None:
         "_handlePriorityUpdate",
         "_terminate",
         "_tryToWriteControlData",
+        "_send100Continue",
+        "_respondToBadRequestAndDisconnect",
+        "abortRequest",
     ):
         assert callable(getattr(_http2.H2Connection, method))
     connection = _http2.H2Connection(Clock())
@@ -50,3 +53,55 @@ def test_private_twisted_names_exist() -> None:
 
 def test_the_channel_switches_to_caddy_h2_connection() -> None:
     assert "CaddyH2Connection" in inspect.getsource(fastchannel.FastHTTPChannel._switch_to_h2)
+
+
+def test_private_h2_names_exist() -> None:
+    """What ``caddytw.wire.h2frames`` uses of h2 beyond its documented API."""
+    import h2.config
+    import h2.connection
+    from h2.connection import ConnectionInputs, ConnectionState
+    from h2.stream import StreamInputs
+
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    client.send_headers(
+        1, [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "x")]
+    )
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    conn.initiate_connection()
+    conn.receive_data(client.data_to_send())
+    assert isinstance(conn._data_to_send, bytearray)
+    assert callable(conn.state_machine.process_input)
+    assert isinstance(conn.outbound_flow_control_window, int)
+    stream = conn.streams[1]
+    assert callable(stream.state_machine.process_input)
+    assert isinstance(stream.outbound_flow_control_window, int)
+    assert stream.max_outbound_frame_size == conn.max_outbound_frame_size
+    for name in ("SEND_HEADERS", "SEND_DATA"):
+        assert hasattr(ConnectionInputs, name)
+    for name in ("SEND_HEADERS", "SEND_DATA", "SEND_END_STREAM"):
+        assert hasattr(StreamInputs, name)
+    # h2frames skips the connection machine where its input changes nothing.
+    table = h2.connection.H2ConnectionStateMachine._transitions
+    for name in ("SEND_HEADERS", "SEND_DATA"):
+        key = (ConnectionState.SERVER_OPEN, getattr(ConnectionInputs, name))
+        assert table[key] == (None, ConnectionState.SERVER_OPEN)
+
+
+def test_received_frames_are_formatted_only_when_logged() -> None:
+    """h2.connection's one ``repr`` call (the received-frame trace log) is deferred, and
+    gives the frame's own repr when a configured logger formats it."""
+    import logging
+
+    import h2.connection
+    from hyperframe.frame import PingFrame
+
+    source = inspect.getsource(h2.connection)
+    assert source.count("repr(") == 1
+    assert 'logger.trace("Received frame: %s", repr(frame))' in source
+    frame = PingFrame(0)
+    deferred = h2.connection.repr(frame)  # type: ignore[attr-defined]
+    assert str(deferred) == repr(frame)
+    assert logging.LogRecord(
+        "h2", 5, "", 0, "Received frame: %s", (deferred,), None
+    ).getMessage() == (f"Received frame: {frame!r}")

@@ -77,6 +77,30 @@ def test_an_install_group_treats_each_file_on_its_own(
     state.close()
 
 
+def test_an_install_never_writes_through_a_link_at_its_temp_name(tmp_path: Path) -> None:
+    """Temp names are predictable (the hash's first 16 hex digits): a link planted
+    there (a leftover temp file is reused) must not carry the download's bytes out of
+    the folder. The file's outcome is its error; the link's target is untouched."""
+    from synclient.apply import _Install
+
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"not yours")
+    body = b"downloaded bytes"
+    temp = folder / ".a.txt.0123456789abcdef.tmp"
+    temp.symlink_to(outside)
+    state = StateDB(folder)
+    applier = Applier(folder, state, remote=None)  # type: ignore[arg-type]
+    outcomes = applier._install_group(
+        [_Install(temp, "a.txt", None, 1_600_000_000.0, body, sha(body))], True
+    )
+    assert isinstance(outcomes[0], OSError)
+    assert outside.read_bytes() == b"not yours"
+    assert not (folder / "a.txt").exists()
+    state.close()
+
+
 def test_fsync_all_reports_each_failure(tmp_path: Path) -> None:
     files = [tmp_path / f"{i}.bin" for i in range(20)]
     for path in files:

@@ -130,7 +130,8 @@ def test_initial_sync_takes_few_requests_and_skips_what_cannot_help(
     server: SyncServer, tmp_path: Path
 ) -> None:
     """An initial sync of 2,000 small files and one large one: the small files come in
-    full batches (with 256 files in flight at a time they came in a dozen or more), the
+    a few batches (with 256 files in flight at a time they came in a dozen or more;
+    the bulk path's batches grow from 100 entries: 100, 200, 400, 800, 500), the
     server is listed once (the check after the pass follows the journal instead of
     listing again), and the large file, with no local chunk to build it from, is
     downloaded whole without asking for its chunk tree (which made the server chunk the
@@ -145,7 +146,7 @@ def test_initial_sync_takes_few_requests_and_skips_what_cannot_help(
     with byte_relay(server.port, record=True) as (port, counts):
         result = Client(relayed(server, port), b, "--initial-sync").once(timeout=300)
         assert result.returncode == 0, result.stderr
-        assert 1 <= counts.requests(b"POST /api/batch/download") <= 3
+        assert 1 <= counts.requests(b"POST /api/batch/download") <= 5
         assert counts.requests(b"GET /api/list HTTP") == 1  # the full listing
         assert counts.requests(b"GET /api/chunks") == 0
         assert counts.requests(b"GET /api/download") == 1
