@@ -3,10 +3,12 @@
 twisted.web's ``HTTPChannel`` parses line by line in Python, pauses and resumes the
 socket around every request and writes headers and body separately; on one core that
 caps a 1 KiB answer near 15k requests/s while the reactor alone can do four times that.
-This channel keeps the same contract towards ``twisted.web.http.Request`` (the methods
+This channel keeps twisted's channel contract towards its requests (the methods
 ``H2Stream`` also provides: ``writeHeaders``, ``write``, ``requestDone``, ``getPeer``,
 ``getHost``, ``isSecure``, producers, ``loseConnection``) so every handler, producer
-and ``notifyFinish`` works unchanged, but:
+and ``notifyFinish`` works unchanged; its requests are
+:class:`caddytw.http.request.CaddyRequest` (bodies stream through ``request.body``, no
+``content`` file is made for them), but:
 
 - parsing is C (llhttp); request headers go straight into the request's ``Headers``;
 - headers written while the request is being dispatched are held and leave in the same
@@ -37,7 +39,6 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable
-from io import BytesIO
 from typing import Any
 
 import httptools
@@ -85,6 +86,9 @@ _CLOSE_ANSWERS = {
     b"Connection: close\r\nContent-Length: 0\r\n\r\n",
 }
 _canonical = _nameEncoder.encode
+#: twisted's cache behind ``_canonical`` (valid names only), asked first: most names
+#: a server sees are the same few.
+_CANONICAL: dict[bytes | str, bytes] = _nameEncoder._canonicalHeaderCache
 
 
 class _Reject(Exception):
@@ -398,7 +402,9 @@ class FastHTTPChannel(Protocol):
             # routing and would let a client smuggle Host, Authorization or
             # X-Forwarded-For past checks). Counted against the limits, then dropped.
             return
-        key = _canonical(name)
+        key = _CANONICAL.get(name)
+        if key is None:
+            key = _canonical(name)
         values = self._headers.get(key)
         if values is None:
             self._headers[key] = [value]
@@ -436,7 +442,6 @@ class FastHTTPChannel(Protocol):
             version,
         )
         parsed.keep_alive = parser.should_keep_alive()
-        request.content = BytesIO()  # twisted.web's form parsing reads it; stays empty
         headers = self._headers
         has_body = b"Content-Length" in headers or b"Transfer-Encoding" in headers
         length = _declared_length(headers) if has_body else 0
