@@ -60,6 +60,7 @@ from caddytw.http.body import (
 )
 from caddytw.wire.channel import ProtocolName
 from caddytw.wire.negotiate import Carried, choose, looks_first
+from caddytw.wire.sendnow import send_now
 
 #: How long a connection closed with a body still arriving waits after its FIN before
 #: closing, so the client can read the answer before a reset (Go: 500 ms).
@@ -612,30 +613,9 @@ class FastHTTPChannel(Protocol):
         self._send(data)
 
     def _send(self, data: bytes) -> None:
-        """``transport.write``, but straight to the socket when nothing is queued before.
-
-        Twisted's TCP transport always buffers and sends on the next reactor turn, which
-        costs two epoll updates and a write event per response. When its buffers are
-        empty and no producer is attached, sending now keeps the byte order and skips
-        that; whatever the kernel does not take goes through the transport as usual.
-        """
-        sock = self._socket
-        transport = self.transport
-        if (
-            sock is not None
-            and not transport._tempDataLen
-            and transport.offset == len(transport.dataBuffer)
-            and transport.producer is None
-            and not transport.disconnecting
-        ):
-            try:
-                sent = sock.send(data)
-            except OSError:
-                sent = 0  # EAGAIN or a broken connection: the transport finds out
-            if sent == len(data):
-                return
-            data = data[sent:]
-        transport.write(data)
+        """``transport.write``, but straight to the socket when nothing is queued before
+        (:func:`caddytw.wire.sendnow.send_now`)."""
+        send_now(self.transport, self._socket, data)
 
     def writeSequence(self, data: list[bytes]) -> None:
         self.write(b"".join(data))
