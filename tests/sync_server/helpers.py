@@ -100,6 +100,20 @@ def q(path: str) -> str:
     return quote(path, safe="")
 
 
+def wait_until_open(port: int, prefix: str = "/api") -> None:
+    """Return once the server has opened its folder (index, marker written).
+
+    The listening port opens before the folder does: the index thread opens the index and
+    writes the folder marker (through a temp file) first, then serves what was asked, in
+    order. A test that looks at the folder before any request could catch that temp file;
+    one answered listing means the opening is over."""
+    api = Api(port, prefix=prefix)
+    try:
+        assert api.call("GET", "list").status == 200
+    finally:
+        api.close()
+
+
 def folder_view(root: Path) -> dict[str, Any]:
     """What the folder holds, in the listing's terms (path -> ("dir",) or (size, hash))."""
     view: dict[str, Any] = {}
@@ -215,6 +229,7 @@ def upload_server(tmp_path: Path, max_upload_size: int) -> Iterator[Any]:
     root.mkdir()
     route = sync_route(root, enable_upload=True, max_upload_size=max_upload_size)
     with running_server(simple_config(port, route), tmp_path, [port]) as srv:
+        wait_until_open(port)
         srv.root = root
         yield srv
 

@@ -9,7 +9,15 @@ import pytest
 from caddytw.sync.protocol import ChangesPage, ConflictInfo, FileMetadata, SyncResponse
 from tests.support.ports import free_port
 from tests.support.server import running_server, simple_config
-from tests.sync_server.helpers import Api, folder_view, listing_view, q, sha, sync_route
+from tests.sync_server.helpers import (
+    Api,
+    folder_view,
+    listing_view,
+    q,
+    sha,
+    sync_route,
+    wait_until_open,
+)
 
 
 @pytest.fixture(scope="module")
@@ -19,6 +27,7 @@ def server(tmp_path_factory):
     root = workdir / "data"
     config = simple_config(port, sync_route(root, enable_upload=True))
     with running_server(config, workdir, [port]) as srv:
+        wait_until_open(port)
         srv.root = root
         yield srv
 

@@ -15,7 +15,15 @@ from caddytw.server.build import validate
 from caddytw.sync.protocol import Change
 from tests.support.ports import free_port
 from tests.support.server import running_server, simple_config
-from tests.sync_server.helpers import Api, WebSocket, folder_view, listing_view, sha, sync_route
+from tests.sync_server.helpers import (
+    Api,
+    WebSocket,
+    folder_view,
+    listing_view,
+    sha,
+    sync_route,
+    wait_until_open,
+)
 
 SEED = Path(__file__).parent / "fixtures" / "seed-sync-config.json"
 
@@ -63,6 +71,7 @@ def server(tmp_path):
     root = tmp_path / "data"
     config = simple_config(port, sync_route(root, enable_upload=True))
     with running_server(config, tmp_path, [port]) as srv:
+        wait_until_open(port)
         srv.root = root
         yield srv
 

@@ -11,7 +11,7 @@ from caddytw.config.errors import ConfigError
 from caddytw.sync.access import AccessPolicy, SyncClient, all_loopback, parse_clients
 from tests.support.ports import free_port
 from tests.support.server import running_server, simple_config
-from tests.sync_server.helpers import Api, WebSocket, folder_view, q, sync_route
+from tests.sync_server.helpers import Api, WebSocket, folder_view, q, sync_route, wait_until_open
 
 HOSTILE = [
     "",
@@ -93,6 +93,7 @@ def server(tmp_path_factory):
     port = free_port()
     config = simple_config(port, sync_route(root, enable_upload=True))
     with running_server(config, workdir, [port]) as srv:
+        wait_until_open(port)
         srv.root = root
         srv.outside = outside
         yield srv
