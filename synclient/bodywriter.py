@@ -31,9 +31,9 @@ from twisted.internet.defer import Deferred
 #: operation and one ``writev`` per MiB instead of one per 64 KiB socket read).
 HANDOFF = 1 << 20
 #: Above this many bytes waiting for the writer, the response's transport is paused.
-HIGH_WATER = 16 << 20
+HIGH_WATER = 8 << 20
 #: ... and resumed once no more than this many are left.
-LOW_WATER = 4 << 20
+LOW_WATER = 2 << 20
 #: Bytes of a download written between two background ``fdatasync`` calls.
 WRITEBACK_EVERY = 32 << 20
 #: ``writev`` takes at most IOV_MAX (1,024 on Linux) buffers; more are joined first.
@@ -84,8 +84,9 @@ class BodyWriter:
         self._fsync = False
         self._done: Deferred[None] = Deferred()
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name="download-writer", daemon=True)
-        self._thread.start()
+        self._hash_queue: queue.SimpleQueue[list[bytes] | None] = queue.SimpleQueue()
+        for work, name in ((self._run, "download-writer"), (self._hash, "download-hasher")):
+            threading.Thread(target=work, name=name, daemon=True).start()
 
     # -- reactor thread -----------------------------------------------------------------
 
@@ -153,23 +154,22 @@ class BodyWriter:
             self._closed = True
             self._queue.put(None)
 
-    # -- writer thread ------------------------------------------------------------------
+    # -- writer and hasher threads ------------------------------------------------------
 
     def _run(self) -> None:
+        """The writer: each hand-off in one ``writev``, then on to the hasher (hashing
+        and writing run side by side, each in its own thread, as both release the GIL)."""
         writeback: threading.Thread | None = None
         failures: list[BaseException] = []
         unsynced = 0
         try:
             while (chunks := self._queue.get()) is not None:
-                size = sum(map(len, chunks))
                 if self.error is None and not self._discard:
                     try:
-                        for chunk in chunks:
-                            self.digest.update(chunk)
                         _write_all(self.fd, chunks)
                     except BaseException as error:
                         self.error = error
-                    unsynced += size
+                    unsynced += sum(map(len, chunks))
                     idle = writeback is None or not writeback.is_alive()
                     if unsynced >= WRITEBACK_EVERY and idle:
                         unsynced = 0
@@ -177,6 +177,27 @@ class BodyWriter:
                             target=_datasync, args=(self.fd, failures), daemon=True
                         )
                         writeback.start()
+                self._hash_queue.put(chunks)
+            if writeback is not None:
+                writeback.join()
+            if self.error is None and failures:
+                self.error = failures[0]
+            if self.error is None and self._fsync and not self._discard:
+                os.fsync(self.fd)
+        except BaseException as error:
+            if self.error is None:
+                self.error = error
+        self._hash_queue.put(None)
+
+    def _hash(self) -> None:
+        """The hasher: the body's SHA-256 in order, then the hand-off's memory is
+        released (it counts as queued until both threads are done with it)."""
+        try:
+            while (chunks := self._hash_queue.get()) is not None:
+                if self.error is None and not self._discard:
+                    for chunk in chunks:
+                        self.digest.update(chunk)
+                size = sum(map(len, chunks))
                 with self._lock:
                     self._queued -= size
                     wake = self._paused and (
@@ -186,12 +207,6 @@ class BodyWriter:
                         self._paused = False
                 if wake:
                     self.reactor.callFromThread(self._resume)
-            if writeback is not None:
-                writeback.join()
-            if self.error is None and failures:
-                self.error = failures[0]
-            if self.error is None and self._fsync and not self._discard:
-                os.fsync(self.fd)
         except BaseException as error:
             if self.error is None:
                 self.error = error

@@ -57,6 +57,8 @@ from caddytw.sync.protocol import (
 from synclient.bodywriter import BodyWriter, TooLong
 
 CHUNK = 1 << 16
+#: Bytes read from the socket at a time while a large download's body arrives.
+READ_SIZE = 1 << 20
 
 T = TypeVar("T")
 
@@ -535,6 +537,11 @@ class _Body(Protocol):
     def connectionMade(self) -> None:
         if self.writer is not None:
             self.writer.attach(self.transport)
+            # Read the socket in up to 1 MiB at a time, not Twisted's 64 KiB: a large
+            # body then costs a sixteenth of the reactor turns and parser calls.
+            connection = getattr(self.transport, "_producer", None)
+            if connection is not None and getattr(connection, "bufferSize", 0) < READ_SIZE:
+                connection.bufferSize = READ_SIZE
 
     def dataReceived(self, data: bytes) -> None:
         if self.finished is None:
