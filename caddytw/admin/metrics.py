@@ -204,11 +204,26 @@ def _status_class(code: int) -> str:
 
 
 def _request_body_length(request: Any) -> int:
-    length = request.requestHeaders.getRawHeaders(b"content-length")
+    # Straight from the Headers' dict (twisted's canonical name): one lookup per request.
+    length = request.requestHeaders._rawHeaders.get(b"Content-Length")
     if length:
         with contextlib.suppress(ValueError):
             return max(0, int(length[0]))
     return 0
+
+
+#: The pending list of ``_pending_requests`` for a (server, handler, status code): the
+#: status class is worked out once per code, not once per request.
+_pending_by_code: dict[tuple[str, str, int], list[Any]] = {}
+
+
+def _pending_for(server: str, handler: str, code: int) -> list[Any]:
+    key = (server, handler, _status_class(code))
+    pending = _pending_requests.get(key)
+    if pending is None:  # its labelled children are made by the next flush
+        pending = _pending_requests[key] = [0, 0.0, [0] * len(_BUCKET_BOUNDS)]
+    _pending_by_code[(server, handler, code)] = pending
+    return pending
 
 
 def request_finished(request: Any) -> None:
@@ -217,23 +232,28 @@ def request_finished(request: Any) -> None:
     if server is None:
         return
     request.metrics_server = None
-    key = (server, getattr(request, "caddy_handler", "") or "", _status_class(request.code))
+    handler = getattr(request, "caddy_handler", "") or ""
     started = getattr(request, "started_at", None)
     sent = getattr(request, "sentLength", 0)
     if BATCHED:
         pending_server = _pending_server[server]
         pending_server[0] -= 1
-        pending_server[1] += _request_body_length(request)
+        if b"Content-Length" in request.requestHeaders._rawHeaders:
+            pending_server[1] += _request_body_length(request)
         pending_server[2] += sent
-        pending = _pending_requests.get(key)
+        code = request.code
+        pending = _pending_by_code.get((server, handler, code))
         if pending is None:
-            pending = _pending_requests[key] = [0, 0.0, [0] * len(_BUCKET_BOUNDS)]
+            pending = _pending_for(server, handler, code)
         pending[0] += 1
         if started is not None:
-            duration = max(0.0, time.time() - started)
+            duration = time.time() - started
+            if duration < 0.0:
+                duration = 0.0
             pending[1] += duration
             pending[2][bisect_left(_BUCKET_BOUNDS, duration)] += 1
         return
+    key = (server, handler, _status_class(request.code))
     in_flight, bytes_in, bytes_out = _per_server(server)
     in_flight.dec()
     requests, duration_child = _per_request_key(key)

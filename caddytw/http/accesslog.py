@@ -41,11 +41,13 @@ def _headers(headers: Any, credentials: bool = True) -> dict[str, list[str]]:
 
 
 def access_entry(
-    request: CaddyRequest, logger_name: str, credentials: bool = False
+    request: CaddyRequest, logger_name: str, credentials: bool = False, now: float | None = None
 ) -> dict[str, Any]:
     """One "handled request" record with the fields Caddy writes; credentials (tokens,
-    cookies) are left out as Caddy does unless ``credentials``."""
-    now = time.time()
+    cookies) are left out as Caddy does unless ``credentials``. ``now``: when the
+    response ended (default: now)."""
+    if now is None:
+        now = time.time()
     return {
         "level": "error" if request.code >= 500 else "info",
         "ts": now,
@@ -74,7 +76,10 @@ class AccessLogger:
     """Writes access entries for one server according to its ``logs`` settings.
 
     With ``call_later`` set (the server's reactor), entries finished in one reactor
-    turn leave in one write at the end of it instead of one write and flush each.
+    turn are formatted and leave in one write at the end of it, instead of being
+    formatted while the request finishes and written and flushed each: the request
+    only notes itself and the time (a finished request no longer changes, so the entry
+    reads as it would have then).
     """
 
     def __init__(
@@ -87,7 +92,7 @@ class AccessLogger:
         self.stream = stream
         self.call_later = call_later
         self._names: dict[str, str | None] = {}
-        self._batch: list[str] = []
+        self._batch: list[tuple[CaddyRequest, str, float]] = []
 
     def logger_name(self, host: str) -> str | None:
         if host in self.config.skip_hosts:
@@ -113,19 +118,22 @@ class AccessLogger:
         name = self._cached_name(request.request_hostport)
         if name is None:
             return
-        line = _encode(access_entry(request, name, self.config.should_log_credentials)) + "\n"
         if self.call_later is None:
-            self._write(line)
+            self._write(self._line(request, name, time.time()))
             return
         if not self._batch:
             self.call_later(0, self.flush)
-        self._batch.append(line)
+        self._batch.append((request, name, time.time()))
+
+    def _line(self, request: CaddyRequest, name: str, ended: float) -> str:
+        entry = access_entry(request, name, self.config.should_log_credentials, ended)
+        return _encode(entry) + "\n"
 
     def flush(self) -> None:
-        """Write the entries batched so far."""
+        """Format and write the entries batched so far."""
         if self._batch:
-            text, self._batch = "".join(self._batch), []
-            self._write(text)
+            batch, self._batch = self._batch, []
+            self._write("".join(self._line(*noted) for noted in batch))
 
     def _write(self, text: str) -> None:
         stream = self.stream or sys.stderr

@@ -36,6 +36,17 @@ class IHandlerFactory(Interface):
         the ``twisted.web`` ``IResource`` convention, is still accepted so existing
         ``IResource`` plugins keep working (dispatch delivers them with ``respond``),
         but it is the compatible form, not a second way for new handlers.
+
+        The request's stable API (what plugins may rely on across releases):
+        twisted.web's ``IRequest`` in full (which the class declares and implements),
+        plus ``clientproto``, ``code``, ``code_message``, ``startedWriting``,
+        ``finished``, ``sentLength``, ``notifyFinish()``, ``registerProducer()`` /
+        ``unregisterProducer()``, ``content`` (an empty file: bodies stream), and
+        Caddy's own ``body`` (:class:`caddytw.http.body.RequestBody`), ``caddy_vars``,
+        ``decoded_path``, ``set_uri()``, ``header_hooks``, ``client_gone`` and
+        ``original_uri``. Header values are ``bytes`` in twisted's ``Headers``. The
+        class is not twisted.web's ``Request`` (``isinstance`` checks against it fail);
+        anything else on it (``_`` names, ``channel``, ``transport``) is internal.
         """
 
 

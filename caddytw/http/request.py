@@ -1,8 +1,12 @@
-"""The request object every handler sees: twisted.web's Request plus Caddy's state.
+"""The request object every handler sees: the server's own, with Caddy's state.
 
 Caddy keeps per-request state in the context (vars, regexp captures, the error being
 handled, the original URI); here it lives on the request so that handlers, matchers and
 placeholders share it without globals.
+
+:class:`CaddyRequest` is not twisted.web's ``Request`` (see its docstring for why and
+for what it keeps of that API); :mod:`caddytw.http.interfaces` says which of its members
+third-party handlers may rely on.
 """
 
 from __future__ import annotations
@@ -10,10 +14,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, AnyStr, Protocol, TypeAlias
+import warnings
+from collections.abc import Callable, Sequence
+from io import BytesIO
+from typing import Any, AnyStr, Protocol, TypeAlias
 from urllib.parse import unquote_to_bytes
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import server
@@ -21,8 +28,20 @@ from twisted.web import server
 # Names taken out of twisted.web.http once: attribute access on that module goes
 # through twisted's deprecation proxy, which costs more than the lookup it wraps.
 from twisted.web.http import NO_BODY_CODES as _NO_BODY_CODES
-from twisted.web.http import parse_qs
+from twisted.web.http import RESPONSES as _RESPONSES
+from twisted.web.http import Request as _http_request
+from twisted.web.http import (
+    _getContentFile,
+    _getMultiPartArgs,
+    _MultiPartParseException,
+    _parseContentType,
+    datetimeToString,
+    parse_qs,
+)
 from twisted.web.http_headers import Headers, _nameEncoder
+from twisted.web.iweb import INonQueuedRequestFactory, IRequest
+from twisted.web.server import NOT_DONE_YET
+from zope.interface import implementer, provider
 
 from caddytw.admin import metrics
 from caddytw.config.netaddr import host_and_port
@@ -30,8 +49,8 @@ from caddytw.http.body import RequestBody, body_from_file
 from caddytw.http.dates import date_now
 from caddytw.http.errors import status_text
 
-if TYPE_CHECKING:
-    from caddytw.wire.channel import Channel
+_server_request = server.Request
+_content_file = _getContentFile
 
 log = Logger()
 
@@ -70,36 +89,138 @@ class ErrorInfo:
         self.trace = trace
 
 
-class CaddyRequest(server.Request):
-    """A request with Caddy semantics: no default Content-Type, placeholders, vars, errors."""
+@implementer(IRequest)
+@provider(INonQueuedRequestFactory)
+class CaddyRequest:
+    """A request with Caddy semantics: no default Content-Type, placeholders, vars, errors.
 
-    defaultContentType = None  # Caddy never invents a Content-Type for an empty answer
-    #: Set on WebSocket tunnels and event streams: they must not hold up a graceful stop.
-    long_lived = False
-    #: The JSON name of the last handler the request reached (the metrics' label).
-    caddy_handler: str = ""
-    #: The HTTP/1.1 connection or the HTTP/2 or HTTP/3 stream the request came on
-    #: (twisted types it as its own ``HTTPChannel``, which none of ours is).
-    channel: Channel  # type: ignore[assignment]
+    This is the server's own request class, not twisted.web's ``Request``: every
+    protocol (:mod:`caddytw.wire.h1`, :mod:`caddytw.wire.h2`, :mod:`caddytw.wire.h3`,
+    and twisted's own ``HTTPChannel`` when the resource tree is embedded in a plain
+    ``Site``) builds one per exchange, so it does only what a request here needs, in
+    as few steps as it can: attributes in slots, the status line's pieces from caches,
+    the head handed to the channel in one call (HTTP/1.1 sends it with the first body
+    bytes in one write). It provides twisted.web's ``IRequest`` in full, and the
+    members of ``twisted.web.http.Request`` that handlers, producers and protocols use
+    (``code``, ``code_message``, ``startedWriting``, ``finished``, ``sentLength``,
+    ``chunked``, ``notifyFinish``, ``registerProducer``, ``connectionLost``,
+    ``processingFailed``, ...) with the same meaning; the stable part of it for
+    third-party handlers is listed in :mod:`caddytw.http.interfaces`.
 
-    def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
-        if args or kwargs:
-            super().__init__(channel, *args, **kwargs)
-        else:
-            # What twisted.web's Request.__init__ and Componentized.__init__ set, without
-            # their keyword handling: this runs once per request on every protocol.
-            self.notifications = []
-            self.channel = channel
-            self.client = channel.getPeer()
-            self.host = channel.getHost()
-            self.requestHeaders = Headers()
-            self.received_cookies = {}
-            self.responseHeaders = Headers()
-            self.cookies = []
-            self.transport = channel.transport
-            self.queued = False
-            self._parsePOSTFormSubmission = channel.site._parsePOSTFormSubmission
-            self._adapterCache = {}
+    Headers are twisted's :class:`~twisted.web.http_headers.Headers`, values kept as
+    ``bytes`` (names in twisted's canonical case in ``_rawHeaders``, which the channels
+    read directly).
+    """
+
+    __slots__ = (
+        "__dict__",  # what a handler or plugin hangs on a request (rare: none on the hot path)
+        "__weakref__",
+        "_body",
+        "_content",
+        "_disconnected",
+        "_encoder",
+        "_hooks_ran",
+        "_no_body",
+        "args",
+        "caddy_error",
+        "caddy_handler",
+        "caddy_vars",
+        "channel",
+        "chunked",
+        "client",
+        "clientproto",
+        "code",
+        "code_message",
+        "cookies",
+        "decoded_path",
+        "error_scopes",
+        "finished",
+        "first_chunk",
+        "header_hooks",
+        "host",
+        "long_lived",
+        "method",
+        "metrics_server",
+        "notifications",
+        "original_method",
+        "original_uri",
+        "path",
+        "placeholder_providers",
+        "placeholder_values",
+        "producer",
+        "proto_override",
+        "received_cookies",
+        "requestHeaders",
+        "responseHeaders",
+        "route_groups",
+        "sentLength",
+        "site",
+        "startedWriting",
+        "started_at",
+        "transport",
+        "uri",
+    )
+
+    #: Caddy never invents a Content-Type for an empty answer (twisted.web's attribute).
+    defaultContentType: bytes | None = None
+    #: twisted.web's ``Request`` attributes this class keeps for code written for it;
+    #: rarely set, so they live on the class until someone does.
+    queued = False
+    etag: bytes | None = None
+    lastModified: float | None = None
+    streamingProducer = False
+    appRootURL: bytes | None = None
+    #: twisted.web's traversal state: routing matches whole paths, nothing is walked
+    #: (empty tuples, so that no request can change another's).
+    prepath: Any = ()
+    postpath: Any = ()
+    sitepath: Any = ()
+    _parsePOSTFormSubmission: bool | None = None
+    _forceSSL = 0
+    _secureSession: Any = None
+    _insecureSession: Any = None
+    _log = log
+
+    channel: Any
+    site: Any
+    producer: Any
+
+    def __init__(self, channel: Any, queued: object = None, **kwargs: Any) -> None:
+        """``channel`` is the exchange's :class:`caddytw.wire.channel.Channel` (or
+        twisted's ``HTTPChannel``); ``queued`` and keywords are accepted for the
+        callers written for twisted.web's ``Request`` (requests are never queued since
+        Twisted 16.3; ``parsePOSTFormSubmission`` is honoured)."""
+        if kwargs.get("parsePOSTFormSubmission") is not None:
+            self._parsePOSTFormSubmission = bool(kwargs["parsePOSTFormSubmission"])
+        self.channel = channel
+        self.client = channel.getPeer()
+        self.host = channel.getHost()
+        self.transport = channel.transport
+        self.site = None
+        self.requestHeaders = Headers()
+        self.responseHeaders = Headers()
+        self.notifications: list[Deferred[None]] = []
+        self.received_cookies: dict[bytes, bytes] = {}
+        self.cookies: list[bytes] = []
+        self._content: Any = None
+        self.producer = None
+        self.method = b"(no method yet)"
+        self.uri = b"(no uri yet)"
+        self.path = b""
+        self.args: dict[bytes, list[bytes]] = {}
+        self.clientproto = b"(no clientproto yet)"
+        self.code = 200
+        self.code_message = b"OK"
+        self.startedWriting = 0
+        self.finished = 0
+        self.sentLength = 0
+        self.chunked = 0
+        self._disconnected = False
+        self._encoder: Any = None
+        self._no_body = False
+        self.long_lived = False  # WebSocket tunnels, event streams: not waited for on stop
+        self.caddy_handler = ""  # the JSON name of the last handler reached (metrics)
+        self.metrics_server: str | None = None
         self.caddy_vars: dict[str, Any] = {}
         self.placeholder_values: dict[str, str] = {}
         self.route_groups: dict[int, set[str]] = {}
@@ -108,21 +229,27 @@ class CaddyRequest(server.Request):
         # Lazy placeholders (the ``map`` handler): asked in order after placeholder_values.
         self.placeholder_providers: list[Callable[[CaddyRequest, str], str | None]] = []
         # What the first write carries, for header hooks that decide on it (``encode``).
-        self.first_chunk: bytes = b""
+        self.first_chunk = b""
         self.caddy_error: ErrorInfo | None = None
-        self.original_uri: bytes = b""
-        self.original_method: bytes = b""
-        self.decoded_path: str = "/"
-        self.started_at: float = time.time()
+        self.original_uri = b""
+        self.original_method = b""
+        self.decoded_path = "/"
+        self.started_at = time.time()  # process() sets it again when the head is in
         self.proto_override: str | None = None
         self._hooks_ran = False
         self._body: RequestBody | None = None
 
+    def __repr__(self) -> str:
+        return (
+            f"<{self.__class__.__name__} at 0x{id(self):x} method={_text(self.method)} "
+            f"uri={_text(self.uri)} clientproto={_text(self.clientproto)}>"
+        )
+
     @property
     def body(self) -> RequestBody:
-        """The request body as it arrives (:mod:`caddytw.http.body`). The HTTP/1.1
-        channel sets it when the head is complete; a protocol that still collects the
-        body into ``content`` first (HTTP/2 and HTTP/3 for now) gets it from there."""
+        """The request body as it arrives (:mod:`caddytw.http.body`). Our channels set
+        it when the head is complete; twisted's ``HTTPChannel`` (an embedding ``Site``)
+        collects the body into ``content`` first, and it is read from there."""
         if self._body is None:
             self._body = body_from_file(self.content)
         return self._body
@@ -131,44 +258,123 @@ class CaddyRequest(server.Request):
     def body(self, body: RequestBody) -> None:
         self._body = body
 
-    # -- lifecycle -------------------------------------------------------------------
+    @property
+    def content(self) -> Any:
+        """twisted.web's body file: what twisted's ``HTTPChannel`` collected; for our
+        channels, whose bodies stream through :attr:`body`, an empty file made when
+        first asked for (code written for twisted.web reads it), None once answered."""
+        content = self._content
+        if content is None and not self.finished and not self._disconnected:
+            content = self._content = BytesIO()
+        return content
+
+    @content.setter
+    def content(self, content: Any) -> None:
+        self._content = content
+
+    # -- what a channel calls --------------------------------------------------------
+
+    def gotLength(self, length: int | None) -> None:
+        """twisted's ``HTTPChannel``: a body of ``length`` bytes (None: unknown)
+        follows; it is collected in ``content``."""
+        get_file = getattr(getattr(self.channel, "site", None), "getContentFile", None)
+        self.content = get_file(length) if get_file is not None else _content_file(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        """twisted's ``HTTPChannel``: body bytes for ``content``."""
+        self._content.write(data)
+
+    def parseCookies(self) -> None:
+        """The request's cookies into ``received_cookies`` (twisted.web's parsing)."""
+        values = self.requestHeaders._rawHeaders.get(b"Cookie")
+        if not values:
+            return
+        cookies = self.received_cookies
+        for text in values:
+            for cookie in text.split(b";"):
+                name, equals, value = cookie.lstrip().partition(b"=")
+                if equals:
+                    cookies[name] = value
+
+    def noLongerQueued(self) -> None:
+        """twisted.web's: a no-op since requests are never queued."""
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
-        """twisted.web's, without its form parsing unless the request is a POST (the
-        only case where it reads the body); the rest as it does."""
-        if command == b"POST" and self._parsePOSTFormSubmission:
-            super().requestReceived(command, path, version)
-            return
-        if self.content is not None:
-            self.content.seek(0, 0)
-        self.method, self.uri = command, path
+        """The head is complete (and, on twisted's ``HTTPChannel``, the body too): set
+        the request line and dispatch. A urlencoded or multipart POST body already in
+        ``content`` is parsed into ``args``, as twisted.web does (our channels stream
+        bodies, so ``content`` is empty there)."""
+        self.method = command
+        self.uri = path
         self.clientproto = version
         target, question, query = path.partition(b"?")
         self.path = target
         self.args = parse_qs(query, 1) if question else {}
+        content = self._content
+        if content is not None:
+            length = content.tell()
+            content.seek(0, 0)
+            if command == b"POST" and length and not self._parse_form(content):
+                return
         self.process()
+
+    def _parse_form(self, content: Any) -> bool:
+        """twisted.web's form parsing of a POST body; False when the body is broken
+        (the channel has then answered 400)."""
+        wanted = self._parsePOSTFormSubmission
+        if wanted is None:
+            wanted = getattr(self.channel.site, "_parsePOSTFormSubmission", True)
+        if not wanted:
+            return True
+        ctype = self.requestHeaders.getRawHeaders(b"Content-Type")
+        if not ctype:
+            return True
+        key = _parseContentType(ctype[0])
+        if key == b"application/x-www-form-urlencoded":
+            self.args.update(parse_qs(content.read(), 1))
+        elif key == b"multipart/form-data":
+            try:
+                self.args.update(_getMultiPartArgs(content.read(), ctype[0]))
+            except _MultiPartParseException:
+                self.channel._respondToBadRequestAndDisconnect()
+                return False
+        content.seek(0, 0)
+        return True
 
     def process(self) -> None:
         """Hand the request to the server's root resource (no child traversal: routing
         matches on the whole path, as Caddy does)."""
         self.site = self.channel.site
-        self.started_at = time.time()
+        self.started_at = now = time.time()
         if self._answered_by_server():
             return
         self.original_uri = self.uri
         self.original_method = self.method
         self.decoded_path = decode_path(self.path)
         # Straight into the Headers' dict (names in twisted's canonical case): these two
-        # run for every request, and setHeader's checks cost more than the rest of it.
+        # run for every request; the Date value is made once a second.
         headers = self.responseHeaders._rawHeaders
-        headers[b"Server"] = [b"Caddy"]
-        headers[b"Date"] = [date_now()]
-        self.prepath = []
-        self.postpath = []
+        headers[b"Server"] = [b"Caddy"]  # a list of its own: addRawHeader appends
+        headers[b"Date"] = [date_now(now)]
         try:
             self.render(self.site.resource)
         except BaseException:
             self.processingFailed(Failure())
+
+    def render(self, resource: Any) -> None:
+        """Run ``resource`` (an ``IResource``) as twisted.web does: a ``bytes`` answer
+        is delivered with its Content-Length (for HEAD, an empty answer keeps the length
+        the resource set and a body is dropped), ``NOT_DONE_YET`` means it answers
+        itself, anything else is a fault (500)."""
+        body = resource.render(self)
+        if body is NOT_DONE_YET:
+            return
+        if not isinstance(body, bytes):
+            raise TypeError(f"{resource!r} answered {body!r}, not bytes")
+        if body or self.method != b"HEAD":
+            self.setHeader(b"content-length", b"%d" % len(body))
+        self.write(body)
+        self.finish()
 
     def _answered_by_server(self) -> bool:
         """What Go's HTTP server settles before any handler runs, as Caddy's does: an
@@ -180,11 +386,12 @@ class CaddyRequest(server.Request):
             self.requestHeaders.setRawHeaders(b"host", [authority])
             self.set_uri(slash + rest if slash else b"/")
         hosts = self.requestHeaders._rawHeaders.get(b"Host") or None
-        if self.clientproto == b"HTTP/1.1" and not hosts:
-            return self._bad_request("missing required Host header")
-        if hosts is not None and len(hosts) > 1:
+        if hosts is None:
+            if self.clientproto == b"HTTP/1.1":
+                return self._bad_request("missing required Host header")
+        elif len(hosts) > 1:
             return self._bad_request("too many Host headers")
-        if hosts and not valid_host(hosts[0]):
+        elif not valid_host(hosts[0]):
             return self._bad_request("malformed Host header")
         if self.method == b"OPTIONS" and self.uri == b"*":
             self.setHeader(b"content-length", b"0")
@@ -204,17 +411,27 @@ class CaddyRequest(server.Request):
         return True
 
     def connectionLost(self, reason: Failure) -> None:
-        super().connectionLost(reason)
+        """The exchange is gone (connection closed, stream reset): nothing more can be
+        sent; ``notifyFinish`` Deferreds fail with ``reason``."""
+        self._disconnected = True
+        self.channel = None
+        content = self._content
+        if content is not None:
+            content.close()
+        notifications, self.notifications = self.notifications, []
+        for deferred in notifications:
+            deferred.errback(reason)
         if not self.finished:
             metrics.request_aborted(self)
 
-    def processingFailed(self, reason: Failure) -> None:
+    def processingFailed(self, reason: Failure) -> Failure:
         """What escaped the site's root resource. Handlers' errors never get here (the
         root renders them through :func:`caddytw.http.dispatch.dispatch`, which routes
         them to the error routes): this is a fault of the server's own, answered with an
         empty 500, or a cut connection once the answer started."""
         log.failure("request processing failed", failure=reason)
         self.end_with_status(500)
+        return reason
 
     def end_with_status(self, status: int) -> None:
         """An empty answer with ``status``; once the answer started, all the client can
@@ -228,40 +445,47 @@ class CaddyRequest(server.Request):
         self.setHeader(b"content-length", b"0")
         self.finish()
 
+    def loseConnection(self) -> None:
+        """End the exchange now (twisted.web's: through the channel)."""
+        if self.channel is not None:
+            self.channel.loseConnection()
+
+    # -- the response ----------------------------------------------------------------
+
     def setResponseCode(self, code: int, message: bytes | None = None) -> None:
         """Status lines carry Go's reason phrases, as Caddy's do."""
+        self.code = code
         if message is None:
             message = _reason_phrase(code)
-        super().setResponseCode(code, message)
-
-    def getHeader(self, key: AnyStr) -> AnyStr | None:
-        """twisted.web's, straight from the header dict for a name seen before."""
-        if key.__class__ is bytes:
-            canonical = _CANONICAL.get(key)
-            if canonical is not None:
-                values = self.requestHeaders._rawHeaders.get(canonical)
-                return values[-1] if values else None  # type: ignore[return-value]
-        return super().getHeader(key)
+        self.code_message = message
 
     def setHeader(self, name: AnyStr, value: AnyStr) -> None:
-        """twisted.web's, straight into the header dict for a name seen before and a
-        value without line breaks (which twisted's would turn into spaces)."""
+        """Set a response header (replacing it): straight into the header dict for a
+        name seen before and a value without line breaks, else twisted's checks."""
         if value.__class__ is bytes and b"\r" not in value and b"\n" not in value:  # type: ignore[operator]
             canonical = _CANONICAL.get(name)
             if canonical is not None:
                 self.responseHeaders._rawHeaders[canonical] = [value]  # type: ignore[list-item]
                 return
-        super().setHeader(name, value)
+        self.responseHeaders.setRawHeaders(name, [value])
 
-    def set_uri(self, uri: bytes) -> None:
-        """Rewrite the request target, keeping ``path``, ``args`` and placeholders in step."""
-        self.uri = uri
-        path, _, query = uri.partition(b"?")
-        self.path = path
-        self.decoded_path = decode_path(path)
-        # twisted.web's own bytes parser, as for the original target (urllib's rejects
-        # non-ASCII bytes, which a rewrite may legitimately produce).
-        self.args = parse_qs(query, 1) if query else {}
+    def getHeader(self, key: AnyStr) -> AnyStr | None:
+        """The last value of a request header (``str`` for a ``str`` name), or None."""
+        if key.__class__ is bytes:
+            canonical = _CANONICAL.get(key)
+            if canonical is not None:
+                values = self.requestHeaders._rawHeaders.get(canonical)
+                return values[-1] if values else None  # type: ignore[return-value]
+        found = self.requestHeaders.getRawHeaders(key)
+        return found[-1] if found else None
+
+    def getAllHeaders(self) -> dict[bytes, bytes]:
+        """Every request header's last value, by lower-case name (twisted.web's)."""
+        return {name.lower(): values[-1] for name, values in self.requestHeaders.getAllRawHeaders()}
+
+    def getCookie(self, key: bytes) -> bytes | None:
+        """A cookie the client sent (``parseCookies`` filled them in)."""
+        return self.received_cookies.get(key)
 
     def _run_header_hooks(self) -> None:
         if self._hooks_ran:
@@ -271,86 +495,192 @@ class CaddyRequest(server.Request):
             hook(self)
 
     def write(self, data: bytes) -> None:
+        """Send body bytes; the first call sends the head (after the header hooks).
+        The body of a HEAD, 204 or 304 answer is dropped; without a Content-Length an
+        HTTP/1.1 body is chunked; once the client left, nothing is sent."""
         if not self.startedWriting:
-            self.first_chunk = data
-            self._run_header_hooks()
-            self.first_chunk = b""
-            if not self._lean_head():
-                super().write(data)
+            if self.finished:
+                raise RuntimeError(_WRITE_AFTER_FINISH)
+            if self._disconnected:
                 return
-            if self.method == b"HEAD" or self.code in _NO_BODY_CODES:
+            if not self._hooks_ran:
+                self.first_chunk = data
+                self._run_header_hooks()
+                self.first_chunk = b""
+            encoder = self._encoder
+            if encoder is not None:
+                data = encoder.encode(data)
+            self._send_head()
+            if self._no_body:
                 return
-        elif self.chunked or self._encoder is not None or self.finished or self._disconnected:
-            super().write(data)
+        else:
+            if self._no_body:
+                return
+            if self.finished:
+                raise RuntimeError(_WRITE_AFTER_FINISH)
+            if self._disconnected:
+                return
+            encoder = self._encoder
+            if encoder is not None:
+                data = encoder.encode(data)
+        self._send_body(data)
+
+    def _send_body(self, data: bytes) -> None:
+        """Body bytes to the channel, framed (the head has gone)."""
+        if not data:
             return
         self.sentLength += len(data)
-        if data:
+        if self.chunked:
+            self.channel.write(b"%x\r\n%b\r\n" % (len(data), data))
+        else:
             self.channel.write(data)
 
-    def _lean_head(self) -> bool:
-        """Send the response head as twisted.web's ``Request.write`` does when nothing of
-        its own is asked of it (no encoder, ``lastModified``, ``etag``, cookies or fake
-        HEAD, no chunked framing): one status line from a cache, the headers as they
-        are. False, having done nothing, when twisted.web's path has to run."""
-        if (
-            self._encoder is not None
-            or self._inFakeHead
-            or self.finished
-            or self._disconnected
-            or self.lastModified is not None
-            or self.etag is not None
-            or self.cookies
-        ):
-            return False
-        code = self.code
-        if (
-            b"Content-Length" not in self.responseHeaders._rawHeaders
-            and self.clientproto == b"HTTP/1.1"
-            and self.method != b"HEAD"
-            and code not in _NO_BODY_CODES
-        ):
-            return False  # chunked: twisted.web frames it
+    def _send_head(self) -> None:
+        """The status line and headers to the channel, once: chunked framing for an
+        HTTP/1.1 body without a length, twisted.web's ``lastModified``, ``etag`` and
+        cookies when set."""
         self.startedWriting = 1
-        self.channel.writeHeaders(
-            self.clientproto, _status_code(code), self.code_message, self.responseHeaders
-        )
+        code = self.code
+        raw = self.responseHeaders._rawHeaders
         if self.method == b"HEAD" or code in _NO_BODY_CODES:
-            self.write = _write_nothing  # type: ignore[method-assign]
-        return True
+            self._no_body = True
+        elif b"Content-Length" not in raw and self.clientproto == b"HTTP/1.1":
+            raw[b"Transfer-Encoding"] = [_CHUNKED_VALUE]
+            self.chunked = 1
+        if self.lastModified is not None or self.etag is not None or self.cookies:
+            self._twisted_fields(raw)
+        spelled = _STATUS_CODES.get(code)
+        if spelled is None:
+            spelled = _status_code(code)
+        self.channel.writeHeaders(
+            self.clientproto, spelled, self.code_message, self.responseHeaders
+        )
+
+    def _twisted_fields(self, raw: dict[bytes, list[bytes]]) -> None:
+        """What twisted.web's ``setLastModified``, ``setETag`` and ``addCookie`` asked
+        for, into the head."""
+        if self.lastModified is not None and b"Last-Modified" not in raw:
+            raw[b"Last-Modified"] = [datetimeToString(self.lastModified)]
+        if self.etag is not None:
+            raw[b"ETag"] = [self.etag]
+        if self.cookies:
+            raw[b"Set-Cookie"] = list(self.cookies)
+
+    def writeSequence(self, data: list[bytes]) -> None:
+        """Several pieces of body, sent as one."""
+        self.write(b"".join(data))
 
     def finish(self) -> None:
+        """The answer is complete: send what is owed (the head, a last encoder block,
+        the last chunk), log it, tell the channel, fire ``notifyFinish``."""
+        if self._disconnected:
+            raise RuntimeError(
+                "Request.finish called on a request after its connection was lost; "
+                "use Request.notifyFinish to keep track of this."
+            )
+        if self.finished:
+            warnings.warn("Warning! request.finish called twice.", stacklevel=2)
+            return
         if not self.startedWriting:
             self._run_header_hooks()
-        if (
-            self._encoder is not None
-            or self._disconnected
-            or self.finished
-            or self.queued
-            or self.producer is not None
-        ):
-            super().finish()  # twisted.web's checks, warnings and producer clean-up
-            return
-        # twisted.web's Request.finish and _cleanup in one frame, for the usual case.
+        encoder = self._encoder
+        if encoder is not None:
+            rest = encoder.finish()
+            if rest:
+                if not self.startedWriting:
+                    self._send_head()
+                if not self._no_body:
+                    self._send_body(rest)
+        channel = self.channel
         if not self.startedWriting:
-            self.write(b"")
+            self._send_head()
         if self.chunked:
-            self.channel.write(b"0\r\n\r\n")
-        factory = getattr(self.channel, "factory", None)
+            channel.write(b"0\r\n\r\n")
+        factory = getattr(channel, "factory", None)
         if factory is not None:
             factory.log(self)
         self.finished = 1
-        self.channel.requestDone(self)
-        del self.channel
-        content = self.content
+        if self.producer is not None:
+            log.failure(
+                "", Failure(RuntimeError(f"Producer was not unregistered for {self.uri!r}"))
+            )
+            self.unregisterProducer()
+        channel.requestDone(self)
+        self.channel = None
+        content = self._content
         if content is not None:
             with contextlib.suppress(OSError):
                 content.close()
-            del self.content
+            self._content = None
         notifications = self.notifications
         if notifications:
+            self.notifications = []
             for deferred in notifications:
                 deferred.callback(None)
-            self.notifications = []
+
+    def notifyFinish(self) -> Deferred[None]:
+        """A Deferred that fires (None) when the answer is complete, or fails when the
+        exchange is lost first."""
+        deferred: Deferred[None] = Deferred()
+        self.notifications.append(deferred)
+        return deferred
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        """Let the channel pause and resume ``producer`` (one at a time)."""
+        if self.producer is not None:
+            raise ValueError(
+                f"registering producer {producer} before previous one ({self.producer}) "
+                "was unregistered"
+            )
+        self.streamingProducer = streaming
+        self.producer = producer
+        self.channel.registerProducer(producer, streaming)
+
+    def unregisterProducer(self) -> None:
+        self.channel.unregisterProducer()
+        self.producer = None
+
+    # -- the rest of IRequest: twisted.web's own, used rarely -------------------------
+
+    addCookie = _http_request.addCookie
+    setLastModified = _http_request.setLastModified
+    setETag = _http_request.setETag
+    redirect = _http_request.redirect
+    getRequestHostname = _http_request.getRequestHostname
+    setHost = _http_request.setHost
+    getUser = _http_request.getUser
+    getPassword = _http_request.getPassword
+    _authorize = _http_request._authorize
+
+    def getSession(self, sessionInterface: Any = None, forceNotSecure: bool = False) -> Any:
+        """twisted.web's session (a ``TWISTED_SESSION`` cookie and the site's sessions)."""
+        if self.sitepath.__class__ is not list:
+            self.sitepath = list(self.sitepath)  # twisted's adds a list to it
+        return _server_request.getSession(self, sessionInterface, forceNotSecure)  # type: ignore[arg-type]
+
+    URLPath = _server_request.URLPath
+    prePathURL = _server_request.prePathURL
+    _prePathURL = _server_request._prePathURL
+    rememberRootURL = _server_request.rememberRootURL
+    getRootURL = _server_request.getRootURL
+    sibLink = _server_request.sibLink
+    childLink = _server_request.childLink
+
+    def getClientIP(self) -> str | None:
+        """The client's IP address (deprecated in twisted.web for getClientAddress)."""
+        return getattr(self.client, "host", None)
+
+    def getClientAddress(self) -> Any:
+        return self.client
+
+    def getHost(self) -> Any:
+        return self.host
+
+    def isSecure(self) -> bool:
+        if self._forceSSL:
+            return True
+        channel = self.channel
+        return False if channel is None else bool(channel.isSecure())
 
     # -- what Caddy calls request properties -----------------------------------------
 
@@ -389,10 +719,28 @@ class CaddyRequest(server.Request):
 
     def header_text(self, name: str) -> str | None:
         """All values of a request header joined with ``,`` (None when absent)."""
-        values = self.requestHeaders.getRawHeaders(name.encode("latin-1"))
+        raw = name.encode("latin-1")
+        canonical = _CANONICAL.get(raw)
+        values: Sequence[bytes] | None
+        if canonical is not None:
+            values = self.requestHeaders._rawHeaders.get(canonical)
+        else:
+            values = self.requestHeaders.getRawHeaders(raw)
         if values is None:
             return None
+        if len(values) == 1:
+            return values[0].decode("latin-1")
         return ",".join(value.decode("latin-1") for value in values)
+
+    def set_uri(self, uri: bytes) -> None:
+        """Rewrite the request target, keeping ``path``, ``args`` and placeholders in step."""
+        self.uri = uri
+        path, _, query = uri.partition(b"?")
+        self.path = path
+        self.decoded_path = decode_path(path)
+        # twisted.web's own bytes parser, as for the original target (urllib's rejects
+        # non-ASCII bytes, which a rewrite may legitimately produce).
+        self.args = parse_qs(query, 1) if query else {}
 
     # -- errors ----------------------------------------------------------------------
 
@@ -401,14 +749,17 @@ class CaddyRequest(server.Request):
         return bool(self._disconnected or self.finished or self.channel is None)
 
 
+_WRITE_AFTER_FINISH = "Request.write called on a request after Request.finish was called."
+_CHUNKED_VALUE = b"chunked"
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("latin-1")
+
+
 def transport_of(request: Any) -> Any:
     """The connection under a request (typed loosely: HTTP/1, HTTP/2 and HTTP/3 differ)."""
     return request.channel.transport
-
-
-def _write_nothing(data: bytes) -> None:
-    """``write`` once the head of a body-less answer (HEAD, 204, 304) went, as
-    twisted.web's: the body is dropped."""
 
 
 #: Status codes as the status line spells them (``b"200"``), made once per code.
@@ -425,8 +776,9 @@ def _status_code(code: int) -> bytes:
 
 
 @functools.lru_cache(maxsize=1024)
-def _reason_phrase(code: int) -> bytes | None:
-    return status_text(code).encode("latin-1") or None
+def _reason_phrase(code: int) -> bytes:
+    """Go's reason phrase for ``code``; twisted.web's for a code Go has none for."""
+    return status_text(code).encode("latin-1") or _RESPONSES.get(code, b"Unknown Status")
 
 
 #: The bytes Go accepts in a Host header (``httpguts.ValidHostHeader``): a name, an IP

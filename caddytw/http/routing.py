@@ -103,15 +103,23 @@ class RouteList(LeafResource):
         return self.render_from(request, 0)
 
     def render_from(self, request: CaddyRequest, start: int) -> Answer:
-        groups = request.route_groups.setdefault(id(self), set())
-        for index in range(start, len(self.routes)):
-            route = self.routes[index]
-            if route.group and route.group in groups:
+        routes = self.routes
+        for index in range(start, len(routes)):
+            route = routes[index]
+            group = route.group
+            if group:
+                # The groups this list already ran for this request (made on the first
+                # grouped route: most lists have none, and need no set per request).
+                groups = request.route_groups.get(id(self))
+                if groups is None:
+                    groups = request.route_groups[id(self)] = set()
+                if group in groups:
+                    continue
+                if not route.matches(request):
+                    continue
+                groups.add(group)
+            elif route.match_sets and not route.matches(request):
                 continue
-            if not route.matches(request):
-                continue
-            if route.group:
-                groups.add(route.group)
             return route.chain.render(request)
         return self.next.render(request)
 

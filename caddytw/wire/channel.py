@@ -1,6 +1,6 @@
 """What a request needs from the connection it arrived on: the ``Channel`` protocol.
 
-A :class:`caddytw.http.request.CaddyRequest` (a twisted.web ``Request``) talks to its
+A :class:`caddytw.http.request.CaddyRequest` (the server's own request class) talks to its
 ``channel`` and to nothing else below it. Three classes are channels, one per HTTP
 version, and each is the whole exchange as the request sees it:
 
@@ -14,8 +14,10 @@ channel through ``registerProducer``; ``loseConnection`` ends the exchange early
 connection for HTTP/1.1, a stream reset for HTTP/2 and HTTP/3). ``protocol_name`` says
 which of the three it is, in the names Caddy's ``protocols`` setting uses.
 
-The method names are twisted.web's (``twisted.web.http.Request`` calls them), so that
-every twisted.web producer and ``notifyFinish`` works as it does on twisted's channels.
+The method names are twisted.web's (``twisted.web.http.Request`` calls them, and
+``CaddyRequest`` keeps them), so that every twisted.web producer and ``notifyFinish``
+works as it does on twisted's channels, and ``CaddyRequest`` also runs on twisted's own
+``HTTPChannel`` (a caddytw resource tree mounted in a plain twisted.web ``Site``).
 This module imports nothing from caddytw: the request's layer can name the protocol
 without depending on the wire.
 """

@@ -3,10 +3,12 @@
 twisted.web's ``HTTPChannel`` parses line by line in Python, pauses and resumes the
 socket around every request and writes headers and body separately; on one core that
 caps a 1 KiB answer near 15k requests/s while the reactor alone can do four times that.
-This channel keeps the same contract towards ``twisted.web.http.Request`` (the methods
+This channel keeps twisted's channel contract towards its requests (the methods
 ``H2Stream`` also provides: ``writeHeaders``, ``write``, ``requestDone``, ``getPeer``,
 ``getHost``, ``isSecure``, producers, ``loseConnection``) so every handler, producer
-and ``notifyFinish`` works unchanged, but:
+and ``notifyFinish`` works unchanged; its requests are
+:class:`caddytw.http.request.CaddyRequest` (bodies stream through ``request.body``, no
+``content`` file is made for them), but:
 
 - parsing is C (llhttp); request headers go straight into the request's ``Headers``;
 - headers written while the request is being dispatched are held and leave in the same
@@ -37,7 +39,6 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable
-from io import BytesIO
 from typing import Any
 
 import httptools
@@ -59,6 +60,7 @@ from caddytw.http.body import (
 )
 from caddytw.wire.channel import ProtocolName
 from caddytw.wire.negotiate import Carried, choose, looks_first
+from caddytw.wire.sendnow import send_now
 
 #: How long a connection closed with a body still arriving waits after its FIN before
 #: closing, so the client can read the answer before a reset (Go: 500 ms).
@@ -85,6 +87,9 @@ _CLOSE_ANSWERS = {
     b"Connection: close\r\nContent-Length: 0\r\n\r\n",
 }
 _canonical = _nameEncoder.encode
+#: twisted's cache behind ``_canonical`` (valid names only), asked first: most names
+#: a server sees are the same few.
+_CANONICAL: dict[bytes | str, bytes] = _nameEncoder._canonicalHeaderCache
 
 
 class _Reject(Exception):
@@ -398,7 +403,9 @@ class FastHTTPChannel(Protocol):
             # routing and would let a client smuggle Host, Authorization or
             # X-Forwarded-For past checks). Counted against the limits, then dropped.
             return
-        key = _canonical(name)
+        key = _CANONICAL.get(name)
+        if key is None:
+            key = _canonical(name)
         values = self._headers.get(key)
         if values is None:
             self._headers[key] = [value]
@@ -436,7 +443,6 @@ class FastHTTPChannel(Protocol):
             version,
         )
         parsed.keep_alive = parser.should_keep_alive()
-        request.content = BytesIO()  # twisted.web's form parsing reads it; stays empty
         headers = self._headers
         has_body = b"Content-Length" in headers or b"Transfer-Encoding" in headers
         length = _declared_length(headers) if has_body else 0
@@ -607,30 +613,9 @@ class FastHTTPChannel(Protocol):
         self._send(data)
 
     def _send(self, data: bytes) -> None:
-        """``transport.write``, but straight to the socket when nothing is queued before.
-
-        Twisted's TCP transport always buffers and sends on the next reactor turn, which
-        costs two epoll updates and a write event per response. When its buffers are
-        empty and no producer is attached, sending now keeps the byte order and skips
-        that; whatever the kernel does not take goes through the transport as usual.
-        """
-        sock = self._socket
-        transport = self.transport
-        if (
-            sock is not None
-            and not transport._tempDataLen
-            and transport.offset == len(transport.dataBuffer)
-            and transport.producer is None
-            and not transport.disconnecting
-        ):
-            try:
-                sent = sock.send(data)
-            except OSError:
-                sent = 0  # EAGAIN or a broken connection: the transport finds out
-            if sent == len(data):
-                return
-            data = data[sent:]
-        transport.write(data)
+        """``transport.write``, but straight to the socket when nothing is queued before
+        (:func:`caddytw.wire.sendnow.send_now`)."""
+        send_now(self.transport, self._socket, data)
 
     def writeSequence(self, data: list[bytes]) -> None:
         self.write(b"".join(data))

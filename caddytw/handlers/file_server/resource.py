@@ -364,7 +364,7 @@ class FileServer(LeafResource):
         """Caddy's trailing-slash rule, applied only when the last path element was not
         rewritten (so an admin's rewrite never causes a redirect loop)."""
         raw = request.original_uri.partition(b"?")[0]
-        if not implicit_index and not raw.endswith(b"/") and not raw.lower().endswith(b"%2f"):
+        if not implicit_index and not raw.endswith(b"/") and raw[-3:].lower() != b"%2f":
             return None  # the common case: a file asked for without a slash
         original = original_path(request)
         if go_base(original) != go_base(request.decoded_path):
@@ -444,24 +444,29 @@ class FileServer(LeafResource):
             raw[b"Content-Type"] = [validators.content_type]
         if coding is not None:
             raw[b"Content-Encoding"] = [header_value(coding)]
-        override = self._status_override(request)
-        method = request.method.decode("latin-1")
-        segments: list[Segment] = [Span(0, size)]
+        override = (
+            None
+            if self.settings.status_code is None and request.caddy_error is None
+            else self._status_override(request)
+        )
+        segments: list[Segment] | None = None  # None: the whole file, the usual answer
         status = 200
         if override is not None:
             status = override
         else:
             conditions = conditions_of(request)
-            verdict = (
-                Verdict.PROCEED if conditions is None else evaluate(method, conditions, etag, mtime)
-            )
-            if verdict is not Verdict.PROCEED:
-                served.close()
-                return self._not_modified_or_failed(request, verdict)
+            if conditions is not None:
+                method = request.method.decode("latin-1")
+                verdict = evaluate(method, conditions, etag, mtime)
+                if verdict is not Verdict.PROCEED:
+                    served.close()
+                    return self._not_modified_or_failed(request, verdict)
             range_header = None
             if b"Range" in raw_request(request):
                 range_header = request.header_text("range")
-            if range_header and range_allowed(method, request.header_text("if-range"), etag, mtime):
+            if range_header and range_allowed(
+                request.method.decode("latin-1"), request.header_text("if-range"), etag, mtime
+            ):
                 try:
                     ranges = parse_range(range_header, size)
                 except InvalidRange as exc:
@@ -518,9 +523,20 @@ class FileServer(LeafResource):
         return finish_with(request, body)
 
     @staticmethod
-    def _send_body(request: CaddyRequest, served: OpenFile, segments: list[Segment]) -> Answer:
-        """Headers with the exact Content-Length, then the body: read at once when it is
-        small, streamed by a producer otherwise; HEAD sends headers only."""
+    def _send_body(
+        request: CaddyRequest, served: OpenFile, segments: list[Segment] | None
+    ) -> Answer:
+        """Headers with the exact Content-Length, then the body (``segments`` of the
+        file, None for all of it): read at once when it is small, streamed by a producer
+        otherwise; HEAD sends headers only."""
+        if segments is None:
+            length = served.info.st_size
+            data = served.data
+            if data is not None and length and request.method != b"HEAD":
+                # A small file from the cache, whole: the usual answer, in one step.
+                served.close()
+                return finish_with(request, data if len(data) == length else data[:length])
+            segments = [Span(0, length)]
         single = segments[0] if len(segments) == 1 else None
         length = single.length if isinstance(single, Span) else body_length(segments)
         if request.method == b"HEAD" or length == 0:

@@ -15,7 +15,6 @@ producer is asked for one chunk at a time while the backlog is under ``HIGH_WATE
 from __future__ import annotations
 
 import contextlib
-from io import BytesIO
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aioquic.h3.connection import ErrorCode, H3Connection
@@ -133,7 +132,6 @@ class H3Stream:
                 length = int(value)  # aioquic checked it is a non-negative integer
         if line.host is not None:
             request.requestHeaders.setRawHeaders(b"host", [line.host])
-        request.content = BytesIO()  # twisted.web's form parsing reads it; stays empty
         if self._body_follows and length != 0:
             self.body = RequestBody(self, length, body_limit(self.site))
         request.body = self.body  # type: ignore[attr-defined]
