@@ -20,8 +20,10 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectError, ConnectionRefusedError, DNSLookupError
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
-from twisted.web.client import HTTPConnectionPool, ResponseFailed
+from twisted.web.client import HTTPConnectionPool, ResponseDone, ResponseFailed
+from twisted.web.http import PotentialDataLoss
 
 from caddytw.sync.compression import (
     ENCODING,
@@ -52,8 +54,11 @@ from caddytw.sync.protocol import (
     loads,
     metadata_list_from_json,
 )
+from synclient.bodywriter import BodyWriter, TooLong
 
 CHUNK = 1 << 16
+#: Bytes read from the socket at a time while a large download's body arrives.
+READ_SIZE = 1 << 20
 
 T = TypeVar("T")
 
@@ -146,6 +151,8 @@ class Remote:
         from synclient.batch import SmallFiles
 
         self.small = SmallFiles(self, reactor)
+        #: The most bytes a large download ever had waiting for its writer thread.
+        self.writer_peak = 0
 
     def close(self) -> Deferred[None]:
         return self.pool.closeCachedConnections()
@@ -444,49 +451,30 @@ class Remote:
             offset = 0
             digest = hashlib.sha256()
         handle = open(temp, "r+b" if offset else "wb")  # noqa: SIM115 - closed below
+        writer: BodyWriter | None = None
         try:
             handle.seek(offset)
             handle.truncate()
-
-            # Written-back as it arrives: every WRITEBACK_EVERY bytes one fdatasync runs
-            # in a thread while the download goes on, so the fsync before the rename
-            # finds little left to write (else the whole file's write-back waited until
-            # the end). Nothing here makes the file visible: it is still the temp file.
-            unsynced = [0]
-            syncing: list[Deferred[None] | None] = [None]
-            failed: list[BaseException] = []  # a write-back error fails the download
-
-            def synced(result: object) -> None:
-                syncing[0] = None
-                if isinstance(result, Failure) and result.value is not None:
-                    failed.append(result.value)
-
-            def write(chunk: bytes) -> None:
-                handle.write(chunk)
-                digest.update(chunk)
-                unsynced[0] += len(chunk)
-                if unsynced[0] >= WRITEBACK_EVERY and syncing[0] is None:
-                    unsynced[0] = 0
-                    handle.flush()
-                    writeback: Deferred[None] = deferToThread(os.fdatasync, handle.fileno())
-                    syncing[0] = writeback
-                    writeback.addBoth(synced)
-                if on_bytes is not None:
-                    on_bytes(len(chunk))
-
+            # Written and hashed by a thread of its own while the body arrives (see
+            # synclient.bodywriter); the reactor thread only receives.
+            writer = BodyWriter(self.reactor, handle, digest, expected_size - offset, on_bytes)
             try:
-                await _collect(response, write, path, expected_size)
+                await _collect(response, writer.write, path, expected_size, writer)
+                await writer.close(sync)
             finally:
-                if syncing[0] is not None:
-                    await syncing[0]
-            if failed:
-                raise failed[0]
-            if sync:
-                await deferToThread(_flush, handle)
-            else:
-                handle.flush()
-        finally:
+                self.writer_peak = max(self.writer_peak, writer.peak)
+        except BaseException as error:
+            if writer is not None:
+                await writer.abandon()
             handle.close()
+            if writer is not None and writer.error is not None:
+                # The disk refused (full, I/O error): no partial file is left behind,
+                # and the error is the disk's, not the connection's it caused.
+                temp.unlink(missing_ok=True)
+                if error is not writer.error:
+                    raise writer.error from None
+            raise
+        handle.close()
         if digest.hexdigest() != expected_hash:
             temp.unlink(missing_ok=True)
             raise HashMismatch(f"download {path}: content does not match its hash")
@@ -494,26 +482,85 @@ class Remote:
 
 
 async def _collect(
-    response: Any, write: Callable[[bytes], None], path: str, expected_size: int
+    response: Any,
+    write: Callable[[bytes], None],
+    path: str,
+    expected_size: int,
+    writer: BodyWriter | None = None,
 ) -> None:
     """The body into ``write``, decoded when the server sent zstd (never more than
-    ``expected_size`` decoded bytes: a bomb stops at once)."""
-    import treq
-
+    ``expected_size`` decoded bytes: a bomb stops at once). ``writer`` is given the
+    body's transport, to pause it while the writer catches up."""
     coding = [c for c in response.headers.getRawHeaders("content-encoding") or [] if c.strip()]
     decoder = None
     if coding and not (len(coding) == 1 and is_identity(coding[0])):
         if not is_zstd(coding[-1]) or len(coding) > 1:
             raise BadAnswer(f"download {path}: unexpected Content-Encoding {coding!r}")
         decoder = Decoder(write, expected_size)
+    body = _Body(decoder.write if decoder is not None else write, writer)
+    response.deliverBody(body)
+    finished = body.finished
+    assert finished is not None
     try:
-        await treq.collect(response, decoder.write if decoder is not None else write)
+        await finished
         if decoder is not None:
             decoder.close()
     except ResponseFailed as error:
         raise Unreachable(f"download {path} interrupted: {error}") from error
     except DecodeError as error:
         raise HashMismatch(f"download {path}: bad zstd body: {error}") from None
+    except TooLong as error:
+        raise HashMismatch(f"download {path}: {error}") from None
+
+
+class _Body(Protocol):
+    """A response body into a callable (as ``treq.collect``), handing the body's
+    transport to a :class:`BodyWriter` for flow control. An error raised by the callable
+    drops the connection and fails ``finished`` with it."""
+
+    def __init__(self, write: Callable[[bytes], None], writer: BodyWriter | None) -> None:
+        self.write = write
+        #: Fires when the body is complete; cancelling it drops the connection.
+        self.finished: Deferred[None] | None = Deferred(self._cancel)
+        self.writer = writer
+
+    def _cancel(self, _: Deferred[None]) -> None:
+        self.finished = None
+        self._drop()
+
+    def _drop(self) -> None:
+        """Stop receiving: the rest of the body is not wanted (the connection closes)."""
+        producer: Any = self.transport  # the body's transport is a push producer
+        if producer is not None:
+            producer.stopProducing()
+
+    def connectionMade(self) -> None:
+        if self.writer is not None:
+            self.writer.attach(self.transport)
+            # Read the socket in up to 1 MiB at a time, not Twisted's 64 KiB: a large
+            # body then costs a sixteenth of the reactor turns and parser calls.
+            connection = getattr(self.transport, "_producer", None)
+            if connection is not None and getattr(connection, "bufferSize", 0) < READ_SIZE:
+                connection.bufferSize = READ_SIZE
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.finished is None:
+            return
+        try:
+            self.write(data)
+        except BaseException:
+            finished, self.finished = self.finished, None
+            self._drop()
+            finished.errback(Failure())
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self.finished is None:
+            return
+        finished, self.finished = self.finished, None
+        if reason.check(ResponseDone, PotentialDataLoss):
+            finished.callback(None)
+        else:
+            finished.errback(reason)
 
 
 def _parsed(what: str, parse: Callable[[Any], T], data: Any) -> T:
@@ -543,15 +590,6 @@ def _hash_prefix(path: Path, digest: Any, length: int) -> None:
         while left > 0 and (chunk := handle.read(min(left, 1 << 20))):
             digest.update(chunk)
             left -= len(chunk)
-
-
-#: Bytes of a download written between two background ``fdatasync`` calls.
-WRITEBACK_EVERY = 32 * 1024 * 1024
-
-
-def _flush(handle: Any) -> None:
-    handle.flush()
-    os.fsync(handle.fileno())
 
 
 def _range_starts_at(response: Any, offset: int) -> bool:
