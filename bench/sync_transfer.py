@@ -8,7 +8,8 @@ Against a real caddytw ``file_sync`` server on loopback, side by side in one run
   ``--once``) and down (client B ``--initial-sync``), bytes counted by a TCP relay
   between client and server, time with ``--compression auto`` and ``off``;
 - initial sync (``--once --initial-sync``) of 10,000 x 4 KiB files and of one 1 GiB
-  file, against an rsync daemon on the same data (``rsync -a --whole-file``);
+  file, against an rsync daemon on the same data (``rsync -a --whole-file``), and
+  with ``--fsync`` (rsync's writes made durable, as synclient's always are);
 - A->B latency of a 3 KB file written and closed on A until the bytes are on B
   (median and p95);
 - peak RSS of the clients (``wait4``) and of the server (``VmHWM``).
@@ -137,7 +138,8 @@ def initial_sync(
     work: Path, label: str, populate: Callable[[Path], None], rounds: int, *args: str
 ) -> dict[str, float]:
     """``rounds`` initial syncs (``--once --initial-sync`` into an empty folder), each
-    followed by an rsync daemon pull of the same tree, interleaved so that the load of a
+    followed by an rsync daemon pull of the same tree, plain and with ``--fsync``,
+    interleaved so that the load of a
     shared machine hits both alike. The server indexes its folder before the clock
     starts (rsync keeps no index; building one is the server's, not the sync's, cost).
     Medians in seconds, the peak RSS of client and server in MiB."""
@@ -148,6 +150,7 @@ def initial_sync(
     server.start()
     ours: list[float] = []
     theirs: list[float] = []
+    durable: list[float] = []
     client_rss = 0
     try:
         server.wait_indexed(900)
@@ -163,9 +166,11 @@ def initial_sync(
             client_rss = max(client_rss, rss)
             theirs.append(rsync_time(server.root, case))
             shutil.rmtree(case / "rsync-target", ignore_errors=True)
+            durable.append(rsync_time(server.root, case, fsync=True))
+            shutil.rmtree(case / "rsync-target", ignore_errors=True)
             print(
                 f"  {label} round {number + 1}: synclient {seconds:.2f} s, "
-                f"rsync daemon {theirs[-1]:.2f} s",
+                f"rsync daemon {theirs[-1]:.2f} s, with --fsync {durable[-1]:.2f} s",
                 file=sys.stderr,
                 flush=True,
             )
@@ -175,6 +180,7 @@ def initial_sync(
     return {
         "ours": statistics.median(ours),
         "rsync": statistics.median(theirs),
+        "rsync_fsync": statistics.median(durable),
         "client_rss": client_rss,
         "server_rss": server_rss,
     }
@@ -182,10 +188,12 @@ def initial_sync(
 
 def initial_row(name: str, result: dict[str, float]) -> tuple[str, str, str]:
     ratio = result["ours"] / result["rsync"]
+    durable = result["ours"] / result["rsync_fsync"]
     return (
         name,
         f"{result['ours']:.2f} s",
-        f"rsync daemon {result['rsync']:.2f} s: **{ratio:.2f}x**; peak RSS client "
+        f"rsync daemon {result['rsync']:.2f} s: **{ratio:.2f}x**; rsync --fsync "
+        f"{result['rsync_fsync']:.2f} s: **{durable:.2f}x**; peak RSS client "
         f"{result['client_rss']:.0f} MiB, server {result['server_rss']:.0f} MiB",
     )
 

@@ -51,7 +51,10 @@ def run_measured(command: list[str], env: dict[str, str] | None = None) -> tuple
     return elapsed, process.returncode, usage.ru_maxrss // 1024
 
 
-def rsync_time(source: Path, work: Path) -> float:
+def rsync_time(source: Path, work: Path, fsync: bool = False) -> float:
+    """Seconds for an rsync daemon pull of ``source``; with ``fsync``, rsync's
+    ``--fsync`` (every written file made durable, as synclient always does: the
+    like-for-like figure, since plain rsync leaves its writes in the page cache)."""
     port = free_port()
     conf = work / "rsyncd.conf"
     conf.write_text(
@@ -74,8 +77,9 @@ def rsync_time(source: Path, work: Path) -> float:
         target = work / "rsync-target"
         shutil.rmtree(target, ignore_errors=True)
         start = time.monotonic()
+        options = ["-a", "--whole-file", *(["--fsync"] if fsync else [])]
         subprocess.run(
-            ["rsync", "-a", "--whole-file", f"rsync://127.0.0.1:{port}/data/", str(target)],
+            ["rsync", *options, f"rsync://127.0.0.1:{port}/data/", str(target)],
             check=True,
         )
         return time.monotonic() - start
