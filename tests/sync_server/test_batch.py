@@ -107,6 +107,39 @@ def test_batch_download_streams_entries_in_order(server) -> None:
     api.close()
 
 
+def test_batch_download_never_reads_through_a_link(server) -> None:
+    """The batch download serves a file from its index row when the disk still matches
+    it. Moving an indexed folder (or file) out of the root and leaving a link in its
+    place keeps inode, size and mtime: the very same bytes now sit behind a link. They
+    must be refused, as the single download refuses them, not served as a match."""
+    api = Api(server.ports[0])
+    files = {"swap/a.txt": b"secret behind a folder link", "gone.txt": b"secret behind a file link"}
+    entries = [({"path": p, "sha256": sha(d)}, d) for p, d in files.items()]
+    assert post(api, "batch/upload", batch(entries)).status == 200
+    outside = server.root.parent / "batch-outside"
+    outside.mkdir()
+    os.rename(server.root / "swap", outside / "swap")
+    (server.root / "swap").symlink_to(outside / "swap")
+    os.rename(server.root / "gone.txt", outside / "gone.txt")
+    (server.root / "gone.txt").symlink_to(outside / "gone.txt")
+    reply = api.call(
+        "POST",
+        "batch/download",
+        json.dumps({"paths": list(files)}).encode(),
+        {"Content-Type": "application/json"},
+    )
+    assert reply.status == 200
+    parser = EntryParser(1 << 20)
+    got = parser.feed(reply.body)
+    parser.close()
+    assert [h["path"] for h, _ in got] == list(files)
+    for header, data in got:
+        assert 400 <= header["status"] < 500, header
+        assert b"secret" not in data
+    assert b"secret" not in reply.body
+    api.close()
+
+
 def test_bad_batches_are_refused_and_leave_nothing(server) -> None:
     api = Api(server.ports[0])
     before = folder_view(server.root), everything(server.root)
