@@ -38,7 +38,9 @@ Twisted's ``H2Connection`` (twisted.web._http2) is correct but slow for large bo
   frame carrying END_STREAM, instead of three frames built as objects by h2. Anything
   else sent on that stream first frames what is held, so its frames keep their order;
 * a stream whose window is exhausted is blocked in the priority tree instead of
-  spinning the loop until the peer's WINDOW_UPDATE arrives.
+  spinning the loop until the peer's WINDOW_UPDATE arrives;
+* a read goes through :mod:`caddytw.wire.h2receive`, which receives a new request's
+  HEADERS frame without h2's frame objects (h2's state kept, the rest left to h2).
 
 Private twisted names this relies on (all state of ``H2Connection``; twisted is pinned
 ``<27`` in setup.cfg and ``tests/h2/test_private_api.py`` checks each one exists):
@@ -73,7 +75,7 @@ from twisted.web._http2 import _END_STREAM_SENTINEL, H2Connection, H2Stream
 from caddytw.http.body import DEFAULT_LIMIT, EMPTY, BodyAborted, RequestBody
 from caddytw.http.framebudget import CREDIT_PER_DATA_FRAME, FrameBudget, FrameScanner
 from caddytw.http.pseudo import BadRequest, RequestLine, request_line
-from caddytw.wire import h2frames, hpackcache
+from caddytw.wire import h2frames, h2receive, hpackcache
 from caddytw.wire.channel import ProtocolName
 
 #: Receive window advertised for each stream (SETTINGS_INITIAL_WINDOW_SIZE).
@@ -176,6 +178,8 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         self.conn.config.validate_inbound_headers = False
         # Repeated header blocks (same response fields, same request) coded once.
         hpackcache.install(self.conn)
+        # A new request's HEADERS frame is received without h2's frame objects.
+        self._receiver = h2receive.Receiver(self.conn)
         # Response headers are normalised by ``writeHeaders`` (remembered per list); the
         # other callers of ``send_headers`` (400, 100 Continue, ``_refuse``) pass
         # lower-case, trimmed fields already.
@@ -223,7 +227,7 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
             self._terminate(Failure(ConnectionLost("HTTP/2 control frame flood")))
             return
         try:
-            events = self.conn.receive_data(data)
+            events = self._receiver.receive_data(data)
         except h2.exceptions.ProtocolError:
             self._terminate(Failure())
             return
