@@ -198,6 +198,24 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         self._valid_headers: dict[tuple[Any, ...], tuple[list[Any], RequestLine | None, int]] = {}
         #: Responses held back while a read is handled (see ``writeHeaders``).
         self._held: dict[int, _Held] = {}
+        self._peer: Any = None
+        self._host: Any = None
+
+    def getPeer(self) -> Any:
+        """The client's address, asked of the transport once per connection: every
+        request asks (twisted's ``H2Stream`` passes the question on), and each ask
+        built a new address object from the socket's (the host's: a ``getsockname``)."""
+        peer = self._peer
+        if peer is None:
+            peer = self._peer = super().getPeer()
+        return peer
+
+    def getHost(self) -> Any:
+        """This side's address, asked once per connection (see :meth:`getPeer`)."""
+        host = self._host
+        if host is None:
+            host = self._host = super().getHost()
+        return host
 
     def connectionMade(self) -> None:
         raise_transport_buffer(self.transport)
