@@ -71,6 +71,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionLost
 from twisted.python.failure import Failure
 from twisted.web._http2 import _END_STREAM_SENTINEL, H2Connection, H2Stream
+from twisted.web.http_headers import Headers
 
 from caddytw.http.body import DEFAULT_LIMIT, EMPTY, BodyAborted, RequestBody
 from caddytw.http.framebudget import CREDIT_PER_DATA_FRAME, FrameBudget, FrameScanner
@@ -193,9 +194,9 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         #: (response headers and bodies, WINDOW_UPDATEs, RST_STREAMs) stay in h2's
         #: buffer and go out with one transport write at the end of the read.
         self._batching = False
-        #: Request header lists h2's checks accepted, with their request line or the
-        #: status refusing it (see ``_requestReceived``).
-        self._valid_headers: dict[tuple[Any, ...], tuple[list[Any], RequestLine | None, int]] = {}
+        #: Request header lists h2's checks accepted, with what they give a request
+        #: or the status refusing them (see ``_requestReceived``).
+        self._valid_headers: dict[tuple[Any, ...], tuple[list[Any], RequestHead | None, int]] = {}
         #: Responses held back while a read is handled (see ``writeHeaders``).
         self._held: dict[int, _Held] = {}
         self._peer: Any = None
@@ -348,21 +349,21 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
             pseudo = {name: value for name, value in valid if name[:1] == b":"}
             hosts = [value for name, value in valid if name == b"host"]
             try:
-                known = (valid, request_line(pseudo, hosts), 0)
+                known = (valid, RequestHead(valid, request_line(pseudo, hosts)), 0)
             except BadRequest as bad:
                 known = (valid, None, bad.status)
             if len(self._valid_headers) >= HEADER_LISTS:
                 self._valid_headers.clear()
             self._valid_headers[key] = known
-        headers, line, refusal = known
-        if line is None:
+        headers, head, refusal = known
+        if head is None:
             self._refuse(stream_id, refusal, body_follows=event.stream_ended is None)
             return
         stream = CaddyH2Stream(
             stream_id,
             self,
             headers,
-            line,
+            head,
             self.requestFactory,
             self.site,
             self.factory,
@@ -742,6 +743,39 @@ class _Promised:
         self.stream_ended = True
 
 
+class RequestHead:
+    """What a valid request header list gives each request that sends it, worked out
+    once per list on a connection (clients repeat their lists): the checked request
+    line, the regular fields as twisted's ``Headers`` holds them (canonical names, in
+    order, Host from the checked authority last), the declared body length and whether
+    the client waits for 100 Continue. Each request gets its own copy of the fields
+    (:meth:`raw_headers`); building them with ``addRawHeader`` per field per request was
+    most of the cost of starting a stream."""
+
+    __slots__ = ("expects_continue", "fields", "length", "line")
+
+    def __init__(self, headers: list[tuple[bytes, bytes]], line: RequestLine) -> None:
+        self.line = line
+        fields = Headers()
+        length = None
+        for name, value in headers:
+            if name[:1] == b":" or name == b"host":
+                continue
+            fields.addRawHeader(name, value)
+            if name == b"content-length":
+                length = int(value)
+        if line.host is not None:
+            fields.setRawHeaders(b"host", [line.host])
+        self.length = length
+        expect = fields.getRawHeaders(b"expect")
+        self.expects_continue = bool(expect and expect[0].lower() == b"100-continue")
+        self.fields = [(name, tuple(values)) for name, values in fields.getAllRawHeaders()]
+
+    def raw_headers(self) -> dict[bytes, list[bytes]]:
+        """A fresh ``Headers._rawHeaders`` for one request (handlers change theirs)."""
+        return {name: list(values) for name, values in self.fields}
+
+
 class CaddyH2Stream(H2Stream):  # type: ignore[misc]
     """twisted's ``H2Stream`` fed a checked request line (``caddytw.http.pseudo``) and
     dispatched at its headers; its body streams through ``request.body``
@@ -757,14 +791,14 @@ class CaddyH2Stream(H2Stream):  # type: ignore[misc]
         streamID: int,
         connection: CaddyH2Connection,
         headers: list[tuple[bytes, bytes]],
-        line: RequestLine,
+        head: RequestHead,
         requestFactory: Any,
         site: Any,
         factory: Any,
         *,
         body_follows: bool,
     ) -> None:
-        self._line = line
+        self._head = head
         self._body_follows = body_follows
         self.body: RequestBody = EMPTY
         self._wants_continue = False
@@ -777,26 +811,18 @@ class CaddyH2Stream(H2Stream):  # type: ignore[misc]
         super().__init__(streamID, connection, headers, requestFactory, site, factory)
 
     def _convertHeaders(self, headers: list[tuple[bytes, bytes]]) -> None:
-        """Regular fields into the request, Host from the checked authority, the body."""
-        line = self._line
+        """The request line, the regular fields (Host from the checked authority) and
+        the body, from the header list's :class:`RequestHead`."""
+        head = self._head
+        line = head.line
         self.command = line.method
         self.path = line.target
         request = self._request
-        fields = request.requestHeaders
-        length = None
-        for name, value in headers:
-            if name[:1] == b":" or name == b"host":
-                continue
-            fields.addRawHeader(name, value)
-            if name == b"content-length":
-                length = int(value)
-        if line.host is not None:
-            fields.setRawHeaders(b"host", [line.host])
+        request.requestHeaders._rawHeaders = head.raw_headers()
         request.content = BytesIO()  # twisted.web's form parsing reads it; stays empty
-        if self._body_follows and length != 0:
-            self.body = RequestBody(self, length, body_limit(self.site))
-            expect = fields.getRawHeaders(b"expect")
-            self._wants_continue = bool(expect and expect[0].lower() == b"100-continue")
+        if self._body_follows and head.length != 0:
+            self.body = RequestBody(self, head.length, body_limit(self.site))
+            self._wants_continue = head.expects_continue
         request.body = self.body
         request.parseCookies()
 
