@@ -416,7 +416,10 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         here, once per distinct header list on the connection: it is a pure function
         of the list and responses repeat. A stream h2 has already forgotten (reset,
         then closed) is not an error."""
-        fields = [(b":status", code), *headers]
+        self._write_head(streamID, code, [(b":status", code), *headers])
+
+    def _write_head(self, streamID: int, code: bytes, fields: list[Any]) -> None:
+        """:meth:`writeHeaders` for ``fields``, the response's with ``:status`` first."""
         key = tuple(fields)
         normalized = self._normalized.get(key)
         if normalized is None:
@@ -450,7 +453,10 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
 
     def remainingOutboundWindow(self, streamID: int) -> int:
         """Room for more response bytes: the peer's window, capped by our buffer."""
-        window = self.conn.local_flow_control_window(streamID)
+        return self._room(streamID, self.conn.local_flow_control_window(streamID))
+
+    def _room(self, streamID: int, window: int) -> int:
+        """:meth:`remainingOutboundWindow` for a peer's ``window`` already asked of h2."""
         held = self._held.get(streamID)
         pending = self._queued.get(streamID, 0) + (held.size if held is not None else 0)
         return min(window, self.stream_buffer) - pending
@@ -462,31 +468,27 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
             if not size:
                 return
             total = held.size + size
-            if (
-                total <= self.conn.max_outbound_frame_size
-                and self._consumerBlocked is None
-                and self.conn.local_flow_control_window(streamID) >= total
-            ):
-                # Still one DATA frame: held with the headers.
-                held.body.append(data)
-                held.size = total
-                if self.remainingOutboundWindow(streamID) <= 0:
+            if total <= self.conn.max_outbound_frame_size and self._consumerBlocked is None:
+                window = self.conn.local_flow_control_window(streamID)
+                if window >= total:
+                    # Still one DATA frame: held with the headers.
+                    held.body.append(data)
+                    held.size = total
+                    if self._room(streamID, window) <= 0:
+                        self.streams[streamID].flowControlBlocked()
+                    return
+            self._release(streamID)
+        if 0 < size <= self.conn.max_outbound_frame_size and self._direct(streamID):
+            window = self.conn.local_flow_control_window(streamID)
+            if window >= size:
+                # A chunk that fits one frame, nothing queued ahead of it: framed now,
+                # without a trip through the priority tree and the sending loop.
+                self.conn.send_data(streamID, data)
+                self.frame_budget.credit(CREDIT_PER_DATA_FRAME)
+                self._write()
+                if self._room(streamID, window - size) <= 0:
                     self.streams[streamID].flowControlBlocked()
                 return
-            self._release(streamID)
-        if (
-            0 < size <= self.conn.max_outbound_frame_size
-            and self._direct(streamID)
-            and self.conn.local_flow_control_window(streamID) >= size
-        ):
-            # A chunk that fits one frame, nothing queued ahead of it: framed now,
-            # without a trip through the priority tree and the sending loop.
-            self.conn.send_data(streamID, data)
-            self.frame_budget.credit(CREDIT_PER_DATA_FRAME)
-            self._write()
-            if self.remainingOutboundWindow(streamID) <= 0:
-                self.streams[streamID].flowControlBlocked()
-            return
         self._queued[streamID] = self._queued.get(streamID, 0) + len(data)
         self._prioritise(streamID)
         super().writeDataToStream(streamID, data)
@@ -828,6 +830,15 @@ class CaddyH2Stream(H2Stream):  # type: ignore[misc]
 
     def dispatch(self) -> None:
         self._request.requestReceived(self.command, self.path, b"HTTP/2")
+
+    def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Any) -> None:
+        """twisted's, building the connection's field list (``:status`` first) in one
+        pass over the ``Headers`` instead of a list of its fields and then a copy."""
+        fields = [(b":status", code)]
+        for name, values in headers.getAllRawHeaders():
+            for value in values:
+                fields.append((name, value))
+        self._conn._write_head(self.streamID, code, fields)
 
     # -- from the connection ---------------------------------------------------------
 
