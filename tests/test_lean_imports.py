@@ -172,9 +172,27 @@ def test_a_plain_file_server_imports_only_what_it_uses(tmp_path: Path, launcher:
         assert "prometheus_client" in later
 
 
+#: What a process with the admin endpoint disabled and no managed certificate never
+#: needs: the admin API, and twisted.web.server (only the admin API's site, ACME's
+#: challenge listeners and twisted.web sessions use it) with what it brings along:
+#: twisted.spread, twisted.cred's portal, twisted.web's templates, xml.sax.
+NOT_WITHOUT_ADMIN = (
+    "caddytw.admin.api",
+    "caddytw.admin.web",
+    "caddytw.tls.solvers",
+    "twisted.web.server",
+    "twisted.web.util",
+    "twisted.spread",
+    "twisted.cred.portal",
+    "xml.sax",
+)
+
+
 def test_a_tls_server_with_loaded_certificates_imports_no_quic_or_acme(tmp_path: Path) -> None:
-    """TLS with h1 and h2 only and certificates from files: HTTP/3 (aioquic) and the
-    issuers (acme, requests) stay out, the TLS server's modules come in."""
+    """TLS with h1 and h2 only and certificates from files, admin endpoint disabled:
+    HTTP/3 (aioquic), the issuers (acme, requests), the admin API and twisted.web.server
+    stay out, also once an HTTP/2 request has been served; the TLS server's modules come
+    in."""
     cert, key, _ = TestCA().write_leaf(tmp_path, "leaf", ["localhost", "127.0.0.1"])
     port = free_port()
     files = {"handler": "file_server", "root": str(tmp_path)}
@@ -194,7 +212,24 @@ def test_a_tls_server_with_loaded_certificates_imports_no_quic_or_acme(tmp_path:
         },
     }
     with _running(tmp_path, config, "twistd", [port]) as process:
+        url = f"https://127.0.0.1:{port}/leaf.crt"
+        fetched = subprocess.run(
+            [
+                "curl",
+                "-sk",
+                "--http2",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_version} %{http_code}",
+                url,
+            ],
+            capture_output=True,
+            timeout=30,
+        )
+        assert fetched.stdout == b"2 200", fetched
         serving = _dump(process, tmp_path / "modules.txt")
     needless = ("aioquic", "caddytw.wire.h3", "acme", "josepy", "requests", "treq", "dns")
-    assert not [n for n in needless if _imported(serving, n)]
+    assert not [n for n in (*needless, *NOT_WITHOUT_ADMIN) if _imported(serving, n)]
     assert "caddytw.tls.context" in serving
+    assert "caddytw.wire.h2" in serving

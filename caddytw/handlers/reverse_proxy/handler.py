@@ -21,7 +21,6 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH
-from twisted.web.server import NOT_DONE_YET
 
 from caddytw.admin import upstreams as admin_upstreams
 from caddytw.config.ipranges import ip_in
@@ -83,7 +82,7 @@ from caddytw.http.dispatch import Answer, dispatch, fail
 from caddytw.http.errors import HandlerError
 from caddytw.http.matchers import client_ip
 from caddytw.http.placeholders import Template
-from caddytw.http.request import CaddyRequest
+from caddytw.http.request import NOT_DONE_YET, CaddyRequest
 from caddytw.http.routing import LeafResource
 
 log = Logger()
