@@ -188,48 +188,70 @@ NOT_WITHOUT_ADMIN = (
 )
 
 
-def test_a_tls_server_with_loaded_certificates_imports_no_quic_or_acme(tmp_path: Path) -> None:
-    """TLS with h1 and h2 only and certificates from files, admin endpoint disabled:
-    HTTP/3 (aioquic), the issuers (acme, requests), the admin API and twisted.web.server
-    stay out, also once an HTTP/2 request has been served; the TLS server's modules come
-    in."""
+#: What a ``reverse_proxy`` to plain HTTP/1.1 upstreams, with no ``handle_response``,
+#: ``rewrite``, dynamic upstreams, active health checks or Upgrade, never needs.
+NOT_FOR_A_PLAIN_PROXY = (
+    "twisted.web.client",
+    "caddytw.handlers.reverse_proxy.agent",
+    "caddytw.handlers.reverse_proxy.fastcgi",
+    "caddytw.handlers.reverse_proxy.cgienv",
+    "caddytw.handlers.reverse_proxy.dynamic",
+    "caddytw.handlers.reverse_proxy.h2client",
+    "caddytw.handlers.reverse_proxy.handle_response",
+    "caddytw.handlers.reverse_proxy.websocket",
+    "caddytw.handlers.rewrite.handler",
+)
+
+
+def _fetch(*args: str) -> bytes:
+    """curl's ``HTTP-version status`` for one request."""
+    out = subprocess.run(
+        ["curl", "-sk", "-o", "/dev/null", "-w", "%{http_version} %{http_code}", *args],
+        capture_output=True,
+        timeout=30,
+    )
+    return out.stdout
+
+
+def test_the_bench_config_imports_only_what_it_uses(tmp_path: Path) -> None:
+    """bench/hotpath.py's config: a file server, a reverse proxy to it and a TLS (h1 and
+    h2) file server with certificates from files, admin endpoint disabled. HTTP/3
+    (aioquic), the issuers (acme, requests), the admin API, twisted.web.server and the
+    proxy's unused features stay out, also once a request went through the proxy and
+    one over HTTP/2; the modules of what was used come in."""
     cert, key, _ = TestCA().write_leaf(tmp_path, "leaf", ["localhost", "127.0.0.1"])
-    port = free_port()
-    files = {"handler": "file_server", "root": str(tmp_path)}
-    server = {
-        "listen": [f"127.0.0.1:{port}"],
-        "routes": [{"handle": [files]}],
-        "tls_connection_policies": [{}],
-        "automatic_https": {"disable": True},
-        "protocols": ["h1", "h2"],
+    plain, proxy, tls = free_port(), free_port(), free_port()
+    files = [{"handle": [{"handler": "file_server", "root": str(tmp_path)}]}]
+    upstreams = [{"dial": f"127.0.0.1:{plain}"}]
+    servers = {
+        "files": {"listen": [f"127.0.0.1:{plain}"], "routes": files},
+        "proxy": {
+            "listen": [f"127.0.0.1:{proxy}"],
+            "routes": [{"handle": [{"handler": "reverse_proxy", "upstreams": upstreams}]}],
+        },
+        "tls": {
+            "listen": [f"127.0.0.1:{tls}"],
+            "routes": files,
+            "tls_connection_policies": [{}],
+            "automatic_https": {"disable": True},
+            "protocols": ["h1", "h2"],
+        },
     }
     config = {
         "admin": {"disabled": True},
         "storage": {"module": "file_system", "root": str(tmp_path / "storage")},
         "apps": {
-            "http": {"http_port": free_port(), "servers": {"tls": server}},
+            "http": {"http_port": free_port(), "servers": servers},
             "tls": {"certificates": {"load_files": [{"certificate": str(cert), "key": str(key)}]}},
         },
     }
-    with _running(tmp_path, config, "twistd", [port]) as process:
-        url = f"https://127.0.0.1:{port}/leaf.crt"
-        fetched = subprocess.run(
-            [
-                "curl",
-                "-sk",
-                "--http2",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_version} %{http_code}",
-                url,
-            ],
-            capture_output=True,
-            timeout=30,
-        )
-        assert fetched.stdout == b"2 200", fetched
+    with _running(tmp_path, config, "twistd", [plain, proxy, tls]) as process:
+        assert _fetch(f"http://127.0.0.1:{proxy}/leaf.crt") == b"1.1 200"
+        assert _fetch("--http2", f"https://127.0.0.1:{tls}/leaf.crt") == b"2 200"
         serving = _dump(process, tmp_path / "modules.txt")
     needless = ("aioquic", "caddytw.wire.h3", "acme", "josepy", "requests", "treq", "dns")
-    assert not [n for n in (*needless, *NOT_WITHOUT_ADMIN) if _imported(serving, n)]
+    unneeded = (*needless, *NOT_WITHOUT_ADMIN, *NOT_FOR_A_PLAIN_PROXY)
+    assert not [n for n in unneeded if _imported(serving, n)]
     assert "caddytw.tls.context" in serving
     assert "caddytw.wire.h2" in serving
+    assert "caddytw.handlers.reverse_proxy.lean" in serving
