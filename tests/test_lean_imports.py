@@ -54,8 +54,20 @@ else:
     sys.exit(main(["run", *args]))
 """
 
+#: twisted.web.server and what it brings along (twisted.spread, twisted.cred's portal,
+#: twisted.web's templates, xml.sax): the servers and the admin API are built on
+#: twisted.web.http alone; only ACME's challenge listeners and twisted.web sessions use it.
+TWISTED_WEB_SERVER = (
+    "twisted.web.server",
+    "twisted.web.util",
+    "twisted.spread",
+    "twisted.cred.portal",
+    "xml.sax",
+)
+
 #: Packages and caddytw modules that a plain file server must not import.
 NOT_FOR_A_FILE_SERVER = (
+    *TWISTED_WEB_SERVER,
     # certificates issued or managed, TLS extras
     "acme",
     "josepy",
@@ -170,22 +182,13 @@ def test_a_plain_file_server_imports_only_what_it_uses(tmp_path: Path, launcher:
         later = _dump(process, out)
         assert "caddytw.handlers.file_server.listing" in later
         assert "prometheus_client" in later
+        assert "caddytw.admin.web" in later
+        assert not [n for n in TWISTED_WEB_SERVER if _imported(later, n)]
 
 
 #: What a process with the admin endpoint disabled and no managed certificate never
-#: needs: the admin API, and twisted.web.server (only the admin API's site, ACME's
-#: challenge listeners and twisted.web sessions use it) with what it brings along:
-#: twisted.spread, twisted.cred's portal, twisted.web's templates, xml.sax.
-NOT_WITHOUT_ADMIN = (
-    "caddytw.admin.api",
-    "caddytw.admin.web",
-    "caddytw.tls.solvers",
-    "twisted.web.server",
-    "twisted.web.util",
-    "twisted.spread",
-    "twisted.cred.portal",
-    "xml.sax",
-)
+#: needs: the admin API and ACME's challenge listeners.
+NOT_WITHOUT_ADMIN = ("caddytw.admin.api", "caddytw.admin.web", "caddytw.tls.solvers")
 
 
 #: What a ``reverse_proxy`` to plain HTTP/1.1 upstreams, with no ``handle_response``,
@@ -250,7 +253,7 @@ def test_the_bench_config_imports_only_what_it_uses(tmp_path: Path) -> None:
         assert _fetch("--http2", f"https://127.0.0.1:{tls}/leaf.crt") == b"2 200"
         serving = _dump(process, tmp_path / "modules.txt")
     needless = ("aioquic", "caddytw.wire.h3", "acme", "josepy", "requests", "treq", "dns")
-    unneeded = (*needless, *NOT_WITHOUT_ADMIN, *NOT_FOR_A_PLAIN_PROXY)
+    unneeded = (*needless, *TWISTED_WEB_SERVER, *NOT_WITHOUT_ADMIN, *NOT_FOR_A_PLAIN_PROXY)
     assert not [n for n in unneeded if _imported(serving, n)]
     assert "caddytw.tls.context" in serving
     assert "caddytw.wire.h2" in serving

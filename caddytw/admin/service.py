@@ -97,7 +97,7 @@ class AdminService(Service):
 
     def _site(self) -> AdminSite:
         """The admin API's site, made the first time an endpoint opens: a process whose
-        configs disable the admin endpoint never imports the API or twisted.web.server
+        configs disable the admin endpoint never imports the API
         (:mod:`caddytw.admin.web`)."""
         if self.site is None:
             from caddytw.admin.api import AdminAPI

@@ -1,8 +1,10 @@
 """The admin API's twisted.web face: its request (a bounded body), resource and site.
 
 Imported by :class:`caddytw.admin.service.AdminService` when a config first enables the
-admin endpoint: twisted.web.server comes with twisted.spread, twisted.cred and xml.sax
-(1.4 MB resident), which a process with ``admin.disabled`` never needs.
+admin endpoint. Built on ``twisted.web.http`` alone, as the servers are
+(:mod:`caddytw.http.site`): twisted.web.server's ``Request`` walks a resource tree,
+and this API is one leaf; that module would bring twisted.spread, twisted.cred and
+xml.sax along (1.4 MB resident) into every process that runs the admin endpoint.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web import resource, server
+from twisted.web import http, resource
 
 from caddytw.admin.api import AdminAPI, AdminResponse, ApiError, error_response
+from caddytw.http.request import NOT_DONE_YET
 
 log = Logger()
 
@@ -26,10 +29,11 @@ log = Logger()
 MAX_ADMIN_BODY = 100 << 20
 
 
-class AdminRequest(server.Request):
+class AdminRequest(http.Request):
     """twisted.web's request with a bounded body: 413 and close past
     :data:`MAX_ADMIN_BODY`, declared (refused before ``100 Continue`` and before a byte
-    is stored) or chunked (stopped where it passes the bound)."""
+    is stored) or chunked (stopped where it passes the bound). Answered by the site's
+    :class:`AdminResource` (:meth:`process`)."""
 
     refused = False
     received = 0
@@ -55,6 +59,22 @@ class AdminRequest(server.Request):
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         if not self.refused:
             super().requestReceived(command, path, version)
+
+    def process(self) -> None:
+        """Answer with the site's :class:`AdminResource`. A failure answers 500 in the
+        API's error shape (as a failed deferred answer does). ``Date`` is set, as Go's
+        server sets it on every response."""
+        channel: Any = self.channel
+        admin: AdminResource = channel.site.resource
+        self.setHeader(b"date", http.datetimeToString())
+        try:
+            body = admin.render(self)
+        except Exception as error:
+            log.failure("admin request failed")
+            body = admin.answer(error_response(ApiError(500, str(error))), self)
+        if body is not NOT_DONE_YET:
+            self.write(body)
+            self.finish()
 
     def _refuse(self) -> None:
         """Answer 413 in the admin API's error shape and close: the rest of the body
@@ -95,11 +115,11 @@ class AdminResource(resource.Resource):
         if isinstance(answer, Deferred):
             answer.addCallback(self._send, request)
             answer.addErrback(self._crashed, request)
-            return server.NOT_DONE_YET
-        return self._write(answer, request)
+            return NOT_DONE_YET
+        return self.answer(answer, request)
 
-    def _write(self, answer: AdminResponse, request: Any) -> bytes:
-        request.responseHeaders.removeHeader(b"server")
+    def answer(self, answer: AdminResponse, request: Any) -> bytes:
+        """Set ``answer``'s status and headers on ``request``; returns its body."""
         request.setResponseCode(answer.status)
         for name, value in answer.headers.items():
             request.setHeader(name, value)
@@ -111,7 +131,7 @@ class AdminResource(resource.Resource):
         return answer.body
 
     def _send(self, answer: AdminResponse, request: Any) -> None:
-        body = self._write(answer, request)
+        body = self.answer(answer, request)
         if not request._disconnected:
             request.write(body)
             request.finish()
@@ -121,17 +141,21 @@ class AdminResource(resource.Resource):
         self._send(error_response(ApiError(500, failure.getErrorMessage())), request)
 
 
-class AdminSite(server.Site):
-    displayTracebacks = False
-    noisy = False
-    requestFactory = AdminRequest
+class AdminSite(http.HTTPFactory):
+    """twisted.web's HTTP/1.1 channels, each request an :class:`AdminRequest` answered
+    by ``resource``; the open connections are kept for a graceful close."""
 
-    def __init__(self, root: Any, reactor: Any) -> None:
-        super().__init__(root, reactor=reactor)
+    noisy = False
+
+    def __init__(self, root: AdminResource, reactor: Any) -> None:
+        super().__init__(reactor=reactor)
+        self.resource = root
         self.connections: set[Any] = set()
 
     def buildProtocol(self, addr: Any) -> Any:
-        protocol = super().buildProtocol(addr)
+        protocol: Any = super().buildProtocol(addr)
+        protocol.requestFactory = AdminRequest
+        protocol.site = self
         self.connections.add(protocol)
         original = protocol.connectionLost
 
