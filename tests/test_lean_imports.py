@@ -125,15 +125,20 @@ def _dump(process: subprocess.Popen[bytes], out: Path) -> set[str]:
 
 @contextmanager
 def _running(
-    tmp_path: Path, config: dict[str, Any], launcher: str, ports: list[int]
+    tmp_path: Path,
+    config: dict[str, Any],
+    launcher: str,
+    ports: list[int],
+    options: tuple[str, ...] = (),
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """The server on ``config``, started by ``launcher``, listening on ``ports``."""
+    """The server on ``config``, started by ``launcher`` (with ``options``), listening
+    on ``ports``."""
     path = tmp_path / "caddy.json"
     path.write_text(json.dumps(config))
     out = tmp_path / "modules.txt"
     log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 (closed below)
     process = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(out), launcher, "--config", str(path)],
+        [sys.executable, "-c", CHILD, str(out), launcher, "--config", str(path), *options],
         cwd=tmp_path,
         env=server_env(),
         stdout=log,
@@ -258,3 +263,33 @@ def test_the_bench_config_imports_only_what_it_uses(tmp_path: Path) -> None:
     assert "caddytw.tls.context" in serving
     assert "caddytw.wire.h2" in serving
     assert "caddytw.handlers.reverse_proxy.lean" in serving
+
+
+#: What a ``--workers`` supervisor, which serves nothing, never imports: the serving
+#: stack (it checks the config in a forked child before starting the workers).
+NOT_FOR_A_SUPERVISOR = (
+    "caddytw.server.build",
+    "caddytw.server.service",
+    "caddytw.http.site",
+    "caddytw.http.request",
+    "caddytw.wire.h1",
+    "caddytw.handlers.file_server",
+    "caddytw.tls.runtime",
+    "caddytw.admin.service",
+    "httptools",
+)
+
+
+def test_a_workers_supervisor_imports_no_serving_stack(tmp_path: Path) -> None:
+    files = {"handler": "file_server", "root": str(tmp_path)}
+    port = free_port()
+    server = {"listen": [f"127.0.0.1:{port}"], "routes": [{"handle": [files]}]}
+    config = {"admin": {"disabled": True}, "apps": {"http": {"servers": {"s": server}}}}
+    (tmp_path / "hello.txt").write_text("hello")
+    options = ("--workers", "2")
+    with _running(tmp_path, config, "twistd", [port], options) as supervisor:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/hello.txt", timeout=10) as reply:
+            assert reply.read() == b"hello"
+        imported = _dump(supervisor, tmp_path / "modules.txt")
+    assert "caddytw.server.workers.supervisor" in imported
+    assert not [n for n in NOT_FOR_A_SUPERVISOR if _imported(imported, n)]
