@@ -88,6 +88,18 @@ def test_private_h2_names_exist() -> None:
         assert table[key] == (None, ConnectionState.SERVER_OPEN)
 
 
+def test_private_priority_names_exist() -> None:
+    """``CaddyH2Connection._requestDone`` asks the priority tree's stream map first."""
+    import priority
+
+    tree = priority.PriorityTree()
+    tree.insert_stream(1)
+    tree.insert_stream(5, depends_on=3)  # (3 enters the tree as 5's parent)
+    assert set(tree._streams) == {0, 1, 3, 5}
+    tree.remove_stream(1)
+    assert 1 not in tree._streams
+
+
 def test_private_h2_names_for_receiving_exist() -> None:
     """What ``caddytw.wire.h2receive`` uses of h2 beyond its documented API."""
     import h2.config
