@@ -510,9 +510,8 @@ class CaddyRequest:
             encoder = self._encoder
             if encoder is not None:
                 data = encoder.encode(data)
-            self._send_head()
-            if self._no_body:
-                return
+            self._send_head(data)
+            return
         else:
             if self._no_body:
                 return
@@ -527,18 +526,21 @@ class CaddyRequest:
 
     def _send_body(self, data: bytes) -> None:
         """Body bytes to the channel, framed (the head has gone)."""
-        if not data:
-            return
+        if data:
+            self.channel.write(self._framed(data))
+
+    def _framed(self, data: bytes) -> bytes:
+        """Non-empty body bytes as they go on the wire (a chunk when chunked), counted."""
         self.sentLength += len(data)
         if self.chunked:
-            self.channel.write(b"%x\r\n%b\r\n" % (len(data), data))
-        else:
-            self.channel.write(data)
+            return b"%x\r\n%b\r\n" % (len(data), data)
+        return data
 
-    def _send_head(self) -> None:
-        """The status line and headers to the channel, once: chunked framing for an
-        HTTP/1.1 body without a length, twisted.web's ``lastModified``, ``etag`` and
-        cookies when set."""
+    def _send_head(self, body: bytes = b"") -> None:
+        """The status line and headers to the channel, once, with the first ``body``
+        bytes when there are any (the channel may send both at once: ``write_head``):
+        chunked framing for an HTTP/1.1 body without a length, twisted.web's
+        ``lastModified``, ``etag`` and cookies when set."""
         self.startedWriting = 1
         code = self.code
         raw = self.responseHeaders._rawHeaders
@@ -552,9 +554,17 @@ class CaddyRequest:
         spelled = _STATUS_CODES.get(code)
         if spelled is None:
             spelled = _status_code(code)
-        self.channel.writeHeaders(
-            self.clientproto, spelled, self.code_message, self.responseHeaders
-        )
+        channel = self.channel
+        if not body or self._no_body:
+            channel.writeHeaders(self.clientproto, spelled, self.code_message, self.responseHeaders)
+            return
+        body = self._framed(body)
+        write_head = getattr(channel, "write_head", None)
+        if write_head is not None:
+            write_head(self.clientproto, spelled, self.code_message, self.responseHeaders, body)
+        else:  # twisted's own HTTPChannel (an embedding Site)
+            channel.writeHeaders(self.clientproto, spelled, self.code_message, self.responseHeaders)
+            channel.write(body)
 
     def _twisted_fields(self, raw: dict[bytes, list[bytes]]) -> None:
         """What twisted.web's ``setLastModified``, ``setETag`` and ``addCookie`` asked
@@ -588,8 +598,8 @@ class CaddyRequest:
             rest = encoder.finish()
             if rest:
                 if not self.startedWriting:
-                    self._send_head()
-                if not self._no_body:
+                    self._send_head(rest)
+                elif not self._no_body:
                     self._send_body(rest)
         channel = self.channel
         if not self.startedWriting:
