@@ -121,6 +121,7 @@ class CaddyRequest:
         "_encoder",
         "_hooks_ran",
         "_no_body",
+        "_on_lost",
         "args",
         "caddy_error",
         "caddy_handler",
@@ -200,6 +201,7 @@ class CaddyRequest:
         self.requestHeaders = Headers()
         self.responseHeaders = Headers()
         self.notifications: list[Deferred[None]] = []
+        self._on_lost: list[Callable[[Failure], object]] | None = None
         self.received_cookies: dict[bytes, bytes] = {}
         self.cookies: list[bytes] = []
         self._content: Any = None
@@ -421,7 +423,13 @@ class CaddyRequest:
         notifications, self.notifications = self.notifications, []
         for deferred in notifications:
             deferred.errback(reason)
+        on_lost, self._on_lost = self._on_lost, None
         if not self.finished:
+            for callback in on_lost or ():
+                try:
+                    callback(reason)
+                except Exception:  # as an errback's: logged, the others still run
+                    log.failure("when_lost callback failed")
             metrics.request_aborted(self)
 
     def processingFailed(self, reason: Failure) -> Failure:
@@ -617,6 +625,7 @@ class CaddyRequest:
             self.unregisterProducer()
         channel.requestDone(self)
         self.channel = None
+        self._on_lost = None  # its callbacks usually hold what holds this request
         content = self._content
         if content is not None:
             with contextlib.suppress(OSError):
@@ -634,6 +643,15 @@ class CaddyRequest:
         deferred: Deferred[None] = Deferred()
         self.notifications.append(deferred)
         return deferred
+
+    def when_lost(self, callback: Callable[[Failure], object]) -> None:
+        """Call ``callback(reason)`` if the exchange is lost before the answer is
+        complete (what ``notifyFinish().addErrback(callback)`` does, without a Deferred
+        per request: the proxy asks this of every request it forwards)."""
+        if self._on_lost is None:
+            self._on_lost = [callback]
+        else:
+            self._on_lost.append(callback)
 
     def registerProducer(self, producer: Any, streaming: bool) -> None:
         """Let the channel pause and resume ``producer`` (one at a time)."""

@@ -356,7 +356,7 @@ class ProxyCall:
         #: (``forward_auth``); the body stays unread for the handlers after the proxy.
         self.bodiless = proxy.bodiless
         self.length = 0 if self.bodiless else request.body.length or 0
-        request.notifyFinish().addErrback(self._client_gone)
+        request.when_lost(self._client_gone)
 
     # -- the loop --------------------------------------------------------------------
 
