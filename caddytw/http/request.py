@@ -56,6 +56,12 @@ log = Logger()
 
 _PROTO_NAMES = {b"HTTP/2": "HTTP/2.0", b"HTTP/3": "HTTP/3.0"}
 
+#: Bytes searched for in every request as ints (``_CR in value``): a ``bytes`` needle
+#: is first tried as an integer, and that failed try (a TypeError made and dropped)
+#: cost more than the search itself.
+_CR, _LF = b"\r\n"
+_PERCENT = b"%"[0]
+
 #: twisted's own cache of canonical header names (``b"content-type"`` ->
 #: ``b"Content-Type"``), filled by its encoder with valid names only: a name found here
 #: needs neither the check nor the canonicalisation again.
@@ -470,7 +476,7 @@ class CaddyRequest:
     def setHeader(self, name: AnyStr, value: AnyStr) -> None:
         """Set a response header (replacing it): straight into the header dict for a
         name seen before and a value without line breaks, else twisted's checks."""
-        if value.__class__ is bytes and b"\r" not in value and b"\n" not in value:  # type: ignore[operator]
+        if value.__class__ is bytes and _CR not in value and _LF not in value:  # type: ignore[operator]
             canonical = _CANONICAL.get(name)
             if canonical is not None:
                 self.responseHeaders._rawHeaders[canonical] = [value]  # type: ignore[list-item]
@@ -825,6 +831,6 @@ def valid_host(host: bytes) -> bool:
 
 def decode_path(raw: bytes) -> str:
     """The request path percent-decoded, as Go's ``URL.Path`` (invalid UTF-8 replaced)."""
-    if b"%" not in raw:
+    if _PERCENT not in raw:
         return raw.decode("utf-8", "surrogateescape")
     return unquote_to_bytes(raw).decode("utf-8", "surrogateescape")

@@ -87,6 +87,9 @@ _CLOSE_ANSWERS = {
     505: b"HTTP/1.1 505 HTTP Version Not Supported\r\n"
     b"Connection: close\r\nContent-Length: 0\r\n\r\n",
 }
+#: ``#`` as an int: ``_HASH in uri`` skips the failed integer try a ``bytes`` needle
+#: makes first (see ``caddytw.http.request._CR``).
+_HASH = b"#"[0]
 _canonical = _nameEncoder.encode
 #: twisted's cache behind ``_canonical`` (valid names only), asked first: most names
 #: a server sees are the same few.
@@ -430,7 +433,7 @@ class FastHTTPChannel(Protocol):
         if self._method_override:
             method, self._method_override = self._method_override, b""
         uri = self._url
-        if b"#" in uri:
+        if _HASH in uri:
             # A request target has no fragment; Go keeps a ``#`` in the path and
             # escapes it when forwarding, so Caddy sends ``%23``: an upstream that drops
             # "fragments" must not see a shorter path than the matchers did.
