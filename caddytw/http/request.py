@@ -823,10 +823,15 @@ _HOST_BYTES = (
 )
 
 
+#: A translation table marking each byte: 1 where :data:`_HOST_BYTES` allows it, 0
+#: where not (a table made once: deleting the allowed bytes instead built one per call).
+_HOST_MARKS = bytes(1 if byte in _HOST_BYTES else 0 for byte in range(256))
+
+
 def valid_host(host: bytes) -> bool:
-    """Whether ``host`` is a Host header value Go's server (so Caddy) accepts (one C
-    call: deleting every allowed byte leaves nothing)."""
-    return not host.translate(None, _HOST_BYTES)
+    """Whether ``host`` is a Host header value Go's server (so Caddy) accepts (two C
+    calls: mark every byte, look for a refused one)."""
+    return 0 not in host.translate(_HOST_MARKS)
 
 
 def decode_path(raw: bytes) -> str:
