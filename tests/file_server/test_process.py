@@ -278,3 +278,35 @@ def test_client_leaving_mid_transfer_releases_the_file(server):
     assert wait_for_fds(pid, fds_before) <= fds_before
     response, body = get(server, "/hello.txt")
     assert (response.status, body) == (200, HELLO)
+
+
+def test_a_file_cut_short_mid_sendfile_ends_the_connection(tmp_path: Path) -> None:
+    """The file shrinks while its body goes out by ``os.sendfile`` (a slow reader
+    keeps the sender waiting): the promised length can no longer be met, so the
+    connection is closed (the client sees a short body, never bytes that are not the
+    file's), and the server goes on serving."""
+    site = tmp_path / "site"
+    site.mkdir()
+    data = os.urandom(16 << 20)
+    (site / "big.bin").write_bytes(data)
+    port = free_port()
+    config = simple_config(port, [{"handle": [{"handler": "file_server", "root": str(site)}]}])
+    with running_server(config, tmp_path, [port]):
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as client:
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            client.sendall(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+            received = client.recv(65536)
+            os.truncate(site / "big.bin", 1 << 20)
+            try:
+                while chunk := client.recv(1 << 20):
+                    received += chunk
+            except ConnectionResetError:
+                pass  # an aborted connection: closed either way
+        head, _, body = received.partition(b"\r\n\r\n")
+        assert b"content-length: %d" % len(data) in head.lower()
+        assert len(body) < len(data)
+        assert body == data[: len(body)]
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+        connection.request("GET", "/big.bin")
+        assert connection.getresponse().read() == data[: 1 << 20]
+        connection.close()
