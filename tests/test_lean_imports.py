@@ -54,8 +54,20 @@ else:
     sys.exit(main(["run", *args]))
 """
 
+#: twisted.web.server and what it brings along (twisted.spread, twisted.cred's portal,
+#: twisted.web's templates, xml.sax): the servers and the admin API are built on
+#: twisted.web.http alone; only ACME's challenge listeners and twisted.web sessions use it.
+TWISTED_WEB_SERVER = (
+    "twisted.web.server",
+    "twisted.web.util",
+    "twisted.spread",
+    "twisted.cred.portal",
+    "xml.sax",
+)
+
 #: Packages and caddytw modules that a plain file server must not import.
 NOT_FOR_A_FILE_SERVER = (
+    *TWISTED_WEB_SERVER,
     # certificates issued or managed, TLS extras
     "acme",
     "josepy",
@@ -113,15 +125,20 @@ def _dump(process: subprocess.Popen[bytes], out: Path) -> set[str]:
 
 @contextmanager
 def _running(
-    tmp_path: Path, config: dict[str, Any], launcher: str, ports: list[int]
+    tmp_path: Path,
+    config: dict[str, Any],
+    launcher: str,
+    ports: list[int],
+    options: tuple[str, ...] = (),
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """The server on ``config``, started by ``launcher``, listening on ``ports``."""
+    """The server on ``config``, started by ``launcher`` (with ``options``), listening
+    on ``ports``."""
     path = tmp_path / "caddy.json"
     path.write_text(json.dumps(config))
     out = tmp_path / "modules.txt"
     log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 (closed below)
     process = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(out), launcher, "--config", str(path)],
+        [sys.executable, "-c", CHILD, str(out), launcher, "--config", str(path), *options],
         cwd=tmp_path,
         env=server_env(),
         stdout=log,
@@ -170,31 +187,109 @@ def test_a_plain_file_server_imports_only_what_it_uses(tmp_path: Path, launcher:
         later = _dump(process, out)
         assert "caddytw.handlers.file_server.listing" in later
         assert "prometheus_client" in later
+        assert "caddytw.admin.web" in later
+        assert not [n for n in TWISTED_WEB_SERVER if _imported(later, n)]
 
 
-def test_a_tls_server_with_loaded_certificates_imports_no_quic_or_acme(tmp_path: Path) -> None:
-    """TLS with h1 and h2 only and certificates from files: HTTP/3 (aioquic) and the
-    issuers (acme, requests) stay out, the TLS server's modules come in."""
+#: What a process with the admin endpoint disabled and no managed certificate never
+#: needs: the admin API and ACME's challenge listeners.
+NOT_WITHOUT_ADMIN = ("caddytw.admin.api", "caddytw.admin.web", "caddytw.tls.solvers")
+
+
+#: What a ``reverse_proxy`` to plain HTTP/1.1 upstreams, with no ``handle_response``,
+#: ``rewrite``, dynamic upstreams, active health checks or Upgrade, never needs.
+NOT_FOR_A_PLAIN_PROXY = (
+    "twisted.web.client",
+    "caddytw.handlers.reverse_proxy.agent",
+    "caddytw.handlers.reverse_proxy.fastcgi",
+    "caddytw.handlers.reverse_proxy.cgienv",
+    "caddytw.handlers.reverse_proxy.dynamic",
+    "caddytw.handlers.reverse_proxy.h2client",
+    "caddytw.handlers.reverse_proxy.handle_response",
+    "caddytw.handlers.reverse_proxy.websocket",
+    "caddytw.handlers.rewrite.handler",
+)
+
+
+def _fetch(*args: str) -> bytes:
+    """curl's ``HTTP-version status`` for one request."""
+    out = subprocess.run(
+        ["curl", "-sk", "-o", "/dev/null", "-w", "%{http_version} %{http_code}", *args],
+        capture_output=True,
+        timeout=30,
+    )
+    return out.stdout
+
+
+def test_the_bench_config_imports_only_what_it_uses(tmp_path: Path) -> None:
+    """bench/hotpath.py's config: a file server, a reverse proxy to it and a TLS (h1 and
+    h2) file server with certificates from files, admin endpoint disabled. HTTP/3
+    (aioquic), the issuers (acme, requests), the admin API, twisted.web.server and the
+    proxy's unused features stay out, also once a request went through the proxy and
+    one over HTTP/2; the modules of what was used come in."""
     cert, key, _ = TestCA().write_leaf(tmp_path, "leaf", ["localhost", "127.0.0.1"])
-    port = free_port()
-    files = {"handler": "file_server", "root": str(tmp_path)}
-    server = {
-        "listen": [f"127.0.0.1:{port}"],
-        "routes": [{"handle": [files]}],
-        "tls_connection_policies": [{}],
-        "automatic_https": {"disable": True},
-        "protocols": ["h1", "h2"],
+    plain, proxy, tls = free_port(), free_port(), free_port()
+    files = [{"handle": [{"handler": "file_server", "root": str(tmp_path)}]}]
+    upstreams = [{"dial": f"127.0.0.1:{plain}"}]
+    servers = {
+        "files": {"listen": [f"127.0.0.1:{plain}"], "routes": files},
+        "proxy": {
+            "listen": [f"127.0.0.1:{proxy}"],
+            "routes": [{"handle": [{"handler": "reverse_proxy", "upstreams": upstreams}]}],
+        },
+        "tls": {
+            "listen": [f"127.0.0.1:{tls}"],
+            "routes": files,
+            "tls_connection_policies": [{}],
+            "automatic_https": {"disable": True},
+            "protocols": ["h1", "h2"],
+        },
     }
     config = {
         "admin": {"disabled": True},
         "storage": {"module": "file_system", "root": str(tmp_path / "storage")},
         "apps": {
-            "http": {"http_port": free_port(), "servers": {"tls": server}},
+            "http": {"http_port": free_port(), "servers": servers},
             "tls": {"certificates": {"load_files": [{"certificate": str(cert), "key": str(key)}]}},
         },
     }
-    with _running(tmp_path, config, "twistd", [port]) as process:
+    with _running(tmp_path, config, "twistd", [plain, proxy, tls]) as process:
+        assert _fetch(f"http://127.0.0.1:{proxy}/leaf.crt") == b"1.1 200"
+        assert _fetch("--http2", f"https://127.0.0.1:{tls}/leaf.crt") == b"2 200"
         serving = _dump(process, tmp_path / "modules.txt")
     needless = ("aioquic", "caddytw.wire.h3", "acme", "josepy", "requests", "treq", "dns")
-    assert not [n for n in needless if _imported(serving, n)]
+    unneeded = (*needless, *TWISTED_WEB_SERVER, *NOT_WITHOUT_ADMIN, *NOT_FOR_A_PLAIN_PROXY)
+    assert not [n for n in unneeded if _imported(serving, n)]
     assert "caddytw.tls.context" in serving
+    assert "caddytw.wire.h2" in serving
+    assert "caddytw.handlers.reverse_proxy.lean" in serving
+
+
+#: What a ``--workers`` supervisor, which serves nothing, never imports: the serving
+#: stack (it checks the config in a forked child before starting the workers).
+NOT_FOR_A_SUPERVISOR = (
+    "caddytw.server.build",
+    "caddytw.server.service",
+    "caddytw.http.site",
+    "caddytw.http.request",
+    "caddytw.wire.h1",
+    "caddytw.handlers.file_server",
+    "caddytw.tls.runtime",
+    "caddytw.admin.service",
+    "httptools",
+)
+
+
+def test_a_workers_supervisor_imports_no_serving_stack(tmp_path: Path) -> None:
+    files = {"handler": "file_server", "root": str(tmp_path)}
+    port = free_port()
+    server = {"listen": [f"127.0.0.1:{port}"], "routes": [{"handle": [files]}]}
+    config = {"admin": {"disabled": True}, "apps": {"http": {"servers": {"s": server}}}}
+    (tmp_path / "hello.txt").write_text("hello")
+    options = ("--workers", "2")
+    with _running(tmp_path, config, "twistd", [port], options) as supervisor:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/hello.txt", timeout=10) as reply:
+            assert reply.read() == b"hello"
+        imported = _dump(supervisor, tmp_path / "modules.txt")
+    assert "caddytw.server.workers.supervisor" in imported
+    assert not [n for n in NOT_FOR_A_SUPERVISOR if _imported(imported, n)]

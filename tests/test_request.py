@@ -23,6 +23,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface.verify import verifyObject
 
+from caddytw import build_site
 from caddytw.http.request import CaddyRequest
 from caddytw.http.routing import LeafResource
 from tests.handlers.helpers import serve_resource
@@ -383,9 +384,23 @@ class TwistedHelpers(LeafResource):
         return b""
 
 
-def test_the_rest_of_irequest_works_on_twisteds_own_site():
+def _twisteds_site(resource: LeafResource) -> Any:
+    return Site(resource, requestFactory=CaddyRequest)
+
+
+def _caddy_site(resource: LeafResource) -> Any:
+    """A server's own site (not a twisted.web.server ``Site``: sessions come from that
+    module only when asked for), serving ``resource`` as its root."""
+    server = {"listen": ["127.0.0.1:0"], "routes": []}
+    site = build_site({"apps": {"http": {"servers": {"s": server}}}})
+    site.resource = resource
+    return site
+
+
+@pytest.mark.parametrize("make_site", [_twisteds_site, _caddy_site])
+def test_the_rest_of_irequest_works_on_twisteds_own_site_and_ours(make_site):
     resource = TwistedHelpers()
-    site = Site(resource, requestFactory=CaddyRequest)
+    site = make_site(resource)
     protocol = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
     transport = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 8080))
     protocol.makeConnection(transport)

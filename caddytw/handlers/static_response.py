@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from twisted.web.server import NOT_DONE_YET
-
 from caddytw.config.errors import ConfigError
 from caddytw.config.reader import ObjectReader, expect_str_list, join_path
 from caddytw.http.build import BuildContext, Handler
 from caddytw.http.dispatch import Answer, respond
 from caddytw.http.placeholders import Template, header_value
-from caddytw.http.request import CaddyRequest, transport_of
+from caddytw.http.request import NOT_DONE_YET, CaddyRequest, transport_of
 from caddytw.http.routing import LeafResource
 
 

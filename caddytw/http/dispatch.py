@@ -19,11 +19,10 @@ from __future__ import annotations
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.server import NOT_DONE_YET
 
 from caddytw.http.body import BodyAborted, BodyTooLarge
 from caddytw.http.errors import HandlerError
-from caddytw.http.request import Answer, CaddyRequest, ErrorInfo, Handler
+from caddytw.http.request import NOT_DONE_YET, Answer, CaddyRequest, ErrorInfo, Handler
 
 __all__ = ["NOT_DONE_YET", "Answer", "Handler", "dispatch", "fail", "respond"]
 

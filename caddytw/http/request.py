@@ -23,7 +23,6 @@ from urllib.parse import unquote_to_bytes
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web import server
 
 # Names taken out of twisted.web.http once: attribute access on that module goes
 # through twisted's deprecation proxy, which costs more than the lookup it wraps.
@@ -40,7 +39,6 @@ from twisted.web.http import (
 )
 from twisted.web.http_headers import Headers, _nameEncoder
 from twisted.web.iweb import INonQueuedRequestFactory, IRequest
-from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer, provider
 
 from caddytw.admin import metrics
@@ -49,7 +47,6 @@ from caddytw.http.body import RequestBody, body_from_file
 from caddytw.http.dates import date_now
 from caddytw.http.errors import status_text
 
-_server_request = server.Request
 _content_file = _getContentFile
 
 log = Logger()
@@ -69,9 +66,29 @@ _CANONICAL: dict[bytes | str, bytes] = _nameEncoder._canonicalHeaderCache
 
 
 #: What a handler's ``render`` returns: the whole body (``bytes``, delivered with its
-#: Content-Length by :func:`caddytw.http.dispatch.dispatch`), or twisted's
-#: ``NOT_DONE_YET`` (an ``int``) when the handler took the answer over.
+#: Content-Length by :func:`caddytw.http.dispatch.dispatch`), or ``NOT_DONE_YET`` (an
+#: ``int``) when the handler took the answer over.
 Answer: TypeAlias = bytes | int
+
+#: twisted.web.server's ``NOT_DONE_YET`` (the same value, so either spelling works),
+#: defined here because importing ``twisted.web.server`` brings twisted.spread,
+#: twisted.cred, twisted.web's templates and xml.sax along (1.4 MB resident), none of
+#: which serving a request needs.
+NOT_DONE_YET: int = 1
+
+
+def _server_request_method(name: str) -> Callable[..., Any]:
+    """twisted.web.server.Request's method ``name``, run on a :class:`CaddyRequest`;
+    twisted.web.server is imported by the first call (see ``NOT_DONE_YET``)."""
+
+    def method(self: CaddyRequest, *args: Any, **kwargs: Any) -> Any:
+        from twisted.web.server import Request
+
+        return getattr(Request, name)(self, *args, **kwargs)
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f"twisted.web.server.Request.{name}."
+    return method
 
 
 class Handler(Protocol):
@@ -690,15 +707,17 @@ class CaddyRequest:
         """twisted.web's session (a ``TWISTED_SESSION`` cookie and the site's sessions)."""
         if self.sitepath.__class__ is not list:
             self.sitepath = list(self.sitepath)  # twisted's adds a list to it
-        return _server_request.getSession(self, sessionInterface, forceNotSecure)  # type: ignore[arg-type]
+        from twisted.web.server import Request
 
-    URLPath = _server_request.URLPath
-    prePathURL = _server_request.prePathURL
-    _prePathURL = _server_request._prePathURL
-    rememberRootURL = _server_request.rememberRootURL
-    getRootURL = _server_request.getRootURL
-    sibLink = _server_request.sibLink
-    childLink = _server_request.childLink
+        return Request.getSession(self, sessionInterface, forceNotSecure)  # type: ignore[arg-type]
+
+    URLPath = _server_request_method("URLPath")
+    prePathURL = _server_request_method("prePathURL")
+    _prePathURL = _server_request_method("_prePathURL")
+    rememberRootURL = _server_request_method("rememberRootURL")
+    getRootURL = _server_request_method("getRootURL")
+    sibLink = _server_request_method("sibLink")
+    childLink = _server_request_method("childLink")
 
     def getClientIP(self) -> str | None:
         """The client's IP address (deprecated in twisted.web for getClientAddress)."""

@@ -1,4 +1,4 @@
-"""One configured server as a twisted.web ``Site``, assembled here and nowhere else.
+"""One configured server as a twisted.web site, assembled here and nowhere else.
 
 What serves a server's connections, all of it decided in :class:`CaddySite`'s
 constructor (and nothing replaced later):
@@ -13,20 +13,30 @@ constructor (and nothing replaced later):
 - ``requestFactory``: :class:`caddytw.http.request.CaddyRequest`; once HTTP/3 listens
   beside the server (:meth:`CaddySite.announce_h3`), :class:`AltSvcRequests`, which
   adds Caddy's ``Alt-Svc`` header to HTTP/1.1 and HTTP/2 responses.
+
+:class:`CaddySite` is twisted.web's ``HTTPFactory`` with the ``Site`` members a request
+or an embedding program uses (``resource``, ``requestFactory``, ``getResourceFor``,
+sessions, ALPN's ``acceptableProtocols``), not a ``twisted.web.server.Site``: that
+module brings twisted.spread, twisted.cred, twisted.web's templates and xml.sax along
+(1.4 MB resident in every server process), and serving needs none of them. Sessions,
+the one feature that does need it, import it when a resource first asks for one.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from twisted.web import server
+from twisted.internet.interfaces import IProtocolNegotiationFactory
+from twisted.web import http
+from twisted.web.resource import getChildForRequest
+from zope.interface import implementer
 
 from caddytw.admin import metrics
 from caddytw.config.model import ServerConfig
 from caddytw.http.accesslog import AccessLogger
 from caddytw.http.body import DEFAULT_LIMIT
 from caddytw.http.dispatch import dispatch
-from caddytw.http.request import CaddyRequest
+from caddytw.http.request import NOT_DONE_YET, CaddyRequest
 from caddytw.http.routing import LeafResource, RouteList
 from caddytw.tls.challenges import ChallengeRegistry, HTTP01Gate
 from caddytw.wire.channel import Channel
@@ -46,7 +56,7 @@ class ServerRoot(LeafResource):
     def render(self, request: CaddyRequest) -> Any:
         metrics.request_started(request)
         dispatch(request, self.routes)
-        return server.NOT_DONE_YET
+        return NOT_DONE_YET
 
 
 class RunningServer:
@@ -61,8 +71,9 @@ class RunningServer:
         self.access_logger = AccessLogger(config.logs) if config.logs is not None else None
 
 
-class CaddySite(server.Site):
-    """A Site with Caddy's request class, channel limits and access log.
+@implementer(IProtocolNegotiationFactory)
+class CaddySite(http.HTTPFactory):
+    """A site with Caddy's request class, channel limits and access log.
 
     ``challenges``: answer pending ACME HTTP-01 challenges before the routes (given for
     a server without TLS by :func:`caddytw.server.build.build_app`).
@@ -70,6 +81,10 @@ class CaddySite(server.Site):
 
     displayTracebacks = False
     requestFactory: Any = CaddyRequest
+    #: twisted.web's switch for parsing form bodies into ``request.args`` (on, as there).
+    _parsePOSTFormSubmission = True
+    #: twisted.web's sessions, made on the first ``request.getSession()``.
+    _session_site: Any = None
 
     def __init__(
         self,
@@ -81,7 +96,9 @@ class CaddySite(server.Site):
         root: LeafResource = ServerRoot(running.routes)
         if challenges is not None:
             root = HTTP01Gate(challenges, root)
-        super().__init__(root, **kwargs)
+        super().__init__(**kwargs)
+        #: The root of the resource tree (twisted.web ``Site.resource``).
+        self.resource = root
         self.caddy_server = running
         self.timeOut = running.config.idle_timeout or DEFAULT_IDLE_TIMEOUT
         self.protocol = fast_channel_protocol  # type: ignore[assignment]
@@ -101,7 +118,9 @@ class CaddySite(server.Site):
             self.requestFactory = AltSvcRequests(CaddyRequest, self.h3_ports)
 
     def buildProtocol(self, addr: Any) -> Any:
-        protocol = super().buildProtocol(addr)
+        protocol: Any = super().buildProtocol(addr)
+        protocol.requestFactory = self.requestFactory
+        protocol.site = self
         self._configure(protocol)
         self.connections.add(protocol)
         return protocol
@@ -113,6 +132,34 @@ class CaddySite(server.Site):
         protocol.allow_h2c = "h2c" in self.caddy_server.config.protocols
         protocol.max_body_bytes = self.caddy_server.config.max_request_body or DEFAULT_LIMIT
         protocol.on_close = self.forget  # the channel calls it: the site holding it now
+
+    def getResourceFor(self, request: Any) -> Any:
+        """The resource for ``request`` found by twisted.web's traversal from the root
+        (``Site.getResourceFor``; requests served here go to the root directly)."""
+        request.site = self
+        request.sitepath = list(request.prepath)
+        return getChildForRequest(self.resource, request)
+
+    def acceptableProtocols(self) -> list[bytes]:
+        """The ALPN protocols, as twisted.web's ``Site`` offers them."""
+        return [b"h2", b"http/1.1"] if http.H2_ENABLED else [b"http/1.1"]
+
+    def makeSession(self) -> Any:
+        """A new twisted.web session (``request.getSession``), kept by a twisted.web
+        ``Site`` made for the purpose the first time, so that twisted.web.server is only
+        imported by a server whose resources use sessions."""
+        return self._sessions().makeSession()
+
+    def getSession(self, uid: bytes) -> Any:
+        """The twisted.web session ``uid``; ``KeyError`` when there is none."""
+        return self._sessions().getSession(uid)
+
+    def _sessions(self) -> Any:
+        if self._session_site is None:
+            from twisted.web.server import Site
+
+            self._session_site = Site(self.resource, reactor=self.reactor)
+        return self._session_site
 
     def forget(self, protocol: FastHTTPChannel) -> None:
         """A connection closed: no longer drained or re-pointed by a reload."""

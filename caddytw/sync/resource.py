@@ -18,11 +18,10 @@ from typing import Any, BinaryIO, cast
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.server import NOT_DONE_YET
 
 from caddytw.http.body import BodyAborted, BodyTooLarge, ThreadReader
 from caddytw.http.dispatch import respond
-from caddytw.http.request import CaddyRequest, transport_of
+from caddytw.http.request import NOT_DONE_YET, CaddyRequest, transport_of
 from caddytw.http.routing import LeafResource
 from caddytw.sync import batch_api
 from caddytw.sync.access import AccessPolicy, SyncClient

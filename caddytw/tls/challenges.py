@@ -13,8 +13,8 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.server import NOT_DONE_YET
 
+from caddytw.http.request import NOT_DONE_YET
 from caddytw.http.routing import LeafResource
 from caddytw.tls.store import TOKEN
 

@@ -29,7 +29,6 @@ from caddytw.tls.distributed import SharedChallenges
 from caddytw.tls.hello import WaitingTLSFactory
 from caddytw.tls.manager import CertificateManager
 from caddytw.tls.ondemand import HandshakeCertificates
-from caddytw.tls.solvers import listen_solvers
 from caddytw.tls.storages import open_storage
 from caddytw.tls.store import Storage
 from caddytw.wire.negotiate import alpn_for
@@ -70,8 +69,13 @@ class TLSRuntime(MultiService):
         self.solver_ports: list[Any] = []
 
     def startService(self) -> None:
-        # Challenge listeners first: the manager may order as soon as it starts.
-        self.solver_ports = listen_solvers(self.reactor, self.plan, self.challenges)
+        # Challenge listeners first: the manager may order as soon as it starts. Only a
+        # config that manages certificates can need one, and only it imports their
+        # module (a twisted.web.server Site, with twisted.spread and xml.sax behind it).
+        if self.plan.managed:
+            from caddytw.tls.solvers import listen_solvers
+
+            self.solver_ports = listen_solvers(self.reactor, self.plan, self.challenges)
         super().startService()
 
     def stopService(self) -> Any:

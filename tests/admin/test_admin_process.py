@@ -362,7 +362,7 @@ def test_admin_bodies_are_bounded(server):
     """A config body over 100 MiB gets 413 and a closed connection: a declared one
     before ``100 Continue``, a chunked one where it passes the bound (twisted's stock
     Site spooled either whole, without a bound)."""
-    from caddytw.admin.service import MAX_ADMIN_BODY
+    from caddytw.admin.web import MAX_ADMIN_BODY
 
     port = server.admin.port
     head = b"POST /load HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"

@@ -7,12 +7,13 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
 from tests.support.ports import free_port
-from tests.support.server import simple_config, start_server
+from tests.support.server import TWISTD, server_env, simple_config, start_server
 
 
 def children(pid: int) -> set[int]:
@@ -162,3 +163,22 @@ def test_admin_reload_reaches_every_worker_and_stop_stops_all(tmp_path: Path) ->
         assert wait_until(lambda: all(not alive(pid) for pid in everyone))
     finally:
         server.stop()
+
+
+def test_a_bad_config_fails_at_once_with_its_json_path(tmp_path: Path) -> None:
+    """The supervisor checks the config (in a child it forks) before starting a worker:
+    a bad one exits 1 naming the field, instead of N workers crash-looping."""
+    files = {"handler": "file_server", "rooot": str(tmp_path)}
+    config = simple_config(free_port(), [{"handle": [files]}])
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(config))
+    done = subprocess.run(
+        [*TWISTD, "-n", "--pidfile=", "caddy", "--config", str(path), "--workers", "2"],
+        cwd=tmp_path,
+        env=server_env(),
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done
+    assert f"caddytw: invalid config {path}:" in done.stderr.decode()
+    assert 'handle[0].rooot: unknown field "rooot"' in done.stderr.decode()

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from twisted.python.failure import Failure
-from twisted.web.server import NOT_DONE_YET
 
 from caddytw.config.errors import ConfigError
 from caddytw.config.reader import ObjectReader, join_path
@@ -34,7 +33,7 @@ from caddytw.http.build import BuildContext, Handler
 from caddytw.http.dispatch import Answer, dispatch
 from caddytw.http.errors import HandlerError
 from caddytw.http.placeholders import split_template
-from caddytw.http.request import CaddyRequest
+from caddytw.http.request import NOT_DONE_YET, CaddyRequest
 from caddytw.http.routing import LeafResource
 
 USER_ID = "http.auth.user.id"

@@ -13,7 +13,6 @@ from typing import Any
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
-from twisted.web.server import NOT_DONE_YET
 
 from caddytw.handlers.file_server import hide as hiding
 from caddytw.handlers.file_server.browse import Listing, display_name, listing_json, scan
@@ -24,7 +23,7 @@ from caddytw.handlers.file_server.paths import go_base
 from caddytw.handlers.file_server.responses import finish_with, original_path, redirect
 from caddytw.http.dispatch import Answer, fail
 from caddytw.http.errors import HandlerError
-from caddytw.http.request import CaddyRequest
+from caddytw.http.request import NOT_DONE_YET, CaddyRequest
 
 
 def run_blocking(reactor: Any, function: Callable[..., Any], *args: Any) -> Deferred[Any]:

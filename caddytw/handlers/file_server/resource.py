@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
 
-from twisted.web.server import NOT_DONE_YET
-
 from caddytw.handlers.file_server import hide as hiding
 from caddytw.handlers.file_server.cache import FileCache, Validators, header_value
 from caddytw.handlers.file_server.conditional import (
@@ -67,7 +65,7 @@ from caddytw.http.build import Handler
 from caddytw.http.dispatch import Answer
 from caddytw.http.errors import HandlerError
 from caddytw.http.placeholders import Template, resolve
-from caddytw.http.request import CaddyRequest
+from caddytw.http.request import NOT_DONE_YET, CaddyRequest
 from caddytw.http.routing import LeafResource
 
 if TYPE_CHECKING:  # listings (browse, Go templates) are imported by the first one served

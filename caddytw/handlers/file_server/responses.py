@@ -6,10 +6,8 @@ import os
 from html import escape
 from urllib.parse import quote
 
-from twisted.web.server import NOT_DONE_YET
-
 from caddytw.http.dispatch import Answer
-from caddytw.http.request import CaddyRequest, decode_path
+from caddytw.http.request import NOT_DONE_YET, CaddyRequest, decode_path
 
 ALLOWED_METHODS = (b"GET", b"HEAD")
 # Go's URL path escaping keeps these besides letters, digits and "-_.~".

@@ -118,7 +118,7 @@ class CopyResponse(LeafResource):
         self.status = status
 
     def render(self, request: CaddyRequest) -> Answer:
-        from twisted.web.server import NOT_DONE_YET
+        from caddytw.http.request import NOT_DONE_YET
 
         pending = pending_of(request, "copy_response")
         code = pending.code

@@ -6,13 +6,17 @@ upstream's passive health and decide whether to try again (``retries``,
 ``try_duration``, ``try_interval``; dial errors always, other failures only for GET or
 ``retry_match``). Failures answer 502, timeouts 504. A client that goes away cancels the
 upstream request or drops the upstream connection mid-body.
+
+What only some configs or requests use is imported when they do (every module a
+process imports stays resident): the FastCGI transport, dynamic upstreams,
+``handle_response``, ``rewrite`` and Upgrade tunnels.
 """
 
 from __future__ import annotations
 
 import random
 from functools import cached_property
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from twisted.application.service import Service
@@ -21,25 +25,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH
-from twisted.web.server import NOT_DONE_YET
 
 from caddytw.admin import upstreams as admin_upstreams
 from caddytw.config.ipranges import ip_in
 from caddytw.config.reader import ObjectReader
-from caddytw.handlers.reverse_proxy.cgienv import build_env, finish_env
 from caddytw.handlers.reverse_proxy.config import (
     PassiveHealthConfig,
     ProxyConfig,
     parse_proxy_config,
-)
-from caddytw.handlers.reverse_proxy.dynamic import Source, lookup_srv_source, parse_source
-from caddytw.handlers.reverse_proxy.fastcgi import FastCGIExchange, fastcgi_request
-from caddytw.handlers.reverse_proxy.handle_response import (
-    CONTEXT_ATTR,
-    PendingResponse,
-    ResponseHandler,
-    build_response_handlers,
-    set_response_placeholders,
 )
 from caddytw.handlers.reverse_proxy.headers import (
     copy_headers,
@@ -67,15 +60,6 @@ from caddytw.handlers.reverse_proxy.upstreams import (
     host_row,
     registry_of,
 )
-from caddytw.handlers.reverse_proxy.websocket import (
-    UpstreamSide,
-    UpstreamSideFactory,
-    request_head,
-    response_head,
-    response_upgrade_ok,
-    take_over_client,
-)
-from caddytw.handlers.rewrite.handler import parse_rewrite
 from caddytw.handlers.rewrite.requesturi import fill
 from caddytw.http.body import BodyAborted, BodyTooLarge, collect_file
 from caddytw.http.build import BuildContext, Handler
@@ -83,8 +67,13 @@ from caddytw.http.dispatch import Answer, dispatch, fail
 from caddytw.http.errors import HandlerError
 from caddytw.http.matchers import client_ip
 from caddytw.http.placeholders import Template
-from caddytw.http.request import CaddyRequest
+from caddytw.http.request import NOT_DONE_YET, CaddyRequest
 from caddytw.http.routing import LeafResource
+
+if TYPE_CHECKING:
+    from caddytw.handlers.reverse_proxy.dynamic import Source
+    from caddytw.handlers.reverse_proxy.handle_response import ResponseHandler
+    from caddytw.handlers.reverse_proxy.websocket import UpstreamSide
 
 log = Logger()
 
@@ -599,6 +588,9 @@ class ProxyCall:
         self, attempt: _Attempt, headers: Headers, producer: Any, on_connection: Any
     ) -> Deferred[Any]:
         """The request as a FastCGI exchange (Caddy's fastcgi transport)."""
+        from caddytw.handlers.reverse_proxy.cgienv import build_env, finish_env
+        from caddytw.handlers.reverse_proxy.fastcgi import FastCGIExchange, fastcgi_request
+
         config = self.proxy.config.transport
         assert config.fastcgi is not None
         fields = [(name, value) for name, values in headers.getAllRawHeaders() for value in values]
@@ -645,6 +637,12 @@ class ProxyCall:
     ) -> None:
         """Caddy's ``handle_response`` routes: the response waits on the request for
         ``copy_response``; nobody took it when the routes return, so it is dropped."""
+        from caddytw.handlers.reverse_proxy.handle_response import (
+            CONTEXT_ATTR,
+            PendingResponse,
+            set_response_placeholders,
+        )
+
         request = self.request
         set_response_placeholders(request, response.code, response.headers)
         pending = PendingResponse(
@@ -734,6 +732,12 @@ class ProxyCall:
     # -- Upgrade (WebSocket) ---------------------------------------------------------
 
     def _send_upgrade(self, attempt: _Attempt, headers: Headers) -> Deferred[Any]:
+        from caddytw.handlers.reverse_proxy.websocket import (
+            UpstreamSide,
+            UpstreamSideFactory,
+            request_head,
+        )
+
         if not headers.hasHeader(b"host"):
             headers.setRawHeaders(b"host", [attempt.address.encode()])
         if self.length:
@@ -755,6 +759,12 @@ class ProxyCall:
         return d
 
     def _got_upgrade_head(self, head: Any, attempt: _Attempt, side: UpstreamSide) -> None:
+        from caddytw.handlers.reverse_proxy.websocket import (
+            response_head,
+            response_upgrade_ok,
+            take_over_client,
+        )
+
         self._cancel_header_timer()
         self.pending = None
         request = self.request
@@ -875,14 +885,25 @@ def build(config: ObjectReader, context: BuildContext, next: Handler) -> Reverse
     rewrite_data = config.raw("rewrite")
     rewrite = None
     if rewrite_data is not None:
+        from caddytw.handlers.rewrite.handler import parse_rewrite
+
         rewrite = parse_rewrite(ObjectReader(rewrite_data, config.at("rewrite")))
     parsed = parse_proxy_config(config, random.Random())
     dynamic = None
     if config.has("dynamic_upstreams"):
+        from caddytw.handlers.reverse_proxy.dynamic import parse_source
+
         dynamic = parse_source(config.reader("dynamic_upstreams"), context.reactor)
-    else:
+    elif any(u.lookup_srv for u in parsed.upstreams):
+        from caddytw.handlers.reverse_proxy.dynamic import lookup_srv_source
+
         dynamic = lookup_srv_source(parsed.upstreams, context.reactor)
-    handlers = build_response_handlers(handle_response, config.at("handle_response"), context, next)
+    handlers: tuple[ResponseHandler, ...] = ()
+    if handle_response is not None:
+        from caddytw.handlers.reverse_proxy.handle_response import build_response_handlers
+
+        at = config.at("handle_response")
+        handlers = build_response_handlers(handle_response, at, context, next)
     registry = registry_of(context.shared)
     share_health(context.shared, registry, context.reactor)
     proxy = ReverseProxy(parsed, registry, context.reactor, handlers, rewrite, dynamic)

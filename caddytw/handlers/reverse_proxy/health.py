@@ -18,7 +18,7 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import ResponseDone
+from twisted.web._newclient import ResponseDone
 from twisted.web.http_headers import Headers
 
 from caddytw.admin import metrics

@@ -35,7 +35,10 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
-from twisted.web.client import ResponseDone
+
+# twisted.web.client's ResponseDone, where it is defined: the end of a body, as Agent's
+# responses signal it too, without importing the Agent module (see :mod:`.agent`).
+from twisted.web._newclient import ResponseDone
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH

@@ -5,6 +5,10 @@ tell "no connection was ever made" (always safe to retry) from failures after th
 may have reached the upstream. The pool tells a per-attempt hook when a connection (new
 or reused) is handed out: that is when the request is written, so a response-header
 timer can start there rather than include the dial.
+
+Proxied requests go through :mod:`.lean` (HTTP/1.1) or :mod:`.h2client` (HTTP/2, imported
+by a config that asks for it); twisted.web's ``Agent`` and its pool (:mod:`.agent`) only
+by active health checks.
 """
 
 from __future__ import annotations
@@ -12,9 +16,10 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet import ssl
+from twisted.internet.defer import succeed
 from twisted.internet.endpoints import (
     HostnameEndpoint,
     TCP4ClientEndpoint,
@@ -24,13 +29,16 @@ from twisted.internet.endpoints import (
 )
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IStreamClientEndpoint
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, HTTPConnectionPool
-from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
 from caddytw.handlers.reverse_proxy.config import TLSConfig, TransportConfig
-from caddytw.handlers.reverse_proxy.h2client import H2Client
 from caddytw.handlers.reverse_proxy.lean import LeanClient
+
+if TYPE_CHECKING:
+    from twisted.web.client import Agent
+
+    from caddytw.handlers.reverse_proxy.agent import UpstreamPool
+    from caddytw.handlers.reverse_proxy.h2client import H2Client
 
 
 class DialError(Exception):
@@ -141,51 +149,23 @@ class DialEndpoint:
         return self.inner.connect(factory).addCallbacks(connected, failed)
 
 
-class UpstreamPool(HTTPConnectionPool):
-    """A keep-alive pool that reports each handed-out connection to its attempt."""
-
-    def getConnection(self, key: Any, endpoint: Any) -> Any:
-        d = super().getConnection(key, endpoint)
-        hook = getattr(endpoint, "on_connection", None)
-        if hook is not None:
-
-            def report(protocol: Any) -> Any:
-                hook(protocol)
-                return protocol
-
-            d.addCallback(report)
-        return d
-
-
-@implementer(IAgentEndpointFactory)
-class _AttemptEndpoints:
-    def __init__(self, upstreams: UpstreamConnector, on_connection: Callable[[Any], None]) -> None:
-        self.upstreams = upstreams
-        self.on_connection = on_connection
-
-    def endpointForURI(self, uri: Any) -> DialEndpoint:
-        host = uri.host.decode("idna")
-        if host.startswith("["):
-            host = host[1:-1]
-        return self.upstreams.endpoint(host, uri.port, self.on_connection)
-
-
 class UpstreamConnector:
-    """Everything one handler needs to reach its upstreams: endpoints, pool, agents."""
+    """Everything one handler needs to reach its upstreams: endpoints, clients, agents."""
 
     def __init__(self, config: TransportConfig, reactor: Any) -> None:
         self.config = config
         self.reactor = reactor
-        self.pool = UpstreamPool(reactor, persistent=config.keepalive.enabled)
-        self.pool.maxPersistentPerHost = max(1, config.keepalive.max_idle_conns_per_host)
-        self.pool.cachedConnectionTimeout = config.keepalive.idle_timeout or 120.0  # type: ignore[assignment]
+        #: The keep-alive pool of :meth:`agent`, made on its first call.
+        self.pool: UpstreamPool | None = None
+        self.h2c: H2Client | None = None
         self.scheme = b"https" if config.tls is not None else b"http"
         # Proxied requests go through the lean client, over TCP or TLS alike (its dials
         # are this connector's endpoints), so the response head limit holds for both;
         # Agent remains for active health checks.
         self.lean = LeanClient(self, reactor)
         #: ``versions: ["h2c", ...]`` (or ``["2"]`` over TLS): HTTP/2 streams instead.
-        self.h2c = H2Client(self, reactor) if config.h2c or config.h2 else None
+        if config.h2c or config.h2:
+            self.h2c_client()
 
     def endpoint(
         self,
@@ -207,8 +187,17 @@ class UpstreamConnector:
 
     def agent(self, on_connection: Callable[[Any], None]) -> Agent:
         """An Agent for one attempt (cheap: the pool is shared)."""
+        from twisted.web.client import Agent
+
+        from caddytw.handlers.reverse_proxy.agent import AttemptEndpoints, UpstreamPool
+
+        if self.pool is None:
+            keepalive = self.config.keepalive
+            self.pool = UpstreamPool(self.reactor, persistent=keepalive.enabled)
+            self.pool.maxPersistentPerHost = max(1, keepalive.max_idle_conns_per_host)
+            self.pool.cachedConnectionTimeout = keepalive.idle_timeout or 120.0  # type: ignore[assignment]
         return Agent.usingEndpointFactory(
-            self.reactor, _AttemptEndpoints(self, on_connection), pool=self.pool
+            self.reactor, AttemptEndpoints(self, on_connection), pool=self.pool
         )
 
     def url(self, host: str, port: int, target: bytes) -> bytes:
@@ -218,8 +207,11 @@ class UpstreamConnector:
         return self.scheme + b"://" + authority.encode("idna") + target
 
     def h2c_client(self) -> H2Client:
-        """The HTTP/2 client, made on first use for ``unix+h2c`` upstreams."""
+        """The HTTP/2 client: made at once for a transport that asks for HTTP/2, or on
+        first use for ``unix+h2c`` upstreams."""
         if self.h2c is None:
+            from caddytw.handlers.reverse_proxy.h2client import H2Client
+
             self.h2c = H2Client(self, self.reactor)
         return self.h2c
 
@@ -227,4 +219,6 @@ class UpstreamConnector:
         self.lean.close()
         if self.h2c is not None:
             self.h2c.close()
+        if self.pool is None:
+            return succeed(None)
         return self.pool.closeCachedConnections()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aioquic.h3.connection import H3_ALPN, ErrorCode, H3Connection, MessageError
 from aioquic.h3.connection import H3Stream as AioH3Stream
@@ -23,9 +23,11 @@ from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.server import Site
 
 from caddytw.wire.h3.stream import H3Stream
+
+if TYPE_CHECKING:
+    from caddytw.wire.h3.stream import AnySite
 
 log = Logger()
 
@@ -90,7 +92,7 @@ class H3ServerConnection:
         self,
         quic: QuicConnection,
         *,
-        site: Site,
+        site: AnySite,
         reactor: Any,
         send: Callable[[bytes, NetworkAddress], None],
         routes: ConnectionRoutes,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aioquic.buffer import Buffer
 from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE
@@ -31,11 +31,13 @@ from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
-from twisted.web.server import Site
 
 from caddytw.wire.h3.certs import CONNECTION_ID_LENGTH, QuicConfigurations
 from caddytw.wire.h3.connection import ConnectionRoutes, H3ServerConnection
 from caddytw.wire.h3.sni import HelloCollector, NotAClientHello
+
+if TYPE_CHECKING:
+    from caddytw.wire.h3.stream import AnySite
 
 log = Logger()
 
@@ -49,7 +51,7 @@ class H3ServerProtocol(DatagramProtocol, ConnectionRoutes):
 
     def __init__(
         self,
-        site: Site,
+        site: AnySite,
         configurations: QuicConfigurations,
         *,
         reactor: Any,

@@ -32,6 +32,11 @@ from caddytw.wire.h2 import body_limit
 if TYPE_CHECKING:
     from twisted.web.server import Site
 
+    from caddytw.http.site import CaddySite
+
+    #: What HTTP/3 serves: a server's site, or twisted.web's own ``Site``.
+    AnySite = Site | CaddySite
+
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
 PULL_BURST = 64  # most chunks asked of a pull producer per pump, to stay fair
@@ -49,7 +54,7 @@ class StreamOwner(Protocol):
 
     quic: QuicConnection
     h3: H3Connection | None
-    site: Site
+    site: AnySite
 
     def transmit_soon(self) -> None: ...
     def stream_closed(self, stream: H3Stream) -> None: ...
@@ -134,7 +139,7 @@ class H3Stream:
             request.requestHeaders.setRawHeaders(b"host", [line.host])
         if self._body_follows and length != 0:
             self.body = RequestBody(self, length, body_limit(self.site))
-        request.body = self.body  # type: ignore[attr-defined]
+        request.body = self.body  # type: ignore[union-attr]
         request.parseCookies()
 
     def dispatch(self) -> None:
