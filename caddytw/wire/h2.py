@@ -74,7 +74,7 @@ from caddytw.http.body import DEFAULT_LIMIT, EMPTY, BodyAborted, RequestBody
 from caddytw.http.framebudget import CREDIT_PER_DATA_FRAME, FrameBudget, FrameScanner
 from caddytw.http.pseudo import BadRequest, RequestLine, request_line
 from caddytw.wire import h2frames, hpackcache
-from caddytw.wire.channel import ProtocolName
+from caddytw.wire.channel import ProtocolName, head_then_body
 
 #: Receive window advertised for each stream (SETTINGS_INITIAL_WINDOW_SIZE).
 STREAM_WINDOW = 1 << 20
@@ -729,6 +729,7 @@ class CaddyH2Stream(H2Stream):  # type: ignore[misc]
     :class:`caddytw.wire.channel.Channel`."""
 
     protocol_name: ProtocolName = "h2"
+    write_head = head_then_body
 
     def __init__(
         self,
