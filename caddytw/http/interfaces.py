@@ -40,7 +40,8 @@ class IHandlerFactory(Interface):
         The request's stable API (what plugins may rely on across releases):
         twisted.web's ``IRequest`` in full (which the class declares and implements),
         plus ``clientproto``, ``code``, ``code_message``, ``startedWriting``,
-        ``finished``, ``sentLength``, ``notifyFinish()``, ``registerProducer()`` /
+        ``finished``, ``sentLength``, ``notifyFinish()``, ``when_lost()`` (a callback
+        for an exchange lost before its answer completed), ``registerProducer()`` /
         ``unregisterProducer()``, ``content`` (an empty file: bodies stream), and
         Caddy's own ``body`` (:class:`caddytw.http.body.RequestBody`), ``caddy_vars``,
         ``decoded_path``, ``set_uri()``, ``header_hooks``, ``client_gone`` and

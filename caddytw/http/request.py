@@ -53,6 +53,12 @@ log = Logger()
 
 _PROTO_NAMES = {b"HTTP/2": "HTTP/2.0", b"HTTP/3": "HTTP/3.0"}
 
+#: Bytes searched for in every request as ints (``_CR in value``): a ``bytes`` needle
+#: is first tried as an integer, and that failed try (a TypeError made and dropped)
+#: cost more than the search itself.
+_CR, _LF = b"\r\n"
+_PERCENT = b"%"[0]
+
 #: twisted's own cache of canonical header names (``b"content-type"`` ->
 #: ``b"Content-Type"``), filled by its encoder with valid names only: a name found here
 #: needs neither the check nor the canonicalisation again.
@@ -138,6 +144,7 @@ class CaddyRequest:
         "_encoder",
         "_hooks_ran",
         "_no_body",
+        "_on_lost",
         "args",
         "caddy_error",
         "caddy_handler",
@@ -217,6 +224,7 @@ class CaddyRequest:
         self.requestHeaders = Headers()
         self.responseHeaders = Headers()
         self.notifications: list[Deferred[None]] = []
+        self._on_lost: list[Callable[[Failure], object]] | None = None
         self.received_cookies: dict[bytes, bytes] = {}
         self.cookies: list[bytes] = []
         self._content: Any = None
@@ -438,7 +446,13 @@ class CaddyRequest:
         notifications, self.notifications = self.notifications, []
         for deferred in notifications:
             deferred.errback(reason)
+        on_lost, self._on_lost = self._on_lost, None
         if not self.finished:
+            for callback in on_lost or ():
+                try:
+                    callback(reason)
+                except Exception:  # as an errback's: logged, the others still run
+                    log.failure("when_lost callback failed")
             metrics.request_aborted(self)
 
     def processingFailed(self, reason: Failure) -> Failure:
@@ -479,7 +493,7 @@ class CaddyRequest:
     def setHeader(self, name: AnyStr, value: AnyStr) -> None:
         """Set a response header (replacing it): straight into the header dict for a
         name seen before and a value without line breaks, else twisted's checks."""
-        if value.__class__ is bytes and b"\r" not in value and b"\n" not in value:  # type: ignore[operator]
+        if value.__class__ is bytes and _CR not in value and _LF not in value:  # type: ignore[operator]
             canonical = _CANONICAL.get(name)
             if canonical is not None:
                 self.responseHeaders._rawHeaders[canonical] = [value]  # type: ignore[list-item]
@@ -527,9 +541,8 @@ class CaddyRequest:
             encoder = self._encoder
             if encoder is not None:
                 data = encoder.encode(data)
-            self._send_head()
-            if self._no_body:
-                return
+            self._send_head(data)
+            return
         else:
             if self._no_body:
                 return
@@ -544,18 +557,21 @@ class CaddyRequest:
 
     def _send_body(self, data: bytes) -> None:
         """Body bytes to the channel, framed (the head has gone)."""
-        if not data:
-            return
+        if data:
+            self.channel.write(self._framed(data))
+
+    def _framed(self, data: bytes) -> bytes:
+        """Non-empty body bytes as they go on the wire (a chunk when chunked), counted."""
         self.sentLength += len(data)
         if self.chunked:
-            self.channel.write(b"%x\r\n%b\r\n" % (len(data), data))
-        else:
-            self.channel.write(data)
+            return b"%x\r\n%b\r\n" % (len(data), data)
+        return data
 
-    def _send_head(self) -> None:
-        """The status line and headers to the channel, once: chunked framing for an
-        HTTP/1.1 body without a length, twisted.web's ``lastModified``, ``etag`` and
-        cookies when set."""
+    def _send_head(self, body: bytes = b"") -> None:
+        """The status line and headers to the channel, once, with the first ``body``
+        bytes when there are any (the channel may send both at once: ``write_head``):
+        chunked framing for an HTTP/1.1 body without a length, twisted.web's
+        ``lastModified``, ``etag`` and cookies when set."""
         self.startedWriting = 1
         code = self.code
         raw = self.responseHeaders._rawHeaders
@@ -569,9 +585,17 @@ class CaddyRequest:
         spelled = _STATUS_CODES.get(code)
         if spelled is None:
             spelled = _status_code(code)
-        self.channel.writeHeaders(
-            self.clientproto, spelled, self.code_message, self.responseHeaders
-        )
+        channel = self.channel
+        if not body or self._no_body:
+            channel.writeHeaders(self.clientproto, spelled, self.code_message, self.responseHeaders)
+            return
+        body = self._framed(body)
+        write_head = getattr(channel, "write_head", None)
+        if write_head is not None:
+            write_head(self.clientproto, spelled, self.code_message, self.responseHeaders, body)
+        else:  # twisted's own HTTPChannel (an embedding Site)
+            channel.writeHeaders(self.clientproto, spelled, self.code_message, self.responseHeaders)
+            channel.write(body)
 
     def _twisted_fields(self, raw: dict[bytes, list[bytes]]) -> None:
         """What twisted.web's ``setLastModified``, ``setETag`` and ``addCookie`` asked
@@ -605,8 +629,8 @@ class CaddyRequest:
             rest = encoder.finish()
             if rest:
                 if not self.startedWriting:
-                    self._send_head()
-                if not self._no_body:
+                    self._send_head(rest)
+                elif not self._no_body:
                     self._send_body(rest)
         channel = self.channel
         if not self.startedWriting:
@@ -624,6 +648,7 @@ class CaddyRequest:
             self.unregisterProducer()
         channel.requestDone(self)
         self.channel = None
+        self._on_lost = None  # its callbacks usually hold what holds this request
         content = self._content
         if content is not None:
             with contextlib.suppress(OSError):
@@ -641,6 +666,15 @@ class CaddyRequest:
         deferred: Deferred[None] = Deferred()
         self.notifications.append(deferred)
         return deferred
+
+    def when_lost(self, callback: Callable[[Failure], object]) -> None:
+        """Call ``callback(reason)`` if the exchange is lost before the answer is
+        complete (what ``notifyFinish().addErrback(callback)`` does, without a Deferred
+        per request: the proxy asks this of every request it forwards)."""
+        if self._on_lost is None:
+            self._on_lost = [callback]
+        else:
+            self._on_lost.append(callback)
 
     def registerProducer(self, producer: Any, streaming: bool) -> None:
         """Let the channel pause and resume ``producer`` (one at a time)."""
@@ -808,14 +842,19 @@ _HOST_BYTES = (
 )
 
 
+#: A translation table marking each byte: 1 where :data:`_HOST_BYTES` allows it, 0
+#: where not (a table made once: deleting the allowed bytes instead built one per call).
+_HOST_MARKS = bytes(1 if byte in _HOST_BYTES else 0 for byte in range(256))
+
+
 def valid_host(host: bytes) -> bool:
-    """Whether ``host`` is a Host header value Go's server (so Caddy) accepts (one C
-    call: deleting every allowed byte leaves nothing)."""
-    return not host.translate(None, _HOST_BYTES)
+    """Whether ``host`` is a Host header value Go's server (so Caddy) accepts (two C
+    calls: mark every byte, look for a refused one)."""
+    return 0 not in host.translate(_HOST_MARKS)
 
 
 def decode_path(raw: bytes) -> str:
     """The request path percent-decoded, as Go's ``URL.Path`` (invalid UTF-8 replaced)."""
-    if b"%" not in raw:
+    if _PERCENT not in raw:
         return raw.decode("utf-8", "surrogateescape")
     return unquote_to_bytes(raw).decode("utf-8", "surrogateescape")

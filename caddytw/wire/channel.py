@@ -8,9 +8,10 @@ version, and each is the whole exchange as the request sees it:
 - HTTP/2: :class:`caddytw.wire.h2.CaddyH2Stream`, one stream of a connection;
 - HTTP/3: :class:`caddytw.wire.h3.stream.H3Stream`, one QUIC stream.
 
-Writing the response goes down through ``writeHeaders``, ``write``/``writeSequence``
-and ``requestDone``; a producer (a file, a proxied body) is paused and resumed by the
-channel through ``registerProducer``; ``loseConnection`` ends the exchange early (the
+Writing the response goes down through ``writeHeaders`` (or ``write_head``, the head
+with the first body bytes), ``write``/``writeSequence`` and ``requestDone``; a producer
+(a file, a proxied body) is paused and resumed by the channel through
+``registerProducer``; ``loseConnection`` ends the exchange early (the
 connection for HTTP/1.1, a stream reset for HTTP/2 and HTTP/3). ``protocol_name`` says
 which of the three it is, in the names Caddy's ``protocols`` setting uses.
 
@@ -47,6 +48,13 @@ class Channel(Protocol):
     def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Headers) -> None:
         """Send the response head (held by HTTP/1.1 until the first body bytes)."""
 
+    def write_head(
+        self, version: bytes, code: bytes, reason: bytes, headers: Headers, body: bytes
+    ) -> None:
+        """Send the response head and the first body bytes (already framed, never
+        empty) together: HTTP/1.1 sends them in one write (an answer that comes after
+        the dispatch, such as a proxied one, would otherwise cost a send for each)."""
+
     def write(self, data: bytes) -> None:
         """Send body bytes (framed as the version requires)."""
 
@@ -77,3 +85,12 @@ class Channel(Protocol):
     def _respondToBadRequestAndDisconnect(self) -> None:
         """twisted.web's ``Request`` calls this when it cannot parse what it read (a
         broken form body): answer 400 and end the exchange."""
+
+
+def head_then_body(
+    channel: Channel, version: bytes, code: bytes, reason: bytes, headers: Headers, body: bytes
+) -> None:
+    """``write_head`` for a channel whose head and body leave apart anyway (HTTP/2 and
+    HTTP/3 frame them separately)."""
+    channel.writeHeaders(version, code, reason, headers)
+    channel.write(body)

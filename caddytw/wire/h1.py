@@ -12,7 +12,8 @@ and ``notifyFinish`` works unchanged; its requests are
 
 - parsing is C (llhttp); request headers go straight into the request's ``Headers``;
 - headers written while the request is being dispatched are held and leave in the same
-  ``transport.write`` as the first body bytes;
+  send as the first body bytes, and so does a head written later with its first body
+  bytes (``write_head``: a proxied answer);
 - the idle timer is one ``DelayedCall`` per connection, pushed back, never recreated;
 - the socket is only paused when pipelined requests pile up.
 
@@ -92,6 +93,9 @@ _CLOSE_ANSWERS = {
     505: b"HTTP/1.1 505 HTTP Version Not Supported\r\n"
     b"Connection: close\r\nContent-Length: 0\r\n\r\n",
 }
+#: ``#`` as an int: ``_HASH in uri`` skips the failed integer try a ``bytes`` needle
+#: makes first (see ``caddytw.http.request._CR``).
+_HASH = b"#"[0]
 _canonical = _nameEncoder.encode
 #: twisted's cache behind ``_canonical`` (valid names only), asked first: most names
 #: a server sees are the same few.
@@ -435,7 +439,7 @@ class FastHTTPChannel(Protocol):
         if self._method_override:
             method, self._method_override = self._method_override, b""
         uri = self._url
-        if b"#" in uri:
+        if _HASH in uri:
             # A request target has no fragment; Go keeps a ``#`` in the path and
             # escapes it when forwarding, so Caddy sends ``%23``: an upstream that drops
             # "fragments" must not see a shorter path than the matchers did.
@@ -574,6 +578,22 @@ class FastHTTPChannel(Protocol):
     # -- what twisted.web.http.Request calls -----------------------------------------
 
     def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Any) -> None:
+        head = self._head(version, code, reason, headers)
+        if self._dispatching:
+            self._pending = head
+        else:
+            self._send(head)
+
+    def write_head(
+        self, version: bytes, code: bytes, reason: bytes, headers: Any, body: bytes
+    ) -> None:
+        """The head and the first body bytes in one send (see :meth:`write`), also for
+        an answer written after the dispatch (a proxied one arrives later)."""
+        self._pending = self._head(version, code, reason, headers)
+        self.write(body)
+
+    def _head(self, version: bytes, code: bytes, reason: bytes, headers: Any) -> bytes:
+        """The response head as bytes, with ``Connection`` as keep-alive needs it."""
         parsed = self._active
         raw = headers._rawHeaders
         if parsed is not None:
@@ -603,11 +623,7 @@ class FastHTTPChannel(Protocol):
             for value in values:
                 parts += (name, b": ", value, b"\r\n")
         parts.append(b"\r\n")
-        head = b"".join(parts)
-        if self._dispatching:
-            self._pending = head
-        else:
-            self._send(head)
+        return b"".join(parts)
 
     def write(self, data: bytes) -> None:
         if self._pending:

@@ -78,7 +78,7 @@ from caddytw.http.body import DEFAULT_LIMIT, EMPTY, BodyAborted, RequestBody
 from caddytw.http.framebudget import CREDIT_PER_DATA_FRAME, FrameBudget, FrameScanner
 from caddytw.http.pseudo import BadRequest, RequestLine, request_line
 from caddytw.wire import h2frames, h2receive, hpackcache
-from caddytw.wire.channel import ProtocolName
+from caddytw.wire.channel import ProtocolName, head_then_body
 
 #: Receive window advertised for each stream (SETTINGS_INITIAL_WINDOW_SIZE).
 STREAM_WINDOW = 1 << 20
@@ -417,9 +417,9 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         here, once per distinct header list on the connection: it is a pure function
         of the list and responses repeat. A stream h2 has already forgotten (reset,
         then closed) is not an error."""
-        self._write_head(streamID, code, [(b":status", code), *headers])
+        self._write_fields(streamID, code, [(b":status", code), *headers])
 
-    def _write_head(self, streamID: int, code: bytes, fields: list[Any]) -> None:
+    def _write_fields(self, streamID: int, code: bytes, fields: list[Any]) -> None:
         """:meth:`writeHeaders` for ``fields``, the response's with ``:status`` first."""
         key = tuple(fields)
         normalized = self._normalized.get(key)
@@ -789,6 +789,7 @@ class CaddyH2Stream(H2Stream):  # type: ignore[misc]
     :class:`caddytw.wire.channel.Channel`."""
 
     protocol_name: ProtocolName = "h2"
+    write_head = head_then_body
 
     def __init__(
         self,
@@ -838,7 +839,7 @@ class CaddyH2Stream(H2Stream):  # type: ignore[misc]
         pass over the ``Headers`` instead of a list of its fields and then a copy."""
         fields = [(b":status", code)]
         fields += [(name, value) for name, values in headers.getAllRawHeaders() for value in values]
-        self._conn._write_head(self.streamID, code, fields)
+        self._conn._write_fields(self.streamID, code, fields)
 
     # -- from the connection ---------------------------------------------------------
 

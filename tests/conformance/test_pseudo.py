@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from caddytw.http.pseudo import BadRequest, request_line
-from caddytw.http.request import valid_host
+from caddytw.http.request import _HOST_BYTES, valid_host
 
 GET = {b":method": b"GET", b":scheme": b"https", b":authority": b"example.com"}
 
@@ -52,6 +52,12 @@ def test_any_path_is_refused_or_a_clean_origin_form(path: bytes) -> None:
         return
     assert line.target.startswith(b"/")
     assert b"#" not in line.target and b" " not in line.target
+
+
+@given(st.binary(max_size=40))
+def test_valid_host_is_every_byte_allowed(value: bytes) -> None:
+    """Go's ``ValidHostHeader``: a Host is valid when each of its bytes is allowed."""
+    assert valid_host(value) == all(byte in _HOST_BYTES for byte in value)
 
 
 @given(st.binary(max_size=20))

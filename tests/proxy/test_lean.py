@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.internet.defer import CancelledError, succeed
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
@@ -89,6 +91,20 @@ def test_request_head_is_framed_like_agent():
     assert head == (
         b"POST /x?y HTTP/1.1\r\nContent-Length: 0\r\nHost: 127.0.0.1:8080\r\nX-A: 1\r\n\r\n"
     )
+
+
+@given(st.binary(max_size=30))
+def test_a_target_with_a_control_byte_or_space_is_refused(target: bytes) -> None:
+    """Never a request line an upstream could split: any byte up to space, or DEL,
+    in the target refuses the request (Go's ``validPath``-like check, as before)."""
+    client, _ = setup()
+    refused = any(byte <= 0x20 or byte == 0x7F for byte in target)
+    try:
+        head = client.head(b"GET", target, Headers(), b"up", 0)
+    except ValueError:
+        assert refused
+    else:
+        assert not refused and head.split(b" ")[1].lstrip(b"/") == target.lstrip(b"/")
 
 
 def test_response_head_body_and_connection_reuse():

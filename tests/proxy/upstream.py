@@ -50,7 +50,11 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("X-Upstream", self.name)
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":
+            # A HEAD answer has no body: one sent anyway arrives after the answer on the
+            # kept-alive connection and is read as the start of the next answer (a 502
+            # for whatever request goes next, when it wins the race).
+            self.wfile.write(body)
 
     def _echo(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)

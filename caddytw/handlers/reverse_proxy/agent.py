@@ -8,14 +8,18 @@ whose proxies probe nothing never imports twisted.web.client.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from twisted.web.client import HTTPConnectionPool
 from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
-if TYPE_CHECKING:
-    from caddytw.handlers.reverse_proxy.transport import DialEndpoint, UpstreamConnector
+
+class EndpointSource(Protocol):
+    """What the Agent's endpoints come from (``transport.UpstreamConnector``), named by
+    shape so this module does not import the one that imports it."""
+
+    def endpoint(self, host: str, port: int, on_connection: Callable[[Any], None]) -> Any: ...
 
 
 class UpstreamPool(HTTPConnectionPool):
@@ -39,11 +43,11 @@ class AttemptEndpoints:
     """The Agent's endpoints for one attempt: the connector's, which tell
     ``on_connection`` when the pool hands this attempt a connection."""
 
-    def __init__(self, upstreams: UpstreamConnector, on_connection: Callable[[Any], None]) -> None:
+    def __init__(self, upstreams: EndpointSource, on_connection: Callable[[Any], None]) -> None:
         self.upstreams = upstreams
         self.on_connection = on_connection
 
-    def endpointForURI(self, uri: Any) -> DialEndpoint:
+    def endpointForURI(self, uri: Any) -> Any:
         host = uri.host.decode("idna")
         if host.startswith("["):
             host = host[1:-1]

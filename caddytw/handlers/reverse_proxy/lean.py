@@ -51,7 +51,10 @@ from caddytw.wire.sendnow import plain_socket, send_now
 SURPLUS_GRACE = 1.0
 #: Methods a stale pooled connection may be retried for (Agent's list).
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"DELETE", b"TRACE"})
-_BAD_TARGET = re.compile(rb"[\x00-\x20\x7f]")
+#: Each byte marked 0 where a request target may not have it (controls, space, DEL),
+#: else 1: ``0 in target.translate(_TARGET_MARKS)`` is the check, a few times cheaper
+#: than a regular expression search on every proxied request.
+_TARGET_MARKS = bytes(0 if byte <= 0x20 or byte == 0x7F else 1 for byte in range(256))
 _BAD_METHOD = re.compile(rb"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
 #: Methods already found valid (the first few seen): no regular expression for them.
 _GOOD_METHODS: set[bytes] = set()
@@ -520,7 +523,7 @@ class LeanClient:
                 _GOOD_METHODS.add(method)
         if not target.startswith(b"/"):
             target = b"/" + target
-        if _BAD_TARGET.search(target):
+        if 0 in target.translate(_TARGET_MARKS):
             raise ValueError(f"invalid request target {target!r}")
         parts = [method, b" ", target, b" HTTP/1.1\r\n"]
         if not self.persistent:

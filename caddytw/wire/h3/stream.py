@@ -26,7 +26,7 @@ from twisted.web.http_headers import Headers
 
 from caddytw.http.body import EMPTY, BodyAborted, RequestBody
 from caddytw.http.pseudo import BadRequest, request_line
-from caddytw.wire.channel import ProtocolName
+from caddytw.wire.channel import ProtocolName, head_then_body
 from caddytw.wire.h2 import body_limit
 
 if TYPE_CHECKING:
@@ -223,6 +223,8 @@ class H3Stream:
         self.owner.h3.send_headers(self.stream_id, fields, end_stream=False)
         self._headers_sent = True
         self.owner.transmit_soon()
+
+    write_head = head_then_body
 
     def write(self, data: bytes) -> None:
         if self._done or not data or self.owner.h3 is None:
