@@ -10,8 +10,8 @@ by the server do not depend on what else runs (only on how requests batch into r
 which ``-m10`` keeps similar). The server runs under callgrind (about 50x slower, so
 the load is small); its counters are zeroed after a warm-up and dumped after the
 measured ``h2load`` run, so start-up, TLS handshakes of the warm-up and shutdown are
-left out (the measured run's 10 handshakes are in, a few thousand per request at the
-default count). Needs ``valgrind`` and ``h2load``; not run in CI.
+left out (the measured run's 10 TLS handshakes are in: about 13k per request at the
+default count, 40k at 1000 requests). Needs ``valgrind`` and ``h2load``; not run in CI.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import common
+from h2_floor import h2load  # (pinned to the client CPUs, all requests must succeed)
 
 REPO = common.REPO
 sys.path.insert(0, str(REPO))
@@ -41,18 +42,16 @@ WARM_UP = 300
 START_TIMEOUT = 300
 
 
-def h2load(url: str, requests: int) -> int:
-    """Requests done by one ``h2load -c10 -m10`` run (all must succeed)."""
-    out = subprocess.run(
-        ["h2load", "-n", str(requests), "-c", "10", "-m", "10", url],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    ).stdout
-    done = re.search(r"(\d+) succeeded, (\d+) failed", out)
-    if not done or int(done.group(2)):
-        raise RuntimeError(f"h2load failed on {url}:\n{out}")
-    return int(done.group(1))
+def warm_up(url: str) -> None:
+    """A first ``h2load`` run, not measured; tried again once: a run against a server
+    that had just started under callgrind once failed every connection (seen once in
+    a dozen runs, cause unknown), which is no reason to lose the measurement."""
+    try:
+        h2load(url, WARM_UP)
+    except RuntimeError as failed:
+        print(f"warm-up failed, trying again: {failed}"[:500], file=sys.stderr)
+        time.sleep(5)
+        h2load(url, WARM_UP)
 
 
 def measure(tree: Path, requests: int) -> dict[str, float]:
@@ -90,7 +89,7 @@ def measure(tree: Path, requests: int) -> dict[str, float]:
             ("TLS + h2", f"https://127.0.0.1:{tls}/1k.bin"),
             ("h2c", f"http://127.0.0.1:{plain}/1k.bin"),
         ):
-            h2load(url, WARM_UP)
+            warm_up(url)
             control = ["callgrind_control"]
             subprocess.run([*control, "-z", str(server.pid)], check=True, capture_output=True)
             done = h2load(url, requests)
