@@ -18,6 +18,7 @@ from typing import Any
 
 from caddytw.config.autosave import autosave_path, read
 from caddytw.config.errors import ConfigError, ConfigErrors
+from caddytw.server import reactor as reactor_choice
 
 from .config_commands import load, resolve_config
 from .environ import environ_lines, load_envfiles
@@ -40,6 +41,7 @@ def _resume() -> dict[str, Any] | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    reactor_choice.install()  # first: nothing below may bring in the default reactor
     try:
         load_envfiles(args.envfile)
     except (OSError, ValueError) as error:

@@ -27,6 +27,11 @@ class Options(usage.Options):
 
 
 def makeService(options: Any) -> Any:
+    from caddytw.server import reactor as reactor_choice
+
+    # Before anything imports the default reactor; ``twistd -r NAME`` has already
+    # installed NAME, and keeps it.
+    reactor_choice.install()
     from caddytw.config.errors import ConfigError, ConfigErrors
     from caddytw.server.configfile import load_config_file
 

@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adapter", default=None)
     args = parser.parse_args(argv)
 
+    from caddytw.server import reactor as reactor_choice
+
+    reactor_choice.install()
     from twisted.internet import reactor, stdio
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
