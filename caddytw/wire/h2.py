@@ -38,7 +38,9 @@ Twisted's ``H2Connection`` (twisted.web._http2) is correct but slow for large bo
   frame carrying END_STREAM, instead of three frames built as objects by h2. Anything
   else sent on that stream first frames what is held, so its frames keep their order;
 * a stream whose window is exhausted is blocked in the priority tree instead of
-  spinning the loop until the peer's WINDOW_UPDATE arrives.
+  spinning the loop until the peer's WINDOW_UPDATE arrives;
+* a read goes through :mod:`caddytw.wire.h2receive`, which receives a new request's
+  HEADERS frame without h2's frame objects (h2's state kept, the rest left to h2).
 
 Private twisted names this relies on (all state of ``H2Connection``; twisted is pinned
 ``<27`` in setup.cfg and ``tests/h2/test_private_api.py`` checks each one exists):
@@ -50,7 +52,8 @@ the handlers it calls, ``_requestDataReceived``, ``_requestEnded``, ``_requestAb
 ``_handlePriorityUpdate``, ``_terminate``, ``_tryToWriteControlData``, and
 ``_streamCleanupCallbacks``; ``_send100Continue``, ``_respondToBadRequestAndDisconnect``
 and ``abortRequest`` (wrapped); ``H2Stream._convertHeaders`` (replaced), ``_request``,
-``_send100Continue``. Everything else is public h2/twisted API.
+``_send100Continue``; and ``priority``'s ``PriorityTree._streams`` (the streams in the
+tree). Everything else is public h2/twisted/priority API.
 """
 
 from __future__ import annotations
@@ -69,11 +72,12 @@ from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionLost
 from twisted.python.failure import Failure
 from twisted.web._http2 import _END_STREAM_SENTINEL, H2Connection, H2Stream
+from twisted.web.http_headers import Headers
 
 from caddytw.http.body import DEFAULT_LIMIT, EMPTY, BodyAborted, RequestBody
 from caddytw.http.framebudget import CREDIT_PER_DATA_FRAME, FrameBudget, FrameScanner
 from caddytw.http.pseudo import BadRequest, RequestLine, request_line
-from caddytw.wire import h2frames, hpackcache
+from caddytw.wire import h2frames, h2receive, hpackcache
 from caddytw.wire.channel import ProtocolName, head_then_body
 
 #: Receive window advertised for each stream (SETTINGS_INITIAL_WINDOW_SIZE).
@@ -176,6 +180,8 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         self.conn.config.validate_inbound_headers = False
         # Repeated header blocks (same response fields, same request) coded once.
         hpackcache.install(self.conn)
+        # A new request's HEADERS frame is received without h2's frame objects.
+        self._receiver = h2receive.Receiver(self.conn)
         # Response headers are normalised by ``writeHeaders`` (remembered per list); the
         # other callers of ``send_headers`` (400, 100 Continue, ``_refuse``) pass
         # lower-case, trimmed fields already.
@@ -189,11 +195,29 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         #: (response headers and bodies, WINDOW_UPDATEs, RST_STREAMs) stay in h2's
         #: buffer and go out with one transport write at the end of the read.
         self._batching = False
-        #: Request header lists h2's checks accepted, with their request line or the
-        #: status refusing it (see ``_requestReceived``).
-        self._valid_headers: dict[tuple[Any, ...], tuple[list[Any], RequestLine | None, int]] = {}
+        #: Request header lists h2's checks accepted, with what they give a request
+        #: or the status refusing them (see ``_requestReceived``).
+        self._valid_headers: dict[tuple[Any, ...], tuple[list[Any], RequestHead | None, int]] = {}
         #: Responses held back while a read is handled (see ``writeHeaders``).
         self._held: dict[int, _Held] = {}
+        self._peer: Any = None
+        self._host: Any = None
+
+    def getPeer(self) -> Any:
+        """The client's address, asked of the transport once per connection: every
+        request asks (twisted's ``H2Stream`` passes the question on), and each ask
+        built a new address object from the socket's (the host's: a ``getsockname``)."""
+        peer = self._peer
+        if peer is None:
+            peer = self._peer = super().getPeer()
+        return peer
+
+    def getHost(self) -> Any:
+        """This side's address, asked once per connection (see :meth:`getPeer`)."""
+        host = self._host
+        if host is None:
+            host = self._host = super().getHost()
+        return host
 
     def connectionMade(self) -> None:
         raise_transport_buffer(self.transport)
@@ -223,7 +247,7 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
             self._terminate(Failure(ConnectionLost("HTTP/2 control frame flood")))
             return
         try:
-            events = self.conn.receive_data(data)
+            events = self._receiver.receive_data(data)
         except h2.exceptions.ProtocolError:
             self._terminate(Failure())
             return
@@ -326,21 +350,21 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
             pseudo = {name: value for name, value in valid if name[:1] == b":"}
             hosts = [value for name, value in valid if name == b"host"]
             try:
-                known = (valid, request_line(pseudo, hosts), 0)
+                known = (valid, RequestHead(valid, request_line(pseudo, hosts)), 0)
             except BadRequest as bad:
                 known = (valid, None, bad.status)
             if len(self._valid_headers) >= HEADER_LISTS:
                 self._valid_headers.clear()
             self._valid_headers[key] = known
-        headers, line, refusal = known
-        if line is None:
+        headers, head, refusal = known
+        if head is None:
             self._refuse(stream_id, refusal, body_follows=event.stream_ended is None)
             return
         stream = CaddyH2Stream(
             stream_id,
             self,
             headers,
-            line,
+            head,
             self.requestFactory,
             self.site,
             self.factory,
@@ -393,7 +417,10 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         here, once per distinct header list on the connection: it is a pure function
         of the list and responses repeat. A stream h2 has already forgotten (reset,
         then closed) is not an error."""
-        fields = [(b":status", code), *headers]
+        self._write_fields(streamID, code, [(b":status", code), *headers])
+
+    def _write_fields(self, streamID: int, code: bytes, fields: list[Any]) -> None:
+        """:meth:`writeHeaders` for ``fields``, the response's with ``:status`` first."""
         key = tuple(fields)
         normalized = self._normalized.get(key)
         if normalized is None:
@@ -427,7 +454,10 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
 
     def remainingOutboundWindow(self, streamID: int) -> int:
         """Room for more response bytes: the peer's window, capped by our buffer."""
-        window = self.conn.local_flow_control_window(streamID)
+        return self._room(streamID, self.conn.local_flow_control_window(streamID))
+
+    def _room(self, streamID: int, window: int) -> int:
+        """:meth:`remainingOutboundWindow` for a peer's ``window`` already asked of h2."""
         held = self._held.get(streamID)
         pending = self._queued.get(streamID, 0) + (held.size if held is not None else 0)
         return min(window, self.stream_buffer) - pending
@@ -439,31 +469,27 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
             if not size:
                 return
             total = held.size + size
-            if (
-                total <= self.conn.max_outbound_frame_size
-                and self._consumerBlocked is None
-                and self.conn.local_flow_control_window(streamID) >= total
-            ):
-                # Still one DATA frame: held with the headers.
-                held.body.append(data)
-                held.size = total
-                if self.remainingOutboundWindow(streamID) <= 0:
+            if total <= self.conn.max_outbound_frame_size and self._consumerBlocked is None:
+                window = self.conn.local_flow_control_window(streamID)
+                if window >= total:
+                    # Still one DATA frame: held with the headers.
+                    held.body.append(data)
+                    held.size = total
+                    if self._room(streamID, window) <= 0:
+                        self.streams[streamID].flowControlBlocked()
+                    return
+            self._release(streamID)
+        if 0 < size <= self.conn.max_outbound_frame_size and self._direct(streamID):
+            window = self.conn.local_flow_control_window(streamID)
+            if window >= size:
+                # A chunk that fits one frame, nothing queued ahead of it: framed now,
+                # without a trip through the priority tree and the sending loop.
+                self.conn.send_data(streamID, data)
+                self.frame_budget.credit(CREDIT_PER_DATA_FRAME)
+                self._write()
+                if self._room(streamID, window - size) <= 0:
                     self.streams[streamID].flowControlBlocked()
                 return
-            self._release(streamID)
-        if (
-            0 < size <= self.conn.max_outbound_frame_size
-            and self._direct(streamID)
-            and self.conn.local_flow_control_window(streamID) >= size
-        ):
-            # A chunk that fits one frame, nothing queued ahead of it: framed now,
-            # without a trip through the priority tree and the sending loop.
-            self.conn.send_data(streamID, data)
-            self.frame_budget.credit(CREDIT_PER_DATA_FRAME)
-            self._write()
-            if self.remainingOutboundWindow(streamID) <= 0:
-                self.streams[streamID].flowControlBlocked()
-            return
         self._queued[streamID] = self._queued.get(streamID, 0) + len(data)
         self._prioritise(streamID)
         super().writeDataToStream(streamID, data)
@@ -528,10 +554,11 @@ class CaddyH2Connection(H2Connection):  # type: ignore[misc]
         self._queued.pop(streamID, None)
         self._held.pop(streamID, None)
         del self._outboundStreamQueues[streamID]
-        try:  # noqa: SIM105 (a context manager per request costs more than this)
-            self.priority.remove_stream(streamID)
-        except priority.MissingStreamError:
-            pass  # never queued anything: never entered the tree
+        tree = self.priority
+        # Most streams never enter the tree (see ``_prioritise``): asked first, as the
+        # library's refusal (a formatted exception) cost more than the rest of this.
+        if streamID in tree._streams:
+            tree.remove_stream(streamID)
         del self.streams[streamID]
         cleanup = self._streamCleanupCallbacks.pop(streamID, None)
         if cleanup is not None:
@@ -720,6 +747,39 @@ class _Promised:
         self.stream_ended = True
 
 
+class RequestHead:
+    """What a valid request header list gives each request that sends it, worked out
+    once per list on a connection (clients repeat their lists): the checked request
+    line, the regular fields as twisted's ``Headers`` holds them (canonical names, in
+    order, Host from the checked authority last), the declared body length and whether
+    the client waits for 100 Continue. Each request gets its own copy of the fields
+    (:meth:`raw_headers`); building them with ``addRawHeader`` per field per request was
+    most of the cost of starting a stream."""
+
+    __slots__ = ("expects_continue", "fields", "length", "line")
+
+    def __init__(self, headers: list[tuple[bytes, bytes]], line: RequestLine) -> None:
+        self.line = line
+        fields = Headers()
+        length = None
+        for name, value in headers:
+            if name[:1] == b":" or name == b"host":
+                continue
+            fields.addRawHeader(name, value)
+            if name == b"content-length":
+                length = int(value)
+        if line.host is not None:
+            fields.setRawHeaders(b"host", [line.host])
+        self.length = length
+        expect = fields.getRawHeaders(b"expect")
+        self.expects_continue = bool(expect and expect[0].lower() == b"100-continue")
+        self.fields = [(name, tuple(values)) for name, values in fields.getAllRawHeaders()]
+
+    def raw_headers(self) -> dict[bytes, list[bytes]]:
+        """A fresh ``Headers._rawHeaders`` for one request (handlers change theirs)."""
+        return {name: list(values) for name, values in self.fields}
+
+
 class CaddyH2Stream(H2Stream):  # type: ignore[misc]
     """twisted's ``H2Stream`` fed a checked request line (``caddytw.http.pseudo``) and
     dispatched at its headers; its body streams through ``request.body``
@@ -736,14 +796,14 @@ class CaddyH2Stream(H2Stream):  # type: ignore[misc]
         streamID: int,
         connection: CaddyH2Connection,
         headers: list[tuple[bytes, bytes]],
-        line: RequestLine,
+        head: RequestHead,
         requestFactory: Any,
         site: Any,
         factory: Any,
         *,
         body_follows: bool,
     ) -> None:
-        self._line = line
+        self._head = head
         self._body_follows = body_follows
         self.body: RequestBody = EMPTY
         self._wants_continue = False
@@ -756,31 +816,30 @@ class CaddyH2Stream(H2Stream):  # type: ignore[misc]
         super().__init__(streamID, connection, headers, requestFactory, site, factory)
 
     def _convertHeaders(self, headers: list[tuple[bytes, bytes]]) -> None:
-        """Regular fields into the request, Host from the checked authority, the body."""
-        line = self._line
+        """The request line, the regular fields (Host from the checked authority) and
+        the body, from the header list's :class:`RequestHead`."""
+        head = self._head
+        line = head.line
         self.command = line.method
         self.path = line.target
         request = self._request
-        fields = request.requestHeaders
-        length = None
-        for name, value in headers:
-            if name[:1] == b":" or name == b"host":
-                continue
-            fields.addRawHeader(name, value)
-            if name == b"content-length":
-                length = int(value)
-        if line.host is not None:
-            fields.setRawHeaders(b"host", [line.host])
+        request.requestHeaders._rawHeaders = head.raw_headers()
         request.content = BytesIO()  # twisted.web's form parsing reads it; stays empty
-        if self._body_follows and length != 0:
-            self.body = RequestBody(self, length, body_limit(self.site))
-            expect = fields.getRawHeaders(b"expect")
-            self._wants_continue = bool(expect and expect[0].lower() == b"100-continue")
+        if self._body_follows and head.length != 0:
+            self.body = RequestBody(self, head.length, body_limit(self.site))
+            self._wants_continue = head.expects_continue
         request.body = self.body
         request.parseCookies()
 
     def dispatch(self) -> None:
         self._request.requestReceived(self.command, self.path, b"HTTP/2")
+
+    def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Any) -> None:
+        """twisted's, building the connection's field list (``:status`` first) in one
+        pass over the ``Headers`` instead of a list of its fields and then a copy."""
+        fields = [(b":status", code)]
+        fields += [(name, value) for name, values in headers.getAllRawHeaders() for value in values]
+        self._conn._write_fields(self.streamID, code, fields)
 
     # -- from the connection ---------------------------------------------------------
 

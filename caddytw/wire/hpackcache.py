@@ -32,12 +32,12 @@ _INDEXABLE = (tuple, HeaderTuple)
 State = tuple[object, int, int]
 
 
-def _table_state(table: Any) -> tuple[object, int, int]:
+def _table_state(table: Any) -> State:
     entries = table.dynamic_entries
     return (entries[0] if entries else None, len(entries), table.maxsize)
 
 
-def _same(state: tuple[object, int, int], other: tuple[object, int, int]) -> bool:
+def _same(state: State, other: State) -> bool:
     return state[0] is other[0] and state[1] == other[1] and state[2] == other[2]
 
 
@@ -47,10 +47,25 @@ class CachingEncoder(Encoder):  # type: ignore[misc]
 
     def __init__(self) -> None:
         super().__init__()
-        self._blocks: dict[tuple[Any, ...], tuple[bytes, tuple[object, int, int]]] = {}
+        self._blocks: dict[tuple[Any, ...], tuple[bytes, State, tuple[type, ...]]] = {}
 
     def encode(self, headers: Any, huffman: bool = True) -> bytes:
         table = self.header_table
+        if type(headers) is list and huffman and not table.resized:
+            # A repeat is answered before any field is checked: the fields were checked
+            # when the block was remembered, and an equal list is the same fields (bytes
+            # equal to bytes, or a buffer with the same bytes, which hpack codes alike),
+            # the same tuple classes (never-indexed is a class) and the same table.
+            try:
+                cached = self._blocks.get(tuple(headers))
+            except TypeError:  # unhashable fields: hpack's own path judges them
+                cached = None
+            if (
+                cached is not None
+                and cached[2] == tuple(map(type, headers))
+                and _same(cached[1], _table_state(table))
+            ):
+                return cached[0]
         if isinstance(headers, dict) or not huffman or table.resized:
             return bytes(super().encode(headers, huffman))
         items = list(headers)
@@ -71,7 +86,7 @@ class CachingEncoder(Encoder):  # type: ignore[misc]
         if _same(_table_state(table), before):
             if len(self._blocks) >= MAX_BLOCKS:
                 self._blocks.clear()
-            self._blocks[key] = (block, before)
+            self._blocks[key] = (block, before, tuple(map(type, items)))
         return block
 
 

@@ -18,6 +18,7 @@ from twisted.web import http
 from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
+from caddytw.http.body import collect
 from caddytw.wire import h2 as ours
 
 
@@ -224,6 +225,92 @@ def test_repeated_header_lists_are_judged_alike() -> None:
     # A request line refused (absolute-form :path) is refused again from the memory.
     assert statuses[9] == statuses[11] == b"400"
     assert len(pair.server._valid_headers) == 2
+
+
+class Recording(http.Request):
+    """Records the fields it was given, then changes them (as a ``headers`` handler
+    does) before answering."""
+
+    seen: list[Any] = []
+
+    def process(self) -> None:
+        fields = [(name, list(values)) for name, values in self.requestHeaders.getAllRawHeaders()]
+        Recording.seen.append((fields, dict(self.received_cookies)))
+        self.requestHeaders.addRawHeader(b"x-added", b"1")
+        self.requestHeaders.getRawHeaders(b"cookie").append(b"c=3")
+        self.write(b"ok")
+        self.finish()
+
+
+def test_each_request_gets_its_own_fields() -> None:
+    """A header list repeated on a connection gives every request the same fields (in
+    twisted's canonical case, in order, Host from :authority last) as fields of its own:
+    one request changing its fields leaves the next request's alone."""
+    pair = Pair()
+    pair.server.requestFactory = lambda channel, queued=None: Recording(channel)
+    Recording.seen = []
+    headers = [
+        (":method", "GET"),
+        (":path", "/"),
+        (":scheme", "http"),
+        (":authority", "example.com"),
+        ("cookie", "a=1"),
+        ("user-agent", "ua"),
+        ("cookie", "b=2"),
+    ]
+    for stream_id in (1, 3, 5):
+        pair.client.send_headers(stream_id, headers, end_stream=True)
+        pair.exchange()
+    expected = (
+        # (h2 joins the cookie fields into one, last)
+        [(b"User-Agent", [b"ua"]), (b"Cookie", [b"a=1; b=2"]), (b"Host", [b"example.com"])],
+        {b"a": b"1", b"b": b"2"},
+    )
+    assert Recording.seen == [expected] * 3
+
+
+class Collecting(http.Request):
+    """Reads the whole body (``request.body``), then answers its length and bytes."""
+
+    def process(self) -> None:
+        def answer(data: bytes) -> None:
+            self.write(b"%d:%b" % (len(data), data))
+            self.finish()
+
+        collect(self.body).addCallback(answer)
+
+
+def test_a_repeated_upload_head_asks_for_100_continue_and_reads_the_body() -> None:
+    """``expect: 100-continue`` and ``content-length`` of a repeated header list (the
+    head worked out once per list) still give each stream its 100 Continue, when the
+    handler asks for the body, and a body of the declared length."""
+    pair = Pair()
+    pair.server.requestFactory = lambda channel, queued=None: Collecting(channel)
+    headers = [
+        (":method", "POST"),
+        (":path", "/up"),
+        (":scheme", "http"),
+        (":authority", "x"),
+        ("content-length", "5"),
+        ("expect", "100-continue"),
+    ]
+    for stream_id in (1, 3):
+        pair.client.send_headers(stream_id, headers)
+        pair.exchange()
+        informational = [
+            e
+            for e in pair.events
+            if isinstance(e, h2.events.InformationalResponseReceived) and e.stream_id == stream_id
+        ]
+        assert [dict(e.headers)[b":status"] for e in informational] == [b"100"]
+        pair.client.send_data(stream_id, b"hello", end_stream=True)
+        pair.exchange()
+        body = b"".join(
+            e.data
+            for e in pair.events
+            if isinstance(e, h2.events.DataReceived) and e.stream_id == stream_id
+        )
+        assert body == b"5:hello"
 
 
 class Untidy(http.Request):

@@ -88,6 +88,47 @@ def test_private_h2_names_exist() -> None:
         assert table[key] == (None, ConnectionState.SERVER_OPEN)
 
 
+def test_private_priority_names_exist() -> None:
+    """``CaddyH2Connection._requestDone`` asks the priority tree's stream map first."""
+    import priority
+
+    tree = priority.PriorityTree()
+    tree.insert_stream(1)
+    tree.insert_stream(5, depends_on=3)  # (3 enters the tree as 5's parent)
+    assert set(tree._streams) == {0, 1, 3, 5}
+    tree.remove_stream(1)
+    assert 1 not in tree._streams
+
+
+def test_private_h2_names_for_receiving_exist() -> None:
+    """What ``caddytw.wire.h2receive`` uses of h2 beyond its documented API."""
+    import h2.config
+    import h2.connection
+    from h2.connection import AllowedStreamIDs, ConnectionInputs, ConnectionState
+    from h2.stream import StreamInputs
+
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    conn.initiate_connection()
+    buffer = conn.incoming_buffer
+    assert isinstance(buffer._data, bytearray)
+    assert buffer._headers_buffer == []
+    assert buffer._preamble_len == 24
+    for method in ("_begin_new_stream", "_terminate_connection"):
+        assert callable(getattr(conn, method)), method
+    assert callable(h2.connection._decode_headers)
+    assert AllowedStreamIDs.ODD == 1
+    stream = conn._begin_new_stream(1, AllowedStreamIDs.ODD)
+    assert callable(stream.state_machine.process_input)
+    assert callable(stream.receive_headers)
+    assert stream._expected_content_length is None
+    for name in ("RECV_HEADERS", "RECV_END_STREAM"):
+        assert hasattr(StreamInputs, name)
+    # h2receive skips the connection machine where its input changes nothing.
+    table = h2.connection.H2ConnectionStateMachine._transitions
+    key = (ConnectionState.SERVER_OPEN, ConnectionInputs.RECV_HEADERS)
+    assert table[key] == (None, ConnectionState.SERVER_OPEN)
+
+
 def test_received_frames_are_formatted_only_when_logged() -> None:
     """h2.connection's one ``repr`` call (the received-frame trace log) is deferred, and
     gives the frame's own repr when a configured logger formats it."""
