@@ -66,12 +66,14 @@ FAULTY = textwrap.dedent(
 
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
 
-    class Faulty(FileDescriptor):
+    class Reader(FileDescriptor):
         def __init__(self, sock):
             super().__init__(reactor)
             self.sock = sock
         def fileno(self):
             return self.sock.fileno()
+
+    class Faulty(Reader):
         def doRead(self):
             self.sock.recv(100)
             raise RuntimeError("boom in a handler")
@@ -80,12 +82,7 @@ FAULTY = textwrap.dedent(
             # reactor's own handling, as a buggy protocol's connectionLost would.
             raise RuntimeError("boom while disconnecting")
 
-    class Echo(FileDescriptor):
-        def __init__(self, sock):
-            super().__init__(reactor)
-            self.sock = sock
-        def fileno(self):
-            return self.sock.fileno()
+    class Echo(Reader):
         def doRead(self):
             print("still serving:", self.sock.recv(100).decode(), flush=True)
             reactor.stop()
