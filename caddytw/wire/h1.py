@@ -37,7 +37,9 @@ after the request in ``_dataBuffer`` for whoever takes the connection over.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -81,8 +83,8 @@ PIPELINE_DEPTH = 8
 #: Within it the sender calls again after a short send instead of waiting for the
 #: socket's write wake-up (which comes only once much of the buffer is free): on a
 #: fast peer the buffer never runs dry (nginx's ``sendfile_max_chunk`` loop does the
-#: same).
-SENDFILE_TURN_BUDGET = 4 << 20
+#: same, with the same 2 MiB: 4 and 16 MiB measured no better on a 100 MiB download).
+SENDFILE_TURN_BUDGET = 2 << 20
 
 _VERSIONS = {"1.1": b"HTTP/1.1", "1.0": b"HTTP/1.0"}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -768,12 +770,14 @@ class FastHTTPChannel(Protocol):
         Deferred fires with the bytes sent, or fails if the file shrank or the
         connection broke. Only valid when :meth:`can_sendfile` says so.
         """
+        _set_cork(self.transport, True)
         if self._pending:
-            # Straight to the socket, so the first send below happens in this same
-            # reactor turn instead of after a write wake-up.
+            # Straight to the (corked) socket: it leaves with the file's first bytes,
+            # and the first send below happens in this same reactor turn.
             self._send(self._pending)
             self._pending = b""
         sender = _FileSender(self.transport, fd, offset, count)
+        sender.done.addBoth(_uncork_then, self.transport)
         self.transport.registerProducer(sender, False)  # a pull producer: sends now
         return sender.done
 
@@ -867,6 +871,24 @@ def _declared_length(headers: dict[bytes, list[bytes]]) -> int | None:
         return int(length[0])
     except ValueError:
         return None
+
+
+def _set_cork(transport: Any, on: bool) -> None:
+    """Hold (or release) partial TCP segments while a file is sent, as nginx's
+    ``tcp_nopush``: the response head shares a segment with the file's first bytes, and
+    every segment is full. Releasing pushes the tail at once. A socket already closed,
+    or a system without ``TCP_CORK``, just sends as it would have."""
+    cork = getattr(socket, "TCP_CORK", None)
+    if cork is None:
+        return
+    with contextlib.suppress(OSError):
+        transport.socket.setsockopt(socket.IPPROTO_TCP, cork, 1 if on else 0)
+
+
+def _uncork_then(result: Any, transport: Any) -> Any:
+    """Release the cork as soon as the file is out (before the next response)."""
+    _set_cork(transport, False)
+    return result
 
 
 @implementer(IPullProducer)

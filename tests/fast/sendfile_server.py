@@ -4,6 +4,7 @@ every path, with ``os.sendfile`` when the connection allows it. Prints its port.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from typing import Any
 
@@ -21,6 +22,10 @@ class FileResource(LeafResource):
         self.path = path
 
     def render(self, request: CaddyRequest) -> Any:
+        if request.path == b"/cork":
+            # Whether this connection's socket still holds back partial segments.
+            held = request.channel.transport.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_CORK)
+            return b"%d" % held
         fd = os.open(self.path, os.O_RDONLY)
         size = os.fstat(fd).st_size
         request.setHeader(b"content-length", b"%d" % size)

@@ -44,6 +44,10 @@ def test_sendfile_serves_a_file_and_keeps_the_connection(tmp_path: Path, size: i
         head = connection.getresponse()
         assert head.read() == b""
         assert head.getheader("content-length") == str(len(data))
+        # The socket was corked for the file (full segments) and is released after it:
+        # a later small answer on the connection is not held back.
+        connection.request("GET", "/cork")
+        assert connection.getresponse().read() == b"0"
         connection.close()
     finally:
         process.terminate()
