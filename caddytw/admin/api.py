@@ -123,7 +123,12 @@ class AdminAPI:
             self._require(method, "GET")
             text, content_type = metrics.render()
             return AdminResponse(200, text, {"Content-Type": content_type})
-        return AdminResponse(404, b"404 page not found\n", {"Content-Type": "text/plain"})
+        # Go's ``http.NotFound``, as Caddy's admin mux answers an unknown path.
+        return AdminResponse(
+            404,
+            b"404 page not found\n",
+            {"Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff"},
+        )
 
     @staticmethod
     def _require(method: str, allowed: str) -> None:

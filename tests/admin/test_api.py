@@ -181,4 +181,8 @@ def test_stop_upstreams_metrics_and_404(api):
     assert rows == [{"address": "127.0.0.1:9001", "num_requests": 0, "fails": 1}]
     metrics = call(api, "GET", "/metrics")
     assert metrics.status == 200 and b"caddy_http_requests_total" in metrics.body
-    assert call(api, "GET", "/nothing").status == 404
+    missing = call(api, "GET", "/nothing")
+    assert missing.status == 404 and missing.body == b"404 page not found\n"
+    # Go's http.NotFound, as Caddy answers (checked against Caddy 2.6).
+    assert missing.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert missing.headers["X-Content-Type-Options"] == "nosniff"
