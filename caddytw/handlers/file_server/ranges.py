@@ -123,10 +123,12 @@ def multipart_layout(
     ranges: list[ByteRange], size: int, content_type: str | None, boundary: str
 ) -> MultipartLayout:
     """Frame ``ranges`` the way Go's ``mime/multipart`` writer does (CRLF before every
-    delimiter but the first, headers in sorted order); parts get the file's type when it
-    has one."""
+    delimiter but the first, headers in sorted order). Every part names the file's type,
+    and an empty ``Content-Type:`` line when it has none: Caddy sets the response's
+    type to nil for an unknown extension (so Go does not sniff), and ``ServeContent``
+    still writes the field in each part."""
     delimiter = b"--" + boundary.encode("ascii")
-    type_line = b"" if not content_type else b"Content-Type: " + content_type.encode() + b"\r\n"
+    type_line = b"Content-Type: " + (content_type or "").encode() + b"\r\n"
     parts = []
     total = 0
     for index, byte_range in enumerate(ranges):
