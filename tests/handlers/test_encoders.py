@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from caddytw.config.errors import ConfigError
 from caddytw.handlers.encode.encoders import Gzip, Zstd, accepted_encodings
-from caddytw.handlers.encode.sniff import detect_content_type
+from caddytw.http.sniff import detect_content_type
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import Clock, Cooperator
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
+from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
 from caddytw.handlers.reverse_proxy.streaming import (
@@ -34,6 +35,8 @@ class ClientRequest:
         self.written: list[bytes] = []
         self.producer = None
         self.client_gone = False
+        self.startedWriting = False
+        self.responseHeaders = Headers({b"Content-Type": [b"text/plain"]})
 
     def registerProducer(self, producer, streaming):
         self.producer = producer
@@ -42,6 +45,7 @@ class ClientRequest:
         self.producer = None
 
     def write(self, data: bytes) -> None:
+        self.startedWriting = True
         self.written.append(data)
 
 

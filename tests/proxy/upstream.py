@@ -6,6 +6,7 @@ MODE ``http`` (default) answers:
   ``/sse``           three ``text/event-stream`` events 0.3 s apart, then a pause
   ``/slow?s=X``      waits X seconds, then answers
   ``/status?code=N`` answers N
+  ``/untyped?kind=K`` a body without a Content-Type (see ``_untyped``)
   ``/huge-head``     a response head that never ends
   WebSocket upgrade  101 with the right Sec-WebSocket-Accept, then echoes raw bytes
                      (a lone ``bye`` makes it close)
@@ -56,6 +57,32 @@ class Handler(BaseHTTPRequestHandler):
             # for whatever request goes next, when it wins the race).
             self.wfile.write(body)
 
+    def _untyped(self, kind: str) -> None:
+        """``kind``: ``text``, ``html``, ``binary`` (with a length), ``chunked`` (text in
+        chunks, no length), ``gzip`` (``Content-Encoding: gzip``), ``empty``."""
+        bodies = {
+            "text": b"plain words",
+            "html": b"  <!DOCTYPE html><p>hi",
+            "binary": b"\x00\x01\x02binary",
+            "gzip": b"\x1f\x8b\x08\x00compressed",
+            "empty": b"",
+        }
+        self.send_response(200)
+        if kind == "gzip":
+            self.send_header("Content-Encoding", "gzip")
+        if kind == "chunked":
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for part in (b"<html><body>", b"streamed</body></html>"):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        body = bodies[kind]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
     def _echo(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         remaining, digest = length, hashlib.sha256()
@@ -98,6 +125,8 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.write(block[: min(size, len(block))])
                 size -= len(block)
             return None
+        if url.path == "/untyped":  # a body and no Content-Type (Go's server sniffs one)
+            return self._untyped(query["kind"][0])
         if url.path == "/huge-head":  # a head that never ends, until the peer gives up
             line = b"X-Filler: " + b"f" * 1000 + b"\r\n"
             try:

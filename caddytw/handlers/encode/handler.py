@@ -24,7 +24,6 @@ from twisted.web.http_headers import Headers
 from caddytw.config.errors import ConfigError
 from caddytw.config.reader import ObjectReader, join_path
 from caddytw.handlers.encode.encoders import ENCODINGS, StreamEncoder, accepted_encodings
-from caddytw.handlers.encode.sniff import detect_content_type
 from caddytw.http.build import BuildContext, Handler
 from caddytw.http.dispatch import Answer
 from caddytw.http.hooks import before_headers
@@ -32,6 +31,7 @@ from caddytw.http.interfaces import IEncoderFactory, find_plugins
 from caddytw.http.request import CaddyRequest
 from caddytw.http.respmatch import ResponseMatcher
 from caddytw.http.routing import LeafResource
+from caddytw.http.sniff import detect_content_type
 
 DEFAULT_MINIMUM_LENGTH = 512
 DEFAULT_PREFER = ("zstd", "br", "gzip")

@@ -69,6 +69,7 @@ from caddytw.http.matchers import client_ip
 from caddytw.http.placeholders import Template
 from caddytw.http.request import NOT_DONE_YET, CaddyRequest
 from caddytw.http.routing import LeafResource
+from caddytw.http.sniff import name_untyped_body
 
 if TYPE_CHECKING:
     from caddytw.handlers.reverse_proxy.dynamic import Source
@@ -670,6 +671,7 @@ class ProxyCall:
             and code >= 200
         ):
             request.setHeader(b"content-length", b"%d" % response.length)
+        flush_interval = self._flush_interval(response)
         body = response.complete_body()
         if body is not None:
             # The whole answer came with the head (a small one usually does): one
@@ -677,6 +679,8 @@ class ProxyCall:
             attempt.release()
             if not request.client_gone:
                 if body:
+                    if flush_interval >= 0:  # see ResponseRelay: Caddy names it then
+                        name_untyped_body(request, body)
                     request.write(body)
                 request.finish()
             return
@@ -684,7 +688,7 @@ class ProxyCall:
             request,
             self.reactor,
             attempt.body_ended,
-            flush_interval=self._flush_interval(response),
+            flush_interval=flush_interval,
             read_timeout=self.proxy.config.transport.read_timeout,
         )
         self.relay = relay

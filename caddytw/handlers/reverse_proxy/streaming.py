@@ -29,6 +29,7 @@ from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
 
 from caddytw.http.body import BodyAborted, RequestBody
+from caddytw.http.sniff import name_untyped_body
 
 CHUNK = 64 * 1024
 #: Largest amount a positive ``flush_interval`` collects before writing anyway.
@@ -261,6 +262,11 @@ class ResponseRelay(Protocol):
         if self.request.client_gone:
             return
         if self.flush_interval <= 0:
+            if self.flush_interval == 0:
+                # An untyped body gets Go's guess from its first bytes, as Caddy's does;
+                # with a negative interval Caddy flushes the head before any body
+                # (streams, unknown lengths), so there is nothing to guess from.
+                name_untyped_body(self.request, data)
             self.request.write(data)
             return
         self._pending.append(data)
@@ -275,7 +281,9 @@ class ResponseRelay(Protocol):
             self._flush_call.cancel()
         self._flush_call = None
         if self._pending and not self.request.client_gone:
-            self.request.write(b"".join(self._pending))
+            data = b"".join(self._pending)
+            name_untyped_body(self.request, data)
+            self.request.write(data)
         self._pending = []
         self._pending_size = 0
 

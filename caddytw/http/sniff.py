@@ -1,13 +1,17 @@
-"""Go's ``http.DetectContentType``, which Caddy's ``encode`` uses on an untyped response.
+"""Go's ``http.DetectContentType``: what Go's server names an untyped response.
 
-Whether an answer without a Content-Type gets compressed depends on what Go guesses
-from its first bytes, so the guess (and the header Caddy then sends) must match. The
+Go's ``ResponseWriter`` gives a body written without a Content-Type (and without a
+Content-Encoding) the type it guesses from the first bytes, so Caddy's answers carry
+one: a proxied upstream's untyped answer (``reverse_proxy``), and what ``encode``
+decides to compress, depend on that guess, so it must match. The
 signatures are the WHATWG sniffing table as Go implements it; a few rare media
 signatures (MP4 brands, audio containers) are left out and fall back to Go's final
 text-or-binary test.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 SNIFF_LENGTH = 512
 _WHITESPACE = b"\t\n\x0c\r "
@@ -98,3 +102,16 @@ def detect_content_type(data: bytes) -> str:
     if any(byte in _BINARY for byte in stripped):
         return "application/octet-stream"
     return "text/plain; charset=utf-8"
+
+
+def name_untyped_body(request: Any, data: bytes) -> None:
+    """Before a response's first body bytes leave: give an untyped body Go's guess, as
+    Go's ``ResponseWriter`` does for every Caddy handler that sets no type (a proxied
+    upstream's answer without one included). Nothing to do once the head is out, for an
+    empty write, or when a Content-Type or Content-Encoding is already set."""
+    if not data or request.startedWriting:
+        return
+    raw = request.responseHeaders._rawHeaders
+    if b"Content-Type" in raw or b"Content-Encoding" in raw:
+        return
+    raw[b"Content-Type"] = [detect_content_type(data).encode("ascii")]
