@@ -873,16 +873,19 @@ def _declared_length(headers: dict[bytes, list[bytes]]) -> int | None:
         return None
 
 
+#: ``TCP_CORK`` where the system has it (Linux), else None: files then go uncorked.
+_TCP_CORK: int | None = getattr(socket, "TCP_CORK", None)
+
+
 def _set_cork(transport: Any, on: bool) -> None:
     """Hold (or release) partial TCP segments while a file is sent, as nginx's
     ``tcp_nopush``: the response head shares a segment with the file's first bytes, and
     every segment is full. Releasing pushes the tail at once. A socket already closed,
     or a system without ``TCP_CORK``, just sends as it would have."""
-    cork = getattr(socket, "TCP_CORK", None)
-    if cork is None:
+    if _TCP_CORK is None:
         return
     with contextlib.suppress(OSError):
-        transport.socket.setsockopt(socket.IPPROTO_TCP, cork, 1 if on else 0)
+        transport.socket.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 1 if on else 0)
 
 
 def _uncork_then(result: Any, transport: Any) -> Any:
